@@ -1,0 +1,57 @@
+# The commands users type. `make demo` and `make test` work on a fresh machine:
+# both install what is missing through scripts/setup.sh first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+CARGO      ?= cargo
+WASM_DIR   := target/wasm32-wasip1/release
+HARNESS    := target/debug/harness
+DEMO_CONFIG := {"name":"resp-header-demo","value":"added by our filter"}
+
+.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean
+
+all: build
+
+# Everything the tests need (Rust wasm target, docker-registry, skopeo, oras).
+setup:
+	scripts/setup.sh all
+
+# Only what building filters needs.
+setup-wasm:
+	scripts/setup.sh wasm
+
+# Every example filter as a .wasm module, plus the harness's own test filters.
+build: setup-wasm
+	$(CARGO) build --target wasm32-wasip1 --release
+	@ls -1 $(WASM_DIR)/*.wasm
+
+# The harness and publish CLIs (dev profile; dependencies are optimised).
+build-host:
+	$(CARGO) build -p harness -p publish --bins
+
+# The Alibaba Cloud Service Mesh demo, without a cluster: the filter built for
+# wasm32-wasip1, loaded into the simulated Envoy, adding its header.
+demo: build build-host
+	$(HARNESS) run $(WASM_DIR)/response_header.wasm \
+	    --config '$(DEMO_CONFIG)' \
+	    --request 'GET /details/123' -H 'host: details:9080'
+
+test: setup build build-host test-unit test-scenarios
+	@echo "make test: all passed"
+
+test-unit:
+	$(CARGO) test --workspace
+
+# Every filter's scenario files, run through the harness on the built .wasm files.
+test-scenarios:
+	$(HARNESS) test filters/*/tests
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,1 @@
+//! response-header: see README.md.

@@ -1,0 +1,1 @@
+//! harness: see README.md.

@@ -1,0 +1,1 @@
+//! publish: see README.md.

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One place that installs what the build and the tests need on a fresh machine:
+# the wasm32-wasip1 Rust target, a real OCI registry (Debian's docker-registry),
+# skopeo, htpasswd and the oras Python client. Safe to run again: it only
+# installs what is missing, and it says clearly what it could not install.
+#
+#   scripts/setup.sh            everything
+#   scripts/setup.sh wasm       only the Rust target (enough for build/demo)
+set -u
+
+want=${1:-all}
+missing=()
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+    else return 1
+    fi
+}
+
+ensure_wasm_target() {
+    if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+        return 0
+    fi
+    say "installing the Rust target wasm32-wasip1"
+    rustup target add wasm32-wasip1 >&2 || missing+=("rust target wasm32-wasip1 (run: rustup target add wasm32-wasip1)")
+}
+
+ensure_apt_packages() {
+    local need=()
+    command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+    command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+    command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+    [ ${#need[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        missing+=("${need[*]} (no apt-get here: install them with your package manager)")
+        return 0
+    fi
+    say "installing Debian packages: ${need[*]}"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
+       ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; then
+        missing+=("${need[*]} (apt-get install failed: run it as root)")
+    fi
+}
+
+ensure_oras_python() {
+    python3 -c 'import oras.client' >/dev/null 2>&1 && return 0
+    say "installing the oras Python client (pip install oras)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore oras >&2 ||
+        python3 -m pip install --quiet --user oras >&2 ||
+        missing+=("python package oras (run: python3 -m pip install oras)")
+}
+
+ensure_wasm_target
+if [ "$want" = all ]; then
+    ensure_apt_packages
+    ensure_oras_python
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    say "could NOT install:"
+    for m in "${missing[@]}"; do say "  - $m"; done
+    exit 1
+fi
+exit 0

@@ -1,0 +1,1 @@
+//! sdk-ext: see README.md.
