@@ -1,0 +1,1 @@
+//! Proxy-Wasm ABI 0.2.1 enums, status codes and the header-map wire format.

@@ -1,0 +1,1 @@
+//! Every `proxy_*` host function, written once against a guest-memory trait.
