@@ -27,6 +27,7 @@ pub mod error;
 pub mod host;
 pub mod hostcalls;
 pub mod model;
+pub mod scenario;
 
 pub use backend::wasm::{CompiledModule, WasmEngine};
 pub use driver::{FilterModule, Harness};

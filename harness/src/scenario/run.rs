@@ -1,0 +1,322 @@
+//! Runs scenario files: finds them, compiles each module once, runs every
+//! case on a fresh VM and checks its steps.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::backend::wasm::CompiledModule;
+use crate::driver::Harness;
+use crate::error::HarnessError;
+use crate::model::{Exchange, HarnessConfig, Outcome, PluginConfig};
+
+use super::expect::check;
+use super::format::{self, Case, PluginSpec, Scenario, Step};
+use super::report::{CaseReport, Failure, FileReport, Summary, print_file};
+
+/// Runs scenario files and remembers compiled modules between them.
+#[derive(Default)]
+pub struct Runner {
+    modules: HashMap<PathBuf, Result<CompiledModule, String>>,
+}
+
+impl Runner {
+    /// A runner with no module compiled yet.
+    pub fn new() -> Runner {
+        Runner::default()
+    }
+
+    /// Runs every file and directory in `paths`, printing each file's
+    /// results to `out` as it finishes and the totals line last.
+    pub fn run_paths(&mut self, paths: &[PathBuf], out: &mut dyn Write) -> Summary {
+        let mut summary = Summary::default();
+        for path in paths {
+            match find_scenarios(path) {
+                Ok(files) => {
+                    for file in files {
+                        let report = self.run_file(&file);
+                        let _ = print_file(out, &report);
+                        summary.add(report);
+                    }
+                }
+                Err(message) => {
+                    let report = load_error(&path.display().to_string(), message);
+                    let _ = print_file(out, &report);
+                    summary.add(report);
+                }
+            }
+        }
+        let _ = writeln!(out, "{}", summary.totals_line());
+        summary
+    }
+
+    /// Loads and runs one scenario file.
+    pub fn run_file(&mut self, path: &Path) -> FileReport {
+        let label = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return load_error(&label, format!("cannot read {label}: {e}")),
+        };
+        let scenario = match format::parse(&text, &label) {
+            Ok(scenario) => scenario,
+            Err(message) => return load_error(&label, message),
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        self.run_scenario(&scenario, base, &label)
+    }
+
+    /// Runs an already parsed scenario; module paths resolve against `base`.
+    pub fn run_scenario(&mut self, scenario: &Scenario, base: &Path, label: &str) -> FileReport {
+        let cases = scenario
+            .cases
+            .iter()
+            .map(|case| self.run_case(scenario, case, base))
+            .collect();
+        FileReport {
+            file: label.to_string(),
+            cases,
+        }
+    }
+
+    fn module(&mut self, spec: &str, base: &Path) -> Result<CompiledModule, String> {
+        let path = resolve_module(spec, base)?;
+        self.modules
+            .entry(path.clone())
+            .or_insert_with(|| CompiledModule::from_file(&path).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    fn run_case(&mut self, scenario: &Scenario, case: &Case, base: &Path) -> CaseReport {
+        let mut report = CaseReport {
+            name: case.name.clone(),
+            failures: Vec::new(),
+            logs: Vec::new(),
+        };
+        let plugin = scenario.plugin.merged(&case.plugin);
+        let module = match plugin.module.as_deref() {
+            Some(spec) => self.module(spec, base),
+            None => Err("plugin.module is not set".to_string()),
+        };
+        let module = match module {
+            Ok(module) => module,
+            Err(message) => {
+                report
+                    .failures
+                    .push(Failure::error("start-up", "loading the module", message));
+                return report;
+            }
+        };
+        let config = harness_config(scenario, case, &plugin);
+        let harness = Harness::new(&module, config);
+        let mut harness = match (harness, &case.configure_fails) {
+            (Ok(_), Some(text)) => {
+                report.failures.push(Failure::mismatch(
+                    "start-up",
+                    "configuration",
+                    format!("start-up to fail with a message containing {text:?}"),
+                    "start-up succeeded",
+                ));
+                return report;
+            }
+            (Err(error), Some(text)) => {
+                let message = error.to_string();
+                let is_startup_failure = matches!(
+                    error,
+                    HarnessError::ConfigurationRejected { .. } | HarnessError::Trap { .. }
+                );
+                if !is_startup_failure || !message.contains(text.as_str()) {
+                    report.failures.push(Failure::mismatch(
+                        "start-up",
+                        "configuration",
+                        format!("the filter to reject its configuration with a message containing {text:?}"),
+                        message,
+                    ));
+                }
+                return report;
+            }
+            (Err(error), None) => {
+                report.failures.push(Failure::error(
+                    "start-up",
+                    "starting the plugin",
+                    error.to_string(),
+                ));
+                return report;
+            }
+            (Ok(harness), None) => harness,
+        };
+        if let Some(expect) = &case.startup {
+            let before = report.failures.len();
+            check("start-up", expect, harness.startup(), &mut report.failures);
+            if report.failures.len() > before {
+                report.logs = log_lines(harness.startup());
+            }
+        }
+        for (index, step) in case.effective_steps().iter().enumerate() {
+            let label = step_label(index, step);
+            let outcome = match run_step(&mut harness, step) {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    report.failures.push(Failure::error(
+                        &label,
+                        "running the step",
+                        error.to_string(),
+                    ));
+                    return report;
+                }
+            };
+            let before = report.failures.len();
+            check(&label, &step.expect, &outcome, &mut report.failures);
+            if report.failures.len() > before && report.logs.is_empty() {
+                report.logs = log_lines(&outcome);
+            }
+        }
+        report
+    }
+}
+
+fn run_step(harness: &mut Harness, step: &Step) -> Result<Outcome, HarnessError> {
+    match (&step.request, step.advance_ms) {
+        (Some(request), _) => harness.exchange(&Exchange {
+            request: request.0.clone(),
+            upstream: step.upstream.clone().unwrap_or_default(),
+            properties: step.properties.clone(),
+        }),
+        (None, Some(ms)) => harness.advance(ms),
+        (None, None) => Err(HarnessError::Usage(
+            "a step needs `request` or `advance_ms`".to_string(),
+        )),
+    }
+}
+
+fn step_label(index: usize, step: &Step) -> String {
+    match &step.name {
+        Some(name) => format!("step {} ({name})", index + 1),
+        None => format!("step {}", index + 1),
+    }
+}
+
+fn log_lines(outcome: &Outcome) -> Vec<String> {
+    outcome
+        .logs
+        .iter()
+        .map(|e| format!("[{}] {}", e.level.name(), e.message))
+        .collect()
+}
+
+fn load_error(label: &str, message: String) -> FileReport {
+    FileReport {
+        file: label.to_string(),
+        cases: vec![CaseReport {
+            name: "(file)".to_string(),
+            failures: vec![Failure::error("loading", "the scenario file", message)],
+            logs: Vec::new(),
+        }],
+    }
+}
+
+/// The harness configuration one case runs with.
+pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> HarnessConfig {
+    let defaults = PluginConfig::default();
+    let mut properties = scenario.properties.clone();
+    properties.extend(case.properties.clone());
+    let mut config = HarnessConfig {
+        plugin: PluginConfig {
+            name: plugin.name.clone().unwrap_or(defaults.name),
+            root_id: plugin.root_id.clone().unwrap_or(defaults.root_id),
+            vm_id: plugin.vm_id.clone().unwrap_or(defaults.vm_id),
+            vm_config: plugin.vm_config.clone().unwrap_or(defaults.vm_config),
+            configuration: plugin.config.clone().unwrap_or(defaults.configuration),
+            fail_open: plugin.fail_open.unwrap_or(defaults.fail_open),
+            env: plugin.env.clone().unwrap_or(defaults.env),
+            log_level: plugin.log_level.unwrap_or(defaults.log_level),
+        },
+        clusters: case
+            .clusters
+            .clone()
+            .unwrap_or_else(|| scenario.clusters.clone()),
+        properties,
+        ..HarnessConfig::default()
+    };
+    if let Some(ms) = scenario.host.start_time_unix_ms {
+        config.start_time_unix_ms = ms;
+    }
+    if let Some(bytes) = scenario.host.buffer_limit_bytes {
+        config.buffer_limit_bytes = bytes;
+    }
+    config
+}
+
+/// Every scenario file `path` names: the file itself, or every `*.yaml` /
+/// `*.yml` below a directory (sorted).
+pub fn find_scenarios(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+            let child = entry.path();
+            if child.is_dir() {
+                pending.push(child);
+            } else if matches!(
+                child.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                found.push(child);
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "no scenario files (*.yaml, *.yml) in {}",
+            path.display()
+        ));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Finds a module path: relative to the scenario's directory, then to the
+/// workspace root above it, then to the current directory.
+pub fn resolve_module(spec: &str, base: &Path) -> Result<PathBuf, String> {
+    let given = Path::new(spec);
+    if given.is_absolute() {
+        return if given.is_file() {
+            Ok(given.to_path_buf())
+        } else {
+            Err(format!("module {spec} does not exist"))
+        };
+    }
+    let mut candidates = vec![base.join(given)];
+    if let Some(root) = workspace_root(base) {
+        candidates.push(root.join(given));
+    }
+    candidates.push(given.to_path_buf());
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "module {spec} not found (tried {}); build the filters first: `cargo build --target wasm32-wasip1 --release` (or `make build`)",
+        tried.join(", ")
+    ))
+}
+
+/// The nearest ancestor of `from` whose Cargo.toml declares `[workspace]`.
+fn workspace_root(from: &Path) -> Option<PathBuf> {
+    let start = std::fs::canonicalize(from).ok()?;
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .map(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+                .unwrap_or(false)
+        })
+        .map(Path::to_path_buf)
+}
