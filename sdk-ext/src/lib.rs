@@ -1,1 +1,65 @@
-//! sdk-ext: see README.md.
+//! sdk-ext: write a Proxy-Wasm HTTP filter as a [`Plugin`] and let
+//! [`plugin!`] generate the root/http context plumbing of the raw SDK.
+//!
+//! ```text
+//! use sdk_ext::{Action, Http, Plugin, config::{self, ConfigError}};
+//!
+//! struct AddHeader;
+//!
+//! impl Plugin for AddHeader {
+//!     const NAME: &'static str = "add-header";
+//!     type Config = MyConfig; // serde::Deserialize + config::Validate
+//!     fn configure(raw: &[u8]) -> Result<MyConfig, ConfigError> { config::from_json(raw) }
+//!     fn create(_: &Http<Self>) -> Self { AddHeader }
+//!     fn on_response_headers(&mut self, http: &mut Http<Self>, _eos: bool) -> Action {
+//!         http.response_headers().add("x-hello", "world");
+//!         Action::Continue
+//!     }
+//! }
+//!
+//! sdk_ext::plugin!(AddHeader);
+//! ```
+//!
+//! Filter logic stays plain Rust (testable with `cargo test` on the host); the
+//! hooks only move data between the host and that logic.
+
+pub mod callout;
+pub mod clock;
+pub mod config;
+mod ffi;
+pub mod headers;
+mod http;
+mod plugin;
+pub mod property;
+mod response;
+#[doc(hidden)]
+pub mod runtime;
+
+pub use callout::{CallOutcome, CallResponse, HttpCall};
+pub use config::{ConfigError, Validate};
+pub use ffi::HostStatus;
+pub use headers::Headers;
+pub use http::Http;
+pub use plugin::Plugin;
+pub use response::LocalResponse;
+pub use runtime::Root;
+
+/// The raw SDK, for what sdk-ext does not wrap.
+pub use proxy_wasm;
+/// Proxy-Wasm enums and aliases (`Action`, `MapType`, `Bytes`, ...).
+pub use proxy_wasm::types;
+pub use proxy_wasm::types::Action;
+
+/// Makes `$plugin` (a [`Plugin`]) the module's filter: emits the module's
+/// `_initialize` entry point, which registers a root context that parses and
+/// validates the configuration in `on_configure` (a bad one is rejected with
+/// one log line naming the field) and creates one http context per stream
+/// sharing that configuration.
+#[macro_export]
+macro_rules! plugin {
+    ($plugin:ty) => {
+        $crate::proxy_wasm::main! {{
+            $crate::runtime::install::<$plugin>();
+        }}
+    };
+}

@@ -1,0 +1,234 @@
+//! The per-stream handle a plugin's hooks receive: headers, bodies, local
+//! replies, resuming, callouts, the shared configuration and a log prefix.
+
+use crate::callout::{CallOutcome, CallResponse, HttpCall};
+use crate::ffi::HostStatus;
+use crate::headers::Headers;
+use crate::plugin::Plugin;
+use crate::response::LocalResponse;
+use crate::runtime::{Shared, StreamDirection};
+use crate::types::{BufferType, Bytes};
+use proxy_wasm::hostcalls;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+type CallCallback<P> = Box<dyn FnOnce(&mut P, &mut Http<P>, CallOutcome)>;
+
+/// One HTTP stream as seen by plugin `P`.
+pub struct Http<P: Plugin> {
+    context_id: u32,
+    shared: Rc<Shared<P>>,
+    calls: HashMap<u32, CallCallback<P>>,
+    log_prefix: OnceCell<String>,
+}
+
+impl<P: Plugin> Http<P> {
+    pub(crate) fn new(context_id: u32, shared: Rc<Shared<P>>) -> Self {
+        Self {
+            context_id,
+            shared,
+            calls: HashMap::new(),
+            log_prefix: OnceCell::new(),
+        }
+    }
+
+    /// The validated configuration of this worker's root context.
+    pub fn config(&self) -> &P::Config {
+        &self.shared.config
+    }
+
+    pub fn context_id(&self) -> u32 {
+        self.context_id
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<P> {
+        &self.shared
+    }
+
+    pub fn request_headers(&self) -> Headers {
+        Headers::REQUEST
+    }
+
+    pub fn response_headers(&self) -> Headers {
+        Headers::RESPONSE
+    }
+
+    pub fn request_trailers(&self) -> Headers {
+        Headers::REQUEST_TRAILERS
+    }
+
+    pub fn response_trailers(&self) -> Headers {
+        Headers::RESPONSE_TRAILERS
+    }
+
+    /// The buffered request body (call from `on_request_body`).
+    pub fn request_body(&self) -> Bytes {
+        read_buffer(BufferType::HttpRequestBody)
+    }
+
+    /// The buffered response body (call from `on_response_body`).
+    pub fn response_body(&self) -> Bytes {
+        read_buffer(BufferType::HttpResponseBody)
+    }
+
+    /// Replaces the whole buffered request body.
+    pub fn set_request_body(&self, body: &[u8]) {
+        replace_buffer(BufferType::HttpRequestBody, body);
+    }
+
+    /// Replaces the whole buffered response body.
+    pub fn set_response_body(&self, body: &[u8]) {
+        replace_buffer(BufferType::HttpResponseBody, body);
+    }
+
+    /// Answers the client locally. The host applies it when the current hook
+    /// returns; return [`crate::Action::Pause`] from the hook.
+    pub fn send_local_response(&self, reply: &LocalResponse) {
+        if let Err(status) = reply.send() {
+            log::error!(
+                "{}: sending a local {} reply failed: {status}",
+                self.log_prefix(),
+                reply.status()
+            );
+        }
+    }
+
+    /// Resumes a request paused by an earlier hook.
+    pub fn resume_request(&self) {
+        if let Err(status) = hostcalls::resume_http_request() {
+            log::warn!(
+                "{}: resuming the request failed: {status:?}",
+                self.log_prefix()
+            );
+        }
+    }
+
+    /// Resumes a response paused by an earlier hook.
+    pub fn resume_response(&self) {
+        if let Err(status) = hostcalls::resume_http_response() {
+            log::warn!(
+                "{}: resuming the response failed: {status:?}",
+                self.log_prefix()
+            );
+        }
+    }
+
+    /// Resumes the (paused) request once `delay` has passed on the host clock.
+    /// Needs [`Plugin::tick_period`]: the delay is checked on each tick.
+    pub fn resume_request_after(&self, delay: Duration) {
+        self.shared.schedule_resume(
+            self.context_id,
+            StreamDirection::Request,
+            self.now() + delay,
+        );
+    }
+
+    /// Resumes the (paused) response once `delay` has passed on the host clock.
+    pub fn resume_response_after(&self, delay: Duration) {
+        self.shared.schedule_resume(
+            self.context_id,
+            StreamDirection::Response,
+            self.now() + delay,
+        );
+    }
+
+    /// Host time (virtual time in the harness).
+    pub fn now(&self) -> SystemTime {
+        crate::clock::now()
+    }
+
+    /// Sends `call`; `on_answer` runs on this stream when the answer, a failure
+    /// or the timeout arrives. Usually the hook then returns `Action::Pause` and
+    /// the callback resumes the request or sends a local reply.
+    pub fn dispatch_call(
+        &mut self,
+        call: &HttpCall,
+        on_answer: impl FnOnce(&mut P, &mut Http<P>, CallOutcome) + 'static,
+    ) -> Result<u32, HostStatus> {
+        let token = call.dispatch()?;
+        self.calls.insert(token, Box::new(on_answer));
+        Ok(token)
+    }
+
+    /// Number of callouts still waiting for an answer.
+    pub fn pending_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub(crate) fn complete_call(
+        &mut self,
+        plugin: &mut P,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        let Some(callback) = self.calls.remove(&token) else {
+            log::warn!(
+                "{}: answer for unknown call token {token}",
+                self.log_prefix()
+            );
+            return;
+        };
+        let outcome = if num_headers == 0 {
+            CallOutcome::Failed
+        } else {
+            let headers = Headers::CALL_RESPONSE.pairs();
+            let status = crate::headers::find(&headers, ":status")
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.parse::<u32>().ok());
+            match status {
+                Some(status) => {
+                    let body = if body_size == 0 {
+                        Vec::new()
+                    } else {
+                        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default()
+                    };
+                    CallOutcome::Response(CallResponse {
+                        status,
+                        headers,
+                        body,
+                    })
+                }
+                None => CallOutcome::Failed,
+            }
+        };
+        callback(plugin, self, outcome);
+    }
+
+    /// `"<plugin name> [<request id>]"`, for log lines about this stream. The
+    /// plugin name is the host's `plugin_name` property (falls back to
+    /// [`Plugin::NAME`]); the request id is `x-request-id`.
+    pub fn log_prefix(&self) -> &str {
+        self.log_prefix.get_or_init(|| {
+            let name = crate::property::get_string(&["plugin_name"])
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| P::NAME.to_string());
+            let request_id = Headers::REQUEST
+                .get_str("x-request-id")
+                .unwrap_or_else(|| "-".to_string());
+            format!("{name} [{request_id}]")
+        })
+    }
+}
+
+fn read_buffer(buffer: BufferType) -> Bytes {
+    match hostcalls::get_buffer(buffer, 0, usize::MAX) {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(status) => {
+            log::debug!("reading buffer {buffer:?} failed: {status:?}");
+            Vec::new()
+        }
+    }
+}
+
+fn replace_buffer(buffer: BufferType, body: &[u8]) {
+    // start 0 with a size past the end replaces everything (Envoy semantics).
+    if let Err(status) = hostcalls::set_buffer(buffer, 0, usize::MAX, body) {
+        log::warn!("replacing buffer {buffer:?} failed: {status:?}");
+    }
+}
