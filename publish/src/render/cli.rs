@@ -1,0 +1,221 @@
+//! `publish render`: command-line arguments and the run function main.rs calls.
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use super::output::{self, Part};
+use super::schema::CrdSchemas;
+use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    about = "Render EnvoyFilter, workload patch, node-agent list and WasmPlugin from an ASMFilterDeployment",
+    long_about = "Renders, from one or more ASMFilterDeployment resources (Alibaba Cloud Service Mesh), \
+                  what the ASM controller would create: an Istio EnvoyFilter, a strategic-merge patch \
+                  mounting /var/local/lib/wasm-filters into the sidecar, the module list `publish sync` \
+                  keeps on every node, and the equivalent Istio WasmPlugin. Apply either the WasmPlugin \
+                  or the other three, not both."
+)]
+pub struct RenderArgs {
+    /// ASMFilterDeployment YAML files (several documents per file are fine); `-` reads stdin.
+    #[arg(required = true, value_name = "ASMFilterDeployment.yaml")]
+    pub inputs: Vec<PathBuf>,
+
+    /// A directory to write envoyfilter.yaml, workload-patch.yaml, node-agent.yaml and
+    /// wasmplugin.yaml into (created if missing), or `-` for stdout.
+    #[arg(short, long, default_value = "-", value_name = "DIR|-")]
+    pub output: String,
+
+    /// Only these outputs (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+
+    /// Put the filter on the workload's outbound listeners (SIDECAR_OUTBOUND) instead of inbound.
+    #[arg(long, conflicts_with = "gateway")]
+    pub outbound: bool,
+
+    /// The labels select an Istio gateway (GATEWAY context).
+    #[arg(long)]
+    pub gateway: bool,
+
+    /// Look up each image's manifest digest in its registry and pin it
+    /// (WasmPlugin.sha256 and the node-agent list's sha256).
+    #[arg(long)]
+    pub resolve: bool,
+
+    /// WasmPlugin phase (the EnvoyFilter always inserts the filter just before the router).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub phase: Option<Phase>,
+
+    /// WasmPlugin priority within its phase (higher runs first).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+
+    /// Let requests through when the module fails to load or crashes (FAIL_OPEN / fail_open).
+    #[arg(long)]
+    pub fail_open: bool,
+
+    /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs
+    /// (e.g. `kubectl get crd envoyfilters.networking.istio.io wasmplugins.extensions.istio.io -o yaml`).
+    #[arg(long, value_name = "CRDS.yaml")]
+    pub check_crds: Option<PathBuf>,
+
+    /// --resolve: plain HTTP for registries that are not on loopback.
+    #[arg(long)]
+    pub plain_http: bool,
+
+    /// --resolve: accept any TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// --resolve: extra CA certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RenderArgs {
+    fn context(&self) -> TrafficContext {
+        if self.outbound {
+            TrafficContext::Outbound
+        } else if self.gateway {
+            TrafficContext::Gateway
+        } else {
+            TrafficContext::Inbound
+        }
+    }
+}
+
+/// Reads the inputs, renders, checks and writes. Warnings go to stderr.
+pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
+    let mut deployments = Vec::new();
+    for path in &args.inputs {
+        let text = read_input(path)?;
+        let parsed = input::parse_documents(&text)
+            .with_context(|| format!("{}: invalid ASMFilterDeployment", display(path)))?;
+        deployments.extend(parsed);
+    }
+
+    let mut options = RenderOptions {
+        context: args.context(),
+        phase: args.phase,
+        priority: args.priority,
+        fail_open: args.fail_open,
+        digests: BTreeMap::new(),
+    };
+    if args.resolve {
+        options.digests = resolve_digests(&args, &deployments).await?;
+    }
+
+    let bundle = super::render(&deployments, &options)?;
+    for warning in &bundle.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(crds) = &args.check_crds {
+        check_against_crds(&bundle, crds)?;
+    }
+    let files = output::files(&bundle, &args.only).context("serialising the rendered resources")?;
+    write_files(&files, &args.output)
+}
+
+fn display(path: &Path) -> String {
+    if path == Path::new("-") {
+        "stdin".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the ASMFilterDeployment from stdin")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Checks every EnvoyFilter and WasmPlugin of the bundle against the CRD file.
+pub fn check_against_crds(bundle: &Bundle, crds: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(crds).with_context(|| format!("reading {}", crds.display()))?;
+    let schemas =
+        CrdSchemas::from_yaml(&text).with_context(|| format!("loading {}", crds.display()))?;
+    for filter in &bundle.filters {
+        for resource in [
+            serde_json::to_value(&filter.envoy_filter)?,
+            serde_json::to_value(&filter.wasm_plugin)?,
+        ] {
+            schemas
+                .check(&resource)
+                .with_context(|| format!("checking against {}", crds.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_files(files: &[output::OutputFile], target: &str) -> anyhow::Result<()> {
+    if target == "-" {
+        let text: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.join("---\n").as_bytes())
+            .context("writing to stdout")?;
+        return Ok(());
+    }
+    let dir = Path::new(target);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for file in files {
+        let path = dir.join(file.part.file_name());
+        crate::cache::write_atomically(&path, file.text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Manifest digest (`sha256:...`) of every distinct image, through the registry client.
+async fn resolve_digests(
+    args: &RenderArgs,
+    deployments: &[input::FilterDeployment],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut digests = BTreeMap::new();
+    for deployment in deployments {
+        let image = &deployment.filter.image;
+        if digests.contains_key(image) {
+            continue;
+        }
+        let reference = crate::reference::parse(image)?;
+        let registry = reference.resolve_registry().to_string();
+        let credentials = crate::auth::from_docker_config(&registry)?;
+        let client = crate::client::RegistryClient::new(
+            &registry,
+            credentials,
+            crate::client::Options {
+                plain_http: args.plain_http,
+                insecure: args.insecure,
+                ca_file: args.ca_file.clone(),
+                progress: false,
+                ..Default::default()
+            },
+        )?;
+        let resolved = crate::resolve(&client, &reference, None)
+            .await
+            .with_context(|| {
+                format!(
+                    "--resolve: looking up the manifest digest of {image} (spec.filter.image of {}); \
+                     render without --resolve to leave sha256 out",
+                    deployment.name
+                )
+            })?;
+        digests.insert(image.clone(), resolved.manifest_digest);
+    }
+    if digests.is_empty() {
+        bail!("--resolve: no image to resolve");
+    }
+    Ok(digests)
+}

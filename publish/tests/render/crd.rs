@@ -1,0 +1,175 @@
+//! The rendered EnvoyFilter and WasmPlugin against Istio's published CRD schemas
+//! (tests/fixtures/render/istio-crds.yaml, a copy of istio/api's generated CRDs),
+//! and proof that the checker refuses what the API server would refuse.
+
+use publish::render::output::Part;
+use publish::render::schema::{CrdSchemas, SchemaError};
+use publish::render::{RenderOptions, TrafficContext};
+use serde_json::{Value, json};
+
+use super::{article_example, file, files, fixtures, parse_yaml_documents, read, render_file};
+
+fn schemas() -> CrdSchemas {
+    CrdSchemas::from_yaml(&read(&fixtures().join("istio-crds.yaml"))).expect("Istio CRDs load")
+}
+
+fn article_docs(part: Part, options: &RenderOptions) -> Vec<Value> {
+    let bundle = render_file(&article_example(), options);
+    parse_yaml_documents(file(&files(&bundle), part))
+}
+
+fn violations(schemas: &CrdSchemas, doc: &Value) -> Vec<String> {
+    match schemas.check(doc) {
+        Ok(()) => Vec::new(),
+        Err(SchemaError::Invalid { violations, .. }) => {
+            violations.iter().map(ToString::to_string).collect()
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+#[test]
+fn the_crd_file_has_both_schemas() {
+    let schemas = schemas();
+    for (api_version, kind) in [
+        ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+        ("extensions.istio.io/v1alpha1", "WasmPlugin"),
+    ] {
+        assert!(schemas.schema_for(api_version, kind).is_some(), "{kind}");
+    }
+    assert!(schemas.schema_for("extensions.istio.io/v1beta1", "WasmPlugin").is_none());
+}
+
+#[test]
+fn every_rendered_resource_satisfies_the_istio_crds() {
+    let schemas = schemas();
+    let inputs = fixtures().join("inputs");
+    let mut pinned = RenderOptions {
+        phase: Some(publish::render::Phase::Stats),
+        priority: Some(-5),
+        fail_open: true,
+        ..Default::default()
+    };
+    pinned.digests.insert(
+        "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1".into(),
+        format!("sha256:{}", "ab".repeat(32)),
+    );
+    let runs = [
+        (article_example(), RenderOptions::default()),
+        (article_example(), pinned),
+        (
+            article_example(),
+            RenderOptions {
+                context: TrafficContext::Outbound,
+                ..Default::default()
+            },
+        ),
+        (
+            article_example(),
+            RenderOptions {
+                context: TrafficContext::Gateway,
+                ..Default::default()
+            },
+        ),
+        (inputs.join("several-labels.yaml"), RenderOptions::default()),
+        (inputs.join("no-pull-secret.yaml"), RenderOptions::default()),
+        (inputs.join("two-filters.yaml"), RenderOptions::default()),
+    ];
+    let mut checked = 0;
+    for (input, options) in runs {
+        let rendered = files(&render_file(&input, &options));
+        for part in [Part::EnvoyFilter, Part::WasmPlugin] {
+            for doc in parse_yaml_documents(file(&rendered, part)) {
+                let found = violations(&schemas, &doc);
+                assert!(found.is_empty(), "{}: {part:?}: {found:#?}", input.display());
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 16);
+}
+
+/// Each mutation is something a renderer bug could produce; the schema must catch it
+/// at the path named.
+#[test]
+fn the_checker_refuses_what_the_api_server_would_refuse() {
+    let schemas = schemas();
+    let plugin = article_docs(Part::WasmPlugin, &RenderOptions::default()).remove(0);
+    let filter = article_docs(Part::EnvoyFilter, &RenderOptions::default()).remove(0);
+
+    let cases: Vec<(&str, Value, fn(&mut Value), &str)> = vec![
+        ("sha256 with a prefix", plugin.clone(), |d| {
+            d["spec"]["sha256"] = json!(format!("sha256:{}", "a".repeat(64)));
+        }, ".spec.sha256"),
+        ("sha256 in upper case", plugin.clone(), |d| {
+            d["spec"]["sha256"] = json!("A".repeat(64));
+        }, ".spec.sha256"),
+        ("sha256 too short", plugin.clone(), |d| {
+            d["spec"]["sha256"] = json!("a".repeat(63));
+        }, ".spec.sha256"),
+        ("unknown phase", plugin.clone(), |d| {
+            d["spec"]["phase"] = json!("LATE");
+        }, ".spec.phase"),
+        ("unknown fail strategy", plugin.clone(), |d| {
+            d["spec"]["failStrategy"] = json!("FAIL_SOMETIMES");
+        }, ".spec.failStrategy"),
+        ("missing url", plugin.clone(), |d| {
+            d["spec"].as_object_mut().unwrap().remove("url");
+        }, ".spec.url"),
+        ("priority beyond int32", plugin.clone(), |d| {
+            d["spec"]["priority"] = json!(1u64 << 32);
+        }, ".spec.priority"),
+        ("pluginConfig not an object", plugin.clone(), |d| {
+            d["spec"]["pluginConfig"] = json!("{\"a\":1}");
+        }, ".spec.pluginConfig"),
+        ("a field Istio does not have", plugin.clone(), |d| {
+            d["spec"]["rootID"] = json!("my_root_id");
+        }, ".spec.rootID"),
+        ("label value too long", plugin.clone(), |d| {
+            d["spec"]["selector"]["matchLabels"]["app"] = json!("x".repeat(64));
+        }, ".spec.selector.matchLabels.app"),
+        ("empty image pull secret", plugin.clone(), |d| {
+            d["spec"]["imagePullSecret"] = json!("");
+        }, ".spec.imagePullSecret"),
+        ("bad metadata name", plugin.clone(), |d| {
+            d["metadata"]["name"] = json!("Details_V1");
+        }, ".metadata.name"),
+        ("unknown context", filter.clone(), |d| {
+            d["spec"]["configPatches"][0]["match"]["context"] = json!("SIDECAR_INBOUNDS");
+        }, ".spec.configPatches[0].match.context"),
+        ("unknown operation", filter.clone(), |d| {
+            d["spec"]["configPatches"][0]["patch"]["operation"] = json!("INSERT_BEFOR");
+        }, ".spec.configPatches[0].patch.operation"),
+        ("unknown applyTo", filter.clone(), |d| {
+            d["spec"]["configPatches"][0]["applyTo"] = json!("HTTP_FILTERS");
+        }, ".spec.configPatches[0].applyTo"),
+        ("match on listener and cluster at once (oneOf)", filter.clone(), |d| {
+            d["spec"]["configPatches"][0]["match"]["cluster"] = json!({"name": "x"});
+        }, ".spec.configPatches[0].match"),
+        ("workloadSelector misspelt", filter.clone(), |d| {
+            let spec = d["spec"].as_object_mut().unwrap();
+            let selector = spec.remove("workloadSelector").unwrap();
+            spec.insert("workloadselector".into(), selector);
+        }, ".spec.workloadselector"),
+        ("configPatches not a list", filter.clone(), |d| {
+            d["spec"]["configPatches"] = json!({"applyTo": "HTTP_FILTER"});
+        }, ".spec.configPatches"),
+    ];
+    for (what, mut doc, mutate, path) in cases {
+        mutate(&mut doc);
+        let found = violations(&schemas, &doc);
+        assert!(
+            found.iter().any(|v| v.starts_with(&format!("{path}:"))),
+            "{what}: expected a violation at {path}, got {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn resources_of_unknown_kinds_are_not_waved_through() {
+    let schemas = schemas();
+    let mut plugin = article_docs(Part::WasmPlugin, &RenderOptions::default()).remove(0);
+    plugin["apiVersion"] = json!("extensions.istio.io/v1");
+    let err = schemas.check(&plugin).unwrap_err();
+    assert!(matches!(err, SchemaError::UnknownKind { .. }), "{err}");
+}
