@@ -1,0 +1,12 @@
+//! publish against real things: Debian's docker-registry (no auth, htpasswd,
+//! token auth), skopeo, the oras Python client, and fault-injecting proxies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod faults;
+mod interop;
+// `publish render` tests live beside this binary, in tests/render/.
+#[path = "../render/mod.rs"]
+mod render;
+mod roundtrip;
+mod support;

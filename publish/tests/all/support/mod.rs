@@ -1,0 +1,225 @@
+//! Test helpers: real tools (checked, never skipped), real registries, small
+//! but valid Proxy-Wasm modules, and a runner for the `publish` binary.
+
+pub mod http;
+pub mod proxy;
+pub mod registry;
+pub mod token;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Fails the test (never skips it) when a tool that scripts/setup.sh installs is missing.
+pub fn require_tool(name: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed; these tests need it. Run scripts/setup.sh (or: {install})"
+    );
+}
+
+pub fn require_oras_python() {
+    let ok = Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the oras Python package is not installed; run scripts/setup.sh (or: python3 -m pip install oras)"
+    );
+}
+
+/// A valid Proxy-Wasm module (ABI 0.2.1 export) with `payload` bytes of data,
+/// different `payload`s giving different modules.
+pub fn proxy_wasm_module(payload: usize, seed: u8) -> Vec<u8> {
+    let data: String = (0..payload)
+        .map(|i| format!("\\{:02x}", (i as u8).wrapping_mul(31).wrapping_add(seed)))
+        .collect();
+    let pages = payload / 65536 + 2;
+    let wat = format!(
+        r#"(module
+            (memory (export "memory") {pages})
+            (data (i32.const 1024) "{data}")
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "proxy_on_context_create") (param i32 i32))
+            (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
+            (func (export "malloc") (param i32) (result i32) i32.const 0))"#
+    );
+    wat::parse_str(wat).unwrap()
+}
+
+/// The small module most tests push, built once per test process.
+pub fn small_module() -> &'static [u8] {
+    static MODULE: OnceLock<Vec<u8>> = OnceLock::new();
+    MODULE.get_or_init(|| proxy_wasm_module(4096, 7))
+}
+
+/// A 2 MiB module (several upload chunks), built once.
+pub fn large_module() -> &'static [u8] {
+    static MODULE: OnceLock<Vec<u8>> = OnceLock::new();
+    MODULE.get_or_init(|| proxy_wasm_module(2 * 1024 * 1024, 3))
+}
+
+/// The demo filter if another build step produced it.
+pub fn built_filter() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip1/release/response_header.wasm");
+    path.is_file().then_some(path)
+}
+
+/// Runs the `publish` binary with its own Docker config dir and blob cache.
+pub struct Cli {
+    pub home: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.output.status.success()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// The --json report; panics with both streams when the command failed.
+    pub fn json(&self) -> serde_json::Value {
+        assert!(
+            self.ok(),
+            "publish failed:\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        serde_json::from_slice(&self.output.stdout).unwrap()
+    }
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        Cli {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn docker_config(&self) -> PathBuf {
+        self.home.path().join("docker")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.path().join("cache")
+    }
+
+    /// Writes a file under this CLI's home and returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.home.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, None, &[])
+    }
+
+    pub fn run_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_publish"));
+        command
+            .args(args)
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("PUBLISH_CACHE_DIR", self.cache_dir())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        Run {
+            output: child.wait_with_output().unwrap(),
+        }
+    }
+
+    /// `publish push MODULE REF --json` plus extra args; asserts success.
+    pub fn push(&self, module: &Path, reference: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "push",
+            module.to_str().unwrap(),
+            reference,
+            "--json",
+            "--backoff-ms",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).json()
+    }
+
+    /// `publish pull REF -o OUT --json` plus extra args; asserts success.
+    pub fn pull(&self, reference: &str, out: &Path, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "pull",
+            reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+            "--backoff-ms",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).json()
+    }
+}
+
+/// Runs a Python snippet that uses the oras package, in `cwd`; panics with its output on failure.
+pub fn python_oras(cwd: &Path, script: &str) -> String {
+    require_oras_python();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oras-py failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn skopeo(args: &[&str]) -> Output {
+    require_tool("skopeo", "apt-get install skopeo");
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
