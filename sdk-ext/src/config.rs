@@ -103,6 +103,15 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ConfigError> {
     Ok(value)
 }
 
+/// Deserializes an already-parsed JSON value, reporting the failing field path.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, error.into_inner().to_string())
+    })
+}
+
 /// Like [`parse_json`], but an empty document yields `T::default()`.
 pub fn parse_json_or_default<T: DeserializeOwned + Default>(raw: &[u8]) -> Result<T, ConfigError> {
     if raw.iter().all(u8::is_ascii_whitespace) {

@@ -28,12 +28,15 @@ pub mod clock;
 pub mod config;
 mod ffi;
 pub mod headers;
+pub mod metrics;
 mod http;
 mod plugin;
 pub mod property;
 mod response;
+pub mod rules;
 #[doc(hidden)]
 pub mod runtime;
+pub mod shared;
 
 pub use callout::{CallOutcome, CallResponse, HttpCall};
 pub use config::{ConfigError, Validate};
