@@ -27,7 +27,10 @@ fn render_to_stdout_prints_every_document() {
         .iter()
         .map(|d| d.get("kind").and_then(|k| k.as_str()).unwrap_or("(patch)"))
         .collect();
-    assert_eq!(kinds, ["EnvoyFilter", "(patch)", "WasmModuleList", "WasmPlugin"]);
+    assert_eq!(
+        kinds,
+        ["EnvoyFilter", "(patch)", "WasmModuleList", "WasmPlugin"]
+    );
 }
 
 #[test]
@@ -51,7 +54,10 @@ fn only_picks_outputs_for_kubectl_apply() {
     let plugin = &docs[0];
     assert_eq!(str_at(plugin, "/kind"), "WasmPlugin");
     assert_eq!(str_at(plugin, "/spec/phase"), "AUTHN");
-    assert_eq!(plugin.pointer("/spec/priority").and_then(|p| p.as_i64()), Some(-3));
+    assert_eq!(
+        plugin.pointer("/spec/priority").and_then(|p| p.as_i64()),
+        Some(-3)
+    );
     assert_eq!(str_at(plugin, "/spec/failStrategy"), "FAIL_OPEN");
     assert_eq!(str_at(plugin, "/spec/match/0/mode"), "CLIENT");
 }
@@ -93,8 +99,14 @@ fn bad_input_fails_with_the_field_and_the_file() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("bad.yaml"), "{stderr}");
-    assert!(stderr.contains("spec.filter.parameters: is not JSON"), "{stderr}");
-    assert!(out.stdout.is_empty(), "nothing is printed for a refused input");
+    assert!(
+        stderr.contains("spec.filter.parameters: is not JSON"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is printed for a refused input"
+    );
 }
 
 #[test]

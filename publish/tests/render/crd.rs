@@ -37,7 +37,11 @@ fn the_crd_file_has_both_schemas() {
     ] {
         assert!(schemas.schema_for(api_version, kind).is_some(), "{kind}");
     }
-    assert!(schemas.schema_for("extensions.istio.io/v1beta1", "WasmPlugin").is_none());
+    assert!(
+        schemas
+            .schema_for("extensions.istio.io/v1beta1", "WasmPlugin")
+            .is_none()
+    );
 }
 
 #[test]
@@ -81,7 +85,11 @@ fn every_rendered_resource_satisfies_the_istio_crds() {
         for part in [Part::EnvoyFilter, Part::WasmPlugin] {
             for doc in parse_yaml_documents(file(&rendered, part)) {
                 let found = violations(&schemas, &doc);
-                assert!(found.is_empty(), "{}: {part:?}: {found:#?}", input.display());
+                assert!(
+                    found.is_empty(),
+                    "{}: {part:?}: {found:#?}",
+                    input.display()
+                );
                 checked += 1;
             }
         }
@@ -97,63 +105,154 @@ fn the_checker_refuses_what_the_api_server_would_refuse() {
     let plugin = article_docs(Part::WasmPlugin, &RenderOptions::default()).remove(0);
     let filter = article_docs(Part::EnvoyFilter, &RenderOptions::default()).remove(0);
 
-    let cases: Vec<(&str, Value, fn(&mut Value), &str)> = vec![
-        ("sha256 with a prefix", plugin.clone(), |d| {
-            d["spec"]["sha256"] = json!(format!("sha256:{}", "a".repeat(64)));
-        }, ".spec.sha256"),
-        ("sha256 in upper case", plugin.clone(), |d| {
-            d["spec"]["sha256"] = json!("A".repeat(64));
-        }, ".spec.sha256"),
-        ("sha256 too short", plugin.clone(), |d| {
-            d["spec"]["sha256"] = json!("a".repeat(63));
-        }, ".spec.sha256"),
-        ("unknown phase", plugin.clone(), |d| {
-            d["spec"]["phase"] = json!("LATE");
-        }, ".spec.phase"),
-        ("unknown fail strategy", plugin.clone(), |d| {
-            d["spec"]["failStrategy"] = json!("FAIL_SOMETIMES");
-        }, ".spec.failStrategy"),
-        ("missing url", plugin.clone(), |d| {
-            d["spec"].as_object_mut().unwrap().remove("url");
-        }, ".spec.url"),
-        ("priority beyond int32", plugin.clone(), |d| {
-            d["spec"]["priority"] = json!(1u64 << 32);
-        }, ".spec.priority"),
-        ("pluginConfig not an object", plugin.clone(), |d| {
-            d["spec"]["pluginConfig"] = json!("{\"a\":1}");
-        }, ".spec.pluginConfig"),
-        ("a field Istio does not have", plugin.clone(), |d| {
-            d["spec"]["rootID"] = json!("my_root_id");
-        }, ".spec.rootID"),
-        ("label value too long", plugin.clone(), |d| {
-            d["spec"]["selector"]["matchLabels"]["app"] = json!("x".repeat(64));
-        }, ".spec.selector.matchLabels.app"),
-        ("empty image pull secret", plugin.clone(), |d| {
-            d["spec"]["imagePullSecret"] = json!("");
-        }, ".spec.imagePullSecret"),
-        ("bad metadata name", plugin.clone(), |d| {
-            d["metadata"]["name"] = json!("Details_V1");
-        }, ".metadata.name"),
-        ("unknown context", filter.clone(), |d| {
-            d["spec"]["configPatches"][0]["match"]["context"] = json!("SIDECAR_INBOUNDS");
-        }, ".spec.configPatches[0].match.context"),
-        ("unknown operation", filter.clone(), |d| {
-            d["spec"]["configPatches"][0]["patch"]["operation"] = json!("INSERT_BEFOR");
-        }, ".spec.configPatches[0].patch.operation"),
-        ("unknown applyTo", filter.clone(), |d| {
-            d["spec"]["configPatches"][0]["applyTo"] = json!("HTTP_FILTERS");
-        }, ".spec.configPatches[0].applyTo"),
-        ("match on listener and cluster at once (oneOf)", filter.clone(), |d| {
-            d["spec"]["configPatches"][0]["match"]["cluster"] = json!({"name": "x"});
-        }, ".spec.configPatches[0].match"),
-        ("workloadSelector misspelt", filter.clone(), |d| {
-            let spec = d["spec"].as_object_mut().unwrap();
-            let selector = spec.remove("workloadSelector").unwrap();
-            spec.insert("workloadselector".into(), selector);
-        }, ".spec.workloadselector"),
-        ("configPatches not a list", filter.clone(), |d| {
-            d["spec"]["configPatches"] = json!({"applyTo": "HTTP_FILTER"});
-        }, ".spec.configPatches"),
+    type Mutation = (&'static str, Value, fn(&mut Value), &'static str);
+    let cases: Vec<Mutation> = vec![
+        (
+            "sha256 with a prefix",
+            plugin.clone(),
+            |d| {
+                d["spec"]["sha256"] = json!(format!("sha256:{}", "a".repeat(64)));
+            },
+            ".spec.sha256",
+        ),
+        (
+            "sha256 in upper case",
+            plugin.clone(),
+            |d| {
+                d["spec"]["sha256"] = json!("A".repeat(64));
+            },
+            ".spec.sha256",
+        ),
+        (
+            "sha256 too short",
+            plugin.clone(),
+            |d| {
+                d["spec"]["sha256"] = json!("a".repeat(63));
+            },
+            ".spec.sha256",
+        ),
+        (
+            "unknown phase",
+            plugin.clone(),
+            |d| {
+                d["spec"]["phase"] = json!("LATE");
+            },
+            ".spec.phase",
+        ),
+        (
+            "unknown fail strategy",
+            plugin.clone(),
+            |d| {
+                d["spec"]["failStrategy"] = json!("FAIL_SOMETIMES");
+            },
+            ".spec.failStrategy",
+        ),
+        (
+            "missing url",
+            plugin.clone(),
+            |d| {
+                d["spec"].as_object_mut().unwrap().remove("url");
+            },
+            ".spec.url",
+        ),
+        (
+            "priority beyond int32",
+            plugin.clone(),
+            |d| {
+                d["spec"]["priority"] = json!(1u64 << 32);
+            },
+            ".spec.priority",
+        ),
+        (
+            "pluginConfig not an object",
+            plugin.clone(),
+            |d| {
+                d["spec"]["pluginConfig"] = json!("{\"a\":1}");
+            },
+            ".spec.pluginConfig",
+        ),
+        (
+            "a field Istio does not have",
+            plugin.clone(),
+            |d| {
+                d["spec"]["rootID"] = json!("my_root_id");
+            },
+            ".spec.rootID",
+        ),
+        (
+            "label value too long",
+            plugin.clone(),
+            |d| {
+                d["spec"]["selector"]["matchLabels"]["app"] = json!("x".repeat(64));
+            },
+            ".spec.selector.matchLabels.app",
+        ),
+        (
+            "empty image pull secret",
+            plugin.clone(),
+            |d| {
+                d["spec"]["imagePullSecret"] = json!("");
+            },
+            ".spec.imagePullSecret",
+        ),
+        (
+            "bad metadata name",
+            plugin.clone(),
+            |d| {
+                d["metadata"]["name"] = json!("Details_V1");
+            },
+            ".metadata.name",
+        ),
+        (
+            "unknown context",
+            filter.clone(),
+            |d| {
+                d["spec"]["configPatches"][0]["match"]["context"] = json!("SIDECAR_INBOUNDS");
+            },
+            ".spec.configPatches[0].match.context",
+        ),
+        (
+            "unknown operation",
+            filter.clone(),
+            |d| {
+                d["spec"]["configPatches"][0]["patch"]["operation"] = json!("INSERT_BEFOR");
+            },
+            ".spec.configPatches[0].patch.operation",
+        ),
+        (
+            "unknown applyTo",
+            filter.clone(),
+            |d| {
+                d["spec"]["configPatches"][0]["applyTo"] = json!("HTTP_FILTERS");
+            },
+            ".spec.configPatches[0].applyTo",
+        ),
+        (
+            "match on listener and cluster at once (oneOf)",
+            filter.clone(),
+            |d| {
+                d["spec"]["configPatches"][0]["match"]["cluster"] = json!({"name": "x"});
+            },
+            ".spec.configPatches[0].match",
+        ),
+        (
+            "workloadSelector misspelt",
+            filter.clone(),
+            |d| {
+                let spec = d["spec"].as_object_mut().unwrap();
+                let selector = spec.remove("workloadSelector").unwrap();
+                spec.insert("workloadselector".into(), selector);
+            },
+            ".spec.workloadselector",
+        ),
+        (
+            "configPatches not a list",
+            filter.clone(),
+            |d| {
+                d["spec"]["configPatches"] = json!({"applyTo": "HTTP_FILTER"});
+            },
+            ".spec.configPatches",
+        ),
     ];
     for (what, mut doc, mutate, path) in cases {
         mutate(&mut doc);

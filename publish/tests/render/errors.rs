@@ -13,10 +13,7 @@ fn article_with(from: &str, to: &str) -> String {
 
 fn refused(text: &str) -> (String, String) {
     let err = parse_documents(text).expect_err("must be refused");
-    (
-        err.field_name().unwrap_or("").to_string(),
-        err.to_string(),
-    )
+    (err.field_name().unwrap_or("").to_string(), err.to_string())
 }
 
 #[test]
@@ -215,7 +212,10 @@ fn not_yaml_and_empty_inputs_are_refused() {
 fn two_filters_may_not_share_an_id_for_different_images() {
     let one = read(&article_example());
     let two = one
-        .replace("name: details-v1-wasmfiltersample", "name: details-v1-other")
+        .replace(
+            "name: details-v1-wasmfiltersample",
+            "name: details-v1-other",
+        )
         .replace("asm-test:v0.1", "asm-test:v0.2");
     let deployments = parse_documents(&format!("{one}---\n{two}")).unwrap();
     let err = publish::render::render(&deployments, &Default::default()).unwrap_err();

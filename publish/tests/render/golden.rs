@@ -11,7 +11,9 @@ use publish::render::output::Part;
 use publish::render::{Phase, RenderOptions, TrafficContext};
 use serde_json::{Value, json};
 
-use super::{article_example, at, file, files, fixtures, parse_yaml_documents, render_file, str_at};
+use super::{
+    article_example, at, file, files, fixtures, parse_yaml_documents, render_file, str_at,
+};
 
 const ARTICLE_IMAGE: &str = "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1";
 const DIGEST_HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -271,14 +273,28 @@ fn every_case_parses_back_field_by_field() {
         let rendered = files(&bundle);
         assert_eq!(
             rendered.iter().map(|f| f.part).collect::<Vec<_>>(),
-            [Part::EnvoyFilter, Part::WorkloadPatch, Part::NodeAgent, Part::WasmPlugin],
+            [
+                Part::EnvoyFilter,
+                Part::WorkloadPatch,
+                Part::NodeAgent,
+                Part::WasmPlugin
+            ],
             "{}",
             case.name
         );
-        check_envoy_filters(&case, &parse_yaml_documents(file(&rendered, Part::EnvoyFilter)));
+        check_envoy_filters(
+            &case,
+            &parse_yaml_documents(file(&rendered, Part::EnvoyFilter)),
+        );
         check_workload_patch(&case, file(&rendered, Part::WorkloadPatch));
-        check_node_list(&case, &parse_yaml_documents(file(&rendered, Part::NodeAgent)));
-        check_wasm_plugins(&case, &parse_yaml_documents(file(&rendered, Part::WasmPlugin)));
+        check_node_list(
+            &case,
+            &parse_yaml_documents(file(&rendered, Part::NodeAgent)),
+        );
+        check_wasm_plugins(
+            &case,
+            &parse_yaml_documents(file(&rendered, Part::WasmPlugin)),
+        );
     }
 }
 
@@ -297,13 +313,26 @@ fn check_metadata(doc: &Value, expect: &Expect, what: &str) {
 }
 
 fn check_envoy_filters(case: &Case, docs: &[Value]) {
-    assert_eq!(docs.len(), case.filters.len(), "{}: EnvoyFilter count", case.name);
+    assert_eq!(
+        docs.len(),
+        case.filters.len(),
+        "{}: EnvoyFilter count",
+        case.name
+    );
     for (doc, expect) in docs.iter().zip(&case.filters) {
         let what = format!("{} EnvoyFilter {}", case.name, expect.name);
-        assert_eq!(str_at(doc, "/apiVersion"), "networking.istio.io/v1alpha3", "{what}");
+        assert_eq!(
+            str_at(doc, "/apiVersion"),
+            "networking.istio.io/v1alpha3",
+            "{what}"
+        );
         assert_eq!(str_at(doc, "/kind"), "EnvoyFilter", "{what}");
         check_metadata(doc, expect, &what);
-        assert_eq!(at(doc, "/spec/workloadSelector/labels"), &labels_json(expect.labels), "{what}");
+        assert_eq!(
+            at(doc, "/spec/workloadSelector/labels"),
+            &labels_json(expect.labels),
+            "{what}"
+        );
 
         let patches = at(doc, "/spec/configPatches").as_array().unwrap();
         assert_eq!(patches.len(), 1, "{what}");
@@ -321,7 +350,11 @@ fn check_envoy_filters(case: &Case, docs: &[Value]) {
             "{what}"
         );
         assert_eq!(str_at(patch, "/patch/operation"), "INSERT_BEFORE", "{what}");
-        assert_eq!(str_at(patch, "/patch/value/name"), "envoy.filters.http.wasm", "{what}");
+        assert_eq!(
+            str_at(patch, "/patch/value/name"),
+            "envoy.filters.http.wasm",
+            "{what}"
+        );
 
         let typed = at(patch, "/patch/value/typed_config");
         assert_eq!(
@@ -331,7 +364,11 @@ fn check_envoy_filters(case: &Case, docs: &[Value]) {
         );
         let config = at(typed, "/config");
         assert_eq!(str_at(config, "/name"), expect.id, "{what}");
-        assert_eq!(config.get("root_id").and_then(Value::as_str), expect.root_id, "{what}");
+        assert_eq!(
+            config.get("root_id").and_then(Value::as_str),
+            expect.root_id,
+            "{what}"
+        );
         match expect.parameters_text {
             Some(text) => {
                 assert_eq!(
@@ -344,7 +381,11 @@ fn check_envoy_filters(case: &Case, docs: &[Value]) {
             }
             None => assert!(config.get("configuration").is_none(), "{what}"),
         }
-        assert_eq!(str_at(config, "/vm_config/runtime"), "envoy.wasm.runtime.v8", "{what}");
+        assert_eq!(
+            str_at(config, "/vm_config/runtime"),
+            "envoy.wasm.runtime.v8",
+            "{what}"
+        );
         assert_eq!(str_at(config, "/vm_config/vm_id"), expect.id, "{what}");
         assert_eq!(
             str_at(config, "/vm_config/code/local/filename"),
@@ -368,7 +409,9 @@ fn check_workload_patch(case: &Case, text: &str) {
         );
     }
     assert_eq!(
-        text.lines().filter(|l| l.starts_with("#   kubectl")).count(),
+        text.lines()
+            .filter(|l| l.starts_with("#   kubectl"))
+            .count(),
         case.patch_commands.len(),
         "{}",
         case.name
@@ -382,9 +425,12 @@ fn check_workload_patch(case: &Case, text: &str) {
     // Istio's injector reads both annotations as JSON.
     let volumes: Value =
         serde_json::from_str(annotations["sidecar.istio.io/userVolume"].as_str().unwrap()).unwrap();
-    let mounts: Value =
-        serde_json::from_str(annotations["sidecar.istio.io/userVolumeMount"].as_str().unwrap())
-            .unwrap();
+    let mounts: Value = serde_json::from_str(
+        annotations["sidecar.istio.io/userVolumeMount"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         volumes,
         json!([{"name": "wasmfilters-dir",
@@ -403,7 +449,10 @@ fn check_workload_patch(case: &Case, text: &str) {
 fn check_node_list(case: &Case, docs: &[Value]) {
     assert_eq!(docs.len(), 1, "{}", case.name);
     let list = &docs[0];
-    assert_eq!(str_at(list, "/apiVersion"), "publish.proxy-wasm-toolkit/v1alpha1");
+    assert_eq!(
+        str_at(list, "/apiVersion"),
+        "publish.proxy-wasm-toolkit/v1alpha1"
+    );
     assert_eq!(str_at(list, "/kind"), "WasmModuleList");
     let modules = at(list, "/modules").as_array().unwrap();
     assert_eq!(modules.len(), case.filters.len(), "{}", case.name);
@@ -427,29 +476,62 @@ fn check_node_list(case: &Case, docs: &[Value]) {
 }
 
 fn check_wasm_plugins(case: &Case, docs: &[Value]) {
-    assert_eq!(docs.len(), case.filters.len(), "{}: WasmPlugin count", case.name);
+    assert_eq!(
+        docs.len(),
+        case.filters.len(),
+        "{}: WasmPlugin count",
+        case.name
+    );
     for (doc, expect) in docs.iter().zip(&case.filters) {
         let what = format!("{} WasmPlugin {}", case.name, expect.name);
-        assert_eq!(str_at(doc, "/apiVersion"), "extensions.istio.io/v1alpha1", "{what}");
+        assert_eq!(
+            str_at(doc, "/apiVersion"),
+            "extensions.istio.io/v1alpha1",
+            "{what}"
+        );
         assert_eq!(str_at(doc, "/kind"), "WasmPlugin", "{what}");
         check_metadata(doc, expect, &what);
         let spec = at(doc, "/spec");
-        assert_eq!(at(spec, "/selector/matchLabels"), &labels_json(expect.labels), "{what}");
-        assert_eq!(str_at(spec, "/url"), format!("oci://{}", expect.image), "{what}");
+        assert_eq!(
+            at(spec, "/selector/matchLabels"),
+            &labels_json(expect.labels),
+            "{what}"
+        );
+        assert_eq!(
+            str_at(spec, "/url"),
+            format!("oci://{}", expect.image),
+            "{what}"
+        );
         let opt = |key: &str| spec.get(key).and_then(Value::as_str);
         assert_eq!(opt("sha256"), expect.sha256, "{what}");
         assert_eq!(opt("imagePullSecret"), expect.pull_secret, "{what}");
         assert_eq!(opt("pluginName"), expect.root_id, "{what}");
-        assert_eq!(spec.get("pluginConfig"), expect.plugin_config.as_ref(), "{what}");
+        assert_eq!(
+            spec.get("pluginConfig"),
+            expect.plugin_config.as_ref(),
+            "{what}"
+        );
         if let (Some(text), Some(config)) = (expect.parameters_text, &expect.plugin_config) {
             // Same configuration through both paths.
-            assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), config, "{what}");
+            assert_eq!(
+                &serde_json::from_str::<Value>(text).unwrap(),
+                config,
+                "{what}"
+            );
         }
         assert_eq!(opt("phase"), case.phase, "{what}");
-        assert_eq!(spec.get("priority").and_then(Value::as_i64), case.priority, "{what}");
+        assert_eq!(
+            spec.get("priority").and_then(Value::as_i64),
+            case.priority,
+            "{what}"
+        );
         assert_eq!(
             opt("failStrategy"),
-            Some(if case.fail_open { "FAIL_OPEN" } else { "FAIL_CLOSE" }),
+            Some(if case.fail_open {
+                "FAIL_OPEN"
+            } else {
+                "FAIL_CLOSE"
+            }),
             "{what}"
         );
         assert_eq!(opt("type"), Some("HTTP"), "{what}");

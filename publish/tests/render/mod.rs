@@ -38,7 +38,7 @@ pub fn files(bundle: &Bundle) -> Vec<OutputFile> {
     output::files(bundle, &[]).expect("serialising")
 }
 
-pub fn file<'a>(files: &'a [OutputFile], part: Part) -> &'a str {
+pub fn file(files: &[OutputFile], part: Part) -> &str {
     &files
         .iter()
         .find(|f| f.part == part)
@@ -56,8 +56,12 @@ pub fn parse_yaml_documents(text: &str) -> Vec<Value> {
 
 /// The value at a JSON pointer, with a readable failure.
 pub fn at<'a>(doc: &'a Value, pointer: &str) -> &'a Value {
-    doc.pointer(pointer)
-        .unwrap_or_else(|| panic!("no {pointer} in {}", serde_json::to_string_pretty(doc).unwrap()))
+    doc.pointer(pointer).unwrap_or_else(|| {
+        panic!(
+            "no {pointer} in {}",
+            serde_json::to_string_pretty(doc).unwrap()
+        )
+    })
 }
 
 pub fn str_at<'a>(doc: &'a Value, pointer: &str) -> &'a str {
