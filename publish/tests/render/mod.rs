@@ -5,6 +5,7 @@ mod cli;
 mod crd;
 mod errors;
 mod golden;
+mod resolve;
 
 use std::path::{Path, PathBuf};
 

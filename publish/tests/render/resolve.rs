@@ -1,0 +1,91 @@
+//! `publish render --resolve` against a real registry (htpasswd auth, credentials
+//! from the Docker config `publish login` wrote): the pinned digest is the one
+//! `publish push` reported, a moved tag gives the new digest, a missing image is
+//! an error naming it.
+
+use crate::support::registry::{Registry, RegistryAuth};
+use crate::support::{Cli, proxy_wasm_module, small_module};
+
+use super::{article_example, fixtures, parse_yaml_documents, read, str_at};
+
+const USER: &str = "render-user";
+const PASSWORD: &str = "render-Passw0rd-123";
+
+fn deployment_for(cli: &Cli, image: &str) -> String {
+    let text = read(&article_example()).replace(
+        "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1",
+        image,
+    );
+    let path = cli.file("deployment.yaml", text.as_bytes());
+    path.to_str().unwrap().to_string()
+}
+
+fn resolved_pins(cli: &Cli, input: &str) -> (String, String) {
+    let crds = fixtures().join("istio-crds.yaml");
+    let run = cli.run(&[
+        "render",
+        input,
+        "--resolve",
+        "--only",
+        "wasmplugin,node-agent",
+        "--check-crds",
+        crds.to_str().unwrap(),
+    ]);
+    assert!(run.ok(), "{}", run.stderr());
+    let docs = parse_yaml_documents(&run.stdout());
+    assert_eq!(docs.len(), 2);
+    (
+        str_at(&docs[0], "/modules/0/sha256").to_string(),
+        str_at(&docs[1], "/spec/sha256").to_string(),
+    )
+}
+
+#[test]
+fn resolve_pins_the_manifest_digest_the_registry_serves() {
+    let registry = Registry::start(RegistryAuth::Basic {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let cli = Cli::new();
+    let image = format!("{}/asm/asm-test:v0.1", registry.host());
+    let input = deployment_for(&cli, &image);
+
+    // Without credentials the registry refuses, and the error says which image.
+    let anonymous = cli.run(&["render", &input, "--resolve"]);
+    assert!(!anonymous.ok());
+    assert!(
+        anonymous.stderr().contains(&image),
+        "{}",
+        anonymous.stderr()
+    );
+    assert!(anonymous.stdout().is_empty());
+
+    let login = cli.run_with(
+        &["login", &registry.host(), "-u", USER, "--password-stdin"],
+        Some(PASSWORD),
+        &[],
+    );
+    assert!(login.ok(), "{}", login.stderr());
+
+    let module = cli.file("filter.wasm", small_module());
+    let pushed = cli.push(&module, &image, &[]);
+    let first = pushed["wasmplugin_sha256"].as_str().unwrap().to_string();
+    assert_eq!(first.len(), 64);
+    assert_eq!(resolved_pins(&cli, &input), (first.clone(), first.clone()));
+
+    // The tag moves to another module: --resolve follows it.
+    let other = cli.file("other.wasm", &proxy_wasm_module(4096, 99));
+    let repushed = cli.push(&other, &image, &[]);
+    let second = repushed["wasmplugin_sha256"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    assert_eq!(resolved_pins(&cli, &input), (second.clone(), second));
+
+    // A tag that is not there: a clear error naming the image, nothing printed.
+    let missing = deployment_for(&cli, &format!("{}/asm/asm-test:v9", registry.host()));
+    let run = cli.run(&["render", &missing, "--resolve"]);
+    assert!(!run.ok());
+    let stderr = run.stderr();
+    assert!(stderr.contains("asm/asm-test:v9"), "{stderr}");
+    assert!(stderr.contains("spec.filter.image"), "{stderr}");
+    assert!(run.stdout().is_empty());
+}
