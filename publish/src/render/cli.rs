@@ -74,6 +74,14 @@ pub struct RenderArgs {
     /// --resolve: extra CA certificate (PEM).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+
+    /// --resolve: user name for the registry (default: Docker's config.json).
+    #[arg(short = 'u', long, value_name = "USER", requires_all = ["password_stdin", "resolve"])]
+    pub username: Option<String>,
+
+    /// --resolve: read the password for -u from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }
 
 impl RenderArgs {
@@ -90,6 +98,16 @@ impl RenderArgs {
 
 /// Reads the inputs, renders, checks and writes. Warnings go to stderr.
 pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
+    if args.password_stdin && args.inputs.iter().any(|p| p == Path::new("-")) {
+        bail!(
+            "--password-stdin and an input read from stdin (`-`) cannot share stdin; pass the input as a file"
+        );
+    }
+    let password = if args.password_stdin {
+        Some(crate::auth::read_password_stdin()?)
+    } else {
+        None
+    };
     let mut deployments = Vec::new();
     for path in &args.inputs {
         let text = read_input(path)?;
@@ -106,7 +124,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         digests: BTreeMap::new(),
     };
     if args.resolve {
-        options.digests = resolve_digests(&args, &deployments).await?;
+        options.digests = resolve_digests(&args, password, &deployments).await?;
     }
 
     let bundle = super::render(&deployments, &options)?;
@@ -181,6 +199,7 @@ fn write_files(files: &[output::OutputFile], target: &str) -> anyhow::Result<()>
 /// Manifest digest (`sha256:...`) of every distinct image, through the registry client.
 async fn resolve_digests(
     args: &RenderArgs,
+    password: Option<String>,
     deployments: &[input::FilterDeployment],
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let mut digests = BTreeMap::new();
@@ -191,7 +210,8 @@ async fn resolve_digests(
         }
         let reference = crate::reference::parse(image)?;
         let registry = reference.resolve_registry().to_string();
-        let credentials = crate::auth::from_docker_config(&registry)?;
+        let credentials =
+            crate::auth::resolve(&registry, args.username.as_deref(), password.clone())?;
         let client = crate::client::RegistryClient::new(
             &registry,
             credentials,

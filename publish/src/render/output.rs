@@ -141,6 +141,18 @@ fn file_text(bundle: &Bundle, part: Part) -> Result<String, serde_yaml_ng::Error
                 names(bundle),
                 part.file_name()
             );
+            let secrets: Vec<&str> = bundle
+                .filters
+                .iter()
+                .filter_map(|f| f.wasm_plugin.spec.image_pull_secret.as_deref())
+                .collect();
+            if !secrets.is_empty() {
+                let _ = writeln!(
+                    header,
+                    "# imagePullSecret must name a docker-registry Secret in the WasmPlugin's namespace ({}).",
+                    secrets.join(", ")
+                );
+            }
             if bundle
                 .filters
                 .iter()

@@ -50,6 +50,23 @@ fn resolve_pins_the_manifest_digest_the_registry_serves() {
     let image = format!("{}/asm/asm-test:v0.1", registry.host());
     let input = deployment_for(&cli, &image);
 
+    let module = cli.file("filter.wasm", small_module());
+    let module = module.to_str().unwrap();
+    let password = format!("{PASSWORD}\n");
+    let with_password = |args: &[&str]| cli.run_with(args, Some(&password), &[]);
+    let pushed = with_password(&[
+        "push",
+        module,
+        &image,
+        "-u",
+        USER,
+        "--password-stdin",
+        "--json",
+    ])
+    .json();
+    let first = pushed["wasmplugin_sha256"].as_str().unwrap().to_string();
+    assert_eq!(first.len(), 64);
+
     // Without credentials the registry refuses, and the error says which image.
     let anonymous = cli.run(&["render", &input, "--resolve"]);
     assert!(!anonymous.ok());
@@ -60,17 +77,27 @@ fn resolve_pins_the_manifest_digest_the_registry_serves() {
     );
     assert!(anonymous.stdout().is_empty());
 
-    let login = cli.run_with(
-        &["login", &registry.host(), "-u", USER, "--password-stdin"],
-        Some(PASSWORD),
-        &[],
+    // Credentials on the command line...
+    let run = with_password(&[
+        "render",
+        &input,
+        "--resolve",
+        "-u",
+        USER,
+        "--password-stdin",
+        "--only",
+        "wasmplugin",
+    ]);
+    assert!(run.ok(), "{}", run.stderr());
+    assert_eq!(
+        str_at(&parse_yaml_documents(&run.stdout())[0], "/spec/sha256"),
+        first
     );
-    assert!(login.ok(), "{}", login.stderr());
+    assert!(!run.stderr().contains(PASSWORD));
 
-    let module = cli.file("filter.wasm", small_module());
-    let pushed = cli.push(&module, &image, &[]);
-    let first = pushed["wasmplugin_sha256"].as_str().unwrap().to_string();
-    assert_eq!(first.len(), 64);
+    // ...or from the Docker config `publish login` writes.
+    let login = with_password(&["login", &registry.host(), "-u", USER, "--password-stdin"]);
+    assert!(login.ok(), "{}", login.stderr());
     assert_eq!(resolved_pins(&cli, &input), (first.clone(), first.clone()));
 
     // The tag moves to another module: --resolve follows it.
