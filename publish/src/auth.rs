@@ -82,10 +82,12 @@ pub fn from_docker_config(registry: &str) -> Result<Credentials> {
                 "credential helper docker-credential-{helper} failed: {}",
                 stderr.trim()
             ),
+            anonymous: false,
         }),
         Err(other) => Err(Error::Auth {
             registry: registry.to_string(),
             detail: format!("reading credentials from the Docker config failed: {other}"),
+            anonymous: false,
         }),
     }
 }

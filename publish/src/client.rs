@@ -72,7 +72,9 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(registry: &str, credentials: Credentials, options: Options) -> Result<Self> {
-        let plain = options.plain_http || crate::reference::is_loopback(registry);
+        // Loopback registries speak plain HTTP unless TLS options say otherwise.
+        let wants_tls = options.ca_file.is_some() || options.insecure;
+        let plain = options.plain_http || (crate::reference::is_loopback(registry) && !wants_tls);
         let mut extra_root_certificates = Vec::new();
         if let Some(path) = &options.ca_file {
             let data = std::fs::read(path)
@@ -325,9 +327,29 @@ impl RegistryClient {
             return Error::Auth {
                 registry: self.registry.clone(),
                 detail,
+                anonymous: matches!(self.credentials, Credentials::Anonymous),
             };
         }
         let mut detail = short(&error);
+        if let OciDistributionError::RegistryError { envelope, .. } = &error {
+            let missing = envelope.errors.iter().any(|e| {
+                matches!(
+                    e.code,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                )
+            });
+            let messages: Vec<String> = envelope.errors.iter().map(|e| e.message.clone()).collect();
+            detail = if missing {
+                format!(
+                    "not found ({}); check the repository and tag",
+                    messages.join("; ")
+                )
+            } else {
+                format!("the registry answered: {}", messages.join("; "))
+            };
+        }
         if retries > 0 {
             detail.push_str(&format!(" (after {retries} retries)"));
         }

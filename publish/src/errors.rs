@@ -11,11 +11,13 @@ pub enum Error {
     #[error("invalid reference {reference:?}: {reason}")]
     Reference { reference: String, reason: String },
 
-    #[error(
-        "authentication to {registry} failed: {detail}. Check the user name and password \
-         (`publish login {registry}`, or -u USER --password-stdin)"
-    )]
-    Auth { registry: String, detail: String },
+    #[error("authentication to {registry} failed: {detail}. {}", auth_hint(.registry, .anonymous))]
+    Auth {
+        registry: String,
+        detail: String,
+        /// No credentials were offered (the hint says how to give some).
+        anonymous: bool,
+    },
 
     #[error("{what} at {registry}: {detail}")]
     Registry {
@@ -54,6 +56,16 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+}
+
+fn auth_hint(registry: &str, anonymous: &bool) -> String {
+    if *anonymous {
+        format!(
+            "Log in with `publish login {registry} -u USER --password-stdin`, or pass -u USER --password-stdin"
+        )
+    } else {
+        format!("Check the user name and password (`publish login {registry}` stores new ones)")
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -36,10 +36,11 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct Transport {
-    /// Use plain HTTP for this registry (automatic for localhost, 127.0.0.1 and ::1).
+    /// Use plain HTTP for this registry (automatic for localhost, 127.0.0.1 and ::1 unless
+    /// --ca-file or --insecure asks for TLS).
     #[arg(long)]
     plain_http: bool,
-    /// Accept any TLS certificate (self-signed test registries).
+    /// Use TLS but accept any certificate (self-signed test registries).
     #[arg(long)]
     insecure: bool,
     /// Trust this PEM CA bundle in addition to the system roots.

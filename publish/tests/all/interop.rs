@@ -162,3 +162,47 @@ c.push(target='{host}/asm/asm-test:compat',
         "{inspected}"
     );
 }
+
+/// A Docker schema2 compat image, converted by skopeo from our OCI compat push.
+#[test]
+fn we_pull_docker_schema2_compat_images() {
+    let registry = Registry::start(RegistryAuth::None);
+    let cli = Cli::new();
+    let module = cli.file("filter.wasm", small_module());
+    let host = registry.host();
+    cli.push(
+        &module,
+        &format!("{host}/docker/f:oci-compat"),
+        &["--layout", "compat"],
+    );
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{host}/docker/f:oci-compat"),
+        &format!("docker://{host}/docker/f:schema2"),
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/docker/f:schema2"),
+    ]);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+
+    let out = cli.home.path().join("schema2.wasm");
+    let pulled = cli.pull(&format!("{host}/docker/f:schema2"), &out, &["--no-cache"]);
+    assert_eq!(std::fs::read(&out).unwrap(), small_module());
+    assert_eq!(pulled["layout"], "compat");
+    assert_eq!(pulled["istio"]["loads"], true, "{}", pulled["istio"]);
+    assert_eq!(
+        pulled["manifest_digest"],
+        format!("sha256:{}", sha256_hex(&raw.stdout))
+    );
+}

@@ -27,6 +27,7 @@ pub enum RegistryAuth {
 
 pub struct Registry {
     pub port: u16,
+    tls: bool,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -41,6 +42,11 @@ pub fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: RegistryAuth) -> Registry {
+        Registry::start_with(auth, None)
+    }
+
+    /// `tls`: certificate chain and key files for HTTPS.
+    pub fn start_with(auth: RegistryAuth, tls: Option<(&Path, &Path)>) -> Registry {
         require_tool("docker-registry", "apt-get install docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -70,13 +76,23 @@ impl Registry {
                 cert.display()
             ),
         };
+        let tls_yaml = tls
+            .map(|(cert, key)| {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                )
+            })
+            .unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n{tls_yaml}{auth_yaml}",
             dir.path().join("storage").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let mut registry = Registry {
             port,
+            tls: tls.is_some(),
             dir,
             child: None,
         };
@@ -132,7 +148,11 @@ impl Registry {
             return false;
         }
         let mut head = [0u8; 12];
-        stream.read_exact(&mut head).is_ok() && (head.ends_with(b"200") || head.ends_with(b"401"))
+        // Over TLS the plain request gets a 400, which still proves the server is up.
+        stream.read_exact(&mut head).is_ok()
+            && (head.ends_with(b"200")
+                || head.ends_with(b"401")
+                || (self.tls && head.ends_with(b"400")))
     }
 
     pub fn host(&self) -> String {

@@ -1,0 +1,124 @@
+//! A registry behind TLS with a certificate from a test CA: --ca-file, --insecure.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::registry::{Registry, RegistryAuth};
+use crate::support::{Cli, require_tool, small_module};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+#[test]
+fn tls_registries_with_a_ca_file_or_insecure() {
+    require_tool("openssl", "apt-get install openssl");
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    make_ca(dir, "test-ca");
+    make_ca(dir, "other-ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "test-ca.pem",
+            "-CAkey",
+            "test-ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "leaf.pem",
+        ],
+    );
+    let registry = Registry::start_with(
+        RegistryAuth::None,
+        Some((&dir.join("leaf.pem"), &dir.join("leaf.key"))),
+    );
+    let cli = Cli::new();
+    let module = cli.file("filter.wasm", small_module());
+    let reference = format!("{}/tls/f:v1", registry.host());
+    let ca = dir.join("test-ca.pem");
+    let ca = ca.to_str().unwrap();
+
+    cli.push(&module, &reference, &["--ca-file", ca]);
+    let out = cli.home.path().join("out.wasm");
+    cli.pull(&reference, &out, &["--ca-file", ca, "--no-cache"]);
+    assert_eq!(std::fs::read(&out).unwrap(), small_module());
+    cli.pull(&reference, &out, &["--insecure", "--no-cache"]);
+
+    let other = dir.join("other-ca.pem");
+    let refused = cli.run(&[
+        "pull",
+        &reference,
+        "-o",
+        out.to_str().unwrap(),
+        "--ca-file",
+        other.to_str().unwrap(),
+        "--no-cache",
+        "--retries",
+        "0",
+    ]);
+    assert!(!refused.ok());
+    assert!(
+        refused.stderr().to_lowercase().contains("certificate"),
+        "{}",
+        refused.stderr()
+    );
+}
