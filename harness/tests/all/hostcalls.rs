@@ -1,0 +1,1185 @@
+//! Every host function, with Envoy's status codes, as the guest sees them
+//! (through test-filter-probe's result lines `<label>: <STATUS> ...`).
+
+use harness::{
+    Body, CalloutFailure, ClusterSpec, GrpcCalloutAnswer, Harness, Headers, HttpCalloutAnswer,
+    LogLevel, MetricKind, PropertyValue, SharedHost, UpstreamResponse,
+};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn step(op: &str, label: &str, mut fields: Value) -> Value {
+    fields["op"] = json!(op);
+    fields["label"] = json!(label);
+    fields
+}
+
+// ---------------------------------------------------------------- logging
+
+#[test]
+fn logs_at_every_level_and_reports_the_configured_level() {
+    let steps: Vec<Value> = (0..6)
+        .map(|level| json!({"op": "log", "level": level, "message": format!("at level {level}")}))
+        .chain([json!({"op": "get_log_level"})])
+        .collect();
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": steps}}}));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    for level in LogLevel::ALL {
+        let line = format!("at level {}", level.as_u32());
+        assert!(
+            outcome
+                .logs
+                .iter()
+                .any(|l| l.level == level && l.message == line && l.context_id == 2),
+            "{line} at {level:?} from context 2: {:#?}",
+            outcome.logs
+        );
+    }
+    assert_eq!(
+        result(&outcome, "get_log_level"),
+        "get_log_level: OK level=0"
+    );
+
+    // A higher configured level is reported and lower lines are dropped.
+    let mut config = probe_config(json!({"http": {"request_headers": {"steps": [
+        {"op": "log", "level": 2, "message": "info line"},
+        {"op": "log", "level": 3, "message": "warn line"},
+        {"op": "get_log_level", "label": "level"}
+    ]}}}));
+    config.plugin.log_level = LogLevel::Info;
+    let mut envoy = start(config);
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert!(outcome.logs.iter().any(|l| l.message == "warn line"));
+    assert!(outcome.logs.iter().any(|l| l.message == "info line"));
+    assert_eq!(result(&outcome, "level"), "level: OK level=2");
+
+    let mut config = probe_config(json!({"http": {"request_headers": {"steps": [
+        {"op": "log", "level": 1, "message": "debug line"},
+        {"op": "log", "level": 3, "message": "warn line"}
+    ]}}}));
+    config.plugin.log_level = LogLevel::Warn;
+    let mut envoy = start(config);
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert!(outcome.logs.iter().any(|l| l.message == "warn line"));
+    assert!(
+        !outcome.logs.iter().any(|l| l.message == "debug line"),
+        "below the level: dropped"
+    );
+}
+
+// ---------------------------------------------------------------- header maps
+
+#[test]
+fn request_header_map_get_add_replace_remove_size() {
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": [
+        step("get_header", "method", json!({"map": "request_headers", "key": ":method"})),
+        step("get_header", "path", json!({"map": "request_headers", "key": ":path"})),
+        step("get_header", "authority", json!({"map": "request_headers", "key": ":authority"})),
+        step("get_header", "scheme", json!({"map": "request_headers", "key": ":scheme"})),
+        step("get_header", "host", json!({"map": "request_headers", "key": "host"})),
+        step("get_header", "missing", json!({"map": "request_headers", "key": "x-missing"})),
+        step("get_header", "mixed case key", json!({"map": "request_headers", "key": "X-Tag"})),
+        step("add_header", "add", json!({"map": "request_headers", "key": "X-Multi", "value": "one"})),
+        step("add_header", "add again", json!({"map": "request_headers", "key": "x-multi", "value": "two"})),
+        step("get_header", "first value", json!({"map": "request_headers", "key": "x-multi"})),
+        step("replace_header", "replace", json!({"map": "request_headers", "key": "x-tag", "value": "replaced"})),
+        step("replace_header", "replace creates", json!({"map": "request_headers", "key": "X-New", "value": "n"})),
+        step("remove_header", "remove", json!({"map": "request_headers", "key": "x-remove-me"})),
+        step("remove_header", "remove missing", json!({"map": "request_headers", "key": "x-never-there"})),
+        step("get_header", "after remove", json!({"map": "request_headers", "key": "x-remove-me"})),
+        step("get_header_map_size", "size", json!({"map": "request_headers"})),
+        step("get_headers", "pairs", json!({"map": "request_headers"}))
+    ]}}}));
+    let request = request(
+        "GET /items?id=7",
+        &[
+            ("Host", "shop.local:8080"),
+            ("x-tag", "original"),
+            ("x-remove-me", "a"),
+            ("x-remove-me", "b"),
+        ],
+    );
+    let outcome = exchange(&mut envoy, request, ok_upstream());
+    assert_eq!(result(&outcome, "method"), r#"method: OK value="GET""#);
+    assert_eq!(result(&outcome, "path"), r#"path: OK value="/items?id=7""#);
+    assert_eq!(
+        result(&outcome, "authority"),
+        r#"authority: OK value="shop.local:8080""#,
+        "HTTP/1 Host becomes :authority"
+    );
+    assert_eq!(result(&outcome, "scheme"), r#"scheme: OK value="http""#);
+    assert_eq!(
+        result(&outcome, "host"),
+        "host: NOT_FOUND",
+        "host moved to :authority"
+    );
+    assert_eq!(result(&outcome, "missing"), "missing: NOT_FOUND");
+    assert_eq!(
+        result(&outcome, "mixed case key"),
+        r#"mixed case key: OK value="original""#
+    );
+    assert_eq!(result(&outcome, "add"), "add: OK");
+    assert_eq!(result(&outcome, "add again"), "add again: OK");
+    assert_eq!(
+        result(&outcome, "first value"),
+        r#"first value: OK value="one""#
+    );
+    assert_eq!(result(&outcome, "replace"), "replace: OK");
+    assert_eq!(result(&outcome, "replace creates"), "replace creates: OK");
+    assert_eq!(result(&outcome, "remove"), "remove: OK");
+    assert_eq!(result(&outcome, "remove missing"), "remove missing: OK");
+    assert_eq!(
+        result(&outcome, "after remove"),
+        "after remove: NOT_FOUND",
+        "remove drops every value"
+    );
+
+    let upstream = outcome.upstream_request.clone().expect("forwarded");
+    let multi: Vec<String> = upstream
+        .headers
+        .get_all("x-multi")
+        .map(|v| v.to_text())
+        .collect();
+    assert_eq!(multi, vec!["one", "two"]);
+    assert_eq!(upstream.headers.get_text("x-tag"), Some("replaced".into()));
+    assert_eq!(upstream.headers.get_text("x-new"), Some("n".into()));
+    assert!(!upstream.headers.contains("x-remove-me"));
+    assert!(
+        upstream
+            .headers
+            .iter()
+            .all(|(k, _)| !k.iter().any(u8::is_ascii_uppercase)),
+        "keys lower-cased"
+    );
+    for (name, _) in [
+        (":method", ""),
+        (":path", ""),
+        (":authority", ""),
+        (":scheme", ""),
+        ("x-forwarded-proto", ""),
+        ("x-request-id", ""),
+    ] {
+        assert!(
+            upstream.headers.contains(name),
+            "{name} in {:?}",
+            upstream.headers
+        );
+    }
+    // Envoy's byteSize: the sum of key and value lengths.
+    let byte_size: usize = upstream
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert_eq!(
+        result(&outcome, "size"),
+        format!("size: OK size={byte_size}")
+    );
+    let pairs = result(&outcome, "pairs");
+    assert!(pairs.starts_with(r#"pairs: OK pairs=[":method"="GET", ":path"="/items?id=7", ":authority"="shop.local:8080""#), "{pairs}");
+}
+
+#[test]
+fn set_header_map_pairs_replaces_the_whole_map() {
+    let mut envoy = probe(json!({"http": {
+        "request_headers": {"steps": [
+            step("set_headers", "set", json!({"map": "request_headers", "pairs": [
+                [":method", "POST"], [":path", "/rewritten"], [":authority", "other"], [":scheme", "https"], ["X-Only", "1"]]}))
+        ]},
+        "response_headers": {"steps": [
+            step("set_headers", "set response", json!({"map": "response_headers", "pairs": [[":status", "201"], ["x-resp", "r"]]})),
+            step("get_header_map_size", "response size", json!({"map": "response_headers"}))
+        ]}
+    }}));
+    let upstream = UpstreamResponse {
+        headers: Headers::from_pairs([("x-drop", "d")]),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, get("/orig"), upstream);
+    assert_eq!(result(&outcome, "set"), "set: OK");
+    let forwarded = outcome.upstream_request.clone().expect("forwarded");
+    assert_eq!(
+        forwarded.headers.get_text(":path"),
+        Some("/rewritten".into())
+    );
+    assert_eq!(forwarded.headers.get_text(":method"), Some("POST".into()));
+    assert_eq!(forwarded.headers.get_text("x-only"), Some("1".into()));
+    assert!(
+        !forwarded.headers.contains("x-request-id"),
+        "set_pairs replaced everything"
+    );
+    let response = outcome.response.clone().expect("response");
+    assert_eq!(response.status, 201);
+    assert_eq!(
+        response.message.headers.get_text("x-resp"),
+        Some("r".into())
+    );
+    assert!(!response.message.headers.contains("x-drop"));
+    assert_eq!(
+        result(&outcome, "response size"),
+        format!(
+            "response size: OK size={}",
+            ":status".len() + 3 + "x-resp".len() + 1
+        )
+    );
+}
+
+#[test]
+fn response_header_map_ops_and_maps_outside_their_phase() {
+    let mut envoy = probe(json!({"http": {
+        "request_headers": {"steps": [
+            step("get_headers", "response map during request", json!({"map": "response_headers"})),
+            step("get_headers", "request trailers during headers", json!({"map": "request_trailers"})),
+            step("get_headers", "call response outside a callout", json!({"map": "http_call_response_headers"}))
+        ]},
+        "response_headers": {"steps": [
+            step("get_header", "status", json!({"map": "response_headers", "key": ":status"})),
+            step("add_header", "add", json!({"map": "response_headers", "key": "X-Added", "value": "yes"})),
+            step("replace_header", "replace", json!({"map": "response_headers", "key": "server", "value": "probe"})),
+            step("remove_header", "remove", json!({"map": "response_headers", "key": "x-secret"}))
+        ]}
+    }}));
+    let upstream = UpstreamResponse {
+        status: 404,
+        headers: Headers::from_pairs([("server", "upstream"), ("x-secret", "s")]),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, get("/"), upstream);
+    assert_eq!(
+        result(&outcome, "response map during request"),
+        "response map during request: OK pairs=[]"
+    );
+    assert_eq!(
+        result(&outcome, "request trailers during headers"),
+        "request trailers during headers: OK pairs=[]"
+    );
+    assert_eq!(
+        result(&outcome, "call response outside a callout"),
+        "call response outside a callout: OK pairs=[]"
+    );
+    assert_eq!(result(&outcome, "status"), r#"status: OK value="404""#);
+    let response = outcome.response.expect("response");
+    assert_eq!(response.status, 404);
+    assert_eq!(
+        response.message.headers.get_text("x-added"),
+        Some("yes".into())
+    );
+    assert_eq!(
+        response.message.headers.get_text("server"),
+        Some("probe".into())
+    );
+    assert!(!response.message.headers.contains("x-secret"));
+}
+
+// ---------------------------------------------------------------- buffers
+
+#[test]
+fn set_buffer_bytes_prepend_replace_append_and_bad_argument() {
+    let mut envoy = probe(json!({"http": {
+        "request_body": {"action": "pause_until_eos", "steps": []},
+        "response_body": {"action": "pause_until_eos", "steps": []}
+    }, "routes": {
+        "/prepend": {"request_body": {"action": "pause_until_eos", "steps": [
+            step("set_buffer", "prepend", json!({"buffer": "request_body", "start": 0, "size": 0, "data": "pre-"}))]}},
+        "/append": {"request_body": {"action": "pause_until_eos", "steps": [
+            step("set_buffer", "append", json!({"buffer": "request_body", "start": 99, "size": 0, "data": "-post"}))]}},
+        "/replace": {"request_body": {"action": "pause_until_eos", "steps": [
+            step("set_buffer", "replace", json!({"buffer": "request_body", "start": 0, "size": 999, "data": "new"}))]}},
+        "/middle": {"request_body": {"action": "pause_until_eos", "steps": [
+            step("set_buffer", "middle", json!({"buffer": "request_body", "start": 1, "size": 1, "data": "X"})),
+            step("set_buffer", "partial replace", json!({"buffer": "request_body", "start": 0, "size": 2, "data": "X"}))]}},
+        "/slice": {"request_body": {"action": "pause_until_eos", "steps": [
+            step("get_buffer", "slice", json!({"buffer": "request_body", "start": 2, "max": 3})),
+            step("get_buffer", "past end", json!({"buffer": "request_body", "start": 100, "max": 3})),
+            step("get_buffer_status", "status", json!({"buffer": "request_body"}))]},
+            "response_body": {"action": "pause_until_eos", "steps": [
+            step("get_buffer", "response", json!({"buffer": "response_body"})),
+            step("set_buffer", "response replace", json!({"buffer": "response_body", "start": 0, "size": 100, "data": "rewritten"}))]}}
+    }}));
+    let post = |path: &str| {
+        let mut r = request(&format!("POST {path}"), &[("host", "h")]);
+        r.body = Body(vec!["abc".into(), "def".into()]);
+        r
+    };
+    let body_of = |outcome: &harness::Outcome| {
+        outcome
+            .upstream_request
+            .as_ref()
+            .expect("forwarded")
+            .body
+            .to_text()
+    };
+
+    let outcome = exchange(&mut envoy, post("/prepend"), ok_upstream());
+    assert_eq!(results(&outcome, "prepend"), vec!["prepend: OK"; 2]);
+    assert_eq!(
+        body_of(&outcome),
+        "pre-pre-abcdef",
+        "prepended once per body callback"
+    );
+
+    let outcome = exchange(&mut envoy, post("/append"), ok_upstream());
+    assert_eq!(body_of(&outcome), "abc-postdef-post");
+
+    let outcome = exchange(&mut envoy, post("/replace"), ok_upstream());
+    assert_eq!(body_of(&outcome), "new");
+
+    let outcome = exchange(&mut envoy, post("/middle"), ok_upstream());
+    assert_eq!(results(&outcome, "middle"), vec!["middle: BAD_ARGUMENT"; 2]);
+    assert_eq!(
+        results(&outcome, "partial replace"),
+        vec!["partial replace: BAD_ARGUMENT"; 2]
+    );
+    assert_eq!(body_of(&outcome), "abcdef", "rejected edits change nothing");
+
+    let upstream = UpstreamResponse {
+        body: Body::single("upstream-body"),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, post("/slice"), upstream);
+    assert_eq!(
+        results(&outcome, "slice"),
+        vec![r#"slice: OK bytes="c""#, r#"slice: OK bytes="cde""#]
+    );
+    assert_eq!(results(&outcome, "past end")[1], r#"past end: OK bytes="""#);
+    assert_eq!(
+        results(&outcome, "status")[1],
+        "status: OK length=6 flags=0"
+    );
+    assert_eq!(
+        result(&outcome, "response"),
+        r#"response: OK bytes="upstream-body""#
+    );
+    let response = outcome.response.expect("response");
+    assert_eq!(response.message.body.as_bytes(), b"rewritten");
+}
+
+#[test]
+fn configuration_buffers_hold_the_vm_and_plugin_configuration() {
+    let script = json!({"configure": [
+        step("get_buffer", "plugin config", json!({"buffer": "plugin_configuration", "start": 0, "max": 12})),
+        step("get_buffer_status", "plugin config status", json!({"buffer": "plugin_configuration"}))
+    ]});
+    let mut config = probe_config(script.clone());
+    config.plugin.vm_config = json!({"vm_start": [
+        step("get_buffer", "vm config", json!({"buffer": "vm_configuration", "start": 0, "max": 11}))
+    ]}).to_string().into();
+    let expected_vm = config.plugin.vm_config.to_text();
+    let expected_plugin = config.plugin.configuration.to_text();
+    let envoy = start(config);
+    let startup = envoy.startup();
+    assert_eq!(
+        result(startup, "vm config"),
+        format!("vm config: OK bytes={:?}", &expected_vm[..11])
+    );
+    assert_eq!(
+        result(startup, "plugin config"),
+        format!("plugin config: OK bytes={:?}", &expected_plugin[..12])
+    );
+    assert!(
+        result(startup, "plugin config status").starts_with(&format!(
+            "plugin config status: OK length={}",
+            expected_plugin.len()
+        ))
+    );
+}
+
+// ---------------------------------------------------------------- properties
+
+#[test]
+fn properties_are_binary_encoded_and_settable_only_from_streams() {
+    let get_prop = |label: &str, path: &[&str], decode: &str| {
+        step(
+            "get_property",
+            label,
+            json!({"path": path, "decode": decode}),
+        )
+    };
+    let mut config = probe_config(json!({
+        "configure": [
+            step("set_property", "set from root", json!({"path": ["my", "prop"], "value": "v"})),
+            get_prop("plugin name", &["plugin_name"], "str"),
+            get_prop("root id", &["plugin_root_id"], "str"),
+            get_prop("vm id", &["plugin_vm_id"], "str")
+        ],
+        "http": {
+            "request_headers": {"steps": [
+                get_prop("request.path", &["request", "path"], "str"),
+                get_prop("request.method", &["request", "method"], "str"),
+                get_prop("request.host", &["request", "host"], "str"),
+                get_prop("route", &["xds", "route_name"], "str"),
+                get_prop("cluster id", &["node", "metadata", "CLUSTER_ID"], "str"),
+                get_prop("source.port", &["source", "port"], "i64"),
+                get_prop("mtls", &["connection", "mtls"], "bool"),
+                get_prop("missing", &["no", "such", "property"], "str"),
+                step("set_property", "set from stream", json!({"path": ["my", "prop"], "value": "stream value"})),
+                get_prop("read back", &["my", "prop"], "str")
+            ]},
+            "response_headers": {"steps": [get_prop("response.code", &["response", "code"], "i64")]}
+        }
+    }));
+    config.plugin.root_id = "probe-root".into();
+    config.plugin.vm_id = "probe-vm".into();
+    config.properties.insert(
+        "xds.route_name".into(),
+        PropertyValue::String("details-route".into()),
+    );
+    config.properties.insert(
+        "node.metadata.CLUSTER_ID".into(),
+        PropertyValue::String("c1".into()),
+    );
+    config
+        .properties
+        .insert("source.port".into(), PropertyValue::Int(45000));
+    config
+        .properties
+        .insert("connection.mtls".into(), PropertyValue::Bool(true));
+    let mut envoy = start(config);
+    let startup = envoy.startup();
+    assert_eq!(result(startup, "set from root"), "set from root: NOT_FOUND");
+    assert_eq!(
+        result(startup, "plugin name"),
+        r#"plugin name: OK value="probe""#
+    );
+    assert_eq!(
+        result(startup, "root id"),
+        r#"root id: OK value="probe-root""#
+    );
+    assert_eq!(result(startup, "vm id"), r#"vm id: OK value="probe-vm""#);
+
+    let upstream = UpstreamResponse {
+        status: 418,
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(
+        &mut envoy,
+        request("PUT /p/1?q=2", &[("host", "svc")]),
+        upstream,
+    );
+    assert_eq!(
+        result(&outcome, "request.path"),
+        r#"request.path: OK value="/p/1?q=2""#
+    );
+    assert_eq!(
+        result(&outcome, "request.method"),
+        r#"request.method: OK value="PUT""#
+    );
+    assert_eq!(
+        result(&outcome, "request.host"),
+        r#"request.host: OK value="svc""#
+    );
+    assert_eq!(
+        result(&outcome, "route"),
+        r#"route: OK value="details-route""#
+    );
+    assert_eq!(
+        result(&outcome, "cluster id"),
+        r#"cluster id: OK value="c1""#
+    );
+    assert_eq!(
+        result(&outcome, "source.port"),
+        "source.port: OK value=45000"
+    );
+    assert_eq!(result(&outcome, "mtls"), "mtls: OK value=true");
+    assert_eq!(result(&outcome, "missing"), "missing: NOT_FOUND");
+    assert_eq!(result(&outcome, "set from stream"), "set from stream: OK");
+    assert_eq!(
+        result(&outcome, "read back"),
+        r#"read back: OK value="stream value""#
+    );
+    assert_eq!(
+        result(&outcome, "response.code"),
+        "response.code: OK value=418"
+    );
+}
+
+// ---------------------------------------------------------------- callouts
+
+fn auth_cluster(answers: Vec<HttpCalloutAnswer>) -> ClusterSpec {
+    ClusterSpec {
+        name: "auth".into(),
+        http: answers,
+        grpc: vec![],
+    }
+}
+
+fn call(label: &str, cluster: &str, headers: Value) -> Value {
+    step(
+        "http_call",
+        label,
+        json!({"cluster": cluster, "headers": headers, "timeout_ms": 500}),
+    )
+}
+
+#[test]
+fn http_call_rejects_unknown_clusters_and_missing_pseudo_headers() {
+    let full = json!([[":method", "GET"], [":path", "/"], [":authority", "auth"]]);
+    let mut envoy = probe_with_clusters(
+        json!({"http": {"request_headers": {"steps": [
+            call("unknown cluster", "nowhere", full.clone()),
+            call("no method", "auth", json!([[":path", "/"], [":authority", "auth"]])),
+            call("no path", "auth", json!([[":method", "GET"], [":authority", "auth"]])),
+            call("no authority", "auth", json!([[":method", "GET"], [":path", "/"]]))
+        ]}}}),
+        vec![auth_cluster(vec![HttpCalloutAnswer::default()])],
+    );
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    for label in ["unknown cluster", "no method", "no path", "no authority"] {
+        assert_eq!(
+            result(&outcome, label),
+            format!("{label}: BAD_ARGUMENT token=0")
+        );
+    }
+    assert!(
+        outcome.http_calls.is_empty(),
+        "rejected calls are not made: {:?}",
+        outcome.http_calls
+    );
+}
+
+#[test]
+fn http_call_response_reaches_the_root_with_headers_body_trailers() {
+    let answer = HttpCalloutAnswer {
+        status: 201,
+        headers: Headers::from_pairs([("x-answer", "a")]),
+        body: Body::single("answer-body"),
+        trailers: Headers::from_pairs([("x-trailer", "t")]),
+        ..HttpCalloutAnswer::default()
+    };
+    let mut envoy = probe_with_clusters(
+        json!({
+            "trace": true,
+            "configure": [
+                step("http_call", "first", json!({"cluster": "auth", "body": "ping", "timeout_ms": 0,
+                    "headers": [[":method", "POST"], [":path", "/a"], [":authority", "auth"], ["X-Custom", "c"]]})),
+                step("http_call", "second", json!({"cluster": "auth", "timeout_ms": 0,
+                    "headers": [[":method", "GET"], [":path", "/b"], [":authority", "auth"]]}))
+            ],
+            "root_callouts": {"http_call_response": [
+                step("get_headers", "headers", json!({"map": "http_call_response_headers"})),
+                step("get_buffer", "body", json!({"buffer": "http_call_response_body"})),
+                step("get_headers", "trailers", json!({"map": "http_call_response_trailers"})),
+                step("get_header_map_size", "size", json!({"map": "http_call_response_headers"}))
+            ]}
+        }),
+        vec![auth_cluster(vec![answer])],
+    );
+    let startup = envoy.startup().clone();
+    assert_eq!(result(&startup, "first"), "first: OK token=1");
+    let second = result(&startup, "second");
+    let token2: u32 = second
+        .trim_start_matches("second: OK token=")
+        .parse()
+        .expect("token");
+    assert!(token2 > 1, "tokens increase: {second}");
+    assert_eq!(startup.http_calls.len(), 2);
+    let first = &startup.http_calls[0];
+    assert_eq!(first.cluster, "auth");
+    assert_eq!(first.context_id, 1);
+    assert_eq!(first.body.as_bytes(), b"ping");
+    assert_eq!(first.headers.get_text("x-custom"), Some("c".into()));
+    assert_eq!(
+        first.headers.get_text("content-length"),
+        Some("4".into()),
+        "a body sets content-length"
+    );
+
+    // Answers arrive when time moves (they may already have, with delay 0).
+    let later = envoy.advance(10).expect("advance");
+    let mut all = startup.logs.clone();
+    all.extend(later.logs.clone());
+    let lines: Vec<String> = all.iter().map(|l| l.message.clone()).collect();
+    assert_in_order(
+        &lines,
+        &[
+            "cb http_call_response ctx=1 token=1 headers=2 body=11 trailers=1",
+            r#"headers: OK pairs=[":status"="201", "x-answer"="a"]"#,
+            r#"body: OK bytes="answer-body""#,
+            r#"trailers: OK pairs=["x-trailer"="t"]"#,
+            "size: OK size=19",
+        ],
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("cb http_call_response ctx=1 token={token2} ")))
+    );
+}
+
+#[test]
+fn http_call_failure_and_timeout_give_an_empty_response_and_a_status() {
+    let script = json!({"trace": true,
+        "http": {
+            "request_headers": {"action": "pause", "steps": [
+                step("http_call", "call", json!({"cluster": "auth", "timeout_ms": 200,
+                    "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]}))]},
+            "callouts": {"http_call_response": [
+                {"op": "get_status"},
+                step("get_headers", "headers", json!({"map": "http_call_response_headers"})),
+                {"op": "continue_stream", "stream": "request"}
+            ]}
+        }
+    });
+    for failure in [CalloutFailure::Reset, CalloutFailure::Timeout] {
+        let answer = HttpCalloutAnswer {
+            failure: Some(failure),
+            delay_ms: 50,
+            ..HttpCalloutAnswer::default()
+        };
+        let mut envoy = probe_with_clusters(script.clone(), vec![auth_cluster(vec![answer])]);
+        let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+        assert!(
+            callbacks(&outcome).contains(
+                &"http_call_response ctx=2 token=1 headers=0 body=0 trailers=0".to_string()
+            ),
+            "{failure:?}: {:#?}",
+            outcome.logs
+        );
+        let status = result(&outcome, "get_status");
+        assert!(status.starts_with("get_status: OK code="), "{status}");
+        assert!(
+            !status.starts_with("get_status: OK code=0 "),
+            "{failure:?}: a failed call has a non-OK code: {status}"
+        );
+        assert!(
+            !status.ends_with(r#"message="""#),
+            "{failure:?}: with a message: {status}"
+        );
+        assert_eq!(result(&outcome, "headers"), "headers: OK pairs=[]");
+        assert!(
+            outcome.upstream_request.is_some(),
+            "resumed after the failure"
+        );
+        assert!(
+            matches!(
+                outcome.http_calls[0].result,
+                harness::CalloutResult::Failed { .. }
+            ),
+            "{:?}",
+            outcome.http_calls
+        );
+        let expected_wait = if failure == CalloutFailure::Timeout {
+            200
+        } else {
+            50
+        };
+        assert!(
+            outcome.elapsed_ms >= expected_wait,
+            "{failure:?}: virtual wait {} < {expected_wait}",
+            outcome.elapsed_ms
+        );
+    }
+}
+
+#[test]
+fn grpc_unary_call_answers_and_errors() {
+    let clusters = vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: vec![
+            GrpcCalloutAnswer {
+                status: 0,
+                messages: vec!["reply-bytes".into()],
+                ..GrpcCalloutAnswer::default()
+            },
+            GrpcCalloutAnswer {
+                status: 7,
+                message: "denied".into(),
+                ..GrpcCalloutAnswer::default()
+            },
+        ],
+    }];
+    let grpc_call = |label: &str, cluster: &str| {
+        step(
+            "grpc_call",
+            label,
+            json!({"cluster": cluster, "service": "pkg.Svc", "method": "Check",
+            "metadata": [["x-md", "m"]], "message": "request-bytes", "timeout_ms": 100}),
+        )
+    };
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true,
+            "configure": [grpc_call("ok call", "grpc-svc"), grpc_call("denied call", "grpc-svc"), grpc_call("unknown", "nope")],
+            "root_callouts": {"grpc_call_response": [
+                step("get_buffer", "message", json!({"buffer": "grpc_receive_buffer"})),
+                {"op": "get_status"}
+            ]}
+        }),
+        clusters,
+    );
+    let startup = envoy.startup().clone();
+    assert_eq!(result(&startup, "ok call"), "ok call: OK token=1");
+    assert!(result(&startup, "denied call").starts_with("denied call: OK token="));
+    assert_eq!(
+        result(&startup, "unknown"),
+        "unknown: PARSE_FAILURE token=0"
+    );
+    let later = envoy.advance(10).expect("advance");
+    let mut lines: Vec<String> = startup.logs.iter().map(|l| l.message.clone()).collect();
+    lines.extend(later.logs.iter().map(|l| l.message.clone()));
+    assert!(
+        lines.contains(&"cb grpc_call_response ctx=1 token=1 status=0 size=11".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&r#"message: OK bytes="reply-bytes""#.to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("cb grpc_call_response ctx=1 token=")
+                && l.ends_with("status=7 size=0")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&r#"get_status: OK code=7 message="denied""#.to_string()),
+        "{lines:#?}"
+    );
+    let record = &startup.grpc_calls[0];
+    assert_eq!(
+        (
+            record.cluster.as_str(),
+            record.service.as_str(),
+            record.method.as_str()
+        ),
+        ("grpc-svc", "pkg.Svc", "Check")
+    );
+    assert_eq!(record.initial_metadata.get_text("x-md"), Some("m".into()));
+    assert_eq!(
+        record.messages,
+        vec![harness::ByteString::from("request-bytes")]
+    );
+    assert!(!record.streaming);
+}
+
+#[test]
+fn grpc_stream_delivers_metadata_messages_trailers_and_close() {
+    let clusters = vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: vec![GrpcCalloutAnswer {
+            status: 0,
+            initial_metadata: Headers::from_pairs([("x-initial", "i")]),
+            messages: vec!["m1".into(), "m22".into()],
+            trailing_metadata: Headers::from_pairs([("x-trailing", "t")]),
+            ..GrpcCalloutAnswer::default()
+        }],
+    }];
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true,
+            "configure": [
+                {"op": "grpc_stream", "cluster": "grpc-svc", "service": "pkg.Svc", "method": "Watch", "save": "stream"},
+                {"op": "grpc_send", "token": "$stream", "message": "hello"},
+                step("grpc_send", "send unknown", json!({"token": 9999, "message": "x"})),
+                step("grpc_cancel", "cancel unknown", json!({"token": 9999})),
+                step("grpc_close", "close unknown", json!({"token": 9999}))
+            ],
+            "root_callouts": {
+                "grpc_stream_initial_metadata": [step("get_headers", "initial", json!({"map": "grpc_initial_metadata"}))],
+                "grpc_stream_message": [step("get_buffer", "message", json!({"buffer": "grpc_receive_buffer"}))],
+                "grpc_stream_trailing_metadata": [step("get_headers", "trailing", json!({"map": "grpc_trailing_metadata"}))],
+                "grpc_stream_close": [{"op": "get_status"}]
+            }
+        }),
+        clusters,
+    );
+    let startup = envoy.startup().clone();
+    assert_eq!(result(&startup, "grpc_stream"), "grpc_stream: OK token=1");
+    assert_eq!(result(&startup, "grpc_send"), "grpc_send: OK");
+    assert_eq!(result(&startup, "send unknown"), "send unknown: NOT_FOUND");
+    assert_eq!(
+        result(&startup, "cancel unknown"),
+        "cancel unknown: NOT_FOUND"
+    );
+    assert_eq!(
+        result(&startup, "close unknown"),
+        "close unknown: NOT_FOUND"
+    );
+    let later = envoy.advance(10).expect("advance");
+    let mut lines: Vec<String> = startup.logs.iter().map(|l| l.message.clone()).collect();
+    lines.extend(later.logs.iter().map(|l| l.message.clone()));
+    assert_in_order(
+        &lines,
+        &[
+            "cb grpc_stream_initial_metadata ctx=1 token=1 count=1",
+            r#"initial: OK pairs=["x-initial"="i"]"#,
+            "cb grpc_stream_message ctx=1 token=1 size=2",
+            r#"message: OK bytes="m1""#,
+            "cb grpc_stream_message ctx=1 token=1 size=3",
+            r#"message: OK bytes="m22""#,
+            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=1",
+            r#"trailing: OK pairs=["x-trailing"="t"]"#,
+            "cb grpc_stream_close ctx=1 token=1 status=0",
+        ],
+    );
+    let record = &startup.grpc_calls[0];
+    assert!(record.streaming);
+    assert_eq!(record.messages, vec![harness::ByteString::from("hello")]);
+}
+
+#[test]
+fn grpc_cancel_ends_a_pending_call() {
+    let clusters = vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: vec![GrpcCalloutAnswer {
+            delay_ms: 1000,
+            messages: vec!["late".into()],
+            ..GrpcCalloutAnswer::default()
+        }],
+    }];
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true, "configure": [
+            {"op": "grpc_call", "cluster": "grpc-svc", "service": "s", "method": "m", "message": "x", "timeout_ms": 5000, "save": "call"},
+            {"op": "grpc_cancel", "token": "$call"}
+        ]}),
+        clusters,
+    );
+    let startup = envoy.startup().clone();
+    assert_eq!(result(&startup, "grpc_cancel"), "grpc_cancel: OK");
+    let later = envoy.advance(2000).expect("advance");
+    assert!(
+        !callbacks(&later)
+            .iter()
+            .any(|l| l.starts_with("grpc_call_response")),
+        "no answer after cancel: {:#?}",
+        later.logs
+    );
+}
+
+// ---------------------------------------------------------------- timers and time
+
+#[test]
+fn tick_period_fires_on_tick_on_the_virtual_clock() {
+    let mut config = probe_config(json!({"trace": true,
+        "configure": [{"op": "set_tick_period", "ms": 1000}, {"op": "get_current_time", "label": "time at start"}],
+        "tick": [{"op": "get_current_time", "label": "time at tick"}]
+    }));
+    config.start_time_unix_ms = 1_700_000_000_000;
+    let mut envoy = start(config);
+    let startup = envoy.startup().clone();
+    assert_eq!(result(&startup, "set_tick_period"), "set_tick_period: OK");
+    assert_eq!(
+        result(&startup, "time at start"),
+        "time at start: OK ns=1700000000000000000"
+    );
+    let outcome = envoy.advance(3500).expect("advance");
+    let ticks: Vec<String> = callbacks(&outcome)
+        .into_iter()
+        .filter(|l| l.starts_with("tick"))
+        .collect();
+    assert_eq!(ticks, vec!["tick ctx=1"; 3]);
+    assert_eq!(
+        results(&outcome, "time at tick"),
+        vec![
+            "time at tick: OK ns=1700000001000000000",
+            "time at tick: OK ns=1700000002000000000",
+            "time at tick: OK ns=1700000003000000000",
+        ]
+    );
+    assert_eq!(envoy.now_ms(), 3500);
+}
+
+// ---------------------------------------------------------------- shared data and queues
+
+#[test]
+fn shared_data_cas_rules() {
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": [
+        step("get_shared_data", "missing", json!({"key": "k"})),
+        step("set_shared_data", "first set", json!({"key": "k", "value": "v1", "cas": 0})),
+        {"op": "get_shared_data", "key": "k", "label": "read", "save": "cas"},
+        step("set_shared_data", "set with current cas", json!({"key": "k", "value": "v2", "cas": "$cas"})),
+        step("set_shared_data", "set with stale cas", json!({"key": "k", "value": "v3", "cas": "$cas"})),
+        step("get_shared_data", "after", json!({"key": "k"})),
+        step("set_shared_data", "unconditional", json!({"key": "k", "value": "v4", "cas": 0})),
+        step("get_shared_data", "final", json!({"key": "k"}))
+    ]}}}));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert_eq!(result(&outcome, "missing"), "missing: NOT_FOUND");
+    assert_eq!(result(&outcome, "first set"), "first set: OK");
+    let read = result(&outcome, "read");
+    assert!(read.starts_with(r#"read: OK value="v1" cas="#), "{read}");
+    assert!(
+        !read.ends_with(" cas=0"),
+        "the CAS counter is never 0: {read}"
+    );
+    assert_eq!(
+        result(&outcome, "set with current cas"),
+        "set with current cas: OK"
+    );
+    assert_eq!(
+        result(&outcome, "set with stale cas"),
+        "set with stale cas: CAS_MISMATCH"
+    );
+    assert!(result(&outcome, "after").starts_with(r#"after: OK value="v2" cas="#));
+    assert_eq!(result(&outcome, "unconditional"), "unconditional: OK");
+    assert!(result(&outcome, "final").starts_with(r#"final: OK value="v4" cas="#));
+}
+
+#[test]
+fn shared_data_is_shared_by_workers_of_the_same_vm_id_only() {
+    let writer = json!({"configure": [step("set_shared_data", "write", json!({"key": "shared-key", "value": "from worker 1"}))]});
+    let reader =
+        json!({"configure": [step("get_shared_data", "read", json!({"key": "shared-key"}))]});
+    let shared = SharedHost::new();
+    let with_vm = |script: Value, vm: &str| {
+        let mut config = probe_config(script);
+        config.plugin.vm_id = vm.into();
+        config
+    };
+    let first = Harness::with_shared(probe_module(), with_vm(writer, "vm-a"), shared.clone())
+        .expect("worker 1");
+    assert_eq!(result(first.startup(), "write"), "write: OK");
+    let second = Harness::with_shared(
+        probe_module(),
+        with_vm(reader.clone(), "vm-a"),
+        shared.clone(),
+    )
+    .expect("worker 2");
+    assert!(result(second.startup(), "read").starts_with(r#"read: OK value="from worker 1""#));
+    let other_vm = Harness::with_shared(probe_module(), with_vm(reader.clone(), "vm-b"), shared)
+        .expect("other vm");
+    assert_eq!(result(other_vm.startup(), "read"), "read: NOT_FOUND");
+    let unshared = start(with_vm(reader, "vm-a"));
+    assert_eq!(
+        result(unshared.startup(), "read"),
+        "read: NOT_FOUND",
+        "separate harnesses share nothing"
+    );
+}
+
+#[test]
+fn queues_register_resolve_enqueue_dequeue_and_notify_the_root() {
+    let mut config = probe_config(json!({"trace": true,
+        "configure": [
+            {"op": "register_queue", "name": "jobs", "save": "queue"},
+            step("resolve_queue", "resolve", json!({"vm_id": "probe-vm", "name": "jobs"})),
+            step("resolve_queue", "resolve unknown", json!({"vm_id": "probe-vm", "name": "nope"})),
+            step("enqueue", "enqueue unknown", json!({"queue": 777, "data": "x"})),
+            step("dequeue", "dequeue unknown", json!({"queue": 777})),
+            step("dequeue", "dequeue empty", json!({"queue": "$queue"}))
+        ],
+        "http": {"request_headers": {"steps": [
+            step("enqueue", "enqueue", json!({"queue": "$queue", "data": "job-1"}))
+        ]}},
+        "queue_ready": [
+            step("dequeue", "dequeue", json!({"queue": "$queue"})),
+            step("dequeue", "dequeue again", json!({"queue": "$queue"}))
+        ]
+    }));
+    config.plugin.vm_id = "probe-vm".into();
+    let mut envoy = start(config);
+    let startup = envoy.startup().clone();
+    assert_eq!(
+        result(&startup, "register_queue"),
+        "register_queue: OK id=1"
+    );
+    assert_eq!(result(&startup, "resolve"), "resolve: OK id=1");
+    assert_eq!(
+        result(&startup, "resolve unknown"),
+        "resolve unknown: NOT_FOUND id=0"
+    );
+    assert_eq!(
+        result(&startup, "enqueue unknown"),
+        "enqueue unknown: NOT_FOUND"
+    );
+    assert_eq!(
+        result(&startup, "dequeue unknown"),
+        "dequeue unknown: NOT_FOUND"
+    );
+    assert_eq!(result(&startup, "dequeue empty"), "dequeue empty: EMPTY");
+
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert_eq!(result(&outcome, "enqueue"), "enqueue: OK");
+    let later = envoy.advance(1).expect("advance");
+    let mut lines: Vec<String> = outcome.logs.iter().map(|l| l.message.clone()).collect();
+    lines.extend(later.logs.iter().map(|l| l.message.clone()));
+    assert_in_order(
+        &lines,
+        &[
+            "enqueue: OK",
+            "cb queue_ready ctx=1 queue=1",
+            r#"dequeue: OK data="job-1""#,
+            "dequeue again: EMPTY",
+        ],
+    );
+    let ready_at = lines
+        .iter()
+        .position(|l| l == "cb queue_ready ctx=1 queue=1");
+    let enqueue_at = lines.iter().position(|l| l == "enqueue: OK");
+    assert!(
+        ready_at > enqueue_at,
+        "on_queue_ready is posted, not called inside enqueue"
+    );
+}
+
+// ---------------------------------------------------------------- metrics
+
+#[test]
+fn metrics_follow_envoys_rules() {
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": [
+        {"op": "define_metric", "kind": "counter", "name": "requests", "save": "counter"},
+        {"op": "define_metric", "kind": "gauge", "name": "in_flight", "save": "gauge"},
+        {"op": "define_metric", "kind": "histogram", "name": "latency", "save": "histogram"},
+        step("define_metric", "define again", json!({"kind": "counter", "name": "requests"})),
+        step("increment_metric", "counter +1", json!({"id": "$counter", "offset": 1})),
+        step("increment_metric", "counter +0", json!({"id": "$counter", "offset": 0})),
+        step("increment_metric", "counter -1", json!({"id": "$counter", "offset": -1})),
+        step("record_metric", "counter record 5", json!({"id": "$counter", "value": 5})),
+        step("get_metric", "counter value", json!({"id": "$counter"})),
+        step("increment_metric", "gauge +10", json!({"id": "$gauge", "offset": 10})),
+        step("increment_metric", "gauge -3", json!({"id": "$gauge", "offset": -3})),
+        step("get_metric", "gauge value", json!({"id": "$gauge"})),
+        step("record_metric", "gauge set 42", json!({"id": "$gauge", "value": 42})),
+        step("get_metric", "gauge after set", json!({"id": "$gauge"})),
+        step("record_metric", "histogram sample", json!({"id": "$histogram", "value": 12})),
+        step("record_metric", "histogram sample 2", json!({"id": "$histogram", "value": 30})),
+        step("get_metric", "histogram value", json!({"id": "$histogram"})),
+        step("get_metric", "unknown metric", json!({"id": 99999})),
+        step("increment_metric", "unknown increment", json!({"id": 99999, "offset": 1}))
+    ]}}}));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    let ids = results(&outcome, "define_metric");
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids.iter().all(|l| l.starts_with("define_metric: OK id=")),
+        "{ids:?}"
+    );
+    let counter_line = &ids[0];
+    assert_eq!(
+        result(&outcome, "define again").replace("define again", "define_metric"),
+        *counter_line,
+        "same name, same id"
+    );
+    assert_eq!(result(&outcome, "counter +1"), "counter +1: OK");
+    assert_eq!(result(&outcome, "counter +0"), "counter +0: BAD_ARGUMENT");
+    assert_eq!(result(&outcome, "counter -1"), "counter -1: BAD_ARGUMENT");
+    assert_eq!(result(&outcome, "counter record 5"), "counter record 5: OK");
+    assert_eq!(
+        result(&outcome, "counter value"),
+        "counter value: OK value=6",
+        "record adds to a counter"
+    );
+    assert_eq!(result(&outcome, "gauge +10"), "gauge +10: OK");
+    assert_eq!(result(&outcome, "gauge -3"), "gauge -3: OK");
+    assert_eq!(result(&outcome, "gauge value"), "gauge value: OK value=7");
+    assert_eq!(
+        result(&outcome, "gauge after set"),
+        "gauge after set: OK value=42",
+        "record sets a gauge"
+    );
+    assert_eq!(result(&outcome, "histogram sample"), "histogram sample: OK");
+    assert_eq!(
+        result(&outcome, "histogram value"),
+        "histogram value: BAD_ARGUMENT value=0"
+    );
+    assert_eq!(
+        result(&outcome, "unknown metric"),
+        "unknown metric: NOT_FOUND value=0"
+    );
+    assert_eq!(
+        result(&outcome, "unknown increment"),
+        "unknown increment: NOT_FOUND"
+    );
+
+    let counter = outcome.metric("requests").expect("counter snapshot");
+    assert_eq!((counter.kind, counter.value), (MetricKind::Counter, 6));
+    let gauge = outcome.metric("in_flight").expect("gauge snapshot");
+    assert_eq!((gauge.kind, gauge.value), (MetricKind::Gauge, 42));
+    let histogram = outcome.metric("latency").expect("histogram snapshot");
+    assert_eq!(
+        (histogram.kind, histogram.value, histogram.samples.clone()),
+        (MetricKind::Histogram, 2, vec![12, 30])
+    );
+}
+
+// ---------------------------------------------------------------- misc
+
+#[test]
+fn foreign_functions_effective_context_and_done() {
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": [
+        step("call_foreign", "unknown foreign", json!({"name": "no_such_function", "args": "x"})),
+        step("set_effective_context", "unknown context", json!({"id": 4242})),
+        step("set_effective_context", "root context", json!({"id": 1})),
+        step("done", "done outside on_done", json!({}))
+    ]}}}));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert_eq!(
+        result(&outcome, "unknown foreign"),
+        r#"unknown foreign: NOT_FOUND result="""#
+    );
+    assert_eq!(
+        result(&outcome, "unknown context"),
+        "unknown context: BAD_ARGUMENT"
+    );
+    assert_eq!(result(&outcome, "root context"), "root context: OK");
+    assert_eq!(
+        result(&outcome, "done outside on_done"),
+        "done outside on_done: NOT_FOUND"
+    );
+}
+
+#[test]
+fn wasi_subset_stdout_stderr_env_random_clock() {
+    let mut config = probe_config(json!({"configure": [
+        {"op": "stdout", "text": "to stdout"},
+        {"op": "stderr", "text": "to stderr"},
+        step("env_var", "region", json!({"name": "REGION"})),
+        step("env_var", "home", json!({"name": "HOME"})),
+        step("random", "random", json!({"len": 32})),
+        {"op": "wasi_time"}
+    ]}));
+    config
+        .plugin
+        .env
+        .insert("REGION".into(), "cn-hangzhou".into());
+    config.start_time_unix_ms = 1_700_000_000_000;
+    let envoy = start(config);
+    let startup = envoy.startup();
+    assert!(
+        startup
+            .logs
+            .iter()
+            .any(|l| l.level == LogLevel::Info && l.message == "to stdout"),
+        "{:#?}",
+        startup.logs
+    );
+    assert!(
+        startup
+            .logs
+            .iter()
+            .any(|l| l.level == LogLevel::Error && l.message == "to stderr"),
+        "{:#?}",
+        startup.logs
+    );
+    assert_eq!(result(startup, "region"), r#"region: value="cn-hangzhou""#);
+    assert_eq!(
+        result(startup, "home"),
+        "home: missing",
+        "only the configured variables"
+    );
+    assert_eq!(
+        result(startup, "random"),
+        "random: errno=0 len=32 nonzero=true"
+    );
+    assert_eq!(
+        result(startup, "wasi_time"),
+        "wasi_time: ns=1700000000000000000"
+    );
+}
+
+#[test]
+fn hostcall_counts_are_reported_per_exchange() {
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": [
+        {"op": "get_header", "map": "request_headers", "key": ":path"},
+        {"op": "get_header", "map": "request_headers", "key": ":method"}
+    ]}}}));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert_eq!(
+        outcome.hostcalls.get("proxy_get_header_map_value"),
+        Some(&2)
+    );
+    assert!(outcome.hostcalls.get("proxy_log").is_some_and(|n| *n >= 2));
+}

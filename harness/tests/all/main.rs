@@ -1,0 +1,8 @@
+//! The harness's integration tests: one binary (see harness/Cargo.toml).
+//! Guest filters are built once per process for wasm32-wasip1 (support.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod hostcalls;
+mod lifecycle;
+mod scenarios;
+mod support;

@@ -1,0 +1,187 @@
+//! Shared helpers: build the guest filters once per test process, compile
+//! each module once, and build probe configurations.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use harness::{
+    ClusterSpec, CompiledModule, DownstreamRequest, Exchange, Harness, HarnessConfig, LogLevel,
+    Outcome, PluginConfig, UpstreamResponse,
+};
+use serde_json::Value;
+
+/// Packages the tests load, built together by one cargo invocation.
+const PACKAGES: [&str; 2] = ["test-filter-probe", "response-header"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness/ has a parent")
+        .to_path_buf()
+}
+
+pub fn wasm_dir() -> PathBuf {
+    workspace_root().join("target/wasm32-wasip1/release")
+}
+
+/// Runs `cargo build --target wasm32-wasip1 --release -p ...` once per
+/// process (a no-op when `make build` already did it). The wasm build uses
+/// target/wasm32-wasip1 and target/release, so it does not wait on the lock
+/// of the running test build (target/debug).
+fn build_filters() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(workspace_root())
+            .args(["build", "--target", "wasm32-wasip1", "--release", "--quiet"]);
+        for package in PACKAGES {
+            command.args(["-p", package]);
+        }
+        let output = command
+            .output()
+            .map_err(|e| format!("cannot run cargo to build the test filters: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "building the test filters failed (is the wasm32-wasip1 target installed? `make setup-wasm` \
+                 or `rustup target add wasm32-wasip1`):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+}
+
+/// A built filter, compiled once per process. `file` is e.g. `test_filter_probe.wasm`.
+pub fn module(file: &str) -> CompiledModule {
+    static MODULES: OnceLock<Mutex<HashMap<String, CompiledModule>>> = OnceLock::new();
+    build_filters();
+    let modules = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut modules = modules.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(module) = modules.get(file) {
+        return module.clone();
+    }
+    let path = wasm_dir().join(file);
+    let module = CompiledModule::from_file(&path)
+        .unwrap_or_else(|e| panic!("cannot compile {}: {e}", path.display()));
+    modules.insert(file.to_string(), module.clone());
+    module
+}
+
+pub fn probe_module() -> CompiledModule {
+    module("test_filter_probe.wasm")
+}
+
+/// A harness configuration running the probe with this script.
+pub fn probe_config(script: Value) -> HarnessConfig {
+    HarnessConfig {
+        plugin: PluginConfig {
+            name: "probe".into(),
+            configuration: script.to_string().into(),
+            ..PluginConfig::default()
+        },
+        ..HarnessConfig::default()
+    }
+}
+
+/// Starts the probe with this script; panics with the error if start-up fails.
+pub fn probe(script: Value) -> Harness {
+    start(probe_config(script))
+}
+
+pub fn start(config: HarnessConfig) -> Harness {
+    Harness::new(probe_module(), config).unwrap_or_else(|e| panic!("start-up failed: {e}"))
+}
+
+pub fn probe_with_clusters(script: Value, clusters: Vec<ClusterSpec>) -> Harness {
+    let mut config = probe_config(script);
+    config.clusters = clusters;
+    start(config)
+}
+
+/// A request from a `"METHOD /path"` line plus headers.
+pub fn request(line: &str, headers: &[(&str, &str)]) -> DownstreamRequest {
+    let mut request = DownstreamRequest::from_request_line(line).expect("valid request line");
+    for (k, v) in headers {
+        request.headers.push(*k, *v);
+    }
+    request
+}
+
+pub fn get(path: &str) -> DownstreamRequest {
+    request(&format!("GET {path}"), &[("host", "example.com")])
+}
+
+pub fn ok_upstream() -> UpstreamResponse {
+    UpstreamResponse::default()
+}
+
+pub fn exchange(
+    harness: &mut Harness,
+    request: DownstreamRequest,
+    upstream: UpstreamResponse,
+) -> Outcome {
+    harness
+        .exchange(&Exchange {
+            request,
+            upstream,
+            properties: Default::default(),
+        })
+        .unwrap_or_else(|e| panic!("exchange failed: {e}"))
+}
+
+/// Info-level lines (the probe's results and traces), in order.
+pub fn info(outcome: &Outcome) -> Vec<String> {
+    outcome
+        .logs_at(LogLevel::Info)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Probe result lines starting with `label: `, in order.
+pub fn results(outcome: &Outcome, label: &str) -> Vec<String> {
+    let prefix = format!("{label}: ");
+    info(outcome)
+        .into_iter()
+        .filter(|l| l.starts_with(&prefix))
+        .collect()
+}
+
+/// The single result line of `label`; panics (showing all logs) unless exactly one.
+pub fn result(outcome: &Outcome, label: &str) -> String {
+    let found = results(outcome, label);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one `{label}:` line; logs: {:#?}",
+        outcome.logs
+    );
+    found[0].clone()
+}
+
+/// Callback trace lines (`cb ...`) with the `cb ` prefix removed.
+pub fn callbacks(outcome: &Outcome) -> Vec<String> {
+    info(outcome)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("cb ").map(str::to_string))
+        .collect()
+}
+
+/// Asserts `expected` lines appear in `lines` in this order (others may interleave).
+pub fn assert_in_order(lines: &[String], expected: &[&str]) {
+    let mut at = 0;
+    for want in expected {
+        match lines[at..].iter().position(|l| l == want) {
+            Some(i) => at += i + 1,
+            None => panic!("expected {want:?} (in order) in {lines:#?}"),
+        }
+    }
+}
