@@ -1,11 +1,30 @@
-//! Start-up and the HTTP lifecycle, driven the way Envoy drives a filter.
+//! Start-up and the HTTP lifecycle, driven the way Envoy drives one filter:
+//! backend-agnostic, it only talks to a [`Vm`].
+//!
+//! The request flows client -> filter -> upstream, the response upstream ->
+//! filter -> client. Each direction is a queue of frames (headers, body
+//! chunks, trailers) and Envoy's iteration state: a headers Pause is
+//! StopAllIteration (nothing more reaches the filter until it continues), a
+//! body Pause is StopIterationAndBuffer (the next chunk is appended and the
+//! filter sees the whole buffer). Stream actions the filter asks for are
+//! applied after the running callback returns. While the stream waits,
+//! virtual time jumps to the next event (callout answer, tick).
 
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::abi::{Action, StreamType};
 use crate::backend::wasm::CompiledModule;
+use crate::backend::{Callback, Vm};
 use crate::error::HarnessError;
-use crate::host::SharedHost;
+use crate::host::{
+    Deferred, Event, GrpcPlan, HeaderMap, Host, HttpPlan, LocalReplySpec, Phase, Scheduled,
+    SharedHost, StreamState,
+};
+use crate::hostcalls::hostcall_name;
 use crate::model::{
-    ClusterSpec, DownstreamRequest, Exchange, HarnessConfig, LogEntry, MetricSnapshot, Outcome,
-    PropertyValue, TrapReport, UpstreamResponse,
+    ByteString, CalloutResult, ClusterSpec, DownstreamRequest, DownstreamResponse, Exchange,
+    HarnessConfig, HttpMessage, LocalReply, LogEntry, LogLevel, MetricSnapshot, Outcome,
+    Properties, PropertyValue, StreamEnd, TraceEvent, TraceLevel, TrapReport, UpstreamResponse,
 };
 
 /// Which filter build to run.
@@ -33,16 +52,147 @@ impl From<&CompiledModule> for FilterModule {
 /// [`Harness::with_shared`] (then they share shared data, queues and
 /// metrics, like two workers of one Envoy).
 pub struct Harness {
-    _private: (),
+    vm: Box<dyn Vm>,
+    failure: Option<TrapReport>,
+    /// The trap of the current exchange (reported once).
+    new_trap: Option<TrapReport>,
+    startup: Outcome,
+    http_mark: usize,
+    grpc_mark: usize,
+}
+
+/// One direction of the stream (request or response).
+#[derive(Default)]
+struct Flow {
+    input: VecDeque<Frame>,
+    /// Headers returned Pause: StopAllIteration until continued.
+    stopped_all: bool,
+    headers_eos: bool,
+    /// Body returned Pause: StopIterationAndBuffer.
+    body_paused: bool,
+    /// Body paused on the last chunk: only a continue can end it.
+    waiting_at_end: bool,
+    trailers_paused: bool,
+    /// End of stream passed the filter.
+    ended: bool,
+}
+
+impl Flow {
+    fn can_process(&self) -> bool {
+        !self.stopped_all && !self.waiting_at_end && !self.trailers_paused && !self.ended
+    }
+}
+
+enum Frame {
+    Headers { map: HeaderMap, eos: bool },
+    Data { chunk: Vec<u8>, eos: bool },
+    Trailers { map: HeaderMap },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Request,
+    Response,
+}
+
+/// What one stream produced; driver-side state.
+struct Run {
+    id: u32,
+    req: Flow,
+    resp: Flow,
+    upstream_answer: Option<UpstreamResponse>,
+    /// The upstream has been asked (the request reached it completely).
+    response_started: bool,
+    /// A local reply is running through the filter's response path.
+    local_in_filter: bool,
+    upstream: Option<HttpMessage>,
+    client: Option<HttpMessage>,
+    local_reply: Option<LocalReply>,
+    end: Option<StreamEnd>,
+    is_grpc: bool,
+    /// The filter is bypassed (fail_open after a trap).
+    bypass: bool,
+}
+
+impl Run {
+    fn flow(&mut self, dir: Dir) -> &mut Flow {
+        match dir {
+            Dir::Request => &mut self.req,
+            Dir::Response => &mut self.resp,
+        }
+    }
+}
+
+fn request_header_map(req: &DownstreamRequest, request_id: &str) -> HeaderMap {
+    let mut m = HeaderMap::default();
+    let user_has = |name: &str| req.headers.contains(name);
+    let authority = req
+        .authority
+        .clone()
+        .or_else(|| req.headers.get_text("host"))
+        .unwrap_or_else(|| "localhost".to_string());
+    let defaults: [(&str, &str); 4] = [
+        (":method", &req.method),
+        (":path", &req.path),
+        (":authority", &authority),
+        (":scheme", &req.scheme),
+    ];
+    for (k, v) in defaults {
+        match req.headers.get(k) {
+            Some(user) => m.add(k.as_bytes(), user.as_bytes()),
+            None => m.add(k.as_bytes(), v.as_bytes()),
+        }
+    }
+    for (k, v) in req.headers.iter() {
+        // HTTP/1 Host becomes :authority; pseudo-headers were placed first.
+        if k.eq_ignore_ascii_case(b"host")
+            || [&b":method"[..], b":path", b":authority", b":scheme"].contains(&k)
+        {
+            continue;
+        }
+        m.add(k, v);
+    }
+    if !user_has("x-forwarded-proto") {
+        m.add(b"x-forwarded-proto", req.scheme.as_bytes());
+    }
+    if !user_has("x-request-id") {
+        m.add(b"x-request-id", request_id.as_bytes());
+    }
+    m
+}
+
+fn body_frames(
+    chunks: &[ByteString],
+    trailers: Option<&crate::model::Headers>,
+    out: &mut VecDeque<Frame>,
+) {
+    let data: Vec<&ByteString> = chunks.iter().filter(|c| !c.is_empty()).collect();
+    let n = data.len();
+    for (i, c) in data.into_iter().enumerate() {
+        out.push_back(Frame::Data {
+            chunk: c.0.clone(),
+            eos: i + 1 == n && trailers.is_none(),
+        });
+    }
+    if let Some(t) = trailers {
+        out.push_back(Frame::Trailers {
+            map: HeaderMap::from_headers(t),
+        });
+    }
+}
+
+fn is_grpc_request(h: &HeaderMap) -> bool {
+    h.get(b"content-type")
+        .is_some_and(|v| v.starts_with(b"application/grpc"))
 }
 
 impl Harness {
     /// Loads the module into a fresh VM and starts it the way Envoy does:
-    /// `_initialize`/`main`, `proxy_on_context_create(1, 0)`,
+    /// `_initialize` (then `main`) or `_start`, `proxy_on_context_create(1, 0)`,
     /// `proxy_on_vm_start(1, vm_config_size)`, `proxy_on_configure(1, plugin_config_size)`.
     ///
-    /// Errors: missing exports, a trap during start-up, or the filter rejecting
-    /// its configuration ([`HarnessError::ConfigurationRejected`] with its log lines).
+    /// Errors: a trap during start-up, or the filter rejecting its
+    /// configuration ([`HarnessError::ConfigurationRejected`] with its log lines).
     pub fn new(
         module: impl Into<FilterModule>,
         config: HarnessConfig,
@@ -53,11 +203,79 @@ impl Harness {
     /// Like [`Harness::new`], sharing process-wide state (shared data, queues,
     /// metrics) with other harnesses: one VM per worker.
     pub fn with_shared(
-        _module: impl Into<FilterModule>,
-        _config: HarnessConfig,
-        _shared: SharedHost,
+        module: impl Into<FilterModule>,
+        config: HarnessConfig,
+        shared: SharedHost,
     ) -> Result<Harness, HarnessError> {
-        Err(HarnessError::Usage("not implemented yet".into()))
+        let host = Host::new(&config, shared);
+        let vm: Box<dyn Vm> = match module.into() {
+            FilterModule::Wasm(m) => Box::new(m.instantiate(host)?),
+        };
+        Self::start(vm)
+    }
+
+    /// Starts an already-instantiated VM (any backend).
+    pub fn start(vm: Box<dyn Vm>) -> Result<Harness, HarnessError> {
+        let mut h = Harness {
+            vm,
+            failure: None,
+            new_trap: None,
+            startup: Outcome::default(),
+            http_mark: 0,
+            grpc_mark: 0,
+        };
+        h.begin_capture();
+        let se = h.vm.start_exports();
+        h.vm.host().phase = Phase::Startup;
+        if se.initialize {
+            h.invoke(Callback::Initialize);
+            if se.main && h.failure.is_none() {
+                h.invoke(Callback::Main);
+            }
+        } else if se.start {
+            h.invoke(Callback::Start);
+        }
+        let root = h.vm.host_ref().root_context_id;
+        if h.failure.is_none() {
+            h.invoke(Callback::ContextCreate {
+                context_id: root,
+                parent_id: 0,
+            });
+        }
+        let vm_config_size = h.vm.host_ref().plugin().vm_config.len() as u64;
+        let plugin_config_size = h.vm.host_ref().plugin().configuration.len() as u64;
+        for callback in [
+            Callback::VmStart {
+                context_id: root,
+                size: vm_config_size,
+            },
+            Callback::Configure {
+                context_id: root,
+                size: plugin_config_size,
+            },
+        ] {
+            if h.failure.is_some() {
+                break;
+            }
+            if h.invoke(callback) == Some(0) {
+                let logs = std::mem::take(&mut h.vm.host().logs);
+                return Err(HarnessError::ConfigurationRejected {
+                    callback: callback.name().to_string(),
+                    logs,
+                });
+            }
+        }
+        h.vm.host().deferred.clear();
+        if let Some(t) = h.failure.clone() {
+            return Err(HarnessError::Trap {
+                callback: t.callback,
+                context_id: t.context_id,
+                trap: t.trap,
+                panic_message: t.panic_message,
+            });
+        }
+        h.startup = h.finish_capture(0, None, 0);
+        Ok(h)
     }
 
     /// Runs one request/response exchange through the filter until the
@@ -66,8 +284,78 @@ impl Harness {
     ///
     /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
-    pub fn exchange(&mut self, _exchange: &Exchange) -> Result<Outcome, HarnessError> {
-        Err(HarnessError::Usage("not implemented yet".into()))
+    pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
+        self.begin_capture();
+        let start_ms = self.vm.host_ref().now_ms;
+        self.vm
+            .host()
+            .begin_exchange_properties(&exchange.properties);
+        let host = self.vm.host();
+        let id = host.next_context_id;
+        host.next_context_id += 1;
+        let mut request_id = [0u8; 16];
+        host.fill_random(&mut request_id);
+        let request_id = format_uuid(&request_id);
+        let headers = request_header_map(&exchange.request, &request_id);
+        let req = &exchange.request;
+        let headers_eos = req.body.is_empty() && req.trailers.is_none();
+        let mut run = Run {
+            id,
+            req: Flow::default(),
+            resp: Flow::default(),
+            upstream_answer: Some(exchange.upstream.clone()),
+            response_started: false,
+            local_in_filter: false,
+            upstream: None,
+            client: None,
+            local_reply: None,
+            end: None,
+            is_grpc: is_grpc_request(&headers),
+            bypass: false,
+        };
+        run.req.input.push_back(Frame::Headers {
+            map: headers,
+            eos: headers_eos,
+        });
+        body_frames(&req.body.0, req.trailers.as_ref(), &mut run.req.input);
+
+        let now_ns = host.now_unix_ns();
+        host.stream = Some(StreamState {
+            id,
+            start_unix_ns: now_ns,
+            ..Default::default()
+        });
+        if self.failure.is_some() {
+            self.vm_already_failed(&mut run);
+        } else {
+            let root = self.vm.host_ref().root_context_id;
+            if self
+                .invoke(Callback::ContextCreate {
+                    context_id: id,
+                    parent_id: root,
+                })
+                .is_none()
+            {
+                self.after_trap(&mut run);
+            }
+        }
+        self.event_loop(&mut run);
+        self.teardown(&mut run);
+        self.deliver_due_root_events();
+        let elapsed = self.vm.host_ref().now_ms - start_ms;
+        let response = match run.end {
+            Some(StreamEnd::Stalled { .. }) => None,
+            _ => run.client.take().map(|m| DownstreamResponse {
+                status: status_of(&m.headers),
+                message: m,
+                reset: matches!(run.end, Some(StreamEnd::Reset)),
+            }),
+        };
+        let mut outcome = self.finish_capture(id, run.end.take(), elapsed);
+        outcome.upstream_request = run.upstream.take();
+        outcome.response = response;
+        outcome.local_reply = run.local_reply.take();
+        Ok(outcome)
     }
 
     /// Shorthand for [`Harness::exchange`] without per-exchange properties.
@@ -79,54 +367,1032 @@ impl Harness {
         self.exchange(&Exchange {
             request: request.clone(),
             upstream: upstream.clone(),
-            properties: Default::default(),
+            properties: Properties::new(),
         })
     }
 
     /// Advances virtual time by `ms` with no stream: fires `on_tick`s, delivers
     /// callout answers and queue notifications due in that window.
-    pub fn advance(&mut self, _ms: u64) -> Result<Outcome, HarnessError> {
-        Err(HarnessError::Usage("not implemented yet".into()))
+    pub fn advance(&mut self, ms: u64) -> Result<Outcome, HarnessError> {
+        self.begin_capture();
+        let start = self.vm.host_ref().now_ms;
+        let target = start.saturating_add(ms);
+        loop {
+            self.deliver_queue_notifications(None);
+            let host = self.vm.host_ref();
+            match host.next_event_at() {
+                Some(at) if at <= target => {
+                    let Some(ev) = self.vm.host().pop_event() else {
+                        break;
+                    };
+                    let host = self.vm.host();
+                    host.now_ms = host.now_ms.max(ev.at_ms);
+                    self.deliver(ev, None);
+                }
+                _ => break,
+            }
+        }
+        self.vm.host().now_ms = target;
+        Ok(self.finish_capture(0, Some(StreamEnd::NoStream), ms))
     }
 
     /// What happened during start-up (logs, trace, hostcalls, metrics).
     pub fn startup(&self) -> &Outcome {
-        unimplemented_outcome()
+        &self.startup
     }
 
     /// Log lines from start-up.
     pub fn startup_logs(&self) -> &[LogEntry] {
-        &self.startup().logs
+        &self.startup.logs
     }
 
     /// Replaces the cluster definitions (scripted callout answers).
-    pub fn set_clusters(&mut self, _clusters: Vec<ClusterSpec>) {}
+    pub fn set_clusters(&mut self, clusters: Vec<ClusterSpec>) {
+        self.vm.host().set_clusters(&clusters);
+    }
 
     /// Sets a harness-level property (dotted path) for later exchanges.
-    pub fn set_property(&mut self, _path: &str, _value: PropertyValue) {}
+    pub fn set_property(&mut self, path: &str, value: PropertyValue) {
+        let mut p = Properties::new();
+        p.insert(path.to_string(), value);
+        self.vm.host().set_base_property(&p);
+    }
 
     /// Current metric values.
     pub fn metrics(&self) -> Vec<MetricSnapshot> {
-        Vec::new()
+        self.vm.host_ref().shared().metrics()
     }
 
     /// The trap that failed this VM, if any.
     pub fn vm_failure(&self) -> Option<&TrapReport> {
-        None
+        self.failure.as_ref()
     }
 
     /// The state shared with other workers.
     pub fn shared(&self) -> SharedHost {
-        SharedHost::new()
+        self.vm.host_ref().shared().clone()
     }
 
     /// Virtual milliseconds since this harness started.
     pub fn now_ms(&self) -> u64 {
-        0
+        self.vm.host_ref().now_ms
+    }
+
+    // ---- capture ----------------------------------------------------------
+
+    fn begin_capture(&mut self) {
+        self.new_trap = None;
+        let host = self.vm.host();
+        host.logs.clear();
+        host.trace.clear();
+        host.hostcall_counts.iter_mut().for_each(|c| *c = 0);
+        host.http_calls
+            .retain(|r| r.result == CalloutResult::Pending);
+        host.grpc_calls
+            .retain(|r| r.result == CalloutResult::Pending);
+        self.http_mark = host.http_calls.len();
+        self.grpc_mark = host.grpc_calls.len();
+    }
+
+    fn finish_capture(
+        &mut self,
+        context_id: u32,
+        end: Option<StreamEnd>,
+        elapsed_ms: u64,
+    ) -> Outcome {
+        let host = self.vm.host();
+        let hostcalls: BTreeMap<String, u64> = host
+            .hostcall_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (hostcall_name(i).to_string(), *c))
+            .collect();
+        Outcome {
+            context_id,
+            upstream_request: None,
+            response: None,
+            local_reply: None,
+            end: end.unwrap_or_default(),
+            logs: std::mem::take(&mut host.logs),
+            metrics: host.shared().metrics(),
+            http_calls: host
+                .http_calls
+                .get(self.http_mark..)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            grpc_calls: host
+                .grpc_calls
+                .get(self.grpc_mark..)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            hostcalls,
+            trace: std::mem::take(&mut host.trace),
+            trap: self.new_trap.take(),
+            elapsed_ms,
+        }
+    }
+
+    // ---- calling the guest ------------------------------------------------
+
+    /// Calls a guest export in its context; `None` if it trapped (the VM is
+    /// then failed) or the VM had already failed.
+    fn invoke(&mut self, cb: Callback) -> Option<u64> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let host = self.vm.host();
+        let ctx = cb.context_id();
+        host.active_context = ctx;
+        host.effective_context = ctx;
+        host.phase = match cb {
+            Callback::Initialize | Callback::Main | Callback::Start => Phase::Startup,
+            _ => Phase::Callback,
+        };
+        let log_mark = host.logs.len();
+        let result = self.vm.call(cb);
+        let host = self.vm.host();
+        host.phase = Phase::Callback;
+        let result = match (result, host.pending_fault.take()) {
+            (Ok(_), Some(fault)) => Err(fault),
+            (r, _) => r,
+        };
+        if host.trace_level != TraceLevel::Off {
+            let at_ms = host.now_ms;
+            host.trace.push(TraceEvent::Callback {
+                name: cb.name().to_string(),
+                args: cb.args(),
+                result: result.as_ref().ok().copied(),
+                at_ms,
+            });
+        }
+        match result {
+            Ok(v) => Some(v),
+            Err(trap) => {
+                let panic_message = host.logs[log_mark..]
+                    .iter()
+                    .rev()
+                    .find(|l| l.level >= LogLevel::Error)
+                    .map(|l| l.message.clone());
+                let report = TrapReport {
+                    callback: cb.name().to_string(),
+                    context_id: ctx,
+                    trap,
+                    panic_message,
+                };
+                host.harness_log(
+                    LogLevel::Critical,
+                    format!(
+                        "VM failed: trap in {} (context {}): {}",
+                        report.callback, report.context_id, report.trap
+                    ),
+                );
+                host.deferred.clear();
+                self.failure = Some(report.clone());
+                self.new_trap = Some(report);
+                None
+            }
+        }
+    }
+
+    fn fail_open(&self) -> bool {
+        self.vm.host_ref().plugin().fail_open
+    }
+
+    /// Calls a stream callback; `None` when the stream must not go on
+    /// (trap without fail_open: the 503 is already applied).
+    fn stream_callback(&mut self, run: &mut Run, cb: Callback) -> Option<Action> {
+        if run.bypass {
+            return Some(Action::Continue);
+        }
+        match self.invoke(cb) {
+            Some(v) => {
+                let forced_stop = self
+                    .vm
+                    .host_ref()
+                    .deferred
+                    .iter()
+                    .any(|d| matches!(d, Deferred::LocalReply { .. }));
+                Some(if forced_stop {
+                    Action::Pause
+                } else {
+                    Action::from_raw(v)
+                })
+            }
+            None => {
+                self.after_trap(run);
+                if run.bypass {
+                    Some(Action::Continue)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Envoy's failure policy for the stream in flight.
+    fn after_trap(&mut self, run: &mut Run) {
+        if self.fail_open() {
+            run.bypass = true;
+        } else {
+            self.local_reply(run, fail_closed_reply(), "harness", true);
+        }
+    }
+
+    fn vm_already_failed(&mut self, run: &mut Run) {
+        if self.fail_open() {
+            run.bypass = true;
+        } else {
+            self.local_reply(run, fail_closed_reply(), "harness", true);
+        }
+    }
+
+    // ---- the stream ---------------------------------------------------------
+
+    fn event_loop(&mut self, run: &mut Run) {
+        let mut blocked_since = self.vm.host_ref().now_ms;
+        loop {
+            self.drive(run);
+            if run.end.is_some() {
+                return;
+            }
+            if self.deliver_queue_notifications(Some(run)) {
+                continue;
+            }
+            self.skip_stale_events();
+            let host = self.vm.host_ref();
+            let Some(at) = host.next_event_at() else {
+                run.end = Some(StreamEnd::Stalled {
+                    reason: stall_reason(run, "no callout, timer or queue event is pending"),
+                });
+                return;
+            };
+            if !host.has_non_tick_event()
+                && at.saturating_sub(blocked_since) > host.stall_timeout_ms
+            {
+                let reason = format!(
+                    "only timer ticks were pending for {} virtual ms (stall_timeout_ms)",
+                    host.stall_timeout_ms
+                );
+                run.end = Some(StreamEnd::Stalled {
+                    reason: stall_reason(run, &reason),
+                });
+                return;
+            }
+            let Some(ev) = self.vm.host().pop_event() else {
+                continue;
+            };
+            let host = self.vm.host();
+            host.now_ms = host.now_ms.max(ev.at_ms);
+            if !matches!(ev.event, Event::Tick { .. }) {
+                blocked_since = host.now_ms;
+            }
+            self.deliver(ev, Some(run));
+        }
+    }
+
+    /// Runs both directions until the stream ends or waits.
+    fn drive(&mut self, run: &mut Run) {
+        loop {
+            if run.end.is_some() {
+                return;
+            }
+            if run.req.can_process() {
+                if let Some(frame) = run.req.input.pop_front() {
+                    self.process(run, Dir::Request, frame);
+                    continue;
+                }
+            }
+            if run.req.ended && !run.response_started {
+                run.response_started = true;
+                if let Some(answer) = run.upstream_answer.take() {
+                    let mut h = HeaderMap::default();
+                    h.add(b":status", answer.status.to_string().as_bytes());
+                    for (k, v) in answer.headers.iter() {
+                        h.add(k, v);
+                    }
+                    let eos = answer.body.is_empty() && answer.trailers.is_none();
+                    run.resp.input.push_back(Frame::Headers { map: h, eos });
+                    body_frames(
+                        &answer.body.0,
+                        answer.trailers.as_ref(),
+                        &mut run.resp.input,
+                    );
+                }
+                continue;
+            }
+            if run.resp.can_process() {
+                if let Some(frame) = run.resp.input.pop_front() {
+                    self.process(run, Dir::Response, frame);
+                    continue;
+                }
+            }
+            if run.resp.ended {
+                run.end = Some(StreamEnd::Completed);
+            }
+            return;
+        }
+    }
+
+    fn process(&mut self, run: &mut Run, dir: Dir, frame: Frame) {
+        let id = run.id;
+        match frame {
+            Frame::Headers { map, eos } => {
+                let n = map.len() as u64;
+                if let Some(s) = self.vm.host().stream.as_mut() {
+                    match dir {
+                        Dir::Request => s.request_headers = Some(map),
+                        Dir::Response => s.response_headers = Some(map),
+                    }
+                }
+                let cb = match dir {
+                    Dir::Request => Callback::RequestHeaders {
+                        context_id: id,
+                        headers: n,
+                        end_of_stream: eos,
+                    },
+                    Dir::Response => Callback::ResponseHeaders {
+                        context_id: id,
+                        headers: n,
+                        end_of_stream: eos,
+                    },
+                };
+                let Some(action) = self.stream_callback(run, cb) else {
+                    return;
+                };
+                let flow = run.flow(dir);
+                flow.headers_eos = eos;
+                match action {
+                    Action::Continue => self.forward_headers(run, dir, eos),
+                    Action::Pause => flow.stopped_all = true,
+                }
+            }
+            Frame::Data { chunk, eos } => {
+                let size = {
+                    let Some(s) = self.vm.host().stream.as_mut() else {
+                        return;
+                    };
+                    let (buf, count) = match dir {
+                        Dir::Request => (&mut s.request_body, &mut s.request_body_bytes),
+                        Dir::Response => (&mut s.response_body, &mut s.response_body_bytes),
+                    };
+                    *count += chunk.len() as u64;
+                    buf.extend_from_slice(&chunk);
+                    buf.len() as u64
+                };
+                let cb = match dir {
+                    Dir::Request => Callback::RequestBody {
+                        context_id: id,
+                        size,
+                        end_of_stream: eos,
+                    },
+                    Dir::Response => Callback::ResponseBody {
+                        context_id: id,
+                        size,
+                        end_of_stream: eos,
+                    },
+                };
+                let Some(action) = self.stream_callback(run, cb) else {
+                    return;
+                };
+                match action {
+                    Action::Continue => {
+                        run.flow(dir).body_paused = false;
+                        self.forward_body(run, dir, eos);
+                    }
+                    Action::Pause => {
+                        let flow = run.flow(dir);
+                        flow.body_paused = true;
+                        flow.waiting_at_end = eos;
+                        let limit = self.vm.host_ref().buffer_limit;
+                        let buffered = self.current_buffer_len(dir);
+                        if buffered > limit && !self.has_pending_local_reply() {
+                            self.buffer_overflow(run, dir);
+                        }
+                    }
+                }
+            }
+            Frame::Trailers { map } => {
+                let n = map.len() as u64;
+                if let Some(s) = self.vm.host().stream.as_mut() {
+                    match dir {
+                        Dir::Request => s.request_trailers = Some(map),
+                        Dir::Response => s.response_trailers = Some(map),
+                    }
+                }
+                let cb = match dir {
+                    Dir::Request => Callback::RequestTrailers {
+                        context_id: id,
+                        trailers: n,
+                    },
+                    Dir::Response => Callback::ResponseTrailers {
+                        context_id: id,
+                        trailers: n,
+                    },
+                };
+                let Some(action) = self.stream_callback(run, cb) else {
+                    return;
+                };
+                match action {
+                    Action::Continue => self.forward_trailers(run, dir),
+                    Action::Pause => run.flow(dir).trailers_paused = true,
+                }
+            }
+        }
+        self.apply_deferred(run);
+    }
+
+    fn has_pending_local_reply(&self) -> bool {
+        self.vm
+            .host_ref()
+            .deferred
+            .iter()
+            .any(|d| matches!(d, Deferred::LocalReply { .. }))
+    }
+
+    fn current_buffer_len(&self, dir: Dir) -> u64 {
+        self.vm.host_ref().stream.as_ref().map_or(0, |s| match dir {
+            Dir::Request => s.request_body.len() as u64,
+            Dir::Response => s.response_body.len() as u64,
+        })
+    }
+
+    fn buffer_overflow(&mut self, run: &mut Run, dir: Dir) {
+        let (status, body, details) = match dir {
+            Dir::Request => (413, "Payload Too Large", "request_payload_too_large"),
+            Dir::Response => (500, "Internal Server Error", "response_payload_too_large"),
+        };
+        let limit = self.vm.host_ref().buffer_limit;
+        self.vm.host().harness_log(
+            LogLevel::Warn,
+            format!(
+                "buffered {dir} body exceeds the {limit}-byte buffer limit",
+                dir = match dir {
+                    Dir::Request => "request",
+                    Dir::Response => "response",
+                }
+            ),
+        );
+        let spec = LocalReplySpec {
+            status,
+            details: details.to_string(),
+            body: body.as_bytes().to_vec(),
+            headers: HeaderMap::default(),
+            grpc_status: -1,
+        };
+        self.local_reply(run, spec, "harness", false);
+    }
+
+    fn target(run: &mut Run, dir: Dir) -> &mut HttpMessage {
+        let slot = match dir {
+            Dir::Request => &mut run.upstream,
+            Dir::Response => &mut run.client,
+        };
+        slot.get_or_insert_with(HttpMessage::default)
+    }
+
+    fn forward_headers(&mut self, run: &mut Run, dir: Dir, eos: bool) {
+        let headers = self.vm.host_ref().stream.as_ref().and_then(|s| match dir {
+            Dir::Request => s.request_headers.as_ref(),
+            Dir::Response => s.response_headers.as_ref(),
+        });
+        let headers = headers.map(HeaderMap::to_headers).unwrap_or_default();
+        Self::target(run, dir).headers = headers;
+        let flow = run.flow(dir);
+        flow.stopped_all = false;
+        if eos {
+            flow.ended = true;
+        }
+    }
+
+    fn forward_body(&mut self, run: &mut Run, dir: Dir, eos: bool) {
+        let data = self.vm.host().stream.as_mut().map(|s| match dir {
+            Dir::Request => std::mem::take(&mut s.request_body),
+            Dir::Response => std::mem::take(&mut s.response_body),
+        });
+        if let Some(data) = data {
+            Self::target(run, dir).body.0.extend_from_slice(&data);
+        }
+        let flow = run.flow(dir);
+        flow.body_paused = false;
+        flow.waiting_at_end = false;
+        if eos {
+            flow.ended = true;
+        }
+    }
+
+    fn forward_trailers(&mut self, run: &mut Run, dir: Dir) {
+        self.forward_body(run, dir, false);
+        let trailers = self.vm.host_ref().stream.as_ref().and_then(|s| match dir {
+            Dir::Request => s.request_trailers.as_ref(),
+            Dir::Response => s.response_trailers.as_ref(),
+        });
+        let trailers = trailers.map(HeaderMap::to_headers);
+        Self::target(run, dir).trailers = trailers;
+        let flow = run.flow(dir);
+        flow.trailers_paused = false;
+        flow.ended = true;
+    }
+
+    /// `proxy_continue_stream` applied: resume where the direction stopped.
+    fn resume(&mut self, run: &mut Run, dir: Dir) {
+        let flow = run.flow(dir);
+        if flow.ended {
+            return;
+        }
+        if flow.stopped_all {
+            let eos = flow.headers_eos;
+            // Everything that arrived while stopped is delivered as one chunk.
+            let mut merged: Vec<u8> = Vec::new();
+            let mut merged_eos = false;
+            let mut any = false;
+            while let Some(Frame::Data { .. }) = flow.input.front() {
+                if let Some(Frame::Data { chunk, eos }) = flow.input.pop_front() {
+                    merged.extend_from_slice(&chunk);
+                    merged_eos = eos;
+                    any = true;
+                }
+            }
+            if any {
+                flow.input.push_front(Frame::Data {
+                    chunk: merged,
+                    eos: merged_eos,
+                });
+            }
+            self.forward_headers(run, dir, eos);
+        } else if flow.trailers_paused {
+            self.forward_trailers(run, dir);
+        } else if flow.waiting_at_end {
+            self.forward_body(run, dir, true);
+        } else if flow.body_paused {
+            self.forward_body(run, dir, false);
+        }
+    }
+
+    /// Applies the stream actions the last callback asked for.
+    fn apply_deferred(&mut self, run: &mut Run) {
+        let actions = std::mem::take(&mut self.vm.host().deferred);
+        for action in actions {
+            if run.end.is_some() {
+                break;
+            }
+            match action {
+                Deferred::Continue { context_id, stream } if context_id == run.id => match stream {
+                    StreamType::HttpRequest => self.resume(run, Dir::Request),
+                    StreamType::HttpResponse => self.resume(run, Dir::Response),
+                    _ => {}
+                },
+                Deferred::Close { context_id, .. } if context_id == run.id => {
+                    run.end = Some(StreamEnd::Reset);
+                }
+                Deferred::LocalReply { context_id, reply } if context_id == run.id => {
+                    self.local_reply(run, reply, "filter", false);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Envoy's sendLocalReply: through the filter's response path if the
+    /// response has not started, directly if upstream headers exist but were
+    /// not sent, a reset if the client already has headers.
+    fn local_reply(&mut self, run: &mut Run, spec: LocalReplySpec, source: &str, vm_failed: bool) {
+        let status = u16::try_from(spec.status).unwrap_or(500);
+        let mut headers = HeaderMap::default();
+        let mut body = spec.body.clone();
+        headers.add(b":status", status.to_string().as_bytes());
+        let grpc = spec.grpc_status >= 0 && run.is_grpc;
+        if grpc {
+            headers.replace(b":status", b"200");
+            headers.add(b"content-type", b"application/grpc");
+            headers.add(b"grpc-status", spec.grpc_status.to_string().as_bytes());
+            if !body.is_empty() {
+                headers.add(b"grpc-message", &body);
+            }
+            body.clear();
+        }
+        for (k, v) in spec.headers.iter() {
+            headers.add(k, v);
+        }
+        if !grpc {
+            headers.replace(b"content-length", body.len().to_string().as_bytes());
+            if !body.is_empty() && headers.get(b"content-type").is_none() {
+                headers.add(b"content-type", b"text/plain");
+            }
+        }
+        run.local_reply = Some(LocalReply {
+            status,
+            body: ByteString(spec.body.clone()),
+            headers: spec.headers.to_headers(),
+            details: spec.details.clone(),
+            grpc_status: (spec.grpc_status >= 0).then_some(spec.grpc_status),
+            source: source.to_string(),
+        });
+        if let Some(s) = self.vm.host().stream.as_mut() {
+            s.response_code_details = Some(spec.details.clone());
+        }
+        let client_has_headers = run.client.as_ref().is_some_and(|c| !c.headers.is_empty());
+        if client_has_headers {
+            run.end = Some(StreamEnd::Reset);
+            return;
+        }
+        // The request side stops here.
+        run.req.input.clear();
+        run.req.stopped_all = false;
+        run.req.body_paused = false;
+        run.req.waiting_at_end = false;
+        run.req.trailers_paused = false;
+        run.req.ended = true;
+        run.response_started = true;
+        run.upstream_answer = None;
+        let through_filter =
+            !vm_failed && !run.bypass && !run.local_in_filter && !self.response_headers_seen();
+        if through_filter {
+            run.local_in_filter = true;
+            run.resp = Flow::default();
+            let eos = body.is_empty();
+            run.resp
+                .input
+                .push_back(Frame::Headers { map: headers, eos });
+            if !eos {
+                run.resp.input.push_back(Frame::Data {
+                    chunk: body,
+                    eos: true,
+                });
+            }
+            if let Some(s) = self.vm.host().stream.as_mut() {
+                s.response_body.clear();
+            }
+        } else {
+            run.client = Some(HttpMessage {
+                headers: headers.to_headers(),
+                body: ByteString(body),
+                trailers: None,
+            });
+            run.end = Some(StreamEnd::Completed);
+        }
+    }
+
+    fn response_headers_seen(&self) -> bool {
+        self.vm
+            .host_ref()
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.response_headers.is_some())
+    }
+
+    /// on_log, on_done, on_delete; cancels what the stream left in flight.
+    fn teardown(&mut self, run: &mut Run) {
+        if !run.bypass && self.failure.is_none() {
+            let id = run.id;
+            for cb in [
+                Callback::Log { context_id: id },
+                Callback::Done { context_id: id },
+                Callback::Delete { context_id: id },
+            ] {
+                if self.invoke(cb).is_none() {
+                    break;
+                }
+            }
+        }
+        let host = self.vm.host();
+        host.deferred.clear();
+        host.cancel_callouts_of(run.id);
+        host.stream = None;
+    }
+
+    // ---- events -------------------------------------------------------------
+
+    fn skip_stale_events(&mut self) {
+        loop {
+            let host = self.vm.host_ref();
+            let stale = match host.peek_event() {
+                Some(Scheduled {
+                    event: Event::HttpAnswer { token },
+                    ..
+                }) => !host.http_pending.contains_key(&token),
+                Some(Scheduled {
+                    event: Event::GrpcAnswer { token },
+                    ..
+                }) => !host.grpc_pending.contains_key(&token),
+                Some(Scheduled {
+                    event: Event::Tick { generation },
+                    ..
+                }) => generation != host.tick_generation || host.tick_period_ms == 0,
+                None => false,
+            };
+            if !stale {
+                return;
+            }
+            self.vm.host().pop_event();
+        }
+    }
+
+    /// Delivers everything already due (queue notifications, zero-delay
+    /// answers to the root context) after a stream ends.
+    fn deliver_due_root_events(&mut self) {
+        loop {
+            self.deliver_queue_notifications(None);
+            self.skip_stale_events();
+            let host = self.vm.host_ref();
+            match host.next_event_at() {
+                Some(at) if at <= host.now_ms => {
+                    if let Some(ev) = self.vm.host().pop_event() {
+                        self.deliver(ev, None);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn deliver_queue_notifications(&mut self, mut run: Option<&mut Run>) -> bool {
+        let ready = self.vm.host_ref().take_queue_notifications();
+        let any = !ready.is_empty();
+        for q in ready {
+            self.invoke(Callback::QueueReady {
+                context_id: q.root_context_id,
+                queue_id: q.queue_id,
+            });
+            self.after_root_callback(run.as_deref_mut());
+        }
+        any
+    }
+
+    fn after_root_callback(&mut self, run: Option<&mut Run>) {
+        match run {
+            Some(run) => {
+                if self.new_trap.is_some()
+                    && run.end.is_none()
+                    && !run.bypass
+                    && self.failure.is_some()
+                {
+                    self.after_trap(run);
+                }
+                self.apply_deferred(run);
+            }
+            None => self.vm.host().deferred.clear(),
+        }
+    }
+
+    fn deliver(&mut self, ev: Scheduled, mut run: Option<&mut Run>) {
+        let root = self.vm.host_ref().root_context_id;
+        match ev.event {
+            Event::Tick { generation } => {
+                let host = self.vm.host();
+                if generation != host.tick_generation || host.tick_period_ms == 0 {
+                    return;
+                }
+                let next = ev.at_ms + u64::from(host.tick_period_ms);
+                host.schedule(next, Event::Tick { generation });
+                self.invoke(Callback::Tick { context_id: root });
+                self.after_root_callback(run);
+            }
+            Event::HttpAnswer { token } => {
+                let Some(pending) = self.vm.host().http_pending.remove(&token) else {
+                    return;
+                };
+                let host = self.vm.host();
+                let cb = match pending.plan {
+                    HttpPlan::Respond {
+                        headers,
+                        body,
+                        trailers,
+                    } => {
+                        let status = status_of(&headers.to_headers());
+                        let cb = Callback::HttpCallResponse {
+                            context_id: root,
+                            token,
+                            headers: headers.len() as u64,
+                            body_size: body.len() as u64,
+                            trailers: trailers.len() as u64,
+                        };
+                        host.status_code = 0;
+                        host.status_message.clear();
+                        host.delivery.http_headers = Some(headers);
+                        host.delivery.http_body = Some(body);
+                        host.delivery.http_trailers = Some(trailers);
+                        host.set_http_result(
+                            token,
+                            CalloutResult::Answered {
+                                status: u32::from(status),
+                            },
+                        );
+                        cb
+                    }
+                    HttpPlan::Fail { code, reason } => {
+                        host.status_code = code;
+                        host.status_message = reason.as_bytes().to_vec();
+                        host.set_http_result(
+                            token,
+                            CalloutResult::Failed {
+                                reason: reason.to_string(),
+                            },
+                        );
+                        Callback::HttpCallResponse {
+                            context_id: root,
+                            token,
+                            headers: 0,
+                            body_size: 0,
+                            trailers: 0,
+                        }
+                    }
+                };
+                self.invoke(cb);
+                self.vm.host().delivery = Default::default();
+                self.after_root_callback(run);
+            }
+            Event::GrpcAnswer { token } => {
+                let Some(pending) = self.vm.host_ref().grpc_pending.get(&token).cloned() else {
+                    return;
+                };
+                let steps = grpc_steps(pending.streaming, &pending.plan);
+                for step in steps {
+                    if !self.vm.host_ref().grpc_pending.contains_key(&token)
+                        || self.failure.is_some()
+                    {
+                        break;
+                    }
+                    let host = self.vm.host();
+                    let cb = match step {
+                        GrpcStep::Initial(map) => {
+                            let n = map.len() as u64;
+                            host.delivery.grpc_initial_metadata = Some(map);
+                            Callback::GrpcReceiveInitialMetadata {
+                                context_id: root,
+                                token,
+                                headers: n,
+                            }
+                        }
+                        GrpcStep::Message(m) => {
+                            let n = m.len() as u64;
+                            host.status_code = 0;
+                            host.status_message.clear();
+                            host.delivery.grpc_message = Some(m);
+                            Callback::GrpcReceive {
+                                context_id: root,
+                                token,
+                                size: n,
+                            }
+                        }
+                        GrpcStep::Trailing(map) => {
+                            let n = map.len() as u64;
+                            host.delivery.grpc_trailing_metadata = Some(map);
+                            Callback::GrpcReceiveTrailingMetadata {
+                                context_id: root,
+                                token,
+                                trailers: n,
+                            }
+                        }
+                        GrpcStep::Close {
+                            status,
+                            message,
+                            failed,
+                        } => {
+                            host.status_code = status;
+                            host.status_message = message.clone().into_bytes();
+                            host.grpc_pending.remove(&token);
+                            host.set_grpc_result(
+                                token,
+                                if failed {
+                                    CalloutResult::Failed { reason: message }
+                                } else {
+                                    CalloutResult::Answered { status }
+                                },
+                            );
+                            Callback::GrpcClose {
+                                context_id: root,
+                                token,
+                                status,
+                            }
+                        }
+                        GrpcStep::UnaryMessage(m) => {
+                            let n = m.len() as u64;
+                            host.status_code = 0;
+                            host.status_message.clear();
+                            host.delivery.grpc_message = Some(m);
+                            host.grpc_pending.remove(&token);
+                            host.set_grpc_result(token, CalloutResult::Answered { status: 0 });
+                            Callback::GrpcReceive {
+                                context_id: root,
+                                token,
+                                size: n,
+                            }
+                        }
+                    };
+                    self.invoke(cb);
+                    self.vm.host().delivery = Default::default();
+                    self.after_root_callback(run.as_deref_mut());
+                }
+            }
+        }
     }
 }
 
-fn unimplemented_outcome() -> &'static Outcome {
-    static EMPTY: std::sync::OnceLock<Outcome> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Outcome::default)
+enum GrpcStep {
+    Initial(HeaderMap),
+    Message(Vec<u8>),
+    Trailing(HeaderMap),
+    Close {
+        status: u32,
+        message: String,
+        failed: bool,
+    },
+    /// A unary success: `on_grpc_receive` and nothing after it.
+    UnaryMessage(Vec<u8>),
+}
+
+fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
+    match plan {
+        GrpcPlan::Fail { code, reason } => {
+            vec![GrpcStep::Close {
+                status: *code,
+                message: reason.to_string(),
+                failed: true,
+            }]
+        }
+        GrpcPlan::Answer(a) if !streaming => {
+            if a.status == 0 {
+                let first = a.messages.first().map(|m| m.0.clone()).unwrap_or_default();
+                vec![GrpcStep::UnaryMessage(first)]
+            } else {
+                vec![GrpcStep::Close {
+                    status: a.status,
+                    message: a.message.clone(),
+                    failed: false,
+                }]
+            }
+        }
+        GrpcPlan::Answer(a) => {
+            let mut steps = Vec::new();
+            if !a.initial_metadata.is_empty() {
+                steps.push(GrpcStep::Initial(HeaderMap::from_headers(
+                    &a.initial_metadata,
+                )));
+            }
+            for m in &a.messages {
+                steps.push(GrpcStep::Message(m.0.clone()));
+            }
+            if !a.trailing_metadata.is_empty() {
+                steps.push(GrpcStep::Trailing(HeaderMap::from_headers(
+                    &a.trailing_metadata,
+                )));
+            }
+            steps.push(GrpcStep::Close {
+                status: a.status,
+                message: a.message.clone(),
+                failed: false,
+            });
+            steps
+        }
+    }
+}
+
+fn fail_closed_reply() -> LocalReplySpec {
+    LocalReplySpec {
+        status: 503,
+        details: "wasm_fail_stream".to_string(),
+        body: Vec::new(),
+        headers: HeaderMap::default(),
+        grpc_status: 14,
+    }
+}
+
+fn status_of(headers: &crate::model::Headers) -> u16 {
+    headers
+        .get(":status")
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn stall_reason(run: &Run, why: &str) -> String {
+    let (dir, flow) = if !run.req.ended {
+        ("request", &run.req)
+    } else {
+        ("response", &run.resp)
+    };
+    let at = if flow.stopped_all {
+        "headers (the headers callback returned Pause)"
+    } else if flow.trailers_paused {
+        "trailers (the trailers callback returned Pause)"
+    } else if flow.body_paused {
+        "body (the body callback returned Pause at end of stream)"
+    } else {
+        "an unknown point"
+    };
+    format!(
+        "the {dir} stopped at {at} and {why}; nothing could resume it with proxy_continue_stream"
+    )
+}
+
+fn format_uuid(b: &[u8; 16]) -> String {
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }

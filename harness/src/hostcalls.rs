@@ -1,1 +1,1614 @@
-//! Every `proxy_*` host function, written once against a guest-memory trait.
+//! Every `proxy_*` host function, written once against [`Guest`]: how a
+//! backend reaches guest memory, its pointer width, and its allocator.
+//! The wasm backend implements it over linear memory (32-bit pointers,
+//! bounds-checked); the native twin over process memory (64-bit pointers).
+//!
+//! Semantics follow Envoy (see shared/notes/host-semantics.md): status codes,
+//! argument checks, lower-cased keys, deferred stream actions, empty values
+//! returned as pointer 0 / size 0 without allocating.
+
+use crate::abi::{self, BufferType, MapType, MetricType, Status, StreamType};
+use crate::host::{
+    Deferred, Event, GrpcPlan, Host, HttpPlan, LocalReplySpec, PendingGrpc, PendingHttp, Phase,
+};
+use crate::model::{
+    ByteString, CalloutFailure, CalloutResult, GrpcCallRecord, Headers, HttpCallRecord, LogLevel,
+    TraceEvent, TraceLevel,
+};
+
+/// A fault that must stop the guest (a trap): the host cannot continue the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault(pub String);
+
+/// Guest memory as one backend sees it.
+pub trait GuestMemory {
+    /// Width in bytes of pointers and sizes written to out-parameters
+    /// (4 for wasm32, 8 for a native 64-bit filter).
+    const POINTER_SIZE: usize;
+    /// `len` bytes at `addr`, or `None` if out of bounds.
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]>;
+    /// Writable `len` bytes at `addr`, or `None` if out of bounds.
+    fn slice_mut(&mut self, addr: u64, len: u64) -> Option<&mut [u8]>;
+}
+
+/// What a hostcall needs from a backend: the host state, guest memory
+/// (borrowed together), and the guest allocator.
+pub trait Guest {
+    /// The backend's memory view.
+    type Memory<'m>: GuestMemory
+    where
+        Self: 'm;
+    /// The host state.
+    fn host(&mut self) -> &mut Host;
+    /// Runs `f` with the host state and guest memory borrowed at once.
+    fn with_memory<R>(&mut self, f: impl FnOnce(&mut Host, &mut Self::Memory<'_>) -> R) -> R;
+    /// Calls the guest allocator (`malloc`, else `proxy_on_memory_allocate`).
+    /// Memory may grow: callers re-borrow memory afterwards.
+    fn allocate(&mut self, size: u64) -> Result<u64, Fault>;
+}
+
+/// The table of Proxy-Wasm host functions: name and typed arguments.
+///
+/// Argument kinds: `u32` (enum, id, level; i32 in wasm), `ptr` (guest
+/// address), `size` (usize length), `i32`, `i64`, `u64`, `bool`. Backends
+/// invoke this with their own macro to generate glue for every entry.
+#[macro_export]
+macro_rules! for_each_hostcall {
+    ($m:ident) => {
+        $m! {
+            proxy_log(level: u32, message: ptr, message_size: size);
+            proxy_get_log_level(return_level: ptr);
+            proxy_get_current_time_nanoseconds(return_time: ptr);
+            proxy_set_tick_period_milliseconds(period: u32);
+            proxy_get_buffer_bytes(buffer_type: u32, start: size, max_size: size, return_data: ptr, return_size: ptr);
+            proxy_set_buffer_bytes(buffer_type: u32, start: size, size: size, data: ptr, data_size: size);
+            proxy_get_buffer_status(buffer_type: u32, return_length: ptr, return_flags: ptr);
+            proxy_get_header_map_pairs(map_type: u32, return_data: ptr, return_size: ptr);
+            proxy_set_header_map_pairs(map_type: u32, data: ptr, data_size: size);
+            proxy_get_header_map_size(map_type: u32, return_size: ptr);
+            proxy_get_header_map_value(map_type: u32, key: ptr, key_size: size, return_data: ptr, return_size: ptr);
+            proxy_replace_header_map_value(map_type: u32, key: ptr, key_size: size, value: ptr, value_size: size);
+            proxy_remove_header_map_value(map_type: u32, key: ptr, key_size: size);
+            proxy_add_header_map_value(map_type: u32, key: ptr, key_size: size, value: ptr, value_size: size);
+            proxy_get_property(path: ptr, path_size: size, return_data: ptr, return_size: ptr);
+            proxy_set_property(path: ptr, path_size: size, value: ptr, value_size: size);
+            proxy_get_shared_data(key: ptr, key_size: size, return_data: ptr, return_size: ptr, return_cas: ptr);
+            proxy_set_shared_data(key: ptr, key_size: size, value: ptr, value_size: size, cas: u32);
+            proxy_register_shared_queue(name: ptr, name_size: size, return_id: ptr);
+            proxy_resolve_shared_queue(vm_id: ptr, vm_id_size: size, name: ptr, name_size: size, return_id: ptr);
+            proxy_dequeue_shared_queue(queue_id: u32, return_data: ptr, return_size: ptr);
+            proxy_enqueue_shared_queue(queue_id: u32, value: ptr, value_size: size);
+            proxy_continue_stream(stream_type: u32);
+            proxy_close_stream(stream_type: u32);
+            proxy_send_local_response(status_code: u32, details: ptr, details_size: size, body: ptr, body_size: size, headers: ptr, headers_size: size, grpc_status: i32);
+            proxy_http_call(upstream: ptr, upstream_size: size, headers: ptr, headers_size: size, body: ptr, body_size: size, trailers: ptr, trailers_size: size, timeout_ms: u32, return_token: ptr);
+            proxy_grpc_call(upstream: ptr, upstream_size: size, service: ptr, service_size: size, method: ptr, method_size: size, metadata: ptr, metadata_size: size, message: ptr, message_size: size, timeout_ms: u32, return_token: ptr);
+            proxy_grpc_stream(upstream: ptr, upstream_size: size, service: ptr, service_size: size, method: ptr, method_size: size, metadata: ptr, metadata_size: size, return_token: ptr);
+            proxy_grpc_send(token: u32, message: ptr, message_size: size, end_stream: bool);
+            proxy_grpc_cancel(token: u32);
+            proxy_grpc_close(token: u32);
+            proxy_get_status(return_code: ptr, return_data: ptr, return_size: ptr);
+            proxy_set_effective_context(context_id: u32);
+            proxy_call_foreign_function(name: ptr, name_size: size, arguments: ptr, arguments_size: size, return_data: ptr, return_size: ptr);
+            proxy_done();
+            proxy_define_metric(metric_type: u32, name: ptr, name_size: size, return_id: ptr);
+            proxy_get_metric(metric_id: u32, return_value: ptr);
+            proxy_record_metric(metric_id: u32, value: u64);
+            proxy_increment_metric(metric_id: u32, offset: i64);
+        }
+    };
+}
+
+macro_rules! define_hostcall_ids {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+        /// Index of each host function (for counts and traces).
+        #[allow(non_camel_case_types, missing_docs)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Hostcall { $($name),* }
+        /// Names of the Proxy-Wasm host functions, by [`Hostcall`] index.
+        pub const PROXY_HOSTCALL_NAMES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+for_each_hostcall!(define_hostcall_ids);
+
+/// WASI functions the harness implements (wasm backend only); their
+/// counters follow the Proxy-Wasm ones. Anything else imported from WASI
+/// answers ENOSYS and is counted as `wasi:other`.
+pub const WASI_NAMES: &[&str] = &[
+    "fd_write",
+    "fd_read",
+    "fd_close",
+    "fd_seek",
+    "fd_fdstat_get",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "environ_get",
+    "environ_sizes_get",
+    "args_get",
+    "args_sizes_get",
+    "clock_time_get",
+    "clock_res_get",
+    "random_get",
+    "poll_oneoff",
+    "proc_exit",
+    "sched_yield",
+    "wasi:other",
+];
+
+/// Number of counters: Proxy-Wasm functions then WASI ones.
+pub const HOSTCALL_COUNT: usize = PROXY_HOSTCALL_NAMES.len() + WASI_NAMES.len();
+
+/// Counter index of a WASI function name (`wasi:other` for unknown ones).
+pub fn wasi_index(name: &str) -> usize {
+    let i = WASI_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(WASI_NAMES.len() - 1);
+    PROXY_HOSTCALL_NAMES.len() + i
+}
+
+/// Name of a counter index.
+pub fn hostcall_name(index: usize) -> &'static str {
+    if index < PROXY_HOSTCALL_NAMES.len() {
+        PROXY_HOSTCALL_NAMES[index]
+    } else {
+        WASI_NAMES
+            .get(index - PROXY_HOSTCALL_NAMES.len())
+            .copied()
+            .unwrap_or("?")
+    }
+}
+
+fn allowed_in(phase: Phase, index: usize) -> bool {
+    match phase {
+        Phase::Callback => true,
+        Phase::Startup => {
+            index == Hostcall::proxy_log as usize || index >= PROXY_HOSTCALL_NAMES.len()
+        }
+        Phase::Allocator => {
+            index == Hostcall::proxy_log as usize
+                || index == Hostcall::proxy_get_current_time_nanoseconds as usize
+                || index == wasi_index("fd_write")
+                || index == wasi_index("clock_time_get")
+                || index == wasi_index("poll_oneoff")
+        }
+    }
+}
+
+/// Runs one host function: counts it, enforces what the current phase
+/// allows, runs `f`, records it in the trace when asked.
+#[inline]
+pub fn dispatch<G: Guest>(
+    guest: &mut G,
+    index: usize,
+    args: &[u64],
+    f: impl FnOnce(&mut G) -> Result<u32, Fault>,
+) -> Result<u32, Fault> {
+    let host = guest.host();
+    if let Some(c) = host.hostcall_counts.get_mut(index) {
+        *c += 1;
+    }
+    if !allowed_in(host.phase, index) {
+        let when = match host.phase {
+            Phase::Startup => {
+                "during VM start-up (_initialize/main); only proxy_log and WASI are allowed there"
+            }
+            Phase::Allocator => {
+                "from inside the guest allocator; only logging and clocks are allowed there"
+            }
+            Phase::Callback => "",
+        };
+        return Err(Fault(format!("{} called {when}", hostcall_name(index))));
+    }
+    let result = f(guest)?;
+    let host = guest.host();
+    if host.trace_level == TraceLevel::Hostcalls {
+        host.trace.push(TraceEvent::Hostcall {
+            name: hostcall_name(index).to_string(),
+            args: args.to_vec(),
+            status: result,
+        });
+    }
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------
+// Memory helpers
+// ---------------------------------------------------------------------------
+
+/// Returns `Ok(status)` from the hostcall when a helper fails with a status.
+macro_rules! check {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(status) => return Ok(status),
+        }
+    };
+}
+
+fn input<G: Guest, R>(
+    g: &mut G,
+    addr: u64,
+    len: u64,
+    f: impl FnOnce(&mut Host, &[u8]) -> R,
+) -> Result<R, Status> {
+    g.with_memory(|h, m| match m.slice(addr, len) {
+        Some(bytes) => Ok(f(h, bytes)),
+        None => Err(Status::InvalidMemoryAccess),
+    })
+}
+
+fn input2<G: Guest, R>(
+    g: &mut G,
+    (a1, l1): (u64, u64),
+    (a2, l2): (u64, u64),
+    f: impl FnOnce(&mut Host, &[u8], &[u8]) -> R,
+) -> Result<R, Status> {
+    g.with_memory(|h, m| match (m.slice(a1, l1), m.slice(a2, l2)) {
+        (Some(x), Some(y)) => Ok(f(h, x, y)),
+        _ => Err(Status::InvalidMemoryAccess),
+    })
+}
+
+fn read_owned<G: Guest>(g: &mut G, addr: u64, len: u64) -> Result<Vec<u8>, Status> {
+    input(g, addr, len, |_, b| b.to_vec())
+}
+
+fn write_bytes<G: Guest>(g: &mut G, addr: u64, bytes: &[u8]) -> Result<(), Status> {
+    g.with_memory(|_, m| match m.slice_mut(addr, bytes.len() as u64) {
+        Some(dst) => {
+            dst.copy_from_slice(bytes);
+            Ok(())
+        }
+        None => Err(Status::InvalidMemoryAccess),
+    })
+}
+
+fn write_u32<G: Guest>(g: &mut G, addr: u64, v: u32) -> Result<(), Status> {
+    write_bytes(g, addr, &v.to_le_bytes())
+}
+
+fn write_u64<G: Guest>(g: &mut G, addr: u64, v: u64) -> Result<(), Status> {
+    write_bytes(g, addr, &v.to_le_bytes())
+}
+
+/// Writes a pointer- or size-sized value (the backend's width).
+fn write_word<G: Guest>(g: &mut G, addr: u64, v: u64) -> Result<(), Status> {
+    g.with_memory(|_, m| {
+        let width = <G::Memory<'_> as GuestMemory>::POINTER_SIZE;
+        match m.slice_mut(addr, width as u64) {
+            Some(dst) => {
+                dst.copy_from_slice(&v.to_le_bytes()[..width]);
+                Ok(())
+            }
+            None => Err(Status::InvalidMemoryAccess),
+        }
+    })
+}
+
+/// Hands `host.scratch` to the guest: allocate exactly its length, copy,
+/// write pointer and size. Empty: pointer 0, size 0, no allocation.
+fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> Result<Status, Fault> {
+    let len = g.host().scratch.len() as u64;
+    if len == 0 {
+        check!(write_word(g, ptr_out, 0));
+        check!(write_word(g, size_out, 0));
+        return Ok(Status::Ok);
+    }
+    let addr = g.allocate(len)?;
+    if addr == 0 {
+        return Ok(Status::InvalidMemoryAccess);
+    }
+    let copied = g.with_memory(|h, m| match m.slice_mut(addr, len) {
+        Some(dst) => {
+            dst.copy_from_slice(&h.scratch);
+            true
+        }
+        None => false,
+    });
+    if !copied {
+        return Ok(Status::InvalidMemoryAccess);
+    }
+    check!(write_word(g, ptr_out, addr));
+    check!(write_word(g, size_out, len));
+    Ok(Status::Ok)
+}
+
+fn set_scratch(host: &mut Host, bytes: &[u8]) {
+    host.scratch.clear();
+    host.scratch.extend_from_slice(bytes);
+}
+
+fn decode_headers(data: &[u8]) -> Result<crate::host::HeaderMap, Status> {
+    let pairs = abi::decode_map(data).map_err(|_| Status::BadArgument)?;
+    let mut map = crate::host::HeaderMap::default();
+    for (k, v) in pairs {
+        map.add(k, v);
+    }
+    Ok(map)
+}
+
+// ---------------------------------------------------------------------------
+// Logging, clock, timers
+// ---------------------------------------------------------------------------
+
+/// `proxy_log`: captured per level; levels below the plugin's are dropped.
+pub fn proxy_log<G: Guest>(
+    g: &mut G,
+    level: u32,
+    message: u64,
+    message_size: u64,
+) -> Result<Status, Fault> {
+    let Some(level) = LogLevel::from_u32(level) else {
+        return Ok(Status::BadArgument);
+    };
+    check!(input(g, message, message_size, |h, m| h.log(level, m)));
+    Ok(Status::Ok)
+}
+
+/// `proxy_get_log_level`.
+pub fn proxy_get_log_level<G: Guest>(g: &mut G, return_level: u64) -> Result<Status, Fault> {
+    let level = g.host().plugin.log_level.as_u32();
+    check!(write_u32(g, return_level, level));
+    Ok(Status::Ok)
+}
+
+/// `proxy_get_current_time_nanoseconds`: the virtual wall clock.
+pub fn proxy_get_current_time_nanoseconds<G: Guest>(
+    g: &mut G,
+    return_time: u64,
+) -> Result<Status, Fault> {
+    let now = g.host().now_unix_ns();
+    check!(write_u64(g, return_time, now));
+    Ok(Status::Ok)
+}
+
+/// `proxy_set_tick_period_milliseconds`: the root context's timer (0 stops it).
+pub fn proxy_set_tick_period_milliseconds<G: Guest>(
+    g: &mut G,
+    period: u32,
+) -> Result<Status, Fault> {
+    g.host().set_tick_period(period);
+    Ok(Status::Ok)
+}
+
+// ---------------------------------------------------------------------------
+// Buffers
+// ---------------------------------------------------------------------------
+
+/// `proxy_get_buffer_bytes`: up to `max_size` bytes from `start`.
+pub fn proxy_get_buffer_bytes<G: Guest>(
+    g: &mut G,
+    buffer_type: u32,
+    start: u64,
+    max_size: u64,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let Some(bt) = BufferType::from_u32(buffer_type) else {
+        return Ok(Status::BadArgument);
+    };
+    if start.checked_add(max_size).is_none() {
+        return Ok(Status::BadArgument);
+    }
+    let host = g.host();
+    let mut out = std::mem::take(&mut host.scratch);
+    let status = match host.buffer(bt) {
+        None => Status::NotFound,
+        Some(buf) if start > buf.len() as u64 => Status::BadArgument,
+        Some(buf) => {
+            let end = (start + max_size).min(buf.len() as u64);
+            out.clear();
+            out.extend_from_slice(&buf[start as usize..end as usize]);
+            Status::Ok
+        }
+    };
+    host.scratch = out;
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    return_scratch(g, return_data, return_size)
+}
+
+/// `proxy_set_buffer_bytes`: only prepend (start 0, size 0), replace all
+/// (start 0, size >= length) and append (start >= length), like Envoy.
+pub fn proxy_set_buffer_bytes<G: Guest>(
+    g: &mut G,
+    buffer_type: u32,
+    start: u64,
+    size: u64,
+    data: u64,
+    data_size: u64,
+) -> Result<Status, Fault> {
+    let Some(bt) = BufferType::from_u32(buffer_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let status = check!(input(g, data, data_size, |h, bytes| {
+        if h.buffer_mut(bt).is_none() {
+            return if h.buffer(bt).is_some() {
+                Status::BadArgument
+            } else {
+                Status::NotFound
+            };
+        }
+        let Some(buf) = h.buffer_mut(bt) else {
+            return Status::NotFound;
+        };
+        let len = buf.len() as u64;
+        if start == 0 && size == 0 {
+            buf.splice(0..0, bytes.iter().copied());
+        } else if start == 0 && size >= len {
+            buf.clear();
+            buf.extend_from_slice(bytes);
+        } else if start >= len {
+            buf.extend_from_slice(bytes);
+        } else {
+            return Status::BadArgument;
+        }
+        Status::Ok
+    }));
+    Ok(status)
+}
+
+/// `proxy_get_buffer_status`: length and flags (always 0).
+pub fn proxy_get_buffer_status<G: Guest>(
+    g: &mut G,
+    buffer_type: u32,
+    return_length: u64,
+    return_flags: u64,
+) -> Result<Status, Fault> {
+    let Some(bt) = BufferType::from_u32(buffer_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let Some(len) = g.host().buffer(bt).map(|b| b.len() as u64) else {
+        return Ok(Status::NotFound);
+    };
+    check!(write_word(g, return_length, len));
+    check!(write_u32(g, return_flags, 0));
+    Ok(Status::Ok)
+}
+
+// ---------------------------------------------------------------------------
+// Header maps
+// ---------------------------------------------------------------------------
+
+/// `proxy_get_header_map_pairs`: a map not available in this phase is OK and empty.
+pub fn proxy_get_header_map_pairs<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let host = g.host();
+    let mut out = std::mem::take(&mut host.scratch);
+    match host.map(mt) {
+        Some(map) => abi::encode_map_into(map.iter(), &mut out),
+        None => out.clear(),
+    }
+    host.scratch = out;
+    return_scratch(g, return_data, return_size)
+}
+
+/// `proxy_set_header_map_pairs`: replaces the whole map.
+pub fn proxy_set_header_map_pairs<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    data: u64,
+    data_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let status = check!(input(g, data, data_size, |h, bytes| {
+        let Ok(pairs) = abi::decode_map(bytes) else {
+            return Status::BadArgument;
+        };
+        match h.map_mut(mt) {
+            Some(map) => {
+                map.set_all(pairs.into_iter());
+                Status::Ok
+            }
+            None => Status::BadArgument,
+        }
+    }));
+    Ok(status)
+}
+
+/// `proxy_get_header_map_size`: serialized size; BAD_ARGUMENT if unavailable.
+pub fn proxy_get_header_map_size<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let Some(size) = g.host().map(mt).map(|m| abi::encoded_map_size(m.iter())) else {
+        return Ok(Status::BadArgument);
+    };
+    check!(write_word(g, return_size, size as u64));
+    Ok(Status::Ok)
+}
+
+/// `proxy_get_header_map_value`: the first value, NOT_FOUND when missing,
+/// BAD_ARGUMENT when the map is not available in this phase (Envoy).
+pub fn proxy_get_header_map_value<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    key: u64,
+    key_size: u64,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let status = check!(input(g, key, key_size, |h, key| {
+        let mut out = std::mem::take(&mut h.scratch);
+        let status = match h.map(mt) {
+            None => Status::BadArgument,
+            Some(map) => match map.get(key) {
+                Some(v) => {
+                    out.clear();
+                    out.extend_from_slice(v);
+                    Status::Ok
+                }
+                None => Status::NotFound,
+            },
+        };
+        h.scratch = out;
+        status
+    }));
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    return_scratch(g, return_data, return_size)
+}
+
+/// `proxy_replace_header_map_value`: sets the first value, drops the others (key lower-cased).
+pub fn proxy_replace_header_map_value<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    key: u64,
+    key_size: u64,
+    value: u64,
+    value_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    Ok(check!(input2(
+        g,
+        (key, key_size),
+        (value, value_size),
+        |h, k, v| match h.map_mut(mt) {
+            Some(map) => {
+                map.replace(k, v);
+                Status::Ok
+            }
+            None => Status::BadArgument,
+        }
+    )))
+}
+
+/// `proxy_remove_header_map_value`: removes every value.
+pub fn proxy_remove_header_map_value<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    key: u64,
+    key_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    Ok(check!(input(g, key, key_size, |h, k| {
+        match h.map_mut(mt) {
+            Some(map) => {
+                map.remove(k);
+                Status::Ok
+            }
+            None => Status::BadArgument,
+        }
+    })))
+}
+
+/// `proxy_add_header_map_value`: appends (key lower-cased).
+pub fn proxy_add_header_map_value<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    key: u64,
+    key_size: u64,
+    value: u64,
+    value_size: u64,
+) -> Result<Status, Fault> {
+    let Some(mt) = MapType::from_u32(map_type) else {
+        return Ok(Status::BadArgument);
+    };
+    Ok(check!(input2(
+        g,
+        (key, key_size),
+        (value, value_size),
+        |h, k, v| match h.map_mut(mt) {
+            Some(map) => {
+                map.add(k, v);
+                Status::Ok
+            }
+            None => Status::BadArgument,
+        }
+    )))
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------
+
+/// `proxy_get_property`: filter-set, caller-set, then stream-derived values.
+pub fn proxy_get_property<G: Guest>(
+    g: &mut G,
+    path: u64,
+    path_size: u64,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let found = check!(input(g, path, path_size, |h, p| h.lookup_property(p)));
+    if !found {
+        return Ok(Status::NotFound);
+    }
+    return_scratch(g, return_data, return_size)
+}
+
+/// `proxy_set_property`: stream contexts only; from a root context NOT_FOUND (Envoy).
+pub fn proxy_set_property<G: Guest>(
+    g: &mut G,
+    path: u64,
+    path_size: u64,
+    value: u64,
+    value_size: u64,
+) -> Result<Status, Fault> {
+    Ok(check!(input2(
+        g,
+        (path, path_size),
+        (value, value_size),
+        |h, p, v| match h.effective_stream() {
+            Some(s) => {
+                s.filter_properties.set_raw(p, v);
+                Status::Ok
+            }
+            None => Status::NotFound,
+        }
+    )))
+}
+
+// ---------------------------------------------------------------------------
+// Shared data and queues
+// ---------------------------------------------------------------------------
+
+/// `proxy_get_shared_data`: value and CAS for the plugin's vm_id.
+pub fn proxy_get_shared_data<G: Guest>(
+    g: &mut G,
+    key: u64,
+    key_size: u64,
+    return_data: u64,
+    return_size: u64,
+    return_cas: u64,
+) -> Result<Status, Fault> {
+    let cas = check!(input(g, key, key_size, |h, k| {
+        let mut out = std::mem::take(&mut h.scratch);
+        let r = h.shared.get_data(&h.plugin.vm_id, k, &mut out);
+        h.scratch = out;
+        r
+    }));
+    let cas = check!(cas);
+    let status = return_scratch(g, return_data, return_size)?;
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    check!(write_u32(g, return_cas, cas));
+    Ok(Status::Ok)
+}
+
+/// `proxy_set_shared_data`: cas 0 unconditional, stale cas CAS_MISMATCH.
+pub fn proxy_set_shared_data<G: Guest>(
+    g: &mut G,
+    key: u64,
+    key_size: u64,
+    value: u64,
+    value_size: u64,
+    cas: u32,
+) -> Result<Status, Fault> {
+    Ok(check!(input2(
+        g,
+        (key, key_size),
+        (value, value_size),
+        |h, k, v| h.shared.set_data(&h.plugin.vm_id, k, v, cas)
+    )))
+}
+
+/// `proxy_register_shared_queue`: notifications go to this worker's root context.
+pub fn proxy_register_shared_queue<G: Guest>(
+    g: &mut G,
+    name: u64,
+    name_size: u64,
+    return_id: u64,
+) -> Result<Status, Fault> {
+    let id = check!(input(g, name, name_size, |h, n| {
+        let inbox = h.inbox.clone();
+        h.shared
+            .register_queue(&h.plugin.vm_id, n, &inbox, h.root_context_id)
+    }));
+    check!(write_u32(g, return_id, id));
+    Ok(Status::Ok)
+}
+
+/// `proxy_resolve_shared_queue`: NOT_FOUND when no such queue.
+pub fn proxy_resolve_shared_queue<G: Guest>(
+    g: &mut G,
+    vm_id: u64,
+    vm_id_size: u64,
+    name: u64,
+    name_size: u64,
+    return_id: u64,
+) -> Result<Status, Fault> {
+    let id = check!(input2(
+        g,
+        (vm_id, vm_id_size),
+        (name, name_size),
+        |h, vm, n| {
+            let vm = String::from_utf8_lossy(vm);
+            h.shared.resolve_queue(&vm, n)
+        }
+    ));
+    let Some(id) = id else {
+        return Ok(Status::NotFound);
+    };
+    check!(write_u32(g, return_id, id));
+    Ok(Status::Ok)
+}
+
+/// `proxy_dequeue_shared_queue`: NOT_FOUND unknown queue, EMPTY when empty.
+pub fn proxy_dequeue_shared_queue<G: Guest>(
+    g: &mut G,
+    queue_id: u32,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let mut out = std::mem::take(&mut host.scratch);
+    let status = host.shared.dequeue(queue_id, &mut out);
+    host.scratch = out;
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    return_scratch(g, return_data, return_size)
+}
+
+/// `proxy_enqueue_shared_queue`: posts on_queue_ready to the registering worker.
+pub fn proxy_enqueue_shared_queue<G: Guest>(
+    g: &mut G,
+    queue_id: u32,
+    value: u64,
+    value_size: u64,
+) -> Result<Status, Fault> {
+    Ok(check!(input(g, value, value_size, |h, v| h
+        .shared
+        .enqueue(queue_id, v))))
+}
+
+// ---------------------------------------------------------------------------
+// Stream control (deferred until the running callback returns)
+// ---------------------------------------------------------------------------
+
+fn defer_stream_action<G: Guest>(
+    g: &mut G,
+    stream_type: u32,
+    close: bool,
+) -> Result<Status, Fault> {
+    let Some(st) = StreamType::from_u32(stream_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let host = g.host();
+    // On a root context (no stream) Envoy has nothing to continue: OK, no-op.
+    let Some(context_id) = host.effective_stream_ref().map(|s| s.id) else {
+        return Ok(Status::Ok);
+    };
+    if matches!(st, StreamType::HttpRequest | StreamType::HttpResponse) {
+        host.deferred.push(if close {
+            Deferred::Close {
+                context_id,
+                stream: st,
+            }
+        } else {
+            Deferred::Continue {
+                context_id,
+                stream: st,
+            }
+        });
+    }
+    Ok(Status::Ok)
+}
+
+/// `proxy_continue_stream` (deferred).
+pub fn proxy_continue_stream<G: Guest>(g: &mut G, stream_type: u32) -> Result<Status, Fault> {
+    defer_stream_action(g, stream_type, false)
+}
+
+/// `proxy_close_stream` (deferred): resets the HTTP stream.
+pub fn proxy_close_stream<G: Guest>(g: &mut G, stream_type: u32) -> Result<Status, Fault> {
+    defer_stream_action(g, stream_type, true)
+}
+
+/// `proxy_send_local_response` (deferred; forces the running callback to stop).
+#[allow(clippy::too_many_arguments)]
+pub fn proxy_send_local_response<G: Guest>(
+    g: &mut G,
+    status_code: u32,
+    details: u64,
+    details_size: u64,
+    body: u64,
+    body_size: u64,
+    headers: u64,
+    headers_size: u64,
+    grpc_status: i32,
+) -> Result<Status, Fault> {
+    let details = check!(read_owned(g, details, details_size));
+    let body = check!(read_owned(g, body, body_size));
+    let headers = check!(check!(input(g, headers, headers_size, |_, h| {
+        decode_headers(h)
+    })));
+    let host = g.host();
+    let Some(context_id) = host.effective_stream_ref().map(|s| s.id) else {
+        return Ok(Status::NotFound);
+    };
+    host.deferred.push(Deferred::LocalReply {
+        context_id,
+        reply: LocalReplySpec {
+            status: status_code,
+            details: String::from_utf8_lossy(&details).into_owned(),
+            body,
+            headers,
+            grpc_status,
+        },
+    });
+    Ok(Status::Ok)
+}
+
+// ---------------------------------------------------------------------------
+// Callouts
+// ---------------------------------------------------------------------------
+
+/// When a scripted callout resolves, given its delay, failure mode and the
+/// filter's timeout (0 = none): `(at_ms, Some(failure))` or `(at_ms, None)`.
+fn resolve_timing(
+    delay_ms: u64,
+    failure: Option<CalloutFailure>,
+    timeout_ms: u32,
+) -> (u64, Option<CalloutFailure>) {
+    let timeout = u64::from(timeout_ms);
+    match failure {
+        Some(CalloutFailure::Timeout) => (
+            if timeout > 0 { timeout } else { delay_ms },
+            Some(CalloutFailure::Timeout),
+        ),
+        Some(CalloutFailure::Reset) if timeout > 0 && delay_ms >= timeout => {
+            (timeout, Some(CalloutFailure::Timeout))
+        }
+        Some(CalloutFailure::Reset) => (delay_ms, Some(CalloutFailure::Reset)),
+        None if timeout > 0 && delay_ms >= timeout => (timeout, Some(CalloutFailure::Timeout)),
+        None => (delay_ms, None),
+    }
+}
+
+/// `proxy_http_call`: unknown cluster or headers without `:method`, `:path`
+/// or `:authority` -> BAD_ARGUMENT. The answer comes from the cluster's script.
+#[allow(clippy::too_many_arguments)]
+pub fn proxy_http_call<G: Guest>(
+    g: &mut G,
+    upstream: u64,
+    upstream_size: u64,
+    headers: u64,
+    headers_size: u64,
+    body: u64,
+    body_size: u64,
+    trailers: u64,
+    trailers_size: u64,
+    timeout_ms: u32,
+    return_token: u64,
+) -> Result<Status, Fault> {
+    let cluster = check!(read_owned(g, upstream, upstream_size));
+    let headers = check!(check!(input(g, headers, headers_size, |_, h| {
+        decode_headers(h)
+    })));
+    let trailers = check!(check!(input(g, trailers, trailers_size, |_, h| {
+        decode_headers(h)
+    })));
+    let body = check!(read_owned(g, body, body_size));
+    let host = g.host();
+    let Some(answer) = host.next_http_answer(&cluster) else {
+        host.harness_log(
+            LogLevel::Debug,
+            format!(
+                "http_call to unknown cluster {:?}: BAD_ARGUMENT",
+                String::from_utf8_lossy(&cluster)
+            ),
+        );
+        return Ok(Status::BadArgument);
+    };
+    if [&b":method"[..], b":path", b":authority"]
+        .iter()
+        .any(|k| headers.get(k).is_none())
+    {
+        return Ok(Status::BadArgument);
+    }
+    let mut sent = headers.clone();
+    if !body.is_empty() {
+        sent.replace(b"content-length", body.len().to_string().as_bytes());
+    }
+    let token = host.new_token();
+    let context_id = host.effective_context;
+    let (delay, failure, plan) = match answer {
+        None => (0, Some(CalloutFailure::Reset), None),
+        Some(a) => {
+            let mut resp = crate::host::HeaderMap::default();
+            resp.add(b":status", a.status.to_string().as_bytes());
+            for (k, v) in a.headers.iter() {
+                resp.add(k, v);
+            }
+            let trailers = crate::host::HeaderMap::from_headers(&a.trailers);
+            (
+                a.delay_ms,
+                a.failure,
+                Some(HttpPlan::Respond {
+                    headers: resp,
+                    body: a.body.concat(),
+                    trailers,
+                }),
+            )
+        }
+    };
+    let (after, failure) = resolve_timing(delay, failure, timeout_ms);
+    let plan = match (failure, plan) {
+        (Some(CalloutFailure::Timeout), _) => HttpPlan::Fail {
+            code: 4,
+            reason: "timeout",
+        },
+        (Some(CalloutFailure::Reset), _) | (None, None) => HttpPlan::Fail {
+            code: 14,
+            reason: "reset",
+        },
+        (None, Some(plan)) => plan,
+    };
+    host.http_calls.push(HttpCallRecord {
+        token,
+        context_id,
+        cluster: String::from_utf8_lossy(&cluster).into_owned(),
+        headers: sent.to_headers(),
+        body: ByteString(body),
+        trailers: trailers.to_headers(),
+        timeout_ms,
+        result: CalloutResult::Pending,
+    });
+    host.http_pending
+        .insert(token, PendingHttp { context_id, plan });
+    let at = host.now_ms + after;
+    host.schedule(at, Event::HttpAnswer { token });
+    check!(write_u32(g, return_token, token));
+    Ok(Status::Ok)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_grpc<G: Guest>(
+    g: &mut G,
+    upstream: (u64, u64),
+    service: (u64, u64),
+    method: (u64, u64),
+    metadata: (u64, u64),
+    message: Option<(u64, u64)>,
+    timeout_ms: u32,
+    return_token: u64,
+) -> Result<Status, Fault> {
+    let cluster = check!(read_owned(g, upstream.0, upstream.1));
+    let service = check!(read_owned(g, service.0, service.1));
+    let method = check!(read_owned(g, method.0, method.1));
+    let metadata = check!(check!(input(g, metadata.0, metadata.1, |_, h| {
+        decode_headers(h)
+    })));
+    let message = match message {
+        Some((a, l)) => Some(check!(read_owned(g, a, l))),
+        None => None,
+    };
+    let host = g.host();
+    let Some(answer) = host.next_grpc_answer(&cluster) else {
+        return Ok(Status::ParseFailure);
+    };
+    let token = host.new_token();
+    let context_id = host.effective_context;
+    let streaming = message.is_none();
+    let (delay, failure) = answer
+        .as_ref()
+        .map_or((0, Some(CalloutFailure::Reset)), |a| {
+            (a.delay_ms, a.failure)
+        });
+    let (after, failure) = resolve_timing(delay, failure, timeout_ms);
+    let plan = match (failure, answer) {
+        (Some(CalloutFailure::Timeout), _) => GrpcPlan::Fail {
+            code: 4,
+            reason: "deadline exceeded",
+        },
+        (Some(CalloutFailure::Reset), _) | (None, None) => GrpcPlan::Fail {
+            code: 14,
+            reason: "upstream reset",
+        },
+        (None, Some(a)) => GrpcPlan::Answer(a),
+    };
+    host.grpc_calls.push(GrpcCallRecord {
+        token,
+        context_id,
+        cluster: String::from_utf8_lossy(&cluster).into_owned(),
+        service: String::from_utf8_lossy(&service).into_owned(),
+        method: String::from_utf8_lossy(&method).into_owned(),
+        initial_metadata: metadata.to_headers(),
+        messages: message.into_iter().map(ByteString).collect(),
+        timeout_ms,
+        streaming,
+        result: CalloutResult::Pending,
+    });
+    host.grpc_pending.insert(
+        token,
+        PendingGrpc {
+            context_id,
+            streaming,
+            plan,
+            local_closed: false,
+        },
+    );
+    let at = host.now_ms + after;
+    host.schedule(at, Event::GrpcAnswer { token });
+    check!(write_u32(g, return_token, token));
+    Ok(Status::Ok)
+}
+
+/// `proxy_grpc_call`: unknown cluster -> PARSE_FAILURE.
+#[allow(clippy::too_many_arguments)]
+pub fn proxy_grpc_call<G: Guest>(
+    g: &mut G,
+    upstream: u64,
+    upstream_size: u64,
+    service: u64,
+    service_size: u64,
+    method: u64,
+    method_size: u64,
+    metadata: u64,
+    metadata_size: u64,
+    message: u64,
+    message_size: u64,
+    timeout_ms: u32,
+    return_token: u64,
+) -> Result<Status, Fault> {
+    start_grpc(
+        g,
+        (upstream, upstream_size),
+        (service, service_size),
+        (method, method_size),
+        (metadata, metadata_size),
+        Some((message, message_size)),
+        timeout_ms,
+        return_token,
+    )
+}
+
+/// `proxy_grpc_stream`: unknown cluster -> PARSE_FAILURE.
+#[allow(clippy::too_many_arguments)]
+pub fn proxy_grpc_stream<G: Guest>(
+    g: &mut G,
+    upstream: u64,
+    upstream_size: u64,
+    service: u64,
+    service_size: u64,
+    method: u64,
+    method_size: u64,
+    metadata: u64,
+    metadata_size: u64,
+    return_token: u64,
+) -> Result<Status, Fault> {
+    start_grpc(
+        g,
+        (upstream, upstream_size),
+        (service, service_size),
+        (method, method_size),
+        (metadata, metadata_size),
+        None,
+        0,
+        return_token,
+    )
+}
+
+/// `proxy_grpc_send`: NOT_FOUND for an unknown stream, BAD_ARGUMENT after end_stream.
+pub fn proxy_grpc_send<G: Guest>(
+    g: &mut G,
+    token: u32,
+    message: u64,
+    message_size: u64,
+    end_stream: bool,
+) -> Result<Status, Fault> {
+    let message = check!(read_owned(g, message, message_size));
+    let host = g.host();
+    let Some(p) = host.grpc_pending.get_mut(&token) else {
+        return Ok(Status::NotFound);
+    };
+    if !p.streaming {
+        return Ok(Status::NotFound);
+    }
+    if p.local_closed {
+        return Ok(Status::BadArgument);
+    }
+    p.local_closed = end_stream;
+    host.push_grpc_message(token, &message);
+    Ok(Status::Ok)
+}
+
+/// `proxy_grpc_cancel`: no callback follows.
+pub fn proxy_grpc_cancel<G: Guest>(g: &mut G, token: u32) -> Result<Status, Fault> {
+    let host = g.host();
+    if host.grpc_pending.remove(&token).is_none() {
+        return Ok(Status::NotFound);
+    }
+    host.set_grpc_result(token, CalloutResult::Cancelled);
+    Ok(Status::Ok)
+}
+
+/// `proxy_grpc_close`: half-closes a stream (the answer still arrives); cancels a unary call.
+pub fn proxy_grpc_close<G: Guest>(g: &mut G, token: u32) -> Result<Status, Fault> {
+    let host = g.host();
+    let Some(p) = host.grpc_pending.get_mut(&token) else {
+        return Ok(Status::NotFound);
+    };
+    if p.streaming {
+        p.local_closed = true;
+    } else {
+        host.grpc_pending.remove(&token);
+        host.set_grpc_result(token, CalloutResult::Cancelled);
+    }
+    Ok(Status::Ok)
+}
+
+/// `proxy_get_status`: code and message of the last callout result delivered.
+pub fn proxy_get_status<G: Guest>(
+    g: &mut G,
+    return_code: u64,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let code = host.status_code;
+    let message = std::mem::take(&mut host.status_message);
+    set_scratch(host, &message);
+    host.status_message = message;
+    let status = return_scratch(g, return_data, return_size)?;
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    check!(write_u32(g, return_code, code));
+    Ok(Status::Ok)
+}
+
+/// `proxy_set_effective_context`: BAD_ARGUMENT for an unknown context.
+pub fn proxy_set_effective_context<G: Guest>(g: &mut G, context_id: u32) -> Result<Status, Fault> {
+    let host = g.host();
+    if !host.context_exists(context_id) {
+        return Ok(Status::BadArgument);
+    }
+    host.effective_context = context_id;
+    Ok(Status::Ok)
+}
+
+/// `proxy_call_foreign_function`: the Envoy functions the harness simulates;
+/// unknown names NOT_FOUND.
+pub fn proxy_call_foreign_function<G: Guest>(
+    g: &mut G,
+    name: u64,
+    name_size: u64,
+    arguments: u64,
+    arguments_size: u64,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let name = check!(read_owned(g, name, name_size));
+    let args = check!(read_owned(g, arguments, arguments_size));
+    let host = g.host();
+    let status = match name.as_slice() {
+        // Accepted and recorded: they change nothing the harness models.
+        b"declare_property" | b"clear_route_cache" => Status::Ok,
+        b"set_envoy_filter_state" => match host.effective_stream() {
+            Some(s) => {
+                s.filter_properties.set_raw(b"envoy_filter_state", &args);
+                Status::Ok
+            }
+            None => Status::NotFound,
+        },
+        other => {
+            let known = matches!(
+                other,
+                b"verify_signature"
+                    | b"compress"
+                    | b"uncompress"
+                    | b"expr_create"
+                    | b"expr_evaluate"
+                    | b"expr_delete"
+            );
+            let name = String::from_utf8_lossy(other).into_owned();
+            if known {
+                host.harness_log(
+                    LogLevel::Warn,
+                    format!(
+                        "foreign function {name} exists in Envoy but is not simulated: NOT_FOUND"
+                    ),
+                );
+            }
+            Status::NotFound
+        }
+    };
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    host.scratch.clear();
+    return_scratch(g, return_data, return_size)
+}
+
+/// `proxy_done`: accepted (Envoy uses it when a root context finishes draining).
+pub fn proxy_done<G: Guest>(g: &mut G) -> Result<Status, Fault> {
+    g.host().done_called = true;
+    Ok(Status::Ok)
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+fn metric_stat(host: &Host, metric_id: u32) -> Option<usize> {
+    let ordinal = (metric_id >> 2) as usize;
+    ordinal
+        .checked_sub(1)
+        .and_then(|i| host.metric_ids.get(i))
+        .copied()
+}
+
+/// `proxy_define_metric`: ids carry the kind in their low 2 bits, like Envoy's.
+pub fn proxy_define_metric<G: Guest>(
+    g: &mut G,
+    metric_type: u32,
+    name: u64,
+    name_size: u64,
+    return_id: u64,
+) -> Result<Status, Fault> {
+    let Some(kind) = MetricType::from_u32(metric_type) else {
+        return Ok(Status::BadArgument);
+    };
+    let id = check!(input(g, name, name_size, |h, n| {
+        let stat = h.shared.define_metric(kind, &String::from_utf8_lossy(n));
+        let ordinal = match h.metric_ids.iter().position(|s| *s == stat) {
+            Some(i) => i + 1,
+            None => {
+                h.metric_ids.push(stat);
+                h.metric_ids.len()
+            }
+        };
+        ((ordinal as u32) << 2) | metric_type
+    }));
+    check!(write_u32(g, return_id, id));
+    Ok(Status::Ok)
+}
+
+/// `proxy_get_metric`: histograms BAD_ARGUMENT, unknown ids NOT_FOUND.
+pub fn proxy_get_metric<G: Guest>(
+    g: &mut G,
+    metric_id: u32,
+    return_value: u64,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let Some(stat) = metric_stat(host, metric_id) else {
+        return Ok(Status::NotFound);
+    };
+    let value = check!(host.shared.get_metric(stat));
+    check!(write_u64(g, return_value, value));
+    Ok(Status::Ok)
+}
+
+/// `proxy_record_metric`: counter += value, gauge = value, histogram sample.
+pub fn proxy_record_metric<G: Guest>(
+    g: &mut G,
+    metric_id: u32,
+    value: u64,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let Some(stat) = metric_stat(host, metric_id) else {
+        return Ok(Status::NotFound);
+    };
+    Ok(host.shared.record_metric(stat, value))
+}
+
+/// `proxy_increment_metric`: counters need a positive offset.
+pub fn proxy_increment_metric<G: Guest>(
+    g: &mut G,
+    metric_id: u32,
+    offset: i64,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let Some(stat) = metric_stat(host, metric_id) else {
+        return Ok(Status::NotFound);
+    };
+    Ok(host.shared.increment_metric(stat, offset))
+}
+
+/// Headers as model data (used by callers building traces).
+pub fn headers_of(map: &crate::host::HeaderMap) -> Headers {
+    map.to_headers()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{HeaderMap, SharedHost, StreamState};
+    use crate::model::HarnessConfig;
+
+    /// A flat little-endian memory with a bump allocator, 4-byte pointers.
+    struct TestGuest {
+        host: Host,
+        mem: Vec<u8>,
+        next: u64,
+        allocations: Vec<u64>,
+    }
+    struct TestMem<'a>(&'a mut Vec<u8>);
+    impl GuestMemory for TestMem<'_> {
+        const POINTER_SIZE: usize = 4;
+        fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+            self.0.get(addr as usize..(addr + len) as usize)
+        }
+        fn slice_mut(&mut self, addr: u64, len: u64) -> Option<&mut [u8]> {
+            self.0.get_mut(addr as usize..(addr + len) as usize)
+        }
+    }
+    impl Guest for TestGuest {
+        type Memory<'m> = TestMem<'m>;
+        fn host(&mut self) -> &mut Host {
+            &mut self.host
+        }
+        fn with_memory<R>(&mut self, f: impl FnOnce(&mut Host, &mut TestMem<'_>) -> R) -> R {
+            f(&mut self.host, &mut TestMem(&mut self.mem))
+        }
+        fn allocate(&mut self, size: u64) -> Result<u64, Fault> {
+            let at = self.next;
+            self.next += size;
+            self.allocations.push(size);
+            Ok(at)
+        }
+    }
+    fn guest() -> TestGuest {
+        let mut host = Host::new(&HarnessConfig::default(), SharedHost::new());
+        host.phase = Phase::Callback;
+        let mut s = StreamState {
+            id: 2,
+            ..Default::default()
+        };
+        let mut h = HeaderMap::default();
+        h.add(b":path", b"/");
+        h.add(b"empty", b"");
+        s.request_headers = Some(h);
+        s.request_body = b"hello".to_vec();
+        host.stream = Some(s);
+        host.effective_context = 2;
+        TestGuest {
+            host,
+            mem: vec![0; 4096],
+            next: 1024,
+            allocations: Vec::new(),
+        }
+    }
+    fn put(g: &mut TestGuest, at: usize, bytes: &[u8]) -> (u64, u64) {
+        g.mem[at..at + bytes.len()].copy_from_slice(bytes);
+        (at as u64, bytes.len() as u64)
+    }
+    fn word(g: &TestGuest, at: usize) -> u64 {
+        u32::from_le_bytes(g.mem[at..at + 4].try_into().unwrap()) as u64
+    }
+
+    #[test]
+    fn empty_value_is_null_without_allocation() {
+        let mut g = guest();
+        let (k, kl) = put(&mut g, 0, b"EMPTY");
+        g.mem[100..108].fill(0xff);
+        let s = proxy_get_header_map_value(&mut g, 0, k, kl, 100, 104).unwrap();
+        assert_eq!(s, Status::Ok);
+        assert_eq!((word(&g, 100), word(&g, 104)), (0, 0));
+        assert!(g.allocations.is_empty());
+        let (k, kl) = put(&mut g, 0, b"nope!");
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, 0, k, kl, 100, 104).unwrap(),
+            Status::NotFound
+        );
+        // Response headers do not exist yet: Envoy answers BAD_ARGUMENT for values, OK-empty for pairs.
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, 2, k, kl, 100, 104).unwrap(),
+            Status::BadArgument
+        );
+        assert_eq!(
+            proxy_get_header_map_pairs(&mut g, 2, 100, 104).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(word(&g, 104), 0);
+    }
+
+    #[test]
+    fn values_are_allocated_exactly() {
+        let mut g = guest();
+        let (k, kl) = put(&mut g, 0, b":path");
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, 0, k, kl, 100, 104).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(g.allocations, vec![1]);
+        let p = word(&g, 100) as usize;
+        assert_eq!(&g.mem[p..p + 1], b"/");
+        assert_eq!(
+            proxy_get_buffer_bytes(&mut g, 0, 1, 3, 100, 104).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(g.allocations, vec![1, 3]);
+        let p = word(&g, 100) as usize;
+        assert_eq!(&g.mem[p..p + 3], b"ell");
+        assert_eq!(
+            proxy_get_buffer_bytes(&mut g, 0, 6, 3, 100, 104).unwrap(),
+            Status::BadArgument
+        );
+    }
+
+    #[test]
+    fn set_buffer_rules() {
+        let mut g = guest();
+        let (d, dl) = put(&mut g, 0, b"XY");
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 0, 0, 0, d, dl).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(g.host.stream.as_ref().unwrap().request_body, b"XYhello");
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 0, 7, 0, d, dl).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(g.host.stream.as_ref().unwrap().request_body, b"XYhelloXY");
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 0, 2, 3, d, dl).unwrap(),
+            Status::BadArgument
+        );
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 0, 0, 100, d, dl).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(g.host.stream.as_ref().unwrap().request_body, b"XY");
+        // Response body: no stream buffer available from the root context.
+        g.host.effective_context = 1;
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 0, 0, 0, d, dl).unwrap(),
+            Status::NotFound
+        );
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 7, 0, 0, d, dl).unwrap(),
+            Status::BadArgument
+        );
+    }
+
+    #[test]
+    fn out_of_bounds_is_invalid_memory_access() {
+        let mut g = guest();
+        assert_eq!(
+            proxy_log(&mut g, 2, 4090, 100).unwrap(),
+            Status::InvalidMemoryAccess
+        );
+        assert_eq!(proxy_log(&mut g, 9, 0, 1).unwrap(), Status::BadArgument);
+        assert_eq!(
+            proxy_get_log_level(&mut g, 5000).unwrap(),
+            Status::InvalidMemoryAccess
+        );
+    }
+
+    #[test]
+    fn set_property_from_root_is_not_found() {
+        let mut g = guest();
+        let (p, pl) = put(&mut g, 0, b"my\0prop");
+        let (v, vl) = put(&mut g, 20, b"v");
+        assert_eq!(
+            proxy_set_property(&mut g, p, pl, v, vl).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(
+            proxy_get_property(&mut g, p, pl, 100, 104).unwrap(),
+            Status::Ok
+        );
+        g.host.effective_context = 1;
+        assert_eq!(
+            proxy_set_property(&mut g, p, pl, v, vl).unwrap(),
+            Status::NotFound
+        );
+    }
+
+    #[test]
+    fn http_call_argument_checks() {
+        let mut g = guest();
+        g.host.set_clusters(&[crate::model::ClusterSpec {
+            name: "auth".into(),
+            ..Default::default()
+        }]);
+        let good = abi::encode_map(&[
+            (b":method", b"GET"),
+            (b":path", b"/"),
+            (b":authority", b"a"),
+        ]);
+        let bad = abi::encode_map(&[(b":method", b"GET"), (b":path", b"/")]);
+        let (c, cl) = put(&mut g, 0, b"auth");
+        let (u, ul) = put(&mut g, 10, b"nope");
+        let (h, hl) = put(&mut g, 100, &good);
+        let (b, bl) = put(&mut g, 300, &bad);
+        assert_eq!(
+            proxy_http_call(&mut g, u, ul, h, hl, 0, 0, 0, 0, 1000, 900).unwrap(),
+            Status::BadArgument
+        );
+        assert_eq!(
+            proxy_http_call(&mut g, c, cl, b, bl, 0, 0, 0, 0, 1000, 900).unwrap(),
+            Status::BadArgument
+        );
+        assert_eq!(
+            proxy_http_call(&mut g, c, cl, h, hl, 0, 0, 0, 0, 1000, 900).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(word(&g, 900), 1);
+        assert_eq!(
+            proxy_http_call(&mut g, c, cl, h, hl, 0, 0, 0, 0, 1000, 900).unwrap(),
+            Status::Ok
+        );
+        assert_eq!(word(&g, 900), 2);
+        let (gc, gcl) = put(&mut g, 20, b"nope");
+        assert_eq!(
+            proxy_grpc_call(&mut g, gc, gcl, 0, 0, 0, 0, 0, 0, 0, 0, 0, 900).unwrap(),
+            Status::ParseFailure
+        );
+    }
+
+    #[test]
+    fn phase_rules() {
+        let mut g = guest();
+        g.host.phase = Phase::Allocator;
+        let r = dispatch(&mut g, Hostcall::proxy_get_property as usize, &[], |_| {
+            Ok(0)
+        });
+        assert!(r.is_err());
+        assert!(dispatch(&mut g, Hostcall::proxy_log as usize, &[], |_| Ok(0)).is_ok());
+        g.host.phase = Phase::Startup;
+        assert!(
+            dispatch(&mut g, Hostcall::proxy_define_metric as usize, &[], |_| Ok(
+                0
+            ))
+            .is_err()
+        );
+        assert!(dispatch(&mut g, wasi_index("fd_write"), &[], |_| Ok(0)).is_ok());
+        assert_eq!(g.host.hostcall_counts[Hostcall::proxy_log as usize], 1);
+    }
+
+    #[test]
+    fn timing_rules() {
+        assert_eq!(resolve_timing(10, None, 0), (10, None));
+        assert_eq!(
+            resolve_timing(10, None, 5),
+            (5, Some(CalloutFailure::Timeout))
+        );
+        assert_eq!(
+            resolve_timing(3, Some(CalloutFailure::Timeout), 50),
+            (50, Some(CalloutFailure::Timeout))
+        );
+        assert_eq!(
+            resolve_timing(3, Some(CalloutFailure::Reset), 50),
+            (3, Some(CalloutFailure::Reset))
+        );
+    }
+}

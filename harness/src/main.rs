@@ -1,1 +1,334 @@
-fn main() {}
+//! `harness`: run a Proxy-Wasm filter in a simulated Envoy.
+//!
+//! `harness run <module.wasm> --config '{...}' --request 'GET /path' -H 'host: x'`
+//! prints the exchange like `curl -v`; `--json` prints the whole outcome;
+//! `--trace` adds every callback and hostcall.
+//! `harness test <files or dirs>` runs scenario files.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use harness::{
+    Body, ByteString, CompiledModule, DownstreamRequest, Exchange, Harness, HarnessConfig,
+    HarnessError, Headers, LogLevel, Outcome, PluginConfig, StreamEnd, TraceEvent, TraceLevel,
+    UpstreamResponse,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "harness",
+    version,
+    about = "Run Proxy-Wasm filters in a simulated Envoy (wasmtime)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one request through a filter and print what happened, like `curl -v`.
+    Run(RunArgs),
+    /// Run scenario files (YAML) and report `N passed, N failed`.
+    Test {
+        /// Scenario files or directories holding them.
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The filter module (.wasm).
+    module: PathBuf,
+    /// Plugin configuration: inline text (usually JSON) or @file.
+    #[arg(long, default_value = "")]
+    config: String,
+    /// VM configuration: inline text or @file.
+    #[arg(long, default_value = "")]
+    vm_config: String,
+    /// Root id of the plugin.
+    #[arg(long, default_value = "")]
+    root_id: String,
+    /// VM id (scopes shared data and queues).
+    #[arg(long, default_value = "")]
+    vm_id: String,
+    /// Plugin name (the `plugin_name` property).
+    #[arg(long, default_value = "harness")]
+    name: String,
+    /// Environment variable exposed to the filter through WASI (K=V, repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Let traffic through when the filter traps (Envoy's fail_open).
+    #[arg(long)]
+    fail_open: bool,
+    /// The request line: 'METHOD /path'.
+    #[arg(long, default_value = "GET /")]
+    request: String,
+    /// Request header 'name: value' (repeatable). `host` becomes :authority.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Request body (inline text or @file).
+    #[arg(long)]
+    body: Option<String>,
+    /// Status the upstream answers with.
+    #[arg(long, default_value_t = 200)]
+    upstream_status: u16,
+    /// Upstream response header 'name: value' (repeatable).
+    #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
+    upstream_headers: Vec<String>,
+    /// Upstream response body (inline text or @file).
+    #[arg(long)]
+    upstream_body: Option<String>,
+    /// Print the full outcome as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Print every callback and hostcall with arguments and results.
+    #[arg(long)]
+    trace: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => match run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("harness: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Test { paths } => harness::scenario::test_command(&paths),
+    }
+}
+
+/// Inline text, or the contents of a file when written `@path`.
+fn text_or_file(value: &str, what: &str) -> Result<Vec<u8>, HarnessError> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| HarnessError::Usage(format!("cannot read {what} file {path}: {e}"))),
+        None => Ok(value.as_bytes().to_vec()),
+    }
+}
+
+fn parse_header_args(lines: &[String], what: &str) -> Result<Headers, HarnessError> {
+    let mut h = Headers::new();
+    for line in lines {
+        let start = usize::from(line.starts_with(':'));
+        let idx = line
+            .get(start..)
+            .and_then(|rest| rest.find(':'))
+            .map(|i| i + start)
+            .ok_or_else(|| {
+                HarnessError::Usage(format!("{what} {line:?} must look like 'name: value'"))
+            })?;
+        h.push(line[..idx].trim(), line[idx + 1..].trim_start());
+    }
+    Ok(h)
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
+    let module = CompiledModule::from_file(&args.module)?;
+    let mut env = BTreeMap::new();
+    for kv in &args.env {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            HarnessError::Usage(format!("--env {kv:?} must look like NAME=value"))
+        })?;
+        env.insert(k.to_string(), v.to_string());
+    }
+    let config = HarnessConfig {
+        plugin: PluginConfig {
+            name: args.name.clone(),
+            root_id: args.root_id.clone(),
+            vm_id: args.vm_id.clone(),
+            vm_config: ByteString(text_or_file(&args.vm_config, "--vm-config")?),
+            configuration: ByteString(text_or_file(&args.config, "--config")?),
+            fail_open: args.fail_open,
+            env,
+            log_level: LogLevel::Trace,
+        },
+        trace: if args.trace {
+            TraceLevel::Hostcalls
+        } else {
+            TraceLevel::Callbacks
+        },
+        ..HarnessConfig::default()
+    };
+    let mut request =
+        DownstreamRequest::from_request_line(&args.request).map_err(HarnessError::Usage)?;
+    request.headers = parse_header_args(&args.headers, "-H")?;
+    if let Some(body) = &args.body {
+        request.body = Body::single(text_or_file(body, "--body")?);
+    }
+    let upstream = UpstreamResponse {
+        status: args.upstream_status,
+        headers: parse_header_args(&args.upstream_headers, "--upstream-header")?,
+        body: match &args.upstream_body {
+            Some(b) => Body::single(text_or_file(b, "--upstream-body")?),
+            None => Body::empty(),
+        },
+        trailers: None,
+    };
+    let mut envoy = Harness::new(&module, config)?;
+    let startup = envoy.startup().clone();
+    let outcome = envoy.exchange(&Exchange {
+        request,
+        upstream,
+        properties: Default::default(),
+    })?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        let doc =
+            serde_json::json!({ "module": module.name(), "startup": startup, "outcome": outcome });
+        serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        print_human(&mut out, &args.module, &startup, &outcome, args.trace)
+    };
+    written.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}")))?;
+    Ok(match (&outcome.trap, &outcome.end) {
+        (Some(_), _) | (_, StreamEnd::Stalled { .. }) => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
+    if outcome.logs.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "* {title}:")?;
+    for l in &outcome.logs {
+        writeln!(out, "*   [{}] {}", l.level.name(), l.message)?;
+    }
+    Ok(())
+}
+
+fn print_trace(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
+    for e in &outcome.trace {
+        match e {
+            TraceEvent::Callback {
+                name,
+                args,
+                result,
+                at_ms,
+            } => {
+                let r = result.map_or("trap".to_string(), |v| v.to_string());
+                writeln!(out, "# {at_ms:>6}ms {name}({}) -> {r}", join(args))?;
+            }
+            TraceEvent::Hostcall { name, args, status } => {
+                writeln!(out, "#            {name}({}) = {status}", join(args))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join(args: &[u64]) -> String {
+    args.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_human(
+    out: &mut dyn Write,
+    module: &Path,
+    startup: &Outcome,
+    outcome: &Outcome,
+    trace: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "* filter {} started (root context 1)",
+        module.display()
+    )?;
+    print_logs(out, "start-up logs", startup)?;
+    if trace {
+        print_trace(out, startup)?;
+        print_trace(out, outcome)?;
+    }
+    match &outcome.upstream_request {
+        Some(req) => {
+            let h = &req.headers;
+            let method = h.get_text(":method").unwrap_or_default();
+            let path = h.get_text(":path").unwrap_or_default();
+            writeln!(out, "* request as the upstream received it:")?;
+            writeln!(out, "> {method} {path} HTTP/1.1")?;
+            if let Some(a) = h.get(":authority") {
+                writeln!(out, "> host: {}", a.to_text())?;
+            }
+            for (k, v) in h.iter().filter(|(k, _)| !k.starts_with(b":")) {
+                writeln!(out, "> {}: {}", text(k), text(v))?;
+            }
+            writeln!(out, ">")?;
+            if !req.body.is_empty() {
+                writeln!(out, "{}", req.body.to_text())?;
+            }
+        }
+        None => writeln!(out, "* the request never reached the upstream")?,
+    }
+    if let Some(reply) = &outcome.local_reply {
+        writeln!(
+            out,
+            "* local reply {} from the {} (details {:?})",
+            reply.status, reply.source, reply.details
+        )?;
+    }
+    match &outcome.response {
+        Some(resp) => {
+            writeln!(out, "* response as the client received it:")?;
+            writeln!(out, "< HTTP/1.1 {}", resp.status)?;
+            for (k, v) in resp
+                .message
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.starts_with(b":"))
+            {
+                writeln!(out, "< {}: {}", text(k), text(v))?;
+            }
+            writeln!(out, "<")?;
+            if !resp.message.body.is_empty() {
+                writeln!(out, "{}", resp.message.body.to_text())?;
+            }
+            if resp.reset {
+                writeln!(out, "* the stream was reset")?;
+            }
+        }
+        None => writeln!(out, "* no response reached the client")?,
+    }
+    match &outcome.end {
+        StreamEnd::Stalled { reason } => writeln!(out, "* STREAM STALLED: {reason}")?,
+        StreamEnd::Reset => writeln!(out, "* stream reset")?,
+        _ => {}
+    }
+    print_logs(out, "filter logs", outcome)?;
+    if let Some(t) = &outcome.trap {
+        writeln!(
+            out,
+            "* TRAP in {} (context {}): {}",
+            t.callback, t.context_id, t.trap
+        )?;
+        if let Some(p) = &t.panic_message {
+            writeln!(out, "*   guest panic: {p}")?;
+        }
+    }
+    for m in &outcome.metrics {
+        writeln!(out, "* metric {} ({:?}) = {}", m.name, m.kind, m.value)?;
+    }
+    for c in &outcome.http_calls {
+        writeln!(
+            out,
+            "* http_call #{} to {} -> {:?}",
+            c.token, c.cluster, c.result
+        )?;
+    }
+    Ok(())
+}

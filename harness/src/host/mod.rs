@@ -1,0 +1,615 @@
+//! The simulated Envoy state, with no wasmtime in it: streams and their
+//! header maps and buffers, clusters and callouts, a virtual clock and
+//! timers, logs, properties; plus [`SharedHost`] for what Envoy shares
+//! across workers. One [`Host`] serves one VM (one worker).
+
+pub mod headers;
+pub mod properties;
+mod shared;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+pub use headers::HeaderMap;
+pub use shared::SharedHost;
+pub(crate) use shared::{Inbox, QueueReady};
+
+use crate::abi::{BufferType, MapType, StreamType};
+use crate::model::{
+    ByteString, CalloutResult, ClusterSpec, GrpcCallRecord, GrpcCalloutAnswer, HarnessConfig,
+    HttpCallRecord, LogEntry, LogLevel, PluginConfig, Properties, TraceEvent, TraceLevel,
+};
+use properties::PropertyStore;
+
+/// What the guest may call right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// `_initialize` / `main` / `_start`: only `proxy_log` and WASI.
+    Startup,
+    /// A `proxy_on_*` callback: everything.
+    Callback,
+    /// Inside the guest allocator: only log, fd_write, clock, poll_oneoff.
+    Allocator,
+}
+
+/// A stream action the filter asked for; Envoy applies it after the running
+/// callback returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deferred {
+    /// `proxy_continue_stream`.
+    Continue {
+        /// Stream context.
+        context_id: u32,
+        /// Direction.
+        stream: StreamType,
+    },
+    /// `proxy_close_stream`.
+    Close {
+        /// Stream context.
+        context_id: u32,
+        /// Direction.
+        stream: StreamType,
+    },
+    /// `proxy_send_local_response`.
+    LocalReply {
+        /// Stream context.
+        context_id: u32,
+        /// The reply.
+        reply: LocalReplySpec,
+    },
+}
+
+/// A local reply as the filter asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReplySpec {
+    /// HTTP status.
+    pub status: u32,
+    /// Response code details.
+    pub details: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Extra headers (keys lower-cased).
+    pub headers: HeaderMap,
+    /// gRPC status, -1 for none.
+    pub grpc_status: i32,
+}
+
+/// The host-visible data of the HTTP stream in flight.
+#[derive(Clone, Debug, Default)]
+pub struct StreamState {
+    /// Context id.
+    pub id: u32,
+    /// Request headers (once delivered to the filter).
+    pub request_headers: Option<HeaderMap>,
+    /// Request body buffer the filter currently sees.
+    pub request_body: Vec<u8>,
+    /// Request trailers (once delivered).
+    pub request_trailers: Option<HeaderMap>,
+    /// Response headers (once delivered).
+    pub response_headers: Option<HeaderMap>,
+    /// Response body buffer the filter currently sees.
+    pub response_body: Vec<u8>,
+    /// Response trailers (once delivered).
+    pub response_trailers: Option<HeaderMap>,
+    /// Properties set by the filter (`proxy_set_property`).
+    pub filter_properties: PropertyStore,
+    /// Stream start, ns since the epoch.
+    pub start_unix_ns: u64,
+    /// Request body bytes received from the client so far.
+    pub request_body_bytes: u64,
+    /// Response body bytes received so far.
+    pub response_body_bytes: u64,
+    /// `response.code_details`.
+    pub response_code_details: Option<String>,
+}
+
+/// How a pending callout will be answered.
+#[derive(Clone, Debug)]
+pub(crate) enum HttpPlan {
+    Respond {
+        headers: HeaderMap,
+        body: Vec<u8>,
+        trailers: HeaderMap,
+    },
+    Fail {
+        code: u32,
+        reason: &'static str,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PendingHttp {
+    pub context_id: u32,
+    pub plan: HttpPlan,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum GrpcPlan {
+    Answer(GrpcCalloutAnswer),
+    Fail { code: u32, reason: &'static str },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PendingGrpc {
+    pub context_id: u32,
+    pub streaming: bool,
+    pub plan: GrpcPlan,
+    pub local_closed: bool,
+}
+
+/// Something due at a virtual time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Event {
+    Tick { generation: u64 },
+    HttpAnswer { token: u32 },
+    GrpcAnswer { token: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Scheduled {
+    pub at_ms: u64,
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// Callout data being delivered to the guest right now.
+#[derive(Clone, Debug, Default)]
+pub struct Delivery {
+    /// HTTP_CALL_RESPONSE_HEADERS.
+    pub http_headers: Option<HeaderMap>,
+    /// HTTP_CALL_RESPONSE_BODY.
+    pub http_body: Option<Vec<u8>>,
+    /// HTTP_CALL_RESPONSE_TRAILERS.
+    pub http_trailers: Option<HeaderMap>,
+    /// GRPC_RECEIVE_INITIAL_METADATA.
+    pub grpc_initial_metadata: Option<HeaderMap>,
+    /// GRPC_RECEIVE_TRAILING_METADATA.
+    pub grpc_trailing_metadata: Option<HeaderMap>,
+    /// GRPC_RECEIVE_BUFFER.
+    pub grpc_message: Option<Vec<u8>>,
+}
+
+struct ClusterState {
+    spec: ClusterSpec,
+    http_used: usize,
+    grpc_used: usize,
+}
+
+/// The state behind every hostcall of one VM.
+pub struct Host {
+    pub(crate) plugin: PluginConfig,
+    clusters: HashMap<String, ClusterState>,
+    base_properties: PropertyStore,
+    pub(crate) properties: PropertyStore,
+    pub(crate) trace_level: TraceLevel,
+    pub(crate) buffer_limit: u64,
+    pub(crate) stall_timeout_ms: u64,
+    pub(crate) shared: SharedHost,
+    pub(crate) inbox: Arc<Inbox>,
+
+    start_unix_ns: u64,
+    pub(crate) now_ms: u64,
+    rng_state: u64,
+
+    pub(crate) root_context_id: u32,
+    pub(crate) next_context_id: u32,
+    pub(crate) stream: Option<StreamState>,
+    pub(crate) active_context: u32,
+    pub(crate) effective_context: u32,
+    pub(crate) phase: Phase,
+    pub(crate) deferred: Vec<Deferred>,
+    pub(crate) done_called: bool,
+
+    pub(crate) next_token: u32,
+    pub(crate) http_pending: HashMap<u32, PendingHttp>,
+    pub(crate) grpc_pending: HashMap<u32, PendingGrpc>,
+    pub(crate) http_calls: Vec<HttpCallRecord>,
+    pub(crate) grpc_calls: Vec<GrpcCallRecord>,
+    events: BinaryHeap<Reverse<Scheduled>>,
+    event_seq: u64,
+    pub(crate) delivery: Delivery,
+    pub(crate) status_code: u32,
+    pub(crate) status_message: Vec<u8>,
+    pub(crate) tick_period_ms: u32,
+    pub(crate) tick_generation: u64,
+
+    pub(crate) logs: Vec<LogEntry>,
+    pub(crate) hostcall_counts: Vec<u64>,
+    pub(crate) trace: Vec<TraceEvent>,
+    /// Reused buffer for values returned to the guest (no per-call allocation).
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) metric_ids: Vec<usize>,
+    /// A host-side fault the native backend cannot raise as a trap at once.
+    pub(crate) pending_fault: Option<String>,
+}
+
+impl Host {
+    /// A host for one VM configured by `config`, sharing `shared`.
+    pub fn new(config: &HarnessConfig, shared: SharedHost) -> Host {
+        let plugin = config.plugin.clone();
+        let mut base = PropertyStore::from_properties(&properties::defaults(
+            &plugin.name,
+            &plugin.root_id,
+            &plugin.vm_id,
+        ));
+        base.extend(&config.properties);
+        Host {
+            clusters: config
+                .clusters
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        ClusterState {
+                            spec: c.clone(),
+                            http_used: 0,
+                            grpc_used: 0,
+                        },
+                    )
+                })
+                .collect(),
+            properties: base.clone(),
+            base_properties: base,
+            plugin,
+            trace_level: config.trace,
+            buffer_limit: config.buffer_limit_bytes,
+            stall_timeout_ms: config.stall_timeout_ms,
+            shared,
+            inbox: Arc::new(Inbox::default()),
+            start_unix_ns: config.start_time_unix_ms.saturating_mul(1_000_000),
+            now_ms: 0,
+            rng_state: config.random_seed ^ 0x9e37_79b9_7f4a_7c15,
+            root_context_id: 1,
+            next_context_id: 2,
+            stream: None,
+            active_context: 0,
+            effective_context: 0,
+            phase: Phase::Startup,
+            deferred: Vec::new(),
+            done_called: false,
+            next_token: 0,
+            http_pending: HashMap::new(),
+            grpc_pending: HashMap::new(),
+            http_calls: Vec::new(),
+            grpc_calls: Vec::new(),
+            events: BinaryHeap::new(),
+            event_seq: 0,
+            delivery: Delivery::default(),
+            status_code: 0,
+            status_message: Vec::new(),
+            tick_period_ms: 0,
+            tick_generation: 0,
+            logs: Vec::new(),
+            hostcall_counts: vec![0; crate::hostcalls::HOSTCALL_COUNT],
+            trace: Vec::new(),
+            scratch: Vec::new(),
+            metric_ids: Vec::new(),
+            pending_fault: None,
+        }
+    }
+
+    /// The shared (process-wide) state.
+    pub fn shared(&self) -> &SharedHost {
+        &self.shared
+    }
+
+    /// Plugin configuration.
+    pub fn plugin(&self) -> &PluginConfig {
+        &self.plugin
+    }
+
+    // ---- clock and randomness -------------------------------------------
+
+    /// Virtual wall-clock time in ns since the epoch.
+    pub fn now_unix_ns(&self) -> u64 {
+        self.start_unix_ns
+            .saturating_add(self.now_ms.saturating_mul(1_000_000))
+    }
+
+    /// Virtual monotonic time in ns since the harness started.
+    pub fn monotonic_ns(&self) -> u64 {
+        self.now_ms.saturating_mul(1_000_000)
+    }
+
+    /// Fills `out` from the seeded generator (splitmix64).
+    pub fn fill_random(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.rng_state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+
+    // ---- logs -----------------------------------------------------------
+
+    /// Captures a log line unless below the plugin's log level.
+    pub fn log(&mut self, level: LogLevel, message: &[u8]) {
+        if level < self.plugin.log_level {
+            return;
+        }
+        self.logs.push(LogEntry {
+            level,
+            message: String::from_utf8_lossy(message).into_owned(),
+            context_id: self.effective_context,
+        });
+    }
+
+    /// A line from the harness itself (not the filter).
+    pub(crate) fn harness_log(&mut self, level: LogLevel, message: String) {
+        self.logs.push(LogEntry {
+            level,
+            message: format!("[harness] {message}"),
+            context_id: 0,
+        });
+    }
+
+    // ---- properties -----------------------------------------------------
+
+    /// Harness-level properties plus this exchange's.
+    pub(crate) fn begin_exchange_properties(&mut self, extra: &Properties) {
+        self.properties = self.base_properties.clone();
+        self.properties.extend(extra);
+    }
+
+    /// Adds a harness-level property.
+    pub(crate) fn set_base_property(&mut self, props: &Properties) {
+        self.base_properties.extend(props);
+        self.properties.extend(props);
+    }
+
+    /// `proxy_get_property` lookup into `self.scratch`.
+    pub(crate) fn lookup_property(&mut self, path: &[u8]) -> bool {
+        let mut out = std::mem::take(&mut self.scratch);
+        let found = self.lookup_property_into(path, &mut out);
+        self.scratch = out;
+        found
+    }
+
+    fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> bool {
+        let stream = self.effective_stream_ref();
+        if let Some(s) = stream {
+            if s.filter_properties.lookup(path, out) {
+                return true;
+            }
+        }
+        if self.properties.lookup(path, out) {
+            return true;
+        }
+        if let Some(s) = stream {
+            let facts = properties::StreamFacts {
+                request_headers: s.request_headers.as_ref(),
+                response_headers: s.response_headers.as_ref(),
+                response_trailers: s.response_trailers.as_ref(),
+                start_unix_ns: s.start_unix_ns,
+                now_unix_ns: self.now_unix_ns(),
+                request_body_bytes: s.request_body_bytes,
+                response_body_bytes: s.response_body_bytes,
+                response_code_details: s.response_code_details.as_deref(),
+            };
+            return properties::derived(path, &facts, out);
+        }
+        false
+    }
+
+    // ---- streams, maps, buffers ----------------------------------------
+
+    /// The stream the effective context refers to, if it is a stream.
+    pub fn effective_stream_ref(&self) -> Option<&StreamState> {
+        self.stream
+            .as_ref()
+            .filter(|s| s.id == self.effective_context)
+    }
+
+    /// Mutable [`Host::effective_stream_ref`].
+    pub fn effective_stream(&mut self) -> Option<&mut StreamState> {
+        let id = self.effective_context;
+        self.stream.as_mut().filter(|s| s.id == id)
+    }
+
+    /// The header map of this type available now, if any.
+    pub fn map(&self, map: MapType) -> Option<&HeaderMap> {
+        match map {
+            MapType::HttpCallResponseHeaders => self.delivery.http_headers.as_ref(),
+            MapType::HttpCallResponseTrailers => self.delivery.http_trailers.as_ref(),
+            MapType::GrpcReceiveInitialMetadata => self.delivery.grpc_initial_metadata.as_ref(),
+            MapType::GrpcReceiveTrailingMetadata => self.delivery.grpc_trailing_metadata.as_ref(),
+            MapType::HttpRequestHeaders => self.effective_stream_ref()?.request_headers.as_ref(),
+            MapType::HttpRequestTrailers => self.effective_stream_ref()?.request_trailers.as_ref(),
+            MapType::HttpResponseHeaders => self.effective_stream_ref()?.response_headers.as_ref(),
+            MapType::HttpResponseTrailers => {
+                self.effective_stream_ref()?.response_trailers.as_ref()
+            }
+        }
+    }
+
+    /// The writable header map of this type available now, if any
+    /// (callout response maps are read-only).
+    pub fn map_mut(&mut self, map: MapType) -> Option<&mut HeaderMap> {
+        let s = self.effective_stream()?;
+        match map {
+            MapType::HttpRequestHeaders => s.request_headers.as_mut(),
+            MapType::HttpRequestTrailers => s.request_trailers.as_mut(),
+            MapType::HttpResponseHeaders => s.response_headers.as_mut(),
+            MapType::HttpResponseTrailers => s.response_trailers.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The buffer of this type available now, if any.
+    pub fn buffer(&self, buffer: BufferType) -> Option<&[u8]> {
+        match buffer {
+            BufferType::HttpRequestBody => self
+                .effective_stream_ref()
+                .map(|s| s.request_body.as_slice()),
+            BufferType::HttpResponseBody => self
+                .effective_stream_ref()
+                .map(|s| s.response_body.as_slice()),
+            BufferType::HttpCallResponseBody => self.delivery.http_body.as_deref(),
+            BufferType::GrpcReceiveBuffer => self.delivery.grpc_message.as_deref(),
+            BufferType::VmConfiguration => Some(self.plugin.vm_config.as_bytes()),
+            BufferType::PluginConfiguration => Some(self.plugin.configuration.as_bytes()),
+            BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => None,
+        }
+    }
+
+    /// The writable body buffer of this type, if any.
+    pub fn buffer_mut(&mut self, buffer: BufferType) -> Option<&mut Vec<u8>> {
+        let s = self.effective_stream()?;
+        match buffer {
+            BufferType::HttpRequestBody => Some(&mut s.request_body),
+            BufferType::HttpResponseBody => Some(&mut s.response_body),
+            _ => None,
+        }
+    }
+
+    /// True when `id` names a live context (root or the stream).
+    pub fn context_exists(&self, id: u32) -> bool {
+        id == self.root_context_id || self.stream.as_ref().is_some_and(|s| s.id == id)
+    }
+
+    // ---- callouts and events ---------------------------------------------
+
+    pub(crate) fn schedule(&mut self, at_ms: u64, event: Event) {
+        self.event_seq += 1;
+        self.events.push(Reverse(Scheduled {
+            at_ms,
+            seq: self.event_seq,
+            event,
+        }));
+    }
+
+    pub(crate) fn next_event_at(&self) -> Option<u64> {
+        self.events.peek().map(|Reverse(s)| s.at_ms)
+    }
+
+    pub(crate) fn peek_event(&self) -> Option<Scheduled> {
+        self.events.peek().map(|Reverse(s)| *s)
+    }
+
+    pub(crate) fn pop_event(&mut self) -> Option<Scheduled> {
+        self.events.pop().map(|Reverse(s)| s)
+    }
+
+    /// True when an event other than a tick is scheduled.
+    pub(crate) fn has_non_tick_event(&self) -> bool {
+        self.events.iter().any(|Reverse(s)| match s.event {
+            Event::Tick { .. } => false,
+            Event::HttpAnswer { token } => self.http_pending.contains_key(&token),
+            Event::GrpcAnswer { token } => self.grpc_pending.contains_key(&token),
+        })
+    }
+
+    pub(crate) fn new_token(&mut self) -> u32 {
+        self.next_token = self.next_token.wrapping_add(1).max(1);
+        self.next_token
+    }
+
+    /// Picks the scripted http answer for a cluster; `None` if the cluster is unknown.
+    pub(crate) fn next_http_answer(
+        &mut self,
+        cluster: &[u8],
+    ) -> Option<Option<crate::model::HttpCalloutAnswer>> {
+        let name = std::str::from_utf8(cluster).ok()?;
+        let c = self.clusters.get_mut(name)?;
+        let answer = c
+            .spec
+            .http
+            .get(c.http_used.min(c.spec.http.len().saturating_sub(1)))
+            .cloned();
+        c.http_used += 1;
+        Some(answer)
+    }
+
+    /// Picks the scripted gRPC answer for a cluster; `None` if the cluster is unknown.
+    pub(crate) fn next_grpc_answer(&mut self, cluster: &[u8]) -> Option<Option<GrpcCalloutAnswer>> {
+        let name = std::str::from_utf8(cluster).ok()?;
+        let c = self.clusters.get_mut(name)?;
+        let answer = c
+            .spec
+            .grpc
+            .get(c.grpc_used.min(c.spec.grpc.len().saturating_sub(1)))
+            .cloned();
+        c.grpc_used += 1;
+        Some(answer)
+    }
+
+    /// Replaces the cluster definitions (answer counters restart).
+    pub(crate) fn set_clusters(&mut self, clusters: &[ClusterSpec]) {
+        self.clusters = clusters
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    ClusterState {
+                        spec: c.clone(),
+                        http_used: 0,
+                        grpc_used: 0,
+                    },
+                )
+            })
+            .collect();
+    }
+
+    pub(crate) fn set_http_result(&mut self, token: u32, result: CalloutResult) {
+        if let Some(r) = self.http_calls.iter_mut().rev().find(|r| r.token == token) {
+            r.result = result;
+        }
+    }
+
+    pub(crate) fn set_grpc_result(&mut self, token: u32, result: CalloutResult) {
+        if let Some(r) = self.grpc_calls.iter_mut().rev().find(|r| r.token == token) {
+            r.result = result;
+        }
+    }
+
+    pub(crate) fn push_grpc_message(&mut self, token: u32, message: &[u8]) {
+        if let Some(r) = self.grpc_calls.iter_mut().rev().find(|r| r.token == token) {
+            r.messages.push(ByteString(message.to_vec()));
+        }
+    }
+
+    /// Cancels every callout made by `context_id` (its stream ended).
+    pub(crate) fn cancel_callouts_of(&mut self, context_id: u32) {
+        let http: Vec<u32> = self
+            .http_pending
+            .iter()
+            .filter(|(_, p)| p.context_id == context_id)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in http {
+            self.http_pending.remove(&t);
+            self.set_http_result(t, CalloutResult::Cancelled);
+        }
+        let grpc: Vec<u32> = self
+            .grpc_pending
+            .iter()
+            .filter(|(_, p)| p.context_id == context_id)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in grpc {
+            self.grpc_pending.remove(&t);
+            self.set_grpc_result(t, CalloutResult::Cancelled);
+        }
+    }
+
+    /// Takes queue notifications posted to this worker.
+    pub(crate) fn take_queue_notifications(&self) -> Vec<QueueReady> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *inbox)
+    }
+
+    /// Starts (or stops, with 0) the root context's tick timer.
+    pub(crate) fn set_tick_period(&mut self, period_ms: u32) {
+        self.tick_period_ms = period_ms;
+        self.tick_generation += 1;
+        if period_ms > 0 {
+            let at = self.now_ms + u64::from(period_ms);
+            let generation = self.tick_generation;
+            self.schedule(at, Event::Tick { generation });
+        }
+    }
+}
