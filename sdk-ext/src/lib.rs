@@ -26,12 +26,14 @@
 pub mod callout;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 mod ffi;
 pub mod headers;
-pub mod metrics;
 mod http;
+pub mod metrics;
 mod plugin;
 pub mod property;
+pub mod query;
 mod response;
 pub mod rules;
 #[doc(hidden)]

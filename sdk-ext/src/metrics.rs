@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn tags_precede_the_name_in_istio_format() {
         assert_eq!(
-            tagged_name("demo_requests_total", &[("method", "GET"), ("code_class", "2xx")]),
+            tagged_name(
+                "demo_requests_total",
+                &[("method", "GET"), ("code_class", "2xx")]
+            ),
             "method=.=GET;.;code_class=.=2xx;.;demo_requests_total"
         );
         assert_eq!(tagged_name("plain", &[]), "plain");
@@ -145,6 +148,9 @@ mod tests {
     #[test]
     fn family_names_zip_tag_names_with_values() {
         let family = MetricFamily::new(MetricType::Counter, "rq", &["method", "route"]);
-        assert_eq!(family.name_for(&["POST", "r1"]), "method=.=POST;.;route=.=r1;.;rq");
+        assert_eq!(
+            family.name_for(&["POST", "r1"]),
+            "method=.=POST;.;route=.=r1;.;rq"
+        );
     }
 }

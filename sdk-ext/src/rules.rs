@@ -186,18 +186,23 @@ impl RuleMatch {
             ));
         }
         for (i, host) in spec.hosts.iter().enumerate() {
-            if host.is_empty() || (host.contains('*') && !(host == "*" || host.starts_with("*.")))
-            {
+            if host.is_empty() || (host.contains('*') && !(host == "*" || host.starts_with("*."))) {
                 return Err(ConfigError::new(
                     format!("hosts[{i}]"),
-                    format!("`{host}` is not a host pattern (`example.com`, `*.example.com` or `*`)"),
+                    format!(
+                        "`{host}` is not a host pattern (`example.com`, `*.example.com` or `*`)"
+                    ),
                 ));
             }
         }
         Ok(RuleMatch {
             hosts: spec.hosts.clone(),
             paths: compile_paths("paths", &spec.paths, false)?,
-            methods: spec.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            methods: spec
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
             route_names: spec.route_names.clone(),
         })
     }
@@ -206,7 +211,10 @@ impl RuleMatch {
         (self.hosts.is_empty() || self.hosts.iter().any(|h| host_matches(h, &facts.authority)))
             && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(&facts.path, false)))
             && (self.methods.is_empty()
-                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(&facts.method)))
+                || self
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&facts.method)))
             && (self.route_names.is_empty()
                 || facts
                     .route_name
@@ -255,8 +263,8 @@ impl<T> Rules<T> {
         let default = build(crate::config::parse_value(doc)?)?;
         let mut rules = Vec::new();
         if let Some(raw_rules) = raw_rules {
-            let list: Vec<RawRule> = crate::config::parse_value(raw_rules)
-                .map_err(|e| e.in_field("rules"))?;
+            let list: Vec<RawRule> =
+                crate::config::parse_value(raw_rules).map_err(|e| e.in_field("rules"))?;
             for (i, rule) in list.into_iter().enumerate() {
                 let matcher = RuleMatch::compile(&rule.matcher)
                     .map_err(|e| e.in_field("match").in_list("rules", i))?;
@@ -363,7 +371,10 @@ mod tests {
     impl Validate for Limits {
         fn validate(&self) -> Result<(), ConfigError> {
             if !(200..600).contains(&self.status) {
-                return Err(ConfigError::new("status", "must be an HTTP status (200-599)"));
+                return Err(ConfigError::new(
+                    "status",
+                    "must be an HTTP status (200-599)",
+                ));
             }
             Ok(())
         }
@@ -382,11 +393,17 @@ mod tests {
         let pick = |f: &RequestFacts| rules.select(f);
         assert_eq!(
             pick(&facts("a.internal", "GET", "/admin/x")),
-            &Limits { status: 404, body: "no".into() }
+            &Limits {
+                status: 404,
+                body: "no".into()
+            }
         );
         assert_eq!(
             pick(&facts("example.com", "POST", "/")),
-            &Limits { status: 403, body: "posted".into() }
+            &Limits {
+                status: 403,
+                body: "posted".into()
+            }
         );
         assert_eq!(pick(&facts("example.com", "GET", "/")).status, 451);
         let mut other = facts("example.com", "GET", "/");
@@ -400,16 +417,20 @@ mod tests {
             br#"{"status":403,"rules":[{"match":{"paths":[{"prefix":"/"}]},"config":{"status":99}}]}"#,
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "invalid configuration at rules[0].config.status: must be an HTTP status (200-599)");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration at rules[0].config.status: must be an HTTP status (200-599)"
+        );
         let err = Rules::<Limits>::parse(br#"{"status":403,"rules":[{"match":{}}]}"#).unwrap_err();
         assert_eq!(err.path(), "rules[0].match");
+        let err =
+            Rules::<Limits>::parse(br#"{"status":403,"rules":[{"match":{"hosts":["a*b"]}}]}"#)
+                .unwrap_err();
+        assert_eq!(err.path(), "rules[0].match.hosts[0]");
         let err = Rules::<Limits>::parse(
-            br#"{"status":403,"rules":[{"match":{"hosts":["a*b"]}}]}"#,
+            br#"{"status":403,"rules":[{"match":{"paths":[{"glob":"/"}]}}]}"#,
         )
         .unwrap_err();
-        assert_eq!(err.path(), "rules[0].match.hosts[0]");
-        let err = Rules::<Limits>::parse(br#"{"status":403,"rules":[{"match":{"paths":[{"glob":"/"}]}}]}"#)
-            .unwrap_err();
         assert!(err.path().starts_with("rules[0].match.paths[0]"), "{err}");
         let err = Rules::<Limits>::parse(br#"{"status":"x"}"#).unwrap_err();
         assert_eq!(err.path(), "status");

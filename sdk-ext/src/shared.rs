@@ -46,7 +46,10 @@ impl std::fmt::Display for UpdateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UpdateError::Contended { attempts } => {
-                write!(f, "shared data kept changing; gave up after {attempts} attempts")
+                write!(
+                    f,
+                    "shared data kept changing; gave up after {attempts} attempts"
+                )
             }
             UpdateError::Host(status) => write!(f, "shared data access failed: {status:?}"),
         }
