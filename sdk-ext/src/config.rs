@@ -114,8 +114,16 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, C
 
 /// Like [`parse_json`], but an empty document yields `T::default()`.
 pub fn parse_json_or_default<T: DeserializeOwned + Default>(raw: &[u8]) -> Result<T, ConfigError> {
+    parse_json_or_default_with(raw, T::default)
+}
+
+/// Like [`parse_json`], but an empty document yields `default()`.
+pub fn parse_json_or_default_with<T: DeserializeOwned>(
+    raw: &[u8],
+    default: impl FnOnce() -> T,
+) -> Result<T, ConfigError> {
     if raw.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+        return Ok(default());
     }
     parse_json(raw)
 }
