@@ -286,16 +286,13 @@ fn check_label_key(key: &str, path: &str) -> Result<(), RenderError> {
 
 /// `parameters` is a JSON text (as in the article) or, for convenience, a YAML mapping.
 /// Either way it must be a JSON object: WasmPlugin.pluginConfig is a protobuf Struct.
-#[allow(clippy::type_complexity)]
-fn parameters(
-    filter: &serde_yaml_ng::Mapping,
-) -> Result<
-    (
-        Option<String>,
-        Option<serde_json::Map<String, serde_json::Value>>,
-    ),
-    RenderError,
-> {
+/// The parameters as written (or as compact JSON) and parsed.
+type Parameters = (
+    Option<String>,
+    Option<serde_json::Map<String, serde_json::Value>>,
+);
+
+fn parameters(filter: &serde_yaml_ng::Mapping) -> Result<Parameters, RenderError> {
     const FIELD: &str = "spec.filter.parameters";
     let (text, parsed) = match filter.get("parameters") {
         None | Some(Value::Null) => return Ok((None, None)),

@@ -18,6 +18,7 @@ pub mod output;
 pub mod schema;
 pub mod wasm_plugin;
 pub mod workload_patch;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 
@@ -31,11 +32,12 @@ pub enum RenderError {
     #[error("{field}: {problem}")]
     Field { field: String, problem: String },
 
-    #[error("document {document}: {source}")]
+    /// Displays the inner error itself (it is not also a `source`, which would
+    /// print it twice in an error chain).
+    #[error("document {document}: {error}")]
     InDocument {
         document: usize,
-        #[source]
-        source: Box<RenderError>,
+        error: Box<RenderError>,
     },
 
     #[error("document {document} is not valid YAML: {detail}")]
@@ -59,7 +61,7 @@ impl RenderError {
     fn in_document(self, document: usize) -> Self {
         RenderError::InDocument {
             document,
-            source: Box::new(self),
+            error: Box::new(self),
         }
     }
 
@@ -67,7 +69,7 @@ impl RenderError {
     pub fn field_name(&self) -> Option<&str> {
         match self {
             RenderError::Field { field, .. } => Some(field),
-            RenderError::InDocument { source, .. } => source.field_name(),
+            RenderError::InDocument { error, .. } => error.field_name(),
             _ => None,
         }
     }

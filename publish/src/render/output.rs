@@ -79,7 +79,7 @@ fn documents<T: Serialize>(
 ) -> Result<String, serde_yaml_ng::Error> {
     let docs = items
         .into_iter()
-        .map(|item| serde_yaml_ng::to_string(&item))
+        .map(|item| super::yaml::to_string(&item))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(docs.join("---\n"))
 }

@@ -232,6 +232,36 @@ fn cases() -> Vec<Case> {
                 Some("SERVER"),
             )
         },
+        Case {
+            filters: vec![Expect {
+                name: "legacy-flags",
+                namespace: None,
+                labels: &[
+                    ("app", "legacy"),
+                    ("build", "1_000"),
+                    ("canary", "yes"),
+                    ("enabled", "on"),
+                    ("release", "1.10"),
+                ],
+                id: "legacy-flags",
+                image: "registry.example.com/filters/legacy:2024.01",
+                pull_secret: None,
+                root_id: Some("on"),
+                parameters_text: Some(r#"{"mode":"off","retries":"3","ratio":0.25}"#),
+                plugin_config: Some(json!({"mode": "off", "retries": "3", "ratio": 0.25})),
+                sha256: None,
+            }],
+            patch_commands: vec![
+                "kubectl get statefulset -l app=legacy,build=1_000,canary=yes,enabled=on,release=1.10 -o name | xargs -r -I{} kubectl patch {} --type strategic --patch-file workload-patch.yaml",
+            ],
+            ..base(
+                "yaml11-values",
+                inputs.join("yaml11-values.yaml"),
+                RenderOptions::default(),
+                "SIDECAR_INBOUND",
+                Some("SERVER"),
+            )
+        },
     ]
 }
 
@@ -295,6 +325,64 @@ fn every_case_parses_back_field_by_field() {
             &case,
             &parse_yaml_documents(file(&rendered, Part::WasmPlugin)),
         );
+        for output in &rendered {
+            check_yaml_1_1_safe(&output.text, case.name);
+        }
+    }
+}
+
+/// True when YAML 1.1 (go-yaml v2, which kubectl and Istio use) resolves the
+/// plain scalar `s` to something other than a string.
+fn yaml_1_1_non_string(s: &str) -> bool {
+    const PATTERNS: [&str; 6] = [
+        // bool and null
+        r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|~|null|Null|NULL|)$",
+        // int: binary, octal, decimal, hex, base 60
+        r"^([-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+)$",
+        // float
+        r"^([-+]?([0-9][0-9_]*)?\.[0-9.]*([eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$",
+        // timestamp
+        r"^[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?",
+        // merge and value keys
+        r"^(<<|=)$",
+        // what go-yaml v2 also parses as a number: anything strconv.ParseFloat takes
+        r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$",
+    ];
+    PATTERNS
+        .iter()
+        .any(|p| regex::Regex::new(p).unwrap().is_match(s))
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k);
+                collect_strings(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every string that YAML 1.1 would read as something else is quoted in the text.
+fn check_yaml_1_1_safe(text: &str, case: &str) {
+    let docs = parse_yaml_documents(text);
+    let mut strings = Vec::new();
+    docs.iter().for_each(|d| collect_strings(d, &mut strings));
+    for s in strings.into_iter().filter(|s| yaml_1_1_non_string(s)) {
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let body = line.trim_start().trim_start_matches("- ");
+            let plain = body == s
+                || body.ends_with(&format!(": {s}"))
+                || body.starts_with(&format!("{s}:"));
+            assert!(
+                !plain,
+                "{case}: {s:?} is written plain in {line:?}; YAML 1.1 misreads it"
+            );
+        }
     }
 }
 
