@@ -128,7 +128,9 @@ pub struct PluginConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<StringValue>,
     pub vm_config: VmConfig,
-    /// Only written with `--fail-open`; Envoy's default is to fail closed.
+    /// Only written with `--fail-open`; Envoy's default is to fail closed. Envoy 1.31
+    /// deprecates it for `failure_policy`, but only `fail_open` is understood by every
+    /// Envoy an Istio mesh of the article's era or later runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_open: Option<bool>,
 }
