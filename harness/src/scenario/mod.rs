@@ -12,6 +12,8 @@ mod expect;
 pub mod format;
 pub mod report;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use format::{Scenario, parse};
 pub use report::{CaseReport, Detail, Failure, FileReport, Summary};
