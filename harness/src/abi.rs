@@ -212,10 +212,13 @@ pub enum MapDecodeError {
     Malformed(&'static str),
 }
 
+/// One decoded (key, value) pair borrowing the serialized bytes.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
 /// Parses a serialized map exactly: every size must match, every key and
 /// value must be NUL-terminated, no byte may be left over. Zero bytes (or a
 /// lone zero count) is the empty map.
-pub fn decode_map(data: &[u8]) -> Result<Vec<(&[u8], &[u8])>, MapDecodeError> {
+pub fn decode_map(data: &[u8]) -> Result<Vec<Pair<'_>>, MapDecodeError> {
     if data.is_empty() {
         return Ok(Vec::new());
     }

@@ -106,6 +106,8 @@ struct Run {
     /// A local reply is running through the filter's response path.
     local_in_filter: bool,
     upstream: Option<HttpMessage>,
+    /// The whole request (to end of stream) reached the upstream.
+    upstream_complete: bool,
     client: Option<HttpMessage>,
     local_reply: Option<LocalReply>,
     end: Option<StreamEnd>,
@@ -307,6 +309,7 @@ impl Harness {
             response_started: false,
             local_in_filter: false,
             upstream: None,
+            upstream_complete: false,
             client: None,
             local_reply: None,
             end: None,
@@ -352,7 +355,12 @@ impl Harness {
             }),
         };
         let mut outcome = self.finish_capture(id, run.end.take(), elapsed);
-        outcome.upstream_request = run.upstream.take();
+        // A request cut short (local reply, reset, stall) never completed upstream.
+        outcome.upstream_request = if run.upstream_complete {
+            run.upstream.take()
+        } else {
+            None
+        };
         outcome.response = response;
         outcome.local_reply = run.local_reply.take();
         Ok(outcome)
@@ -657,11 +665,11 @@ impl Harness {
             if run.end.is_some() {
                 return;
             }
-            if run.req.can_process() {
-                if let Some(frame) = run.req.input.pop_front() {
-                    self.process(run, Dir::Request, frame);
-                    continue;
-                }
+            if run.req.can_process()
+                && let Some(frame) = run.req.input.pop_front()
+            {
+                self.process(run, Dir::Request, frame);
+                continue;
             }
             if run.req.ended && !run.response_started {
                 run.response_started = true;
@@ -681,11 +689,11 @@ impl Harness {
                 }
                 continue;
             }
-            if run.resp.can_process() {
-                if let Some(frame) = run.resp.input.pop_front() {
-                    self.process(run, Dir::Response, frame);
-                    continue;
-                }
+            if run.resp.can_process()
+                && let Some(frame) = run.resp.input.pop_front()
+            {
+                self.process(run, Dir::Response, frame);
+                continue;
             }
             if run.resp.ended {
                 run.end = Some(StreamEnd::Completed);
@@ -752,22 +760,31 @@ impl Harness {
                         end_of_stream: eos,
                     },
                 };
+                let was_buffering = run.flow(dir).body_paused;
                 let Some(action) = self.stream_callback(run, cb) else {
                     return;
                 };
-                match action {
-                    Action::Continue => {
-                        run.flow(dir).body_paused = false;
-                        self.forward_body(run, dir, eos);
-                    }
-                    Action::Pause => {
-                        let flow = run.flow(dir);
-                        flow.body_paused = true;
-                        flow.waiting_at_end = eos;
-                        let limit = self.vm.host_ref().buffer_limit;
-                        let buffered = self.current_buffer_len(dir);
-                        if buffered > limit && !self.has_pending_local_reply() {
-                            self.buffer_overflow(run, dir);
+                // Envoy moves a chunk into the filter's buffer when the filter
+                // buffers it, or continues after buffering: that buffer is
+                // limited.
+                let buffered = action == Action::Pause || was_buffering;
+                let limit = self.vm.host_ref().buffer_limit;
+                if buffered
+                    && !run.bypass
+                    && self.current_buffer_len(dir) > limit
+                    && !self.has_pending_local_reply()
+                {
+                    self.buffer_overflow(run, dir);
+                } else {
+                    match action {
+                        Action::Continue => {
+                            run.flow(dir).body_paused = false;
+                            self.forward_body(run, dir, eos);
+                        }
+                        Action::Pause => {
+                            let flow = run.flow(dir);
+                            flow.body_paused = true;
+                            flow.waiting_at_end = eos;
                         }
                     }
                 }
@@ -862,6 +879,7 @@ impl Harness {
         flow.stopped_all = false;
         if eos {
             flow.ended = true;
+            run.upstream_complete |= dir == Dir::Request;
         }
     }
 
@@ -878,6 +896,7 @@ impl Harness {
         flow.waiting_at_end = false;
         if eos {
             flow.ended = true;
+            run.upstream_complete |= dir == Dir::Request;
         }
     }
 
@@ -892,6 +911,7 @@ impl Harness {
         let flow = run.flow(dir);
         flow.trailers_paused = false;
         flow.ended = true;
+        run.upstream_complete |= dir == Dir::Request;
     }
 
     /// `proxy_continue_stream` applied: resume where the direction stopped.

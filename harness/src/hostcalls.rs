@@ -395,7 +395,11 @@ pub fn proxy_get_buffer_bytes<G: Guest>(
     let mut out = std::mem::take(&mut host.scratch);
     let status = match host.buffer(bt) {
         None => Status::NotFound,
-        Some(buf) if start > buf.len() as u64 => Status::BadArgument,
+        // Reading from past the end yields nothing.
+        Some(buf) if start >= buf.len() as u64 => {
+            out.clear();
+            Status::Ok
+        }
         Some(buf) => {
             let end = (start + max_size).min(buf.len() as u64);
             out.clear();
@@ -517,7 +521,7 @@ pub fn proxy_set_header_map_pairs<G: Guest>(
     Ok(status)
 }
 
-/// `proxy_get_header_map_size`: serialized size; BAD_ARGUMENT if unavailable.
+/// `proxy_get_header_map_size`: total key and value bytes (Envoy's byteSize); BAD_ARGUMENT if unavailable.
 pub fn proxy_get_header_map_size<G: Guest>(
     g: &mut G,
     map_type: u32,
@@ -526,7 +530,12 @@ pub fn proxy_get_header_map_size<G: Guest>(
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    let Some(size) = g.host().map(mt).map(|m| abi::encoded_map_size(m.iter())) else {
+    // Envoy reports the map's byteSize(): the sum of key and value lengths.
+    let Some(size) = g
+        .host()
+        .map(mt)
+        .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
+    else {
         return Ok(Status::BadArgument);
     };
     check!(write_word(g, return_size, size as u64));
@@ -1257,10 +1266,12 @@ pub fn proxy_call_foreign_function<G: Guest>(
     return_scratch(g, return_data, return_size)
 }
 
-/// `proxy_done`: accepted (Envoy uses it when a root context finishes draining).
+/// `proxy_done`: Envoy only accepts it from a root context whose
+/// `proxy_on_done` returned false during VM shutdown; the harness never
+/// drains a VM, so it is always NOT_FOUND.
 pub fn proxy_done<G: Guest>(g: &mut G) -> Result<Status, Fault> {
     g.host().done_called = true;
-    Ok(Status::Ok)
+    Ok(Status::NotFound)
 }
 
 // ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Send one request through a filter and print what happened, like `curl -v`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run scenario files (YAML) and report `N passed, N failed`.
     Test {
         /// Scenario files or directories holding them.

@@ -371,10 +371,10 @@ impl Host {
 
     fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> bool {
         let stream = self.effective_stream_ref();
-        if let Some(s) = stream {
-            if s.filter_properties.lookup(path, out) {
-                return true;
-            }
+        if let Some(s) = stream
+            && s.filter_properties.lookup(path, out)
+        {
+            return true;
         }
         if self.properties.lookup(path, out) {
             return true;

@@ -688,6 +688,9 @@ fn build_linker(engine: &Engine, module: &Module) -> wasmtime::Result<Linker<Was
     Ok(linker)
 }
 
+/// Five i32 parameters (`proxy_on_http_call_response`).
+type Params5 = (i32, i32, i32, i32, i32);
+
 /// Typed exports, looked up once per instance.
 struct Exports {
     initialize: Option<TypedFunc<(), ()>>,
@@ -708,7 +711,7 @@ struct Exports {
     log: Option<TypedFunc<i32, ()>>,
     done: Option<TypedFunc<i32, i32>>,
     delete: Option<TypedFunc<i32, ()>>,
-    http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    http_call_response: Option<TypedFunc<Params5, ()>>,
     grpc_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
     grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     grpc_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
