@@ -78,6 +78,7 @@ fn every_rendered_resource_satisfies_the_istio_crds() {
         (inputs.join("several-labels.yaml"), RenderOptions::default()),
         (inputs.join("no-pull-secret.yaml"), RenderOptions::default()),
         (inputs.join("two-filters.yaml"), RenderOptions::default()),
+        (inputs.join("yaml11-values.yaml"), RenderOptions::default()),
     ];
     let mut checked = 0;
     for (input, options) in runs {
@@ -94,7 +95,7 @@ fn every_rendered_resource_satisfies_the_istio_crds() {
             }
         }
     }
-    assert_eq!(checked, 16);
+    assert_eq!(checked, 18);
 }
 
 /// Each mutation is something a renderer bug could produce; the schema must catch it
@@ -271,4 +272,103 @@ fn resources_of_unknown_kinds_are_not_waved_through() {
     plugin["apiVersion"] = json!("extensions.istio.io/v1");
     let err = schemas.check(&plugin).unwrap_err();
     assert!(matches!(err, SchemaError::UnknownKind { .. }), "{err}");
+}
+
+fn envoy_schema() -> Value {
+    serde_yaml_ng::from_str(&read(
+        &fixtures().join("envoy-wasm-http-filter.schema.yaml"),
+    ))
+    .expect("Envoy field schema loads")
+}
+
+fn patch_value(filter: &Value) -> &Value {
+    filter
+        .pointer("/spec/configPatches/0/patch/value")
+        .expect("patch value")
+}
+
+/// The CRD leaves the patch value open; this checks the Envoy messages inside it.
+#[test]
+fn the_inserted_http_filter_uses_only_envoy_fields() {
+    let schema = envoy_schema();
+    let inputs = fixtures().join("inputs");
+    let fail_open = RenderOptions {
+        fail_open: true,
+        ..Default::default()
+    };
+    let mut checked = 0;
+    for (input, options) in [
+        (article_example(), RenderOptions::default()),
+        (article_example(), fail_open),
+        (inputs.join("several-labels.yaml"), RenderOptions::default()),
+        (inputs.join("no-pull-secret.yaml"), RenderOptions::default()),
+        (inputs.join("two-filters.yaml"), RenderOptions::default()),
+        (inputs.join("yaml11-values.yaml"), RenderOptions::default()),
+    ] {
+        let rendered = files(&render_file(&input, &options));
+        for filter in parse_yaml_documents(file(&rendered, Part::EnvoyFilter)) {
+            let found = publish::render::schema::validate(&schema, patch_value(&filter));
+            assert!(found.is_empty(), "{}: {found:#?}", input.display());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7);
+}
+
+#[test]
+fn misspelt_envoy_fields_are_caught() {
+    let schema = envoy_schema();
+    let filter = article_docs(Part::EnvoyFilter, &RenderOptions::default()).remove(0);
+    let value = patch_value(&filter).clone();
+    type Mutation = (&'static str, fn(&mut Value), &'static str);
+    let cases: Vec<Mutation> = vec![
+        (
+            "rootId instead of root_id",
+            |v| {
+                let config = v["typed_config"]["config"].as_object_mut().unwrap();
+                let root = config.remove("root_id").unwrap();
+                config.insert("rootId".into(), root);
+            },
+            ".typed_config.config.rootId",
+        ),
+        (
+            "an unknown runtime",
+            |v| {
+                v["typed_config"]["config"]["vm_config"]["runtime"] = json!("envoy.wasm.runtime.v9")
+            },
+            ".typed_config.config.vm_config.runtime",
+        ),
+        (
+            "configuration as a bare string",
+            |v| v["typed_config"]["config"]["configuration"] = json!("{\"name\":\"hello\"}"),
+            ".typed_config.config.configuration",
+        ),
+        (
+            "the TypedStruct wrapper type",
+            |v| v["typed_config"]["@type"] = json!("type.googleapis.com/udpa.type.v1.TypedStruct"),
+            ".typed_config.@type",
+        ),
+        (
+            "both a local and a remote code source",
+            |v| v["typed_config"]["config"]["vm_config"]["code"]["remote"] = json!({}),
+            ".typed_config.config.vm_config.code",
+        ),
+        (
+            "a module outside the mounted directory",
+            |v| {
+                v["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+                    json!("/etc/istio/filter.wasm")
+            },
+            ".typed_config.config.vm_config.code.local.filename",
+        ),
+    ];
+    for (what, mutate, path) in cases {
+        let mut doc = value.clone();
+        mutate(&mut doc);
+        let found = publish::render::schema::validate(&schema, &doc);
+        assert!(
+            found.iter().any(|v| v.path == path),
+            "{what}: expected a violation at {path}, got {found:#?}"
+        );
+    }
 }
