@@ -34,6 +34,7 @@ pub mod metrics;
 mod plugin;
 pub mod property;
 pub mod query;
+pub mod random;
 mod response;
 pub mod rules;
 #[doc(hidden)]
