@@ -147,12 +147,12 @@ impl RegistryClient {
     /// Uploads a blob unless the registry has it; true when bytes were sent.
     pub async fn push_blob_if_missing(&self, reference: &Reference, blob: &Blob) -> Result<bool> {
         let digest = blob.digest();
-        if self.blob_exists(reference, &digest).await? {
+        if self.blob_exists(reference, digest).await? {
             return Ok(false);
         }
-        let data = bytes::Bytes::from(blob.bytes.clone());
+        let data = blob.bytes.clone();
         let size = data.len() as u64;
-        let progress = self.progress_bar(size, &digest);
+        let progress = self.progress_bar(size, digest);
         let chunk_size = self.options.chunk_size.max(1);
         self.retry(&format!("uploading blob {digest}"), || {
             progress.set_position(0);
@@ -166,7 +166,7 @@ impl RegistryClient {
                 Ok(chunk)
             });
             self.inner
-                .push_blob_stream(reference, stream, &digest, Some(size))
+                .push_blob_stream(reference, stream, digest, Some(size))
         })
         .await?;
         progress.finish_and_clear();

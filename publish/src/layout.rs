@@ -354,3 +354,69 @@ pub fn istio_verdict(
         reason: accepted_by.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(annotations: &'a BTreeMap<String, String>, abi: &'a [String]) -> BuildInput<'a> {
+        BuildInput {
+            module: b"\0asm\x01\0\0\0",
+            module_title: "f.wasm",
+            runtime_config: br#"{"type":"envoy_proxy"}"#,
+            runtime_type: "envoy_proxy",
+            abi_versions: abi,
+            annotations,
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn each_layout_is_recognised_and_linted() {
+        let annotations = BTreeMap::new();
+        let abi = vec!["v0.2.1".to_string()];
+        for (layout, loads) in [
+            (Layout::Oci, true),
+            (Layout::Compat, true),
+            (Layout::Cncf, false),
+            (Layout::Single, false),
+        ] {
+            let artifact = build(layout, &input(&annotations, &abi)).unwrap();
+            let crate::manifest::Served::Image {
+                media_type,
+                manifest,
+            } = crate::manifest::parse(&artifact.manifest.bytes, None).unwrap()
+            else {
+                panic!("index");
+            };
+            let located = locate(&media_type, &manifest).unwrap();
+            assert_eq!(located.layout, layout);
+            let blob = artifact
+                .layers
+                .iter()
+                .find(|l| l.digest() == located.blob.digest)
+                .unwrap();
+            let module = extract_module(&located, blob.bytes.to_vec()).unwrap();
+            assert_eq!(module, b"\0asm\x01\0\0\0");
+            let verdict = istio_verdict(&media_type, &manifest, Some(&module));
+            assert_eq!(verdict.loads, loads, "{layout}: {}", verdict.reason);
+        }
+    }
+
+    #[test]
+    fn istio_refuses_a_module_without_the_magic() {
+        let annotations = BTreeMap::new();
+        let abi = vec![];
+        let artifact = build(Layout::Oci, &input(&annotations, &abi)).unwrap();
+        let crate::manifest::Served::Image {
+            media_type,
+            manifest,
+        } = crate::manifest::parse(&artifact.manifest.bytes, None).unwrap()
+        else {
+            panic!("index");
+        };
+        let verdict = istio_verdict(&media_type, &manifest, Some(b"PK\x03\x04"));
+        assert!(!verdict.loads);
+        assert!(verdict.reason.contains("magic"));
+    }
+}

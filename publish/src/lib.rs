@@ -119,16 +119,25 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
 /// Validates, builds and uploads: blobs the registry lacks, then the manifest under every tag.
 pub async fn push(client: &RegistryClient, request: &PushRequest) -> Result<PushReport> {
     let (artifact, info) = prepare(request)?;
-    let primary = request
-        .references
+    push_prepared(client, &request.references, &artifact, info).await
+}
+
+/// Uploads an artifact [`prepare`] built.
+pub async fn push_prepared(
+    client: &RegistryClient,
+    references: &[Reference],
+    artifact: &layout::Artifact,
+    info: module::ModuleInfo,
+) -> Result<PushReport> {
+    let primary = references
         .first()
         .ok_or_else(|| Error::Usage("no reference to push to".into()))?;
     client.authenticate(primary, true).await?;
-    let mut uploaded = Vec::new();
-    let mut reused = Vec::new();
+    let mut uploaded: Vec<String> = Vec::new();
+    let mut reused: Vec<String> = Vec::new();
     let mut uploaded_bytes = 0;
     for blob in artifact.blobs() {
-        let digest = blob.digest();
+        let digest = blob.digest().to_string();
         if uploaded.contains(&digest) || reused.contains(&digest) {
             continue;
         }
@@ -139,7 +148,7 @@ pub async fn push(client: &RegistryClient, request: &PushRequest) -> Result<Push
             reused.push(digest);
         }
     }
-    for reference in &request.references {
+    for reference in references {
         client
             .push_manifest(
                 reference,
@@ -151,11 +160,13 @@ pub async fn push(client: &RegistryClient, request: &PushRequest) -> Result<Push
     let manifest_digest = artifact.manifest.digest();
     let image: OciImageManifest = match manifest::parse(&artifact.manifest.bytes, None)? {
         Served::Image { manifest, .. } => *manifest,
-        Served::Index { .. } => return Err(Error::Layout("built an index, not a manifest".into())),
+        Served::Index { .. } => {
+            return Err(Error::Layout("built an index, not a manifest".into()));
+        }
     };
     Ok(PushReport {
         layout: artifact.layout,
-        references: request.references.iter().map(|r| r.whole()).collect(),
+        references: references.iter().map(|r| r.whole()).collect(),
         pinned_url: reference::pinned_url(primary, &manifest_digest),
         wasmplugin_sha256: manifest_digest.trim_start_matches("sha256:").to_string(),
         manifest_digest,

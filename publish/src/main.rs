@@ -261,8 +261,8 @@ async fn push(args: PushArgs) -> publish::Result<()> {
         epoch: source_date_epoch()?,
         size_cap: args.max_size,
     };
-    // Validate before touching the network (and before reading a password).
-    publish::prepare(&request)?;
+    // Validate and build before touching the network (and before reading a password).
+    let (artifact, info) = publish::prepare(&request)?;
     match args.layout {
         Layout::Single => eprintln!(
             "publish: warning: the single layout (the ASM article's one-layer oras push) has one layer; \
@@ -275,7 +275,7 @@ async fn push(args: PushArgs) -> publish::Result<()> {
     }
     let registry = request.references[0].resolve_registry().to_string();
     let client = args.transport.client_for(&registry)?;
-    let report = publish::push(&client, &request).await?;
+    let report = publish::push_prepared(&client, &request.references, &artifact, info).await?;
     if args.json {
         return print_json(&report);
     }

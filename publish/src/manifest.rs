@@ -47,14 +47,18 @@ pub const ANNOTATION_VARIANT: &str = "module.wasm.image/variant";
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub media_type: String,
-    pub bytes: Vec<u8>,
+    /// Shared, so uploads and retries never copy the module.
+    pub bytes: bytes::Bytes,
     pub annotations: BTreeMap<String, String>,
+    digest: String,
 }
 
 impl Blob {
-    pub fn new(media_type: &str, bytes: Vec<u8>) -> Self {
+    pub fn new(media_type: &str, bytes: impl Into<bytes::Bytes>) -> Self {
+        let bytes = bytes.into();
         Blob {
             media_type: media_type.to_string(),
+            digest: sha256_digest(&bytes),
             bytes,
             annotations: BTreeMap::new(),
         }
@@ -66,14 +70,15 @@ impl Blob {
         self
     }
 
-    pub fn digest(&self) -> String {
-        sha256_digest(&self.bytes)
+    /// `sha256:<hex>`, computed once.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn descriptor(&self) -> OciDescriptor {
         OciDescriptor {
             media_type: self.media_type.clone(),
-            digest: self.digest(),
+            digest: self.digest.clone(),
             size: self.bytes.len() as i64,
             urls: None,
             annotations: (!self.annotations.is_empty()).then(|| self.annotations.clone()),

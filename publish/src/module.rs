@@ -148,3 +148,60 @@ pub fn runtime_config_summary(bytes: &[u8]) -> Option<(String, Vec<String>)> {
         .unwrap_or_default();
     Some((runtime_type, abi))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(exports: &str) -> Vec<u8> {
+        wat::parse_str(format!("(module (memory 1) {exports})")).unwrap()
+    }
+
+    #[test]
+    fn abi_versions_come_from_the_exports() {
+        let bytes = module(
+            r#"(func (export "proxy_abi_version_0_2_1")) (func (export "proxy_abi_version_0_1_0"))"#,
+        );
+        let info = validate(Path::new("m.wasm"), &bytes, DEFAULT_SIZE_CAP).unwrap();
+        assert_eq!(info.abi_versions, ["v0.1.0", "v0.2.1"]);
+        assert_eq!(info.size, bytes.len() as u64);
+        assert_eq!(info.digest, sha256_digest(&bytes));
+        let config = RuntimeConfig::for_module(&info, &["root".into()]);
+        assert_eq!(
+            String::from_utf8(config.to_bytes()).unwrap(),
+            r#"{"type":"envoy_proxy","abiVersions":["v0.1.0","v0.2.1"],"config":{"rootIds":["root"]}}"#
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_reason() {
+        let reason = |bytes: &[u8], cap| match validate(Path::new("m.wasm"), bytes, cap) {
+            Err(Error::InvalidModule { reason, .. }) => reason,
+            other => panic!("accepted: {other:?}"),
+        };
+        assert!(reason(b"not wasm", DEFAULT_SIZE_CAP).contains("magic"));
+        assert!(reason(b"\0asm\x01\0\0\0\x05", DEFAULT_SIZE_CAP).contains("validation"));
+        let no_abi = module(r#"(func (export "_start"))"#);
+        assert!(reason(&no_abi, DEFAULT_SIZE_CAP).contains("proxy_abi_version"));
+        // An ABI name on a global is not the function Envoy looks for.
+        let global = module(r#"(global (export "proxy_abi_version_0_2_1") i32 (i32.const 0))"#);
+        assert!(reason(&global, DEFAULT_SIZE_CAP).contains("proxy_abi_version"));
+        let ok = module(r#"(func (export "proxy_abi_version_0_2_1"))"#);
+        assert!(reason(&ok, 10).contains("size cap"));
+    }
+
+    #[test]
+    fn user_runtime_configs_in_either_spelling() {
+        let camel = br#"{"type":"envoy_proxy","abiVersions":["v0.2.1"]}"#;
+        let snake = br#"{"type":"envoy_proxy","abi_version":"v0.2.0"}"#;
+        assert_eq!(
+            runtime_config_summary(camel),
+            Some(("envoy_proxy".into(), vec!["v0.2.1".into()]))
+        );
+        assert_eq!(
+            runtime_config_summary(snake),
+            Some(("envoy_proxy".into(), vec!["v0.2.0".into()]))
+        );
+        assert_eq!(runtime_config_summary(b"[]"), None);
+    }
+}

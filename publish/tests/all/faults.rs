@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::proxy::{Action, Proxy};
 use crate::support::registry::{Registry, RegistryAuth};
-use crate::support::{Cli, large_module, sha256_hex, small_module};
+use crate::support::{Cli, OCI_MANIFEST, large_module, put_manifest, sha256_hex, small_module};
 
 /// Only the module file may appear in the output directory: no temp leftovers.
 fn entries(dir: &std::path::Path) -> Vec<String> {
@@ -70,31 +70,6 @@ fn a_tampered_blob_fails_the_pull_and_writes_nothing() {
     );
 }
 
-/// Puts a manifest by hand (distribution 2.8 does not check descriptor sizes).
-fn put_manifest(registry: &Registry, repo: &str, tag: &str, manifest: &serde_json::Value) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .put(format!(
-                "http://{}/v2/{repo}/manifests/{tag}",
-                registry.host()
-            ))
-            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{:?}",
-            response.text().await
-        );
-    });
-}
-
 #[test]
 fn a_descriptor_whose_size_lies_is_refused() {
     let registry = Registry::start(RegistryAuth::None);
@@ -117,7 +92,7 @@ fn a_descriptor_whose_size_lies_is_refused() {
     for (tag, size) in [("shorter", real - 100), ("longer", real + 100)] {
         let mut lying = manifest.clone();
         lying["layers"][0]["size"] = serde_json::json!(size);
-        put_manifest(&registry, "lies/f", tag, &lying);
+        put_manifest(&registry.host(), "lies/f", tag, OCI_MANIFEST, &lying);
         let out = cli.home.path().join(format!("{tag}.wasm"));
         let run = cli.run(&[
             "pull",

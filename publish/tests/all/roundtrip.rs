@@ -2,7 +2,9 @@
 
 use crate::support::proxy::Proxy;
 use crate::support::registry::{Registry, RegistryAuth};
-use crate::support::{Cli, built_filter, large_module, sha256_hex, small_module};
+use crate::support::{
+    Cli, OCI_INDEX, built_filter, large_module, put_manifest, sha256_hex, small_module,
+};
 
 const LAYOUTS: [&str; 4] = ["oci", "compat", "cncf", "single"];
 
@@ -357,4 +359,39 @@ fn pinned_pulls_check_the_manifest_digest() {
     assert!(!run.ok());
     assert!(run.stderr().contains("digest mismatch"), "{}", run.stderr());
     assert!(!out.exists());
+}
+
+#[test]
+fn image_indexes_are_followed_to_the_wasm_entry() {
+    let registry = Registry::start(RegistryAuth::None);
+    let cli = Cli::new();
+    let module = cli.file("filter.wasm", small_module());
+    let host = registry.host();
+    let pushed = cli.push(&module, &format!("{host}/idx/f:plain"), &[]);
+    let compat = cli.push(
+        &module,
+        &format!("{host}/idx/f:compat"),
+        &["--layout", "compat"],
+    );
+    let entry = |digest: &serde_json::Value, arch: &str, os: &str| {
+        let size = std::fs::metadata(registry.blob_file(digest.as_str().unwrap()))
+            .unwrap()
+            .len();
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"architecture": arch, "os": os},
+        })
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [entry(&compat["manifest_digest"], "amd64", "linux"), entry(&pushed["manifest_digest"], "wasm", "wasip1")],
+    });
+    put_manifest(&host, "idx/f", "multi", OCI_INDEX, &index);
+    let out = cli.home.path().join("from-index.wasm");
+    let pulled = cli.pull(&format!("{host}/idx/f:multi"), &out, &["--no-cache"]);
+    assert_eq!(pulled["manifest_digest"], pushed["manifest_digest"]);
+    assert_eq!(pulled["layout"], "oci");
+    assert_eq!(std::fs::read(&out).unwrap(), small_module());
 }

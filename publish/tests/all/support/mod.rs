@@ -223,3 +223,35 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Puts a manifest by hand, bypassing publish (distribution 2.8 does not check
+/// descriptor sizes, so lying manifests can be stored).
+pub fn put_manifest(
+    host: &str,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    manifest: &serde_json::Value,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+            .header("Content-Type", media_type)
+            .body(manifest.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    });
+}
