@@ -27,6 +27,23 @@ pub enum Status {
 }
 
 impl Status {
+    /// From the ABI number; unknown values are `None`.
+    pub fn from_u32(v: u32) -> Option<Status> {
+        Some(match v {
+            0 => Status::Ok,
+            1 => Status::NotFound,
+            2 => Status::BadArgument,
+            3 => Status::SerializationFailure,
+            4 => Status::ParseFailure,
+            6 => Status::InvalidMemoryAccess,
+            7 => Status::Empty,
+            8 => Status::CasMismatch,
+            10 => Status::InternalFailure,
+            12 => Status::Unimplemented,
+            _ => return None,
+        })
+    }
+
     /// Short upper-case name for traces.
     pub fn name(self) -> &'static str {
         match self {

@@ -518,6 +518,17 @@ impl Harness {
             _ => Phase::Callback,
         };
         let log_mark = host.logs.len();
+        // The callback is traced before its hostcalls; its result is filled in after.
+        let trace_slot = (host.trace_level != TraceLevel::Off).then(|| {
+            let at_ms = host.now_ms;
+            host.trace.push(TraceEvent::Callback {
+                name: cb.name().to_string(),
+                args: cb.args(),
+                result: None,
+                at_ms,
+            });
+            host.trace.len() - 1
+        });
         let result = self.vm.call(cb);
         let host = self.vm.host();
         host.phase = Phase::Callback;
@@ -525,14 +536,10 @@ impl Harness {
             (Ok(_), Some(fault)) => Err(fault),
             (r, _) => r,
         };
-        if host.trace_level != TraceLevel::Off {
-            let at_ms = host.now_ms;
-            host.trace.push(TraceEvent::Callback {
-                name: cb.name().to_string(),
-                args: cb.args(),
-                result: result.as_ref().ok().copied(),
-                at_ms,
-            });
+        if let Some(TraceEvent::Callback { result: slot, .. }) =
+            trace_slot.and_then(|i| host.trace.get_mut(i))
+        {
+            *slot = result.as_ref().ok().copied();
         }
         match result {
             Ok(v) => Some(v),

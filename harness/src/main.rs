@@ -224,7 +224,11 @@ fn print_trace(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
                 writeln!(out, "# {at_ms:>6}ms {name}({}) -> {r}", join(args))?;
             }
             TraceEvent::Hostcall { name, args, status } => {
-                writeln!(out, "#            {name}({}) = {status}", join(args))?;
+                let meaning = match harness::abi::Status::from_u32(*status) {
+                    Some(s) if name.starts_with("proxy_") => s.name().to_string(),
+                    _ => format!("errno {status}"),
+                };
+                writeln!(out, "#            {name}({}) = {meaning}", join(args))?;
             }
         }
     }
