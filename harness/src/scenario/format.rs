@@ -331,7 +331,14 @@ impl fmt::Display for LogExpect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let how = if self.exact { "equal to" } else { "containing" };
         match self.level {
-            Some(level) => write!(f, "a {} line {how} {:?}", level.name(), self.text),
+            Some(level) => {
+                let article = if level == LogLevel::Info || level == LogLevel::Error {
+                    "an"
+                } else {
+                    "a"
+                };
+                write!(f, "{article} {} line {how} {:?}", level.name(), self.text)
+            }
             None => write!(f, "a line {how} {:?}", self.text),
         }
     }
