@@ -688,6 +688,10 @@ fn grpc_unary_call_answers_and_errors() {
                 message: "denied".into(),
                 ..GrpcCalloutAnswer::default()
             },
+            GrpcCalloutAnswer {
+                failure: Some(CalloutFailure::Reset),
+                ..GrpcCalloutAnswer::default()
+            },
         ],
     }];
     let grpc_call = |label: &str, cluster: &str| {
@@ -700,7 +704,8 @@ fn grpc_unary_call_answers_and_errors() {
     };
     let mut envoy = probe_with_clusters(
         json!({"trace": true,
-            "configure": [grpc_call("ok call", "grpc-svc"), grpc_call("denied call", "grpc-svc"), grpc_call("unknown", "nope")],
+            "configure": [grpc_call("ok call", "grpc-svc"), grpc_call("denied call", "grpc-svc"),
+                grpc_call("reset call", "grpc-svc"), grpc_call("unknown", "nope")],
             "root_callouts": {"grpc_call_response": [
                 step("get_buffer", "message", json!({"buffer": "grpc_receive_buffer"})),
                 {"op": "get_status"}
@@ -736,6 +741,13 @@ fn grpc_unary_call_answers_and_errors() {
     assert!(
         lines.contains(&r#"get_status: OK code=7 message="denied""#.to_string()),
         "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("cb grpc_call_response ctx=1 token=")
+                && l.ends_with("status=14 size=0")),
+        "a reset call closes with UNAVAILABLE: {lines:#?}"
     );
     let record = &startup.grpc_calls[0];
     assert_eq!(
@@ -1182,4 +1194,354 @@ fn hostcall_counts_are_reported_per_exchange() {
         Some(&2)
     );
     assert!(outcome.hostcalls.get("proxy_log").is_some_and(|n| *n >= 2));
+}
+
+// ---------------------------------------------------------------- every op on every map
+
+/// The seven header-map operations on `map`, labelled `<prefix> <n>`, with
+/// the result lines a writable map in its phase must produce.
+fn all_map_ops(map: &str, prefix: &str, pairs: &[(&str, &str)]) -> (Vec<Value>, Vec<String>) {
+    let pairs_json: Vec<Value> = pairs.iter().map(|(k, v)| json!([k, v])).collect();
+    let shown = |extra: &[(&str, &str)]| {
+        let all: Vec<String> = pairs
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| format!("{k:?}={v:?}"))
+            .collect();
+        format!("[{}]", all.join(", "))
+    };
+    let size: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let l = |n: u32| format!("{prefix} {n}");
+    let steps = vec![
+        step(
+            "set_headers",
+            &l(1),
+            json!({"map": map, "pairs": pairs_json}),
+        ),
+        step("get_headers", &l(2), json!({"map": map})),
+        step("get_header_map_size", &l(3), json!({"map": map})),
+        step("get_header", &l(4), json!({"map": map, "key": "x-matrix"})),
+        step(
+            "add_header",
+            &l(5),
+            json!({"map": map, "key": "X-Matrix", "value": "a"}),
+        ),
+        step(
+            "add_header",
+            &l(6),
+            json!({"map": map, "key": "x-matrix", "value": "b"}),
+        ),
+        step("get_header", &l(7), json!({"map": map, "key": "X-MATRIX"})),
+        step("get_headers", &l(8), json!({"map": map})),
+        step(
+            "replace_header",
+            &l(9),
+            json!({"map": map, "key": "x-matrix", "value": "c"}),
+        ),
+        step("get_headers", &l(10), json!({"map": map})),
+        step(
+            "remove_header",
+            &l(11),
+            json!({"map": map, "key": "x-matrix"}),
+        ),
+        step("get_header", &l(12), json!({"map": map, "key": "x-matrix"})),
+        step("get_header_map_size", &l(13), json!({"map": map})),
+    ];
+    let expected = vec![
+        format!("{} 1: OK", prefix),
+        format!("{} 2: OK pairs={}", prefix, shown(&[])),
+        format!("{} 3: OK size={size}", prefix),
+        format!("{} 4: NOT_FOUND", prefix),
+        format!("{} 5: OK", prefix),
+        format!("{} 6: OK", prefix),
+        format!("{} 7: OK value=\"a\"", prefix),
+        format!(
+            "{} 8: OK pairs={}",
+            prefix,
+            shown(&[("x-matrix", "a"), ("x-matrix", "b")])
+        ),
+        format!("{} 9: OK", prefix),
+        format!("{} 10: OK pairs={}", prefix, shown(&[("x-matrix", "c")])),
+        format!("{} 11: OK", prefix),
+        format!("{} 12: NOT_FOUND", prefix),
+        format!("{} 13: OK size={size}", prefix),
+    ];
+    (steps, expected)
+}
+
+/// Reads and writes on a map that exists but is read-only (callout answers).
+fn read_only_map_ops(map: &str, prefix: &str, key: &str, value: &str) -> (Vec<Value>, Vec<String>) {
+    let steps = vec![
+        step(
+            "get_header",
+            &format!("{prefix} get"),
+            json!({"map": map, "key": key}),
+        ),
+        step(
+            "get_header",
+            &format!("{prefix} get missing"),
+            json!({"map": map, "key": "x-none"}),
+        ),
+        step(
+            "get_header_map_size",
+            &format!("{prefix} size"),
+            json!({"map": map}),
+        ),
+        step(
+            "set_headers",
+            &format!("{prefix} set"),
+            json!({"map": map, "pairs": [["a", "b"]]}),
+        ),
+        step(
+            "add_header",
+            &format!("{prefix} add"),
+            json!({"map": map, "key": "a", "value": "b"}),
+        ),
+        step(
+            "replace_header",
+            &format!("{prefix} replace"),
+            json!({"map": map, "key": key, "value": "b"}),
+        ),
+        step(
+            "remove_header",
+            &format!("{prefix} remove"),
+            json!({"map": map, "key": key}),
+        ),
+        step(
+            "get_headers",
+            &format!("{prefix} pairs"),
+            json!({"map": map}),
+        ),
+    ];
+    let expected = vec![
+        format!("{prefix} get: OK value={value:?}"),
+        format!("{prefix} get missing: NOT_FOUND"),
+        format!("{prefix} size: OK size={}", key.len() + value.len()),
+        format!("{prefix} set: BAD_ARGUMENT"),
+        format!("{prefix} add: BAD_ARGUMENT"),
+        format!("{prefix} replace: BAD_ARGUMENT"),
+        format!("{prefix} remove: BAD_ARGUMENT"),
+        format!("{prefix} pairs: OK pairs=[{key:?}={value:?}]"),
+    ];
+    (steps, expected)
+}
+
+/// Operations on a map that does not exist in this phase.
+fn unavailable_map_ops(map: &str, prefix: &str) -> (Vec<Value>, Vec<String>) {
+    let steps = vec![
+        step(
+            "get_headers",
+            &format!("{prefix} pairs"),
+            json!({"map": map}),
+        ),
+        step(
+            "get_header",
+            &format!("{prefix} get"),
+            json!({"map": map, "key": "a"}),
+        ),
+        step(
+            "get_header_map_size",
+            &format!("{prefix} size"),
+            json!({"map": map}),
+        ),
+        step(
+            "add_header",
+            &format!("{prefix} add"),
+            json!({"map": map, "key": "a", "value": "b"}),
+        ),
+        step(
+            "set_headers",
+            &format!("{prefix} set"),
+            json!({"map": map, "pairs": [["a", "b"]]}),
+        ),
+    ];
+    let expected = vec![
+        format!("{prefix} pairs: OK pairs=[]"),
+        format!("{prefix} get: BAD_ARGUMENT"),
+        format!("{prefix} size: BAD_ARGUMENT size=0"),
+        format!("{prefix} add: BAD_ARGUMENT"),
+        format!("{prefix} set: BAD_ARGUMENT"),
+    ];
+    (steps, expected)
+}
+
+fn lines_with_prefix(lines: &[String], prefix: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("{prefix} ")))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_header_map_op_on_every_map() {
+    let request_pairs = [
+        (":method", "GET"),
+        (":path", "/m"),
+        (":authority", "h"),
+        (":scheme", "http"),
+        ("x-set", "1"),
+    ];
+    let (req_h, req_h_want) = all_map_ops("request_headers", "reqh", &request_pairs);
+    let (req_t, req_t_want) = all_map_ops("request_trailers", "reqt", &[("x-set", "t")]);
+    let (resp_h, resp_h_want) = all_map_ops(
+        "response_headers",
+        "resph",
+        &[(":status", "200"), ("x-set", "2")],
+    );
+    let (resp_t, resp_t_want) = all_map_ops("response_trailers", "respt", &[("x-set", "rt")]);
+    let (call_h, call_h_want) =
+        read_only_map_ops("http_call_response_headers", "callh", ":status", "200");
+    let (call_t, call_t_want) =
+        read_only_map_ops("http_call_response_trailers", "callt", "x-ct", "v");
+    let (grpc_i, grpc_i_want) = read_only_map_ops("grpc_initial_metadata", "grpci", "x-gi", "i");
+    let (grpc_t, grpc_t_want) = read_only_map_ops("grpc_trailing_metadata", "grpct", "x-gt", "t");
+    let mut outside = Vec::new();
+    let mut outside_want = Vec::new();
+    for map in [
+        "request_trailers",
+        "response_headers",
+        "response_trailers",
+        "http_call_response_headers",
+        "http_call_response_trailers",
+        "grpc_initial_metadata",
+        "grpc_trailing_metadata",
+    ] {
+        let (steps, want) = unavailable_map_ops(map, &format!("outside {map}"));
+        outside.extend(steps);
+        outside_want.push((format!("outside {map}"), want));
+    }
+    let mut request_header_steps = outside;
+    request_header_steps.extend(req_h);
+    request_header_steps.push(step(
+        "http_call",
+        "call",
+        json!({"cluster": "auth", "timeout_ms": 0,
+        "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]}),
+    ));
+    let clusters = vec![
+        ClusterSpec {
+            name: "auth".into(),
+            http: vec![HttpCalloutAnswer {
+                trailers: Headers::from_pairs([("x-ct", "v")]),
+                ..HttpCalloutAnswer::default()
+            }],
+            grpc: vec![],
+        },
+        ClusterSpec {
+            name: "grpc-svc".into(),
+            http: vec![],
+            grpc: vec![GrpcCalloutAnswer {
+                initial_metadata: Headers::from_pairs([("x-gi", "i")]),
+                trailing_metadata: Headers::from_pairs([("x-gt", "t")]),
+                ..GrpcCalloutAnswer::default()
+            }],
+        },
+    ];
+    let mut envoy = probe_with_clusters(
+        json!({
+            "configure": [{"op": "grpc_stream", "cluster": "grpc-svc", "service": "s", "method": "m"}],
+            "root_callouts": {
+                "grpc_stream_initial_metadata": grpc_i,
+                "grpc_stream_trailing_metadata": grpc_t
+            },
+            "http": {
+                "request_headers": {"action": "pause", "steps": request_header_steps},
+                "callouts": {"http_call_response": call_h.into_iter().chain(call_t).chain([
+                    json!({"op": "continue_stream", "stream": "request"})]).collect::<Vec<_>>()},
+                "request_trailers": {"steps": req_t},
+                "response_headers": {"steps": resp_h},
+                "response_trailers": {"steps": resp_t}
+            }
+        }),
+        clusters,
+    );
+    let startup = envoy.startup().clone();
+    let later = envoy.advance(1).expect("advance");
+    let mut root_lines = info(&startup);
+    root_lines.extend(info(&later));
+    assert_eq!(lines_with_prefix(&root_lines, "grpci"), grpc_i_want);
+    assert_eq!(lines_with_prefix(&root_lines, "grpct"), grpc_t_want);
+
+    let mut request = request("POST /x", &[("host", "h")]);
+    request.body = Body::single("b");
+    request.trailers = Some(Headers::from_pairs([("x-orig", "t")]));
+    let upstream = UpstreamResponse {
+        body: Body::single("r"),
+        trailers: Some(Headers::from_pairs([("x-orig", "rt")])),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, request, upstream);
+    let lines = info(&outcome);
+    for (prefix, want) in outside_want {
+        assert_eq!(lines_with_prefix(&lines, &prefix), want, "{prefix}");
+    }
+    assert_eq!(lines_with_prefix(&lines, "reqh"), req_h_want);
+    assert_eq!(lines_with_prefix(&lines, "callh"), call_h_want);
+    assert_eq!(lines_with_prefix(&lines, "callt"), call_t_want);
+    assert_eq!(lines_with_prefix(&lines, "reqt"), req_t_want);
+    assert_eq!(lines_with_prefix(&lines, "resph"), resp_h_want);
+    assert_eq!(lines_with_prefix(&lines, "respt"), resp_t_want);
+
+    let forwarded = outcome.upstream_request.clone().expect("forwarded");
+    assert_eq!(forwarded.headers, Headers::from_pairs(request_pairs));
+    assert_eq!(
+        forwarded.trailers,
+        Some(Headers::from_pairs([("x-set", "t")]))
+    );
+    let response = outcome.response.clone().expect("response");
+    assert_eq!(
+        response.message.headers,
+        Headers::from_pairs([(":status", "200"), ("x-set", "2")])
+    );
+    assert_eq!(
+        response.message.trailers,
+        Some(Headers::from_pairs([("x-set", "rt")]))
+    );
+}
+
+#[test]
+fn grpc_close_and_cancel_on_a_live_stream() {
+    let clusters = vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: vec![GrpcCalloutAnswer {
+            delay_ms: 1000,
+            messages: vec!["m".into()],
+            ..GrpcCalloutAnswer::default()
+        }],
+    }];
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true, "configure": [
+            {"op": "grpc_stream", "cluster": "grpc-svc", "service": "s", "method": "m", "save": "closing"},
+            {"op": "grpc_close", "token": "$closing"},
+            {"op": "grpc_stream", "cluster": "grpc-svc", "service": "s", "method": "m", "save": "cancelled", "label": "second"},
+            {"op": "grpc_cancel", "token": "$cancelled"},
+            {"op": "grpc_cancel", "token": "$cancelled", "label": "cancel twice"}
+        ]}),
+        clusters,
+    );
+    let startup = envoy.startup().clone();
+    assert_eq!(result(&startup, "grpc_close"), "grpc_close: OK");
+    assert_eq!(result(&startup, "grpc_cancel"), "grpc_cancel: OK");
+    assert_eq!(result(&startup, "cancel twice"), "cancel twice: NOT_FOUND");
+    let later = envoy.advance(2000).expect("advance");
+    let second_token = result(&startup, "second")
+        .trim_start_matches("second: OK token=")
+        .to_string();
+    assert!(
+        !callbacks(&later)
+            .iter()
+            .any(|l| l.contains(&format!("token={second_token} "))),
+        "a cancelled stream gets no callback: {:#?}",
+        later.logs
+    );
+    assert!(
+        matches!(
+            startup.grpc_calls[1].result,
+            harness::CalloutResult::Cancelled
+        ),
+        "{:?}",
+        startup.grpc_calls
+    );
 }

@@ -522,3 +522,75 @@ fn on_configure_returning_false_is_reported_with_the_filter_logs() {
         "{error}"
     );
 }
+
+#[test]
+fn send_local_response_after_the_response_started_resets_the_stream() {
+    // Envoy cannot replace a response whose headers already went to the
+    // client: the stream is reset instead.
+    let mut envoy = probe(json!({"http": {"response_body": {"steps": [
+        {"op": "send_local_response", "status": 500, "body": "too late"}
+    ]}}}));
+    let upstream = UpstreamResponse {
+        body: Body(vec!["part-1".into(), "part-2".into()]),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, get("/"), upstream);
+    assert_eq!(outcome.end, StreamEnd::Reset, "{:#?}", outcome.response);
+    let response = outcome.response.expect("what reached the client");
+    assert!(response.reset);
+    assert_eq!(response.status, 200, "the upstream's headers had been sent");
+    assert!(!response.message.body.to_text().contains("too late"));
+}
+
+#[test]
+fn pause_on_response_headers_then_resume_from_an_http_call_response() {
+    let clusters = vec![harness::ClusterSpec {
+        name: "enrich".into(),
+        http: vec![harness::HttpCalloutAnswer {
+            body: Body::single("extra"),
+            ..Default::default()
+        }],
+        grpc: vec![],
+    }];
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true, "http": {
+            "response_headers": {"action": "pause", "steps": [
+                {"op": "http_call", "cluster": "enrich", "timeout_ms": 100,
+                 "headers": [[":method", "GET"], [":path", "/e"], [":authority", "enrich"]]}
+            ]},
+            "callouts": {"http_call_response": [
+                {"op": "add_header", "map": "response_headers", "key": "x-enriched", "value": "yes"},
+                {"op": "continue_stream", "stream": "response"}
+            ]}
+        }}),
+        clusters,
+    );
+    let upstream = UpstreamResponse {
+        body: Body(vec!["r1".into(), "r2".into()]),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, get("/"), upstream);
+    let response = outcome
+        .response
+        .clone()
+        .expect("resumed response reached the client");
+    assert_eq!(
+        response.message.headers.get_text("x-enriched"),
+        Some("yes".into())
+    );
+    assert_eq!(
+        response.message.body.as_bytes(),
+        b"r1r2",
+        "body held while paused is delivered"
+    );
+    let cbs = callbacks(&outcome);
+    let at = |prefix: &str| {
+        cbs.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        at("http_call_response") < at("response_body"),
+        "no body callback before the resume: {cbs:#?}"
+    );
+}
