@@ -1,6 +1,6 @@
 //! Outgoing HTTP calls (`proxy_http_call`) with a closure run on the answer.
 
-use crate::ffi;
+use crate::ffi::HostStatus;
 use crate::types::Bytes;
 use std::time::Duration;
 
@@ -59,29 +59,32 @@ impl HttpCall {
         self.timeout
     }
 
-    /// Dispatches the call; returns the host's token.
-    pub(crate) fn dispatch(&self) -> Result<u32, ffi::HostStatus> {
-        let headers = crate::headers::serialize_pairs(&self.headers);
-        let trailers = crate::headers::serialize_pairs::<&str, &str>(&[]);
-        let body = self.body.as_deref().unwrap_or_default();
-        let timeout = u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX);
-        let mut token = 0u32;
-        // SAFETY: every pointer/length pair comes from a live slice; `token` outlives the call.
-        let status = unsafe {
-            ffi::proxy_http_call(
-                self.cluster.as_ptr(),
-                self.cluster.len(),
-                headers.as_ptr(),
-                headers.len(),
-                body.as_ptr(),
-                body.len(),
-                trailers.as_ptr(),
-                trailers.len(),
-                timeout,
-                &mut token,
-            )
-        };
-        ffi::check(status).map(|()| token)
+    /// Dispatches the call through the SDK (which must know the token to route
+    /// the answer back to this stream); returns the host's token. The SDK takes
+    /// header values as text: a value that is not UTF-8 is left out, with a warning.
+    pub(crate) fn dispatch(&self) -> Result<u32, HostStatus> {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter_map(|(name, value)| match std::str::from_utf8(value) {
+                Ok(text) => Some((name.as_str(), text)),
+                Err(_) => {
+                    log::warn!(
+                        "http call to {}: header `{name}` is not UTF-8; left out",
+                        self.cluster
+                    );
+                    None
+                }
+            })
+            .collect();
+        proxy_wasm::hostcalls::dispatch_http_call(
+            &self.cluster,
+            headers,
+            self.body.as_deref(),
+            Vec::new(),
+            self.timeout,
+        )
+        .map_err(|status| HostStatus(status as u32))
     }
 }
 

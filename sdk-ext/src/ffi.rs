@@ -1,5 +1,5 @@
-//! The few Proxy-Wasm ABI 0.2.1 imports whose proxy-wasm wrappers take `&str`
-//! where the ABI takes bytes (local-reply details and headers, http_call headers).
+//! The Proxy-Wasm ABI 0.2.1 import whose proxy-wasm wrapper cannot pass what
+//! we need (local-reply details, byte header values).
 //! Statuses come back as raw `u32` so an unexpected code is reported, not UB.
 
 #[link(wasm_import_module = "env")]
@@ -13,19 +13,6 @@ unsafe extern "C" {
         headers_data: *const u8,
         headers_size: usize,
         grpc_status: i32,
-    ) -> u32;
-
-    pub(crate) fn proxy_http_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        trailers_data: *const u8,
-        trailers_size: usize,
-        timeout_milliseconds: u32,
-        return_token: *mut u32,
     ) -> u32;
 }
 
