@@ -32,6 +32,23 @@ use crate::model::{
 pub enum FilterModule {
     /// A compiled wasm module (shared, cheap to clone).
     Wasm(CompiledModule),
+    /// The native twin: the same filter built as a host `cdylib`
+    /// (no sandbox; the VM must stay on the thread that created it).
+    #[cfg(unix)]
+    Native(crate::backend::native::NativeLibrary),
+}
+
+#[cfg(unix)]
+impl From<crate::backend::native::NativeLibrary> for FilterModule {
+    fn from(m: crate::backend::native::NativeLibrary) -> Self {
+        FilterModule::Native(m)
+    }
+}
+#[cfg(unix)]
+impl From<&crate::backend::native::NativeLibrary> for FilterModule {
+    fn from(m: &crate::backend::native::NativeLibrary) -> Self {
+        FilterModule::Native(m.clone())
+    }
 }
 
 impl From<CompiledModule> for FilterModule {
@@ -212,6 +229,8 @@ impl Harness {
         let host = Host::new(&config, shared);
         let vm: Box<dyn Vm> = match module.into() {
             FilterModule::Wasm(m) => Box::new(m.instantiate(host)?),
+            #[cfg(unix)]
+            FilterModule::Native(lib) => Box::new(lib.instantiate(host)?),
         };
         Self::start(vm)
     }

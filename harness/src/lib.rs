@@ -29,6 +29,8 @@ pub mod hostcalls;
 pub mod model;
 pub mod scenario;
 
+#[cfg(unix)]
+pub use backend::native::NativeLibrary;
 pub use backend::wasm::{CompiledModule, WasmEngine};
 pub use driver::{FilterModule, Harness};
 pub use error::HarnessError;

@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use harness::{
-    Body, ByteString, CompiledModule, DownstreamRequest, Exchange, Harness, HarnessConfig,
-    HarnessError, Headers, LogLevel, Outcome, PluginConfig, StreamEnd, TraceEvent, TraceLevel,
-    UpstreamResponse,
+    Body, ByteString, CompiledModule, DownstreamRequest, Exchange, FilterModule, Harness,
+    HarnessConfig, HarnessError, Headers, LogLevel, NativeLibrary, Outcome, PluginConfig,
+    StreamEnd, TraceEvent, TraceLevel, UpstreamResponse,
 };
 
 #[derive(Parser)]
@@ -41,9 +41,14 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("filter").required(true).args(["module", "native"])))]
 struct RunArgs {
     /// The filter module (.wasm).
-    module: PathBuf,
+    module: Option<PathBuf>,
+    /// Run the native twin instead: the filter built for the host as a
+    /// cdylib (`cargo build -p <filter> --profile host-release`). No sandbox.
+    #[arg(long, value_name = "LIB.so")]
+    native: Option<PathBuf>,
     /// Plugin configuration: inline text (usually JSON) or @file.
     #[arg(long, default_value = "")]
     config: String,
@@ -130,8 +135,18 @@ fn parse_header_args(lines: &[String], what: &str) -> Result<Headers, HarnessErr
     Ok(h)
 }
 
+fn load(args: &RunArgs) -> Result<(FilterModule, PathBuf), HarnessError> {
+    match (&args.module, &args.native) {
+        (_, Some(lib)) => Ok((NativeLibrary::from_file(lib)?.into(), lib.clone())),
+        (Some(module), None) => Ok((CompiledModule::from_file(module)?.into(), module.clone())),
+        (None, None) => Err(HarnessError::Usage(
+            "give a module.wasm or --native lib.so".to_string(),
+        )),
+    }
+}
+
 fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
-    let module = CompiledModule::from_file(&args.module)?;
+    let (module, module_path) = load(args)?;
     let mut env = BTreeMap::new();
     for kv in &args.env {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
@@ -172,7 +187,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         },
         trailers: None,
     };
-    let mut envoy = Harness::new(&module, config)?;
+    let mut envoy = Harness::new(module, config)?;
     let startup = envoy.startup().clone();
     let outcome = envoy.exchange(&Exchange {
         request,
@@ -181,13 +196,17 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
     })?;
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        let doc =
-            serde_json::json!({ "module": module.name(), "startup": startup, "outcome": outcome });
+        let doc = serde_json::json!({
+            "module": module_path.display().to_string(),
+            "backend": if args.native.is_some() { "native" } else { "wasm" },
+            "startup": startup,
+            "outcome": outcome,
+        });
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
-        print_human(&mut out, &args.module, &startup, &outcome, args.trace)
+        print_human(&mut out, &module_path, &startup, &outcome, args.trace)
     };
     written.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}")))?;
     Ok(match (&outcome.trap, &outcome.end) {

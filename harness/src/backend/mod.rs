@@ -1,6 +1,8 @@
 //! Backends: how guest memory is reached and guest exports are called.
 //! Everything else (hostcall semantics, the lifecycle) is shared.
 
+#[cfg(unix)]
+pub mod native;
 pub mod wasm;
 
 use crate::host::Host;
