@@ -1469,10 +1469,13 @@ mod tests {
         assert_eq!(g.allocations, vec![1, 3]);
         let p = word(&g, 100) as usize;
         assert_eq!(&g.mem[p..p + 3], b"ell");
+        // Past the end: OK and empty (pointer 0, size 0).
         assert_eq!(
             proxy_get_buffer_bytes(&mut g, 0, 6, 3, 100, 104).unwrap(),
-            Status::BadArgument
+            Status::Ok
         );
+        assert_eq!(word(&g, 104), 0);
+        assert_eq!(g.allocations, vec![1, 3]);
     }
 
     #[test]
