@@ -3,6 +3,8 @@
 
 use crate::types::{Bytes, Status};
 use proxy_wasm::hostcalls;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 /// The operations [`update`] needs, so its retry logic is testable off-host.
 pub trait SharedStore {
@@ -83,62 +85,61 @@ pub fn update<S: SharedStore, T>(
     })
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
+/// An in-memory store with Envoy's CAS rules (a global, never-zero CAS
+/// counter; a stale CAS is CAS_MISMATCH), for testing filter logic off-host.
+/// `interfere(n)` makes the next `n` writes find that another worker wrote first.
+#[derive(Default)]
+pub struct MemoryStore {
+    data: RefCell<HashMap<String, (Bytes, u32)>>,
+    next_cas: Cell<u32>,
+    interfere: Cell<u32>,
+}
 
-    /// An in-memory store with Envoy's CAS rules; `interfere` makes the next
-    /// N writes fail as if another worker had written first.
-    #[derive(Default)]
-    pub struct MemoryStore {
-        data: RefCell<HashMap<String, (Bytes, u32)>>,
-        next_cas: Cell<u32>,
-        interfere: Cell<u32>,
+impl MemoryStore {
+    pub fn interfere(&self, times: u32) {
+        self.interfere.set(times);
     }
 
-    impl MemoryStore {
-        pub fn interfere(&self, times: u32) {
-            self.interfere.set(times);
-        }
+    fn bump(&self) -> u32 {
+        self.next_cas.set(self.next_cas.get() + 1);
+        self.next_cas.get()
+    }
+}
 
-        fn bump(&self) -> u32 {
-            self.next_cas.set(self.next_cas.get() + 1);
-            self.next_cas.get()
-        }
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<(Option<Bytes>, Option<u32>), Status> {
+        Ok(match self.data.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        })
     }
 
-    impl SharedStore for MemoryStore {
-        fn get(&self, key: &str) -> Result<(Option<Bytes>, Option<u32>), Status> {
-            Ok(match self.data.borrow().get(key) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            })
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-            if self.interfere.get() > 0 {
-                self.interfere.set(self.interfere.get() - 1);
-                let cas = self.bump();
-                let mut data = self.data.borrow_mut();
-                let entry = data.entry(key.to_string()).or_insert((Vec::new(), cas));
-                entry.1 = cas;
-                entry.0.push(b'!');
-            }
-            let current = self.data.borrow().get(key).map(|(_, c)| *c);
-            if let (Some(expected), Some(current)) = (cas, current)
-                && expected != current
-            {
-                return Err(Status::CasMismatch);
-            }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        if self.interfere.get() > 0 {
+            self.interfere.set(self.interfere.get() - 1);
             let cas = self.bump();
-            self.data
-                .borrow_mut()
-                .insert(key.to_string(), (value.to_vec(), cas));
-            Ok(())
+            let mut data = self.data.borrow_mut();
+            let entry = data.entry(key.to_string()).or_insert((Vec::new(), cas));
+            entry.1 = cas;
+            entry.0.push(b'!');
         }
+        let current = self.data.borrow().get(key).map(|(_, c)| *c);
+        if let (Some(expected), Some(current)) = (cas, current)
+            && expected != current
+        {
+            return Err(Status::CasMismatch);
+        }
+        let cas = self.bump();
+        self.data
+            .borrow_mut()
+            .insert(key.to_string(), (value.to_vec(), cas));
+        Ok(())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn increment(store: &MemoryStore, attempts: u32) -> Result<usize, UpdateError> {
         update(store, "n", attempts, |current| {
