@@ -291,3 +291,16 @@ fn module_paths_resolve_against_the_file_then_the_workspace() {
         "{missing}"
     );
 }
+
+#[test]
+fn the_documented_example_parses() {
+    let doc = include_str!("../../SCENARIOS.md");
+    let start = doc
+        .find("```yaml\n")
+        .expect("SCENARIOS.md has a yaml example")
+        + "```yaml\n".len();
+    let end = start + doc[start..].find("```").expect("closed block");
+    let scenario =
+        parse(&doc[start..end], "SCENARIOS.md").expect("the documented example is valid");
+    assert_eq!(scenario.cases.len(), 5);
+}
