@@ -38,6 +38,37 @@ pub enum FilterModule {
     Native(crate::backend::native::NativeLibrary),
 }
 
+impl FilterModule {
+    /// Loads a filter by file type: an ELF shared library is the native
+    /// twin, anything else is compiled as a wasm module.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<FilterModule, HarnessError> {
+        let path = path.as_ref();
+        #[cfg(unix)]
+        {
+            let mut magic = [0u8; 4];
+            let is_elf = std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && &magic == b"\x7fELF";
+            if is_elf {
+                return Ok(FilterModule::Native(
+                    crate::backend::native::NativeLibrary::from_file(path)?,
+                ));
+            }
+        }
+        Ok(FilterModule::Wasm(CompiledModule::from_file(path)?))
+    }
+
+    /// `"wasm"` or `"native"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            FilterModule::Wasm(_) => "wasm",
+            #[cfg(unix)]
+            FilterModule::Native(_) => "native",
+        }
+    }
+}
+
 #[cfg(unix)]
 impl From<crate::backend::native::NativeLibrary> for FilterModule {
     fn from(m: crate::backend::native::NativeLibrary) -> Self {

@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use harness::{
-    Body, ByteString, CompiledModule, DownstreamRequest, Exchange, FilterModule, Harness,
-    HarnessConfig, HarnessError, Headers, LogLevel, NativeLibrary, Outcome, PluginConfig,
-    StreamEnd, TraceEvent, TraceLevel, UpstreamResponse,
+    Body, ByteString, DownstreamRequest, Exchange, FilterModule, Harness, HarnessConfig,
+    HarnessError, Headers, LogLevel, NativeLibrary, Outcome, PluginConfig, StreamEnd, TraceEvent,
+    TraceLevel, UpstreamResponse,
 };
 
 #[derive(Parser)]
@@ -138,7 +138,7 @@ fn parse_header_args(lines: &[String], what: &str) -> Result<Headers, HarnessErr
 fn load(args: &RunArgs) -> Result<(FilterModule, PathBuf), HarnessError> {
     match (&args.module, &args.native) {
         (_, Some(lib)) => Ok((NativeLibrary::from_file(lib)?.into(), lib.clone())),
-        (Some(module), None) => Ok((CompiledModule::from_file(module)?.into(), module.clone())),
+        (Some(module), None) => Ok((FilterModule::from_file(module)?, module.clone())),
         (None, None) => Err(HarnessError::Usage(
             "give a module.wasm or --native lib.so".to_string(),
         )),
@@ -187,7 +187,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         },
         trailers: None,
     };
-    let mut envoy = Harness::new(module, config)?;
+    let mut envoy = Harness::new(module.clone(), config)?;
     let startup = envoy.startup().clone();
     let outcome = envoy.exchange(&Exchange {
         request,
@@ -196,12 +196,12 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
     })?;
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        let doc = serde_json::json!({
-            "module": module_path.display().to_string(),
-            "backend": if args.native.is_some() { "native" } else { "wasm" },
-            "startup": startup,
-            "outcome": outcome,
-        });
+        let doc = RunReport {
+            module: module_path.display().to_string(),
+            backend: module.backend_name(),
+            startup: &startup,
+            outcome: &outcome,
+        };
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
@@ -213,6 +213,39 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         (Some(_), _) | (_, StreamEnd::Stalled { .. }) => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// `harness run --json`: one document, fields in this order.
+#[derive(serde::Serialize)]
+struct RunReport<'a> {
+    module: String,
+    backend: &'static str,
+    startup: &'a Outcome,
+    outcome: &'a Outcome,
+}
+
+/// The reason phrase curl would show after the status code.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
 }
 
 fn text(b: &[u8]) -> String {
@@ -308,7 +341,7 @@ fn print_human(
     match &outcome.response {
         Some(resp) => {
             writeln!(out, "* response as the client received it:")?;
-            writeln!(out, "< HTTP/1.1 {}", resp.status)?;
+            writeln!(out, "< HTTP/1.1 {} {}", resp.status, reason(resp.status))?;
             for (k, v) in resp
                 .message
                 .headers

@@ -182,6 +182,7 @@ pub struct Host {
     clusters: HashMap<String, ClusterState>,
     base_properties: PropertyStore,
     pub(crate) properties: PropertyStore,
+    properties_overridden: bool,
     pub(crate) trace_level: TraceLevel,
     pub(crate) buffer_limit: u64,
     pub(crate) stall_timeout_ms: u64,
@@ -250,6 +251,7 @@ impl Host {
                 })
                 .collect(),
             properties: base.clone(),
+            properties_overridden: false,
             base_properties: base,
             plugin,
             trace_level: config.trace,
@@ -351,8 +353,13 @@ impl Host {
 
     /// Harness-level properties plus this exchange's.
     pub(crate) fn begin_exchange_properties(&mut self, extra: &Properties) {
-        self.properties = self.base_properties.clone();
-        self.properties.extend(extra);
+        // Rebuild only when this or the previous exchange had its own
+        // properties: the common case costs nothing per request.
+        if self.properties_overridden || !extra.is_empty() {
+            self.properties = self.base_properties.clone();
+            self.properties.extend(extra);
+        }
+        self.properties_overridden = !extra.is_empty();
     }
 
     /// Adds a harness-level property.
