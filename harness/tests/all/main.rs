@@ -4,5 +4,6 @@
 
 mod hostcalls;
 mod lifecycle;
+mod modules;
 mod scenarios;
 mod support;

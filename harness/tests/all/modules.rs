@@ -1,0 +1,179 @@
+//! Loading modules: the errors a user can act on, and the restricted WASI
+//! subset seen from a hand-written (WAT) guest.
+
+use harness::{CompiledModule, Harness, HarnessConfig, HarnessError, LogLevel};
+
+/// A minimal Proxy-Wasm module: `abi` export name, extra imports and body.
+fn module(abi: Option<&str>, imports: &str, body: &str, allocator: bool) -> String {
+    let abi = abi
+        .map(|a| format!(r#"(func (export "{a}"))"#))
+        .unwrap_or_default();
+    let allocator = if allocator {
+        r#"(func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))"#
+    } else {
+        ""
+    };
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  {abi}
+  {allocator}
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  {body}
+)"#
+    )
+}
+
+fn compile(text: &str) -> Result<CompiledModule, HarnessError> {
+    CompiledModule::from_bytes("test.wat", text.as_bytes())
+}
+
+#[test]
+fn a_missing_file_names_the_path() {
+    let error = CompiledModule::from_file("/no/such/filter.wasm")
+        .err()
+        .expect("fails");
+    assert!(
+        matches!(error, HarnessError::ModuleNotFound { .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("/no/such/filter.wasm")
+            && text.contains("cargo build --target wasm32-wasip1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bytes_that_are_not_wasm_are_refused() {
+    let error = CompiledModule::from_bytes("notes.txt", b"hello world")
+        .err()
+        .expect("fails");
+    assert!(matches!(error, HarnessError::NotWasm { .. }), "{error:?}");
+    assert!(error.to_string().contains("notes.txt"));
+}
+
+#[test]
+fn a_module_without_an_abi_version_export_is_refused() {
+    let error = compile(&module(None, "", "", true)).err().expect("fails");
+    assert!(
+        matches!(error, HarnessError::NoAbiVersion { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("proxy_abi_version"), "{error}");
+}
+
+#[test]
+fn a_module_without_an_allocator_is_refused() {
+    let error = compile(&module(Some("proxy_abi_version_0_2_1"), "", "", false))
+        .err()
+        .expect("fails");
+    match error {
+        HarnessError::MissingExport { export, .. } => {
+            assert!(export.contains("proxy_on_memory_allocate"), "{export}")
+        }
+        other => panic!("expected MissingExport, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_imports_are_refused_and_abi_0_2_0_has_no_get_log_level() {
+    let bogus = r#"(import "env" "proxy_does_not_exist" (func (param i32) (result i32)))"#;
+    let error = compile(&module(Some("proxy_abi_version_0_2_1"), bogus, "", true))
+        .err()
+        .expect("fails");
+    assert!(
+        matches!(&error, HarnessError::UnknownImport { field, .. } if field == "proxy_does_not_exist"),
+        "{error:?}"
+    );
+
+    let log_level = r#"(import "env" "proxy_get_log_level" (func (param i32) (result i32)))"#;
+    assert!(
+        compile(&module(
+            Some("proxy_abi_version_0_2_1"),
+            log_level,
+            "",
+            true
+        ))
+        .is_ok()
+    );
+    let error = compile(&module(
+        Some("proxy_abi_version_0_2_0"),
+        log_level,
+        "",
+        true,
+    ))
+    .err()
+    .expect("fails");
+    assert!(
+        matches!(&error, HarnessError::UnknownImport { field, .. } if field == "proxy_get_log_level"),
+        "{error:?}"
+    );
+    assert!(
+        compile(&module(Some("proxy_abi_version_0_2_0"), "", "", true)).is_ok(),
+        "0.2.0 is supported"
+    );
+}
+
+#[test]
+fn the_wasi_subset_answers_like_envoy() {
+    let imports = r#"
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
+  (import "wasi_unstable" "fd_write" (func $fd_write_unstable (param i32 i32 i32 i32) (result i32)))
+  (data (i32.const 100) "fd 3 is EBADF")
+  (data (i32.const 120) "fd 3 is not EBADF")
+  (data (i32.const 140) "hello from fd 1\n")
+  (data (i32.const 160) "hi from wasi_unstable on fd 2\n")
+  (data (i32.const 200) "args are empty")
+  (data (i32.const 220) "args are not empty")"#;
+    let body = r#"
+  (func (export "_initialize")
+    (i32.store (i32.const 0) (i32.const 140))
+    (i32.store (i32.const 4) (i32.const 16))
+    (if (i32.eq (call $fd_write (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 8)) (i32.const 8))
+      (then (drop (call $log (i32.const 2) (i32.const 100) (i32.const 13))))
+      (else (drop (call $log (i32.const 2) (i32.const 120) (i32.const 17)))))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 0) (i32.const 160))
+    (i32.store (i32.const 4) (i32.const 30))
+    (drop (call $fd_write_unstable (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 16) (i32.const 99))
+    (i32.store (i32.const 20) (i32.const 99))
+    (drop (call $args_sizes_get (i32.const 16) (i32.const 20)))
+    (if (i32.or (i32.load (i32.const 16)) (i32.load (i32.const 20)))
+      (then (drop (call $log (i32.const 2) (i32.const 220) (i32.const 18))))
+      (else (drop (call $log (i32.const 2) (i32.const 200) (i32.const 14))))))"#;
+    let compiled = compile(&module(
+        Some("proxy_abi_version_0_2_1"),
+        imports,
+        body,
+        true,
+    ))
+    .expect("compiles");
+    let envoy = Harness::new(&compiled, HarnessConfig::default()).expect("starts");
+    let logs: Vec<(LogLevel, String)> = envoy
+        .startup()
+        .logs
+        .iter()
+        .map(|l| (l.level, l.message.clone()))
+        .collect();
+    assert_eq!(
+        logs,
+        vec![
+            (LogLevel::Info, "fd 3 is EBADF".to_string()),
+            (LogLevel::Info, "hello from fd 1".to_string()),
+            (LogLevel::Error, "hi from wasi_unstable on fd 2".to_string()),
+            (LogLevel::Info, "args are empty".to_string()),
+        ]
+    );
+    assert!(
+        envoy.startup().logs.iter().all(|l| l.context_id == 0),
+        "start-up logs come from the VM (context 0)"
+    );
+}
