@@ -658,7 +658,10 @@ impl Harness {
     /// Envoy's failure policy for the stream in flight.
     fn after_trap(&mut self, run: &mut Run) {
         if self.fail_open() {
+            // The filter is gone: whatever it held back flows on.
             run.bypass = true;
+            self.resume(run, Dir::Request);
+            self.resume(run, Dir::Response);
         } else {
             self.local_reply(run, fail_closed_reply(), "harness", true);
         }
@@ -1472,4 +1475,118 @@ fn format_uuid(b: &[u8; 16]) -> String {
         &hex[17..20],
         &hex[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PluginConfig;
+
+    /// A minimal filter in WAT: `request_headers` logs "boom" then traps,
+    /// or returns `$action` when `trap` is false.
+    fn module(trap: bool, action: i32) -> CompiledModule {
+        let body = if trap {
+            "(drop (call $log (i32.const 4) (i32.const 0) (i32.const 4))) unreachable".to_string()
+        } else {
+            format!("(i32.const {action})")
+        };
+        let wat = format!(
+            r#"(module
+              (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (global $heap (mut i32) (i32.const 1024))
+              (func (export "malloc") (param i32) (result i32) (local i32)
+                global.get $heap local.set 1
+                global.get $heap local.get 0 i32.add global.set $heap
+                local.get 1)
+              (func (export "proxy_abi_version_0_2_1"))
+              (func (export "proxy_on_context_create") (param i32 i32))
+              (data (i32.const 0) "boom")
+              (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {body}))"#
+        );
+        CompiledModule::from_bytes("test.wat", wat.as_bytes()).unwrap()
+    }
+
+    fn config(fail_open: bool) -> HarnessConfig {
+        HarnessConfig {
+            plugin: PluginConfig {
+                fail_open,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_trap_fails_closed_with_503_for_this_and_later_streams() {
+        let mut h = Harness::new(module(true, 0), config(false)).unwrap();
+        let first = h.exchange(&Exchange::default()).unwrap();
+        let trap = first.trap.expect("trap reported");
+        assert_eq!(trap.callback, "proxy_on_request_headers");
+        assert_eq!(trap.panic_message.as_deref(), Some("boom"));
+        assert_eq!(first.response.unwrap().status, 503);
+        assert!(first.upstream_request.is_none());
+        let second = h.exchange(&Exchange::default()).unwrap();
+        assert!(second.trap.is_none(), "the trap is reported once");
+        assert_eq!(second.local_reply.unwrap().details, "wasm_fail_stream");
+        assert!(h.vm_failure().is_some());
+    }
+
+    #[test]
+    fn fail_open_lets_traffic_through_after_a_trap() {
+        let mut h = Harness::new(module(true, 0), config(true)).unwrap();
+        for _ in 0..2 {
+            let o = h.exchange(&Exchange::default()).unwrap();
+            assert_eq!(o.response.unwrap().status, 200);
+            assert!(o.upstream_request.is_some());
+        }
+    }
+
+    #[test]
+    fn a_pause_nothing_can_resume_is_a_stall_not_a_hang() {
+        let mut h = Harness::new(module(false, 1), config(false)).unwrap();
+        let o = h.exchange(&Exchange::default()).unwrap();
+        match o.end {
+            StreamEnd::Stalled { reason } => {
+                assert!(reason.contains("request stopped at headers"), "{reason}")
+            }
+            other => panic!("expected a stall, got {other:?}"),
+        }
+        assert!(o.response.is_none());
+        assert!(o.upstream_request.is_none());
+    }
+
+    #[test]
+    fn harnesses_share_nothing_unless_asked() {
+        let m = module(false, 0);
+        let a = Harness::new(&m, config(false)).unwrap();
+        let b = Harness::new(&m, config(false)).unwrap();
+        a.shared().set_data("", b"k", b"v", 0);
+        let mut out = Vec::new();
+        assert!(b.shared().get_data("", b"k", &mut out).is_err());
+        let c = Harness::with_shared(&m, config(false), a.shared()).unwrap();
+        assert!(c.shared().get_data("", b"k", &mut out).is_ok());
+    }
+
+    #[test]
+    fn request_map_follows_envoy() {
+        let mut req = DownstreamRequest::from_request_line("POST /x").unwrap();
+        req.headers.push("Host", "svc:80");
+        req.headers.push("X-A", "1");
+        let m = request_header_map(&req, "id");
+        let keys: Vec<&[u8]> = m.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            vec![
+                &b":method"[..],
+                b":path",
+                b":authority",
+                b":scheme",
+                b"x-a",
+                b"x-forwarded-proto",
+                b"x-request-id"
+            ]
+        );
+        assert_eq!(m.get(b":authority"), Some(&b"svc:80"[..]));
+    }
 }
