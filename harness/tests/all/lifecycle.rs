@@ -594,3 +594,41 @@ fn pause_on_response_headers_then_resume_from_an_http_call_response() {
         "no body callback before the resume: {cbs:#?}"
     );
 }
+
+#[test]
+fn many_harnesses_run_in_parallel_without_sharing_state() {
+    let workers: Vec<_> = (0..4)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut envoy = probe(json!({"http": {"request_headers": {"steps": [
+                    {"op": "get_shared_data", "key": "owner", "label": "before"},
+                    {"op": "set_shared_data", "key": "owner", "value": format!("worker {n}")},
+                    {"op": "get_shared_data", "key": "owner", "label": "after"}
+                ]}}}));
+                let first = exchange(&mut envoy, get("/"), ok_upstream());
+                let second = exchange(&mut envoy, get("/"), ok_upstream());
+                (
+                    n,
+                    result(&first, "before"),
+                    result(&second, "before"),
+                    result(&second, "after"),
+                )
+            })
+        })
+        .collect();
+    for worker in workers {
+        let (n, first_before, second_before, second_after) = worker.join().expect("worker thread");
+        assert_eq!(
+            first_before, "before: NOT_FOUND",
+            "worker {n} saw another harness's data"
+        );
+        assert!(
+            second_before.starts_with(&format!("before: OK value=\"worker {n}\"")),
+            "{second_before}"
+        );
+        assert!(
+            second_after.starts_with(&format!("after: OK value=\"worker {n}\"")),
+            "{second_after}"
+        );
+    }
+}
