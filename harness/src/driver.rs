@@ -1465,16 +1465,24 @@ fn stall_reason(run: &Run, why: &str) -> String {
     )
 }
 
+/// A version-4-shaped UUID from 16 random bytes, built in one allocation.
 fn format_uuid(b: &[u8; 16]) -> String {
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, byte) in b.iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(byte >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    hex[12] = b'4';
+    hex[16] = b'a';
+    let mut out = String::with_capacity(36);
+    for (i, c) in hex.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(char::from(*c));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1566,6 +1574,12 @@ mod tests {
         assert!(b.shared().get_data("", b"k", &mut out).is_err());
         let c = Harness::with_shared(&m, config(false), a.shared()).unwrap();
         assert!(c.shared().get_data("", b"k", &mut out).is_ok());
+    }
+
+    #[test]
+    fn request_ids_look_like_uuids() {
+        let id = format_uuid(&[0xab; 16]);
+        assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
     }
 
     #[test]
