@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::backend::wasm::CompiledModule;
-use crate::driver::Harness;
+use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::model::{Exchange, HarnessConfig, Outcome, PluginConfig};
 
@@ -17,7 +16,7 @@ use super::report::{CaseReport, Failure, FileReport, Summary, print_file};
 /// Runs scenario files and remembers compiled modules between them.
 #[derive(Default)]
 pub struct Runner {
-    modules: HashMap<PathBuf, Result<CompiledModule, String>>,
+    modules: HashMap<PathBuf, Result<FilterModule, String>>,
 }
 
 impl Runner {
@@ -78,11 +77,13 @@ impl Runner {
         }
     }
 
-    fn module(&mut self, spec: &str, base: &Path) -> Result<CompiledModule, String> {
+    /// The module at `spec`, loaded once per runner: a `.wasm` file, or a
+    /// native twin (an ELF shared library), by file type.
+    fn module(&mut self, spec: &str, base: &Path) -> Result<FilterModule, String> {
         let path = resolve_module(spec, base)?;
         self.modules
             .entry(path.clone())
-            .or_insert_with(|| CompiledModule::from_file(&path).map_err(|e| e.to_string()))
+            .or_insert_with(|| FilterModule::from_file(&path).map_err(|e| e.to_string()))
             .clone()
     }
 
@@ -107,7 +108,7 @@ impl Runner {
             }
         };
         let config = harness_config(scenario, case, &plugin);
-        let harness = Harness::new(&module, config);
+        let harness = Harness::new(module, config);
         let mut harness = match (harness, &case.configure_fails) {
             (Ok(_), Some(text)) => {
                 report.failures.push(Failure::mismatch(
