@@ -95,10 +95,18 @@ impl Block {
     /// Why this request must be blocked, if it must: any listed path, any
     /// listed method or any forbidden header present is enough.
     pub fn check(&self, facts: &RequestFacts, has_header: impl Fn(&str) -> bool) -> Option<Reason> {
-        if self.paths.iter().any(|p| p.matches(&facts.path, self.ignore_case)) {
+        if self
+            .paths
+            .iter()
+            .any(|p| p.matches(&facts.path, self.ignore_case))
+        {
             return Some(Reason::Path);
         }
-        if self.methods.iter().any(|m| m.eq_ignore_ascii_case(&facts.method)) {
+        if self
+            .methods
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&facts.method))
+        {
             return Some(Reason::Method);
         }
         self.forbidden_headers
