@@ -77,12 +77,18 @@ impl Runner {
         }
     }
 
+    /// Uses `module` for every scenario naming the file at `path` (for
+    /// callers that already compiled it, e.g. tests sharing one per process).
+    pub fn preload(&mut self, path: &Path, module: FilterModule) {
+        self.modules.insert(cache_key(path), Ok(module));
+    }
+
     /// The module at `spec`, loaded once per runner: a `.wasm` file, or a
     /// native twin (an ELF shared library), by file type.
     fn module(&mut self, spec: &str, base: &Path) -> Result<FilterModule, String> {
         let path = resolve_module(spec, base)?;
         self.modules
-            .entry(path.clone())
+            .entry(cache_key(&path))
             .or_insert_with(|| FilterModule::from_file(&path).map_err(|e| e.to_string()))
             .clone()
     }
@@ -173,6 +179,11 @@ impl Runner {
         }
         report
     }
+}
+
+/// One entry per file, however the path to it was spelled.
+fn cache_key(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn run_step(harness: &mut Harness, step: &Step) -> Result<Outcome, HarnessError> {

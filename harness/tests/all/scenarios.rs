@@ -7,18 +7,20 @@ use std::process::Command;
 
 use harness::scenario::{Detail, FileReport, Runner, Summary, parse};
 
-use crate::support::{module, probe_module, workspace_root};
+use crate::support::{module, probe_module, wasm_dir, workspace_root};
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
 }
 
 fn run(paths: &[PathBuf]) -> (Summary, String) {
-    // Build and compile the filters first (the runner loads the same files).
-    let _ = probe_module();
-    let _ = module("response_header.wasm");
+    // The runner uses the modules this process already built and compiled.
+    let mut runner = Runner::new();
+    for file in ["test_filter_probe.wasm", "response_header.wasm"] {
+        runner.preload(&wasm_dir().join(file), module(file).into());
+    }
     let mut out = Vec::new();
-    let summary = Runner::new().run_paths(paths, &mut out);
+    let summary = runner.run_paths(paths, &mut out);
     (summary, String::from_utf8(out).expect("utf-8 report"))
 }
 
