@@ -414,9 +414,18 @@ fn properties_are_binary_encoded_and_settable_only_from_streams() {
                 get_prop("mtls", &["connection", "mtls"], "bool"),
                 get_prop("missing", &["no", "such", "property"], "str"),
                 step("set_property", "set from stream", json!({"path": ["my", "prop"], "value": "stream value"})),
-                get_prop("read back", &["my", "prop"], "str")
+                get_prop("read back", &["my", "prop"], "str"),
+                get_prop("url_path", &["request", "url_path"], "str"),
+                get_prop("query", &["request", "query"], "str"),
+                get_prop("one header", &["request", "headers", "x-h"], "str"),
+                get_prop("useragent", &["request", "useragent"], "str"),
+                get_prop("request.time", &["request", "time"], "i64"),
+                get_prop("node.metadata", &["node", "metadata"], "pairs")
             ]},
-            "response_headers": {"steps": [get_prop("response.code", &["response", "code"], "i64")]}
+            "response_headers": {"steps": [
+                get_prop("response.code", &["response", "code"], "i64"),
+                get_prop("response header", &["response", "headers", "server"], "str")
+            ]}
         }
     }));
     config.plugin.root_id = "probe-root".into();
@@ -450,11 +459,15 @@ fn properties_are_binary_encoded_and_settable_only_from_streams() {
 
     let upstream = UpstreamResponse {
         status: 418,
+        headers: Headers::from_pairs([("server", "upstream")]),
         ..UpstreamResponse::default()
     };
     let outcome = exchange(
         &mut envoy,
-        request("PUT /p/1?q=2", &[("host", "svc")]),
+        request(
+            "PUT /p/1?q=2",
+            &[("host", "svc"), ("x-h", "hv"), ("user-agent", "curl/8")],
+        ),
         upstream,
     );
     assert_eq!(
@@ -491,6 +504,30 @@ fn properties_are_binary_encoded_and_settable_only_from_streams() {
     assert_eq!(
         result(&outcome, "response.code"),
         "response.code: OK value=418"
+    );
+    assert_eq!(result(&outcome, "url_path"), r#"url_path: OK value="/p/1""#);
+    assert_eq!(result(&outcome, "query"), r#"query: OK value="q=2""#);
+    assert_eq!(
+        result(&outcome, "one header"),
+        r#"one header: OK value="hv""#
+    );
+    assert_eq!(
+        result(&outcome, "useragent"),
+        r#"useragent: OK value="curl/8""#
+    );
+    assert_eq!(
+        result(&outcome, "request.time"),
+        "request.time: OK value=1704067200000000000",
+        "a timestamp in ns on the virtual clock"
+    );
+    assert_eq!(
+        result(&outcome, "node.metadata"),
+        r#"node.metadata: OK value=["CLUSTER_ID"="c1"]"#,
+        "a map property is pair-serialized"
+    );
+    assert_eq!(
+        result(&outcome, "response header"),
+        r#"response header: OK value="upstream""#
     );
 }
 

@@ -417,6 +417,23 @@ fn resume_from_http_call_response_is_deferred_until_the_callback_returns() {
         outcome.http_calls[0].result,
         harness::CalloutResult::Answered { status: 200 }
     ));
+    // Envoy delivers the answer to the root context (1); the SDK then makes
+    // the stream (2) the effective context.
+    let delivered_to = outcome.trace.iter().find_map(|e| match e {
+        harness::TraceEvent::Callback { name, args, .. }
+            if name == "proxy_on_http_call_response" =>
+        {
+            args.first().copied()
+        }
+        _ => None,
+    });
+    assert_eq!(delivered_to, Some(1));
+    assert!(
+        outcome
+            .hostcalls
+            .get("proxy_set_effective_context")
+            .is_some_and(|n| *n >= 1)
+    );
 }
 
 #[test]
