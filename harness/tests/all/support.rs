@@ -22,8 +22,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo puts the wasm builds (honours CARGO_TARGET_DIR like cargo does;
+/// scenario files name `target/...`, the default).
 pub fn wasm_dir() -> PathBuf {
-    workspace_root().join("target/wasm32-wasip1/release")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    workspace_root().join(target).join("wasm32-wasip1/release")
 }
 
 /// Runs `cargo build --target wasm32-wasip1 --release -p ...` once per
