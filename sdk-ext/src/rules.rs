@@ -12,7 +12,7 @@
 //! The first rule whose match holds wins; no match means the top-level config.
 
 use crate::config::{ConfigError, Validate};
-use regex::{Regex, RegexBuilder};
+use regex_guest::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 

@@ -1,6 +1,6 @@
 //! What gets redacted, in which bodies.
 
-use regex::bytes::{NoExpand, Regex, RegexBuilder};
+use regex_guest::bytes::{NoExpand, Regex, RegexBuilder};
 use sdk_ext::ConfigError;
 use serde::Deserialize;
 
