@@ -79,6 +79,18 @@ impl RegistryClient {
         if let Some(path) = &options.ca_file {
             let data = std::fs::read(path)
                 .map_err(|e| Error::io(format!("reading the CA file {}", path.display()), e))?;
+            let parsed = reqwest::Certificate::from_pem_bundle(&data).map_err(|e| {
+                Error::Usage(format!(
+                    "{}: not a PEM certificate bundle: {e}",
+                    path.display()
+                ))
+            })?;
+            if parsed.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )));
+            }
             extra_root_certificates.push(Certificate {
                 encoding: CertificateEncoding::Pem,
                 data,
@@ -98,8 +110,13 @@ impl RegistryClient {
             ..Default::default()
         };
         let auth = credentials.to_registry_auth();
+        // Not Client::new: it falls back to a default client on error, which
+        // would silently drop a bad --ca-file.
+        let inner = oci_client::Client::try_from(config).map_err(|e| {
+            Error::Usage(format!("cannot set up the HTTP client for {registry}: {e}"))
+        })?;
         Ok(RegistryClient {
-            inner: oci_client::Client::new(config),
+            inner,
             registry: registry.to_string(),
             credentials,
             auth,
@@ -353,11 +370,15 @@ impl RegistryClient {
         if retries > 0 {
             detail.push_str(&format!(" (after {retries} retries)"));
         }
-        if matches!(&error, OciDistributionError::RequestError(e) if e.is_connect()) {
-            detail.push_str(&format!(
-                "; is the registry running at {}? (use --plain-http for a non-loopback HTTP registry)",
-                self.registry
-            ));
+        if let OciDistributionError::RequestError(e) = &error {
+            if e.is_connect() && connection_failed(e) {
+                detail.push_str(&format!("; is the registry running at {}?", self.registry));
+            } else if e.is_connect() {
+                detail.push_str(
+                    "; the TLS handshake failed: use --plain-http if the registry speaks plain HTTP, \
+                     --ca-file for a private CA",
+                );
+            }
         }
         Error::Registry {
             what: what.to_string(),
@@ -390,12 +411,37 @@ fn is_transient(error: &OciDistributionError) -> bool {
         return status >= 500 || status == 429;
     }
     match error {
+        // A TLS failure is a connect error too, but retrying cannot fix it.
+        OciDistributionError::RequestError(e) if e.is_connect() => connection_failed(e),
         OciDistributionError::RequestError(e) => {
-            e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
+            e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
         }
         OciDistributionError::IoError(e) => !e.to_string().contains(CappedBuffer::OVERFLOW),
         _ => false,
     }
+}
+
+/// The connection was refused, reset or timed out (not a TLS or protocol failure).
+fn connection_failed(error: &reqwest::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::TimedOut
+                    | K::BrokenPipe
+                    | K::NotConnected
+                    | K::UnexpectedEof
+                    | K::AddrNotAvailable
+            );
+        }
+        source = cause.source();
+    }
+    error.is_timeout()
 }
 
 /// One line, without the HTML bodies some proxies return.

@@ -133,19 +133,30 @@ pub async fn push_prepared(
         .first()
         .ok_or_else(|| Error::Usage("no reference to push to".into()))?;
     client.authenticate(primary, true).await?;
+    // Distinct blobs (the oci layout's config is also its first layer), each
+    // checked and uploaded concurrently: registry latency, not bandwidth,
+    // dominates small pushes.
+    let mut blobs: Vec<&manifest::Blob> = Vec::new();
+    for blob in artifact.blobs() {
+        if !blobs.iter().any(|b| b.digest() == blob.digest()) {
+            blobs.push(blob);
+        }
+    }
+    let outcomes = futures_util::future::try_join_all(
+        blobs
+            .iter()
+            .map(|blob| async move { client.push_blob_if_missing(primary, blob).await }),
+    )
+    .await?;
     let mut uploaded: Vec<String> = Vec::new();
     let mut reused: Vec<String> = Vec::new();
     let mut uploaded_bytes = 0;
-    for blob in artifact.blobs() {
-        let digest = blob.digest().to_string();
-        if uploaded.contains(&digest) || reused.contains(&digest) {
-            continue;
-        }
-        if client.push_blob_if_missing(primary, blob).await? {
+    for (blob, sent) in blobs.iter().zip(outcomes) {
+        if sent {
             uploaded_bytes += blob.bytes.len() as u64;
-            uploaded.push(digest);
+            uploaded.push(blob.digest().to_string());
         } else {
-            reused.push(digest);
+            reused.push(blob.digest().to_string());
         }
     }
     for reference in references {

@@ -189,8 +189,10 @@ fn a_registry_that_keeps_failing_gives_a_clear_error() {
     assert!(stderr.contains("uploading blob sha256:"), "{stderr}");
     assert!(stderr.contains("503"), "{stderr}");
     assert!(stderr.contains("after 2 retries"), "{stderr}");
+    // Each blob is tried once and retried twice; the two blobs go up
+    // concurrently and the first to give up cancels the other.
     let posts = proxy.seen().iter().filter(|s| s.method == "POST").count();
-    assert_eq!(posts, 3, "one try and two retries");
+    assert!((3..=6).contains(&posts), "{posts} POST requests");
 }
 
 #[test]
@@ -199,8 +201,8 @@ fn a_registry_killed_mid_push_fails_clearly_and_a_rerun_reuses_uploaded_blobs() 
     let pid = registry.pid();
     let killed = Arc::new(AtomicUsize::new(0));
     let flag = killed.clone();
-    // Kill the registry process when the module's first chunk arrives: the
-    // runtime-config blob is complete by then, the module is not.
+    // Kill the registry process when the module's first chunk arrives, once
+    // the (concurrent) runtime-config upload has been committed.
     let proxy = Proxy::with_rule(
         registry.port,
         Box::new(move |request, _| {
@@ -209,10 +211,22 @@ fn a_registry_killed_mid_push_fails_clearly_and_a_rerun_reuses_uploaded_blobs() 
                 && flag.load(Ordering::SeqCst) == 0
             {
                 flag.store(1, Ordering::SeqCst);
-                let status = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-                assert!(status.unwrap().success());
+                return Action::Hold {
+                    until: Box::new(|seen| {
+                        seen.iter().any(|s| {
+                            s.method == "PUT"
+                                && s.target.contains("/blobs/uploads/")
+                                && s.status == 201
+                        })
+                    }),
+                    then: Box::new(move || {
+                        let status = std::process::Command::new("kill")
+                            .args(["-9", &pid.to_string()])
+                            .status();
+                        assert!(status.unwrap().success());
+                        Action::Forward
+                    }),
+                };
             }
             Action::Forward
         }),

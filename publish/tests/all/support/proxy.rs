@@ -26,10 +26,19 @@ impl Seen {
     }
 }
 
+/// A predicate over the requests seen so far.
+pub type Condition = Box<dyn Fn(&[Seen]) -> bool + Send>;
+
 pub enum Action {
     Forward,
     Respond(u16),
     Drop,
+    /// Hold the request until the log satisfies `until` (an ordering between
+    /// concurrent requests, not a delay), then do what `then` says.
+    Hold {
+        until: Condition,
+        then: Box<dyn FnOnce() -> Action + Send>,
+    },
 }
 
 /// Decides per request; sees the request and how many came before it.
@@ -71,7 +80,17 @@ impl Proxy {
                     body_len: request.body.len(),
                     status: 0,
                 };
+                let action = match action {
+                    Action::Hold { until, then } => {
+                        while !until(&log.lock().unwrap()) {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                        then()
+                    }
+                    other => other,
+                };
                 let reply = match action {
+                    Action::Hold { .. } => Reply::Send(Response::new(500, "nested hold")),
                     Action::Drop => Reply::Drop,
                     Action::Respond(status) => {
                         seen.status = status;
