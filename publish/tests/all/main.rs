@@ -9,5 +9,5 @@ mod interop;
 #[path = "../render/mod.rs"]
 mod render;
 mod roundtrip;
-mod tls;
 mod support;
+mod tls;
