@@ -294,7 +294,8 @@ pub fn find_scenarios(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(found)
 }
 
-/// Finds a module path: relative to the scenario's directory, then to the
+/// Finds a module path: relative to the scenario's directory, then (for
+/// `target/...`) under CARGO_TARGET_DIR when set, then relative to the
 /// workspace root above it, then to the current directory.
 pub fn resolve_module(spec: &str, base: &Path) -> Result<PathBuf, String> {
     let given = Path::new(spec);
@@ -306,7 +307,19 @@ pub fn resolve_module(spec: &str, base: &Path) -> Result<PathBuf, String> {
         };
     }
     let mut candidates = vec![base.join(given)];
-    if let Some(root) = workspace_root(base) {
+    let root = workspace_root(base);
+    // `target/...` follows CARGO_TARGET_DIR when the build put artifacts elsewhere.
+    if let (Ok(rest), Some(target_dir)) = (
+        given.strip_prefix("target"),
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+    ) {
+        let target_dir = match &root {
+            Some(root) if target_dir.is_relative() => root.join(target_dir),
+            _ => target_dir,
+        };
+        candidates.push(target_dir.join(rest));
+    }
+    if let Some(root) = root {
         candidates.push(root.join(given));
     }
     candidates.push(given.to_path_buf());
