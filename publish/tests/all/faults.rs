@@ -268,3 +268,45 @@ fn a_registry_killed_mid_push_fails_clearly_and_a_rerun_reuses_uploaded_blobs() 
     cli.pull(&reference, &out, &["--no-cache"]);
     assert_eq!(std::fs::read(&out).unwrap(), large_module());
 }
+
+#[test]
+fn a_registry_that_stops_answering_times_out_with_a_clear_error() {
+    let registry = Registry::start(RegistryAuth::None);
+    let cli = Cli::new();
+    let module = cli.file("filter.wasm", small_module());
+    let reference_direct = format!("{}/slow/f:v1", registry.host());
+    cli.push(&module, &reference_direct, &[]);
+    // Manifest requests are held forever; everything else passes.
+    let proxy = Proxy::with_rule(
+        registry.port,
+        Box::new(|request, _| {
+            if request.target.contains("/manifests/") {
+                Action::Hold {
+                    until: Box::new(|_| false),
+                    then: Box::new(|| Action::Forward),
+                }
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let out = cli.home.path().join("slow.wasm");
+    let run = cli.run(&[
+        "pull",
+        &format!("{}/slow/f:v1", proxy.host()),
+        "-o",
+        out.to_str().unwrap(),
+        "--timeout",
+        "1",
+        "--retries",
+        "1",
+        "--backoff-ms",
+        "10",
+    ]);
+    assert!(!run.ok());
+    let stderr = run.stderr();
+    assert!(stderr.contains("fetching the manifest"), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(stderr.contains("after 1 retries"), "{stderr}");
+    assert!(!out.exists());
+}

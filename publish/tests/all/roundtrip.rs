@@ -395,3 +395,52 @@ fn image_indexes_are_followed_to_the_wasm_entry() {
     assert_eq!(pulled["layout"], "oci");
     assert_eq!(std::fs::read(&out).unwrap(), small_module());
 }
+
+/// `make registry`'s script: a registry on 127.0.0.1 that publish can use as is.
+#[test]
+fn the_registry_script_serves_a_usable_registry() {
+    crate::support::require_tool("docker-registry", "apt-get install docker-registry");
+    let cli = Cli::new();
+    let port = crate::support::registry::free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/registry.sh");
+    let data = cli.home.path().join("registry-data");
+    let mut child = std::process::Command::new(script)
+        .arg(port.to_string())
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let module = cli.file("filter.wasm", small_module());
+    let reference = format!("localhost:{port}/script/f:v1");
+    // Wait for it to listen (the script execs docker-registry, so the PID is the registry's).
+    let mut pushed = None;
+    for _ in 0..200 {
+        let run = cli.run(&[
+            "push",
+            module.to_str().unwrap(),
+            &reference,
+            "--json",
+            "--retries",
+            "0",
+        ]);
+        if run.ok() {
+            pushed = Some(run.json());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let config = std::fs::read_to_string(data.join("config.yml")).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let pushed = pushed.expect("publish never reached the registry started by scripts/registry.sh");
+    assert_eq!(pushed["layout"], "oci");
+    assert!(
+        config.contains(&format!("addr: 127.0.0.1:{port}")),
+        "{config}"
+    );
+    assert!(
+        data.join("storage/docker/registry/v2/repositories/script/f")
+            .is_dir()
+    );
+}
