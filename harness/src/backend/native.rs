@@ -66,6 +66,17 @@ impl NativeLibrary {
         })
     }
 
+    /// Where the native twin of a wasm build lives by this workspace's
+    /// conventions: `target/wasm32-wasip1/release/<name>.wasm` ->
+    /// `target/host-release/lib<name>.so` (built with
+    /// `cargo build -p <filter> --profile host-release`).
+    pub fn twin_path_of(wasm: &Path) -> Option<PathBuf> {
+        let stem = wasm.file_stem()?.to_str()?;
+        let release = wasm.parent()?;
+        let target = release.parent()?.parent()?;
+        Some(target.join("host-release").join(format!("lib{stem}.so")))
+    }
+
     /// The path given at load time.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -550,5 +561,32 @@ impl Vm for NativeVm {
         };
         CURRENT.with(|c| c.set(previous));
         Ok(result.unwrap_or_else(|| cb.default_result()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twin_path_follows_the_workspace_layout() {
+        let wasm = Path::new("target/wasm32-wasip1/release/response_header.wasm");
+        assert_eq!(
+            NativeLibrary::twin_path_of(wasm),
+            Some(PathBuf::from("target/host-release/libresponse_header.so"))
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_elf_is_refused_with_the_build_command() {
+        let path = std::env::temp_dir().join(format!("harness-not-elf-{}.so", std::process::id()));
+        std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+        let err = NativeLibrary::from_file(&path)
+            .err()
+            .expect("refused")
+            .to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("host-release"), "{err}");
+        assert!(NativeLibrary::from_file("/nonexistent/lib.so").is_err());
     }
 }
