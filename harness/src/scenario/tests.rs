@@ -304,3 +304,68 @@ fn the_documented_example_parses() {
         parse(&doc[start..end], "SCENARIOS.md").expect("the documented example is valid");
     assert_eq!(scenario.cases.len(), 5);
 }
+
+#[test]
+fn the_remaining_checks_fail_too() {
+    use crate::model::{GrpcCallRecord, LocalReply};
+    let mut o = outcome();
+    o.local_reply = Some(LocalReply {
+        status: 403,
+        body: ByteString::from("denied"),
+        headers: Headers::from_pairs([("x-why", "policy")]),
+        details: "probe_denied".into(),
+        grpc_status: None,
+        source: "filter".into(),
+    });
+    o.grpc_calls = vec![GrpcCallRecord {
+        token: 1,
+        context_id: 1,
+        cluster: "g".into(),
+        service: "s".into(),
+        method: "m".into(),
+        initial_metadata: Headers::from_pairs([("x-md", "1")]),
+        messages: vec![ByteString::from("hi")],
+        timeout_ms: 0,
+        streaming: true,
+        result: CalloutResult::Cancelled,
+    }];
+    let found = failures(
+        r#"
+response: {headers_present: [x-nope], body_contains: absent-text, trailers: {x-t: other}}
+upstream_request: {status: 200}
+local_reply: {body: other, body_contains: zzz, headers: {x-why: other}, details: d, grpc_status: 3, source: harness}
+grpc_calls: [{cluster: h, service: t, method: n, metadata: {x-md: "2"}, messages: [bye], streaming: false, result: answered}]
+"#,
+        &o,
+    );
+    assert_eq!(
+        whats(&found),
+        vec![
+            "upstream request status",
+            "response header x-nope",
+            "response body",
+            "response trailer x-t",
+            "local reply body",
+            "local reply body",
+            "local reply header x-why",
+            "local reply details",
+            "local reply grpc_status",
+            "local reply source",
+            "grpc_call 1 cluster",
+            "grpc_call 1 service",
+            "grpc_call 1 method",
+            "grpc_call 1 metadata x-md",
+            "grpc_call 1 messages",
+            "grpc_call 1 streaming",
+            "grpc_call 1 result",
+        ]
+    );
+    let passing = failures(
+        r#"
+local_reply: {status: 403, body: denied, body_contains: deni, headers: {x-why: policy}, details: probe_denied, source: filter}
+grpc_calls: [{cluster: g, service: s, method: m, metadata: {x-md: "1"}, messages: [hi], streaming: true, result: cancelled}]
+"#,
+        &o,
+    );
+    assert_eq!(passing, vec![]);
+}
