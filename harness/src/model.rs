@@ -928,8 +928,10 @@ pub struct TrapReport {
 pub struct Outcome {
     /// The stream's context id (0 when no stream ran).
     pub context_id: u32,
-    /// The request as the upstream received it; `None` when it never got there
-    /// (local reply, reset, stall before forwarding).
+    /// The request as the upstream received it (headers as they were when
+    /// the filter let them through); `None` unless the whole request, to its
+    /// end of stream, reached the upstream (a local reply, reset or stall
+    /// cut it short).
     pub upstream_request: Option<HttpMessage>,
     /// The response as the client received it; `None` when no stream ran or it stalled.
     pub response: Option<DownstreamResponse>,
