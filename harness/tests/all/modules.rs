@@ -177,3 +177,60 @@ fn the_wasi_subset_answers_like_envoy() {
         "start-up logs come from the VM (context 0)"
     );
 }
+
+#[test]
+fn abi_0_1_0_is_refused_with_a_clear_error() {
+    let error = compile(&module(Some("proxy_abi_version_0_1_0"), "", "", true))
+        .err()
+        .expect("fails");
+    assert!(
+        matches!(&error, HarnessError::UnsupportedAbi { version, .. } if version == "0.1.0"),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("0.2.1"),
+        "says what is supported: {error}"
+    );
+}
+
+#[test]
+fn out_of_bounds_pointers_get_invalid_memory_access_not_a_host_crash() {
+    let imports = r#"
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (data (i32.const 100) "log past the end: INVALID_MEMORY_ACCESS")
+  (data (i32.const 140) "log past the end: other status")
+  (data (i32.const 180) "key past the end: INVALID_MEMORY_ACCESS")
+  (data (i32.const 220) "key past the end: other status")"#;
+    let body = r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eq (call $log (i32.const 2) (i32.const 65530) (i32.const 100)) (i32.const 6))
+      (then (drop (call $log (i32.const 2) (i32.const 100) (i32.const 39))))
+      (else (drop (call $log (i32.const 2) (i32.const 140) (i32.const 30)))))
+    (if (i32.eq (call $get (i32.const 0) (i32.const -16) (i32.const 64) (i32.const 0) (i32.const 4)) (i32.const 6))
+      (then (drop (call $log (i32.const 2) (i32.const 180) (i32.const 39))))
+      (else (drop (call $log (i32.const 2) (i32.const 220) (i32.const 30)))))
+    (i32.const 0))"#;
+    let compiled = compile(&module(
+        Some("proxy_abi_version_0_2_1"),
+        imports,
+        body,
+        true,
+    ))
+    .expect("compiles");
+    let mut envoy = Harness::new(&compiled, HarnessConfig::default()).expect("starts");
+    let outcome = envoy
+        .exchange(&harness::Exchange::default())
+        .expect("the exchange runs");
+    let lines: Vec<&str> = outcome.logs.iter().map(|l| l.message.as_str()).collect();
+    assert!(
+        lines.contains(&"log past the end: INVALID_MEMORY_ACCESS"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"key past the end: INVALID_MEMORY_ACCESS"),
+        "{lines:?}"
+    );
+    assert!(outcome.trap.is_none());
+    assert_eq!(outcome.response.map(|r| r.status), Some(200));
+}
