@@ -129,6 +129,65 @@ impl CompiledModule {
         Self::from_module(engine, name, module)
     }
 
+    /// Compiles module bytes (binary or WAT) into a precompiled artifact
+    /// (`.cwasm`) that [`CompiledModule::from_precompiled_file_with`] loads
+    /// without compiling. Only an engine with the same configuration and
+    /// wasmtime version can load it.
+    pub fn precompile(
+        engine: &WasmEngine,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, HarnessError> {
+        engine
+            .engine
+            .precompile_module(bytes)
+            .map_err(|e| HarnessError::Compile {
+                name: name.to_string(),
+                detail: format!("{e:#}"),
+            })
+    }
+
+    /// Whether `bytes` are a wasmtime precompiled module (`harness compile`).
+    pub fn is_precompiled(bytes: &[u8]) -> bool {
+        matches!(
+            Engine::detect_precompiled(bytes),
+            Some(wasmtime::Precompiled::Module)
+        )
+    }
+
+    /// Loads a precompiled artifact with the shared engine (memory-mapped, not compiled).
+    pub fn from_precompiled_file(path: impl AsRef<Path>) -> Result<CompiledModule, HarnessError> {
+        Self::from_precompiled_file_with(&WasmEngine::shared()?, path)
+    }
+
+    /// Loads a precompiled artifact made by [`CompiledModule::precompile`].
+    pub fn from_precompiled_file_with(
+        engine: &WasmEngine,
+        path: impl AsRef<Path>,
+    ) -> Result<CompiledModule, HarnessError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        if let Err(source) = std::fs::metadata(path) {
+            return Err(HarnessError::ModuleNotFound {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        // SAFETY: wasmtime checks the artifact's header, engine configuration
+        // and version before using it; the file is trusted like any native
+        // code the user runs (made by `harness compile`). It must not be
+        // modified while mapped.
+        let module = unsafe { Module::deserialize_file(&engine.engine, path) }.map_err(|e| {
+            HarnessError::Compile {
+                name: name.clone(),
+                detail: format!(
+                    "cannot load the precompiled module: {e:#} (recreate it with `harness compile`)"
+                ),
+            }
+        })?;
+        Self::from_module(engine, &name, module)
+    }
+
     fn from_module(
         engine: &WasmEngine,
         name: &str,
@@ -908,5 +967,60 @@ impl Vm for WasmVm {
             Some(Ok(v)) => Ok(v),
             Some(Err(err)) => Err(trap_text(&err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_modules_and_shared_state_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<CompiledModule>();
+        send_sync::<WasmEngine>();
+        send_sync::<crate::host::SharedHost>();
+        fn send<T: Send>() {}
+        send::<WasmVm>();
+    }
+
+    #[test]
+    fn load_errors_name_the_problem() {
+        let err = |bytes: &[u8]| {
+            CompiledModule::from_bytes("m", bytes)
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert!(
+            err(b"ELF")
+                .unwrap_or_default()
+                .contains("not a WebAssembly module")
+        );
+        assert!(
+            err(b"(module)")
+                .unwrap_or_default()
+                .contains("proxy_abi_version")
+        );
+        let no_alloc = r#"(module (memory (export "memory") 1)
+            (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))"#;
+        assert!(
+            err(no_alloc.as_bytes())
+                .unwrap_or_default()
+                .contains("malloc or proxy_on_memory_allocate")
+        );
+        let foreign_import = r#"(module (import "env" "not_a_hostcall" (func))
+            (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) i32.const 0)
+            (func (export "proxy_abi_version_0_2_1")) (func (export "proxy_on_context_create") (param i32 i32)))"#;
+        assert!(
+            err(foreign_import.as_bytes())
+                .unwrap_or_default()
+                .contains("env::not_a_hostcall")
+        );
+        let old_abi = r#"(module (func (export "proxy_abi_version_0_1_0")))"#;
+        assert!(
+            err(old_abi.as_bytes())
+                .unwrap_or_default()
+                .contains("0.1.0")
+        );
     }
 }
