@@ -37,6 +37,9 @@ enum Command {
     Test {
         /// Scenario files or directories holding them.
         paths: Vec<PathBuf>,
+        /// Run each `<name>.wasm` as its native twin `<DIR>/lib<name>.so` instead.
+        #[arg(long, value_name = "DIR")]
+        native: Option<PathBuf>,
     },
 }
 
@@ -106,7 +109,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Test { paths } => harness::scenario::test_command(&paths),
+        Command::Test { paths, native } => match native {
+            Some(dir) => harness::scenario::test_command_native(&paths, &dir),
+            None => harness::scenario::test_command(&paths),
+        },
     }
 }
 

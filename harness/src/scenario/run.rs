@@ -17,12 +17,23 @@ use super::report::{CaseReport, Failure, FileReport, Summary, print_file};
 #[derive(Default)]
 pub struct Runner {
     modules: HashMap<PathBuf, Result<FilterModule, String>>,
+    native_dir: Option<PathBuf>,
 }
 
 impl Runner {
     /// A runner with no module compiled yet.
     pub fn new() -> Runner {
         Runner::default()
+    }
+
+    /// A runner that replaces every `<name>.wasm` module with its native twin
+    /// `<dir>/lib<name>.so` (the same filter crate built for the host), so
+    /// the same scenario files check both backends.
+    pub fn native(dir: impl Into<PathBuf>) -> Runner {
+        Runner {
+            native_dir: Some(dir.into()),
+            ..Runner::default()
+        }
     }
 
     /// Runs every file and directory in `paths`, printing each file's
@@ -86,7 +97,10 @@ impl Runner {
     /// The module at `spec`, loaded once per runner: a `.wasm` file, or a
     /// native twin (an ELF shared library), by file type.
     fn module(&mut self, spec: &str, base: &Path) -> Result<FilterModule, String> {
-        let path = resolve_module(spec, base)?;
+        let mut path = resolve_module(spec, base)?;
+        if let Some(dir) = &self.native_dir {
+            path = native_twin(&path, dir)?;
+        }
         self.modules
             .entry(cache_key(&path))
             .or_insert_with(|| FilterModule::from_file(&path).map_err(|e| e.to_string()))
@@ -178,6 +192,28 @@ impl Runner {
             }
         }
         report
+    }
+}
+
+/// The native twin of a `.wasm` module: `<dir>/lib<stem>.so`.
+fn native_twin(wasm: &Path, dir: &Path) -> Result<PathBuf, String> {
+    if wasm.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        return Ok(wasm.to_path_buf());
+    }
+    let stem = wasm
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| format!("module {} has no file name", wasm.display()))?;
+    let twin = dir.join(format!("lib{stem}.so"));
+    if twin.is_file() {
+        Ok(twin)
+    } else {
+        Err(format!(
+            "native twin {} of {} not found; build the filter crate for the host \
+             (`cargo build -p <crate>` puts it in target/debug)",
+            twin.display(),
+            wasm.display()
+        ))
     }
 }
 

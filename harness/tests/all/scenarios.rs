@@ -7,7 +7,7 @@ use std::process::Command;
 
 use harness::scenario::{Detail, FileReport, Runner, Summary, parse};
 
-use crate::support::{module, probe_module, wasm_dir, workspace_root};
+use crate::support::{module, native_twin_dir, probe_module, wasm_dir, workspace_root};
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
@@ -191,4 +191,30 @@ fn the_cli_prints_the_totals_line_and_fails_on_failure() {
         String::from_utf8_lossy(&passing.stderr)
     );
     assert_eq!(stdout.lines().last(), Some("7 passed, 0 failed"));
+}
+
+#[test]
+fn the_demo_scenarios_pass_unchanged_on_the_native_twin() {
+    let dir = native_twin_dir("response-header");
+    let mut out = Vec::new();
+    let summary = Runner::native(&dir).run_paths(
+        &[workspace_root().join("filters/response-header/tests")],
+        &mut out,
+    );
+    let out = String::from_utf8(out).expect("utf-8 report");
+    assert!(summary.ok(), "{out}");
+    assert!(summary.passed >= 4, "{out}");
+
+    // A missing twin is a clear failure, not a silent fallback to wasm.
+    let mut out = Vec::new();
+    let summary = Runner::native("/no/such/dir").run_paths(
+        &[workspace_root().join("filters/response-header/tests/single.yaml")],
+        &mut out,
+    );
+    let out = String::from_utf8(out).expect("utf-8 report");
+    assert_eq!(summary.passed, 0, "{out}");
+    assert!(
+        out.contains("native twin /no/such/dir/libresponse_header.so"),
+        "{out}"
+    );
 }

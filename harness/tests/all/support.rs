@@ -190,3 +190,34 @@ pub fn assert_in_order(lines: &[String], expected: &[&str]) {
         }
     }
 }
+
+/// Builds `package` for the host (its native twin, a cdylib) once per
+/// process and returns the directory holding `lib<name>.so`. A separate
+/// target directory keeps this build off the lock of the running test build.
+pub fn native_twin_dir(package: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let target = workspace_root().join("target/native-twins");
+    let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let result = built.entry(package.to_string()).or_insert_with(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let output = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "-p", package, "--target-dir"])
+            .arg(&target)
+            .output()
+            .map_err(|e| format!("cannot run cargo to build {package} natively: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "building {package} for the host failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+    target.join("debug")
+}
