@@ -10,6 +10,7 @@
 //! applied after the running callback returns. While the stream waits,
 //! virtual time jumps to the next event (callout answer, tick).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::abi::{Action, StreamType};
@@ -50,6 +51,11 @@ impl FilterModule {
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
                 .is_ok()
                 && &magic == b"\x7fELF";
+            if is_elf && CompiledModule::is_precompiled(&std::fs::read(path).unwrap_or_default()) {
+                return Ok(FilterModule::Wasm(CompiledModule::from_precompiled_file(
+                    path,
+                )?));
+            }
             if is_elf {
                 return Ok(FilterModule::Native(
                     crate::backend::native::NativeLibrary::from_file(path)?,
@@ -107,12 +113,13 @@ pub struct Harness {
     startup: Outcome,
     http_mark: usize,
     grpc_mark: usize,
+    startup_durations: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// One direction of the stream (request or response).
 #[derive(Default)]
-struct Flow {
-    input: VecDeque<Frame>,
+struct Flow<'a> {
+    input: VecDeque<Frame<'a>>,
     /// Headers returned Pause: StopAllIteration until continued.
     stopped_all: bool,
     headers_eos: bool,
@@ -125,16 +132,25 @@ struct Flow {
     ended: bool,
 }
 
-impl Flow {
+impl Flow<'_> {
     fn can_process(&self) -> bool {
         !self.stopped_all && !self.waiting_at_end && !self.trailers_paused && !self.ended
     }
 }
 
-enum Frame {
-    Headers { map: HeaderMap, eos: bool },
-    Data { chunk: Vec<u8>, eos: bool },
-    Trailers { map: HeaderMap },
+enum Frame<'a> {
+    Headers {
+        map: HeaderMap,
+        eos: bool,
+    },
+    /// Client and upstream bodies are borrowed from the exchange.
+    Data {
+        chunk: Cow<'a, [u8]>,
+        eos: bool,
+    },
+    Trailers {
+        map: HeaderMap,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -144,11 +160,11 @@ enum Dir {
 }
 
 /// What one stream produced; driver-side state.
-struct Run {
+struct Run<'a> {
     id: u32,
-    req: Flow,
-    resp: Flow,
-    upstream_answer: Option<UpstreamResponse>,
+    req: Flow<'a>,
+    resp: Flow<'a>,
+    upstream_answer: Option<&'a UpstreamResponse>,
     /// The upstream has been asked (the request reached it completely).
     response_started: bool,
     /// A local reply is running through the filter's response path.
@@ -164,8 +180,8 @@ struct Run {
     bypass: bool,
 }
 
-impl Run {
-    fn flow(&mut self, dir: Dir) -> &mut Flow {
+impl<'a> Run<'a> {
+    fn flow(&mut self, dir: Dir) -> &mut Flow<'a> {
         match dir {
             Dir::Request => &mut self.req,
             Dir::Response => &mut self.resp,
@@ -211,16 +227,16 @@ fn request_header_map(req: &DownstreamRequest, request_id: &str) -> HeaderMap {
     m
 }
 
-fn body_frames(
-    chunks: &[ByteString],
+fn body_frames<'a>(
+    chunks: &'a [ByteString],
     trailers: Option<&crate::model::Headers>,
-    out: &mut VecDeque<Frame>,
+    out: &mut VecDeque<Frame<'a>>,
 ) {
     let data: Vec<&ByteString> = chunks.iter().filter(|c| !c.is_empty()).collect();
     let n = data.len();
     for (i, c) in data.into_iter().enumerate() {
         out.push_back(Frame::Data {
-            chunk: c.0.clone(),
+            chunk: Cow::Borrowed(c.as_bytes()),
             eos: i + 1 == n && trailers.is_none(),
         });
     }
@@ -275,21 +291,22 @@ impl Harness {
             startup: Outcome::default(),
             http_mark: 0,
             grpc_mark: 0,
+            startup_durations: Vec::new(),
         };
         h.begin_capture();
         let se = h.vm.start_exports();
         h.vm.host().phase = Phase::Startup;
         if se.initialize {
-            h.invoke(Callback::Initialize);
+            h.startup_invoke(Callback::Initialize);
             if se.main && h.failure.is_none() {
-                h.invoke(Callback::Main);
+                h.startup_invoke(Callback::Main);
             }
         } else if se.start {
-            h.invoke(Callback::Start);
+            h.startup_invoke(Callback::Start);
         }
         let root = h.vm.host_ref().root_context_id;
         if h.failure.is_none() {
-            h.invoke(Callback::ContextCreate {
+            h.startup_invoke(Callback::ContextCreate {
                 context_id: root,
                 parent_id: 0,
             });
@@ -309,7 +326,7 @@ impl Harness {
             if h.failure.is_some() {
                 break;
             }
-            if h.invoke(callback) == Some(0) {
+            if h.startup_invoke(callback) == Some(0) {
                 let logs = std::mem::take(&mut h.vm.host().logs);
                 return Err(HarnessError::ConfigurationRejected {
                     callback: callback.name().to_string(),
@@ -355,7 +372,7 @@ impl Harness {
             id,
             req: Flow::default(),
             resp: Flow::default(),
-            upstream_answer: Some(exchange.upstream.clone()),
+            upstream_answer: Some(&exchange.upstream),
             response_started: false,
             local_in_filter: false,
             upstream: None,
@@ -496,6 +513,16 @@ impl Harness {
         self.vm.host_ref().now_ms
     }
 
+    /// What crossed the guest boundary since the VM started (cumulative).
+    pub fn guest_traffic(&self) -> crate::host::GuestTraffic {
+        self.vm.host_ref().traffic
+    }
+
+    /// Wall-clock time of each start-up callback, in call order.
+    pub fn startup_durations(&self) -> &[(&'static str, std::time::Duration)] {
+        &self.startup_durations
+    }
+
     // ---- capture ----------------------------------------------------------
 
     fn begin_capture(&mut self) {
@@ -553,6 +580,14 @@ impl Harness {
 
     // ---- calling the guest ------------------------------------------------
 
+    /// [`Harness::invoke`] for a start-up callback, timed.
+    fn startup_invoke(&mut self, cb: Callback) -> Option<u64> {
+        let started = std::time::Instant::now();
+        let result = self.invoke(cb);
+        self.startup_durations.push((cb.name(), started.elapsed()));
+        result
+    }
+
     /// Calls a guest export in its context; `None` if it trapped (the VM is
     /// then failed) or the VM had already failed.
     fn invoke(&mut self, cb: Callback) -> Option<u64> {
@@ -579,6 +614,7 @@ impl Harness {
             });
             host.trace.len() - 1
         });
+        host.traffic.callbacks += 1;
         let result = self.vm.call(cb);
         let host = self.vm.host();
         host.phase = Phase::Callback;
@@ -626,7 +662,7 @@ impl Harness {
 
     /// Calls a stream callback; `None` when the stream must not go on
     /// (trap without fail_open: the 503 is already applied).
-    fn stream_callback(&mut self, run: &mut Run, cb: Callback) -> Option<Action> {
+    fn stream_callback(&mut self, run: &mut Run<'_>, cb: Callback) -> Option<Action> {
         if run.bypass {
             return Some(Action::Continue);
         }
@@ -656,7 +692,7 @@ impl Harness {
     }
 
     /// Envoy's failure policy for the stream in flight.
-    fn after_trap(&mut self, run: &mut Run) {
+    fn after_trap(&mut self, run: &mut Run<'_>) {
         if self.fail_open() {
             // The filter is gone: whatever it held back flows on.
             run.bypass = true;
@@ -667,7 +703,7 @@ impl Harness {
         }
     }
 
-    fn vm_already_failed(&mut self, run: &mut Run) {
+    fn vm_already_failed(&mut self, run: &mut Run<'_>) {
         if self.fail_open() {
             run.bypass = true;
         } else {
@@ -677,7 +713,7 @@ impl Harness {
 
     // ---- the stream ---------------------------------------------------------
 
-    fn event_loop(&mut self, run: &mut Run) {
+    fn event_loop(&mut self, run: &mut Run<'_>) {
         let mut blocked_since = self.vm.host_ref().now_ms;
         loop {
             self.drive(run);
@@ -720,7 +756,7 @@ impl Harness {
     }
 
     /// Runs both directions until the stream ends or waits.
-    fn drive(&mut self, run: &mut Run) {
+    fn drive(&mut self, run: &mut Run<'_>) {
         loop {
             if run.end.is_some() {
                 return;
@@ -762,7 +798,7 @@ impl Harness {
         }
     }
 
-    fn process(&mut self, run: &mut Run, dir: Dir, frame: Frame) {
+    fn process(&mut self, run: &mut Run<'_>, dir: Dir, frame: Frame) {
         let id = run.id;
         match frame {
             Frame::Headers { map, eos } => {
@@ -894,7 +930,7 @@ impl Harness {
         })
     }
 
-    fn buffer_overflow(&mut self, run: &mut Run, dir: Dir) {
+    fn buffer_overflow(&mut self, run: &mut Run<'_>, dir: Dir) {
         let (status, body, details) = match dir {
             Dir::Request => (413, "Payload Too Large", "request_payload_too_large"),
             Dir::Response => (500, "Internal Server Error", "response_payload_too_large"),
@@ -920,7 +956,7 @@ impl Harness {
         self.local_reply(run, spec, "harness", false);
     }
 
-    fn target(run: &mut Run, dir: Dir) -> &mut HttpMessage {
+    fn target<'r>(run: &'r mut Run<'_>, dir: Dir) -> &'r mut HttpMessage {
         let slot = match dir {
             Dir::Request => &mut run.upstream,
             Dir::Response => &mut run.client,
@@ -928,7 +964,7 @@ impl Harness {
         slot.get_or_insert_with(HttpMessage::default)
     }
 
-    fn forward_headers(&mut self, run: &mut Run, dir: Dir, eos: bool) {
+    fn forward_headers(&mut self, run: &mut Run<'_>, dir: Dir, eos: bool) {
         let headers = self.vm.host_ref().stream.as_ref().and_then(|s| match dir {
             Dir::Request => s.request_headers.as_ref(),
             Dir::Response => s.response_headers.as_ref(),
@@ -943,13 +979,18 @@ impl Harness {
         }
     }
 
-    fn forward_body(&mut self, run: &mut Run, dir: Dir, eos: bool) {
+    fn forward_body(&mut self, run: &mut Run<'_>, dir: Dir, eos: bool) {
         let data = self.vm.host().stream.as_mut().map(|s| match dir {
             Dir::Request => std::mem::take(&mut s.request_body),
             Dir::Response => std::mem::take(&mut s.response_body),
         });
         if let Some(data) = data {
-            Self::target(run, dir).body.0.extend_from_slice(&data);
+            let body = &mut Self::target(run, dir).body.0;
+            if body.is_empty() {
+                *body = data;
+            } else {
+                body.extend_from_slice(&data);
+            }
         }
         let flow = run.flow(dir);
         flow.body_paused = false;
@@ -960,7 +1001,7 @@ impl Harness {
         }
     }
 
-    fn forward_trailers(&mut self, run: &mut Run, dir: Dir) {
+    fn forward_trailers(&mut self, run: &mut Run<'_>, dir: Dir) {
         self.forward_body(run, dir, false);
         let trailers = self.vm.host_ref().stream.as_ref().and_then(|s| match dir {
             Dir::Request => s.request_trailers.as_ref(),
@@ -975,7 +1016,7 @@ impl Harness {
     }
 
     /// `proxy_continue_stream` applied: resume where the direction stopped.
-    fn resume(&mut self, run: &mut Run, dir: Dir) {
+    fn resume(&mut self, run: &mut Run<'_>, dir: Dir) {
         let flow = run.flow(dir);
         if flow.ended {
             return;
@@ -995,7 +1036,7 @@ impl Harness {
             }
             if any {
                 flow.input.push_front(Frame::Data {
-                    chunk: merged,
+                    chunk: Cow::Owned(merged),
                     eos: merged_eos,
                 });
             }
@@ -1010,7 +1051,7 @@ impl Harness {
     }
 
     /// Applies the stream actions the last callback asked for.
-    fn apply_deferred(&mut self, run: &mut Run) {
+    fn apply_deferred(&mut self, run: &mut Run<'_>) {
         let actions = std::mem::take(&mut self.vm.host().deferred);
         for action in actions {
             if run.end.is_some() {
@@ -1036,7 +1077,13 @@ impl Harness {
     /// Envoy's sendLocalReply: through the filter's response path if the
     /// response has not started, directly if upstream headers exist but were
     /// not sent, a reset if the client already has headers.
-    fn local_reply(&mut self, run: &mut Run, spec: LocalReplySpec, source: &str, vm_failed: bool) {
+    fn local_reply(
+        &mut self,
+        run: &mut Run<'_>,
+        spec: LocalReplySpec,
+        source: &str,
+        vm_failed: bool,
+    ) {
         let status = u16::try_from(spec.status).unwrap_or(500);
         let mut headers = HeaderMap::default();
         let mut body = spec.body.clone();
@@ -1096,7 +1143,7 @@ impl Harness {
                 .push_back(Frame::Headers { map: headers, eos });
             if !eos {
                 run.resp.input.push_back(Frame::Data {
-                    chunk: body,
+                    chunk: Cow::Owned(body),
                     eos: true,
                 });
             }
@@ -1122,7 +1169,7 @@ impl Harness {
     }
 
     /// on_log, on_done, on_delete; cancels what the stream left in flight.
-    fn teardown(&mut self, run: &mut Run) {
+    fn teardown(&mut self, run: &mut Run<'_>) {
         if !run.bypass && self.failure.is_none() {
             let id = run.id;
             for cb in [
@@ -1186,7 +1233,7 @@ impl Harness {
         }
     }
 
-    fn deliver_queue_notifications(&mut self, mut run: Option<&mut Run>) -> bool {
+    fn deliver_queue_notifications(&mut self, mut run: Option<&mut Run<'_>>) -> bool {
         let ready = self.vm.host_ref().take_queue_notifications();
         let any = !ready.is_empty();
         for q in ready {
@@ -1199,7 +1246,7 @@ impl Harness {
         any
     }
 
-    fn after_root_callback(&mut self, run: Option<&mut Run>) {
+    fn after_root_callback(&mut self, run: Option<&mut Run<'_>>) {
         match run {
             Some(run) => {
                 if self.new_trap.is_some()
@@ -1215,7 +1262,7 @@ impl Harness {
         }
     }
 
-    fn deliver(&mut self, ev: Scheduled, mut run: Option<&mut Run>) {
+    fn deliver(&mut self, ev: Scheduled, mut run: Option<&mut Run<'_>>) {
         let root = self.vm.host_ref().root_context_id;
         match ev.event {
             Event::Tick { generation } => {
