@@ -6,6 +6,8 @@ use base64::Engine;
 use sdk_ext::{ConfigError, LocalResponse};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 
 fn default_clock_skew() -> u64 {
     60
@@ -46,6 +48,12 @@ struct RawConfig {
     forward: bool,
     #[serde(default)]
     allow_missing: bool,
+    #[serde(default = "default_cache_size")]
+    cache_size: usize,
+}
+
+fn default_cache_size() -> usize {
+    100
 }
 
 #[derive(Debug)]
@@ -65,6 +73,43 @@ pub struct Config {
     pub forward: bool,
     /// Let requests without a token through (a present but bad token is still refused).
     pub allow_missing: bool,
+    /// Tokens whose signature already verified, like Envoy's `jwt_cache_config`.
+    cache: RefCell<TokenCache>,
+}
+
+/// Signature-verified tokens (per worker), oldest evicted first. Time and
+/// audience are still checked on every use; only the signature work is saved.
+#[derive(Debug, Default)]
+struct TokenCache {
+    capacity: usize,
+    entries: HashMap<String, Signed>,
+    order: VecDeque<String>,
+}
+
+/// A token whose signature verified: its provider and claims.
+#[derive(Debug, Clone)]
+struct Signed {
+    provider: usize,
+    claims: Map<String, Value>,
+}
+
+impl TokenCache {
+    fn get(&self, token: &str) -> Option<Signed> {
+        self.entries.get(token).cloned()
+    }
+
+    fn insert(&mut self, token: &str, signed: Signed) {
+        if self.capacity == 0 || self.entries.contains_key(token) {
+            return;
+        }
+        if self.entries.len() >= self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.entries.remove(&oldest);
+        }
+        self.order.push_back(token.to_string());
+        self.entries.insert(token.to_string(), signed);
+    }
 }
 
 /// Why a token was refused.
@@ -204,6 +249,10 @@ impl Config {
             from_header: raw.from_header.to_ascii_lowercase(),
             forward: raw.forward,
             allow_missing: raw.allow_missing,
+            cache: RefCell::new(TokenCache {
+                capacity: raw.cache_size,
+                ..TokenCache::default()
+            }),
         })
     }
 
@@ -225,6 +274,25 @@ impl Config {
 
     /// Verifies `token` at `now` (Unix seconds, from the host clock).
     pub fn verify(&self, token: &str, now: i64) -> Result<Verified, Reject> {
+        let cached = self.cache.borrow().get(token);
+        let signed = match cached {
+            Some(signed) => signed,
+            None => {
+                let signed = self.check_signature(token)?;
+                self.cache.borrow_mut().insert(token, signed.clone());
+                signed
+            }
+        };
+        let provider = &self.providers[signed.provider];
+        self.check_claims(provider, &signed.claims, now)?;
+        Ok(Verified {
+            issuer: provider.issuer.clone(),
+            claims: signed.claims,
+        })
+    }
+
+    /// Structure, algorithm, issuer, key and signature: what does not change with time.
+    fn check_signature(&self, token: &str) -> Result<Signed, Reject> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -249,11 +317,12 @@ impl Config {
             .get("iss")
             .and_then(Value::as_str)
             .ok_or(Reject::UnknownIssuer)?;
-        let provider = self
+        let provider_index = self
             .providers
             .iter()
-            .find(|p| p.issuer == issuer)
+            .position(|p| p.issuer == issuer)
             .ok_or(Reject::UnknownIssuer)?;
+        let provider = &self.providers[provider_index];
 
         // The key must be of the token's algorithm, and the kid must match when given:
         // this is what stops RS256 public keys being used as HS256 secrets.
@@ -271,6 +340,19 @@ impl Config {
             return Err(Reject::BadSignature);
         }
 
+        Ok(Signed {
+            provider: provider_index,
+            claims,
+        })
+    }
+
+    /// `exp`, `nbf` (with the clock skew) and `aud`: checked on every use.
+    fn check_claims(
+        &self,
+        provider: &Provider,
+        claims: &Map<String, Value>,
+        now: i64,
+    ) -> Result<(), Reject> {
         let time = |name: &str| -> Result<Option<i64>, Reject> {
             match claims.get(name) {
                 None => Ok(None),
@@ -305,10 +387,7 @@ impl Config {
                 return Err(Reject::WrongAudience);
             }
         }
-        Ok(Verified {
-            issuer: provider.issuer.clone(),
-            claims,
-        })
+        Ok(())
     }
 }
 
@@ -404,6 +483,42 @@ mod tests {
             config.verify(&token("valid_rs256"), now() - 60 - 61),
             Err(Reject::NotYetValid)
         );
+    }
+
+    #[test]
+    fn the_cache_saves_signatures_not_time_checks() {
+        let config = config();
+        let rs = token("valid_rs256");
+        assert!(config.verify(&rs, now()).is_ok());
+        assert_eq!(config.cache.borrow().entries.len(), 1);
+        // A cache hit is still refused once the token has expired.
+        assert_eq!(config.verify(&rs, now() + 7200), Err(Reject::Expired));
+        // Refused tokens are never cached.
+        assert_eq!(
+            config.verify(&token("bad_signature"), now()),
+            Err(Reject::BadSignature)
+        );
+        assert_eq!(config.cache.borrow().entries.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_evicts_the_oldest_entry_and_can_be_disabled() {
+        let signed = Signed {
+            provider: 0,
+            claims: Map::new(),
+        };
+        let mut cache = TokenCache {
+            capacity: 2,
+            ..TokenCache::default()
+        };
+        for token in ["a", "b", "a", "c"] {
+            cache.insert(token, signed.clone());
+        }
+        assert!(cache.get("a").is_none());
+        assert!(cache.get("b").is_some() && cache.get("c").is_some());
+        let mut off = TokenCache::default();
+        off.insert("a", signed);
+        assert!(off.get("a").is_none());
     }
 
     #[test]
