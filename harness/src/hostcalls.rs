@@ -188,6 +188,7 @@ pub fn dispatch<G: Guest>(
     if let Some(c) = host.hostcall_counts.get_mut(index) {
         *c += 1;
     }
+    host.traffic.hostcalls += 1;
     if !allowed_in(host.phase, index) {
         let when = match host.phase {
             Phase::Startup => {
@@ -233,7 +234,10 @@ fn input<G: Guest, R>(
     f: impl FnOnce(&mut Host, &[u8]) -> R,
 ) -> Result<R, Status> {
     g.with_memory(|h, m| match m.slice(addr, len) {
-        Some(bytes) => Ok(f(h, bytes)),
+        Some(bytes) => {
+            h.traffic.bytes_from_guest += len;
+            Ok(f(h, bytes))
+        }
         None => Err(Status::InvalidMemoryAccess),
     })
 }
@@ -245,7 +249,10 @@ fn input2<G: Guest, R>(
     f: impl FnOnce(&mut Host, &[u8], &[u8]) -> R,
 ) -> Result<R, Status> {
     g.with_memory(|h, m| match (m.slice(a1, l1), m.slice(a2, l2)) {
-        (Some(x), Some(y)) => Ok(f(h, x, y)),
+        (Some(x), Some(y)) => {
+            h.traffic.bytes_from_guest += l1 + l2;
+            Ok(f(h, x, y))
+        }
         _ => Err(Status::InvalidMemoryAccess),
     })
 }
@@ -255,9 +262,10 @@ fn read_owned<G: Guest>(g: &mut G, addr: u64, len: u64) -> Result<Vec<u8>, Statu
 }
 
 fn write_bytes<G: Guest>(g: &mut G, addr: u64, bytes: &[u8]) -> Result<(), Status> {
-    g.with_memory(|_, m| match m.slice_mut(addr, bytes.len() as u64) {
+    g.with_memory(|h, m| match m.slice_mut(addr, bytes.len() as u64) {
         Some(dst) => {
             dst.copy_from_slice(bytes);
+            h.traffic.bytes_to_guest += bytes.len() as u64;
             Ok(())
         }
         None => Err(Status::InvalidMemoryAccess),
@@ -295,6 +303,7 @@ fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> Result<St
         check!(write_word(g, size_out, 0));
         return Ok(Status::Ok);
     }
+    g.host().traffic.allocations += 1;
     let addr = g.allocate(len)?;
     if addr == 0 {
         return Ok(Status::InvalidMemoryAccess);
@@ -302,6 +311,7 @@ fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> Result<St
     let copied = g.with_memory(|h, m| match m.slice_mut(addr, len) {
         Some(dst) => {
             dst.copy_from_slice(&h.scratch);
+            h.traffic.bytes_to_guest += len;
             true
         }
         None => false,

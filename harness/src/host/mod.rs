@@ -223,6 +223,24 @@ pub struct Host {
     pub(crate) metric_ids: Vec<usize>,
     /// A host-side fault the native backend cannot raise as a trap at once.
     pub(crate) pending_fault: Option<String>,
+    /// Guest-boundary counters since the VM started (benchmarks read them).
+    pub(crate) traffic: GuestTraffic,
+}
+
+/// What crossed the host/guest boundary of one VM since it started:
+/// cumulative, so a benchmark takes differences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GuestTraffic {
+    /// Guest exports called by the driver (callbacks).
+    pub callbacks: u64,
+    /// Guest allocator calls made to return values.
+    pub allocations: u64,
+    /// Host functions called by the guest (Proxy-Wasm and WASI).
+    pub hostcalls: u64,
+    /// Payload bytes the host read out of guest memory.
+    pub bytes_from_guest: u64,
+    /// Payload bytes the host wrote into guest memory.
+    pub bytes_to_guest: u64,
 }
 
 impl Host {
@@ -288,6 +306,7 @@ impl Host {
             scratch: Vec::new(),
             metric_ids: Vec::new(),
             pending_fault: None,
+            traffic: GuestTraffic::default(),
         }
     }
 
