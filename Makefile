@@ -8,7 +8,7 @@ WASM_DIR   := target/wasm32-wasip1/release
 HARNESS    := target/debug/harness
 DEMO_CONFIG := {"name":"resp-header-demo","value":"added by our filter"}
 
-.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean
+.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry
 
 all: build
 
@@ -55,3 +55,26 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+REGISTRY ?=
+TAG      ?= latest
+PUBLISH  := target/debug/publish
+# The last commit's time and hash: the same sources push the same digests.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+
+# Push every built filter as $(REGISTRY)/<filter>:$(TAG) in the layout Istio loads.
+publish:
+	@test -n "$(REGISTRY)" || { echo "usage: make publish REGISTRY=host[:port]/path TAG=v0.1" >&2; exit 1; }
+	@$(MAKE) --no-print-directory build build-host
+	@for dir in filters/*/; do \
+	    name=$$(basename "$$dir"); \
+	    wasm=$(WASM_DIR)/$$(echo "$$name" | tr - _).wasm; \
+	    test -f "$$wasm" || { echo "make publish: $$wasm is missing" >&2; exit 1; }; \
+	    echo "== $$name"; \
+	    $(PUBLISH) push "$$wasm" "$(REGISTRY)/$$name:$(TAG)" --image-version "$(TAG)" $(if $(REVISION),--revision $(REVISION)) || exit 1; \
+	done
+
+# A local registry on 127.0.0.1:5000 for users who have none (Ctrl-C stops it).
+registry:
+	scripts/registry.sh 5000

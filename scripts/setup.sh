@@ -33,6 +33,7 @@ ensure_apt_packages() {
     command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
     command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
     command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
     [ ${#need[@]} -eq 0 ] && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
         missing+=("${need[*]} (no apt-get here: install them with your package manager)")
