@@ -25,6 +25,7 @@ fn upstream_with_trailers() -> UpstreamResponse {
         headers: Headers::from_pairs([("content-type", "text/plain")]),
         body: Body(vec!["xy".into()]),
         trailers: Some(Headers::from_pairs([("x-resp-trailer", "2")])),
+        unreachable: false,
     }
 }
 

@@ -179,21 +179,6 @@ fn the_wasi_subset_answers_like_envoy() {
 }
 
 #[test]
-fn abi_0_1_0_is_refused_with_a_clear_error() {
-    let error = compile(&module(Some("proxy_abi_version_0_1_0"), "", "", true))
-        .err()
-        .expect("fails");
-    assert!(
-        matches!(&error, HarnessError::UnsupportedAbi { version, .. } if version == "0.1.0"),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("0.2.1"),
-        "says what is supported: {error}"
-    );
-}
-
-#[test]
 fn out_of_bounds_pointers_get_invalid_memory_access_not_a_host_crash() {
     let imports = r#"
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
