@@ -769,6 +769,13 @@ impl Harness {
             }
             if run.req.ended && !run.response_started {
                 run.response_started = true;
+                if run.upstream_answer.is_some_and(|a| a.unreachable) {
+                    // The request never reached a live upstream.
+                    run.upstream_complete = false;
+                    run.upstream = None;
+                    self.local_reply(run, upstream_unreachable_reply(), "harness", false);
+                    continue;
+                }
                 if let Some(answer) = run.upstream_answer.take() {
                     let mut h = HeaderMap::default();
                     h.add(b":status", answer.status.to_string().as_bytes());
@@ -1485,6 +1492,18 @@ fn fail_closed_reply() -> LocalReplySpec {
     }
 }
 
+/// Envoy's router reply when the upstream connection fails before the
+/// response started.
+fn upstream_unreachable_reply() -> LocalReplySpec {
+    LocalReplySpec {
+        status: 503,
+        details: "upstream_reset_before_response_started{connection_failure}".to_string(),
+        body: b"upstream connect error or disconnect/reset before headers. reset reason: connection failure".to_vec(),
+        headers: HeaderMap::default(),
+        grpc_status: 14,
+    }
+}
+
 fn status_of(headers: &crate::model::Headers) -> u16 {
     headers
         .get(":status")
@@ -1621,6 +1640,47 @@ mod tests {
         assert!(b.shared().get_data("", b"k", &mut out).is_err());
         let c = Harness::with_shared(&m, config(false), a.shared()).unwrap();
         assert!(c.shared().get_data("", b"k", &mut out).is_ok());
+    }
+
+    #[test]
+    fn an_unreachable_upstream_gets_the_routers_503_through_the_filter() {
+        // on_response_headers adds "x-f: 1" to the response map.
+        let wat = r#"(module
+          (import "env" "proxy_add_header_map_value"
+            (func $add (param i32 i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "x-f1")
+          (func (export "malloc") (param i32) (result i32) i32.const 1024)
+          (func (export "proxy_abi_version_0_2_1"))
+          (func (export "proxy_on_context_create") (param i32 i32))
+          (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+            (drop (call $add (i32.const 2) (i32.const 0) (i32.const 3) (i32.const 3) (i32.const 1)))
+            i32.const 0))"#;
+        let m = CompiledModule::from_bytes("unreachable.wat", wat.as_bytes()).unwrap();
+        let mut h = Harness::new(&m, config(false)).unwrap();
+        let exchange = Exchange {
+            upstream: UpstreamResponse {
+                unreachable: true,
+                ..UpstreamResponse::default()
+            },
+            ..Exchange::default()
+        };
+        let o = h.exchange(&exchange).unwrap();
+        let response = o.response.unwrap();
+        assert_eq!(response.status, 503);
+        assert_eq!(response.message.headers.get_text("x-f").as_deref(), Some("1"));
+        assert_eq!(
+            response.message.body.to_text(),
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+        );
+        let reply = o.local_reply.unwrap();
+        assert_eq!(
+            reply.details,
+            "upstream_reset_before_response_started{connection_failure}"
+        );
+        assert_eq!(reply.source, "harness");
+        assert!(o.upstream_request.is_none());
+        assert!(o.trap.is_none());
     }
 
     #[test]

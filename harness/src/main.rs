@@ -192,6 +192,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
             None => Body::empty(),
         },
         trailers: None,
+        unreachable: false,
     };
     let mut envoy = Harness::new(module.clone(), config)?;
     let startup = envoy.startup().clone();

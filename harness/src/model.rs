@@ -640,6 +640,11 @@ pub struct UpstreamResponse {
     pub body: Body,
     /// Response trailers.
     pub trailers: Option<Headers>,
+    /// The upstream cannot be reached (connection failure before the
+    /// response started): the router answers the stream itself with
+    /// Envoy's 503 local reply, through the filter's response path, and
+    /// `status`, `headers`, `body`, `trailers` are not used.
+    pub unreachable: bool,
 }
 
 impl Default for UpstreamResponse {
@@ -649,6 +654,7 @@ impl Default for UpstreamResponse {
             headers: Headers::new(),
             body: Body::empty(),
             trailers: None,
+            unreachable: false,
         }
     }
 }
