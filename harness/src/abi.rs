@@ -1,4 +1,4 @@
-//! Proxy-Wasm ABI 0.2.1 enums, status codes and the header-map wire format.
+//! Proxy-Wasm ABI versions, 0.2.1 enums, status codes and the header-map wire format.
 
 /// Status codes returned by host functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,57 @@ impl Status {
             Status::CasMismatch => "CAS_MISMATCH",
             Status::InternalFailure => "INTERNAL_FAILURE",
             Status::Unimplemented => "UNIMPLEMENTED",
+        }
+    }
+}
+
+/// The Proxy-Wasm ABI version a module declares (an exported empty
+/// `proxy_abi_version_*` function); semantics differ per version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AbiVersion {
+    /// `proxy_abi_version_0_1_0`: header callbacks without end_of_stream, a
+    /// missing header reads as OK and empty, `proxy_continue_request`/
+    /// `proxy_continue_response`, `proxy_get_configuration`,
+    /// `proxy_clear_route_cache`; no `proxy_get_log_level`.
+    V0_1_0,
+    /// `proxy_abi_version_0_2_0`: 0.2.1 without `proxy_get_log_level`.
+    V0_2_0,
+    /// `proxy_abi_version_0_2_1`.
+    #[default]
+    V0_2_1,
+}
+
+impl AbiVersion {
+    /// Every version with the export that declares it, newest first.
+    pub const ALL: [(AbiVersion, &'static str); 3] = [
+        (AbiVersion::V0_2_1, "proxy_abi_version_0_2_1"),
+        (AbiVersion::V0_2_0, "proxy_abi_version_0_2_0"),
+        (AbiVersion::V0_1_0, "proxy_abi_version_0_1_0"),
+    ];
+
+    /// The version a module declares, from its export names (the newest
+    /// when several are exported).
+    pub fn detect<'a>(exports: impl Iterator<Item = &'a str> + Clone) -> Option<AbiVersion> {
+        Self::ALL
+            .iter()
+            .find(|(_, marker)| exports.clone().any(|e| e == *marker))
+            .map(|(v, _)| *v)
+    }
+
+    /// Whether a module of this version may import the host function `name`.
+    pub fn offers(self, name: &str) -> bool {
+        match name {
+            "proxy_get_log_level" => self == AbiVersion::V0_2_1,
+            _ => true,
+        }
+    }
+
+    /// `"0.1.0"`, `"0.2.0"`, `"0.2.1"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbiVersion::V0_1_0 => "0.1.0",
+            AbiVersion::V0_2_0 => "0.2.0",
+            AbiVersion::V0_2_1 => "0.2.1",
         }
     }
 }

@@ -7,7 +7,7 @@
 //! argument checks, lower-cased keys, deferred stream actions, empty values
 //! returned as pointer 0 / size 0 without allocating.
 
-use crate::abi::{self, BufferType, MapType, MetricType, Status, StreamType};
+use crate::abi::{self, AbiVersion, BufferType, MapType, MetricType, Status, StreamType};
 use crate::host::{
     Deferred, Event, GrpcPlan, Host, HttpPlan, LocalReplySpec, PendingGrpc, PendingHttp, Phase,
 };
@@ -95,6 +95,10 @@ macro_rules! for_each_hostcall {
             proxy_get_metric(metric_id: u32, return_value: ptr);
             proxy_record_metric(metric_id: u32, value: u64);
             proxy_increment_metric(metric_id: u32, offset: i64);
+            proxy_continue_request();
+            proxy_continue_response();
+            proxy_get_configuration(return_data: ptr, return_size: ptr);
+            proxy_clear_route_cache();
         }
     };
 }
@@ -552,8 +556,9 @@ pub fn proxy_get_header_map_size<G: Guest>(
     Ok(Status::Ok)
 }
 
-/// `proxy_get_header_map_value`: the first value, NOT_FOUND when missing,
-/// BAD_ARGUMENT when the map is not available in this phase (Envoy).
+/// `proxy_get_header_map_value`: the first value, NOT_FOUND when missing
+/// (ABI 0.1.0: OK and empty), BAD_ARGUMENT when the map is not available
+/// in this phase (Envoy).
 pub fn proxy_get_header_map_value<G: Guest>(
     g: &mut G,
     map_type: u32,
@@ -573,6 +578,11 @@ pub fn proxy_get_header_map_value<G: Guest>(
                 Some(v) => {
                     out.clear();
                     out.extend_from_slice(v);
+                    Status::Ok
+                }
+                // ABI 0.1.0 had no NOT_FOUND here: a missing header reads as empty.
+                None if h.abi == AbiVersion::V0_1_0 => {
+                    out.clear();
                     Status::Ok
                 }
                 None => Status::NotFound,
@@ -852,6 +862,42 @@ fn defer_stream_action<G: Guest>(
 /// `proxy_continue_stream` (deferred).
 pub fn proxy_continue_stream<G: Guest>(g: &mut G, stream_type: u32) -> Result<Status, Fault> {
     defer_stream_action(g, stream_type, false)
+}
+
+/// `proxy_continue_request` (ABI 0.1.0; deferred like `proxy_continue_stream`).
+pub fn proxy_continue_request<G: Guest>(g: &mut G) -> Result<Status, Fault> {
+    defer_stream_action(g, StreamType::HttpRequest as u32, false)
+}
+
+/// `proxy_continue_response` (ABI 0.1.0; deferred like `proxy_continue_stream`).
+pub fn proxy_continue_response<G: Guest>(g: &mut G) -> Result<Status, Fault> {
+    defer_stream_action(g, StreamType::HttpResponse as u32, false)
+}
+
+/// `proxy_clear_route_cache` (ABI 0.1.0): the harness has no route table, so
+/// there is nothing to recompute; OK, as Envoy answers.
+pub fn proxy_clear_route_cache<G: Guest>(_g: &mut G) -> Result<Status, Fault> {
+    Ok(Status::Ok)
+}
+
+/// `proxy_get_configuration` (ABI 0.1.0): the plugin configuration while
+/// `proxy_on_configure` runs, the VM configuration otherwise (Envoy returns
+/// the plugin's only while configuring it).
+pub fn proxy_get_configuration<G: Guest>(
+    g: &mut G,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let mut out = std::mem::take(&mut host.scratch);
+    out.clear();
+    out.extend_from_slice(if host.configuring {
+        host.plugin.configuration.as_bytes()
+    } else {
+        host.plugin.vm_config.as_bytes()
+    });
+    host.scratch = out;
+    return_scratch(g, return_data, return_size)
 }
 
 /// `proxy_close_stream` (deferred): resets the HTTP stream.

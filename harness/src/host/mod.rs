@@ -15,7 +15,7 @@ pub use headers::HeaderMap;
 pub use shared::SharedHost;
 pub(crate) use shared::{Inbox, QueueReady};
 
-use crate::abi::{BufferType, MapType, StreamType};
+use crate::abi::{AbiVersion, BufferType, MapType, StreamType};
 use crate::model::{
     ByteString, CalloutResult, ClusterSpec, GrpcCallRecord, GrpcCalloutAnswer, HarnessConfig,
     HttpCallRecord, LogEntry, LogLevel, PluginConfig, Properties, TraceEvent, TraceLevel,
@@ -193,6 +193,11 @@ pub struct Host {
     pub(crate) now_ms: u64,
     rng_state: u64,
 
+    /// The ABI the module declared (set when the VM is created).
+    pub(crate) abi: AbiVersion,
+    /// `proxy_on_configure` is running: `proxy_get_configuration` (ABI
+    /// 0.1.0) returns the plugin configuration, else the VM configuration.
+    pub(crate) configuring: bool,
     pub(crate) root_context_id: u32,
     pub(crate) next_context_id: u32,
     pub(crate) stream: Option<StreamState>,
@@ -280,6 +285,8 @@ impl Host {
             start_unix_ns: config.start_time_unix_ms.saturating_mul(1_000_000),
             now_ms: 0,
             rng_state: config.random_seed ^ 0x9e37_79b9_7f4a_7c15,
+            abi: AbiVersion::default(),
+            configuring: false,
             root_context_id: 1,
             next_context_id: 2,
             stream: None,
