@@ -22,6 +22,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod bench;
 mod driver;
 pub mod error;
 pub mod host;

@@ -34,6 +34,10 @@ enum Command {
     /// Send one request through a filter and print what happened, like `curl -v`.
     Run(Box<RunArgs>),
     /// Run scenario files (YAML) and report `N passed, N failed`.
+    /// Measure a filter's wasm module against its native twin (see BENCHMARKS.md).
+    Bench(Box<harness::bench::cli::BenchArgs>),
+    /// Precompile a module (.cwasm) that run, test and bench load without compiling.
+    Compile(harness::bench::cli::CompileArgs),
     Test {
         /// Scenario files or directories holding them.
         paths: Vec<PathBuf>,
@@ -109,6 +113,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Bench(args) => harness::bench::cli::bench_command(&args),
+        Command::Compile(args) => harness::bench::cli::compile_command(&args),
         Command::Test { paths, native } => match native {
             Some(dir) => harness::scenario::test_command_native(&paths, &dir),
             None => harness::scenario::test_command(&paths),

@@ -1,0 +1,745 @@
+//! The measurements: one filter, wasm against its native twin, through the
+//! same host code.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::wasm::{CompiledModule, WasmEngine};
+use crate::bench::rss::{self, Memory};
+use crate::bench::stats::{Latency, LatencyRecorder, median, ratio};
+use crate::bench::{BenchCase, Sweep};
+use crate::driver::{FilterModule, Harness};
+use crate::error::HarnessError;
+use crate::host::{GuestTraffic, Host, SharedHost};
+use crate::model::{Body, ByteString, Exchange, HarnessConfig, LogLevel, TraceLevel};
+
+/// How long and how much to measure.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchOptions {
+    /// Requests before any measurement (per VM).
+    pub warmup: u64,
+    /// Most latency samples per variant and backend.
+    pub max_samples: u64,
+    /// Wall-clock budget of each latency run and each throughput run.
+    pub run_time: Duration,
+    /// Extra VMs created for the memory measurement.
+    pub rss_vms: usize,
+    /// Requests through each of them before the second reading.
+    pub rss_requests: u64,
+    /// Repetitions of each cold-start step (medians are reported).
+    pub cold_runs: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            warmup: 200,
+            max_samples: 50_000,
+            run_time: Duration::from_millis(1000),
+            rss_vms: 4,
+            rss_requests: 10_000,
+            cold_runs: 20,
+        }
+    }
+}
+
+/// Which build runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// The filter built for the host, called directly.
+    Native,
+    /// The wasm module under wasmtime.
+    Wasm,
+}
+
+/// Guest-boundary traffic per request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PerRequest {
+    /// Guest entries: callbacks plus allocator calls.
+    pub guest_entries: f64,
+    /// Host functions called by the guest.
+    pub hostcalls: f64,
+    /// Payload bytes copied out of and into guest memory.
+    pub bytes_copied: f64,
+}
+
+impl PerRequest {
+    fn from_traffic(before: GuestTraffic, after: GuestTraffic, requests: u64) -> PerRequest {
+        let per = |a: u64, b: u64| (b - a) as f64 / requests.max(1) as f64;
+        PerRequest {
+            guest_entries: per(
+                before.callbacks + before.allocations,
+                after.callbacks + after.allocations,
+            ),
+            hostcalls: per(before.hostcalls, after.hostcalls),
+            bytes_copied: per(
+                before.bytes_from_guest + before.bytes_to_guest,
+                after.bytes_from_guest + after.bytes_to_guest,
+            ),
+        }
+    }
+}
+
+/// One backend on one variant.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendRun {
+    /// Full-lifecycle time per request.
+    pub latency: Latency,
+    /// Requests per second on one worker (one core).
+    pub per_core_rps: f64,
+    /// Requests per second with two workers (one VM each).
+    pub two_worker_rps: f64,
+    /// Guest-boundary traffic per request.
+    pub per_request: PerRequest,
+}
+
+/// One request shape (a sweep point), both backends.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantReport {
+    /// `base`, `10 headers`, `64 KiB body`...
+    pub label: String,
+    /// The status the client received (checked equal on both backends).
+    pub status: u16,
+    /// The native twin.
+    pub native: BackendRun,
+    /// The wasm module.
+    pub wasm: BackendRun,
+    /// wasm median / native median.
+    pub latency_ratio: f64,
+    /// wasm median - native median, ns.
+    pub added_ns: f64,
+    /// wasm / native requests per second, one worker.
+    pub throughput_ratio: f64,
+    /// wasm / native requests per second, two workers.
+    pub two_worker_ratio: f64,
+}
+
+/// Start-up costs of one backend, medians in ns (0 = not applicable).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ColdStart {
+    /// Compiling the module (wasm: Cranelift, from bytes to a linked module).
+    pub compile_ns: u64,
+    /// Loading a precompiled artifact (wasm: `harness compile` output,
+    /// memory-mapped; native: reading the library file).
+    pub load_ns: u64,
+    /// Creating a VM for a loaded module (wasm: instantiation; native: a
+    /// private copy of the library, `dlopen`, symbol lookup).
+    pub instantiate_ns: u64,
+    /// `_initialize` (+ `main`) and `proxy_on_context_create` of the root.
+    pub initialize_ns: u64,
+    /// `proxy_on_vm_start`.
+    pub vm_start_ns: u64,
+    /// `proxy_on_configure`.
+    pub configure_ns: u64,
+    /// From the artifact on disk to a configured root context, end to end.
+    pub total_ns: u64,
+}
+
+/// Resident memory added per extra VM.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VmMemory {
+    /// VMs measured.
+    pub vms: usize,
+    /// Per VM, right after start-up.
+    pub idle_bytes: f64,
+    /// Per VM, after `requests` requests through each.
+    pub after_requests_bytes: f64,
+    /// Of which anonymous (heap, linear memory), after the requests.
+    pub after_requests_anon_bytes: f64,
+    /// Requests through each VM.
+    pub requests: u64,
+}
+
+/// Everything measured for one filter.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseReport {
+    /// The case name.
+    pub name: String,
+    /// The wasm module.
+    pub module: PathBuf,
+    /// The native twin.
+    pub native: PathBuf,
+    /// Sweep points.
+    pub variants: Vec<VariantReport>,
+    /// Native start-up.
+    pub cold_start_native: ColdStart,
+    /// Wasm start-up.
+    pub cold_start_wasm: ColdStart,
+    /// Native memory per VM (each native VM maps a private copy of the library).
+    pub memory_native: VmMemory,
+    /// Wasm memory per VM (compiled code shared, counted once).
+    pub memory_wasm: VmMemory,
+}
+
+fn harness_config(case: &BenchCase) -> HarnessConfig {
+    let mut config = HarnessConfig::default();
+    config.plugin.name = case.name.clone();
+    config.plugin.configuration = ByteString(case.config.clone().into_bytes());
+    // What Envoy logs by default; debug lines would be dropped by the host anyway.
+    config.plugin.log_level = LogLevel::Info;
+    config.trace = TraceLevel::Off;
+    if let Some(limit) = case.buffer_limit_bytes {
+        config.buffer_limit_bytes = limit;
+    }
+    config
+}
+
+/// The exchanges of a case: its base request, then the sweep points.
+pub fn variants(case: &BenchCase) -> Vec<(String, Exchange)> {
+    let base = Exchange {
+        request: case.request.clone(),
+        upstream: case.upstream.clone(),
+        properties: Default::default(),
+    };
+    match case.sweep {
+        Sweep::None => vec![("base".to_string(), base)],
+        Sweep::Headers => [1usize, 10, 50]
+            .iter()
+            .map(|&n| {
+                let mut ex = base.clone();
+                pad_headers(&mut ex.request.headers, n);
+                pad_headers(&mut ex.upstream.headers, n);
+                (format!("{n} headers"), ex)
+            })
+            .collect(),
+        Sweep::ResponseBody | Sweep::RequestBody => {
+            let sizes: [(usize, Option<usize>); 6] = [
+                (0, None),
+                (1024, None),
+                (64 * 1024, None),
+                (1024 * 1024, None),
+                (64 * 1024, Some(16 * 1024)),
+                (1024 * 1024, Some(16 * 1024)),
+            ];
+            sizes
+                .iter()
+                .map(|&(size, chunk)| {
+                    let mut ex = base.clone();
+                    let body = sample_body(size);
+                    let body = match chunk {
+                        Some(c) => Body(body.chunks(c).map(|b| ByteString(b.to_vec())).collect()),
+                        None => Body::single(body),
+                    };
+                    let label = match chunk {
+                        Some(c) => format!("{} body in {} chunks", size_label(size), size_label(c)),
+                        None => format!("{} body", size_label(size)),
+                    };
+                    if case.sweep == Sweep::ResponseBody {
+                        ex.upstream.body = body;
+                    } else {
+                        ex.request.body = body;
+                    }
+                    (label, ex)
+                })
+                .collect()
+        }
+    }
+}
+
+fn size_label(size: usize) -> String {
+    match size {
+        0 => "0 B".to_string(),
+        s if s % (1024 * 1024) == 0 => format!("{} MiB", s / (1024 * 1024)),
+        s if s % 1024 == 0 => format!("{} KiB", s / 1024),
+        s => format!("{s} B"),
+    }
+}
+
+/// Adds `x-bench-N` headers until there are `n`.
+fn pad_headers(headers: &mut crate::model::Headers, n: usize) {
+    let mut i = 0;
+    while headers.len() < n {
+        headers.push(format!("x-bench-{i}"), format!("value-{i}-abcdefghij"));
+        i += 1;
+    }
+}
+
+/// A JSON-lines body of `size` bytes: customer records, every fourth with
+/// a card number (what a redaction filter looks for).
+pub fn sample_body(size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 128);
+    let mut i = 0u64;
+    while out.len() < size {
+        let record = if i.is_multiple_of(4) {
+            format!(
+                "{{\"id\":{i},\"name\":\"customer {i}\",\"card\":\"4111-1111-1111-{:04}\",\"city\":\"Hangzhou\"}}\n",
+                i % 10_000
+            )
+        } else {
+            format!(
+                "{{\"id\":{i},\"name\":\"customer {i}\",\"plan\":\"standard\",\"city\":\"Hangzhou\"}}\n"
+            )
+        };
+        out.extend_from_slice(record.as_bytes());
+        i += 1;
+    }
+    out.truncate(size);
+    out
+}
+
+/// Loads both builds of a case.
+fn load(case: &BenchCase) -> Result<(CompiledModule, FilterModule), HarnessError> {
+    let wasm = match FilterModule::from_file(&case.module)? {
+        FilterModule::Wasm(m) => m,
+        #[cfg(unix)]
+        FilterModule::Native(_) => {
+            return Err(HarnessError::Usage(format!(
+                "{} is a native library; give the .wasm module first and the native twin with --native",
+                case.module.display()
+            )));
+        }
+    };
+    let native = FilterModule::from_file(&case.native)?;
+    if native.backend_name() != "native" {
+        return Err(HarnessError::Usage(format!(
+            "{} is not a native library (build the twin with `cargo build --release -p <filter>`)",
+            case.native.display()
+        )));
+    }
+    Ok((wasm, native))
+}
+
+fn new_harness(module: &FilterModule, config: &HarnessConfig) -> Result<Harness, HarnessError> {
+    Harness::with_shared(module.clone(), config.clone(), SharedHost::new())
+}
+
+/// One exchange, checked: no trap, the stream completed.
+fn exchange_checked(h: &mut Harness, ex: &Exchange, what: &str) -> Result<u16, HarnessError> {
+    let outcome = h.exchange(ex)?;
+    if let Some(trap) = &outcome.trap {
+        return Err(HarnessError::Usage(format!(
+            "{what}: the filter trapped in {}: {}",
+            trap.callback, trap.trap
+        )));
+    }
+    match outcome.response {
+        Some(r) => Ok(r.status),
+        None => Err(HarnessError::Usage(format!(
+            "{what}: the stream did not complete ({:?})",
+            outcome.end
+        ))),
+    }
+}
+
+/// The wasm and native outcomes of one exchange must be the same: the twin
+/// is only a baseline if it does the same work.
+fn check_faithful(
+    wasm: &FilterModule,
+    native: &FilterModule,
+    config: &HarnessConfig,
+    ex: &Exchange,
+    label: &str,
+) -> Result<u16, HarnessError> {
+    let mut outcomes = Vec::new();
+    for module in [wasm, native] {
+        let mut h = new_harness(module, config)?;
+        let o = h.exchange(ex)?;
+        if let Some(trap) = &o.trap {
+            return Err(HarnessError::Usage(format!(
+                "{label}: the {} filter trapped in {}: {}",
+                module.backend_name(),
+                trap.callback,
+                trap.trap
+            )));
+        }
+        // WASI calls exist only in the wasm build (the twin uses the host's libc).
+        let proxy_calls: std::collections::BTreeMap<String, u64> = o
+            .hostcalls
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("proxy_"))
+            .collect();
+        // The request id comes from the seeded generator, which the wasm
+        // build's WASI start-up (random_get) has already advanced.
+        let upstream = o.upstream_request.map(|mut m| {
+            m.headers.0.retain(|(k, _)| k.as_bytes() != b"x-request-id");
+            m
+        });
+        outcomes.push((o.response, upstream, o.local_reply, proxy_calls));
+    }
+    let (w, n) = (&outcomes[0], &outcomes[1]);
+    let differs = [
+        ("response", format!("{:?}", w.0), format!("{:?}", n.0)),
+        (
+            "upstream request",
+            format!("{:?}", w.1),
+            format!("{:?}", n.1),
+        ),
+        ("local reply", format!("{:?}", w.2), format!("{:?}", n.2)),
+        ("hostcalls", format!("{:?}", w.3), format!("{:?}", n.3)),
+    ]
+    .into_iter()
+    .find(|(_, a, b)| a != b);
+    if let Some((what, a, b)) = differs {
+        return Err(HarnessError::Usage(format!(
+            "{label}: the wasm module and the native twin answered differently ({what}: \
+             wasm {a}, native {b}); they are not builds of the same filter (or the twin \
+             is stale: rebuild both)"
+        )));
+    }
+    Ok(outcomes[0].0.as_ref().map_or(0, |r| r.status))
+}
+
+fn elapsed_ns(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn measure_backend(
+    module: &FilterModule,
+    config: &HarnessConfig,
+    ex: &Exchange,
+    options: &BenchOptions,
+) -> Result<BackendRun, HarnessError> {
+    let what = module.backend_name();
+    let mut h = new_harness(module, config)?;
+    for _ in 0..options.warmup {
+        exchange_checked(&mut h, ex, what)?;
+    }
+    // Latency: every request timed on its own.
+    let mut recorder = LatencyRecorder::new().map_err(HarnessError::Usage)?;
+    let before = h.guest_traffic();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n < options.max_samples && (n < 100 || started.elapsed() < options.run_time) {
+        let t = Instant::now();
+        let outcome = h.exchange(ex)?;
+        recorder.record(elapsed_ns(t));
+        if outcome.trap.is_some() {
+            return Err(HarnessError::Usage(format!("{what}: the filter trapped")));
+        }
+        n += 1;
+    }
+    let per_request = PerRequest::from_traffic(before, h.guest_traffic(), n);
+    // Throughput on one worker: back to back, no per-request clock.
+    let per_core_rps = throughput(&mut h, ex, options.run_time)?;
+    drop(h);
+    let two_worker_rps = two_workers(module, config, ex, options)?;
+    Ok(BackendRun {
+        latency: recorder.summary(),
+        per_core_rps,
+        two_worker_rps,
+        per_request,
+    })
+}
+
+fn throughput(h: &mut Harness, ex: &Exchange, run_time: Duration) -> Result<f64, HarnessError> {
+    let started = Instant::now();
+    let mut n = 0u64;
+    loop {
+        for _ in 0..16 {
+            h.exchange(ex)?;
+        }
+        n += 16;
+        let t = started.elapsed();
+        if t >= run_time {
+            return Ok(n as f64 / t.as_secs_f64());
+        }
+    }
+}
+
+/// Two worker threads, one VM each (sharing shared data like Envoy workers).
+fn two_workers(
+    module: &FilterModule,
+    config: &HarnessConfig,
+    ex: &Exchange,
+    options: &BenchOptions,
+) -> Result<f64, HarnessError> {
+    let shared = SharedHost::new();
+    let barrier = Arc::new(Barrier::new(2));
+    let results: Vec<Result<(u64, Duration), HarnessError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (module, config, shared, barrier) = (
+                    module.clone(),
+                    config.clone(),
+                    shared.clone(),
+                    barrier.clone(),
+                );
+                s.spawn(move || -> Result<(u64, Duration), HarnessError> {
+                    // The VM is made on the thread that drives it (native VMs must be).
+                    let built = Harness::with_shared(module, config, shared);
+                    barrier.wait();
+                    let mut h = built?;
+                    for _ in 0..options.warmup.min(50) {
+                        h.exchange(ex)?;
+                    }
+                    let started = Instant::now();
+                    let mut n = 0u64;
+                    while started.elapsed() < options.run_time {
+                        for _ in 0..16 {
+                            h.exchange(ex)?;
+                        }
+                        n += 16;
+                    }
+                    Ok((n, started.elapsed()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(HarnessError::Usage(
+                        "a benchmark worker panicked".to_string(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut total = 0.0;
+    for r in results {
+        let (n, t) = r?;
+        total += n as f64 / t.as_secs_f64();
+    }
+    Ok(total)
+}
+
+/// Start-up durations recorded by the driver, grouped.
+fn startup_split(h: &Harness) -> (u64, u64, u64) {
+    let mut init = 0u64;
+    let mut vm_start = 0u64;
+    let mut configure = 0u64;
+    for (name, d) in h.startup_durations() {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        match *name {
+            "proxy_on_vm_start" => vm_start += ns,
+            "proxy_on_configure" => configure += ns,
+            _ => init += ns,
+        }
+    }
+    (init, vm_start, configure)
+}
+
+fn cold_start_wasm(
+    case: &BenchCase,
+    config: &HarnessConfig,
+    options: &BenchOptions,
+) -> Result<ColdStart, HarnessError> {
+    let engine = WasmEngine::shared()?;
+    let name = case.module.display().to_string();
+    let bytes = std::fs::read(&case.module).map_err(|source| HarnessError::ModuleNotFound {
+        path: case.module.clone(),
+        source,
+    })?;
+    let mut compile = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let m = CompiledModule::from_bytes_with(&engine, &name, &bytes)?;
+        compile.push(elapsed_ns(t));
+        drop(m);
+    }
+    let artifact = CompiledModule::precompile(&engine, &name, &bytes)?;
+    let path = std::env::temp_dir().join(format!(
+        "harness-bench-{}-{}.cwasm",
+        std::process::id(),
+        case.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    ));
+    std::fs::write(&path, &artifact)
+        .map_err(|e| HarnessError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    let result = cold_start_from_artifact(&engine, &path, config, options);
+    let _ = std::fs::remove_file(&path);
+    let mut cold = result?;
+    cold.compile_ns = median(&mut compile);
+    Ok(cold)
+}
+
+fn cold_start_from_artifact(
+    engine: &WasmEngine,
+    path: &Path,
+    config: &HarnessConfig,
+    options: &BenchOptions,
+) -> Result<ColdStart, HarnessError> {
+    let runs = options.cold_runs.max(1);
+    let (mut load, mut inst, mut init, mut vm_start, mut configure, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut module = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let m = CompiledModule::from_precompiled_file_with(engine, path)?;
+        let loaded = elapsed_ns(t);
+        let host = Host::new(config, SharedHost::new());
+        let t2 = Instant::now();
+        let vm = m.instantiate(host)?;
+        let instantiated = elapsed_ns(t2);
+        let t3 = Instant::now();
+        let h = Harness::start(Box::new(vm))?;
+        let started = elapsed_ns(t3);
+        let (i, v, c) = startup_split(&h);
+        load.push(loaded);
+        total.push(loaded + instantiated + started);
+        init.push(i);
+        vm_start.push(v);
+        configure.push(c);
+        drop(h);
+        module = Some(m);
+    }
+    // Instantiation alone, many times, for an already-loaded module.
+    if let Some(m) = module {
+        for _ in 0..runs * 10 {
+            let host = Host::new(config, SharedHost::new());
+            let t = Instant::now();
+            let vm = m.instantiate(host)?;
+            inst.push(elapsed_ns(t));
+            drop(vm);
+        }
+    }
+    Ok(ColdStart {
+        compile_ns: 0,
+        load_ns: median(&mut load),
+        instantiate_ns: median(&mut inst),
+        initialize_ns: median(&mut init),
+        vm_start_ns: median(&mut vm_start),
+        configure_ns: median(&mut configure),
+        total_ns: median(&mut total),
+    })
+}
+
+#[cfg(unix)]
+fn cold_start_native(
+    case: &BenchCase,
+    config: &HarnessConfig,
+    options: &BenchOptions,
+) -> Result<ColdStart, HarnessError> {
+    use crate::backend::native::NativeLibrary;
+    let runs = options.cold_runs.max(1);
+    let (mut load, mut inst, mut init, mut vm_start, mut configure, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let lib = NativeLibrary::from_file(&case.native)?;
+        let loaded = elapsed_ns(t);
+        let host = Host::new(config, SharedHost::new());
+        let t2 = Instant::now();
+        let vm = lib.instantiate(host)?;
+        let instantiated = elapsed_ns(t2);
+        let t3 = Instant::now();
+        let h = Harness::start(Box::new(vm))?;
+        let started = elapsed_ns(t3);
+        let (i, v, c) = startup_split(&h);
+        load.push(loaded);
+        inst.push(instantiated);
+        total.push(loaded + instantiated + started);
+        init.push(i);
+        vm_start.push(v);
+        configure.push(c);
+    }
+    Ok(ColdStart {
+        compile_ns: 0,
+        load_ns: median(&mut load),
+        instantiate_ns: median(&mut inst),
+        initialize_ns: median(&mut init),
+        vm_start_ns: median(&mut vm_start),
+        configure_ns: median(&mut configure),
+        total_ns: median(&mut total),
+    })
+}
+
+/// RSS added per extra VM. A first VM is made before the baseline, so code
+/// and the allocator's first growth are counted once, not per VM.
+fn vm_memory(
+    module: &FilterModule,
+    config: &HarnessConfig,
+    ex: &Exchange,
+    options: &BenchOptions,
+) -> Result<VmMemory, HarnessError> {
+    let mut first = new_harness(module, config)?;
+    for _ in 0..options.warmup {
+        first.exchange(ex)?;
+    }
+    let read = || rss::current().unwrap_or_default();
+    let base: Memory = read();
+    let vms = options.rss_vms.max(1);
+    let mut harnesses = Vec::with_capacity(vms);
+    for _ in 0..vms {
+        harnesses.push(new_harness(module, config)?);
+    }
+    let idle = read();
+    // Requests through each VM, capped in time so slow filters still finish.
+    let mut requests = options.rss_requests;
+    for h in &mut harnesses {
+        let started = Instant::now();
+        let mut n = 0;
+        while n < requests {
+            h.exchange(ex)?;
+            n += 1;
+            if started.elapsed() > options.run_time * 3 {
+                break;
+            }
+        }
+        requests = requests.min(n);
+    }
+    let after = read();
+    let per_vm = |m: Memory, f: fn(&Memory) -> u64| (f(&m) as f64 - f(&base) as f64) / vms as f64;
+    drop(harnesses);
+    drop(first);
+    Ok(VmMemory {
+        vms,
+        idle_bytes: per_vm(idle, |m| m.resident),
+        after_requests_bytes: per_vm(after, |m| m.resident),
+        after_requests_anon_bytes: per_vm(after, Memory::anonymous),
+        requests,
+    })
+}
+
+/// Runs every measurement of one case.
+pub fn run_case(
+    case: &BenchCase,
+    options: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CaseReport, HarnessError> {
+    let (wasm_module, native) = load(case)?;
+    let wasm = FilterModule::Wasm(wasm_module);
+    let config = harness_config(case);
+    let mut variants_out = Vec::new();
+    let all = variants(case);
+    for (label, ex) in &all {
+        progress(&format!("{}: {label}", case.name));
+        let status = check_faithful(
+            &wasm,
+            &native,
+            &config,
+            ex,
+            &format!("{} {label}", case.name),
+        )?;
+        let native_run = measure_backend(&native, &config, ex, options)?;
+        let wasm_run = measure_backend(&wasm, &config, ex, options)?;
+        variants_out.push(VariantReport {
+            label: label.clone(),
+            status,
+            latency_ratio: ratio(
+                wasm_run.latency.median_ns as f64,
+                native_run.latency.median_ns as f64,
+            ),
+            added_ns: wasm_run.latency.median_ns as f64 - native_run.latency.median_ns as f64,
+            throughput_ratio: ratio(wasm_run.per_core_rps, native_run.per_core_rps),
+            two_worker_ratio: ratio(wasm_run.two_worker_rps, native_run.two_worker_rps),
+            native: native_run,
+            wasm: wasm_run,
+        });
+    }
+    progress(&format!("{}: cold start", case.name));
+    let cold_start_wasm = cold_start_wasm(case, &config, options)?;
+    #[cfg(unix)]
+    let cold_start_native = cold_start_native(case, &config, options)?;
+    #[cfg(not(unix))]
+    let cold_start_native = ColdStart::default();
+    progress(&format!("{}: memory per VM", case.name));
+    let (_, base) = all
+        .first()
+        .ok_or_else(|| HarnessError::Usage("no request to measure".to_string()))?;
+    let memory_wasm = vm_memory(&wasm, &config, base, options)?;
+    let memory_native = vm_memory(&native, &config, base, options)?;
+    Ok(CaseReport {
+        name: case.name.clone(),
+        module: case.module.clone(),
+        native: case.native.clone(),
+        variants: variants_out,
+        cold_start_native,
+        cold_start_wasm,
+        memory_native,
+        memory_wasm,
+    })
+}
