@@ -24,6 +24,7 @@ use crate::host::{
 use crate::hostcalls::hostcall_name;
 use crate::model::{
     ByteString, CalloutResult, ClusterSpec, DownstreamRequest, DownstreamResponse, Exchange,
+    FailurePolicyApplied,
     HarnessConfig, HttpMessage, LocalReply, LogEntry, LogLevel, MetricSnapshot, Outcome,
     Properties, PropertyValue, StreamEnd, TraceEvent, TraceLevel, TrapReport, UpstreamResponse,
 };
@@ -114,6 +115,17 @@ pub struct Harness {
     http_mark: usize,
     grpc_mark: usize,
     startup_durations: Vec<(&'static str, std::time::Duration)>,
+    /// What a FAIL_RELOAD needs to start a fresh VM (set when the plugin asks for it).
+    reload: Option<ReloadSource>,
+    /// The failure policy applied in the current exchange.
+    policy_applied: Option<FailurePolicyApplied>,
+}
+
+/// The module and configuration a failed VM is rebuilt from.
+struct ReloadSource {
+    module: FilterModule,
+    config: HarnessConfig,
+    shared: SharedHost,
 }
 
 /// One direction of the stream (request or response).
@@ -273,13 +285,61 @@ impl Harness {
         config: HarnessConfig,
         shared: SharedHost,
     ) -> Result<Harness, HarnessError> {
-        let host = Host::new(&config, shared);
-        let vm: Box<dyn Vm> = match module.into() {
+        let module = module.into();
+        let vm = Self::new_vm(&module, &config, &shared)?;
+        let mut harness = Self::start(vm)?;
+        if config.plugin.reload_on_failure {
+            harness.reload = Some(ReloadSource {
+                module,
+                config,
+                shared,
+            });
+        }
+        Ok(harness)
+    }
+
+    fn new_vm(
+        module: &FilterModule,
+        config: &HarnessConfig,
+        shared: &SharedHost,
+    ) -> Result<Box<dyn Vm>, HarnessError> {
+        let host = Host::new(config, shared.clone());
+        Ok(match module {
             FilterModule::Wasm(m) => Box::new(m.instantiate(host)?),
             #[cfg(unix)]
             FilterModule::Native(lib) => Box::new(lib.instantiate(host)?),
+        })
+    }
+
+    /// FAIL_RELOAD: replaces a failed VM with a fresh one (start-up run
+    /// again, virtual time kept). On a start-up failure the VM stays failed.
+    fn reload_failed_vm(&mut self) {
+        let Some(source) = &self.reload else {
+            return;
         };
-        Self::start(vm)
+        let now_ms = self.vm.host_ref().now_ms;
+        let fresh = Self::new_vm(&source.module, &source.config, &source.shared).and_then(|vm| {
+            let mut h = Self::start(vm)?;
+            h.vm.host().now_ms = now_ms;
+            Ok(h)
+        });
+        match fresh {
+            Ok(h) => {
+                self.vm = h.vm;
+                self.failure = None;
+                self.startup = h.startup;
+                self.startup_durations = h.startup_durations;
+                self.policy_applied = Some(FailurePolicyApplied::Reloaded);
+                self.vm.host().harness_log(
+                    LogLevel::Warn,
+                    "VM reloaded after a failure (reload_on_failure)".to_string(),
+                );
+            }
+            Err(e) => self.vm.host().harness_log(
+                LogLevel::Critical,
+                format!("VM reload after a failure failed: {e}"),
+            ),
+        }
     }
 
     /// Starts an already-instantiated VM (any backend).
@@ -292,6 +352,8 @@ impl Harness {
             http_mark: 0,
             grpc_mark: 0,
             startup_durations: Vec::new(),
+            reload: None,
+            policy_applied: None,
         };
         h.begin_capture();
         let se = h.vm.start_exports();
@@ -354,7 +416,27 @@ impl Harness {
     /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
+        self.begin_exchange();
+        let done = self.run_stream(exchange, &mut []);
+        Ok(self.close_stream(done))
+    }
+
+    /// Prepares this worker for an exchange: the failure policy's reload,
+    /// then a fresh capture of logs, trace and counts.
+    pub(crate) fn begin_exchange(&mut self) {
+        if self.failure.is_some() {
+            self.reload_failed_vm();
+        }
+        let reloaded = self.policy_applied.take();
         self.begin_capture();
+        self.policy_applied = reloaded;
+    }
+
+    /// Runs one stream through this filter until it completes, is reset or
+    /// stalls, and leaves it open (see [`Harness::close_stream`]). What the
+    /// filter lets through goes to `next`, the rest of a filter chain, or,
+    /// when `next` is empty, to the exchange's scripted upstream.
+    pub(crate) fn run_stream(&mut self, exchange: &Exchange, next: &mut [Harness]) -> StreamDone {
         let start_ms = self.vm.host_ref().now_ms;
         self.vm
             .host()
@@ -527,6 +609,7 @@ impl Harness {
 
     fn begin_capture(&mut self) {
         self.new_trap = None;
+        self.policy_applied = None;
         let host = self.vm.host();
         host.logs.clear();
         host.trace.clear();
@@ -574,6 +657,7 @@ impl Harness {
             hostcalls,
             trace: std::mem::take(&mut host.trace),
             trap: self.new_trap.take(),
+            failure_policy: self.policy_applied.take(),
             elapsed_ms,
         }
     }
@@ -693,6 +777,11 @@ impl Harness {
 
     /// Envoy's failure policy for the stream in flight.
     fn after_trap(&mut self, run: &mut Run<'_>) {
+        self.policy_applied = Some(if self.fail_open() {
+            FailurePolicyApplied::FailOpen
+        } else {
+            FailurePolicyApplied::FailClosed
+        });
         if self.fail_open() {
             // The filter is gone: whatever it held back flows on.
             run.bypass = true;
@@ -704,6 +793,11 @@ impl Harness {
     }
 
     fn vm_already_failed(&mut self, run: &mut Run<'_>) {
+        self.policy_applied = Some(if self.fail_open() {
+            FailurePolicyApplied::FailOpen
+        } else {
+            FailurePolicyApplied::FailClosed
+        });
         if self.fail_open() {
             run.bypass = true;
         } else {

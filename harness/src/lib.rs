@@ -27,6 +27,7 @@ mod driver;
 pub mod error;
 pub mod host;
 pub mod hostcalls;
+pub mod limits;
 pub mod model;
 pub mod scenario;
 

@@ -77,6 +77,15 @@ struct RunArgs {
     /// Let traffic through when the filter traps (Envoy's fail_open).
     #[arg(long)]
     fail_open: bool,
+    /// After a trap, start a fresh VM for the next request (Istio's FAIL_RELOAD).
+    #[arg(long)]
+    fail_reload: bool,
+    /// Cap on the filter's linear memory, in MiB (0 = wasm32's 4 GiB).
+    #[arg(long, value_name = "MIB", default_value_t = harness::limits::DEFAULT_MAX_MEMORY_BYTES / (1024 * 1024))]
+    max_memory_mb: u64,
+    /// Deadline for each guest callback, in ms (0 = none); past it the VM fails.
+    #[arg(long, value_name = "MS", default_value_t = harness::limits::DEFAULT_CALLBACK_DEADLINE_MS)]
+    callback_deadline_ms: u64,
     /// The request line: 'METHOD /path'.
     #[arg(long, default_value = "GET /")]
     request: String,
@@ -174,6 +183,9 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
             vm_config: ByteString(text_or_file(&args.vm_config, "--vm-config")?),
             configuration: ByteString(text_or_file(&args.config, "--config")?),
             fail_open: args.fail_open,
+            reload_on_failure: args.fail_reload,
+            max_memory_bytes: args.max_memory_mb.saturating_mul(1024 * 1024),
+            callback_deadline_ms: args.callback_deadline_ms,
             env,
             log_level: LogLevel::Trace,
         },

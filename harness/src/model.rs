@@ -409,6 +409,15 @@ pub struct PluginConfig {
     pub configuration: ByteString,
     /// On a VM failure (trap), let traffic pass instead of answering 503.
     pub fail_open: bool,
+    /// Istio's FAIL_RELOAD: after a trap, the next stream starts a fresh VM
+    /// (the stream that trapped still follows `fail_open`).
+    pub reload_on_failure: bool,
+    /// Cap on the VM's linear memory in bytes (0 = wasm32's 4 GiB): a
+    /// `memory.grow` past it fails, like an out-of-memory host.
+    pub max_memory_bytes: u64,
+    /// Wall-clock deadline for one guest callback in milliseconds (0 =
+    /// none): an endless loop traps and fails the VM.
+    pub callback_deadline_ms: u64,
     /// Environment variables the WASI `environ_*` calls expose (Envoy's `env.key_values`).
     pub env: BTreeMap<String, String>,
     /// What `proxy_get_log_level` reports; lower levels are dropped like Envoy does.
@@ -424,6 +433,9 @@ impl Default for PluginConfig {
             vm_config: ByteString::default(),
             configuration: ByteString::default(),
             fail_open: false,
+            reload_on_failure: false,
+            max_memory_bytes: crate::limits::DEFAULT_MAX_MEMORY_BYTES,
+            callback_deadline_ms: crate::limits::DEFAULT_CALLBACK_DEADLINE_MS,
             env: BTreeMap::new(),
             log_level: LogLevel::Trace,
         }
@@ -929,6 +941,18 @@ pub struct TrapReport {
     pub panic_message: Option<String>,
 }
 
+/// What the harness did about a failed VM (Envoy's / Istio's failure policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicyApplied {
+    /// The stream got a 503 local reply (`wasm_fail_stream`), the default.
+    FailClosed,
+    /// The stream passed through without the filter (`fail_open`).
+    FailOpen,
+    /// A fresh VM was started for this stream (`reload_on_failure`, Istio's FAIL_RELOAD).
+    Reloaded,
+}
+
 /// Everything one exchange (or one [`crate::Harness::advance`]) produced.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -959,6 +983,8 @@ pub struct Outcome {
     pub trace: Vec<TraceEvent>,
     /// A trap in this exchange: the VM is failed from now on.
     pub trap: Option<TrapReport>,
+    /// The failure policy applied in this exchange, if the VM failed (now or earlier).
+    pub failure_policy: Option<FailurePolicyApplied>,
     /// Virtual time spent by this exchange, in ms.
     pub elapsed_ms: u64,
 }

@@ -277,6 +277,9 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
             fail_open: plugin.fail_open.unwrap_or(defaults.fail_open),
             env: plugin.env.clone().unwrap_or(defaults.env),
             log_level: plugin.log_level.unwrap_or(defaults.log_level),
+            reload_on_failure: defaults.reload_on_failure,
+            max_memory_bytes: defaults.max_memory_bytes,
+            callback_deadline_ms: defaults.callback_deadline_ms,
         },
         clusters: case
             .clusters

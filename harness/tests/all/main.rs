@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hostcalls;
+mod hostile;
 mod lifecycle;
 mod modules;
 mod scenarios;

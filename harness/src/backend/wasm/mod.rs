@@ -31,8 +31,14 @@ impl WasmEngine {
     pub fn new() -> Result<WasmEngine, HarnessError> {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Callback deadlines: compiled code checks the epoch at loop heads
+        // and function entries; a thread advances it (crate::limits).
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)
             .map_err(|e| HarnessError::Usage(format!("cannot create the wasmtime engine: {e}")))?;
+        crate::limits::start_epoch_ticker(&engine).map_err(|e| {
+            HarnessError::Usage(format!("cannot start the callback-deadline thread: {e}"))
+        })?;
         Ok(WasmEngine { engine })
     }
 
@@ -291,16 +297,28 @@ impl CompiledModule {
         let mut store = Store::new(
             &self.inner.engine.engine,
             WasmState {
+                memory_cap: crate::limits::MemoryCap::new(host.plugin().max_memory_bytes),
                 host,
                 memory: None,
                 alloc: None,
             },
         );
+        store.limiter(|state| &mut state.memory_cap);
+        // Start-up code (data segments, a start function) has a deadline too.
+        store.set_epoch_deadline(crate::limits::deadline_ticks(
+            store.data().host.plugin().callback_deadline_ms,
+        ));
         let instance = self
             .inner
             .pre
             .instantiate(&mut store)
-            .map_err(|e| inst_err(format!("{e:#}")))?;
+            .map_err(|e| match store.data().memory_cap.refused {
+                Some(wanted) => inst_err(format!(
+                    "its initial memory ({wanted} bytes) exceeds the {}-byte memory limit (max_memory_bytes): {e:#}",
+                    store.data().memory_cap.max_bytes
+                )),
+                None => inst_err(format!("{e:#}")),
+            })?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| inst_err("export `memory` is not a memory".to_string()))?;
@@ -378,6 +396,7 @@ pub struct WasmState {
     host: Host,
     memory: Option<Memory>,
     alloc: Option<TypedFunc<i32, i32>>,
+    memory_cap: crate::limits::MemoryCap,
 }
 
 /// Guest linear memory: 32-bit pointers, every access bounds-checked.
@@ -784,12 +803,16 @@ pub struct WasmVm {
     start: StartExports,
 }
 
-/// Text of a wasmtime error: the trap kind plus the message chain.
+/// Text of a wasmtime error: the cause first (the trap kind, or the host
+/// fault's message), then the wasm backtrace when there is one.
 fn trap_text(e: &wasmtime::Error) -> String {
-    let top = e.to_string();
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) if top != trap.to_string() => format!("{top}: {trap}"),
-        _ => top,
+    let cause = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => e.root_cause().to_string(),
+    };
+    match e.downcast_ref::<wasmtime::WasmBacktrace>() {
+        Some(backtrace) => format!("{cause}\n{backtrace}"),
+        None => cause,
     }
 }
 
@@ -809,6 +832,28 @@ fn call_opt<P: WasmParams, R: WasmResults>(
     f.as_ref().map(|f| f.call(&mut *store, params))
 }
 
+impl WasmVm {
+    /// The trap text, naming the filter, the callback and the limit when a
+    /// limit caused it.
+    fn explain_trap(&self, cb: Callback, err: &wasmtime::Error, deadline_ms: u64) -> String {
+        let state = self.store.data();
+        let filter = &state.host.plugin().name;
+        if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+            return crate::limits::deadline_message(filter, cb.name(), deadline_ms);
+        }
+        match state.memory_cap.refused {
+            Some(wanted) => crate::limits::memory_message(
+                filter,
+                cb.name(),
+                state.memory_cap.max_bytes,
+                wanted,
+                &trap_text(err),
+            ),
+            None => trap_text(err),
+        }
+    }
+}
+
 impl Vm for WasmVm {
     fn host(&mut self) -> &mut Host {
         &mut self.store.data_mut().host
@@ -823,6 +868,10 @@ impl Vm for WasmVm {
     }
 
     fn call(&mut self, cb: Callback) -> Result<u64, String> {
+        let deadline_ms = self.store.data().host.plugin().callback_deadline_ms;
+        self.store
+            .set_epoch_deadline(crate::limits::deadline_ticks(deadline_ms));
+        self.store.data_mut().memory_cap.refused = None;
         let e = &self.exports;
         let s = &mut self.store;
         let unit = |r: Option<wasmtime::Result<()>>| r.map(|r| r.map(|()| 0u64));
@@ -965,7 +1014,7 @@ impl Vm for WasmVm {
         match result {
             None => Ok(cb.default_result()),
             Some(Ok(v)) => Ok(v),
-            Some(Err(err)) => Err(trap_text(&err)),
+            Some(Err(err)) => Err(self.explain_trap(cb, &err, deadline_ms)),
         }
     }
 }
