@@ -416,27 +416,12 @@ impl Harness {
     /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
-        self.begin_exchange();
-        let done = self.run_stream(exchange, &mut []);
-        Ok(self.close_stream(done))
-    }
-
-    /// Prepares this worker for an exchange: the failure policy's reload,
-    /// then a fresh capture of logs, trace and counts.
-    pub(crate) fn begin_exchange(&mut self) {
         if self.failure.is_some() {
             self.reload_failed_vm();
         }
         let reloaded = self.policy_applied.take();
         self.begin_capture();
         self.policy_applied = reloaded;
-    }
-
-    /// Runs one stream through this filter until it completes, is reset or
-    /// stalls, and leaves it open (see [`Harness::close_stream`]). What the
-    /// filter lets through goes to `next`, the rest of a filter chain, or,
-    /// when `next` is empty, to the exchange's scripted upstream.
-    pub(crate) fn run_stream(&mut self, exchange: &Exchange, next: &mut [Harness]) -> StreamDone {
         let start_ms = self.vm.host_ref().now_ms;
         self.vm
             .host()
