@@ -650,3 +650,37 @@ fn many_harnesses_run_in_parallel_without_sharing_state() {
         );
     }
 }
+
+#[test]
+fn an_unreachable_upstream_answers_503_through_the_filter_response_path() {
+    let mut envoy = probe(
+        json!({"trace": true, "http": {"response_headers": {"steps": [
+            {"op": "get_header", "map": "response_headers", "key": ":status", "label": "status seen"},
+            {"op": "add_header", "map": "response_headers", "key": "x-filter", "value": "saw it"}
+        ]}}}),
+    );
+    let upstream = UpstreamResponse {
+        unreachable: true,
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, get("/"), upstream);
+    assert!(outcome.upstream_request.is_none());
+    let reply = outcome.local_reply.clone().expect("router local reply");
+    assert_eq!((reply.status, reply.source.as_str()), (503, "harness"));
+    assert_eq!(
+        result(&outcome, "status seen"),
+        r#"status seen: OK value="503""#
+    );
+    let response = outcome.response.clone().expect("client response");
+    assert_eq!(response.status, 503);
+    assert_eq!(
+        response.message.headers.get_text("x-filter"),
+        Some("saw it".into())
+    );
+    let cbs = callbacks(&outcome);
+    let at = |prefix: &str| cbs.iter().position(|l| l.starts_with(prefix));
+    assert!(
+        at("response_headers") < at("log") && at("log") < at("done"),
+        "{cbs:#?}"
+    );
+}
