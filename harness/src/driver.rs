@@ -24,9 +24,9 @@ use crate::host::{
 use crate::hostcalls::hostcall_name;
 use crate::model::{
     ByteString, CalloutResult, ClusterSpec, DownstreamRequest, DownstreamResponse, Exchange,
-    FailurePolicyApplied,
-    HarnessConfig, HttpMessage, LocalReply, LogEntry, LogLevel, MetricSnapshot, Outcome,
-    Properties, PropertyValue, StreamEnd, TraceEvent, TraceLevel, TrapReport, UpstreamResponse,
+    FailurePolicyApplied, HarnessConfig, HttpMessage, LocalReply, LogEntry, LogLevel,
+    MetricSnapshot, Outcome, Properties, PropertyValue, StreamEnd, TraceEvent, TraceLevel,
+    TrapReport, UpstreamResponse,
 };
 
 /// Which filter build to run.
@@ -190,6 +190,23 @@ struct Run<'a> {
     is_grpc: bool,
     /// The filter is bypassed (fail_open after a trap).
     bypass: bool,
+    /// The chain's filters after this one (empty: the upstream is next).
+    next: &'a mut [Harness],
+    properties: &'a Properties,
+    /// Streams the later filters ran, in chain order.
+    inner: Vec<StreamDone>,
+}
+
+/// A stream one filter has run but not yet torn down.
+pub(crate) struct StreamDone {
+    id: u32,
+    start_ms: u64,
+    bypass: bool,
+    end: Option<StreamEnd>,
+    client: Option<HttpMessage>,
+    upstream: Option<HttpMessage>,
+    local_reply: Option<LocalReply>,
+    pub(crate) inner: Vec<StreamDone>,
 }
 
 impl<'a> Run<'a> {
@@ -256,6 +273,21 @@ fn body_frames<'a>(
         out.push_back(Frame::Trailers {
             map: HeaderMap::from_headers(t),
         });
+    }
+}
+
+/// The request a chain filter forwarded, as the next filter's downstream
+/// request (its pseudo-headers carry method, path, authority and scheme).
+fn downstream_request_of(message: HttpMessage) -> DownstreamRequest {
+    let pseudo = |name: &str| message.headers.get_text(name);
+    DownstreamRequest {
+        method: pseudo(":method").unwrap_or_else(|| "GET".to_string()),
+        path: pseudo(":path").unwrap_or_else(|| "/".to_string()),
+        authority: pseudo(":authority"),
+        scheme: pseudo(":scheme").unwrap_or_else(|| "http".to_string()),
+        body: crate::model::Body::single(message.body),
+        headers: message.headers,
+        trailers: message.trailers,
     }
 }
 
@@ -416,12 +448,27 @@ impl Harness {
     /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
+        self.begin_exchange();
+        let done = self.run_stream(exchange, &mut []);
+        Ok(self.close_stream(done))
+    }
+
+    /// Prepares this worker for an exchange: the failure policy's reload,
+    /// then a fresh capture of logs, trace and counts.
+    pub(crate) fn begin_exchange(&mut self) {
         if self.failure.is_some() {
             self.reload_failed_vm();
         }
         let reloaded = self.policy_applied.take();
         self.begin_capture();
         self.policy_applied = reloaded;
+    }
+
+    /// Runs one stream through this filter until it completes, is reset or
+    /// stalls, and leaves it open (see [`Harness::close_stream`]). What the
+    /// filter lets through goes to `next`, the rest of a filter chain, or,
+    /// when `next` is empty, to the exchange's scripted upstream.
+    pub(crate) fn run_stream(&mut self, exchange: &Exchange, next: &mut [Harness]) -> StreamDone {
         let start_ms = self.vm.host_ref().now_ms;
         self.vm
             .host()
@@ -449,6 +496,9 @@ impl Harness {
             end: None,
             is_grpc: is_grpc_request(&headers),
             bypass: false,
+            next,
+            properties: &exchange.properties,
+            inner: Vec::new(),
         };
         run.req.input.push_back(Frame::Headers {
             map: headers,
@@ -477,27 +527,90 @@ impl Harness {
             }
         }
         self.event_loop(&mut run);
-        self.teardown(&mut run);
+        StreamDone {
+            id,
+            start_ms,
+            bypass: run.bypass,
+            end: run.end.take(),
+            client: run.client.take(),
+            // A request cut short (local reply, reset, stall) never completed upstream.
+            upstream: if run.upstream_complete {
+                run.upstream.take()
+            } else {
+                None
+            },
+            local_reply: run.local_reply.take(),
+            inner: std::mem::take(&mut run.inner),
+        }
+    }
+
+    /// Ends a stream [`Harness::run_stream`] ran: on_log, on_done,
+    /// on_delete, what became due for the root context, and the outcome.
+    /// (`done.inner`, the chain's later filters, are closed by their owners.)
+    pub(crate) fn close_stream(&mut self, done: StreamDone) -> Outcome {
+        self.teardown(done.id, done.bypass);
         self.deliver_due_root_events();
-        let elapsed = self.vm.host_ref().now_ms - start_ms;
-        let response = match run.end {
+        let elapsed = self.vm.host_ref().now_ms - done.start_ms;
+        let response = match done.end {
             Some(StreamEnd::Stalled { .. }) => None,
-            _ => run.client.take().map(|m| DownstreamResponse {
+            _ => done.client.map(|m| DownstreamResponse {
                 status: status_of(&m.headers),
                 message: m,
-                reset: matches!(run.end, Some(StreamEnd::Reset)),
+                reset: matches!(done.end, Some(StreamEnd::Reset)),
             }),
         };
-        let mut outcome = self.finish_capture(id, run.end.take(), elapsed);
-        // A request cut short (local reply, reset, stall) never completed upstream.
-        outcome.upstream_request = if run.upstream_complete {
-            run.upstream.take()
-        } else {
-            None
-        };
+        let mut outcome = self.finish_capture(done.id, done.end, elapsed);
+        outcome.upstream_request = done.upstream;
         outcome.response = response;
-        outcome.local_reply = run.local_reply.take();
-        Ok(outcome)
+        outcome.local_reply = done.local_reply;
+        outcome
+    }
+
+    /// A chain filter the request never reached (an earlier filter
+    /// answered it): like Envoy's Wasm filter, whose stream context is
+    /// created at access-log time, it gets on_context_create, then on_log,
+    /// on_done and on_delete, and no request or response callback.
+    pub(crate) fn log_only_stream(&mut self) -> Outcome {
+        let start_ms = self.vm.host_ref().now_ms;
+        let host = self.vm.host();
+        let id = host.next_context_id;
+        host.next_context_id += 1;
+        let start_unix_ns = host.now_unix_ns();
+        host.stream = Some(StreamState {
+            id,
+            start_unix_ns,
+            ..Default::default()
+        });
+        let root = host.root_context_id;
+        if self.failure.is_none() {
+            self.invoke(Callback::ContextCreate {
+                context_id: id,
+                parent_id: root,
+            });
+        }
+        self.close_stream(StreamDone {
+            id,
+            start_ms,
+            bypass: false,
+            end: None,
+            client: None,
+            upstream: None,
+            local_reply: None,
+            inner: Vec::new(),
+        })
+    }
+
+    /// Moves this worker's virtual clock forward to `now_ms` (a chain's
+    /// filters share the stream's time). Timers that fell due meanwhile
+    /// fire at the next chance.
+    pub(crate) fn sync_clock(&mut self, now_ms: u64) {
+        let host = self.vm.host();
+        host.now_ms = host.now_ms.max(now_ms);
+    }
+
+    /// When the next timer, callout answer or queue event is due.
+    pub(crate) fn next_event_at(&self) -> Option<u64> {
+        self.vm.host_ref().next_event_at()
     }
 
     /// Shorthand for [`Harness::exchange`] without per-exchange properties.
@@ -671,6 +784,7 @@ impl Harness {
             Callback::Initialize | Callback::Main | Callback::Start => Phase::Startup,
             _ => Phase::Callback,
         };
+        host.configuring = matches!(cb, Callback::Configure { .. });
         let log_mark = host.logs.len();
         // The callback is traced before its hostcalls; its result is filled in after.
         let trace_slot = (host.trace_level != TraceLevel::Off).then(|| {
@@ -848,6 +962,10 @@ impl Harness {
             }
             if run.req.ended && !run.response_started {
                 run.response_started = true;
+                if !run.next.is_empty() {
+                    self.pass_to_next_filter(run);
+                    continue;
+                }
                 if run.upstream_answer.is_some_and(|a| a.unreachable) {
                     // The request never reached a live upstream.
                     run.upstream_complete = false;
@@ -882,6 +1000,53 @@ impl Harness {
             }
             return;
         }
+    }
+
+    /// Filter chain: the request as this filter let it through is the next
+    /// filter's downstream request, and what the client of the next filter
+    /// received (the upstream's answer or a local reply) is this filter's
+    /// upstream response, delivered in reverse chain order.
+    fn pass_to_next_filter(&mut self, run: &mut Run<'_>) {
+        let next = std::mem::take(&mut run.next);
+        let (Some((filter, rest)), Some(upstream)) =
+            (next.split_first_mut(), run.upstream_answer.take())
+        else {
+            return;
+        };
+        let exchange = Exchange {
+            request: downstream_request_of(run.upstream.clone().unwrap_or_default()),
+            upstream: upstream.clone(),
+            properties: run.properties.clone(),
+        };
+        filter.sync_clock(self.now_ms());
+        let mut done = filter.run_stream(&exchange, rest);
+        self.sync_clock(filter.now_ms());
+        match &done.end {
+            Some(StreamEnd::Completed) | None => {
+                if let Some(client) = &done.client {
+                    let trailers = client.trailers.as_ref().map(HeaderMap::from_headers);
+                    let body_eos = trailers.is_none();
+                    let eos = client.body.is_empty() && body_eos;
+                    run.resp.input.push_back(Frame::Headers {
+                        map: HeaderMap::from_headers(&client.headers),
+                        eos,
+                    });
+                    if !client.body.is_empty() {
+                        run.resp.input.push_back(Frame::Data {
+                            chunk: Cow::Owned(client.body.0.clone()),
+                            eos: body_eos,
+                        });
+                    }
+                    if let Some(map) = trailers {
+                        run.resp.input.push_back(Frame::Trailers { map });
+                    }
+                }
+            }
+            Some(end) => run.end = Some(end.clone()),
+        }
+        let later = std::mem::take(&mut done.inner);
+        run.inner.push(done);
+        run.inner.extend(later);
     }
 
     fn process(&mut self, run: &mut Run<'_>, dir: Dir, frame: Frame) {
@@ -1255,9 +1420,8 @@ impl Harness {
     }
 
     /// on_log, on_done, on_delete; cancels what the stream left in flight.
-    fn teardown(&mut self, run: &mut Run<'_>) {
-        if !run.bypass && self.failure.is_none() {
-            let id = run.id;
+    fn teardown(&mut self, id: u32, bypass: bool) {
+        if !bypass && self.failure.is_none() {
             for cb in [
                 Callback::Log { context_id: id },
                 Callback::Done { context_id: id },
@@ -1270,7 +1434,7 @@ impl Harness {
         }
         let host = self.vm.host();
         host.deferred.clear();
-        host.cancel_callouts_of(run.id);
+        host.cancel_callouts_of(id);
         host.stream = None;
     }
 
@@ -1747,7 +1911,10 @@ mod tests {
         let o = h.exchange(&exchange).unwrap();
         let response = o.response.unwrap();
         assert_eq!(response.status, 503);
-        assert_eq!(response.message.headers.get_text("x-f").as_deref(), Some("1"));
+        assert_eq!(
+            response.message.headers.get_text("x-f").as_deref(),
+            Some("1")
+        );
         assert_eq!(
             response.message.body.to_text(),
             "upstream connect error or disconnect/reset before headers. reset reason: connection failure"

@@ -41,16 +41,6 @@ pub enum HarnessError {
         /// File name or label.
         name: String,
     },
-    /// An ABI version this harness does not run yet.
-    #[error(
-        "{name} declares Proxy-Wasm ABI {version}, which the harness does not support (supported: 0.2.0, 0.2.1)"
-    )]
-    UnsupportedAbi {
-        /// File name or label.
-        name: String,
-        /// The declared version.
-        version: String,
-    },
     /// A required export is missing.
     #[error("{name} does not export `{export}`, which a Proxy-Wasm host requires")]
     MissingExport {

@@ -22,6 +22,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod chain;
 pub mod bench;
 mod driver;
 pub mod error;
@@ -30,11 +31,14 @@ pub mod hostcalls;
 pub mod limits;
 pub mod model;
 pub mod scenario;
+pub mod workers;
 
 #[cfg(unix)]
 pub use backend::native::NativeLibrary;
 pub use backend::wasm::{CompiledModule, WasmEngine};
+pub use chain::{Chain, ChainOutcome};
 pub use driver::{FilterModule, Harness};
 pub use error::HarnessError;
 pub use host::SharedHost;
 pub use model::*;
+pub use workers::{WorkerOutcome, Workers};

@@ -22,8 +22,18 @@ pub struct Scenario {
     /// What the file is about (shown in reports).
     #[serde(default)]
     pub description: Option<String>,
-    /// The plugin under test.
+    /// The plugin under test (or use `plugins`).
+    #[serde(default)]
     pub plugin: PluginSpec,
+    /// A filter chain instead of one plugin: several plugins on each
+    /// stream, request callbacks in this order, response callbacks in
+    /// reverse. Each entry is a full plugin (`module` required).
+    #[serde(default)]
+    pub plugins: Vec<PluginSpec>,
+    /// Number of Envoy workers (default 1), each with its own VM per
+    /// plugin; requests go round robin unless a step names a `worker`.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Properties for every case (dotted paths, e.g. `xds.route_name`).
     #[serde(default)]
     pub properties: Properties,
@@ -133,6 +143,9 @@ pub struct Case {
     /// Replaces the file's clusters for this case.
     #[serde(default)]
     pub clusters: Option<Vec<ClusterSpec>>,
+    /// Overrides the file's worker count for this case.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Start-up is expected to fail: the error (including the filter's log
     /// lines) must contain this text. The case has no steps then.
     #[serde(default)]
@@ -170,6 +183,9 @@ pub struct Step {
     /// Properties for this exchange only.
     #[serde(default)]
     pub properties: Properties,
+    /// The worker (from 0) that takes this request; default round robin.
+    #[serde(default)]
+    pub worker: Option<usize>,
     /// Advance virtual time by this many ms with no stream: ticks fire,
     /// delayed callout answers and queue notifications are delivered.
     #[serde(default)]
@@ -455,8 +471,20 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, String> {
 
 impl Scenario {
     fn validate(&self) -> Result<(), String> {
-        if self.plugin.module.is_none() {
-            return Err("plugin.module is required (path to the .wasm file)".into());
+        match (self.plugin.module.is_some(), self.plugins.is_empty()) {
+            (false, true) => {
+                return Err("plugin.module is required (path to the .wasm file)".into());
+            }
+            (true, false) => {
+                return Err("use either `plugin` or a `plugins` chain, not both".into());
+            }
+            _ => {}
+        }
+        if let Some(i) = self.plugins.iter().position(|p| p.module.is_none()) {
+            return Err(format!("plugins[{i}].module is required"));
+        }
+        if self.workers == Some(0) || self.cases.iter().any(|c| c.workers == Some(0)) {
+            return Err("`workers` must be at least 1".into());
         }
         if self.cases.is_empty() {
             return Err("no cases: add at least one entry under `cases`".into());
@@ -468,6 +496,23 @@ impl Scenario {
             }
             case.validate()
                 .map_err(|e| format!("case {:?}: {e}", case.name))?;
+            if !self.plugins.is_empty() && case.plugin.module.is_some() {
+                return Err(format!(
+                    "case {:?}: a `plugins` chain cannot be overridden by a case `plugin.module`",
+                    case.name
+                ));
+            }
+            let workers = case.workers.or(self.workers).unwrap_or(1);
+            for (i, step) in case.steps.iter().enumerate() {
+                if step.worker.is_some_and(|w| w >= workers) {
+                    return Err(format!(
+                        "case {:?}: step {}: worker {} does not exist ({workers} worker(s), numbered from 0)",
+                        case.name,
+                        i + 1,
+                        step.worker.unwrap_or_default()
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -513,6 +558,12 @@ impl Case {
                 (None, Some(_)) if step.upstream.is_some() => {
                     return Err(format!("step {}: `upstream` needs a `request`", i + 1));
                 }
+                (None, Some(_)) if step.worker.is_some() => {
+                    return Err(format!(
+                        "step {}: `worker` names who takes a `request`; `advance_ms` moves every worker",
+                        i + 1
+                    ));
+                }
                 _ => {}
             }
         }
@@ -527,6 +578,7 @@ impl Case {
                 request: Some(request.clone()),
                 upstream: self.upstream.clone(),
                 properties: Properties::new(),
+                worker: None,
                 advance_ms: None,
                 expect: self.expect.clone().unwrap_or_default(),
             }],

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::model::{Exchange, HarnessConfig, Outcome, PluginConfig};
+use crate::workers::Workers;
 
 use super::expect::check;
 use super::format::{self, Case, PluginSpec, Scenario, Step};
@@ -113,22 +114,29 @@ impl Runner {
             failures: Vec::new(),
             logs: Vec::new(),
         };
-        let plugin = scenario.plugin.merged(&case.plugin);
-        let module = match plugin.module.as_deref() {
-            Some(spec) => self.module(spec, base),
-            None => Err("plugin.module is not set".to_string()),
+        let specs = if scenario.plugins.is_empty() {
+            vec![scenario.plugin.merged(&case.plugin)]
+        } else {
+            scenario.plugins.clone()
         };
-        let module = match module {
-            Ok(module) => module,
-            Err(message) => {
-                report
-                    .failures
-                    .push(Failure::error("start-up", "loading the module", message));
-                return report;
+        let mut plugins = Vec::with_capacity(specs.len());
+        for plugin in &specs {
+            let module = match plugin.module.as_deref() {
+                Some(spec) => self.module(spec, base),
+                None => Err("plugin.module is not set".to_string()),
+            };
+            match module {
+                Ok(module) => plugins.push((module, harness_config(scenario, case, plugin))),
+                Err(message) => {
+                    report
+                        .failures
+                        .push(Failure::error("start-up", "loading the module", message));
+                    return report;
+                }
             }
-        };
-        let config = harness_config(scenario, case, &plugin);
-        let harness = Harness::new(module, config);
+        }
+        let workers = case.workers.or(scenario.workers).unwrap_or(1);
+        let harness = Envoy::start(plugins, workers);
         let mut harness = match (harness, &case.configure_fails) {
             (Ok(_), Some(text)) => {
                 report.failures.push(Failure::mismatch(
@@ -167,14 +175,15 @@ impl Runner {
         };
         if let Some(expect) = &case.startup {
             let before = report.failures.len();
-            check("start-up", expect, harness.startup(), &mut report.failures);
+            let startup = harness.startup();
+            check("start-up", expect, &startup, &mut report.failures);
             if report.failures.len() > before {
-                report.logs = log_lines(harness.startup());
+                report.logs = log_lines(&startup);
             }
         }
         for (index, step) in case.effective_steps().iter().enumerate() {
             let label = step_label(index, step);
-            let outcome = match run_step(&mut harness, step) {
+            let outcome = match harness.run_step(step) {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     report.failures.push(Failure::error(
@@ -222,17 +231,68 @@ fn cache_key(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn run_step(harness: &mut Harness, step: &Step) -> Result<Outcome, HarnessError> {
-    match (&step.request, step.advance_ms) {
-        (Some(request), _) => harness.exchange(&Exchange {
+/// What a case runs on: one plugin on one worker (the plain harness), or
+/// a filter chain and/or several workers.
+enum Envoy {
+    One(Box<Harness>),
+    Many(Workers),
+}
+
+impl Envoy {
+    fn start(
+        mut plugins: Vec<(FilterModule, HarnessConfig)>,
+        workers: usize,
+    ) -> Result<Envoy, HarnessError> {
+        match plugins.pop() {
+            Some((module, config)) if plugins.is_empty() && workers == 1 => {
+                Harness::new(module, config).map(|h| Envoy::One(Box::new(h)))
+            }
+            Some(last) => {
+                plugins.push(last);
+                Workers::new(&plugins, workers).map(Envoy::Many)
+            }
+            None => Err(HarnessError::Usage("no plugin to run".to_string())),
+        }
+    }
+
+    /// Start-up of every worker's every plugin, merged in order.
+    fn startup(&self) -> Outcome {
+        match self {
+            Envoy::One(harness) => harness.startup().clone(),
+            Envoy::Many(workers) => {
+                let mut all = (0..workers.len())
+                    .filter_map(|w| workers.worker(w))
+                    .flat_map(|chain| chain.filters().iter().map(|f| f.startup().clone()));
+                let mut merged = all.next().unwrap_or_default();
+                for more in all {
+                    crate::chain::merge_into(&mut merged, more);
+                }
+                merged
+            }
+        }
+    }
+
+    fn run_step(&mut self, step: &Step) -> Result<Outcome, HarnessError> {
+        let exchange = |request: &format::RequestSpec| Exchange {
             request: request.0.clone(),
             upstream: step.upstream.clone().unwrap_or_default(),
             properties: step.properties.clone(),
-        }),
-        (None, Some(ms)) => harness.advance(ms),
-        (None, None) => Err(HarnessError::Usage(
-            "a step needs `request` or `advance_ms`".to_string(),
-        )),
+        };
+        match (self, &step.request, step.advance_ms) {
+            (Envoy::One(harness), Some(request), _) => harness.exchange(&exchange(request)),
+            (Envoy::One(harness), None, Some(ms)) => harness.advance(ms),
+            (Envoy::Many(workers), Some(request), _) => {
+                let ran = match step.worker {
+                    Some(worker) => workers.exchange_on(worker, &exchange(request)),
+                    None => workers.exchange(&exchange(request)),
+                };
+                ran.map(|w| w.chain.outcome)
+            }
+            (Envoy::Many(workers), None, Some(ms)) => workers.advance_all(ms),
+            (_, None, None) => Err(HarnessError::Usage(
+                "a step needs `request` or `advance_ms`".to_string(),
+            )),
+        }
     }
 }
 

@@ -2,9 +2,13 @@
 //! Guest filters are built once per process for wasm32-wasip1 (support.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abi_versions;
+mod chain;
 mod hostcalls;
 mod hostile;
 mod lifecycle;
 mod modules;
 mod scenarios;
 mod support;
+mod toolchain;
+mod workers;

@@ -59,14 +59,7 @@ impl WasmEngine {
     }
 }
 
-/// The Proxy-Wasm ABI version a module declares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AbiVersion {
-    /// `proxy_abi_version_0_2_1`.
-    V0_2_1,
-    /// `proxy_abi_version_0_2_0`.
-    V0_2_0,
-}
+pub use crate::abi::AbiVersion;
 
 /// A module compiled and linked once, shared by any number of VMs.
 #[derive(Clone)]
@@ -116,7 +109,11 @@ impl CompiledModule {
         bytes: &[u8],
     ) -> Result<CompiledModule, HarnessError> {
         let is_binary = bytes.starts_with(b"\0asm");
-        let looks_like_text = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'(');
+        // WAT text starts with `(module` or a `;;` comment.
+        let looks_like_text = matches!(
+            bytes.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'(' | b';')
+        );
         if !is_binary && !looks_like_text {
             let detail = if bytes.len() < 4 {
                 format!("only {} bytes long", bytes.len())
@@ -201,16 +198,7 @@ impl CompiledModule {
     ) -> Result<CompiledModule, HarnessError> {
         let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
         let has = |n: &str| exports.iter().any(|e| e == n);
-        let abi = if has("proxy_abi_version_0_2_1") {
-            AbiVersion::V0_2_1
-        } else if has("proxy_abi_version_0_2_0") {
-            AbiVersion::V0_2_0
-        } else if has("proxy_abi_version_0_1_0") {
-            return Err(HarnessError::UnsupportedAbi {
-                name: name.to_string(),
-                version: "0.1.0".to_string(),
-            });
-        } else {
+        let Some(abi) = AbiVersion::detect(exports.iter().map(String::as_str)) else {
             return Err(HarnessError::NoAbiVersion {
                 name: name.to_string(),
             });
@@ -233,7 +221,7 @@ impl CompiledModule {
             let known = match import.module() {
                 "env" => {
                     hostcalls::PROXY_HOSTCALL_NAMES.contains(&import.name())
-                        && !(abi == AbiVersion::V0_2_0 && import.name() == "proxy_get_log_level")
+                        && abi.offers(import.name())
                 }
                 m => WASI_MODULES.contains(&m),
             };
@@ -290,6 +278,9 @@ impl CompiledModule {
     /// Start-up callbacks are not run here (the driver runs them).
     pub fn instantiate(&self, host: Host) -> Result<WasmVm, HarnessError> {
         let name = &self.inner.name;
+        let abi = self.inner.abi;
+        let mut host = host;
+        host.abi = abi;
         let inst_err = |detail: String| HarnessError::Instantiate {
             name: name.clone(),
             detail,
@@ -341,10 +332,10 @@ impl CompiledModule {
             configure: typed.get("proxy_on_configure")?,
             tick: typed.get("proxy_on_tick")?,
             queue_ready: typed.get("proxy_on_queue_ready")?,
-            request_headers: typed.get("proxy_on_request_headers")?,
+            request_headers: headers_export(&mut typed, abi, "proxy_on_request_headers")?,
             request_body: typed.get("proxy_on_request_body")?,
             request_trailers: typed.get("proxy_on_request_trailers")?,
-            response_headers: typed.get("proxy_on_response_headers")?,
+            response_headers: headers_export(&mut typed, abi, "proxy_on_response_headers")?,
             response_body: typed.get("proxy_on_response_body")?,
             response_trailers: typed.get("proxy_on_response_trailers")?,
             log: typed.get("proxy_on_log")?,
@@ -766,6 +757,44 @@ fn build_linker(engine: &Engine, module: &Module) -> wasmtime::Result<Linker<Was
     Ok(linker)
 }
 
+/// A headers callback: (context, headers, end_of_stream) since ABI 0.2.0,
+/// (context, headers) in 0.1.0.
+enum HeadersExport {
+    WithEndOfStream(TypedFunc<(i32, i32, i32), i32>),
+    V0_1_0(TypedFunc<(i32, i32), i32>),
+}
+
+impl HeadersExport {
+    fn call(
+        &self,
+        store: &mut Store<WasmState>,
+        context_id: u32,
+        headers: u64,
+        end_of_stream: bool,
+    ) -> wasmtime::Result<i32> {
+        match self {
+            HeadersExport::WithEndOfStream(f) => f.call(
+                store,
+                (i(context_id), sz(headers), i32::from(end_of_stream)),
+            ),
+            HeadersExport::V0_1_0(f) => f.call(store, (i(context_id), sz(headers))),
+        }
+    }
+}
+
+fn headers_export(
+    typed: &mut TypedExports<'_>,
+    abi: AbiVersion,
+    export: &str,
+) -> Result<Option<HeadersExport>, HarnessError> {
+    Ok(match abi {
+        AbiVersion::V0_1_0 => typed.get(export)?.map(HeadersExport::V0_1_0),
+        AbiVersion::V0_2_0 | AbiVersion::V0_2_1 => {
+            typed.get(export)?.map(HeadersExport::WithEndOfStream)
+        }
+    })
+}
+
 /// Five i32 parameters (`proxy_on_http_call_response`).
 type Params5 = (i32, i32, i32, i32, i32);
 
@@ -780,10 +809,10 @@ struct Exports {
     configure: Option<TypedFunc<(i32, i32), i32>>,
     tick: Option<TypedFunc<i32, ()>>,
     queue_ready: Option<TypedFunc<(i32, i32), ()>>,
-    request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    request_headers: Option<HeadersExport>,
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     request_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    response_headers: Option<HeadersExport>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     log: Option<TypedFunc<i32, ()>>,
@@ -906,11 +935,11 @@ impl Vm for WasmVm {
                 context_id,
                 headers,
                 end_of_stream,
-            } => word(call_opt(
-                &e.request_headers,
-                s,
-                (i(context_id), sz(headers), i32::from(end_of_stream)),
-            )),
+            } => word(
+                e.request_headers
+                    .as_ref()
+                    .map(|f| f.call(s, context_id, headers, end_of_stream)),
+            ),
             Callback::RequestBody {
                 context_id,
                 size,
@@ -932,11 +961,11 @@ impl Vm for WasmVm {
                 context_id,
                 headers,
                 end_of_stream,
-            } => word(call_opt(
-                &e.response_headers,
-                s,
-                (i(context_id), sz(headers), i32::from(end_of_stream)),
-            )),
+            } => word(
+                e.response_headers
+                    .as_ref()
+                    .map(|f| f.call(s, context_id, headers, end_of_stream)),
+            ),
             Callback::ResponseBody {
                 context_id,
                 size,
@@ -1065,11 +1094,11 @@ mod tests {
                 .unwrap_or_default()
                 .contains("env::not_a_hostcall")
         );
-        let old_abi = r#"(module (func (export "proxy_abi_version_0_1_0")))"#;
-        assert!(
-            err(old_abi.as_bytes())
-                .unwrap_or_default()
-                .contains("0.1.0")
-        );
+        let old_abi = r#"(module (memory (export "memory") 1)
+            (func (export "malloc") (param i32) (result i32) i32.const 0)
+            (func (export "proxy_abi_version_0_1_0")) (func (export "proxy_on_context_create") (param i32 i32))
+            (func (export "proxy_on_request_headers") (param i32 i32) (result i32) i32.const 0))"#;
+        let loaded = CompiledModule::from_bytes("m", old_abi.as_bytes()).map(|m| m.abi_version());
+        assert_eq!(loaded.ok(), Some(AbiVersion::V0_1_0));
     }
 }

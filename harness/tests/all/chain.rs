@@ -1,0 +1,173 @@
+//! Filter chains: several plugins on one stream, request callbacks in
+//! chain order, response callbacks in reverse, and Envoy's local-reply
+//! rules (later filters never see the request; the reply passes through
+//! the response path of the filters that saw it).
+
+use harness::{Chain, ChainOutcome, Exchange, FilterModule, SharedHost};
+use serde_json::{Value, json};
+
+use crate::support::{callbacks, get, info, ok_upstream, probe_config, probe_module};
+
+fn chain(scripts: &[Value]) -> Chain {
+    let plugins: Vec<_> = scripts
+        .iter()
+        .map(|s| (FilterModule::from(probe_module()), probe_config(s.clone())))
+        .collect();
+    Chain::new(&plugins, &SharedHost::new()).unwrap_or_else(|e| panic!("start-up failed: {e}"))
+}
+
+fn send(chain: &mut Chain, path: &str) -> ChainOutcome {
+    chain
+        .exchange(&Exchange {
+            request: get(path),
+            upstream: ok_upstream(),
+            properties: Default::default(),
+        })
+        .expect("exchange")
+}
+
+fn line(outcome: &harness::Outcome, prefix: &str) -> String {
+    info(outcome)
+        .into_iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in {:?}", info(outcome)))
+}
+
+fn step(op: &str, label: &str, mut fields: Value) -> Value {
+    fields["op"] = json!(op);
+    fields["label"] = json!(label);
+    fields
+}
+
+#[test]
+fn requests_flow_in_chain_order_and_responses_in_reverse() {
+    // Each filter writes a header the other one then reads: what a filter
+    // sees proves who ran before it, in each direction.
+    let first = json!({"trace": true, "http": {
+        "request_headers": {"steps": [
+            step("add_header", "add", json!({"map": "request_headers", "key": "x-first", "value": "1"})),
+            step("get_header", "sees second", json!({"map": "request_headers", "key": "x-second"}))]},
+        "response_headers": {"steps": [
+            step("get_header", "sees second", json!({"map": "response_headers", "key": "x-second-resp"}))]}
+    }});
+    let second = json!({"trace": true, "http": {
+        "request_headers": {"steps": [
+            step("get_header", "sees first", json!({"map": "request_headers", "key": "x-first"})),
+            step("add_header", "add", json!({"map": "request_headers", "key": "x-second", "value": "2"}))]},
+        "response_headers": {"steps": [
+            step("add_header", "add", json!({"map": "response_headers", "key": "x-second-resp", "value": "2"})),
+            step("get_header", "sees first", json!({"map": "response_headers", "key": "x-second-resp"}))]}
+    }});
+    let mut chain = chain(&[first, second]);
+    let out = send(&mut chain, "/");
+    let [a, b] = [&out.filters[0], &out.filters[1]];
+    assert_eq!(
+        line(a, "sees second"),
+        "sees second: NOT_FOUND",
+        "first runs before second on requests"
+    );
+    assert!(
+        line(b, "sees first").starts_with("sees first: OK"),
+        "{:?}",
+        info(b)
+    );
+    let a_response_lines: Vec<String> = info(a)
+        .into_iter()
+        .filter(|l| l.starts_with("sees second"))
+        .collect();
+    assert_eq!(a_response_lines.len(), 2);
+    assert!(
+        a_response_lines[1].starts_with("sees second: OK"),
+        "second runs before first on responses: {a_response_lines:?}"
+    );
+    let upstream = out
+        .outcome
+        .upstream_request
+        .as_ref()
+        .expect("reached the upstream");
+    assert_eq!(upstream.headers.get_text("x-first").as_deref(), Some("1"));
+    assert_eq!(upstream.headers.get_text("x-second").as_deref(), Some("2"));
+    let response = out.outcome.response.as_ref().expect("response");
+    assert_eq!(
+        response
+            .message
+            .headers
+            .get_text("x-second-resp")
+            .as_deref(),
+        Some("2")
+    );
+    // Each VM numbers its own contexts; both logged in chain order.
+    for filter in &out.filters {
+        let cbs = callbacks(filter);
+        assert_eq!(
+            cbs.first().map(String::as_str),
+            Some("create_http_context ctx=2 root=1"),
+            "{cbs:?}"
+        );
+        assert!(cbs.iter().any(|c| c.starts_with("log ctx=2")), "{cbs:?}");
+    }
+}
+
+#[test]
+fn a_local_reply_skips_later_filters_and_passes_back_through_earlier_ones() {
+    let observer = |name: &str| {
+        json!({"trace": true, "http": {"response_headers": {"steps": [
+            step("get_header", &format!("{name} status"), json!({"map": "response_headers", "key": ":status"}))]}}})
+    };
+    let replier = json!({"trace": true, "http": {
+        "request_headers": {"steps": [
+            step("send_local_response", "reply", json!({"status": 403, "body": "no", "details": "blocked"}))]},
+        "response_headers": {"steps": [
+            step("get_header", "replier status", json!({"map": "response_headers", "key": ":status"}))]}
+    }});
+    let mut chain = chain(&[observer("first"), replier, observer("third")]);
+    let out = send(&mut chain, "/");
+    assert!(out.outcome.upstream_request.is_none());
+    let reply = out.outcome.local_reply.as_ref().expect("local reply");
+    assert_eq!((reply.status, reply.details.as_str()), (403, "blocked"));
+    assert_eq!(out.outcome.response.as_ref().map(|r| r.status), Some(403));
+    // The replier and the filter before it see the reply on their response path.
+    assert!(line(&out.filters[1], "replier status").contains("403"));
+    assert!(line(&out.filters[0], "first status").contains("403"));
+    // The filter after it never sees the request nor the reply, but its
+    // stream context is created for the access log.
+    let third = callbacks(&out.filters[2]);
+    assert!(
+        !third
+            .iter()
+            .any(|c| c.starts_with("request_headers") || c.starts_with("response_headers")),
+        "{third:?}"
+    );
+    assert_eq!(
+        third
+            .iter()
+            .map(|c| c.split(' ').next().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        vec!["create_http_context", "log", "done"],
+        "{third:?}"
+    );
+}
+
+#[test]
+fn a_paused_filter_holds_the_rest_of_the_chain_until_it_continues() {
+    // The first filter pauses request headers and resumes on a timer tick.
+    let first = json!({"trace": true,
+        "configure": [{"op": "set_tick_period", "ms": 100}],
+        "http": {"request_headers": {"action": "pause", "steps": []}},
+        "tick": []
+    });
+    let second = json!({"trace": true});
+    let mut chain = chain(&[first, second]);
+    let out = send(&mut chain, "/");
+    // Nothing resumed the first filter: the second never saw the request.
+    assert!(
+        matches!(out.outcome.end, harness::StreamEnd::Stalled { .. }),
+        "{:?}",
+        out.outcome.end
+    );
+    assert!(
+        !callbacks(&out.filters[1])
+            .iter()
+            .any(|c| c.starts_with("request_headers"))
+    );
+}
