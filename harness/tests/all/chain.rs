@@ -150,24 +150,60 @@ fn a_local_reply_skips_later_filters_and_passes_back_through_earlier_ones() {
 
 #[test]
 fn a_paused_filter_holds_the_rest_of_the_chain_until_it_continues() {
-    // The first filter pauses request headers and resumes on a timer tick.
+    // The first filter pauses request headers; its timer resumes the stream
+    // 100 virtual ms later.
     let first = json!({"trace": true,
         "configure": [{"op": "set_tick_period", "ms": 100}],
         "http": {"request_headers": {"action": "pause", "steps": []}},
-        "tick": []
+        "tick": [
+            {"op": "set_effective_context", "id": 2},
+            {"op": "continue_stream", "stream": "request"}
+        ]
     });
+    let second = json!({"trace": true, "http": {"request_headers": {"steps": [
+        step("get_current_time", "second sees", json!({}))]}}});
+    let mut chain = chain(&[first, second]);
+    let out = send(&mut chain, "/");
+    assert_eq!(out.outcome.end, harness::StreamEnd::Completed);
+    assert!(out.outcome.upstream_request.is_some());
+    assert_eq!(
+        out.outcome.elapsed_ms, 100,
+        "the stream waited for the tick"
+    );
+    let first_cbs = callbacks(&out.filters[0]);
+    let tick = first_cbs
+        .iter()
+        .position(|c| c.starts_with("tick"))
+        .expect("tick");
+    let response = first_cbs
+        .iter()
+        .position(|c| c.starts_with("response_headers"))
+        .expect("response");
+    assert!(tick < response, "{first_cbs:?}");
+    // The second filter saw the request only after the resume, at the same virtual time.
+    assert!(
+        callbacks(&out.filters[1])
+            .iter()
+            .any(|c| c.starts_with("request_headers"))
+    );
+    assert_eq!(chain.filters()[1].now_ms(), 100);
+}
+
+#[test]
+fn a_pause_nothing_resumes_stalls_the_chain_before_the_next_filter() {
+    let first = json!({"http": {"request_headers": {"action": "pause", "steps": []}}});
     let second = json!({"trace": true});
     let mut chain = chain(&[first, second]);
     let out = send(&mut chain, "/");
-    // Nothing resumed the first filter: the second never saw the request.
     assert!(
         matches!(out.outcome.end, harness::StreamEnd::Stalled { .. }),
         "{:?}",
         out.outcome.end
     );
+    assert!(out.outcome.response.is_none());
+    let second_cbs = callbacks(&out.filters[1]);
     assert!(
-        !callbacks(&out.filters[1])
-            .iter()
-            .any(|c| c.starts_with("request_headers"))
+        !second_cbs.iter().any(|c| c.starts_with("request_headers")),
+        "{second_cbs:?}"
     );
 }

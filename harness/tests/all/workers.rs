@@ -174,3 +174,25 @@ fn queue_readiness_goes_to_the_worker_that_registered_the_queue() {
         assert_eq!(count(&later, "cb queue_ready ctx=1 queue=1"), 0);
     }
 }
+
+#[test]
+fn a_trap_fails_only_the_worker_whose_vm_trapped() {
+    let mut envoy = workers(
+        json!({"routes": {"/boom": {"request_headers": {"steps": [
+            {"op": "panic", "message": "boom"}]}}}}),
+        2,
+    );
+    let trapped = envoy.exchange_on(0, &request("/boom")).expect("exchange");
+    assert!(trapped.chain.outcome.trap.is_some());
+    assert_eq!(trapped.chain.outcome.response.map(|r| r.status), Some(503));
+    // Worker 0's VM is failed (fail closed); worker 1's clone is untouched.
+    let failed = envoy.exchange_on(0, &request("/")).expect("exchange");
+    assert_eq!(failed.chain.outcome.response.map(|r| r.status), Some(503));
+    let healthy = envoy.exchange_on(1, &request("/")).expect("exchange");
+    assert_eq!(healthy.chain.outcome.response.map(|r| r.status), Some(200));
+    assert!(
+        envoy.worker(1).expect("worker 1").filters()[0]
+            .vm_failure()
+            .is_none()
+    );
+}
