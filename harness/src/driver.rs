@@ -789,9 +789,19 @@ impl Harness {
         // The callback is traced before its hostcalls; its result is filled in after.
         let trace_slot = (host.trace_level != TraceLevel::Off).then(|| {
             let at_ms = host.now_ms;
+            let mut args = cb.args();
+            // ABI 0.1.0 header callbacks have no end_of_stream argument.
+            if host.abi == crate::abi::AbiVersion::V0_1_0
+                && matches!(
+                    cb,
+                    Callback::RequestHeaders { .. } | Callback::ResponseHeaders { .. }
+                )
+            {
+                args.truncate(2);
+            }
             host.trace.push(TraceEvent::Callback {
                 name: cb.name().to_string(),
-                args: cb.args(),
+                args,
                 result: None,
                 at_ms,
             });

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use harness::abi::AbiVersion;
 use harness::{
     Body, CompiledModule, DownstreamRequest, Harness, HarnessConfig, HarnessError, PluginConfig,
-    UpstreamResponse,
+    TraceEvent, UpstreamResponse,
 };
 
 fn source(name: &str) -> String {
@@ -67,6 +67,24 @@ fn abi_0_1_0_header_callbacks_missing_headers_continue_request_and_route_cache()
         "0.1.0: a missing header reads as OK"
     );
     assert_eq!(outcome.hostcalls.get("proxy_continue_request"), Some(&1));
+    let header_callbacks: Vec<(String, usize)> = outcome
+        .trace
+        .iter()
+        .filter_map(|event| match event {
+            TraceEvent::Callback { name, args, .. } if name.ends_with("_headers") => {
+                Some((name.clone(), args.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        header_callbacks,
+        vec![
+            ("proxy_on_request_headers".to_string(), 2),
+            ("proxy_on_response_headers".to_string(), 2)
+        ],
+        "0.1.0 header callbacks are called with (context, headers)"
+    );
     let response = outcome.response.expect("response").message;
     assert_eq!(
         response.headers.get_text("x-clear-route-cache").as_deref(),
