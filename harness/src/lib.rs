@@ -22,8 +22,8 @@
 
 pub mod abi;
 pub mod backend;
-pub mod chain;
 pub mod bench;
+pub mod chain;
 mod driver;
 pub mod error;
 pub mod host;
