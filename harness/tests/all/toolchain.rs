@@ -98,3 +98,43 @@ fn a_wrong_expectation_in_a_chain_scenario_fails() {
         vec!["a blocked request never reaches response-header"]
     );
 }
+
+#[test]
+fn worker_and_chain_keys_are_checked_when_the_file_is_read() {
+    let base = "cases: [{name: c, steps: [STEP]}]\n";
+    let cases = [
+        (
+            "plugin: {module: a.wasm}\nplugins: [{module: b.wasm}]\n",
+            "request: GET /",
+            "either `plugin` or a `plugins` chain",
+        ),
+        (
+            "plugins: [{name: x}]\n",
+            "request: GET /",
+            "plugins[0].module is required",
+        ),
+        (
+            "plugin: {module: a.wasm}\nworkers: 0\n",
+            "request: GET /",
+            "at least 1",
+        ),
+        (
+            "plugin: {module: a.wasm}\nworkers: 2\n",
+            "{worker: 2, request: GET /}",
+            "worker 2 does not exist (2 worker(s)",
+        ),
+        (
+            "plugin: {module: a.wasm}\nworkers: 2\n",
+            "{worker: 1, advance_ms: 5}",
+            "`advance_ms` moves every worker",
+        ),
+    ];
+    for (head, step, message) in cases {
+        let text = format!("{head}{}", base.replace("STEP", step));
+        let error = harness::scenario::parse(&text, "f.yaml").expect_err(message);
+        assert!(error.contains(message), "{text}\n=> {error}");
+    }
+    let fine = "plugins: [{module: a.wasm}, {module: b.wasm}]\nworkers: 3\ncases: [{name: c, steps: [{worker: 2, request: GET /}]}]\n";
+    let scenario = harness::scenario::parse(fine, "f.yaml").expect("valid");
+    assert_eq!((scenario.plugins.len(), scenario.workers), (2, Some(3)));
+}
