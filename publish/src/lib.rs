@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod module;
 pub mod reference;
 pub mod render;
+pub mod sync;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

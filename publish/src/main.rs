@@ -32,6 +32,8 @@ enum Command {
     /// Remove stored credentials for a registry from Docker's config.json.
     Logout(LogoutArgs),
     Render(publish::render::cli::RenderArgs),
+    /// The node agent: keep a directory in step with the module list `render` writes.
+    Sync(publish::sync::SyncArgs),
 }
 
 #[derive(Args, Clone)]
@@ -210,6 +212,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Login(args) => login(args).await?,
         Command::Logout(args) => logout(args)?,
         Command::Render(args) => publish::render::cli::run(args).await?,
+        Command::Sync(args) => publish::sync::run(args).await?,
     }
     Ok(())
 }
