@@ -169,3 +169,29 @@ pub(crate) fn merge_into(into: &mut Outcome, more: Outcome) {
     // Metrics are process-wide: the latest snapshot is the complete one.
     into.metrics = more.metrics;
 }
+
+/// Puts what `earlier` observed before what `into` observed, keeping
+/// `into`'s exchange (response, end, context id...).
+pub(crate) fn merge_before(into: &mut Outcome, earlier: Outcome) {
+    let mut observed = earlier;
+    let later = Outcome {
+        logs: std::mem::take(&mut into.logs),
+        trace: std::mem::take(&mut into.trace),
+        http_calls: std::mem::take(&mut into.http_calls),
+        grpc_calls: std::mem::take(&mut into.grpc_calls),
+        hostcalls: std::mem::take(&mut into.hostcalls),
+        trap: into.trap.take(),
+        failure_policy: into.failure_policy.take(),
+        metrics: std::mem::take(&mut into.metrics),
+        ..Outcome::default()
+    };
+    merge_into(&mut observed, later);
+    into.logs = observed.logs;
+    into.trace = observed.trace;
+    into.http_calls = observed.http_calls;
+    into.grpc_calls = observed.grpc_calls;
+    into.hostcalls = observed.hostcalls;
+    into.trap = observed.trap;
+    into.failure_policy = observed.failure_policy;
+    into.metrics = observed.metrics;
+}

@@ -12,7 +12,7 @@
 //! on one worker and the queue notification it causes on another happen
 //! at the same virtual time.
 
-use crate::chain::{Chain, ChainOutcome, merge_into};
+use crate::chain::{Chain, ChainOutcome, merge_before, merge_into};
 use crate::driver::FilterModule;
 use crate::error::HarnessError;
 use crate::host::SharedHost;
@@ -30,9 +30,10 @@ pub struct Workers {
 pub struct WorkerOutcome {
     /// The worker that served the request.
     pub worker: usize,
-    /// Its chain's outcome. `outcome.outcome` also holds (after the
-    /// exchange's own) what other workers did meanwhile: catching up
-    /// with the time the exchange took, queue notifications it caused.
+    /// Its chain's outcome. `chain.outcome` also holds what this worker
+    /// did first to catch up with the others' time (before the exchange's
+    /// own lines) and what other workers did after it (queue
+    /// notifications it caused); `chain.filters` only the exchange.
     pub chain: ChainOutcome,
 }
 
@@ -123,9 +124,7 @@ impl Workers {
         let catch_up = (lag > 0).then(|| chain.advance(lag)).transpose()?;
         let mut result = chain.exchange(exchange)?;
         if let Some(before) = catch_up {
-            let mut logs = before.outcome.logs;
-            logs.append(&mut result.outcome.logs);
-            result.outcome.logs = logs;
+            merge_before(&mut result.outcome, before.outcome);
         }
         // Other workers run what the exchange made ready for them (queue
         // notifications, callouts due), at their own current time.
@@ -177,6 +176,9 @@ impl Workers {
             let outcome = chain.advance(0)?;
             if let Some(acc) = &mut outcomes[index] {
                 merge_into(&mut acc.outcome, outcome.outcome);
+                for (a, b) in acc.filters.iter_mut().zip(outcome.filters) {
+                    merge_into(a, b);
+                }
             }
         }
         Ok(outcomes

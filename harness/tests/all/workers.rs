@@ -196,3 +196,47 @@ fn a_trap_fails_only_the_worker_whose_vm_trapped() {
             .is_none()
     );
 }
+
+#[test]
+fn a_worker_catches_up_with_the_others_time_before_it_takes_a_request() {
+    // Worker 0's request waits for its own timer (100 virtual ms); worker 1,
+    // idle meanwhile, runs its tick first when it takes the next request.
+    let mut envoy = workers(
+        json!({"trace": true,
+            "configure": [{"op": "set_tick_period", "ms": 100}],
+            "routes": {"/wait": {"request_headers": {"action": "pause", "steps": []}}},
+            "tick": [
+                {"op": "set_effective_context", "label": "effective", "id": 2},
+                {"op": "continue_stream", "label": "continue", "stream": "request"}
+            ]
+        }),
+        2,
+    );
+    let waited = envoy.exchange_on(0, &request("/wait")).expect("exchange");
+    assert_eq!(waited.chain.outcome.elapsed_ms, 100);
+    assert_eq!(waited.chain.outcome.end, harness::StreamEnd::Completed);
+    let next = envoy.exchange_on(1, &request("/")).expect("exchange");
+    let lines = info(&next.chain.outcome);
+    let tick = lines.iter().position(|l| l == "cb tick ctx=1");
+    let stream = lines
+        .iter()
+        .position(|l| l.starts_with("cb create_http_context"));
+    assert!(
+        tick.is_some() && tick < stream,
+        "catch-up tick first: {lines:?}"
+    );
+    assert_eq!(
+        next.chain
+            .outcome
+            .hostcalls
+            .get("proxy_set_effective_context"),
+        Some(&1),
+        "the catch-up's hostcalls are counted"
+    );
+    assert_eq!(
+        count(&next.chain.filters[0], "cb tick ctx=1"),
+        0,
+        "not part of the exchange itself"
+    );
+    assert_eq!(envoy.worker(1).expect("worker 1").now_ms(), 100);
+}
