@@ -387,45 +387,97 @@ fn elapsed_ns(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn measure_backend(
-    module: &FilterModule,
+/// Rounds each measurement is split into, alternating the backends, so a
+/// change in the machine's other load hits both alike.
+const ROUNDS: u32 = 10;
+
+/// Measures both backends on one exchange, interleaved round by round.
+fn measure_pair(
+    native: &FilterModule,
+    wasm: &FilterModule,
     config: &HarnessConfig,
     ex: &Exchange,
     options: &BenchOptions,
-) -> Result<BackendRun, HarnessError> {
-    let what = module.backend_name();
-    let mut h = new_harness(module, config)?;
-    for _ in 0..options.warmup {
-        exchange_checked(&mut h, ex, what)?;
+) -> Result<(BackendRun, BackendRun), HarnessError> {
+    let modules = [native, wasm];
+    let mut harnesses = Vec::new();
+    for m in modules {
+        let mut h = new_harness(m, config)?;
+        for _ in 0..options.warmup {
+            exchange_checked(&mut h, ex, m.backend_name())?;
+        }
+        harnesses.push(h);
     }
     // Latency: every request timed on its own.
-    let mut recorder = LatencyRecorder::new().map_err(HarnessError::Usage)?;
-    let before = h.guest_traffic();
-    let started = Instant::now();
-    let mut n = 0u64;
-    while n < options.max_samples && (n < 100 || started.elapsed() < options.run_time) {
-        let t = Instant::now();
-        let outcome = h.exchange(ex)?;
-        recorder.record(elapsed_ns(t));
-        if outcome.trap.is_some() {
-            return Err(HarnessError::Usage(format!("{what}: the filter trapped")));
+    let mut recorders = [
+        LatencyRecorder::new().map_err(HarnessError::Usage)?,
+        LatencyRecorder::new().map_err(HarnessError::Usage)?,
+    ];
+    let before: Vec<GuestTraffic> = harnesses.iter().map(Harness::guest_traffic).collect();
+    let mut counts = [0u64; 2];
+    let slice = options.run_time / ROUNDS;
+    let per_round = (options.max_samples / u64::from(ROUNDS)).max(10);
+    for round in 0..ROUNDS {
+        for k in order(round) {
+            let h = &mut harnesses[k];
+            let started = Instant::now();
+            let mut n = 0u64;
+            while n < per_round && (n < 10 || started.elapsed() < slice) {
+                let t = Instant::now();
+                let outcome = h.exchange(ex)?;
+                recorders[k].record(elapsed_ns(t));
+                if let Some(trap) = outcome.trap {
+                    return Err(HarnessError::Usage(format!(
+                        "{}: the filter trapped in {}: {}",
+                        modules[k].backend_name(),
+                        trap.callback,
+                        trap.trap
+                    )));
+                }
+                n += 1;
+            }
+            counts[k] += n;
         }
-        n += 1;
     }
-    let per_request = PerRequest::from_traffic(before, h.guest_traffic(), n);
     // Throughput on one worker: back to back, no per-request clock.
-    let per_core_rps = throughput(&mut h, ex, options.run_time)?;
-    drop(h);
-    let two_worker_rps = two_workers(module, config, ex, options)?;
-    Ok(BackendRun {
-        latency: recorder.summary(),
-        per_core_rps,
-        two_worker_rps,
-        per_request,
-    })
+    let mut done = [(0u64, 0f64); 2];
+    for round in 0..ROUNDS {
+        for k in order(round) {
+            let (n, secs) = throughput(&mut harnesses[k], ex, slice)?;
+            done[k].0 += n;
+            done[k].1 += secs;
+        }
+    }
+    let traffic: Vec<GuestTraffic> = harnesses.iter().map(Harness::guest_traffic).collect();
+    drop(harnesses);
+    // Two workers: fewer, longer rounds (each makes two VMs per backend).
+    let mut two = [(0u64, 0f64); 2];
+    for round in 0..2 {
+        for k in order(round) {
+            let (n, secs) = two_workers(modules[k], config, ex, options, options.run_time / 2)?;
+            two[k].0 += n;
+            two[k].1 += secs;
+        }
+    }
+    let run = |k: usize| BackendRun {
+        latency: recorders[k].summary(),
+        per_core_rps: ratio(done[k].0 as f64, done[k].1),
+        two_worker_rps: ratio(two[k].0 as f64, two[k].1),
+        per_request: PerRequest::from_traffic(before[k], traffic[k], counts[k] + done[k].0),
+    };
+    Ok((run(0), run(1)))
 }
 
-fn throughput(h: &mut Harness, ex: &Exchange, run_time: Duration) -> Result<f64, HarnessError> {
+/// Native first in even rounds, wasm first in odd ones.
+fn order(round: u32) -> [usize; 2] {
+    if round % 2 == 0 { [0, 1] } else { [1, 0] }
+}
+
+fn throughput(
+    h: &mut Harness,
+    ex: &Exchange,
+    run_time: Duration,
+) -> Result<(u64, f64), HarnessError> {
     let started = Instant::now();
     let mut n = 0u64;
     loop {
@@ -435,7 +487,7 @@ fn throughput(h: &mut Harness, ex: &Exchange, run_time: Duration) -> Result<f64,
         n += 16;
         let t = started.elapsed();
         if t >= run_time {
-            return Ok(n as f64 / t.as_secs_f64());
+            return Ok((n, t.as_secs_f64()));
         }
     }
 }
@@ -446,7 +498,8 @@ fn two_workers(
     config: &HarnessConfig,
     ex: &Exchange,
     options: &BenchOptions,
-) -> Result<f64, HarnessError> {
+    run_time: Duration,
+) -> Result<(u64, f64), HarnessError> {
     let shared = SharedHost::new();
     let barrier = Arc::new(Barrier::new(2));
     let results: Vec<Result<(u64, Duration), HarnessError>> = std::thread::scope(|s| {
@@ -468,7 +521,7 @@ fn two_workers(
                     }
                     let started = Instant::now();
                     let mut n = 0u64;
-                    while started.elapsed() < options.run_time {
+                    while started.elapsed() < run_time {
                         for _ in 0..16 {
                             h.exchange(ex)?;
                         }
@@ -489,12 +542,15 @@ fn two_workers(
             })
             .collect()
     });
-    let mut total = 0.0;
+    // Requests of both workers over the longer of their two run times.
+    let mut total = 0u64;
+    let mut longest = 0f64;
     for r in results {
         let (n, t) = r?;
-        total += n as f64 / t.as_secs_f64();
+        total += n;
+        longest = longest.max(t.as_secs_f64());
     }
-    Ok(total)
+    Ok((total, longest))
 }
 
 /// Start-up durations recorded by the driver, grouped.
@@ -704,8 +760,7 @@ pub fn run_case(
             ex,
             &format!("{} {label}", case.name),
         )?;
-        let native_run = measure_backend(&native, &config, ex, options)?;
-        let wasm_run = measure_backend(&wasm, &config, ex, options)?;
+        let (native_run, wasm_run) = measure_pair(&native, &wasm, &config, ex, options)?;
         variants_out.push(VariantReport {
             label: label.clone(),
             status,
