@@ -3,10 +3,18 @@
 //! rules (later filters never see the request; the reply passes through
 //! the response path of the filters that saw it).
 
-use harness::{Chain, ChainOutcome, Exchange, FilterModule, SharedHost};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use harness::{
+    Chain, ChainOutcome, CompiledModule, Exchange, FilterModule, HarnessConfig, PluginConfig,
+    SharedHost, TraceEvent,
+};
 use serde_json::{Value, json};
 
-use crate::support::{callbacks, get, info, ok_upstream, probe_config, probe_module};
+use crate::support::{
+    callbacks, get, info, module, ok_upstream, probe_config, probe_module, wasm_dir, workspace_root,
+};
 
 fn chain(scripts: &[Value]) -> Chain {
     let plugins: Vec<_> = scripts
@@ -206,4 +214,114 @@ fn a_pause_nothing_resumes_stalls_the_chain_before_the_next_filter() {
         !second_cbs.iter().any(|c| c.starts_with("request_headers")),
         "{second_cbs:?}"
     );
+}
+
+/// The example filters the chain tests and scenarios use besides
+/// response-header (which support.rs builds), built once per process.
+pub fn build_chain_filters() {
+    static BUILT: OnceLock<bool> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--target", "wasm32-wasip1", "--release", "--quiet"])
+            .args(["-p", "request-block", "-p", "cors"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(
+        built,
+        "building request-block and cors for wasm32-wasip1 failed"
+    );
+}
+
+fn example(file: &str, configuration: &str) -> (FilterModule, HarnessConfig) {
+    let compiled = if file == "response_header.wasm" {
+        module(file)
+    } else {
+        build_chain_filters();
+        static COMPILED: OnceLock<CompiledModule> = OnceLock::new();
+        COMPILED
+            .get_or_init(|| CompiledModule::from_file(wasm_dir().join(file)).unwrap())
+            .clone()
+    };
+    let config = HarnessConfig {
+        plugin: PluginConfig {
+            configuration: configuration.into(),
+            ..PluginConfig::default()
+        },
+        ..HarnessConfig::default()
+    };
+    (compiled.into(), config)
+}
+
+fn guest_callbacks(outcome: &harness::Outcome) -> Vec<String> {
+    outcome
+        .trace
+        .iter()
+        .filter_map(|event| match event {
+            TraceEvent::Callback { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn real_filters_request_block_then_response_header() {
+    let plugins = [
+        example(
+            "request_block.wasm",
+            r#"{"paths":[{"exact":"/secret"}],"status":403,"body":"blocked\n"}"#,
+        ),
+        example(
+            "response_header.wasm",
+            r#"{"name":"resp-header-demo","value":"added by our filter"}"#,
+        ),
+    ];
+    let mut chain = Chain::new(&plugins, &SharedHost::new()).expect("start-up");
+    let blocked = send(&mut chain, "/secret");
+    let reply = blocked.outcome.local_reply.as_ref().expect("local reply");
+    assert_eq!(reply.status, 403);
+    let response = blocked.outcome.response.as_ref().expect("response");
+    assert!(
+        response
+            .message
+            .headers
+            .get_text("resp-header-demo")
+            .is_none()
+    );
+    // request-block saw its own reply (headers, body) on its response path; response-header
+    // only got the stream context the access log needs.
+    assert_eq!(
+        guest_callbacks(&blocked.filters[0]),
+        [
+            "proxy_on_context_create",
+            "proxy_on_request_headers",
+            "proxy_on_response_headers",
+            "proxy_on_response_body",
+            "proxy_on_log",
+            "proxy_on_done",
+            "proxy_on_delete"
+        ]
+    );
+    assert_eq!(
+        guest_callbacks(&blocked.filters[1]),
+        [
+            "proxy_on_context_create",
+            "proxy_on_log",
+            "proxy_on_done",
+            "proxy_on_delete"
+        ]
+    );
+    let allowed = send(&mut chain, "/details/1");
+    let response = allowed.outcome.response.as_ref().expect("response");
+    assert_eq!(
+        response
+            .message
+            .headers
+            .get_text("resp-header-demo")
+            .as_deref(),
+        Some("added by our filter")
+    );
+    assert!(allowed.outcome.upstream_request.is_some());
 }

@@ -5,34 +5,14 @@
 //! scenarios in harness/scenarios.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use harness::scenario::{Runner, Summary};
 
-use crate::support::{module, wasm_dir, workspace_root};
+use crate::chain::build_chain_filters;
+use crate::support::{module, wasm_dir};
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
-}
-
-/// The example filters the chain scenarios use besides response-header
-/// (which support.rs builds), built once per process.
-fn build_chain_filters() {
-    static BUILT: OnceLock<bool> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--target", "wasm32-wasip1", "--release", "--quiet"])
-            .args(["-p", "request-block", "-p", "cors"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    assert!(
-        built,
-        "building request-block and cors for wasm32-wasip1 failed"
-    );
 }
 
 fn run(files: &[&str]) -> (Summary, String) {
