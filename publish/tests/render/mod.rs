@@ -6,6 +6,7 @@ mod crd;
 mod errors;
 mod golden;
 mod resolve;
+mod sync;
 
 use std::path::{Path, PathBuf};
 
