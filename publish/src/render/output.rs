@@ -130,6 +130,20 @@ fn file_text(bundle: &Bundle, part: Part) -> Result<String, serde_yaml_ng::Error
                  #   publish sync {} --dir {MODULE_DIR}",
                 part.file_name()
             );
+            let secrets: Vec<&str> = bundle
+                .node_list
+                .modules
+                .iter()
+                .filter_map(|m| m.pull_secret.as_deref())
+                .collect();
+            if !secrets.is_empty() {
+                let _ = writeln!(
+                    header,
+                    "# Pull secrets ({}): add --secrets-dir DIR, DIR holding <name>/.dockerconfigjson\n\
+                     # (a docker-registry Secret mounted into the agent's pod).",
+                    secrets.join(", ")
+                );
+            }
             documents([&bundle.node_list])?
         }
         Part::WasmPlugin => {
