@@ -133,7 +133,9 @@ mod tests {
     fn deadlines_round_up_and_zero_means_none() {
         assert_eq!(deadline_ticks(0), u64::MAX);
         assert!(deadline_ticks(100) >= 100);
-        assert!(deadline_message("f", "proxy_on_tick", 100)
-            .starts_with("filter f: proxy_on_tick exceeded its 100 ms CPU deadline"));
+        assert!(
+            deadline_message("f", "proxy_on_tick", 100)
+                .starts_with("filter f: proxy_on_tick exceeded its 100 ms CPU deadline")
+        );
     }
 }

@@ -115,7 +115,8 @@ pub fn config() -> HarnessConfig {
     HarnessConfig {
         plugin: PluginConfig {
             name: "hostile".to_string(),
-            callback_deadline_ms: 100,
+            // Generous: a loaded machine must not fail well-behaved calls.
+            callback_deadline_ms: 5_000,
             max_memory_bytes: 4 * 1024 * 1024,
             ..PluginConfig::default()
         },
@@ -127,6 +128,13 @@ pub fn config() -> HarnessConfig {
         }],
         ..HarnessConfig::default()
     }
+}
+
+/// [`config`] with a 100 ms callback deadline, for the endless loops.
+fn spin_config() -> HarnessConfig {
+    let mut c = config();
+    c.plugin.callback_deadline_ms = 100;
+    c
 }
 
 pub fn get() -> Exchange {
@@ -244,11 +252,7 @@ fn attack(module: &str, name: &str, kinds: &[&str]) -> Vec<(String, u32)> {
     // The same VM serves the next request.
     let next = h.exchange(&get()).unwrap();
     assert!(next.trap.is_none() && next.response.is_some(), "{name}");
-    attacks
-        .into_iter()
-        .map(|(what, _)| what)
-        .zip(got)
-        .collect()
+    attacks.into_iter().map(|(what, _)| what).zip(got).collect()
 }
 
 const OK: u32 = 0;
@@ -358,7 +362,13 @@ fn spinning_filter(target: &str) -> String {
     );
     let imports = format!(
         "{}\n{}",
-        import("env", "proxy_http_call", &["ptr", "size", "ptr", "size", "ptr", "size", "ptr", "size", "u32", "ptr"]),
+        import(
+            "env",
+            "proxy_http_call",
+            &[
+                "ptr", "size", "ptr", "size", "ptr", "size", "ptr", "size", "u32", "ptr"
+            ]
+        ),
         import("env", "proxy_set_tick_period_milliseconds", &["u32"]),
     );
     let funcs = format!(
@@ -418,7 +428,7 @@ fn an_endless_loop_at_start_up_fails_the_vm_with_the_deadline_error() {
         ("configure", "proxy_on_configure"),
     ] {
         let m = compile(target, &spinning_filter(target));
-        match Harness::new(&m, config()) {
+        match Harness::new(&m, spin_config()) {
             Err(HarnessError::Trap {
                 callback: cb,
                 context_id,
@@ -445,7 +455,7 @@ fn an_endless_loop_in_a_stream_callback_gets_503_and_the_next_request_too() {
         ("http_call_response", "proxy_on_http_call_response", get()),
     ] {
         let m = compile(target, &spinning_filter(target));
-        let mut h = Harness::new(&m, config()).unwrap();
+        let mut h = Harness::new(&m, spin_config()).unwrap();
         let o = h.exchange(&exchange).unwrap();
         let trap = o.trap.unwrap_or_else(|| panic!("{target}: no trap"));
         assert_eq!(trap.callback, callback);
@@ -456,7 +466,7 @@ fn an_endless_loop_in_a_stream_callback_gets_503_and_the_next_request_too() {
         assert_eq!(next.response.unwrap().status, 503, "{target}: fail closed");
         assert_eq!(next.local_reply.unwrap().details, "wasm_fail_stream");
         // A fresh VM of the same compiled module starts and serves.
-        let fresh = Harness::new(&m, config());
+        let fresh = Harness::new(&m, spin_config());
         assert!(fresh.is_ok(), "{target}");
     }
     assert_process_serves_traffic();
@@ -466,7 +476,7 @@ fn an_endless_loop_in_a_stream_callback_gets_503_and_the_next_request_too() {
 fn an_endless_loop_after_the_response_fails_the_vm_for_later_requests() {
     for (target, callback) in [("log", "proxy_on_log"), ("done", "proxy_on_done")] {
         let m = compile(target, &spinning_filter(target));
-        let mut h = Harness::new(&m, config()).unwrap();
+        let mut h = Harness::new(&m, spin_config()).unwrap();
         let o = h.exchange(&get()).unwrap();
         // The client already had its response.
         assert_eq!(o.response.unwrap().status, 200, "{target}");
@@ -480,7 +490,7 @@ fn an_endless_loop_after_the_response_fails_the_vm_for_later_requests() {
 #[test]
 fn an_endless_loop_in_on_tick_fails_the_vm_between_requests() {
     let m = compile("tick", &spinning_filter("tick"));
-    let mut h = Harness::new(&m, config()).unwrap();
+    let mut h = Harness::new(&m, spin_config()).unwrap();
     let o = h.advance(20).unwrap();
     let trap = o.trap.expect("tick trapped");
     assert_deadline(&trap.trap, "proxy_on_tick");
@@ -497,7 +507,11 @@ fn an_endless_loop_in_on_tick_fails_the_vm_between_requests() {
 /// `proxy_on_request_headers` grows memory 16 pages at a time until
 /// refused, then traps (`abort_on_oom`) or carries on.
 fn growing_filter(abort_on_oom: bool) -> String {
-    let after = if abort_on_oom { "unreachable" } else { "i32.const 0" };
+    let after = if abort_on_oom {
+        "unreachable"
+    } else {
+        "i32.const 0"
+    };
     filter(
         "",
         "",
@@ -668,7 +682,11 @@ fn reading_filter(malloc: &str) -> CompiledModule {
     compile(
         "lying-malloc.wat",
         &filter(
-            &import("env", "proxy_get_header_map_value", &["u32", "ptr", "size", "ptr", "ptr"]),
+            &import(
+                "env",
+                "proxy_get_header_map_value",
+                &["u32", "ptr", "size", "ptr", "ptr"],
+            ),
             r#"(data (i32.const 0) ":authority")"#,
             &format!(
                 r#"(func (export "malloc") (param i32) (result i32) {malloc})
@@ -787,15 +805,67 @@ fn broken_modules_are_refused_with_the_reason() {
         .expect("refused");
     match &err {
         HarnessError::UnknownImport { module, field, .. } => {
-            assert_eq!((module.as_str(), field.as_str()), ("env", "proxy_open_socket"));
+            assert_eq!(
+                (module.as_str(), field.as_str()),
+                ("env", "proxy_open_socket")
+            );
         }
         other => panic!("unexpected error {other}"),
     }
 
     let start_traps = filter("", "", "(func $boom unreachable) (start $boom)");
     let m = compile("start-traps.wat", &start_traps);
-    let err = Harness::new(&m, config()).err().expect("refused").to_string();
+    let err = Harness::new(&m, config())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("start-traps.wat"), "{err}");
     assert!(err.contains("unreachable"), "{err}");
     assert_process_serves_traffic();
+}
+
+/// What a callback deadline costs: the same calls on an engine with and
+/// without epoch interruption (run by hand:
+/// `cargo test -p harness --test all epoch_deadline_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn epoch_deadline_cost() {
+    use wasmtime::{Config, Engine, Instance, Module, Store};
+    let wat = r#"(module
+      (func (export "short") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+      (func (export "loop") (param i32) (result i32) (local i32)
+        (loop $l (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get 1) (local.get 0))))
+        local.get 1))"#;
+    for epoch in [false, true] {
+        let mut config = Config::new();
+        config.epoch_interruption(epoch);
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, wat).unwrap();
+        let mut store = Store::new(&engine, ());
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        let short = instance
+            .get_typed_func::<i32, i32>(&mut store, "short")
+            .unwrap();
+        let looping = instance
+            .get_typed_func::<i32, i32>(&mut store, "loop")
+            .unwrap();
+        let calls = 1_000_000;
+        let started = std::time::Instant::now();
+        for i in 0..calls {
+            if epoch {
+                store.set_epoch_deadline(1_000);
+            }
+            short.call(&mut store, i).unwrap();
+        }
+        let per_call = started.elapsed().as_nanos() / calls as u128;
+        let started = std::time::Instant::now();
+        looping.call(&mut store, 100_000_000).unwrap();
+        let loop_ps = started.elapsed().as_nanos() * 1000 / 100_000_000;
+        println!(
+            "epoch_interruption={epoch}: {per_call} ns per call (with set_epoch_deadline), \
+             {loop_ps} ps per iteration of an empty loop"
+        );
+    }
 }

@@ -6,6 +6,7 @@ mod abi_versions;
 mod chain;
 mod hostcalls;
 mod hostile;
+mod hostile_fuzz;
 mod lifecycle;
 mod modules;
 mod scenarios;
