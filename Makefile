@@ -8,7 +8,7 @@ WASM_DIR   := target/wasm32-wasip1/release
 HARNESS    := target/debug/harness
 DEMO_CONFIG := {"name":"resp-header-demo","value":"added by our filter"}
 
-.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry
+.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as
 
 all: build
 
@@ -50,10 +50,17 @@ FILTERS := $(patsubst filters/%/,%,$(sort $(dir $(wildcard filters/*/Cargo.toml)
 # Every filter's scenario files, run through the harness on the built .wasm
 # files, then the same files on the native twins (the same crates built for the
 # host), which proves the twin behaves like the module it is compared with.
-test-scenarios: build
+AS_FILTER := harness/as-filters/add-header
+
+# The AssemblyScript filter (a toolchain other than Rust), pinned by its package-lock.json.
+build-as: setup
+	cd $(AS_FILTER) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent asbuild
+
+test-scenarios: build build-as
 	@test -x $(HARNESS) || $(CARGO) build -p harness --bin harness
-	$(HARNESS) test filters/*/tests
+	$(HARNESS) test filters/*/tests harness/scenarios
 	$(CARGO) build --lib $(addprefix -p ,$(FILTERS))
+	# harness/scenarios stays wasm-only: the WAT and AssemblyScript filters have no native twin.
 	$(HARNESS) test --native target/debug filters/*/tests
 
 lint:

@@ -54,8 +54,20 @@ ensure_oras_python() {
         missing+=("python package oras (run: python3 -m pip install oras)")
 }
 
+ensure_node() {
+    command -v npm >/dev/null 2>&1 && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        missing+=("node.js and npm (they build harness/as-filters: install Node 18+)")
+        return 0
+    fi
+    say "installing Node.js and npm (the AssemblyScript test filter)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2 ||
+        missing+=("nodejs npm (apt-get install failed: run it as root)")
+}
+
 ensure_wasm_target
 if [ "$want" = all ]; then
+    ensure_node
     ensure_apt_packages
     ensure_oras_python
 fi
