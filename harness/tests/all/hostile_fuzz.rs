@@ -1,6 +1,7 @@
 //! Fuzzing the host through a guest: a WAT module that imports every
 //! Proxy-Wasm hostcall and the WASI subset and runs a "script" it reads
-//! from the request body: records of (function index, 12 argument words).
+//! from the request body: records of (function index, 12 argument words),
+//! run in three phases (request body, response headers, log).
 //! Scripts are random (a seeded xorshift generator, reproducible): small
 //! numbers, pointers into memory, pointers at its end, huge lengths, any
 //! word. The host must answer every call with a status, never trap or
@@ -64,22 +65,32 @@ fn fuzz_module() -> &'static CompiledModule {
             dispatch = format!("(block $c{k} {dispatch})\n(drop {call}) (br $done)");
         }
         cases.push_str(&format!("(block $done {dispatch})"));
+        // The script runs in the request body callback, then again (as
+        // the calls left it) in on_response_headers and on_log: three phases.
         let funcs = format!(
-            r#"(func $run (param $p i32)
+            r#"(global $script (mut i32) (i32.const 0))
+               (global $script_end (mut i32) (i32.const 0))
+               (func $run (param $p i32)
                  {cases})
-               (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
-                 (local $p i32) (local $end i32)
-                 (drop (call $proxy_get_buffer_bytes (i32.const 0) (i32.const 0) (local.get 1)
-                   (i32.const 256) (i32.const 260)))
-                 (local.set $p (i32.load (i32.const 256)))
-                 (local.set $end (i32.add (local.get $p) (i32.load (i32.const 260))))
+               (func $run_script (local $p i32)
+                 (local.set $p (global.get $script))
                  (block $out
                    (loop $next
-                     (br_if $out (i32.gt_u (i32.add (local.get $p) (i32.const {RECORD})) (local.get $end)))
+                     (br_if $out (i32.gt_u (i32.add (local.get $p) (i32.const {RECORD})) (global.get $script_end)))
                      (call $run (local.get $p))
                      (local.set $p (i32.add (local.get $p) (i32.const {RECORD})))
-                     (br $next)))
-                 i32.const 0)"#
+                     (br $next))))
+               (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+                 (drop (call $proxy_get_buffer_bytes (i32.const 0) (i32.const 0) (local.get 1)
+                   (i32.const 256) (i32.const 260)))
+                 (global.set $script (i32.load (i32.const 256)))
+                 (global.set $script_end (i32.add (global.get $script) (i32.load (i32.const 260))))
+                 (call $run_script)
+                 i32.const 0)
+               (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+                 (call $run_script)
+                 i32.const 0)
+               (func (export "proxy_on_log") (param i32) (call $run_script))"#
         );
         let wat = super::hostile::filter(&imports, "", &funcs).replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 2 2)");
         compile("fuzz-interpreter.wat", &wat)
