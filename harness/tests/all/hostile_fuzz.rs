@@ -153,13 +153,17 @@ fn random_hostcall_arguments_never_crash_the_host() {
     let mut calls: BTreeMap<&str, u64> = BTreeMap::new();
     let mut findings = Vec::new();
     let mut reached = 0u64;
+    let mut slowest = (std::time::Duration::ZERO, 0u64);
     for iteration in 0..iterations {
         let (bytes, called) = script(&mut rng, functions.len());
         let mut exchange = post("");
         exchange.request.body = harness::Body::single(bytes);
+        let started = std::time::Instant::now();
         let outcome = harness.exchange(&exchange).unwrap_or_else(|e| {
             panic!("iteration {iteration} (seed {seed}): the exchange failed: {e}")
         });
+        // Reported, not asserted: a slow hostcall would show up here.
+        slowest = slowest.max((started.elapsed(), iteration));
         // A call may overwrite the rest of its own script (random output
         // pointers): those records are skipped, so count what was reached.
         reached += outcome.hostcalls.values().sum::<u64>();
@@ -190,8 +194,10 @@ fn random_hostcall_arguments_never_crash_the_host() {
         "only {reached} hostcalls reached the host for {total} scripted"
     );
     println!(
-        "hostile_fuzz: seed {seed}, {iterations} exchanges, {total} calls scripted over {} functions, {reached} hostcalls reached the host",
-        calls.len()
+        "hostile_fuzz: seed {seed}, {iterations} exchanges, {total} calls scripted over {} functions, {reached} hostcalls reached the host; slowest exchange {:?} (iteration {})",
+        calls.len(),
+        slowest.0,
+        slowest.1
     );
     assert!(findings.is_empty(), "{}", findings.join("\n"));
     assert_process_serves_traffic();
