@@ -784,7 +784,25 @@ impl Harness {
             Callback::Initialize | Callback::Main | Callback::Start => Phase::Startup,
             _ => Phase::Callback,
         };
-        host.configuring = matches!(cb, Callback::Configure { .. });
+        // Envoy's temp_plugin_: the plugin configuration exists while the
+        // root context is created and configured (proxy-wasm-cpp-host
+        // ContextBase::onStart / onConfigure), in no other callback.
+        host.configuring = matches!(
+            cb,
+            Callback::Configure { .. } | Callback::ContextCreate { parent_id: 0, .. }
+        );
+        host.access_log = matches!(cb, Callback::Log { .. });
+        host.trailers_on_demand = match cb {
+            Callback::RequestBody {
+                end_of_stream: true,
+                ..
+            } => Some(crate::abi::MapType::HttpRequestTrailers),
+            Callback::ResponseBody {
+                end_of_stream: true,
+                ..
+            } => Some(crate::abi::MapType::HttpResponseTrailers),
+            _ => None,
+        };
         let log_mark = host.logs.len();
         // The callback is traced before its hostcalls; its result is filled in after.
         let trace_slot = (host.trace_level != TraceLevel::Off).then(|| {
@@ -1251,6 +1269,16 @@ impl Harness {
                 *body = data;
             } else {
                 body.extend_from_slice(&data);
+            }
+        }
+        if eos {
+            // Trailers the filter created in its last body callback.
+            let created = self.vm.host_ref().stream.as_ref().and_then(|s| match dir {
+                Dir::Request => s.request_trailers.as_ref(),
+                Dir::Response => s.response_trailers.as_ref(),
+            });
+            if let Some(trailers) = created.map(HeaderMap::to_headers) {
+                Self::target(run, dir).trailers = Some(trailers);
             }
         }
         let flow = run.flow(dir);

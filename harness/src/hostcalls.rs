@@ -535,7 +535,9 @@ pub fn proxy_set_header_map_pairs<G: Guest>(
     Ok(status)
 }
 
-/// `proxy_get_header_map_size`: total key and value bytes (Envoy's byteSize); BAD_ARGUMENT if unavailable.
+/// `proxy_get_header_map_size`: total key and value bytes (Envoy's byteSize).
+/// Envoy looks the map up as if to write it: BAD_ARGUMENT for the callout
+/// and gRPC maps and for stream maps not available now.
 pub fn proxy_get_header_map_size<G: Guest>(
     g: &mut G,
     map_type: u32,
@@ -547,7 +549,7 @@ pub fn proxy_get_header_map_size<G: Guest>(
     // Envoy reports the map's byteSize(): the sum of key and value lengths.
     let Some(size) = g
         .host()
-        .map(mt)
+        .map_mut(mt)
         .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
     else {
         return Ok(Status::BadArgument);
@@ -558,7 +560,8 @@ pub fn proxy_get_header_map_size<G: Guest>(
 
 /// `proxy_get_header_map_value`: the first value, NOT_FOUND when missing
 /// (ABI 0.1.0: OK and empty), BAD_ARGUMENT when the map is not available
-/// in this phase (Envoy).
+/// in this phase, except in on_log, where Envoy treats a missing map like
+/// a missing key.
 pub fn proxy_get_header_map_value<G: Guest>(
     g: &mut G,
     map_type: u32,
@@ -573,6 +576,11 @@ pub fn proxy_get_header_map_value<G: Guest>(
     let status = check!(input(g, key, key_size, |h, key| {
         let mut out = std::mem::take(&mut h.scratch);
         let status = match h.map(mt) {
+            None if h.access_log && h.abi == AbiVersion::V0_1_0 => {
+                out.clear();
+                Status::Ok
+            }
+            None if h.access_log => Status::NotFound,
             None => Status::BadArgument,
             Some(map) => match map.get(key) {
                 Some(v) => {
@@ -1039,8 +1047,9 @@ pub fn proxy_http_call<G: Guest>(
             code: 4,
             reason: "timeout",
         },
+        // Envoy's onHttpCallFailure: WasmResult::BrokenConnection, "reset".
         (Some(CalloutFailure::Reset), _) | (None, None) => HttpPlan::Fail {
-            code: 14,
+            code: 11,
             reason: "reset",
         },
         (None, Some(plan)) => plan,
@@ -1563,6 +1572,12 @@ mod tests {
             proxy_set_buffer_bytes(&mut g, 0, 0, 0, d, dl).unwrap(),
             Status::NotFound
         );
+        // The plugin configuration is read-only, and only there while configuring.
+        assert_eq!(
+            proxy_set_buffer_bytes(&mut g, 7, 0, 0, d, dl).unwrap(),
+            Status::NotFound
+        );
+        g.host.configuring = true;
         assert_eq!(
             proxy_set_buffer_bytes(&mut g, 7, 0, 0, d, dl).unwrap(),
             Status::BadArgument

@@ -198,6 +198,12 @@ pub struct Host {
     /// `proxy_on_configure` is running: `proxy_get_configuration` (ABI
     /// 0.1.0) returns the plugin configuration, else the VM configuration.
     pub(crate) configuring: bool,
+    /// `proxy_on_log` is running: Envoy's access-log phase, where a map
+    /// that is not there reads as NOT_FOUND and request trailers are gone.
+    pub(crate) access_log: bool,
+    /// The trailers map Envoy creates on demand right now: the last body
+    /// callback (end_of_stream) of a direction that had no trailers.
+    pub(crate) trailers_on_demand: Option<MapType>,
     pub(crate) root_context_id: u32,
     pub(crate) next_context_id: u32,
     pub(crate) stream: Option<StreamState>,
@@ -287,6 +293,8 @@ impl Host {
             rng_state: config.random_seed ^ 0x9e37_79b9_7f4a_7c15,
             abi: AbiVersion::default(),
             configuring: false,
+            access_log: false,
+            trailers_on_demand: None,
             root_context_id: 1,
             next_context_id: 2,
             stream: None,
@@ -451,6 +459,8 @@ impl Host {
             MapType::GrpcReceiveInitialMetadata => self.delivery.grpc_initial_metadata.as_ref(),
             MapType::GrpcReceiveTrailingMetadata => self.delivery.grpc_trailing_metadata.as_ref(),
             MapType::HttpRequestHeaders => self.effective_stream_ref()?.request_headers.as_ref(),
+            // Envoy's access-log phase has no request trailers.
+            MapType::HttpRequestTrailers if self.access_log => None,
             MapType::HttpRequestTrailers => self.effective_stream_ref()?.request_trailers.as_ref(),
             MapType::HttpResponseHeaders => self.effective_stream_ref()?.response_headers.as_ref(),
             MapType::HttpResponseTrailers => {
@@ -460,15 +470,24 @@ impl Host {
     }
 
     /// The writable header map of this type available now, if any
-    /// (callout response maps are read-only).
+    /// (Envoy's getMap: callout and gRPC maps are not writable). In the
+    /// last body callback of a direction without trailers, its trailers
+    /// are created empty on first use, as Envoy's addDecodedTrailers /
+    /// addEncodedTrailers do; they then travel on with the body.
     pub fn map_mut(&mut self, map: MapType) -> Option<&mut HeaderMap> {
+        let on_demand = self.trailers_on_demand == Some(map);
         let s = self.effective_stream()?;
-        match map {
-            MapType::HttpRequestHeaders => s.request_headers.as_mut(),
-            MapType::HttpRequestTrailers => s.request_trailers.as_mut(),
-            MapType::HttpResponseHeaders => s.response_headers.as_mut(),
-            MapType::HttpResponseTrailers => s.response_trailers.as_mut(),
-            _ => None,
+        let trailers = match map {
+            MapType::HttpRequestHeaders => return s.request_headers.as_mut(),
+            MapType::HttpResponseHeaders => return s.response_headers.as_mut(),
+            MapType::HttpRequestTrailers => &mut s.request_trailers,
+            MapType::HttpResponseTrailers => &mut s.response_trailers,
+            _ => return None,
+        };
+        if on_demand {
+            Some(trailers.get_or_insert_with(HeaderMap::default))
+        } else {
+            trailers.as_mut()
         }
     }
 
@@ -484,7 +503,10 @@ impl Host {
             BufferType::HttpCallResponseBody => self.delivery.http_body.as_deref(),
             BufferType::GrpcReceiveBuffer => self.delivery.grpc_message.as_deref(),
             BufferType::VmConfiguration => Some(self.plugin.vm_config.as_bytes()),
-            BufferType::PluginConfiguration => Some(self.plugin.configuration.as_bytes()),
+            // Envoy holds the plugin configuration only while configuring.
+            BufferType::PluginConfiguration => self
+                .configuring
+                .then_some(self.plugin.configuration.as_bytes()),
             BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => None,
         }
     }

@@ -634,7 +634,8 @@ fn http_call_response_reaches_the_root_with_headers_body_trailers() {
             r#"headers: OK pairs=[":status"="201", "x-answer"="a"]"#,
             r#"body: OK bytes="answer-body""#,
             r#"trailers: OK pairs=["x-trailer"="t"]"#,
-            "size: OK size=19",
+            // Envoy: the callout maps are read-only, and sizing one is BAD_ARGUMENT.
+            "size: BAD_ARGUMENT size=0",
         ],
     );
     assert!(
@@ -675,6 +676,10 @@ fn http_call_failure_and_timeout_give_an_empty_response_and_a_status() {
         );
         let status = result(&outcome, "get_status");
         assert!(status.starts_with("get_status: OK code="), "{status}");
+        if failure == CalloutFailure::Reset {
+            // Envoy's onHttpCallFailure: WasmResult::BrokenConnection.
+            assert_eq!(status, r#"get_status: OK code=11 message="reset""#);
+        }
         assert!(
             !status.starts_with("get_status: OK code=0 "),
             "{failure:?}: a failed call has a non-OK code: {status}"
@@ -1367,7 +1372,9 @@ fn read_only_map_ops(map: &str, prefix: &str, key: &str, value: &str) -> (Vec<Va
     let expected = vec![
         format!("{prefix} get: OK value={value:?}"),
         format!("{prefix} get missing: NOT_FOUND"),
-        format!("{prefix} size: OK size={}", key.len() + value.len()),
+        // Envoy sizes a map through its writable lookup, which knows only
+        // the four stream maps (context.cc getHeaderMapSize -> getMap).
+        format!("{prefix} size: BAD_ARGUMENT size=0"),
         format!("{prefix} set: BAD_ARGUMENT"),
         format!("{prefix} add: BAD_ARGUMENT"),
         format!("{prefix} replace: BAD_ARGUMENT"),
@@ -1595,4 +1602,115 @@ fn grpc_close_and_cancel_on_a_live_stream() {
         "{:?}",
         startup.grpc_calls
     );
+}
+
+// ------------------------------------------- Envoy's phase-dependent maps
+
+#[test]
+fn trailers_are_created_on_demand_in_the_last_body_callback() {
+    // Envoy's getMap creates the trailers of a direction that has none in
+    // its last body callback (addDecodedTrailers / addEncodedTrailers); they
+    // reach the upstream / the client. Outside that callback: BAD_ARGUMENT.
+    let mut envoy = probe(json!({"http": {
+        "request_headers": {"steps": [
+            step("add_header", "early", json!({"map": "request_trailers", "key": "x-early", "value": "1"}))]},
+        "request_body": {"steps": [
+            step("get_header_map_size", "req size", json!({"map": "request_trailers"})),
+            step("add_header", "req add", json!({"map": "request_trailers", "key": "X-Req-Trailer", "value": "a"}))]},
+        "response_body": {"steps": [
+            step("replace_header", "resp replace", json!({"map": "response_trailers", "key": "x-resp-trailer", "value": "b"}))]}
+    }}));
+    let mut post = request("POST /upload", &[("host", "h")]);
+    post.body = Body::single("payload");
+    let upstream = UpstreamResponse {
+        body: Body::single("answer"),
+        ..UpstreamResponse::default()
+    };
+    let outcome = exchange(&mut envoy, post, upstream);
+    assert_eq!(result(&outcome, "early"), "early: BAD_ARGUMENT");
+    assert_eq!(result(&outcome, "req size"), "req size: OK size=0");
+    assert_eq!(result(&outcome, "req add"), "req add: OK");
+    assert_eq!(result(&outcome, "resp replace"), "resp replace: OK");
+    let seen = callbacks(&outcome);
+    let sent = outcome.upstream_request.expect("upstream request");
+    assert_eq!(sent.body.as_bytes(), b"payload");
+    let trailers = sent.trailers.expect("request trailers reach the upstream");
+    assert_eq!(trailers.get_text("x-req-trailer"), Some("a".into()));
+    assert_eq!(trailers.get_text("x-early"), None);
+    let response = outcome.response.expect("response");
+    let trailers = response
+        .message
+        .trailers
+        .expect("response trailers reach the client");
+    assert_eq!(trailers.get_text("x-resp-trailer"), Some("b".into()));
+    assert!(
+        !seen
+            .iter()
+            .any(|c| c.starts_with("request_trailers") || c.starts_with("response_trailers")),
+        "trailers created by the filter are not delivered back to it: {seen:?}"
+    );
+}
+
+#[test]
+fn on_log_reads_a_missing_map_as_not_found() {
+    // Envoy's access-log phase: a map that is not there reads as NOT_FOUND
+    // (elsewhere BAD_ARGUMENT), and request trailers are never there.
+    let mut envoy = probe(json!({"http": {
+        "request_headers": {"steps": [
+            step("get_header", "early", json!({"map": "response_headers", "key": "x"}))]},
+        "log": [
+            step("get_header", "log req trailer", json!({"map": "request_trailers", "key": "x-orig"})),
+            step("get_headers", "log req trailers", json!({"map": "request_trailers"})),
+            step("get_header", "log resp trailer", json!({"map": "response_trailers", "key": "x"})),
+            step("get_header", "log call", json!({"map": "http_call_response_headers", "key": ":status"})),
+            step("get_header", "log header", json!({"map": "request_headers", "key": ":path"}))
+        ]
+    }}));
+    let mut post = request("POST /x", &[("host", "h")]);
+    post.body = Body::single("b");
+    post.trailers = Some(Headers::from_pairs([("x-orig", "t")]));
+    let outcome = exchange(&mut envoy, post, ok_upstream());
+    assert_eq!(result(&outcome, "early"), "early: BAD_ARGUMENT");
+    assert_eq!(
+        result(&outcome, "log req trailer"),
+        "log req trailer: NOT_FOUND"
+    );
+    assert_eq!(
+        result(&outcome, "log req trailers"),
+        "log req trailers: OK pairs=[]"
+    );
+    assert_eq!(
+        result(&outcome, "log resp trailer"),
+        "log resp trailer: NOT_FOUND"
+    );
+    assert_eq!(result(&outcome, "log call"), "log call: NOT_FOUND");
+    assert_eq!(
+        result(&outcome, "log header"),
+        r#"log header: OK value="/x""#
+    );
+}
+
+#[test]
+fn plugin_configuration_buffer_exists_only_while_configuring() {
+    // Envoy's getBuffer(PluginConfiguration) is non-null only while
+    // temp_plugin_ is set (root on_context_create and on_configure).
+    let script = json!({
+        "configure": [
+            step("get_buffer_status", "cfg status", json!({"buffer": "plugin_configuration"}))],
+        "http": {"request_headers": {"steps": [
+            step("get_buffer", "req cfg", json!({"buffer": "plugin_configuration"})),
+            step("get_buffer_status", "req cfg status", json!({"buffer": "plugin_configuration"})),
+            step("get_buffer_status", "req vm cfg", json!({"buffer": "vm_configuration"}))]}}
+    });
+    let mut envoy = probe(script);
+    let startup = envoy.startup().clone();
+    let status = result(&startup, "cfg status");
+    assert!(status.starts_with("cfg status: OK "), "{status}");
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    for label in ["req cfg", "req cfg status"] {
+        let line = result(&outcome, label);
+        assert!(line.starts_with(&format!("{label}: NOT_FOUND")), "{line}");
+    }
+    let vm = result(&outcome, "req vm cfg");
+    assert!(vm.starts_with("req vm cfg: OK "), "{vm}");
 }
