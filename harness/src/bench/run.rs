@@ -470,7 +470,11 @@ fn measure_pair(
 
 /// Native first in even rounds, wasm first in odd ones.
 fn order(round: u32) -> [usize; 2] {
-    if round % 2 == 0 { [0, 1] } else { [1, 0] }
+    if round.is_multiple_of(2) {
+        [0, 1]
+    } else {
+        [1, 0]
+    }
 }
 
 fn throughput(
