@@ -33,11 +33,11 @@ struct Cli {
 enum Command {
     /// Send one request through a filter and print what happened, like `curl -v`.
     Run(Box<RunArgs>),
-    /// Run scenario files (YAML) and report `N passed, N failed`.
     /// Measure a filter's wasm module against its native twin (see BENCHMARKS.md).
     Bench(Box<harness::bench::cli::BenchArgs>),
     /// Precompile a module (.cwasm) that run, test and bench load without compiling.
     Compile(harness::bench::cli::CompileArgs),
+    /// Run scenario files (YAML) and report `N passed, N failed`.
     Test {
         /// Scenario files or directories holding them.
         paths: Vec<PathBuf>,
