@@ -614,21 +614,13 @@ pub fn proxy_replace_header_map_value<G: Guest>(
     value: u64,
     value_size: u64,
 ) -> Result<Status, Fault> {
-    let Some(mt) = MapType::from_u32(map_type) else {
-        return Ok(Status::BadArgument);
-    };
-    Ok(check!(input2(
+    edit_map_value(
         g,
+        map_type,
         (key, key_size),
         (value, value_size),
-        |h, k, v| match h.map_mut(mt) {
-            Some(map) => {
-                map.replace(k, v);
-                Status::Ok
-            }
-            None => Status::BadArgument,
-        }
-    )))
+        crate::host::HeaderMap::replace,
+    )
 }
 
 /// `proxy_remove_header_map_value`: removes every value.
@@ -661,21 +653,35 @@ pub fn proxy_add_header_map_value<G: Guest>(
     value: u64,
     value_size: u64,
 ) -> Result<Status, Fault> {
+    edit_map_value(
+        g,
+        map_type,
+        (key, key_size),
+        (value, value_size),
+        crate::host::HeaderMap::add,
+    )
+}
+
+/// The shared body of add and replace: resolve the map for this phase, then edit it.
+fn edit_map_value<G: Guest>(
+    g: &mut G,
+    map_type: u32,
+    key: (u64, u64),
+    value: (u64, u64),
+    edit: fn(&mut crate::host::HeaderMap, &[u8], &[u8]),
+) -> Result<Status, Fault> {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    Ok(check!(input2(
-        g,
-        (key, key_size),
-        (value, value_size),
-        |h, k, v| match h.map_mut(mt) {
+    Ok(check!(input2(g, key, value, |h, k, v| {
+        match h.map_mut(mt) {
             Some(map) => {
-                map.add(k, v);
+                edit(map, k, v);
                 Status::Ok
             }
             None => Status::BadArgument,
         }
-    )))
+    })))
 }
 
 // ---------------------------------------------------------------------------
