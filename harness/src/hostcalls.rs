@@ -300,6 +300,24 @@ fn write_word<G: Guest>(g: &mut G, addr: u64, v: u64) -> Result<(), Status> {
 
 /// Hands `host.scratch` to the guest: allocate exactly its length, copy,
 /// write pointer and size. Empty: pointer 0, size 0, no allocation.
+/// Fills the reusable scratch buffer through `fill` (no allocation on the hot
+/// path) and, when `fill` answers OK, returns its bytes to the guest.
+fn return_filled<G: Guest>(
+    g: &mut G,
+    ptr_out: u64,
+    size_out: u64,
+    fill: impl FnOnce(&mut Host, &mut Vec<u8>) -> Status,
+) -> Result<Status, Fault> {
+    let host = g.host();
+    let mut out = std::mem::take(&mut host.scratch);
+    let status = fill(host, &mut out);
+    host.scratch = out;
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    return_scratch(g, ptr_out, size_out)
+}
+
 fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> Result<Status, Fault> {
     let len = g.host().scratch.len() as u64;
     if len == 0 {
@@ -405,27 +423,22 @@ pub fn proxy_get_buffer_bytes<G: Guest>(
     if start.checked_add(max_size).is_none() {
         return Ok(Status::BadArgument);
     }
-    let host = g.host();
-    let mut out = std::mem::take(&mut host.scratch);
-    let status = match host.buffer(bt) {
-        None => Status::NotFound,
-        // Reading from past the end yields nothing.
-        Some(buf) if start >= buf.len() as u64 => {
-            out.clear();
-            Status::Ok
+    return_filled(g, return_data, return_size, |host, out| {
+        match host.buffer(bt) {
+            None => Status::NotFound,
+            // Reading from past the end yields nothing.
+            Some(buf) if start >= buf.len() as u64 => {
+                out.clear();
+                Status::Ok
+            }
+            Some(buf) => {
+                let end = (start + max_size).min(buf.len() as u64);
+                out.clear();
+                out.extend_from_slice(&buf[start as usize..end as usize]);
+                Status::Ok
+            }
         }
-        Some(buf) => {
-            let end = (start + max_size).min(buf.len() as u64);
-            out.clear();
-            out.extend_from_slice(&buf[start as usize..end as usize]);
-            Status::Ok
-        }
-    };
-    host.scratch = out;
-    if status != Status::Ok {
-        return Ok(status);
-    }
-    return_scratch(g, return_data, return_size)
+    })
 }
 
 /// `proxy_set_buffer_bytes`: only prepend (start 0, size 0), replace all
@@ -500,14 +513,13 @@ pub fn proxy_get_header_map_pairs<G: Guest>(
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    let host = g.host();
-    let mut out = std::mem::take(&mut host.scratch);
-    match host.map(mt) {
-        Some(map) => abi::encode_map_into(map.iter(), &mut out),
-        None => out.clear(),
-    }
-    host.scratch = out;
-    return_scratch(g, return_data, return_size)
+    return_filled(g, return_data, return_size, |host, out| {
+        match host.map(mt) {
+            Some(map) => abi::encode_map_into(map.iter(), out),
+            None => out.clear(),
+        }
+        Status::Ok
+    })
 }
 
 /// `proxy_set_header_map_pairs`: replaces the whole map.
@@ -818,14 +830,9 @@ pub fn proxy_dequeue_shared_queue<G: Guest>(
     return_data: u64,
     return_size: u64,
 ) -> Result<Status, Fault> {
-    let host = g.host();
-    let mut out = std::mem::take(&mut host.scratch);
-    let status = host.shared.dequeue(queue_id, &mut out);
-    host.scratch = out;
-    if status != Status::Ok {
-        return Ok(status);
-    }
-    return_scratch(g, return_data, return_size)
+    return_filled(g, return_data, return_size, |host, out| {
+        host.shared.dequeue(queue_id, out)
+    })
 }
 
 /// `proxy_enqueue_shared_queue`: posts on_queue_ready to the registering worker.
@@ -902,16 +909,15 @@ pub fn proxy_get_configuration<G: Guest>(
     return_data: u64,
     return_size: u64,
 ) -> Result<Status, Fault> {
-    let host = g.host();
-    let mut out = std::mem::take(&mut host.scratch);
-    out.clear();
-    out.extend_from_slice(if host.configuring {
-        host.plugin.configuration.as_bytes()
-    } else {
-        host.plugin.vm_config.as_bytes()
-    });
-    host.scratch = out;
-    return_scratch(g, return_data, return_size)
+    return_filled(g, return_data, return_size, |host, out| {
+        out.clear();
+        out.extend_from_slice(if host.configuring {
+            host.plugin.configuration.as_bytes()
+        } else {
+            host.plugin.vm_config.as_bytes()
+        });
+        Status::Ok
+    })
 }
 
 /// `proxy_close_stream` (deferred): resets the HTTP stream.
