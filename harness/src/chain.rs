@@ -12,26 +12,26 @@
 //!   request still gets its stream context at access-log time (Envoy's
 //!   Wasm `Context::log` creates it): on_context_create, on_log, on_done,
 //!   on_delete, and nothing else.
-//! - Streams are torn down after the whole exchange, in chain order.
+//! - Streams are torn down when they end, filter by filter in chain order.
 //!
 //! Each filter is its own VM ([`Harness`]) with its own root context and
 //! context ids; they share one [`SharedHost`] (shared data, queues,
-//! metrics), as plugins of one Envoy process do.
-//!
-//! Simplification: each filter handles the whole request (headers, body,
-//! trailers) before the next one sees it, and the whole response before
-//! the previous one does; Envoy interleaves the frames (filter 2's headers
-//! callback before filter 1's body callback). The order of callbacks of
-//! any one filter, and the data each sees, are the same.
+//! metrics), as plugins of one Envoy process do. Frames move through the
+//! chain one at a time, as Envoy's filter manager iterates them (see
+//! [`crate::manager`]), and many streams can be live at once
+//! ([`Chain::open`], [`Chain::finish`]).
 
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::model::{Exchange, HarnessConfig, Outcome};
+use crate::manager::{self, Goal, Stream, StreamHandle, Streams};
+use crate::model::{Exchange, HarnessConfig, Outcome, StreamEnd, UpstreamResponse};
 
-/// One worker's filter chain: one VM per plugin, in chain order.
+/// One worker's filter chain: one VM per plugin, in chain order, and the
+/// streams live on it.
 pub struct Chain {
     filters: Vec<Harness>,
+    streams: Streams,
 }
 
 /// What one exchange through a chain produced.
@@ -69,7 +69,10 @@ impl Chain {
                 "a filter chain needs at least one plugin".to_string(),
             ));
         }
-        Ok(Chain { filters })
+        Ok(Chain {
+            filters,
+            streams: Streams::default(),
+        })
     }
 
     /// The filters, in chain order.
@@ -92,62 +95,160 @@ impl Chain {
         self.filters.iter().filter_map(Harness::next_event_at).min()
     }
 
-    /// Runs one exchange through every filter (see the module docs).
+    /// Runs one exchange through every filter (see the module docs). Other
+    /// streams live on this worker move meanwhile as their events come due.
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<ChainOutcome, HarnessError> {
-        for filter in &mut self.filters {
-            filter.begin_exchange();
-        }
-        let now = self.now_ms();
-        let Some((first, rest)) = self.filters.split_first_mut() else {
-            return Err(HarnessError::Usage("empty filter chain".to_string()));
-        };
-        first.sync_clock(now);
-        let mut done = first.run_stream(exchange, rest);
-        let inner = std::mem::take(&mut done.inner);
-        let mut outcomes = vec![first.close_stream(done)];
-        for (filter, done) in rest.iter_mut().zip(inner) {
-            outcomes.push(filter.close_stream(done));
-        }
-        let reached = outcomes.len();
-        for filter in rest.iter_mut().skip(reached - 1) {
-            outcomes.push(filter.log_only_stream());
-        }
-        let mut merged = outcomes[0].clone();
-        for later in &outcomes[1..] {
-            merge_into(&mut merged, later.clone());
-        }
-        // The upstream saw what the last filter let through, if the request got that far.
-        merged.upstream_request = if reached == self.filters.len() {
-            outcomes[reached - 1].upstream_request.clone()
-        } else {
-            None
-        };
-        merged.local_reply = outcomes.iter().find_map(|o| o.local_reply.clone());
-        Ok(ChainOutcome {
-            outcome: merged,
-            filters: outcomes,
-        })
+        let outcomes = manager::exchange(&mut self.filters, &mut self.streams, exchange);
+        self.keep_stream_logs(&outcomes);
+        merged(outcomes)
     }
 
     /// Advances virtual time by `ms` on every filter (ticks, callout
-    /// answers, queue notifications), in chain order.
+    /// answers, queue notifications, and the streams they move).
     pub fn advance(&mut self, ms: u64) -> Result<ChainOutcome, HarnessError> {
-        let target = self.now_ms().saturating_add(ms);
-        let mut outcomes = Vec::with_capacity(self.filters.len());
-        for filter in &mut self.filters {
-            let lag = target.saturating_sub(filter.now_ms());
-            outcomes.push(filter.advance(lag)?);
-        }
-        let mut merged = outcomes[0].clone();
-        for later in &outcomes[1..] {
-            merge_into(&mut merged, later.clone());
-        }
-        merged.elapsed_ms = ms;
-        Ok(ChainOutcome {
-            outcome: merged,
-            filters: outcomes,
-        })
+        let outcomes = manager::advance(&mut self.filters, &mut self.streams, ms);
+        self.keep_stream_logs(&outcomes);
+        let mut out = merged(outcomes)?;
+        out.outcome.elapsed_ms = ms;
+        Ok(out)
     }
+
+    /// Opens a stream and runs it (and whatever else is due now) until it
+    /// waits: for a callout, a timer, the rest of its request, or its
+    /// upstream answer. `upstream`: the answer the upstream gives once the
+    /// whole request reached it; `None` waits for [`Chain::respond`].
+    /// The outcome is what happened during the call.
+    pub fn open(
+        &mut self,
+        exchange: &Exchange,
+        upstream: Option<UpstreamResponse>,
+    ) -> (StreamHandle, ChainOutcome) {
+        self.begin_step();
+        let key = manager::open(
+            &mut self.filters,
+            &mut self.streams,
+            exchange,
+            upstream,
+            true,
+        );
+        let now = self.now_ms();
+        manager::run(&mut self.filters, &mut self.streams, Goal::Until(now));
+        let outcome = self.finish_step(0, StreamEnd::NoStream);
+        (key, outcome)
+    }
+
+    /// Gives a stream opened without an upstream answer its answer (sent
+    /// once the whole request reached the upstream).
+    pub fn respond(
+        &mut self,
+        key: StreamHandle,
+        answer: UpstreamResponse,
+    ) -> Result<ChainOutcome, HarnessError> {
+        if !manager::respond(&mut self.streams, key, answer) {
+            return Err(HarnessError::Usage(
+                "that stream is not waiting for an upstream answer (it ended, or the upstream already answered)".to_string(),
+            ));
+        }
+        self.begin_step();
+        let now = self.now_ms();
+        manager::run(&mut self.filters, &mut self.streams, Goal::Until(now));
+        Ok(self.finish_step(0, StreamEnd::NoStream))
+    }
+
+    /// Runs until the stream ends (virtual time jumps to each next event
+    /// meanwhile; other streams move too) and returns its outcome: the
+    /// client's response, the upstream request, how it ended, and the log
+    /// lines of its own contexts since it opened. Trace, callouts and
+    /// hostcall counts are those of this call.
+    pub fn finish(&mut self, key: StreamHandle) -> Result<ChainOutcome, HarnessError> {
+        if !self.streams.knows(key) {
+            return Err(HarnessError::Usage(
+                "that stream does not exist on this worker (or was finished already)".to_string(),
+            ));
+        }
+        for f in &mut self.filters {
+            f.begin_exchange();
+        }
+        manager::run(&mut self.filters, &mut self.streams, Goal::Ends(key));
+        let Some(stream) = self.streams.take_finished(key) else {
+            return Err(HarnessError::Usage("the stream did not end".to_string()));
+        };
+        let mut outcomes: Vec<Outcome> = self
+            .filters
+            .iter_mut()
+            .enumerate()
+            .map(|(i, f)| manager::filter_outcome(f, &stream, i))
+            .collect();
+        let mut stream = stream;
+        keep_logs(&mut stream, &outcomes);
+        for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
+            outcome.logs = std::mem::take(&mut hop.logs);
+        }
+        merged(outcomes)
+    }
+
+    fn begin_step(&mut self) {
+        for f in &mut self.filters {
+            f.begin_capture();
+        }
+    }
+
+    fn finish_step(&mut self, context_id: u32, end: StreamEnd) -> ChainOutcome {
+        let outcomes: Vec<Outcome> = self
+            .filters
+            .iter_mut()
+            .map(|f| f.finish_capture(context_id, Some(end.clone()), 0))
+            .collect();
+        self.keep_stream_logs(&outcomes);
+        let filters = outcomes.clone();
+        let mut merged_outcome = outcomes[0].clone();
+        for later in outcomes.into_iter().skip(1) {
+            merge_into(&mut merged_outcome, later);
+        }
+        ChainOutcome {
+            outcome: merged_outcome,
+            filters,
+        }
+    }
+
+    /// Named streams keep the log lines of their own contexts from each step.
+    fn keep_stream_logs(&mut self, outcomes: &[Outcome]) {
+        for stream in self.streams.log_keepers() {
+            keep_logs(stream, outcomes);
+        }
+    }
+}
+
+fn keep_logs(stream: &mut Stream, outcomes: &[Outcome]) {
+    for (hop, outcome) in stream.hops.iter_mut().zip(outcomes) {
+        if hop.context_id != 0 {
+            let own = outcome
+                .logs
+                .iter()
+                .filter(|l| l.context_id == hop.context_id);
+            hop.logs.extend(own.cloned());
+        }
+    }
+}
+
+/// Each filter's outcome merged: the client's response and `end` from the
+/// first filter, the upstream request from the last one, the local reply
+/// from the first filter that sent one; logs, trace and callouts in chain
+/// order; hostcall counts summed.
+fn merged(outcomes: Vec<Outcome>) -> Result<ChainOutcome, HarnessError> {
+    let Some(first) = outcomes.first() else {
+        return Err(HarnessError::Usage("empty filter chain".to_string()));
+    };
+    let mut merged = first.clone();
+    for later in &outcomes[1..] {
+        merge_into(&mut merged, later.clone());
+    }
+    merged.upstream_request = outcomes.last().and_then(|o| o.upstream_request.clone());
+    merged.local_reply = outcomes.iter().find_map(|o| o.local_reply.clone());
+    Ok(ChainOutcome {
+        outcome: merged,
+        filters: outcomes,
+    })
 }
 
 /// Adds what `more` observed (logs, trace, callouts, hostcall counts, a

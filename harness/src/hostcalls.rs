@@ -1485,7 +1485,7 @@ mod tests {
         h.add(b"empty", b"");
         s.request_headers = Some(h);
         s.request_body = b"hello".to_vec();
-        host.stream = Some(s);
+        host.streams.push(s);
         host.effective_context = 2;
         TestGuest {
             host,
@@ -1563,12 +1563,12 @@ mod tests {
             proxy_set_buffer_bytes(&mut g, 0, 0, 0, d, dl).unwrap(),
             Status::Ok
         );
-        assert_eq!(g.host.stream.as_ref().unwrap().request_body, b"XYhello");
+        assert_eq!(g.host.stream_ref(2).unwrap().request_body, b"XYhello");
         assert_eq!(
             proxy_set_buffer_bytes(&mut g, 0, 7, 0, d, dl).unwrap(),
             Status::Ok
         );
-        assert_eq!(g.host.stream.as_ref().unwrap().request_body, b"XYhelloXY");
+        assert_eq!(g.host.stream_ref(2).unwrap().request_body, b"XYhelloXY");
         assert_eq!(
             proxy_set_buffer_bytes(&mut g, 0, 2, 3, d, dl).unwrap(),
             Status::BadArgument
@@ -1577,7 +1577,7 @@ mod tests {
             proxy_set_buffer_bytes(&mut g, 0, 0, 100, d, dl).unwrap(),
             Status::Ok
         );
-        assert_eq!(g.host.stream.as_ref().unwrap().request_body, b"XY");
+        assert_eq!(g.host.stream_ref(2).unwrap().request_body, b"XY");
         // Response body: no stream buffer available from the root context.
         g.host.effective_context = 1;
         assert_eq!(

@@ -60,6 +60,17 @@ pub enum Deferred {
     },
 }
 
+impl Deferred {
+    /// The stream context the action is for.
+    pub fn context_id(&self) -> u32 {
+        match self {
+            Deferred::Continue { context_id, .. }
+            | Deferred::Close { context_id, .. }
+            | Deferred::LocalReply { context_id, .. } => *context_id,
+        }
+    }
+}
+
 /// A local reply as the filter asked for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalReplySpec {
@@ -94,6 +105,9 @@ pub struct StreamState {
     pub response_trailers: Option<HeaderMap>,
     /// Properties set by the filter (`proxy_set_property`).
     pub filter_properties: PropertyStore,
+    /// Properties given for this stream's exchange (they override the
+    /// harness-level ones).
+    pub properties: PropertyStore,
     /// Stream start, ns since the epoch.
     pub start_unix_ns: u64,
     /// Request body bytes received from the client so far.
@@ -180,9 +194,7 @@ struct ClusterState {
 pub struct Host {
     pub(crate) plugin: PluginConfig,
     clusters: HashMap<String, ClusterState>,
-    base_properties: PropertyStore,
     pub(crate) properties: PropertyStore,
-    properties_overridden: bool,
     pub(crate) trace_level: TraceLevel,
     pub(crate) buffer_limit: u64,
     pub(crate) stall_timeout_ms: u64,
@@ -206,7 +218,8 @@ pub struct Host {
     pub(crate) trailers_on_demand: Option<MapType>,
     pub(crate) root_context_id: u32,
     pub(crate) next_context_id: u32,
-    pub(crate) stream: Option<StreamState>,
+    /// The live stream contexts of this VM (Envoy interleaves many).
+    pub(crate) streams: Vec<StreamState>,
     pub(crate) active_context: u32,
     pub(crate) effective_context: u32,
     pub(crate) phase: Phase,
@@ -279,9 +292,7 @@ impl Host {
                     )
                 })
                 .collect(),
-            properties: base.clone(),
-            properties_overridden: false,
-            base_properties: base,
+            properties: base,
             plugin,
             trace_level: config.trace,
             buffer_limit: config.buffer_limit_bytes,
@@ -297,7 +308,7 @@ impl Host {
             trailers_on_demand: None,
             root_context_id: 1,
             next_context_id: 2,
-            stream: None,
+            streams: Vec::new(),
             active_context: 0,
             effective_context: 0,
             phase: Phase::Startup,
@@ -385,20 +396,8 @@ impl Host {
 
     // ---- properties -----------------------------------------------------
 
-    /// Harness-level properties plus this exchange's.
-    pub(crate) fn begin_exchange_properties(&mut self, extra: &Properties) {
-        // Rebuild only when this or the previous exchange had its own
-        // properties: the common case costs nothing per request.
-        if self.properties_overridden || !extra.is_empty() {
-            self.properties = self.base_properties.clone();
-            self.properties.extend(extra);
-        }
-        self.properties_overridden = !extra.is_empty();
-    }
-
     /// Adds a harness-level property.
     pub(crate) fn set_base_property(&mut self, props: &Properties) {
-        self.base_properties.extend(props);
         self.properties.extend(props);
     }
 
@@ -413,7 +412,7 @@ impl Host {
     fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> bool {
         let stream = self.effective_stream_ref();
         if let Some(s) = stream
-            && s.filter_properties.lookup(path, out)
+            && (s.filter_properties.lookup(path, out) || s.properties.lookup(path, out))
         {
             return true;
         }
@@ -438,17 +437,39 @@ impl Host {
 
     // ---- streams, maps, buffers ----------------------------------------
 
+    /// The live stream context `id`, if any.
+    pub fn stream_ref(&self, id: u32) -> Option<&StreamState> {
+        self.streams.iter().find(|s| s.id == id)
+    }
+
+    /// Mutable [`Host::stream_ref`].
+    pub fn stream_mut(&mut self, id: u32) -> Option<&mut StreamState> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Creates the host side of a new stream context.
+    pub(crate) fn open_stream(&mut self, id: u32) {
+        let start_unix_ns = self.now_unix_ns();
+        self.streams.push(StreamState {
+            id,
+            start_unix_ns,
+            ..Default::default()
+        });
+    }
+
+    /// Drops the host side of a stream context (after on_delete).
+    pub(crate) fn drop_stream(&mut self, id: u32) {
+        self.streams.retain(|s| s.id != id);
+    }
+
     /// The stream the effective context refers to, if it is a stream.
     pub fn effective_stream_ref(&self) -> Option<&StreamState> {
-        self.stream
-            .as_ref()
-            .filter(|s| s.id == self.effective_context)
+        self.stream_ref(self.effective_context)
     }
 
     /// Mutable [`Host::effective_stream_ref`].
     pub fn effective_stream(&mut self) -> Option<&mut StreamState> {
-        let id = self.effective_context;
-        self.stream.as_mut().filter(|s| s.id == id)
+        self.stream_mut(self.effective_context)
     }
 
     /// The header map of this type available now, if any.
@@ -521,9 +542,9 @@ impl Host {
         }
     }
 
-    /// True when `id` names a live context (root or the stream).
+    /// True when `id` names a live context (the root or a live stream).
     pub fn context_exists(&self, id: u32) -> bool {
-        id == self.root_context_id || self.stream.as_ref().is_some_and(|s| s.id == id)
+        id == self.root_context_id || self.stream_ref(id).is_some()
     }
 
     // ---- callouts and events ---------------------------------------------

@@ -1,0 +1,288 @@
+//! Root-context events of one VM: timer ticks, http and gRPC callout
+//! answers, queue notifications. After each root callback the caller's
+//! `after` hook applies what the guest asked for (deferred stream actions,
+//! the failure policy) to the streams it concerns.
+
+use crate::backend::Callback;
+use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled};
+use crate::manager::status_of;
+use crate::model::CalloutResult;
+
+use super::Harness;
+
+/// Called after every root callback with the VM that ran it.
+pub(crate) type AfterRoot<'a> = &'a mut dyn FnMut(&mut Harness);
+
+impl Harness {
+    /// Drops events nobody waits for any more (answered or cancelled
+    /// callouts, ticks of a replaced timer).
+    pub(crate) fn skip_stale_events(&mut self) {
+        loop {
+            let host = self.vm.host_ref();
+            let stale = match host.peek_event() {
+                Some(Scheduled {
+                    event: Event::HttpAnswer { token },
+                    ..
+                }) => !host.http_pending.contains_key(&token),
+                Some(Scheduled {
+                    event: Event::GrpcAnswer { token },
+                    ..
+                }) => !host.grpc_pending.contains_key(&token),
+                Some(Scheduled {
+                    event: Event::Tick { generation },
+                    ..
+                }) => generation != host.tick_generation || host.tick_period_ms == 0,
+                None => false,
+            };
+            if !stale {
+                return;
+            }
+            self.vm.host().pop_event();
+        }
+    }
+
+    /// Delivers everything already due (queue notifications, zero-delay
+    /// answers to the root context) after a stream ends.
+    pub(crate) fn deliver_due_root_events(&mut self, after: AfterRoot<'_>) {
+        loop {
+            self.deliver_queue_notifications(after);
+            self.skip_stale_events();
+            let host = self.vm.host_ref();
+            match host.next_event_at() {
+                Some(at) if at <= host.now_ms => {
+                    if let Some(ev) = self.vm.host().pop_event() {
+                        self.deliver(ev, after);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Runs `on_queue_ready` for every notification posted to this worker.
+    pub(crate) fn deliver_queue_notifications(&mut self, after: AfterRoot<'_>) -> bool {
+        let ready = self.vm.host_ref().take_queue_notifications();
+        let any = !ready.is_empty();
+        for q in ready {
+            self.invoke(Callback::QueueReady {
+                context_id: q.root_context_id,
+                queue_id: q.queue_id,
+            });
+            after(self);
+        }
+        any
+    }
+
+    /// Delivers one due event to the root context.
+    pub(crate) fn deliver(&mut self, ev: Scheduled, after: AfterRoot<'_>) {
+        let root = self.vm.host_ref().root_context_id;
+        match ev.event {
+            Event::Tick { generation } => {
+                let host = self.vm.host();
+                if generation != host.tick_generation || host.tick_period_ms == 0 {
+                    return;
+                }
+                let next = ev.at_ms + u64::from(host.tick_period_ms);
+                host.schedule(next, Event::Tick { generation });
+                self.invoke(Callback::Tick { context_id: root });
+                after(self);
+            }
+            Event::HttpAnswer { token } => {
+                let Some(pending) = self.vm.host().http_pending.remove(&token) else {
+                    return;
+                };
+                let host = self.vm.host();
+                let cb = match pending.plan {
+                    HttpPlan::Respond {
+                        headers,
+                        body,
+                        trailers,
+                    } => {
+                        let status = status_of(&headers.to_headers());
+                        let cb = Callback::HttpCallResponse {
+                            context_id: root,
+                            token,
+                            headers: headers.len() as u64,
+                            body_size: body.len() as u64,
+                            trailers: trailers.len() as u64,
+                        };
+                        host.status_code = 0;
+                        host.status_message.clear();
+                        host.delivery.http_headers = Some(headers);
+                        host.delivery.http_body = Some(body);
+                        host.delivery.http_trailers = Some(trailers);
+                        host.set_http_result(
+                            token,
+                            CalloutResult::Answered {
+                                status: u32::from(status),
+                            },
+                        );
+                        cb
+                    }
+                    HttpPlan::Fail { code, reason } => {
+                        host.status_code = code;
+                        host.status_message = reason.as_bytes().to_vec();
+                        host.set_http_result(
+                            token,
+                            CalloutResult::Failed {
+                                reason: reason.to_string(),
+                            },
+                        );
+                        Callback::HttpCallResponse {
+                            context_id: root,
+                            token,
+                            headers: 0,
+                            body_size: 0,
+                            trailers: 0,
+                        }
+                    }
+                };
+                self.invoke(cb);
+                self.vm.host().delivery = Default::default();
+                after(self);
+            }
+            Event::GrpcAnswer { token } => {
+                let Some(pending) = self.vm.host_ref().grpc_pending.get(&token).cloned() else {
+                    return;
+                };
+                let steps = grpc_steps(pending.streaming, &pending.plan);
+                for step in steps {
+                    if !self.vm.host_ref().grpc_pending.contains_key(&token)
+                        || self.failure.is_some()
+                    {
+                        break;
+                    }
+                    let host = self.vm.host();
+                    let cb = match step {
+                        GrpcStep::Initial(map) => {
+                            let n = map.len() as u64;
+                            host.delivery.grpc_initial_metadata = Some(map);
+                            Callback::GrpcReceiveInitialMetadata {
+                                context_id: root,
+                                token,
+                                headers: n,
+                            }
+                        }
+                        GrpcStep::Message(m) => {
+                            let n = m.len() as u64;
+                            host.status_code = 0;
+                            host.status_message.clear();
+                            host.delivery.grpc_message = Some(m);
+                            Callback::GrpcReceive {
+                                context_id: root,
+                                token,
+                                size: n,
+                            }
+                        }
+                        GrpcStep::Trailing(map) => {
+                            let n = map.len() as u64;
+                            host.delivery.grpc_trailing_metadata = Some(map);
+                            Callback::GrpcReceiveTrailingMetadata {
+                                context_id: root,
+                                token,
+                                trailers: n,
+                            }
+                        }
+                        GrpcStep::Close {
+                            status,
+                            message,
+                            failed,
+                        } => {
+                            host.status_code = status;
+                            host.status_message = message.clone().into_bytes();
+                            host.grpc_pending.remove(&token);
+                            host.set_grpc_result(
+                                token,
+                                if failed {
+                                    CalloutResult::Failed { reason: message }
+                                } else {
+                                    CalloutResult::Answered { status }
+                                },
+                            );
+                            Callback::GrpcClose {
+                                context_id: root,
+                                token,
+                                status,
+                            }
+                        }
+                        GrpcStep::UnaryMessage(m) => {
+                            let n = m.len() as u64;
+                            host.status_code = 0;
+                            host.status_message.clear();
+                            host.delivery.grpc_message = Some(m);
+                            host.grpc_pending.remove(&token);
+                            host.set_grpc_result(token, CalloutResult::Answered { status: 0 });
+                            Callback::GrpcReceive {
+                                context_id: root,
+                                token,
+                                size: n,
+                            }
+                        }
+                    };
+                    self.invoke(cb);
+                    self.vm.host().delivery = Default::default();
+                    after(self);
+                }
+            }
+        }
+    }
+}
+
+enum GrpcStep {
+    Initial(HeaderMap),
+    Message(Vec<u8>),
+    Trailing(HeaderMap),
+    Close {
+        status: u32,
+        message: String,
+        failed: bool,
+    },
+    /// A unary success: `on_grpc_receive` and nothing after it.
+    UnaryMessage(Vec<u8>),
+}
+
+fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
+    match plan {
+        GrpcPlan::Fail { code, reason } => {
+            vec![GrpcStep::Close {
+                status: *code,
+                message: reason.to_string(),
+                failed: true,
+            }]
+        }
+        GrpcPlan::Answer(a) if !streaming => {
+            if a.status == 0 {
+                let first = a.messages.first().map(|m| m.0.clone()).unwrap_or_default();
+                vec![GrpcStep::UnaryMessage(first)]
+            } else {
+                vec![GrpcStep::Close {
+                    status: a.status,
+                    message: a.message.clone(),
+                    failed: false,
+                }]
+            }
+        }
+        GrpcPlan::Answer(a) => {
+            let mut steps = Vec::new();
+            if !a.initial_metadata.is_empty() {
+                steps.push(GrpcStep::Initial(HeaderMap::from_headers(
+                    &a.initial_metadata,
+                )));
+            }
+            for m in &a.messages {
+                steps.push(GrpcStep::Message(m.0.clone()));
+            }
+            if !a.trailing_metadata.is_empty() {
+                steps.push(GrpcStep::Trailing(HeaderMap::from_headers(
+                    &a.trailing_metadata,
+                )));
+            }
+            steps.push(GrpcStep::Close {
+                status: a.status,
+                message: a.message.clone(),
+                failed: false,
+            });
+            steps
+        }
+    }
+}

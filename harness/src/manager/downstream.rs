@@ -1,0 +1,151 @@
+//! What the client and the upstream put on the wire, as frames: the
+//! request header map Envoy's HTTP/1 codec and connection manager build,
+//! body chunks, trailers, and the request id.
+
+use std::collections::VecDeque;
+
+use crate::host::HeaderMap;
+use crate::model::{Body, DownstreamRequest, Headers, UpstreamResponse};
+
+use super::flow::Frame;
+
+/// The request headers as Envoy's codec and connection manager hand them
+/// to the filter chain.
+pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> HeaderMap {
+    let mut m = HeaderMap::default();
+    let user_has = |name: &str| req.headers.contains(name);
+    let authority = req
+        .authority
+        .clone()
+        .or_else(|| req.headers.get_text("host"))
+        .unwrap_or_else(|| "localhost".to_string());
+    let defaults: [(&str, &str); 4] = [
+        (":method", &req.method),
+        (":path", &req.path),
+        (":authority", &authority),
+        (":scheme", &req.scheme),
+    ];
+    for (k, v) in defaults {
+        match req.headers.get(k) {
+            Some(user) => m.add(k.as_bytes(), user.as_bytes()),
+            None => m.add(k.as_bytes(), v.as_bytes()),
+        }
+    }
+    for (k, v) in req.headers.iter() {
+        // HTTP/1 Host becomes :authority; pseudo-headers were placed first.
+        if k.eq_ignore_ascii_case(b"host")
+            || [&b":method"[..], b":path", b":authority", b":scheme"].contains(&k)
+        {
+            continue;
+        }
+        m.add(k, v);
+    }
+    if !user_has("x-forwarded-proto") {
+        m.add(b"x-forwarded-proto", req.scheme.as_bytes());
+    }
+    if !user_has("x-request-id") {
+        m.add(b"x-request-id", request_id.as_bytes());
+    }
+    m
+}
+
+/// Body chunks (empty ones skipped; the last ends the stream unless
+/// trailers follow), then the trailers.
+pub(crate) fn body_frames(body: &Body, trailers: Option<&Headers>, out: &mut VecDeque<Frame>) {
+    let data: Vec<&[u8]> = body
+        .0
+        .iter()
+        .map(|c| c.as_bytes())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let n = data.len();
+    for (i, c) in data.into_iter().enumerate() {
+        out.push_back(Frame::Data {
+            chunk: c.to_vec(),
+            eos: i + 1 == n && trailers.is_none(),
+        });
+    }
+    if let Some(t) = trailers {
+        out.push_back(Frame::Trailers {
+            map: HeaderMap::from_headers(t),
+        });
+    }
+}
+
+/// The upstream's answer as response frames (`:status` first).
+pub(crate) fn response_frames(answer: &UpstreamResponse, out: &mut VecDeque<Frame>) {
+    let mut h = HeaderMap::default();
+    h.add(b":status", answer.status.to_string().as_bytes());
+    for (k, v) in answer.headers.iter() {
+        h.add(k, v);
+    }
+    let eos = answer.body.is_empty() && answer.trailers.is_none();
+    out.push_back(Frame::Headers { map: h, eos });
+    body_frames(&answer.body, answer.trailers.as_ref(), out);
+}
+
+pub(crate) fn is_grpc_request(h: &HeaderMap) -> bool {
+    h.get(b"content-type")
+        .is_some_and(|v| v.starts_with(b"application/grpc"))
+}
+
+/// The `:status` of a response header list (0 when missing or malformed).
+pub(crate) fn status_of(headers: &Headers) -> u16 {
+    headers
+        .get(":status")
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A version-4-shaped UUID from 16 random bytes, built in one allocation.
+pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, byte) in b.iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(byte >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    hex[12] = b'4';
+    hex[16] = b'a';
+    let mut out = String::with_capacity(36);
+    for (i, c) in hex.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(char::from(*c));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_look_like_uuids() {
+        let id = format_uuid(&[0xab; 16]);
+        assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
+    }
+
+    #[test]
+    fn request_map_follows_envoy() {
+        let mut req = DownstreamRequest::from_request_line("POST /x").unwrap();
+        req.headers.push("Host", "svc:80");
+        req.headers.push("X-A", "1");
+        let m = request_header_map(&req, "id");
+        let keys: Vec<&[u8]> = m.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            vec![
+                &b":method"[..],
+                b":path",
+                b":authority",
+                b":scheme",
+                b"x-a",
+                b"x-forwarded-proto",
+                b"x-request-id"
+            ]
+        );
+        assert_eq!(m.get(b":authority"), Some(&b"svc:80"[..]));
+    }
+}

@@ -1,0 +1,432 @@
+//! One filter's part of an HTTP stream: the frames waiting for it in each
+//! direction, Envoy's iteration state, and what it let through.
+//!
+//! A headers Pause is StopAllIteration (nothing more reaches the filter
+//! until it continues), a body Pause is StopIterationAndBuffer (the next
+//! chunk is appended and the filter sees the whole buffer). What the filter
+//! forwards goes on as frames to the next filter in that direction (the one
+//! after it for the request, before it for the response), or to the
+//! upstream / the client at the ends of the chain.
+
+use std::collections::VecDeque;
+
+use crate::abi::Action;
+use crate::backend::Callback;
+use crate::driver::Harness;
+use crate::host::{Deferred, HeaderMap};
+use crate::model::{HttpMessage, LocalReply, LogEntry};
+
+use super::Stream;
+use super::reply::{after_trap, buffer_overflow};
+
+/// One frame of a message, in one direction.
+pub(crate) enum Frame {
+    Headers { map: HeaderMap, eos: bool },
+    Data { chunk: Vec<u8>, eos: bool },
+    Trailers { map: HeaderMap },
+}
+
+/// The request (decoder) or response (encoder) direction.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Request,
+    Response,
+}
+
+/// One direction of one filter's part of the stream.
+#[derive(Default)]
+pub(crate) struct Flow {
+    pub(crate) input: VecDeque<Frame>,
+    /// Headers returned Pause: StopAllIteration until continued.
+    pub(crate) stopped_all: bool,
+    pub(crate) headers_eos: bool,
+    /// Body returned Pause: StopIterationAndBuffer.
+    pub(crate) body_paused: bool,
+    /// Body paused on the last chunk: only a continue can end it.
+    pub(crate) waiting_at_end: bool,
+    pub(crate) trailers_paused: bool,
+    /// End of stream passed the filter.
+    pub(crate) ended: bool,
+}
+
+impl Flow {
+    fn can_process(&self) -> bool {
+        !self.stopped_all && !self.waiting_at_end && !self.trailers_paused && !self.ended
+    }
+
+    /// A frame is waiting and the filter may take it now.
+    pub(crate) fn has_work(&self) -> bool {
+        self.can_process() && !self.input.is_empty()
+    }
+
+    /// Stops this direction for good (a local reply or reset ended it).
+    pub(crate) fn stop(&mut self) {
+        *self = Flow {
+            ended: true,
+            ..Flow::default()
+        };
+    }
+}
+
+/// One filter's part of one stream.
+#[derive(Default)]
+pub(crate) struct Hop {
+    /// The stream context id in this filter's VM; 0 until the first frame
+    /// reaches the filter (Envoy creates the Wasm context lazily).
+    pub(crate) context_id: u32,
+    pub(crate) req: Flow,
+    pub(crate) resp: Flow,
+    /// The filter is bypassed (fail_open after a trap).
+    pub(crate) bypass: bool,
+    /// The VM failed while this stream used it (policy already applied).
+    pub(crate) failed: bool,
+    /// A local reply is running through this filter's response path.
+    pub(crate) local_in_filter: bool,
+    /// What this filter let through towards the upstream.
+    pub(crate) sent_request: Option<HttpMessage>,
+    /// The request's end of stream passed this filter.
+    pub(crate) request_done: bool,
+    /// What this filter let through towards the client.
+    pub(crate) sent_response: Option<HttpMessage>,
+    /// The local reply this filter sent (or the harness sent for it).
+    pub(crate) local_reply: Option<LocalReply>,
+    /// Log lines of this context so far (for streams that keep them).
+    pub(crate) logs: Vec<LogEntry>,
+}
+
+impl Hop {
+    pub(crate) fn flow(&mut self, dir: Dir) -> &mut Flow {
+        match dir {
+            Dir::Request => &mut self.req,
+            Dir::Response => &mut self.resp,
+        }
+    }
+
+    fn sent(&mut self, dir: Dir) -> &mut HttpMessage {
+        let slot = match dir {
+            Dir::Request => &mut self.sent_request,
+            Dir::Response => &mut self.sent_response,
+        };
+        slot.get_or_insert_with(HttpMessage::default)
+    }
+}
+
+/// The filter a frame forwarded by filter `i` goes to next, if any.
+pub(crate) fn next_hop(stream: &Stream, i: usize, dir: Dir) -> Option<usize> {
+    match dir {
+        Dir::Request => (i + 1 < stream.hops.len()).then_some(i + 1),
+        Dir::Response => i.checked_sub(1),
+    }
+}
+
+/// Calls a stream callback; `None` when the stream must not go on
+/// (trap without fail_open: the 503 is already applied).
+fn stream_callback(
+    filter: &mut Harness,
+    stream: &mut Stream,
+    i: usize,
+    cb: Callback,
+) -> Option<Action> {
+    if stream.hops[i].bypass {
+        return Some(Action::Continue);
+    }
+    let ctx = stream.hops[i].context_id;
+    match filter.invoke(cb) {
+        Some(v) => {
+            // send_local_response forces the running callback to stop.
+            let forced_stop = filter.vm.host_ref().deferred.iter().any(
+                |d| matches!(d, Deferred::LocalReply { context_id, .. } if *context_id == ctx),
+            );
+            Some(if forced_stop {
+                Action::Pause
+            } else {
+                Action::from_raw(v)
+            })
+        }
+        None => {
+            after_trap(filter, stream, i);
+            stream.hops[i].bypass.then_some(Action::Continue)
+        }
+    }
+}
+
+/// Filter `i` takes one frame of direction `dir`.
+pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, frame: Frame) {
+    let id = stream.hops[i].context_id;
+    match frame {
+        Frame::Headers { map, eos } => {
+            let n = map.len() as u64;
+            if let Some(s) = filter.vm.host().stream_mut(id) {
+                match dir {
+                    Dir::Request => s.request_headers = Some(map),
+                    Dir::Response => s.response_headers = Some(map),
+                }
+            }
+            let cb = match dir {
+                Dir::Request => Callback::RequestHeaders {
+                    context_id: id,
+                    headers: n,
+                    end_of_stream: eos,
+                },
+                Dir::Response => Callback::ResponseHeaders {
+                    context_id: id,
+                    headers: n,
+                    end_of_stream: eos,
+                },
+            };
+            let Some(action) = stream_callback(filter, stream, i, cb) else {
+                return;
+            };
+            let flow = stream.hops[i].flow(dir);
+            flow.headers_eos = eos;
+            match action {
+                Action::Continue => forward_headers(filter, stream, i, dir, eos),
+                Action::Pause => flow.stopped_all = true,
+            }
+        }
+        Frame::Data { chunk, eos } => {
+            let size = {
+                let Some(s) = filter.vm.host().stream_mut(id) else {
+                    return;
+                };
+                let (buf, count) = match dir {
+                    Dir::Request => (&mut s.request_body, &mut s.request_body_bytes),
+                    Dir::Response => (&mut s.response_body, &mut s.response_body_bytes),
+                };
+                *count += chunk.len() as u64;
+                if buf.is_empty() {
+                    *buf = chunk;
+                } else {
+                    buf.extend_from_slice(&chunk);
+                }
+                buf.len() as u64
+            };
+            let cb = match dir {
+                Dir::Request => Callback::RequestBody {
+                    context_id: id,
+                    size,
+                    end_of_stream: eos,
+                },
+                Dir::Response => Callback::ResponseBody {
+                    context_id: id,
+                    size,
+                    end_of_stream: eos,
+                },
+            };
+            let was_buffering = stream.hops[i].flow(dir).body_paused;
+            let Some(action) = stream_callback(filter, stream, i, cb) else {
+                return;
+            };
+            // Envoy moves a chunk into the filter's buffer when the filter
+            // buffers it, or continues after buffering: that buffer is limited.
+            let buffered = action == Action::Pause || was_buffering;
+            let limit = filter.vm.host_ref().buffer_limit;
+            if buffered
+                && !stream.hops[i].bypass
+                && buffer_len(filter, id, dir) > limit
+                && !has_pending_local_reply(filter, id)
+            {
+                buffer_overflow(filter, stream, i, dir);
+            } else {
+                match action {
+                    Action::Continue => {
+                        stream.hops[i].flow(dir).body_paused = false;
+                        forward_body(filter, stream, i, dir, eos);
+                    }
+                    Action::Pause => {
+                        let flow = stream.hops[i].flow(dir);
+                        flow.body_paused = true;
+                        flow.waiting_at_end = eos;
+                    }
+                }
+            }
+        }
+        Frame::Trailers { map } => {
+            let n = map.len() as u64;
+            if let Some(s) = filter.vm.host().stream_mut(id) {
+                match dir {
+                    Dir::Request => s.request_trailers = Some(map),
+                    Dir::Response => s.response_trailers = Some(map),
+                }
+            }
+            let cb = match dir {
+                Dir::Request => Callback::RequestTrailers {
+                    context_id: id,
+                    trailers: n,
+                },
+                Dir::Response => Callback::ResponseTrailers {
+                    context_id: id,
+                    trailers: n,
+                },
+            };
+            let Some(action) = stream_callback(filter, stream, i, cb) else {
+                return;
+            };
+            match action {
+                Action::Continue => forward_trailers(filter, stream, i, dir),
+                Action::Pause => stream.hops[i].flow(dir).trailers_paused = true,
+            }
+        }
+    }
+}
+
+fn has_pending_local_reply(filter: &Harness, ctx: u32) -> bool {
+    filter
+        .vm
+        .host_ref()
+        .deferred
+        .iter()
+        .any(|d| matches!(d, Deferred::LocalReply { context_id, .. } if *context_id == ctx))
+}
+
+fn buffer_len(filter: &Harness, ctx: u32, dir: Dir) -> u64 {
+    filter
+        .vm
+        .host_ref()
+        .stream_ref(ctx)
+        .map_or(0, |s| match dir {
+            Dir::Request => s.request_body.len() as u64,
+            Dir::Response => s.response_body.len() as u64,
+        })
+}
+
+/// Marks the end of stream passing filter `i` in `dir`.
+fn end_passed(stream: &mut Stream, i: usize, dir: Dir) {
+    let hop = &mut stream.hops[i];
+    hop.flow(dir).ended = true;
+    if dir == Dir::Request {
+        hop.request_done = true;
+    }
+}
+
+fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, eos: bool) {
+    let ctx = stream.hops[i].context_id;
+    let map = filter
+        .vm
+        .host_ref()
+        .stream_ref(ctx)
+        .and_then(|s| match dir {
+            Dir::Request => s.request_headers.as_ref(),
+            Dir::Response => s.response_headers.as_ref(),
+        });
+    let headers = map.map(HeaderMap::to_headers).unwrap_or_default();
+    if let Some(next) = next_hop(stream, i, dir) {
+        let map = map.cloned().unwrap_or_default();
+        stream.hops[next]
+            .flow(dir)
+            .input
+            .push_back(Frame::Headers { map, eos });
+    }
+    let hop = &mut stream.hops[i];
+    hop.sent(dir).headers = headers;
+    hop.flow(dir).stopped_all = false;
+    if eos {
+        end_passed(stream, i, dir);
+    }
+}
+
+fn forward_body(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, eos: bool) {
+    let ctx = stream.hops[i].context_id;
+    let host = filter.vm.host();
+    let data = host.stream_mut(ctx).map(|s| match dir {
+        Dir::Request => std::mem::take(&mut s.request_body),
+        Dir::Response => std::mem::take(&mut s.response_body),
+    });
+    // Trailers the filter created in its last body callback travel on with it.
+    let created = if eos {
+        host.stream_ref(ctx).and_then(|s| match dir {
+            Dir::Request => s.request_trailers.clone(),
+            Dir::Response => s.response_trailers.clone(),
+        })
+    } else {
+        None
+    };
+    let data = data.unwrap_or_default();
+    if let Some(next) = next_hop(stream, i, dir) {
+        let input = &mut stream.hops[next].flow(dir).input;
+        if !data.is_empty() || (eos && created.is_none()) {
+            input.push_back(Frame::Data {
+                chunk: data.clone(),
+                eos: eos && created.is_none(),
+            });
+        }
+        if let Some(map) = &created {
+            input.push_back(Frame::Trailers { map: map.clone() });
+        }
+    }
+    let hop = &mut stream.hops[i];
+    let sent = hop.sent(dir);
+    if sent.body.0.is_empty() {
+        sent.body.0 = data;
+    } else {
+        sent.body.0.extend_from_slice(&data);
+    }
+    if let Some(map) = created {
+        sent.trailers = Some(map.to_headers());
+    }
+    let flow = hop.flow(dir);
+    flow.body_paused = false;
+    flow.waiting_at_end = false;
+    if eos {
+        end_passed(stream, i, dir);
+    }
+}
+
+fn forward_trailers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir) {
+    forward_body(filter, stream, i, dir, false);
+    let ctx = stream.hops[i].context_id;
+    let map = filter
+        .vm
+        .host_ref()
+        .stream_ref(ctx)
+        .and_then(|s| match dir {
+            Dir::Request => s.request_trailers.clone(),
+            Dir::Response => s.response_trailers.clone(),
+        })
+        .unwrap_or_default();
+    if let Some(next) = next_hop(stream, i, dir) {
+        stream.hops[next]
+            .flow(dir)
+            .input
+            .push_back(Frame::Trailers { map: map.clone() });
+    }
+    let hop = &mut stream.hops[i];
+    hop.sent(dir).trailers = Some(map.to_headers());
+    hop.flow(dir).trailers_paused = false;
+    end_passed(stream, i, dir);
+}
+
+/// `proxy_continue_stream` applied: resume where the direction stopped.
+pub(crate) fn resume(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir) {
+    let flow = stream.hops[i].flow(dir);
+    if flow.ended {
+        return;
+    }
+    if flow.stopped_all {
+        let eos = flow.headers_eos;
+        // Everything that arrived while stopped is delivered as one chunk.
+        let mut merged: Vec<u8> = Vec::new();
+        let mut merged_eos = false;
+        let mut any = false;
+        while let Some(Frame::Data { .. }) = flow.input.front() {
+            if let Some(Frame::Data { chunk, eos }) = flow.input.pop_front() {
+                merged.extend_from_slice(&chunk);
+                merged_eos = eos;
+                any = true;
+            }
+        }
+        if any {
+            flow.input.push_front(Frame::Data {
+                chunk: merged,
+                eos: merged_eos,
+            });
+        }
+        forward_headers(filter, stream, i, dir, eos);
+    } else if flow.trailers_paused {
+        forward_trailers(filter, stream, i, dir);
+    } else if flow.waiting_at_end {
+        forward_body(filter, stream, i, dir, true);
+    } else if flow.body_paused {
+        forward_body(filter, stream, i, dir, false);
+    }
+}

@@ -1,0 +1,477 @@
+//! Envoy's filter manager for one worker: many HTTP streams live at once
+//! on the worker's filter chain, each moving frame by frame.
+//!
+//! - Each stream has one [`Hop`] per filter; a filter's stream context is
+//!   created when the first frame reaches it. Stream context ids come from
+//!   the filter VM's one counter, so streams interleave their ids.
+//! - Frames move the way Envoy iterates a chain: a frame a filter lets
+//!   through goes on to the next filter before that filter takes its own
+//!   next frame (request headers pass every filter before any body frame);
+//!   a filter that pauses holds the filters after it, and only them.
+//! - Nothing runs to completion: a stream paused on a callout or timer
+//!   waits while others start, run and end; events (ticks, callout
+//!   answers, queue notifications) are delivered in virtual-time order to
+//!   the root context, and what the guest asks there (continue, local
+//!   reply, close) is applied to the stream it names.
+//! - A local reply from filter k stops the request everywhere; the reply
+//!   goes through filter k's response path (unless it already had response
+//!   headers) and then through the filters before k.
+
+mod downstream;
+mod flow;
+mod reply;
+mod teardown;
+
+use crate::abi::StreamType;
+use crate::backend::Callback;
+use crate::driver::Harness;
+use crate::host::{Deferred, Event};
+use crate::model::{
+    DownstreamResponse, Exchange, Outcome, Properties, StreamEnd, UpstreamResponse,
+};
+
+pub(crate) use downstream::status_of;
+use downstream::{format_uuid, is_grpc_request, request_header_map};
+pub(crate) use flow::Hop;
+use flow::{Dir, Frame, process, resume};
+use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
+
+/// A stream on one worker, named by the caller (see [`crate::Chain::open`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StreamHandle(u64);
+
+/// The streams of one worker: live ones, and ended ones not yet collected.
+#[derive(Default)]
+pub(crate) struct Streams {
+    live: Vec<Stream>,
+    finished: Vec<Stream>,
+    next_key: u64,
+}
+
+impl Streams {
+    fn is_live(&self, key: StreamHandle) -> bool {
+        self.live.iter().any(|s| s.key == key)
+    }
+
+    /// Takes an ended stream's record.
+    pub(crate) fn take_finished(&mut self, key: StreamHandle) -> Option<Stream> {
+        let at = self.finished.iter().position(|s| s.key == key)?;
+        Some(self.finished.remove(at))
+    }
+
+    /// Every stream (live or ended) that keeps its own log lines.
+    pub(crate) fn log_keepers(&mut self) -> impl Iterator<Item = &mut Stream> {
+        self.live
+            .iter_mut()
+            .chain(self.finished.iter_mut())
+            .filter(|s| s.keep_logs)
+    }
+
+    /// True when `key` names a stream that is live or ended but uncollected.
+    pub(crate) fn knows(&self, key: StreamHandle) -> bool {
+        self.is_live(key) || self.finished.iter().any(|s| s.key == key)
+    }
+}
+
+/// One HTTP stream through the chain.
+pub(crate) struct Stream {
+    key: StreamHandle,
+    pub(crate) hops: Vec<Hop>,
+    /// The upstream's answer, sent when the whole request has reached it
+    /// (`None`: not given yet, or already sent).
+    pub(crate) upstream_answer: Option<UpstreamResponse>,
+    /// The upstream could not be reached: no request arrived there.
+    upstream_refused: bool,
+    pub(crate) response_started: bool,
+    pub(crate) end: Option<StreamEnd>,
+    pub(crate) is_grpc: bool,
+    properties: Properties,
+    start_ms: u64,
+    pub(crate) elapsed_ms: u64,
+    /// Each hop keeps the log lines of its own context (streams a caller named).
+    pub(crate) keep_logs: bool,
+}
+
+/// What a stream runs until.
+#[derive(Clone, Copy)]
+pub(crate) enum Goal {
+    /// The stream ends (virtual time jumps to each next event meanwhile).
+    Ends(StreamHandle),
+    /// Virtual time reaches this instant (everything due by then is delivered).
+    Until(u64),
+}
+
+fn now(filters: &[Harness]) -> u64 {
+    filters.iter().map(Harness::now_ms).max().unwrap_or(0)
+}
+
+fn sync(filters: &mut [Harness], at: u64) {
+    for f in filters {
+        f.sync_clock(at);
+    }
+}
+
+/// Opens a stream with the exchange's request (headers, and any body and
+/// trailers, queued for the first filter). `upstream`: the answer the
+/// upstream gives once the request has reached it, or `None` to wait for
+/// [`respond`]. Nothing runs until [`run`].
+pub(crate) fn open(
+    filters: &mut [Harness],
+    streams: &mut Streams,
+    exchange: &Exchange,
+    upstream: Option<UpstreamResponse>,
+    keep_logs: bool,
+) -> StreamHandle {
+    let key = StreamHandle(streams.next_key);
+    streams.next_key += 1;
+    let mut random = [0u8; 16];
+    if let Some(first) = filters.first_mut() {
+        first.vm.host().fill_random(&mut random);
+    }
+    let headers = request_header_map(&exchange.request, &format_uuid(&random));
+    let req = &exchange.request;
+    let mut hops: Vec<Hop> = (0..filters.len()).map(|_| Hop::default()).collect();
+    let is_grpc = is_grpc_request(&headers);
+    if let Some(first) = hops.first_mut() {
+        first.req.input.push_back(Frame::Headers {
+            map: headers,
+            eos: req.body.is_empty() && req.trailers.is_none(),
+        });
+        downstream::body_frames(&req.body, req.trailers.as_ref(), &mut first.req.input);
+    }
+    streams.live.push(Stream {
+        key,
+        hops,
+        upstream_answer: upstream,
+        upstream_refused: false,
+        response_started: false,
+        end: None,
+        is_grpc,
+        properties: exchange.properties.clone(),
+        start_ms: now(filters),
+        elapsed_ms: 0,
+        keep_logs,
+    });
+    key
+}
+
+/// Gives a stream opened without an upstream answer its answer.
+pub(crate) fn respond(streams: &mut Streams, key: StreamHandle, answer: UpstreamResponse) -> bool {
+    match streams.live.iter_mut().find(|s| s.key == key) {
+        Some(s) if !s.response_started => {
+            s.upstream_answer = Some(answer);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Runs the worker until `goal` is met: streams move, events are delivered
+/// in time order, ended streams are torn down.
+pub(crate) fn run(filters: &mut [Harness], streams: &mut Streams, goal: Goal) {
+    let mut blocked_since = now(filters);
+    loop {
+        drive_all(filters, streams);
+        teardown::close_ended(filters, streams);
+        if let Goal::Ends(key) = goal
+            && !streams.is_live(key)
+        {
+            return;
+        }
+        if deliver_queue_notifications(filters, streams) {
+            continue;
+        }
+        for f in filters.iter_mut() {
+            f.skip_stale_events();
+        }
+        let next = filters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.next_event_at().map(|at| (at, i)))
+            .min();
+        let Some((at, i)) = next else {
+            match goal {
+                Goal::Ends(key) => {
+                    stall(streams, key, "no callout, timer or queue event is pending");
+                    continue;
+                }
+                Goal::Until(t) => {
+                    sync(filters, t);
+                    return;
+                }
+            }
+        };
+        match goal {
+            Goal::Until(t) if at > t => {
+                sync(filters, t);
+                return;
+            }
+            Goal::Ends(key) => {
+                let ticks_only = !filters.iter().any(|f| f.vm.host_ref().has_non_tick_event());
+                let timeout = filters[i].vm.host_ref().stall_timeout_ms;
+                if ticks_only && at.saturating_sub(blocked_since) > timeout {
+                    let why = format!(
+                        "only timer ticks were pending for {timeout} virtual ms (stall_timeout_ms)"
+                    );
+                    stall(streams, key, &why);
+                    continue;
+                }
+            }
+            Goal::Until(_) => {}
+        }
+        let Some(ev) = filters[i].vm.host().pop_event() else {
+            continue;
+        };
+        let t = now(filters).max(ev.at_ms);
+        sync(filters, t);
+        if !matches!(ev.event, Event::Tick { .. }) {
+            blocked_since = t;
+        }
+        let live = &mut streams.live;
+        filters[i].deliver(ev, &mut |f| after_callback(f, i, live));
+    }
+}
+
+fn deliver_queue_notifications(filters: &mut [Harness], streams: &mut Streams) -> bool {
+    let mut any = false;
+    for (i, f) in filters.iter_mut().enumerate() {
+        let live = &mut streams.live;
+        any |= f.deliver_queue_notifications(&mut |f| after_callback(f, i, live));
+    }
+    any
+}
+
+fn stall(streams: &mut Streams, key: StreamHandle, why: &str) {
+    if let Some(s) = streams.live.iter_mut().find(|s| s.key == key) {
+        s.end = Some(StreamEnd::Stalled {
+            reason: stall_reason(s, why),
+        });
+    }
+}
+
+/// Moves every live stream as far as it can go without time passing.
+fn drive_all(filters: &mut [Harness], streams: &mut Streams) {
+    loop {
+        let mut progressed = false;
+        for k in 0..streams.live.len() {
+            progressed |= drive(filters, streams, k);
+        }
+        if !progressed {
+            return;
+        }
+    }
+}
+
+/// Moves stream `k` frame by frame until it ends or waits; true if anything ran.
+fn drive(filters: &mut [Harness], streams: &mut Streams, k: usize) -> bool {
+    let mut progressed = false;
+    loop {
+        let stream = &mut streams.live[k];
+        if stream.end.is_some() {
+            return progressed;
+        }
+        let n = stream.hops.len();
+        // The request frame furthest along the chain goes first.
+        let next = match (0..n).rev().find(|&i| stream.hops[i].req.has_work()) {
+            Some(i) => Some((i, Dir::Request)),
+            None if !stream.response_started && stream.hops[n - 1].request_done => {
+                if !start_response(&mut filters[n - 1], stream) {
+                    return progressed;
+                }
+                progressed = true;
+                continue;
+            }
+            None => (0..n)
+                .find(|&i| stream.hops[i].resp.has_work())
+                .map(|i| (i, Dir::Response)),
+        };
+        let Some((i, dir)) = next else {
+            if stream.hops[0].resp.ended {
+                stream.end = Some(StreamEnd::Completed);
+                continue;
+            }
+            return progressed;
+        };
+        progressed = true;
+        if stream.hops[i].context_id == 0 {
+            create_context(&mut filters[i], stream, i);
+            after_callback(&mut filters[i], i, &mut streams.live);
+            continue;
+        }
+        let Some(frame) = stream.hops[i].flow(dir).input.pop_front() else {
+            continue;
+        };
+        process(&mut filters[i], stream, i, dir, frame);
+        after_callback(&mut filters[i], i, &mut streams.live);
+    }
+}
+
+/// The upstream answers the request that reached it; false while no answer is given.
+fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
+    let Some(answer) = stream.upstream_answer.take() else {
+        return false;
+    };
+    stream.response_started = true;
+    let n = stream.hops.len();
+    if answer.unreachable {
+        // The request never reached a live upstream: the router answers.
+        stream.upstream_refused = true;
+        local_reply(
+            last,
+            stream,
+            n - 1,
+            upstream_unreachable_reply(),
+            "harness",
+            false,
+        );
+    } else {
+        downstream::response_frames(&answer, &mut stream.hops[n - 1].resp.input);
+    }
+    true
+}
+
+/// Creates filter `i`'s stream context (on_context_create), or applies the
+/// failure policy when its VM has already failed.
+fn create_context(filter: &mut Harness, stream: &mut Stream, i: usize) {
+    let id = teardown::new_stream_context(filter, &stream.properties);
+    stream.hops[i].context_id = id;
+    if filter.failure.is_some() {
+        vm_already_failed(filter, stream, i);
+        return;
+    }
+    let root = filter.vm.host_ref().root_context_id;
+    let created = filter.invoke(Callback::ContextCreate {
+        context_id: id,
+        parent_id: root,
+    });
+    if created.is_none() {
+        after_trap(filter, stream, i);
+    }
+}
+
+/// After any callback into filter `i`'s VM: the stream actions it asked
+/// for, applied to the streams they name, and the failure policy for every
+/// stream on a VM that just failed.
+fn after_callback(filter: &mut Harness, i: usize, live: &mut [Stream]) {
+    let actions = std::mem::take(&mut filter.vm.host().deferred);
+    for action in actions {
+        let ctx = action.context_id();
+        let Some(stream) = live
+            .iter_mut()
+            .find(|s| s.end.is_none() && s.hops.get(i).is_some_and(|h| h.context_id == ctx))
+        else {
+            continue;
+        };
+        match action {
+            Deferred::Continue { stream: dir, .. } => match dir {
+                StreamType::HttpRequest => resume(filter, stream, i, Dir::Request),
+                StreamType::HttpResponse => resume(filter, stream, i, Dir::Response),
+                _ => {}
+            },
+            Deferred::Close { .. } => stream.end = Some(StreamEnd::Reset),
+            Deferred::LocalReply { reply, .. } => {
+                local_reply(filter, stream, i, reply, "filter", false);
+            }
+        }
+    }
+    if filter.failure.is_some() {
+        for stream in live.iter_mut() {
+            let hop = stream.hops.get(i);
+            if stream.end.is_none() && hop.is_some_and(|h| h.context_id != 0 && !h.failed) {
+                after_trap(filter, stream, i);
+            }
+        }
+    }
+}
+
+fn stall_reason(stream: &Stream, why: &str) -> String {
+    let stopped = |dir: Dir| {
+        let hops = stream.hops.iter();
+        hops.map(move |h| match dir {
+            Dir::Request => &h.req,
+            Dir::Response => &h.resp,
+        })
+        .find(|f| !f.ended && (f.stopped_all || f.trailers_paused || f.body_paused))
+    };
+    let (dir, flow) = match stopped(Dir::Request) {
+        Some(flow) => ("request", Some(flow)),
+        None => ("response", stopped(Dir::Response)),
+    };
+    let at = match flow {
+        Some(f) if f.stopped_all => "headers (the headers callback returned Pause)",
+        Some(f) if f.trailers_paused => "trailers (the trailers callback returned Pause)",
+        Some(f) if f.body_paused => "body (the body callback returned Pause at end of stream)",
+        _ => "an unknown point",
+    };
+    format!(
+        "the {dir} stopped at {at} and {why}; nothing could resume it with proxy_continue_stream"
+    )
+}
+
+/// One filter's outcome of an ended stream: the capture since the step
+/// began, and what this filter let through.
+pub(crate) fn filter_outcome(filter: &mut Harness, stream: &Stream, i: usize) -> Outcome {
+    let hop = &stream.hops[i];
+    let end = stream.end.clone().unwrap_or_default();
+    let response = match end {
+        StreamEnd::Stalled { .. } => None,
+        _ => hop.sent_response.clone().map(|m| DownstreamResponse {
+            status: status_of(&m.headers),
+            message: m,
+            reset: matches!(end, StreamEnd::Reset),
+        }),
+    };
+    let refused = stream.upstream_refused && i + 1 == stream.hops.len();
+    let mut outcome = filter.finish_capture(hop.context_id, Some(end), stream.elapsed_ms);
+    // A request cut short (local reply, reset, stall) never completed upstream.
+    outcome.upstream_request = if hop.request_done && !refused {
+        hop.sent_request.clone()
+    } else {
+        None
+    };
+    outcome.response = response;
+    outcome.local_reply = hop.local_reply.clone();
+    outcome
+}
+
+/// Runs one exchange to its end on `filters`; each filter's outcome, in chain order.
+pub(crate) fn exchange(
+    filters: &mut [Harness],
+    streams: &mut Streams,
+    exchange: &Exchange,
+) -> Vec<Outcome> {
+    for f in filters.iter_mut() {
+        f.begin_exchange();
+    }
+    sync(filters, now(filters));
+    let key = open(
+        filters,
+        streams,
+        exchange,
+        Some(exchange.upstream.clone()),
+        false,
+    );
+    run(filters, streams, Goal::Ends(key));
+    match streams.take_finished(key) {
+        Some(stream) => filters
+            .iter_mut()
+            .enumerate()
+            .map(|(i, f)| filter_outcome(f, &stream, i))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Advances virtual time by `ms`: ticks, callout answers and queue
+/// notifications due in that window, and whatever streams they move.
+pub(crate) fn advance(filters: &mut [Harness], streams: &mut Streams, ms: u64) -> Vec<Outcome> {
+    for f in filters.iter_mut() {
+        f.begin_capture();
+    }
+    let target = now(filters).saturating_add(ms);
+    run(filters, streams, Goal::Until(target));
+    filters
+        .iter_mut()
+        .map(|f| f.finish_capture(0, Some(StreamEnd::NoStream), ms))
+        .collect()
+}
