@@ -16,7 +16,8 @@ use crate::chain::{Chain, ChainOutcome, merge_before, merge_into};
 use crate::driver::FilterModule;
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::model::{Exchange, HarnessConfig, Outcome, StreamEnd};
+use crate::manager::StreamHandle;
+use crate::model::{Exchange, HarnessConfig, Outcome, StreamEnd, UpstreamResponse};
 
 /// A simulated Envoy with several workers.
 pub struct Workers {
@@ -111,33 +112,81 @@ impl Workers {
         worker: usize,
         exchange: &Exchange,
     ) -> Result<WorkerOutcome, HarnessError> {
+        let ((), chain) = self.on_worker(worker, |chain| Ok(((), chain.exchange(exchange)?)))?;
+        Ok(WorkerOutcome { worker, chain })
+    }
+
+    /// Opens a stream on worker `worker` (round robin when `None`) and runs
+    /// it until it waits (see [`Chain::open`]).
+    pub fn open(
+        &mut self,
+        worker: Option<usize>,
+        exchange: &Exchange,
+        upstream: Option<UpstreamResponse>,
+    ) -> Result<(usize, StreamHandle, ChainOutcome), HarnessError> {
+        let worker = match worker {
+            Some(w) => w,
+            None => {
+                let w = self.next;
+                self.next = (self.next + 1) % self.workers.len();
+                w
+            }
+        };
+        let (key, outcome) = self.on_worker(worker, |chain| Ok(chain.open(exchange, upstream)))?;
+        Ok((worker, key, outcome))
+    }
+
+    /// Gives a stream on `worker` its upstream answer (see [`Chain::respond`]).
+    pub fn respond(
+        &mut self,
+        worker: usize,
+        key: StreamHandle,
+        answer: UpstreamResponse,
+    ) -> Result<ChainOutcome, HarnessError> {
+        self.on_worker(worker, |chain| Ok(((), chain.respond(key, answer)?)))
+            .map(|(_, o)| o)
+    }
+
+    /// Runs until a stream on `worker` ends (see [`Chain::finish`]).
+    pub fn finish(
+        &mut self,
+        worker: usize,
+        key: StreamHandle,
+    ) -> Result<ChainOutcome, HarnessError> {
+        self.on_worker(worker, |chain| Ok(((), chain.finish(key)?)))
+            .map(|(_, o)| o)
+    }
+
+    /// Runs `f` on one worker the way Envoy's workers share time: the
+    /// worker first catches up with the others' time (its own ticks fire),
+    /// and afterwards the other workers run what `f` made ready for them
+    /// (queue notifications, callouts due), at their own current time.
+    fn on_worker<T>(
+        &mut self,
+        worker: usize,
+        f: impl FnOnce(&mut Chain) -> Result<(T, ChainOutcome), HarnessError>,
+    ) -> Result<(T, ChainOutcome), HarnessError> {
         let count = self.workers.len();
         if worker >= count {
             return Err(HarnessError::Usage(format!(
                 "worker {worker} does not exist: this Envoy has {count} worker(s), numbered from 0"
             )));
         }
-        // The worker catches up with the others' time first: its own ticks fire.
         let now = self.now_ms();
         let chain = &mut self.workers[worker];
         let lag = now.saturating_sub(chain.now_ms());
         let catch_up = (lag > 0).then(|| chain.advance(lag)).transpose()?;
-        let mut result = chain.exchange(exchange)?;
+        let (value, mut result) = f(chain)?;
         if let Some(before) = catch_up {
             merge_before(&mut result.outcome, before.outcome);
         }
-        // Other workers run what the exchange made ready for them (queue
-        // notifications, callouts due), at their own current time.
         for (index, other) in self.workers.iter_mut().enumerate() {
             if index != worker {
                 let background = other.advance(0)?;
                 merge_into(&mut result.outcome, background.outcome);
             }
         }
-        Ok(WorkerOutcome {
-            worker,
-            chain: result,
-        })
+        Ok((value, result))
     }
 
     /// Advances virtual time by `ms` on every worker, in step: the

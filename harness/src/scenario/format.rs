@@ -167,16 +167,31 @@ pub struct Case {
     pub steps: Vec<Step>,
 }
 
-/// One step of a case: an exchange (`request`) or a pause (`advance_ms`).
-#[derive(Debug, Clone, Deserialize)]
+/// One step of a case: an exchange (`request`), a pause (`advance_ms`),
+/// or an action on a named stream (`open`, `respond`, `finish`); see
+/// [`super::steps::Action`].
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Label in reports (default: `step N`).
     #[serde(default)]
     pub name: Option<String>,
-    /// Send this request.
+    /// Send this request (with `open`: the named stream's request).
     #[serde(default)]
     pub request: Option<RequestSpec>,
+    /// Open a stream with this name and run it until it waits; later steps
+    /// act on it while other streams come and go on the same VM.
+    #[serde(default)]
+    pub open: Option<String>,
+    /// With `open`: the upstream does not answer until a `respond` step.
+    #[serde(default)]
+    pub hold_upstream: bool,
+    /// Give the named stream (opened with `hold_upstream`) its `upstream` answer.
+    #[serde(default)]
+    pub respond: Option<String>,
+    /// Run until the named stream ends; `expect` is checked on that stream.
+    #[serde(default)]
+    pub finish: Option<String>,
     /// The upstream's answer to it (default: 200, no headers, no body).
     #[serde(default)]
     pub upstream: Option<UpstreamResponse>,
@@ -544,29 +559,7 @@ impl Case {
                 "nothing to run: add `request`, `steps`, `startup` or `configure_fails`".into(),
             );
         }
-        for (i, step) in self.steps.iter().enumerate() {
-            match (&step.request, step.advance_ms) {
-                (Some(_), Some(_)) => {
-                    return Err(format!(
-                        "step {}: a step is either a `request` or an `advance_ms`, not both",
-                        i + 1
-                    ));
-                }
-                (None, None) => {
-                    return Err(format!("step {}: needs `request` or `advance_ms`", i + 1));
-                }
-                (None, Some(_)) if step.upstream.is_some() => {
-                    return Err(format!("step {}: `upstream` needs a `request`", i + 1));
-                }
-                (None, Some(_)) if step.worker.is_some() => {
-                    return Err(format!(
-                        "step {}: `worker` names who takes a `request`; `advance_ms` moves every worker",
-                        i + 1
-                    ));
-                }
-                _ => {}
-            }
-        }
+        super::steps::validate(&self.steps)?;
         Ok(())
     }
 
@@ -574,13 +567,10 @@ impl Case {
     pub fn effective_steps(&self) -> Vec<Step> {
         match &self.request {
             Some(request) => vec![Step {
-                name: None,
                 request: Some(request.clone()),
                 upstream: self.upstream.clone(),
-                properties: Properties::new(),
-                worker: None,
-                advance_ms: None,
                 expect: self.expect.clone().unwrap_or_default(),
+                ..Step::default()
             }],
             None => self.steps.clone(),
         }

@@ -12,12 +12,14 @@ mod expect;
 pub mod format;
 pub mod report;
 mod run;
+mod steps;
 #[cfg(test)]
 mod tests;
 
 pub use format::{Scenario, parse};
 pub use report::{CaseReport, Detail, Failure, FileReport, Summary};
 pub use run::{Runner, find_scenarios, harness_config, resolve_module};
+pub use steps::Action;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

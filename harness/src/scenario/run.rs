@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::driver::{FilterModule, Harness};
+use crate::driver::FilterModule;
 use crate::error::HarnessError;
+use crate::manager::StreamHandle;
 use crate::model::{Exchange, HarnessConfig, Outcome, PluginConfig};
 use crate::workers::Workers;
 
 use super::expect::check;
 use super::format::{self, Case, PluginSpec, Scenario, Step};
 use super::report::{CaseReport, Failure, FileReport, Summary, print_file};
+use super::steps::Action;
 
 /// Runs scenario files and remembers compiled modules between them.
 #[derive(Default)]
@@ -136,7 +138,7 @@ impl Runner {
             }
         }
         let workers = case.workers.or(scenario.workers).unwrap_or(1);
-        let harness = Envoy::start(plugins, workers);
+        let harness = Envoy::start(&plugins, workers);
         let mut harness = match (harness, &case.configure_fails) {
             (Ok(_), Some(text)) => {
                 report.failures.push(Failure::mismatch(
@@ -231,45 +233,38 @@ fn cache_key(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// What a case runs on: one plugin on one worker (the plain harness), or
-/// a filter chain and/or several workers.
-enum Envoy {
-    One(Box<Harness>),
-    Many(Workers),
+/// What a case runs on: its workers, each with the case's filter chain,
+/// and the streams its steps named.
+struct Envoy {
+    workers: Workers,
+    streams: HashMap<String, (usize, StreamHandle)>,
 }
 
 impl Envoy {
     fn start(
-        mut plugins: Vec<(FilterModule, HarnessConfig)>,
+        plugins: &[(FilterModule, HarnessConfig)],
         workers: usize,
     ) -> Result<Envoy, HarnessError> {
-        match plugins.pop() {
-            Some((module, config)) if plugins.is_empty() && workers == 1 => {
-                Harness::new(module, config).map(|h| Envoy::One(Box::new(h)))
-            }
-            Some(last) => {
-                plugins.push(last);
-                Workers::new(&plugins, workers).map(Envoy::Many)
-            }
-            None => Err(HarnessError::Usage("no plugin to run".to_string())),
+        if plugins.is_empty() {
+            return Err(HarnessError::Usage("no plugin to run".to_string()));
         }
+        Ok(Envoy {
+            workers: Workers::new(plugins, workers)?,
+            streams: HashMap::new(),
+        })
     }
 
     /// Start-up of every worker's every plugin, merged in order.
     fn startup(&self) -> Outcome {
-        match self {
-            Envoy::One(harness) => harness.startup().clone(),
-            Envoy::Many(workers) => {
-                let mut all = (0..workers.len())
-                    .filter_map(|w| workers.worker(w))
-                    .flat_map(|chain| chain.filters().iter().map(|f| f.startup().clone()));
-                let mut merged = all.next().unwrap_or_default();
-                for more in all {
-                    crate::chain::merge_into(&mut merged, more);
-                }
-                merged
-            }
+        let workers = &self.workers;
+        let mut all = (0..workers.len())
+            .filter_map(|w| workers.worker(w))
+            .flat_map(|chain| chain.filters().iter().map(|f| f.startup().clone()));
+        let mut merged = all.next().unwrap_or_default();
+        for more in all {
+            crate::chain::merge_into(&mut merged, more);
         }
+        merged
     }
 
     fn run_step(&mut self, step: &Step) -> Result<Outcome, HarnessError> {
@@ -278,21 +273,44 @@ impl Envoy {
             upstream: step.upstream.clone().unwrap_or_default(),
             properties: step.properties.clone(),
         };
-        match (self, &step.request, step.advance_ms) {
-            (Envoy::One(harness), Some(request), _) => harness.exchange(&exchange(request)),
-            (Envoy::One(harness), None, Some(ms)) => harness.advance(ms),
-            (Envoy::Many(workers), Some(request), _) => {
+        let action = step.action().map_err(HarnessError::Usage)?;
+        let workers = &mut self.workers;
+        match action {
+            Action::Exchange(request) => {
                 let ran = match step.worker {
                     Some(worker) => workers.exchange_on(worker, &exchange(request)),
                     None => workers.exchange(&exchange(request)),
                 };
                 ran.map(|w| w.chain.outcome)
             }
-            (Envoy::Many(workers), None, Some(ms)) => workers.advance_all(ms),
-            (_, None, None) => Err(HarnessError::Usage(
-                "a step needs `request` or `advance_ms`".to_string(),
-            )),
+            Action::Advance(ms) => workers.advance_all(ms),
+            Action::Open {
+                name,
+                request,
+                hold_upstream,
+            } => {
+                let exchange = exchange(request);
+                let upstream = (!hold_upstream).then(|| exchange.upstream.clone());
+                let (worker, key, outcome) = workers.open(step.worker, &exchange, upstream)?;
+                self.streams.insert(name.to_string(), (worker, key));
+                Ok(outcome.outcome)
+            }
+            Action::Respond { name } => {
+                let (worker, key) = self.named(name)?;
+                let answer = step.upstream.clone().unwrap_or_default();
+                self.workers.respond(worker, key, answer).map(|o| o.outcome)
+            }
+            Action::Finish { name } => {
+                let (worker, key) = self.named(name)?;
+                self.workers.finish(worker, key).map(|o| o.outcome)
+            }
         }
+    }
+
+    fn named(&self, name: &str) -> Result<(usize, StreamHandle), HarnessError> {
+        self.streams.get(name).copied().ok_or_else(|| {
+            HarnessError::Usage(format!("stream {name:?} was not opened by an earlier step"))
+        })
     }
 }
 

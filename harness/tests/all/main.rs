@@ -10,6 +10,7 @@ mod hostile_fuzz;
 mod lifecycle;
 mod modules;
 mod scenarios;
+mod streams;
 mod support;
 mod toolchain;
 mod workers;
