@@ -4,6 +4,7 @@
 
 mod abi_versions;
 mod chain;
+mod cli;
 mod hostcalls;
 mod hostile;
 mod hostile_fuzz;
