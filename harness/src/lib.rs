@@ -30,6 +30,7 @@ pub mod host;
 pub mod hostcalls;
 pub mod limits;
 pub mod model;
+pub mod printable;
 pub mod scenario;
 pub mod workers;
 

@@ -1,4 +1,8 @@
 //! `harness run`: one request through a filter, printed like `curl -v`.
+//! Everything the guest controls (log lines, header names and values,
+//! bodies, local reply details, metric and cluster names, trap and panic
+//! texts) is printed with its control characters escaped, so a filter
+//! cannot forge transcript lines or drive the terminal; `--json` is exact.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -7,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use harness::printable::{callout_result, escape_bytes, escape_controls, metric_kind};
 use harness::{
     Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, LogLevel,
     NativeLibrary, Outcome, PluginConfig, StreamEnd, TraceEvent, TraceLevel, UpstreamResponse,
@@ -194,8 +199,9 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Guest bytes as one transcript line's worth of text.
 fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    escape_bytes(b)
 }
 
 fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
@@ -204,7 +210,12 @@ fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::R
     }
     writeln!(out, "* {title}:")?;
     for l in &outcome.logs {
-        writeln!(out, "*   [{}] {}", l.level.name(), l.message)?;
+        writeln!(
+            out,
+            "*   [{}] {}",
+            l.level.name(),
+            escape_controls(&l.message)
+        )?;
     }
     Ok(())
 }
@@ -260,19 +271,25 @@ fn print_human(
     match &outcome.upstream_request {
         Some(req) => {
             let h = &req.headers;
-            let method = h.get_text(":method").unwrap_or_default();
-            let path = h.get_text(":path").unwrap_or_default();
+            let method = h
+                .get(":method")
+                .map(|v| text(v.as_bytes()))
+                .unwrap_or_default();
+            let path = h
+                .get(":path")
+                .map(|v| text(v.as_bytes()))
+                .unwrap_or_default();
             writeln!(out, "* request as the upstream received it:")?;
             writeln!(out, "> {method} {path} HTTP/1.1")?;
             if let Some(a) = h.get(":authority") {
-                writeln!(out, "> host: {}", a.to_text())?;
+                writeln!(out, "> host: {}", text(a.as_bytes()))?;
             }
             for (k, v) in h.iter().filter(|(k, _)| !k.starts_with(b":")) {
                 writeln!(out, "> {}: {}", text(k), text(v))?;
             }
             writeln!(out, ">")?;
             if !req.body.is_empty() {
-                writeln!(out, "{}", req.body.to_text())?;
+                writeln!(out, "{}", text(req.body.as_bytes()))?;
             }
         }
         None => writeln!(out, "* the request never reached the upstream")?,
@@ -280,8 +297,10 @@ fn print_human(
     if let Some(reply) = &outcome.local_reply {
         writeln!(
             out,
-            "* local reply {} from the {} (details {:?})",
-            reply.status, reply.source, reply.details
+            "* local reply {} from the {} (details \"{}\")",
+            reply.status,
+            reply.source,
+            escape_controls(&reply.details)
         )?;
     }
     match &outcome.response {
@@ -298,7 +317,7 @@ fn print_human(
             }
             writeln!(out, "<")?;
             if !resp.message.body.is_empty() {
-                writeln!(out, "{}", resp.message.body.to_text())?;
+                writeln!(out, "{}", text(resp.message.body.as_bytes()))?;
             }
             if resp.reset {
                 writeln!(out, "* the stream was reset")?;
@@ -307,29 +326,47 @@ fn print_human(
         None => writeln!(out, "* no response reached the client")?,
     }
     match &outcome.end {
-        StreamEnd::Stalled { reason } => writeln!(out, "* STREAM STALLED: {reason}")?,
+        StreamEnd::Stalled { reason } => {
+            writeln!(out, "* STREAM STALLED: {}", escape_controls(reason))?;
+        }
         StreamEnd::Reset => writeln!(out, "* stream reset")?,
         _ => {}
     }
     print_logs(out, "filter logs", outcome)?;
     if let Some(t) = &outcome.trap {
+        // The trap text's own lines (cause, then backtrace frames) stay
+        // lines, each behind the transcript's `*` prefix.
+        let mut lines = t.trap.lines();
         writeln!(
             out,
             "* TRAP in {} (context {}): {}",
-            t.callback, t.context_id, t.trap
+            t.callback,
+            t.context_id,
+            escape_controls(lines.next().unwrap_or_default())
         )?;
+        for line in lines {
+            writeln!(out, "*   {}", escape_controls(line))?;
+        }
         if let Some(p) = &t.panic_message {
-            writeln!(out, "*   guest panic: {p}")?;
+            writeln!(out, "*   guest panic: {}", escape_controls(p))?;
         }
     }
     for m in &outcome.metrics {
-        writeln!(out, "* metric {} ({:?}) = {}", m.name, m.kind, m.value)?;
+        writeln!(
+            out,
+            "* metric {} ({}) = {}",
+            escape_controls(&m.name),
+            metric_kind(m.kind),
+            m.value
+        )?;
     }
     for c in &outcome.http_calls {
         writeln!(
             out,
-            "* http_call #{} to {} -> {:?}",
-            c.token, c.cluster, c.result
+            "* http_call #{} to {} -> {}",
+            c.token,
+            escape_controls(&c.cluster),
+            callout_result(&c.result)
         )?;
     }
     Ok(())

@@ -4,6 +4,7 @@ use crate::model::{
     ByteString, CalloutResult, GrpcCallRecord, Headers, HttpCallRecord, HttpMessage, LocalReply,
     LogEntry, Outcome, StreamEnd,
 };
+use crate::printable::escape_controls;
 
 use super::format::{
     EndExpect, Expect, GrpcCallExpect, HttpCallExpect, LocalReplyExpect, LogExpect, MessageExpect,
@@ -53,7 +54,7 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
             c.mismatch(
                 "log absent",
                 format!("no line containing {text:?}"),
-                format!("[{}] {}", entry.level.name(), entry.message),
+                log_line(entry),
             );
         }
     }
@@ -127,11 +128,17 @@ fn summarize_logs(logs: &[LogEntry]) -> String {
     if logs.is_empty() {
         return "no log lines".into();
     }
-    let lines: Vec<String> = logs
-        .iter()
-        .map(|e| format!("[{}] {}", e.level.name(), e.message))
-        .collect();
+    let lines: Vec<String> = logs.iter().map(log_line).collect();
     format!("{} log line(s):\n{}", logs.len(), lines.join("\n"))
+}
+
+/// A captured log line as the transcript shows it: `[info] message`.
+fn log_line(entry: &LogEntry) -> String {
+    format!(
+        "[{}] {}",
+        entry.level.name(),
+        escape_controls(&entry.message)
+    )
 }
 
 fn show(bytes: &ByteString) -> String {
@@ -434,16 +441,19 @@ impl Checker<'_> {
     }
 
     fn trap(&mut self, want: Option<&Presence<String>>, outcome: &Outcome) {
+        // The trap text's lines (cause, backtrace frames) stay lines; guest
+        // text inside each (panic message, function names) is escaped.
         let described = outcome.trap.as_ref().map(|t| {
+            let trap: Vec<_> = t.trap.lines().map(escape_controls).collect();
             format!(
                 "in {} (context {}): {}{}",
                 t.callback,
                 t.context_id,
                 t.panic_message
                     .as_deref()
-                    .map(|m| format!("{m}; "))
+                    .map(|m| format!("{}; ", escape_controls(m)))
                     .unwrap_or_default(),
-                t.trap
+                trap.join("\n")
             )
         });
         match (want, &outcome.trap, described) {

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use crate::printable::escape_controls;
+
 /// One thing that did not go as the scenario said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -144,7 +146,8 @@ impl Summary {
     }
 }
 
-/// Prints one file's case lines and failure details.
+/// Prints one file's case lines and failure details; guest text that
+/// reached a failure or a log line has its control characters escaped.
 pub fn print_file(out: &mut dyn Write, file: &FileReport) -> io::Result<()> {
     for case in &file.cases {
         if case.passed() {
@@ -154,13 +157,13 @@ pub fn print_file(out: &mut dyn Write, file: &FileReport) -> io::Result<()> {
         writeln!(out, "FAIL {} :: {}", file.file, case.name)?;
         for failure in &case.failures {
             for line in failure.to_string().lines() {
-                writeln!(out, "     {line}")?;
+                writeln!(out, "     {}", escape_controls(line))?;
             }
         }
         if !case.logs.is_empty() {
             writeln!(out, "     logs of the failing step:")?;
             for line in &case.logs {
-                writeln!(out, "       {line}")?;
+                writeln!(out, "       {}", escape_controls(line))?;
             }
         }
     }

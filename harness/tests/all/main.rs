@@ -10,6 +10,7 @@ mod hostile;
 mod hostile_fuzz;
 mod lifecycle;
 mod modules;
+mod safe_output;
 mod scenarios;
 mod support;
 mod toolchain;
