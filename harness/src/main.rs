@@ -12,11 +12,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Shown by `harness --help`; README's "Exit status" says the same.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  run: the exchange ran; test: every case passed; bench, compile: done
+  1  test: a case failed, or a scenario file could not be loaded;
+     run, bench, compile: an error to act on (missing file, not a Proxy-Wasm
+     module, unknown import, configuration rejected, trap during start-up)
+  2  usage: unknown or missing flags or paths, a --case matching no case,
+     a report file (--junit) that cannot be written
+  3  run: the filter trapped or the stream stalled";
+
 #[derive(Parser)]
 #[command(
     name = "harness",
     version,
-    about = "Run Proxy-Wasm filters in a simulated Envoy (wasmtime)"
+    about = "Run Proxy-Wasm filters in a simulated Envoy (wasmtime)",
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]

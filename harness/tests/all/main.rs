@@ -4,6 +4,7 @@
 
 mod abi_versions;
 mod chain;
+mod ci_reports;
 mod cli;
 mod hostcalls;
 mod hostile;
