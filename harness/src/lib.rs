@@ -31,6 +31,7 @@ pub mod hostcalls;
 pub mod limits;
 mod manager;
 pub mod model;
+pub mod printable;
 pub mod scenario;
 pub mod workers;
 

@@ -4,25 +4,31 @@
 //! prints the exchange like `curl -v`; `--json` prints the whole outcome;
 //! `--trace` adds every callback and hostcall.
 //! `harness test <files or dirs>` runs scenario files.
+//! Each subcommand lives in `commands/`.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod commands;
+
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use harness::{
-    Body, ByteString, DownstreamRequest, Exchange, FilterModule, Harness, HarnessConfig,
-    HarnessError, Headers, LogLevel, NativeLibrary, Outcome, PluginConfig, StreamEnd, TraceEvent,
-    TraceLevel, UpstreamResponse,
-};
+/// Shown by `harness --help`; README's "Exit status" says the same.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  run: the exchange ran; test: every case passed; bench, compile: done
+  1  test: a case failed, or a scenario file could not be loaded;
+     run, bench, compile: an error to act on (missing file, not a Proxy-Wasm
+     module, unknown import, configuration rejected, trap during start-up)
+  2  usage: unknown or missing flags or paths, a --case matching no case,
+     a report file (--junit) that cannot be written
+  3  run: the filter trapped or the stream stalled";
 
 #[derive(Parser)]
 #[command(
     name = "harness",
     version,
-    about = "Run Proxy-Wasm filters in a simulated Envoy (wasmtime)"
+    about = "Run Proxy-Wasm filters in a simulated Envoy (wasmtime)",
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,384 +38,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Send one request through a filter and print what happened, like `curl -v`.
-    Run(Box<RunArgs>),
+    Run(Box<commands::run::RunArgs>),
     /// Measure a filter's wasm module against its native twin (see BENCHMARKS.md).
-    Bench(Box<harness::bench::cli::BenchArgs>),
+    Bench(Box<commands::bench::BenchArgs>),
     /// Precompile a module (.cwasm) that run, test and bench load without compiling.
-    Compile(harness::bench::cli::CompileArgs),
+    Compile(commands::compile::CompileArgs),
     /// Run scenario files (YAML) and report `N passed, N failed`.
-    Test {
-        /// Scenario files or directories holding them.
-        paths: Vec<PathBuf>,
-        /// Run each `<name>.wasm` as its native twin `<DIR>/lib<name>.so` instead.
-        #[arg(long, value_name = "DIR")]
-        native: Option<PathBuf>,
-    },
-}
-
-#[derive(Args)]
-#[command(group(clap::ArgGroup::new("filter").required(true).args(["module", "native"])))]
-struct RunArgs {
-    /// The filter module (.wasm).
-    module: Option<PathBuf>,
-    /// Run the native twin instead: the filter built for the host as a
-    /// cdylib (`cargo build -p <filter> --profile host-release`). No sandbox.
-    #[arg(long, value_name = "LIB.so")]
-    native: Option<PathBuf>,
-    /// Plugin configuration: inline text (usually JSON) or @file.
-    #[arg(long, default_value = "")]
-    config: String,
-    /// VM configuration: inline text or @file.
-    #[arg(long, default_value = "")]
-    vm_config: String,
-    /// Root id of the plugin.
-    #[arg(long, default_value = "")]
-    root_id: String,
-    /// VM id (scopes shared data and queues).
-    #[arg(long, default_value = "")]
-    vm_id: String,
-    /// Plugin name (the `plugin_name` property).
-    #[arg(long, default_value = "harness")]
-    name: String,
-    /// Environment variable exposed to the filter through WASI (K=V, repeatable).
-    #[arg(long = "env", value_name = "K=V")]
-    env: Vec<String>,
-    /// Let traffic through when the filter traps (Envoy's fail_open).
-    #[arg(long)]
-    fail_open: bool,
-    /// After a trap, start a fresh VM for the next request (Istio's FAIL_RELOAD).
-    #[arg(long)]
-    fail_reload: bool,
-    /// Cap on the filter's linear memory, in MiB (0 = wasm32's 4 GiB).
-    #[arg(long, value_name = "MIB", default_value_t = harness::limits::DEFAULT_MAX_MEMORY_BYTES / (1024 * 1024))]
-    max_memory_mb: u64,
-    /// Deadline for each guest callback, in ms (0 = none); past it the VM fails.
-    #[arg(long, value_name = "MS", default_value_t = harness::limits::DEFAULT_CALLBACK_DEADLINE_MS)]
-    callback_deadline_ms: u64,
-    /// The request line: 'METHOD /path'.
-    #[arg(long, default_value = "GET /")]
-    request: String,
-    /// Request header 'name: value' (repeatable). `host` becomes :authority.
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    headers: Vec<String>,
-    /// Request body (inline text or @file).
-    #[arg(long)]
-    body: Option<String>,
-    /// Status the upstream answers with.
-    #[arg(long, default_value_t = 200)]
-    upstream_status: u16,
-    /// Upstream response header 'name: value' (repeatable).
-    #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
-    upstream_headers: Vec<String>,
-    /// Upstream response body (inline text or @file).
-    #[arg(long)]
-    upstream_body: Option<String>,
-    /// Print the full outcome as one JSON document.
-    #[arg(long)]
-    json: bool,
-    /// Print every callback and hostcall with arguments and results.
-    #[arg(long)]
-    trace: bool,
+    Test(commands::test::TestArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => match run(&args) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("harness: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Bench(args) => harness::bench::cli::bench_command(&args),
-        Command::Compile(args) => harness::bench::cli::compile_command(&args),
-        Command::Test { paths, native } => match native {
-            Some(dir) => harness::scenario::test_command_native(&paths, &dir),
-            None => harness::scenario::test_command(&paths),
-        },
+    match Cli::parse().command {
+        Command::Run(args) => commands::run::command(&args),
+        Command::Bench(args) => commands::bench::command(&args),
+        Command::Compile(args) => commands::compile::command(&args),
+        Command::Test(args) => commands::test::command(&args),
     }
-}
-
-/// Inline text, or the contents of a file when written `@path`.
-fn text_or_file(value: &str, what: &str) -> Result<Vec<u8>, HarnessError> {
-    match value.strip_prefix('@') {
-        Some(path) => std::fs::read(path)
-            .map_err(|e| HarnessError::Usage(format!("cannot read {what} file {path}: {e}"))),
-        None => Ok(value.as_bytes().to_vec()),
-    }
-}
-
-fn parse_header_args(lines: &[String], what: &str) -> Result<Headers, HarnessError> {
-    let mut h = Headers::new();
-    for line in lines {
-        let start = usize::from(line.starts_with(':'));
-        let idx = line
-            .get(start..)
-            .and_then(|rest| rest.find(':'))
-            .map(|i| i + start)
-            .ok_or_else(|| {
-                HarnessError::Usage(format!("{what} {line:?} must look like 'name: value'"))
-            })?;
-        h.push(line[..idx].trim(), line[idx + 1..].trim_start());
-    }
-    Ok(h)
-}
-
-fn load(args: &RunArgs) -> Result<(FilterModule, PathBuf), HarnessError> {
-    match (&args.module, &args.native) {
-        (_, Some(lib)) => Ok((NativeLibrary::from_file(lib)?.into(), lib.clone())),
-        (Some(module), None) => Ok((FilterModule::from_file(module)?, module.clone())),
-        (None, None) => Err(HarnessError::Usage(
-            "give a module.wasm or --native lib.so".to_string(),
-        )),
-    }
-}
-
-fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
-    let (module, module_path) = load(args)?;
-    let mut env = BTreeMap::new();
-    for kv in &args.env {
-        let (k, v) = kv.split_once('=').ok_or_else(|| {
-            HarnessError::Usage(format!("--env {kv:?} must look like NAME=value"))
-        })?;
-        env.insert(k.to_string(), v.to_string());
-    }
-    let config = HarnessConfig {
-        plugin: PluginConfig {
-            name: args.name.clone(),
-            root_id: args.root_id.clone(),
-            vm_id: args.vm_id.clone(),
-            vm_config: ByteString(text_or_file(&args.vm_config, "--vm-config")?),
-            configuration: ByteString(text_or_file(&args.config, "--config")?),
-            fail_open: args.fail_open,
-            reload_on_failure: args.fail_reload,
-            max_memory_bytes: args.max_memory_mb.saturating_mul(1024 * 1024),
-            callback_deadline_ms: args.callback_deadline_ms,
-            env,
-            log_level: LogLevel::Trace,
-        },
-        trace: if args.trace {
-            TraceLevel::Hostcalls
-        } else {
-            TraceLevel::Callbacks
-        },
-        ..HarnessConfig::default()
-    };
-    let mut request =
-        DownstreamRequest::from_request_line(&args.request).map_err(HarnessError::Usage)?;
-    request.headers = parse_header_args(&args.headers, "-H")?;
-    if let Some(body) = &args.body {
-        request.body = Body::single(text_or_file(body, "--body")?);
-    }
-    let upstream = UpstreamResponse {
-        status: args.upstream_status,
-        headers: parse_header_args(&args.upstream_headers, "--upstream-header")?,
-        body: match &args.upstream_body {
-            Some(b) => Body::single(text_or_file(b, "--upstream-body")?),
-            None => Body::empty(),
-        },
-        trailers: None,
-        unreachable: false,
-    };
-    let mut envoy = Harness::new(module.clone(), config)?;
-    let startup = envoy.startup().clone();
-    let outcome = envoy.exchange(&Exchange {
-        request,
-        upstream,
-        properties: Default::default(),
-    })?;
-    let mut out = std::io::stdout().lock();
-    let written = if args.json {
-        let doc = RunReport {
-            module: module_path.display().to_string(),
-            backend: module.backend_name(),
-            startup: &startup,
-            outcome: &outcome,
-        };
-        serde_json::to_writer_pretty(&mut out, &doc)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        print_human(&mut out, &module_path, &startup, &outcome, args.trace)
-    };
-    written.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}")))?;
-    Ok(match (&outcome.trap, &outcome.end) {
-        (Some(_), _) | (_, StreamEnd::Stalled { .. }) => ExitCode::from(3),
-        _ => ExitCode::SUCCESS,
-    })
-}
-
-/// `harness run --json`: one document, fields in this order.
-#[derive(serde::Serialize)]
-struct RunReport<'a> {
-    module: String,
-    backend: &'static str,
-    startup: &'a Outcome,
-    outcome: &'a Outcome,
-}
-
-/// The reason phrase curl would show after the status code.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
-    if outcome.logs.is_empty() {
-        return Ok(());
-    }
-    writeln!(out, "* {title}:")?;
-    for l in &outcome.logs {
-        writeln!(out, "*   [{}] {}", l.level.name(), l.message)?;
-    }
-    Ok(())
-}
-
-fn print_trace(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
-    for e in &outcome.trace {
-        match e {
-            TraceEvent::Callback {
-                name,
-                args,
-                result,
-                at_ms,
-            } => {
-                let r = result.map_or("trap".to_string(), |v| v.to_string());
-                writeln!(out, "# {at_ms:>6}ms {name}({}) -> {r}", join(args))?;
-            }
-            TraceEvent::Hostcall { name, args, status } => {
-                let meaning = match harness::abi::Status::from_u32(*status) {
-                    Some(s) if name.starts_with("proxy_") => s.name().to_string(),
-                    _ => format!("errno {status}"),
-                };
-                writeln!(out, "#            {name}({}) = {meaning}", join(args))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn join(args: &[u64]) -> String {
-    args.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn print_human(
-    out: &mut dyn Write,
-    module: &Path,
-    startup: &Outcome,
-    outcome: &Outcome,
-    trace: bool,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "* filter {} started (root context 1)",
-        module.display()
-    )?;
-    print_logs(out, "start-up logs", startup)?;
-    if trace {
-        print_trace(out, startup)?;
-        print_trace(out, outcome)?;
-    }
-    match &outcome.upstream_request {
-        Some(req) => {
-            let h = &req.headers;
-            let method = h.get_text(":method").unwrap_or_default();
-            let path = h.get_text(":path").unwrap_or_default();
-            writeln!(out, "* request as the upstream received it:")?;
-            writeln!(out, "> {method} {path} HTTP/1.1")?;
-            if let Some(a) = h.get(":authority") {
-                writeln!(out, "> host: {}", a.to_text())?;
-            }
-            for (k, v) in h.iter().filter(|(k, _)| !k.starts_with(b":")) {
-                writeln!(out, "> {}: {}", text(k), text(v))?;
-            }
-            writeln!(out, ">")?;
-            if !req.body.is_empty() {
-                writeln!(out, "{}", req.body.to_text())?;
-            }
-        }
-        None => writeln!(out, "* the request never reached the upstream")?,
-    }
-    if let Some(reply) = &outcome.local_reply {
-        writeln!(
-            out,
-            "* local reply {} from the {} (details {:?})",
-            reply.status, reply.source, reply.details
-        )?;
-    }
-    match &outcome.response {
-        Some(resp) => {
-            writeln!(out, "* response as the client received it:")?;
-            writeln!(out, "< HTTP/1.1 {} {}", resp.status, reason(resp.status))?;
-            for (k, v) in resp
-                .message
-                .headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with(b":"))
-            {
-                writeln!(out, "< {}: {}", text(k), text(v))?;
-            }
-            writeln!(out, "<")?;
-            if !resp.message.body.is_empty() {
-                writeln!(out, "{}", resp.message.body.to_text())?;
-            }
-            if resp.reset {
-                writeln!(out, "* the stream was reset")?;
-            }
-        }
-        None => writeln!(out, "* no response reached the client")?,
-    }
-    match &outcome.end {
-        StreamEnd::Stalled { reason } => writeln!(out, "* STREAM STALLED: {reason}")?,
-        StreamEnd::Reset => writeln!(out, "* stream reset")?,
-        _ => {}
-    }
-    print_logs(out, "filter logs", outcome)?;
-    if let Some(t) = &outcome.trap {
-        writeln!(
-            out,
-            "* TRAP in {} (context {}): {}",
-            t.callback, t.context_id, t.trap
-        )?;
-        if let Some(p) = &t.panic_message {
-            writeln!(out, "*   guest panic: {p}")?;
-        }
-    }
-    for m in &outcome.metrics {
-        writeln!(out, "* metric {} ({:?}) = {}", m.name, m.kind, m.value)?;
-    }
-    for c in &outcome.http_calls {
-        writeln!(
-            out,
-            "* http_call #{} to {} -> {:?}",
-            c.token, c.cluster, c.result
-        )?;
-    }
-    Ok(())
 }

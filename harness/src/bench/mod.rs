@@ -7,7 +7,6 @@
 //! A suite file (YAML) lists cases; `harness bench <module.wasm> --native
 //! <lib.so>` builds a one-case suite from the command line.
 
-pub mod cli;
 pub mod rss;
 mod run;
 pub mod stats;
@@ -39,6 +38,23 @@ pub enum Sweep {
     ResponseBody,
     /// The same sizes as request bodies.
     RequestBody,
+}
+
+impl std::str::FromStr for Sweep {
+    type Err = HarnessError;
+
+    /// The names `harness bench --sweep` takes.
+    fn from_str(s: &str) -> Result<Sweep, HarnessError> {
+        match s {
+            "none" => Ok(Sweep::None),
+            "headers" => Ok(Sweep::Headers),
+            "response-body" => Ok(Sweep::ResponseBody),
+            "request-body" => Ok(Sweep::RequestBody),
+            _ => Err(HarnessError::Usage(format!(
+                "unknown sweep '{s}' (none, headers, response-body, request-body)"
+            ))),
+        }
+    }
 }
 
 /// One filter to measure.

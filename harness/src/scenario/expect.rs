@@ -1,9 +1,13 @@
-//! Checks an [`Outcome`] against the expectations of one step.
+//! Checks an [`Outcome`] against the expectations of one step. Failures show
+//! both sides in the scenario file's own YAML terms (`"text"` strings, byte
+//! lists, `completed`/`stalled`, `failed`), never Rust `Debug` text; guest text
+//! in them has its control characters escaped.
 
 use crate::model::{
     ByteString, CalloutResult, GrpcCallRecord, Headers, HttpCallRecord, HttpMessage, LocalReply,
     LogEntry, Outcome, StreamEnd,
 };
+use crate::printable::{callout_result, escape_controls, stream_end, yaml_quoted};
 
 use super::format::{
     EndExpect, Expect, GrpcCallExpect, HttpCallExpect, LocalReplyExpect, LogExpect, MessageExpect,
@@ -40,7 +44,7 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
     }
     for want in &expect.logs {
         if !outcome.logs.iter().any(|entry| log_matches(want, entry)) {
-            c.mismatch("log", want.to_string(), summarize_logs(&outcome.logs));
+            c.mismatch("log", log_expectation(want), summarize_logs(&outcome.logs));
         }
     }
     c.logs_in_order(&expect.logs_in_order, &outcome.logs);
@@ -52,8 +56,8 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
         {
             c.mismatch(
                 "log absent",
-                format!("no line containing {text:?}"),
-                format!("[{}] {}", entry.level.name(), entry.message),
+                format!("no line containing {}", yaml_quoted(text)),
+                log_line(entry),
             );
         }
     }
@@ -71,11 +75,11 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
                 metric.value.to_string(),
             ),
             None => {
-                let names: Vec<&str> = outcome.metrics.iter().map(|m| m.name.as_str()).collect();
+                let names = yaml_list(outcome.metrics.iter().map(|m| m.name.as_str()));
                 c.mismatch(
                     format!("metric {name}"),
                     value.to_string(),
-                    format!("no such metric (defined: {names:?})"),
+                    format!("no such metric (defined: {names})"),
                 );
             }
         }
@@ -88,6 +92,11 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
     }
     c.trap(expect.trap.as_ref(), outcome);
     if let Some(want) = expect.end {
+        let expected = match want {
+            EndExpect::Completed => "completed",
+            EndExpect::Reset => "reset",
+            EndExpect::Stalled => "stalled",
+        };
         let matches = matches!(
             (want, &outcome.end),
             (EndExpect::Completed, StreamEnd::Completed)
@@ -95,11 +104,7 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
                 | (EndExpect::Stalled, StreamEnd::Stalled { .. })
         );
         if !matches {
-            c.mismatch(
-                "stream end",
-                format!("{want:?}").to_lowercase(),
-                format!("{:?}", outcome.end),
-            );
+            c.mismatch("stream end", expected, stream_end(&outcome.end));
         }
     }
     for (name, count) in &expect.hostcalls {
@@ -127,15 +132,48 @@ fn summarize_logs(logs: &[LogEntry]) -> String {
     if logs.is_empty() {
         return "no log lines".into();
     }
-    let lines: Vec<String> = logs
-        .iter()
-        .map(|e| format!("[{}] {}", e.level.name(), e.message))
-        .collect();
+    let lines: Vec<String> = logs.iter().map(log_line).collect();
     format!("{} log line(s):\n{}", logs.len(), lines.join("\n"))
 }
 
+/// A captured log line as the transcript shows it: `[info] message`.
+fn log_line(entry: &LogEntry) -> String {
+    format!(
+        "[{}] {}",
+        entry.level.name(),
+        escape_controls(&entry.message)
+    )
+}
+
+/// A log expectation as it would be written in the file's long form.
+fn log_expectation(want: &LogExpect) -> String {
+    let key = if want.exact { "equals" } else { "contains" };
+    match want.level {
+        Some(level) => format!(
+            "{{{key}: {}, level: {}}}",
+            yaml_quoted(&want.text),
+            level.name()
+        ),
+        None => format!("{{{key}: {}}}", yaml_quoted(&want.text)),
+    }
+}
+
+/// Bytes as a scenario file writes them: a quoted string, or a list of
+/// byte values when they are not UTF-8.
 fn show(bytes: &ByteString) -> String {
-    format!("{bytes:?}")
+    match std::str::from_utf8(&bytes.0) {
+        Ok(text) => yaml_quoted(text),
+        Err(_) => {
+            let values: Vec<String> = bytes.0.iter().map(u8::to_string).collect();
+            format!("[{}]", values.join(", "))
+        }
+    }
+}
+
+/// A YAML flow list of quoted strings: `["a", "b"]`.
+fn yaml_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = items.map(yaml_quoted).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 fn result_name(result: &CalloutResult) -> &'static str {
@@ -241,7 +279,7 @@ impl Checker<'_> {
         {
             self.mismatch(
                 format!("{what} body"),
-                format!("containing {text:?}"),
+                format!("containing {}", yaml_quoted(text)),
                 show(&got.body),
             );
         }
@@ -276,7 +314,7 @@ impl Checker<'_> {
         {
             self.mismatch(
                 "local reply body",
-                format!("containing {text:?}"),
+                format!("containing {}", yaml_quoted(text)),
                 show(&got.body),
             );
         }
@@ -286,15 +324,18 @@ impl Checker<'_> {
         {
             self.mismatch(
                 "local reply details",
-                format!("{details:?}"),
-                format!("{:?}", got.details),
+                yaml_quoted(details),
+                yaml_quoted(&got.details),
             );
         }
-        if want.grpc_status.is_some() && want.grpc_status != got.grpc_status {
+        if let Some(status) = want.grpc_status
+            && Some(status) != got.grpc_status
+        {
             self.mismatch(
                 "local reply grpc_status",
-                format!("{:?}", want.grpc_status),
-                format!("{:?}", got.grpc_status),
+                status.to_string(),
+                got.grpc_status
+                    .map_or_else(|| "none (not a gRPC reply)".to_string(), |s| s.to_string()),
             );
         }
         if let Some(source) = &want.source
@@ -318,7 +359,7 @@ impl Checker<'_> {
                     };
                     self.mismatch(
                         format!("logs in order, item {}", i + 1),
-                        item.to_string(),
+                        log_expectation(item),
                         format!("{why}; {}", summarize_logs(logs)),
                     );
                     return;
@@ -329,17 +370,21 @@ impl Checker<'_> {
 
     fn http_calls(&mut self, want: &[HttpCallExpect], got: &[HttpCallRecord]) {
         if want.len() != got.len() {
-            let clusters: Vec<&str> = got.iter().map(|c| c.cluster.as_str()).collect();
+            let clusters = yaml_list(got.iter().map(|c| c.cluster.as_str()));
             self.mismatch(
                 "number of http_calls",
                 want.len().to_string(),
-                format!("{} (clusters: {clusters:?})", got.len()),
+                format!("{} (clusters: {clusters})", got.len()),
             );
         }
         for (i, (want, got)) in want.iter().zip(got).enumerate() {
             let what = format!("http_call {}", i + 1);
             if want.cluster != got.cluster {
-                self.mismatch(format!("{what} cluster"), &want.cluster, &got.cluster);
+                self.mismatch(
+                    format!("{what} cluster"),
+                    yaml_quoted(&want.cluster),
+                    yaml_quoted(&got.cluster),
+                );
             }
             self.headers(&format!("{what} header"), &want.headers, &got.headers);
             for name in &want.headers_absent {
@@ -368,7 +413,7 @@ impl Checker<'_> {
                 self.mismatch(
                     format!("{what} result"),
                     result,
-                    format!("{:?}", got.result),
+                    callout_result(&got.result),
                 );
             }
         }
@@ -376,27 +421,39 @@ impl Checker<'_> {
 
     fn grpc_calls(&mut self, want: &[GrpcCallExpect], got: &[GrpcCallRecord]) {
         if want.len() != got.len() {
-            let clusters: Vec<&str> = got.iter().map(|c| c.cluster.as_str()).collect();
+            let clusters = yaml_list(got.iter().map(|c| c.cluster.as_str()));
             self.mismatch(
                 "number of grpc_calls",
                 want.len().to_string(),
-                format!("{} (clusters: {clusters:?})", got.len()),
+                format!("{} (clusters: {clusters})", got.len()),
             );
         }
         for (i, (want, got)) in want.iter().zip(got).enumerate() {
             let what = format!("grpc_call {}", i + 1);
             if want.cluster != got.cluster {
-                self.mismatch(format!("{what} cluster"), &want.cluster, &got.cluster);
+                self.mismatch(
+                    format!("{what} cluster"),
+                    yaml_quoted(&want.cluster),
+                    yaml_quoted(&got.cluster),
+                );
             }
             if let Some(service) = &want.service
                 && *service != got.service
             {
-                self.mismatch(format!("{what} service"), service, &got.service);
+                self.mismatch(
+                    format!("{what} service"),
+                    yaml_quoted(service),
+                    yaml_quoted(&got.service),
+                );
             }
             if let Some(method) = &want.method
                 && *method != got.method
             {
-                self.mismatch(format!("{what} method"), method, &got.method);
+                self.mismatch(
+                    format!("{what} method"),
+                    yaml_quoted(method),
+                    yaml_quoted(&got.method),
+                );
             }
             self.headers(
                 &format!("{what} metadata"),
@@ -408,8 +465,8 @@ impl Checker<'_> {
             {
                 self.mismatch(
                     format!("{what} messages"),
-                    format!("{messages:?}"),
-                    format!("{:?}", got.messages),
+                    show_list(messages),
+                    show_list(&got.messages),
                 );
             }
             if let Some(streaming) = want.streaming
@@ -427,23 +484,26 @@ impl Checker<'_> {
                 self.mismatch(
                     format!("{what} result"),
                     result,
-                    format!("{:?}", got.result),
+                    callout_result(&got.result),
                 );
             }
         }
     }
 
     fn trap(&mut self, want: Option<&Presence<String>>, outcome: &Outcome) {
+        // The trap text's lines (cause, backtrace frames) stay lines; guest
+        // text inside each (panic message, function names) is escaped.
         let described = outcome.trap.as_ref().map(|t| {
+            let trap: Vec<_> = t.trap.lines().map(escape_controls).collect();
             format!(
                 "in {} (context {}): {}{}",
                 t.callback,
                 t.context_id,
                 t.panic_message
                     .as_deref()
-                    .map(|m| format!("{m}; "))
+                    .map(|m| format!("{}; ", escape_controls(m)))
                     .unwrap_or_default(),
-                t.trap
+                trap.join("\n")
             )
         });
         match (want, &outcome.trap, described) {
@@ -451,7 +511,11 @@ impl Checker<'_> {
                 self.mismatch("trap", "none", text);
             }
             (Some(Presence::Present(text)), None, _) => {
-                self.mismatch("trap", format!("a trap mentioning {text:?}"), "none");
+                self.mismatch(
+                    "trap",
+                    format!("a trap mentioning {}", yaml_quoted(text)),
+                    "none",
+                );
             }
             (Some(Presence::Present(text)), Some(trap), Some(described)) => {
                 let found = trap
@@ -460,7 +524,11 @@ impl Checker<'_> {
                     .is_some_and(|m| m.contains(text.as_str()))
                     || trap.trap.contains(text.as_str());
                 if !found {
-                    self.mismatch("trap", format!("a trap mentioning {text:?}"), described);
+                    self.mismatch(
+                        "trap",
+                        format!("a trap mentioning {}", yaml_quoted(text)),
+                        described,
+                    );
                 }
             }
             _ => {}
@@ -469,6 +537,16 @@ impl Checker<'_> {
 }
 
 fn header_names(headers: &Headers) -> String {
-    let names: Vec<String> = headers.0.iter().map(|(k, _)| k.to_text()).collect();
+    let names: Vec<String> = headers
+        .0
+        .iter()
+        .map(|(k, _)| escape_controls(&k.to_text()).into_owned())
+        .collect();
     names.join(", ")
+}
+
+/// A YAML flow list of byte strings.
+fn show_list(items: &[ByteString]) -> String {
+    let shown: Vec<String> = items.iter().map(show).collect();
+    format!("[{}]", shown.join(", "))
 }

@@ -20,30 +20,3 @@ pub use format::{Scenario, parse};
 pub use report::{CaseReport, Detail, Failure, FileReport, Summary};
 pub use run::{Runner, find_scenarios, harness_config, resolve_module};
 pub use steps::Action;
-
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-/// `harness test <paths>`: runs every scenario, prints results and the
-/// `N passed, N failed` line to stdout; success only when nothing failed.
-pub fn test_command(paths: &[PathBuf]) -> ExitCode {
-    run_command(paths, Runner::new())
-}
-
-/// `harness test --native <dir> <paths>`: the same, on the native twins in `dir`.
-pub fn test_command_native(paths: &[PathBuf], native_dir: &std::path::Path) -> ExitCode {
-    run_command(paths, Runner::native(native_dir))
-}
-
-fn run_command(paths: &[PathBuf], mut runner: Runner) -> ExitCode {
-    if paths.is_empty() {
-        eprintln!("harness test: give scenario files or directories (e.g. filters/*/tests)");
-        return ExitCode::from(2);
-    }
-    let summary = runner.run_paths(paths, &mut std::io::stdout());
-    if summary.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}

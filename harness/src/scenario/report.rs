@@ -1,7 +1,14 @@
-//! What a scenario run found, and how it is printed.
+//! What a scenario run found, and how it is printed: the human report
+//! (guest text escaped), JSON (`harness test --json`) and JUnit XML
+//! (`harness test --junit`).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
+
+use serde::Serialize;
+use serde::ser::SerializeStruct;
+
+use crate::printable::escape_controls;
 
 /// One thing that did not go as the scenario said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +61,22 @@ impl Failure {
             detail: Detail::Error(message.into()),
         }
     }
+
+    /// One line: `step 1: response status: expected 200, actual 404` (the
+    /// first line of each side when they run over several).
+    pub fn summary(&self) -> String {
+        let first = |text: &str| text.lines().next().unwrap_or_default().to_string();
+        match &self.detail {
+            Detail::Mismatch { expected, actual } => format!(
+                "{}: {}: expected {}, actual {}",
+                self.step,
+                self.what,
+                first(expected),
+                first(actual)
+            ),
+            Detail::Error(message) => format!("{}: {}: {}", self.step, self.what, first(message)),
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -78,6 +101,28 @@ impl fmt::Display for Failure {
     }
 }
 
+/// `{"step", "what", "kind": "mismatch", "expected", "actual"}` or
+/// `{"step", "what", "kind": "error", "message"}`.
+impl Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_struct("Failure", 5)?;
+        out.serialize_field("step", &self.step)?;
+        out.serialize_field("what", &self.what)?;
+        match &self.detail {
+            Detail::Mismatch { expected, actual } => {
+                out.serialize_field("kind", "mismatch")?;
+                out.serialize_field("expected", expected)?;
+                out.serialize_field("actual", actual)?;
+            }
+            Detail::Error(message) => {
+                out.serialize_field("kind", "error")?;
+                out.serialize_field("message", message)?;
+            }
+        }
+        out.end()
+    }
+}
+
 fn indent_continuation(text: &str) -> String {
     text.replace('\n', "\n            ")
 }
@@ -98,10 +143,29 @@ impl CaseReport {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// True when a step could not run (rather than an expectation failing).
+    pub fn errored(&self) -> bool {
+        self.failures
+            .iter()
+            .any(|f| matches!(f.detail, Detail::Error(_)))
+    }
+}
+
+/// `{"name", "passed", "failures": [...], "logs": [...]}`.
+impl Serialize for CaseReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_struct("CaseReport", 4)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("passed", &self.passed())?;
+        out.serialize_field("failures", &self.failures)?;
+        out.serialize_field("logs", &self.logs)?;
+        out.end()
+    }
 }
 
 /// The results of one scenario file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
     /// The file as given (or found in a directory).
     pub file: String,
@@ -109,8 +173,8 @@ pub struct FileReport {
     pub cases: Vec<CaseReport>,
 }
 
-/// Totals of a run.
-#[derive(Debug, Clone, Default)]
+/// Totals of a run; serialized as the `harness test --json` report.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     /// Cases whose expectations all held.
     pub passed: usize,
@@ -142,9 +206,102 @@ impl Summary {
     pub fn totals_line(&self) -> String {
         format!("{} passed, {} failed", self.passed, self.failed)
     }
+
+    /// The run as JUnit XML: one `<testsuite>` per scenario file, one
+    /// `<testcase>` per case; a failed case holds one `<failure>` (an
+    /// expectation did not hold) or `<error>` (a step could not run) whose
+    /// `message` names the first problem and whose text lists them all.
+    pub fn to_junit(&self) -> String {
+        let count = |cases: &mut dyn Iterator<Item = &CaseReport>| {
+            cases.fold((0, 0, 0), |(n, failures, errors), case| {
+                match (case.passed(), case.errored()) {
+                    (true, _) => (n + 1, failures, errors),
+                    (false, false) => (n + 1, failures + 1, errors),
+                    (false, true) => (n + 1, failures, errors + 1),
+                }
+            })
+        };
+        let (tests, failures, errors) = count(&mut self.files.iter().flat_map(|f| &f.cases));
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            xml,
+            "<testsuites name=\"harness test\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">"
+        );
+        // Files none of whose cases were selected (`--case`) add no suite.
+        for file in self.files.iter().filter(|f| !f.cases.is_empty()) {
+            let (tests, failures, errors) = count(&mut file.cases.iter());
+            let name = xml_escape(&file.file, true);
+            let _ = writeln!(
+                xml,
+                "  <testsuite name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">"
+            );
+            for case in &file.cases {
+                junit_case(&mut xml, &name, case);
+            }
+            xml.push_str("  </testsuite>\n");
+        }
+        xml.push_str("</testsuites>\n");
+        xml
+    }
 }
 
-/// Prints one file's case lines and failure details.
+fn junit_case(xml: &mut String, suite: &str, case: &CaseReport) {
+    let name = xml_escape(&case.name, true);
+    let _ = write!(xml, "    <testcase name=\"{name}\" classname=\"{suite}\"");
+    let Some(first) = case.failures.first() else {
+        xml.push_str("/>\n");
+        return;
+    };
+    xml.push_str(">\n");
+    let element = if case.errored() { "error" } else { "failure" };
+    let mut message = first.summary();
+    if case.failures.len() > 1 {
+        let _ = write!(message, " (and {} more)", case.failures.len() - 1);
+    }
+    let text: Vec<String> = case.failures.iter().map(Failure::to_string).collect();
+    let _ = writeln!(
+        xml,
+        "      <{element} message=\"{}\">{}</{element}>",
+        xml_escape(&message, true),
+        xml_escape(&text.join("\n"), false)
+    );
+    if !case.logs.is_empty() {
+        let _ = writeln!(
+            xml,
+            "      <system-out>{}</system-out>",
+            xml_escape(&case.logs.join("\n"), false)
+        );
+    }
+    xml.push_str("    </testcase>\n");
+}
+
+/// Text for an XML attribute (`attribute`) or element. Characters XML 1.0
+/// cannot carry (most control characters) are written in their escaped
+/// printable form instead, so the document always parses.
+fn xml_escape(text: &str, attribute: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\t' if attribute => out.push_str("&#9;"),
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("&#13;"),
+            '\u{fffe}' | '\u{ffff}' => out.push('\u{fffd}'),
+            c if c.is_control() && u32::from(c) < 0x20 => {
+                out.push_str(&escape_controls(c.encode_utf8(&mut [0; 4])));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Prints one file's case lines and failure details; guest text that
+/// reached a failure or a log line has its control characters escaped.
 pub fn print_file(out: &mut dyn Write, file: &FileReport) -> io::Result<()> {
     for case in &file.cases {
         if case.passed() {
@@ -154,15 +311,29 @@ pub fn print_file(out: &mut dyn Write, file: &FileReport) -> io::Result<()> {
         writeln!(out, "FAIL {} :: {}", file.file, case.name)?;
         for failure in &case.failures {
             for line in failure.to_string().lines() {
-                writeln!(out, "     {line}")?;
+                writeln!(out, "     {}", escape_controls(line))?;
             }
         }
         if !case.logs.is_empty() {
             writeln!(out, "     logs of the failing step:")?;
             for line in &case.logs {
-                writeln!(out, "       {line}")?;
+                writeln!(out, "       {}", escape_controls(line))?;
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_escaping_covers_markup_and_characters_xml_cannot_carry() {
+        assert_eq!(
+            xml_escape("a<b>&\"c\"\n\t\r\x1b", true),
+            "a&lt;b&gt;&amp;&quot;c&quot;&#10;&#9;&#13;\\x1b"
+        );
+        assert_eq!(xml_escape("a\"b\nc\x00", false), "a\"b\nc\\0");
+    }
 }

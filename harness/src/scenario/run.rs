@@ -21,7 +21,12 @@ use super::steps::Action;
 pub struct Runner {
     modules: HashMap<PathBuf, Result<FilterModule, String>>,
     native_dir: Option<PathBuf>,
+    /// Which cases to run, by name (`harness test --case`); all when unset.
+    select: Option<CaseFilter>,
 }
+
+/// Accepts or refuses a case by its name.
+type CaseFilter = Box<dyn Fn(&str) -> bool>;
 
 impl Runner {
     /// A runner with no module compiled yet.
@@ -37,6 +42,11 @@ impl Runner {
             native_dir: Some(dir.into()),
             ..Runner::default()
         }
+    }
+
+    /// Runs only the cases whose name `select` accepts.
+    pub fn select_cases(&mut self, select: impl Fn(&str) -> bool + 'static) {
+        self.select = Some(Box::new(select));
     }
 
     /// Runs every file and directory in `paths`, printing each file's
@@ -80,9 +90,11 @@ impl Runner {
 
     /// Runs an already parsed scenario; module paths resolve against `base`.
     pub fn run_scenario(&mut self, scenario: &Scenario, base: &Path, label: &str) -> FileReport {
-        let cases = scenario
-            .cases
-            .iter()
+        let selected: Vec<&Case> = (scenario.cases.iter())
+            .filter(|case| self.select.as_ref().is_none_or(|select| select(&case.name)))
+            .collect();
+        let cases = selected
+            .into_iter()
             .map(|case| self.run_case(scenario, case, base))
             .collect();
         FileReport {

@@ -4,11 +4,14 @@
 
 mod abi_versions;
 mod chain;
+mod ci_reports;
+mod cli;
 mod hostcalls;
 mod hostile;
 mod hostile_fuzz;
 mod lifecycle;
 mod modules;
+mod safe_output;
 mod scenarios;
 mod streams;
 mod support;

@@ -315,6 +315,15 @@ impl CompiledModule {
             .pre
             .instantiate(&mut store)
             .map_err(|e| match store.data().memory_cap.refused {
+                // A start function past its deadline reads like any callback's.
+                None if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+                    let plugin = store.data().host.plugin();
+                    inst_err(crate::limits::deadline_message(
+                        &plugin.name,
+                        "the start function",
+                        plugin.callback_deadline_ms,
+                    ))
+                }
                 Some(wanted) => inst_err(format!(
                     "its initial memory ({wanted} bytes) exceeds the {}-byte memory limit (max_memory_bytes): {e:#}",
                     store.data().memory_cap.max_bytes
@@ -847,7 +856,8 @@ pub struct WasmVm {
 /// fault's message), then the wasm backtrace when there is one.
 fn trap_text(e: &wasmtime::Error) -> String {
     let cause = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        // wasmtime's Display already starts with "wasm trap: ".
+        Some(trap) => trap.to_string(),
         None => e.root_cause().to_string(),
     };
     match e.downcast_ref::<wasmtime::WasmBacktrace>() {

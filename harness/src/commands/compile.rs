@@ -1,0 +1,48 @@
+//! `harness compile`: a precompiled module (.cwasm) that `run`, `test` and
+//! `bench` load without compiling (same wasmtime version and settings only).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use harness::{CompiledModule, HarnessError, WasmEngine};
+
+/// `harness compile`.
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// The filter module (.wasm or .wat).
+    module: PathBuf,
+    /// Where to write the precompiled module (default: the module path with `.cwasm`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// Runs `harness compile` and prints the artifact's path.
+pub fn command(args: &CompileArgs) -> ExitCode {
+    match compile(args) {
+        Ok(out) => {
+            println!("{}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::failed("harness compile", &e),
+    }
+}
+
+fn compile(args: &CompileArgs) -> Result<PathBuf, HarnessError> {
+    let bytes = std::fs::read(&args.module).map_err(|source| HarnessError::ModuleNotFound {
+        path: args.module.clone(),
+        source,
+    })?;
+    let name = args.module.display().to_string();
+    let artifact = CompiledModule::precompile(&WasmEngine::shared()?, &name, &bytes)?;
+    // Check it is a filter the harness accepts before writing it.
+    CompiledModule::from_bytes(&name, &bytes)?;
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.module.with_extension("cwasm"));
+    std::fs::write(&out, artifact)
+        .map_err(|e| HarnessError::Usage(format!("cannot write {}: {e}", out.display())))?;
+    Ok(out)
+}

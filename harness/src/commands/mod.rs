@@ -1,0 +1,102 @@
+//! The `harness` subcommands, one module each, and the flags and argument
+//! parsing they share. Binary-side only: the library never sees clap.
+
+pub mod bench;
+pub mod compile;
+pub mod run;
+pub mod test;
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use harness::{Body, DownstreamRequest, HarnessError, Headers};
+
+/// Exit status for errors in how the command was called (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+
+/// The traffic flags `run` and `bench` both take.
+#[derive(Args, Debug)]
+pub struct TrafficArgs {
+    /// Plugin configuration: inline text (usually JSON) or @file.
+    #[arg(long, default_value = "")]
+    pub config: String,
+    /// The request line: 'METHOD /path'.
+    #[arg(long, default_value = "GET /")]
+    pub request: String,
+    /// Request header 'name: value' (repeatable). `host` becomes :authority.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Upstream response header 'name: value' (repeatable).
+    #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
+    pub upstream_headers: Vec<String>,
+    /// Upstream response body (inline text or @file).
+    #[arg(long)]
+    pub upstream_body: Option<String>,
+}
+
+impl TrafficArgs {
+    /// `--config` as bytes.
+    pub fn config(&self) -> Result<Vec<u8>, HarnessError> {
+        text_or_file(&self.config, "--config")
+    }
+
+    /// `--request` and `-H`.
+    pub fn request(&self) -> Result<DownstreamRequest, HarnessError> {
+        let mut request =
+            DownstreamRequest::from_request_line(&self.request).map_err(HarnessError::Usage)?;
+        request.headers = parse_headers(&self.headers, "-H")?;
+        Ok(request)
+    }
+
+    /// `--upstream-header`.
+    pub fn upstream_headers(&self) -> Result<Headers, HarnessError> {
+        parse_headers(&self.upstream_headers, "--upstream-header")
+    }
+
+    /// `--upstream-body` (empty when not given).
+    pub fn upstream_body(&self) -> Result<Body, HarnessError> {
+        match &self.upstream_body {
+            Some(b) => Ok(Body::single(text_or_file(b, "--upstream-body")?)),
+            None => Ok(Body::empty()),
+        }
+    }
+}
+
+/// Inline text, or the contents of a file when written `@path`.
+pub fn text_or_file(value: &str, what: &str) -> Result<Vec<u8>, HarnessError> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| HarnessError::Usage(format!("cannot read {what} file {path}: {e}"))),
+        None => Ok(value.as_bytes().to_vec()),
+    }
+}
+
+/// `name: value` lines; a leading `:` belongs to the name (`:authority: x`).
+pub fn parse_headers(lines: &[String], what: &str) -> Result<Headers, HarnessError> {
+    let mut h = Headers::new();
+    for line in lines {
+        let start = usize::from(line.starts_with(':'));
+        let idx = line
+            .get(start..)
+            .and_then(|rest| rest.find(':'))
+            .map(|i| i + start)
+            .ok_or_else(|| {
+                HarnessError::Usage(format!("{what} '{line}' must look like 'name: value'"))
+            })?;
+        h.push(line[..idx].trim(), line[idx + 1..].trim_start());
+    }
+    Ok(h)
+}
+
+/// Prints `harness <command>: <error>` and returns exit status 1.
+pub fn failed(command: &str, error: &HarnessError) -> ExitCode {
+    eprintln!("{command}: {error}");
+    ExitCode::FAILURE
+}
+
+/// Prints a usage error and returns exit status 2.
+pub fn usage_error(command: &str, message: &str) -> ExitCode {
+    eprintln!("{command}: {message}");
+    ExitCode::from(EXIT_USAGE)
+}

@@ -1,0 +1,174 @@
+//! `harness test`: runs scenario files and reports `N passed, N failed`;
+//! for CI also as JUnit XML (`--junit FILE`) or JSON (`--json`), and on a
+//! selection of cases (`--case PATTERN`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use harness::scenario::{Runner, find_scenarios, parse};
+
+/// `harness test`.
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Scenario files or directories holding them.
+    paths: Vec<PathBuf>,
+    /// Run each `<name>.wasm` as its native twin `<DIR>/lib<name>.so` instead.
+    #[arg(long, value_name = "DIR")]
+    native: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE (one testsuite per scenario file).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print the results as one JSON document on stdout instead of the report.
+    #[arg(long)]
+    json: bool,
+    /// Run only cases whose name contains PATTERN, or matches it as a glob
+    /// when it has `*` or `?` (repeatable: a case matching any runs).
+    #[arg(long = "case", value_name = "PATTERN")]
+    cases: Vec<String>,
+}
+
+/// Runs the selected cases of every scenario: 0 when every case passed, 1
+/// when one failed, 2 for a usage error.
+pub fn command(args: &TestArgs) -> ExitCode {
+    const COMMAND: &str = "harness test";
+    if args.paths.is_empty() {
+        return super::usage_error(
+            COMMAND,
+            "give scenario files or directories (e.g. filters/*/tests)",
+        );
+    }
+    if !args.cases.is_empty()
+        && let Err(message) = check_selection(&args.paths, &args.cases)
+    {
+        return super::usage_error(COMMAND, &message);
+    }
+    let mut runner = match &args.native {
+        Some(dir) => Runner::native(dir),
+        None => Runner::new(),
+    };
+    if !args.cases.is_empty() {
+        let patterns = args.cases.clone();
+        runner.select_cases(move |name| selected(&patterns, name));
+    }
+    let summary = if args.json {
+        runner.run_paths(&args.paths, &mut std::io::sink())
+    } else {
+        runner.run_paths(&args.paths, &mut std::io::stdout())
+    };
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, summary.to_junit())
+    {
+        return super::usage_error(
+            COMMAND,
+            &format!("cannot write the JUnit report {}: {e}", path.display()),
+        );
+    }
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        let written = serde_json::to_writer_pretty(&mut out, &summary)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out));
+        if let Err(e) = written {
+            return super::usage_error(COMMAND, &format!("cannot write the JSON report: {e}"));
+        }
+    }
+    if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// An error naming the patterns when no case of any readable scenario
+/// file matches them (files that do not load are reported by the run).
+fn check_selection(paths: &[PathBuf], patterns: &[String]) -> Result<(), String> {
+    let mut names = Vec::new();
+    for path in paths {
+        for file in find_scenarios(path).unwrap_or_default() {
+            names.extend(case_names(&file));
+        }
+    }
+    if names.iter().any(|name| selected(patterns, name)) {
+        return Ok(());
+    }
+    let patterns: Vec<String> = patterns.iter().map(|p| format!("'{p}'")).collect();
+    Err(format!(
+        "no case matches --case {} among the {} case(s) found; a pattern without `*` or `?` \
+         matches names containing it",
+        patterns.join(", --case "),
+        names.len()
+    ))
+}
+
+fn case_names(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| parse(&text, &file.display().to_string()).ok())
+        .map(|scenario| scenario.cases.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default()
+}
+
+/// True when `name` matches one of `patterns`.
+fn selected(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| matches_pattern(p, name))
+}
+
+/// A glob (`*` any run of characters, `?` one) when the pattern has one of
+/// them, else a substring.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.contains(pattern);
+    }
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    glob(&pattern, &name)
+}
+
+/// Iterative glob match with backtracking to the last `*`.
+fn glob(pattern: &[char], name: &[char]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some('?') => (p, n) = (p + 1, n + 1),
+            Some(c) if *c == name[n] => (p, n) = (p + 1, n + 1),
+            _ => match star {
+                Some((sp, sn)) => {
+                    (p, n) = (sp + 1, sn + 1);
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_pattern;
+
+    #[test]
+    fn patterns_are_substrings_unless_they_have_glob_characters() {
+        assert!(matches_pattern("status", "wrong status and missing log"));
+        assert!(!matches_pattern("Status", "wrong status and missing log"));
+        assert!(matches_pattern("wrong*", "wrong status and missing log"));
+        assert!(!matches_pattern("status*", "wrong status and missing log"));
+        assert!(matches_pattern(
+            "*missing log",
+            "wrong status and missing log"
+        ));
+        assert!(matches_pattern("w?ong*log", "wrong status and missing log"));
+        assert!(matches_pattern("*a*b*", "xaybz"));
+        assert!(!matches_pattern("*a*b", "xaybz"));
+        assert!(matches_pattern("*", ""));
+        assert!(!matches_pattern("?", ""));
+    }
+}
