@@ -24,13 +24,16 @@
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::manager::{self, Goal, Stream, StreamHandle, Streams};
+use crate::manager::{self, Goal, Slot, Stream, StreamHandle, Streams};
 use crate::model::{Exchange, HarnessConfig, Outcome, StreamEnd, UpstreamResponse};
 
 /// One worker's filter chain: one VM per plugin, in chain order, and the
 /// streams live on it.
 pub struct Chain {
+    /// The worker's VMs, in order of first use by the chain.
     filters: Vec<Harness>,
+    /// Which VM and root context each chain position uses.
+    slots: Vec<Slot>,
     streams: Streams,
 }
 
@@ -47,42 +50,80 @@ pub struct ChainOutcome {
 }
 
 impl Chain {
-    /// Starts one VM per plugin (in chain order), all sharing `shared`.
+    /// Starts the chain's plugins in chain order, all sharing `shared`.
+    /// Plugins with equal vm_id, VM configuration and module share ONE VM,
+    /// as in Envoy (each gets its own root context, ids 1, 2, ... in
+    /// configuration order; stream ids come from the VM's one counter;
+    /// guest globals are shared); other plugins get a VM each.
     pub fn new(
         plugins: &[(FilterModule, HarnessConfig)],
         shared: &SharedHost,
     ) -> Result<Chain, HarnessError> {
-        let filters = plugins
-            .iter()
-            .map(|(module, config)| {
-                Harness::with_shared(module.clone(), config.clone(), shared.clone())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::from_filters(filters)
+        let mut filters: Vec<Harness> = Vec::new();
+        let mut keys: Vec<&(FilterModule, HarnessConfig)> = Vec::new();
+        let mut slots = Vec::with_capacity(plugins.len());
+        for plugin in plugins {
+            let (module, config) = plugin;
+            let same_key = |(m, c): &&(FilterModule, HarnessConfig)| {
+                m.same_module(module)
+                    && c.plugin.vm_id == config.plugin.vm_id
+                    && c.plugin.vm_config == config.plugin.vm_config
+            };
+            match keys.iter().position(same_key) {
+                Some(vm) => {
+                    let root = filters[vm].add_plugin(config)?;
+                    slots.push(Slot { vm, root });
+                }
+                None => {
+                    let h = Harness::with_shared(module.clone(), config.clone(), shared.clone())?;
+                    let root = h.vm.host_ref().root_context_id;
+                    slots.push(Slot {
+                        vm: filters.len(),
+                        root,
+                    });
+                    filters.push(h);
+                    keys.push(plugin);
+                }
+            }
+        }
+        Self::with_slots(filters, slots)
     }
 
-    /// A chain of already-started filters (they should share one
-    /// [`SharedHost`]).
+    /// A chain of already-started filters, one VM per position (they should
+    /// share one [`SharedHost`]).
     pub fn from_filters(filters: Vec<Harness>) -> Result<Chain, HarnessError> {
-        if filters.is_empty() {
+        let slots = manager::own_slots(&filters);
+        Self::with_slots(filters, slots)
+    }
+
+    fn with_slots(filters: Vec<Harness>, slots: Vec<Slot>) -> Result<Chain, HarnessError> {
+        if slots.is_empty() {
             return Err(HarnessError::Usage(
                 "a filter chain needs at least one plugin".to_string(),
             ));
         }
         Ok(Chain {
             filters,
+            slots,
             streams: Streams::default(),
         })
     }
 
-    /// The filters, in chain order.
+    /// The worker's VMs, in order of first use by the chain (plugins that
+    /// share a VM appear once).
     pub fn filters(&self) -> &[Harness] {
         &self.filters
     }
 
-    /// One filter, mutably (to set properties or clusters).
+    /// The VM of chain position `index`, mutably (to set properties or clusters).
     pub fn filter_mut(&mut self, index: usize) -> Option<&mut Harness> {
-        self.filters.get_mut(index)
+        let vm = self.slots.get(index)?.vm;
+        self.filters.get_mut(vm)
+    }
+
+    /// The root context id of each chain position in its VM.
+    pub fn root_ids(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.root).collect()
     }
 
     /// The latest virtual time among the filters.
@@ -98,7 +139,8 @@ impl Chain {
     /// Runs one exchange through every filter (see the module docs). Other
     /// streams live on this worker move meanwhile as their events come due.
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<ChainOutcome, HarnessError> {
-        let outcomes = manager::exchange(&mut self.filters, &mut self.streams, exchange);
+        let outcomes =
+            manager::exchange(&mut self.filters, &self.slots, &mut self.streams, exchange);
         self.keep_stream_logs(&outcomes);
         merged(outcomes)
     }
@@ -106,7 +148,7 @@ impl Chain {
     /// Advances virtual time by `ms` on every filter (ticks, callout
     /// answers, queue notifications, and the streams they move).
     pub fn advance(&mut self, ms: u64) -> Result<ChainOutcome, HarnessError> {
-        let outcomes = manager::advance(&mut self.filters, &mut self.streams, ms);
+        let outcomes = manager::advance(&mut self.filters, &self.slots, &mut self.streams, ms);
         self.keep_stream_logs(&outcomes);
         let mut out = merged(outcomes)?;
         out.outcome.elapsed_ms = ms;
@@ -126,13 +168,19 @@ impl Chain {
         self.begin_step();
         let key = manager::open(
             &mut self.filters,
+            &self.slots,
             &mut self.streams,
             exchange,
             upstream,
             true,
         );
         let now = self.now_ms();
-        manager::run(&mut self.filters, &mut self.streams, Goal::Until(now));
+        manager::run(
+            &mut self.filters,
+            &self.slots,
+            &mut self.streams,
+            Goal::Until(now),
+        );
         let outcome = self.finish_step(0, StreamEnd::NoStream);
         (key, outcome)
     }
@@ -151,7 +199,12 @@ impl Chain {
         }
         self.begin_step();
         let now = self.now_ms();
-        manager::run(&mut self.filters, &mut self.streams, Goal::Until(now));
+        manager::run(
+            &mut self.filters,
+            &self.slots,
+            &mut self.streams,
+            Goal::Until(now),
+        );
         Ok(self.finish_step(0, StreamEnd::NoStream))
     }
 
@@ -169,18 +222,18 @@ impl Chain {
         for f in &mut self.filters {
             f.begin_exchange();
         }
-        manager::run(&mut self.filters, &mut self.streams, Goal::Ends(key));
+        manager::run(
+            &mut self.filters,
+            &self.slots,
+            &mut self.streams,
+            Goal::Ends(key),
+        );
         let Some(stream) = self.streams.take_finished(key) else {
             return Err(HarnessError::Usage("the stream did not end".to_string()));
         };
-        let mut outcomes: Vec<Outcome> = self
-            .filters
-            .iter_mut()
-            .enumerate()
-            .map(|(i, f)| manager::filter_outcome(f, &stream, i))
-            .collect();
+        let mut outcomes = manager::outcomes(&mut self.filters, &self.slots, &stream);
         let mut stream = stream;
-        keep_logs(&mut stream, &outcomes);
+        keep_logs(&mut stream, &self.slots, &outcomes);
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
@@ -194,11 +247,10 @@ impl Chain {
     }
 
     fn finish_step(&mut self, context_id: u32, end: StreamEnd) -> ChainOutcome {
-        let outcomes: Vec<Outcome> = self
-            .filters
-            .iter_mut()
-            .map(|f| f.finish_capture(context_id, Some(end.clone()), 0))
-            .collect();
+        let mut outcomes = manager::step_outcomes(&mut self.filters, &self.slots, end, 0);
+        for outcome in &mut outcomes {
+            outcome.context_id = context_id;
+        }
         self.keep_stream_logs(&outcomes);
         let filters = outcomes.clone();
         let mut merged_outcome = outcomes[0].clone();
@@ -214,13 +266,19 @@ impl Chain {
     /// Named streams keep the log lines of their own contexts from each step.
     fn keep_stream_logs(&mut self, outcomes: &[Outcome]) {
         for stream in self.streams.log_keepers() {
-            keep_logs(stream, outcomes);
+            keep_logs(stream, &self.slots, outcomes);
         }
     }
 }
 
-fn keep_logs(stream: &mut Stream, outcomes: &[Outcome]) {
-    for (hop, outcome) in stream.hops.iter_mut().zip(outcomes) {
+/// Each hop of a named stream keeps its own context's lines, taken from its
+/// VM's capture (held by the VM's first chain position).
+fn keep_logs(stream: &mut Stream, slots: &[Slot], outcomes: &[Outcome]) {
+    for (hop, slot) in stream.hops.iter_mut().zip(slots) {
+        let captured = slots.iter().position(|s| s.vm == slot.vm);
+        let Some(outcome) = captured.and_then(|p| outcomes.get(p)) else {
+            continue;
+        };
         if hop.context_id != 0 {
             let own = outcome
                 .logs

@@ -41,6 +41,11 @@ struct NativeInner {
 }
 
 impl NativeLibrary {
+    /// True when both handles are the same loaded library.
+    pub fn same_module(&self, other: &NativeLibrary) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Reads a filter `cdylib` (`lib<name>.so`) built for the host.
     pub fn from_file(path: impl AsRef<Path>) -> Result<NativeLibrary, HarnessError> {
         let path = path.as_ref();

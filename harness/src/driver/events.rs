@@ -30,8 +30,12 @@ impl Harness {
                 }) => !host.grpc_pending.contains_key(&token),
                 Some(Scheduled {
                     event: Event::Tick { generation },
+                    root,
                     ..
-                }) => generation != host.tick_generation || host.tick_period_ms == 0,
+                }) => {
+                    let (period, current) = host.tick_state(root);
+                    generation != current || period == 0
+                }
                 None => false,
             };
             if !stale {
@@ -75,7 +79,9 @@ impl Harness {
 
     /// Delivers one due event to the root context.
     pub(crate) fn deliver(&mut self, ev: Scheduled, after: AfterRoot<'_>) {
-        let root = self.vm.host_ref().root_context_id;
+        // Ticks and callout answers go to the root context that asked for them.
+        self.vm.host().enter_root(ev.root);
+        let root = ev.root;
         match ev.event {
             Event::Tick { generation } => {
                 let host = self.vm.host();

@@ -58,6 +58,18 @@ impl FilterModule {
         Ok(FilterModule::Wasm(CompiledModule::from_file(path)?))
     }
 
+    /// True when both are the same loaded module (Envoy's VM key compares
+    /// the code; a module loaded once and shared is the same code).
+    pub fn same_module(&self, other: &FilterModule) -> bool {
+        match (self, other) {
+            (FilterModule::Wasm(a), FilterModule::Wasm(b)) => a.same_module(b),
+            #[cfg(unix)]
+            (FilterModule::Native(a), FilterModule::Native(b)) => a.same_module(b),
+            #[cfg(unix)]
+            _ => false,
+        }
+    }
+
     /// `"wasm"` or `"native"`.
     pub fn backend_name(&self) -> &'static str {
         match self {
@@ -118,6 +130,8 @@ struct ReloadSource {
     module: FilterModule,
     config: HarnessConfig,
     shared: SharedHost,
+    /// Further plugins started in this VM ([`Harness::add_plugin`]).
+    more: Vec<HarnessConfig>,
 }
 
 impl Harness {
@@ -149,6 +163,7 @@ impl Harness {
                 module,
                 config,
                 shared,
+                more: Vec::new(),
             });
         }
         Ok(harness)
@@ -176,6 +191,9 @@ impl Harness {
         let now_ms = self.vm.host_ref().now_ms;
         let fresh = Self::new_vm(&source.module, &source.config, &source.shared).and_then(|vm| {
             let mut h = Self::start(vm)?;
+            for more in &source.more {
+                h.add_plugin(more)?;
+            }
             h.vm.host().now_ms = now_ms;
             Ok(h)
         });
@@ -223,14 +241,38 @@ impl Harness {
             h.startup_invoke(Callback::Start);
         }
         let root = h.vm.host_ref().root_context_id;
-        if h.failure.is_none() {
-            h.startup_invoke(Callback::ContextCreate {
+        h.start_root(root)?;
+        h.startup = h.finish_capture(0, None, 0);
+        Ok(h)
+    }
+
+    /// Starts one more plugin in this VM, as Envoy does for a plugin whose
+    /// vm_id, VM configuration and code equal this VM's: a new root context
+    /// (its id from the VM's one counter), then on_context_create,
+    /// on_vm_start and on_configure on it. Returns the root context id.
+    pub fn add_plugin(&mut self, config: &HarnessConfig) -> Result<u32, HarnessError> {
+        self.begin_capture();
+        let root = self.vm.host().add_root(&config.plugin, &config.properties);
+        let started = self.start_root(root);
+        let more = self.finish_capture(0, None, 0);
+        crate::chain::merge_into(&mut self.startup, more);
+        if let Some(source) = &mut self.reload {
+            source.more.push(config.clone());
+        }
+        started.map(|()| root)
+    }
+
+    /// on_context_create, on_vm_start and on_configure for root `root`.
+    fn start_root(&mut self, root: u32) -> Result<(), HarnessError> {
+        if self.failure.is_none() {
+            self.startup_invoke(Callback::ContextCreate {
                 context_id: root,
                 parent_id: 0,
             });
         }
-        let vm_config_size = h.vm.host_ref().plugin().vm_config.len() as u64;
-        let plugin_config_size = h.vm.host_ref().plugin().configuration.len() as u64;
+        let plugin = self.vm.host_ref().plugin_of(root);
+        let vm_config_size = plugin.vm_config.len() as u64;
+        let plugin_config_size = plugin.configuration.len() as u64;
         for callback in [
             Callback::VmStart {
                 context_id: root,
@@ -241,19 +283,19 @@ impl Harness {
                 size: plugin_config_size,
             },
         ] {
-            if h.failure.is_some() {
+            if self.failure.is_some() {
                 break;
             }
-            if h.startup_invoke(callback) == Some(0) {
-                let logs = std::mem::take(&mut h.vm.host().logs);
+            if self.startup_invoke(callback) == Some(0) {
+                let logs = std::mem::take(&mut self.vm.host().logs);
                 return Err(HarnessError::ConfigurationRejected {
                     callback: callback.name().to_string(),
                     logs,
                 });
             }
         }
-        h.vm.host().deferred.clear();
-        if let Some(t) = h.failure.clone() {
+        self.vm.host().deferred.clear();
+        if let Some(t) = self.failure.clone() {
             return Err(HarnessError::Trap {
                 callback: t.callback,
                 context_id: t.context_id,
@@ -261,8 +303,7 @@ impl Harness {
                 panic_message: t.panic_message,
             });
         }
-        h.startup = h.finish_capture(0, None, 0);
-        Ok(h)
+        Ok(())
     }
 
     /// Runs one request/response exchange through the filter until the
@@ -272,8 +313,9 @@ impl Harness {
     /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
+        let slots = manager::own_slots(std::slice::from_ref(self));
         let filters = std::slice::from_mut(self);
-        let mut outcomes = manager::exchange(filters, &mut Streams::default(), exchange);
+        let mut outcomes = manager::exchange(filters, &slots, &mut Streams::default(), exchange);
         Ok(outcomes.pop().unwrap_or_default())
     }
 
@@ -318,8 +360,9 @@ impl Harness {
     /// Advances virtual time by `ms` with no stream: fires `on_tick`s, delivers
     /// callout answers and queue notifications due in that window.
     pub fn advance(&mut self, ms: u64) -> Result<Outcome, HarnessError> {
+        let slots = manager::own_slots(std::slice::from_ref(self));
         let filters = std::slice::from_mut(self);
-        let mut outcomes = manager::advance(filters, &mut Streams::default(), ms);
+        let mut outcomes = manager::advance(filters, &slots, &mut Streams::default(), ms);
         Ok(outcomes.pop().unwrap_or_default())
     }
 
@@ -450,6 +493,7 @@ impl Harness {
         }
         let host = self.vm.host();
         let ctx = cb.context_id();
+        host.enter_root(host.root_of(ctx));
         host.active_context = ctx;
         host.effective_context = ctx;
         host.phase = match cb {
@@ -539,8 +583,9 @@ impl Harness {
         }
     }
 
-    pub(crate) fn fail_open(&self) -> bool {
-        self.vm.host_ref().plugin().fail_open
+    /// The fail_open setting of the plugin whose root context is `root`.
+    pub(crate) fn fail_open(&self, root: u32) -> bool {
+        self.vm.host_ref().plugin_of(root).fail_open
     }
 }
 

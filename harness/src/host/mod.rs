@@ -5,6 +5,7 @@
 
 pub mod headers;
 pub mod properties;
+mod roots;
 mod shared;
 
 use std::cmp::Reverse;
@@ -91,6 +92,8 @@ pub struct LocalReplySpec {
 pub struct StreamState {
     /// Context id.
     pub id: u32,
+    /// The root context (plugin) that created it.
+    pub root_id: u32,
     /// Request headers (once delivered to the filter).
     pub request_headers: Option<HeaderMap>,
     /// Request body buffer the filter currently sees.
@@ -165,6 +168,8 @@ pub(crate) struct Scheduled {
     pub at_ms: u64,
     pub seq: u64,
     pub event: Event,
+    /// The root context it is for (the one active when it was scheduled).
+    pub root: u32,
 }
 
 /// Callout data being delivered to the guest right now.
@@ -216,7 +221,10 @@ pub struct Host {
     /// The trailers map Envoy creates on demand right now: the last body
     /// callback (end_of_stream) of a direction that had no trailers.
     pub(crate) trailers_on_demand: Option<MapType>,
+    /// The active root context; `plugin`, `properties` and the tick timer
+    /// are its own. Other plugins sharing this VM wait in `other_roots`.
     pub(crate) root_context_id: u32,
+    pub(crate) other_roots: Vec<roots::RootSlot>,
     pub(crate) next_context_id: u32,
     /// The live stream contexts of this VM (Envoy interleaves many).
     pub(crate) streams: Vec<StreamState>,
@@ -307,6 +315,7 @@ impl Host {
             access_log: false,
             trailers_on_demand: None,
             root_context_id: 1,
+            other_roots: Vec::new(),
             next_context_id: 2,
             streams: Vec::new(),
             active_context: 0,
@@ -448,10 +457,11 @@ impl Host {
     }
 
     /// Creates the host side of a new stream context.
-    pub(crate) fn open_stream(&mut self, id: u32) {
+    pub(crate) fn open_stream(&mut self, id: u32, root_id: u32) {
         let start_unix_ns = self.now_unix_ns();
         self.streams.push(StreamState {
             id,
+            root_id,
             start_unix_ns,
             ..Default::default()
         });
@@ -544,7 +554,7 @@ impl Host {
 
     /// True when `id` names a live context (the root or a live stream).
     pub fn context_exists(&self, id: u32) -> bool {
-        id == self.root_context_id || self.stream_ref(id).is_some()
+        self.is_root(id) || self.stream_ref(id).is_some()
     }
 
     // ---- callouts and events ---------------------------------------------
@@ -555,6 +565,7 @@ impl Host {
             at_ms,
             seq: self.event_seq,
             event,
+            root: self.root_context_id,
         }));
     }
 

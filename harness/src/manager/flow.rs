@@ -74,6 +74,8 @@ pub(crate) struct Hop {
     /// The stream context id in this filter's VM; 0 until the first frame
     /// reaches the filter (Envoy creates the Wasm context lazily).
     pub(crate) context_id: u32,
+    /// The filter's root context (its plugin) in that VM.
+    pub(crate) root: u32,
     pub(crate) req: Flow,
     pub(crate) resp: Flow,
     /// The filter is bypassed (fail_open after a trap).

@@ -40,6 +40,25 @@ use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_fail
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StreamHandle(u64);
 
+/// Where one position of a chain runs: which of the worker's VMs, and the
+/// plugin's root context in it (plugins with equal VM keys share a VM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) vm: usize,
+    pub(crate) root: u32,
+}
+
+/// Each VM's own slot when no VM is shared (one plugin per VM, root 1).
+pub(crate) fn own_slots(vms: &[Harness]) -> Vec<Slot> {
+    vms.iter()
+        .enumerate()
+        .map(|(vm, h)| Slot {
+            vm,
+            root: h.vm.host_ref().root_context_id,
+        })
+        .collect()
+}
+
 /// The streams of one worker: live ones, and ended ones not yet collected.
 #[derive(Default)]
 pub(crate) struct Streams {
@@ -117,6 +136,7 @@ fn sync(filters: &mut [Harness], at: u64) {
 /// [`respond`]. Nothing runs until [`run`].
 pub(crate) fn open(
     filters: &mut [Harness],
+    slots: &[Slot],
     streams: &mut Streams,
     exchange: &Exchange,
     upstream: Option<UpstreamResponse>,
@@ -130,7 +150,13 @@ pub(crate) fn open(
     }
     let headers = request_header_map(&exchange.request, &format_uuid(&random));
     let req = &exchange.request;
-    let mut hops: Vec<Hop> = (0..filters.len()).map(|_| Hop::default()).collect();
+    let mut hops: Vec<Hop> = slots
+        .iter()
+        .map(|slot| Hop {
+            root: slot.root,
+            ..Hop::default()
+        })
+        .collect();
     let is_grpc = is_grpc_request(&headers);
     if let Some(first) = hops.first_mut() {
         first.req.input.push_back(Frame::Headers {
@@ -168,17 +194,17 @@ pub(crate) fn respond(streams: &mut Streams, key: StreamHandle, answer: Upstream
 
 /// Runs the worker until `goal` is met: streams move, events are delivered
 /// in time order, ended streams are torn down.
-pub(crate) fn run(filters: &mut [Harness], streams: &mut Streams, goal: Goal) {
+pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, goal: Goal) {
     let mut blocked_since = now(filters);
     loop {
-        drive_all(filters, streams);
-        teardown::close_ended(filters, streams);
+        drive_all(filters, slots, streams);
+        teardown::close_ended(filters, slots, streams);
         if let Goal::Ends(key) = goal
             && !streams.is_live(key)
         {
             return;
         }
-        if deliver_queue_notifications(filters, streams) {
+        if deliver_queue_notifications(filters, slots, streams) {
             continue;
         }
         for f in filters.iter_mut() {
@@ -228,15 +254,19 @@ pub(crate) fn run(filters: &mut [Harness], streams: &mut Streams, goal: Goal) {
             blocked_since = t;
         }
         let live = &mut streams.live;
-        filters[i].deliver(ev, &mut |f| after_callback(f, i, live));
+        filters[i].deliver(ev, &mut |f| after_callback(f, i, slots, live));
     }
 }
 
-fn deliver_queue_notifications(filters: &mut [Harness], streams: &mut Streams) -> bool {
+fn deliver_queue_notifications(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    streams: &mut Streams,
+) -> bool {
     let mut any = false;
-    for (i, f) in filters.iter_mut().enumerate() {
+    for (v, f) in filters.iter_mut().enumerate() {
         let live = &mut streams.live;
-        any |= f.deliver_queue_notifications(&mut |f| after_callback(f, i, live));
+        any |= f.deliver_queue_notifications(&mut |f| after_callback(f, v, slots, live));
     }
     any
 }
@@ -250,11 +280,11 @@ fn stall(streams: &mut Streams, key: StreamHandle, why: &str) {
 }
 
 /// Moves every live stream as far as it can go without time passing.
-fn drive_all(filters: &mut [Harness], streams: &mut Streams) {
+fn drive_all(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
     loop {
         let mut progressed = false;
         for k in 0..streams.live.len() {
-            progressed |= drive(filters, streams, k);
+            progressed |= drive(filters, slots, streams, k);
         }
         if !progressed {
             return;
@@ -263,7 +293,7 @@ fn drive_all(filters: &mut [Harness], streams: &mut Streams) {
 }
 
 /// Moves stream `k` frame by frame until it ends or waits; true if anything ran.
-fn drive(filters: &mut [Harness], streams: &mut Streams, k: usize) -> bool {
+fn drive(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usize) -> bool {
     let mut progressed = false;
     loop {
         let stream = &mut streams.live[k];
@@ -275,7 +305,7 @@ fn drive(filters: &mut [Harness], streams: &mut Streams, k: usize) -> bool {
         let next = match (0..n).rev().find(|&i| stream.hops[i].req.has_work()) {
             Some(i) => Some((i, Dir::Request)),
             None if !stream.response_started && stream.hops[n - 1].request_done => {
-                if !start_response(&mut filters[n - 1], stream) {
+                if !start_response(&mut filters[slots[n - 1].vm], stream) {
                     return progressed;
                 }
                 progressed = true;
@@ -293,16 +323,17 @@ fn drive(filters: &mut [Harness], streams: &mut Streams, k: usize) -> bool {
             return progressed;
         };
         progressed = true;
+        let v = slots[i].vm;
         if stream.hops[i].context_id == 0 {
-            create_context(&mut filters[i], stream, i);
-            after_callback(&mut filters[i], i, &mut streams.live);
+            create_context(&mut filters[v], stream, i);
+            after_callback(&mut filters[v], v, slots, &mut streams.live);
             continue;
         }
         let Some(frame) = stream.hops[i].flow(dir).input.pop_front() else {
             continue;
         };
-        process(&mut filters[i], stream, i, dir, frame);
-        after_callback(&mut filters[i], i, &mut streams.live);
+        process(&mut filters[v], stream, i, dir, frame);
+        after_callback(&mut filters[v], v, slots, &mut streams.live);
     }
 }
 
@@ -333,13 +364,13 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
 /// Creates filter `i`'s stream context (on_context_create), or applies the
 /// failure policy when its VM has already failed.
 fn create_context(filter: &mut Harness, stream: &mut Stream, i: usize) {
-    let id = teardown::new_stream_context(filter, &stream.properties);
+    let root = stream.hops[i].root;
+    let id = teardown::new_stream_context(filter, root, &stream.properties);
     stream.hops[i].context_id = id;
     if filter.failure.is_some() {
         vm_already_failed(filter, stream, i);
         return;
     }
-    let root = filter.vm.host_ref().root_context_id;
     let created = filter.invoke(Callback::ContextCreate {
         context_id: id,
         parent_id: root,
@@ -349,17 +380,21 @@ fn create_context(filter: &mut Harness, stream: &mut Stream, i: usize) {
     }
 }
 
-/// After any callback into filter `i`'s VM: the stream actions it asked
-/// for, applied to the streams they name, and the failure policy for every
-/// stream on a VM that just failed.
-fn after_callback(filter: &mut Harness, i: usize, live: &mut [Stream]) {
+/// After any callback into VM `v`: the stream actions it asked for,
+/// applied to the stream hop whose context they name (any position the VM
+/// serves), and the failure policy for every stream on a VM that just failed.
+fn after_callback(filter: &mut Harness, v: usize, slots: &[Slot], live: &mut [Stream]) {
+    let on_vm = |i: &usize| slots.get(*i).is_some_and(|s| s.vm == v);
     let actions = std::mem::take(&mut filter.vm.host().deferred);
     for action in actions {
         let ctx = action.context_id();
-        let Some(stream) = live
-            .iter_mut()
-            .find(|s| s.end.is_none() && s.hops.get(i).is_some_and(|h| h.context_id == ctx))
-        else {
+        let found = live.iter_mut().filter(|s| s.end.is_none()).find_map(|s| {
+            let i = (0..s.hops.len())
+                .filter(on_vm)
+                .find(|&i| s.hops[i].context_id == ctx)?;
+            Some((s, i))
+        });
+        let Some((stream, i)) = found else {
             continue;
         };
         match action {
@@ -376,9 +411,11 @@ fn after_callback(filter: &mut Harness, i: usize, live: &mut [Stream]) {
     }
     if filter.failure.is_some() {
         for stream in live.iter_mut() {
-            let hop = stream.hops.get(i);
-            if stream.end.is_none() && hop.is_some_and(|h| h.context_id != 0 && !h.failed) {
-                after_trap(filter, stream, i);
+            for i in (0..stream.hops.len()).filter(on_vm) {
+                let hop = &stream.hops[i];
+                if stream.end.is_none() && hop.context_id != 0 && !hop.failed {
+                    after_trap(filter, stream, i);
+                }
             }
         }
     }
@@ -408,35 +445,82 @@ fn stall_reason(stream: &Stream, why: &str) -> String {
     )
 }
 
-/// One filter's outcome of an ended stream: the capture since the step
-/// began, and what this filter let through.
-pub(crate) fn filter_outcome(filter: &mut Harness, stream: &Stream, i: usize) -> Outcome {
-    let hop = &stream.hops[i];
+/// Each chain position's outcome of an ended stream: what the position's
+/// filter let through, and the capture since the step began. A VM that
+/// serves several positions is captured once, in its first position.
+pub(crate) fn outcomes(filters: &mut [Harness], slots: &[Slot], stream: &Stream) -> Vec<Outcome> {
     let end = stream.end.clone().unwrap_or_default();
-    let response = match end {
-        StreamEnd::Stalled { .. } => None,
-        _ => hop.sent_response.clone().map(|m| DownstreamResponse {
-            status: status_of(&m.headers),
-            message: m,
-            reset: matches!(end, StreamEnd::Reset),
-        }),
-    };
-    let refused = stream.upstream_refused && i + 1 == stream.hops.len();
-    let mut outcome = filter.finish_capture(hop.context_id, Some(end), stream.elapsed_ms);
-    // A request cut short (local reply, reset, stall) never completed upstream.
-    outcome.upstream_request = if hop.request_done && !refused {
-        hop.sent_request.clone()
-    } else {
-        None
-    };
-    outcome.response = response;
-    outcome.local_reply = hop.local_reply.clone();
-    outcome
+    let last = stream.hops.len().saturating_sub(1);
+    let mut captured = vec![false; filters.len()];
+    slots
+        .iter()
+        .zip(&stream.hops)
+        .enumerate()
+        .map(|(i, (slot, hop))| {
+            let mut outcome = if std::mem::replace(&mut captured[slot.vm], true) {
+                Outcome {
+                    context_id: hop.context_id,
+                    end: end.clone(),
+                    elapsed_ms: stream.elapsed_ms,
+                    ..Outcome::default()
+                }
+            } else {
+                filters[slot.vm].finish_capture(
+                    hop.context_id,
+                    Some(end.clone()),
+                    stream.elapsed_ms,
+                )
+            };
+            outcome.response = match end {
+                StreamEnd::Stalled { .. } => None,
+                _ => hop.sent_response.clone().map(|m| DownstreamResponse {
+                    status: status_of(&m.headers),
+                    message: m,
+                    reset: matches!(end, StreamEnd::Reset),
+                }),
+            };
+            // A request cut short (local reply, reset, stall) never completed upstream.
+            let refused = stream.upstream_refused && i == last;
+            outcome.upstream_request = if hop.request_done && !refused {
+                hop.sent_request.clone()
+            } else {
+                None
+            };
+            outcome.local_reply = hop.local_reply.clone();
+            outcome
+        })
+        .collect()
 }
 
-/// Runs one exchange to its end on `filters`; each filter's outcome, in chain order.
+/// Each position's capture for a step with no stream of its own: a VM
+/// that serves several positions is captured once, in its first position.
+pub(crate) fn step_outcomes(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    end: StreamEnd,
+    elapsed_ms: u64,
+) -> Vec<Outcome> {
+    let mut captured = vec![false; filters.len()];
+    slots
+        .iter()
+        .map(|slot| {
+            if std::mem::replace(&mut captured[slot.vm], true) {
+                Outcome {
+                    end: end.clone(),
+                    elapsed_ms,
+                    ..Outcome::default()
+                }
+            } else {
+                filters[slot.vm].finish_capture(0, Some(end.clone()), elapsed_ms)
+            }
+        })
+        .collect()
+}
+
+/// Runs one exchange to its end; each chain position's outcome, in order.
 pub(crate) fn exchange(
     filters: &mut [Harness],
+    slots: &[Slot],
     streams: &mut Streams,
     exchange: &Exchange,
 ) -> Vec<Outcome> {
@@ -444,34 +528,27 @@ pub(crate) fn exchange(
         f.begin_exchange();
     }
     sync(filters, now(filters));
-    let key = open(
-        filters,
-        streams,
-        exchange,
-        Some(exchange.upstream.clone()),
-        false,
-    );
-    run(filters, streams, Goal::Ends(key));
+    let upstream = Some(exchange.upstream.clone());
+    let key = open(filters, slots, streams, exchange, upstream, false);
+    run(filters, slots, streams, Goal::Ends(key));
     match streams.take_finished(key) {
-        Some(stream) => filters
-            .iter_mut()
-            .enumerate()
-            .map(|(i, f)| filter_outcome(f, &stream, i))
-            .collect(),
+        Some(stream) => outcomes(filters, slots, &stream),
         None => Vec::new(),
     }
 }
 
 /// Advances virtual time by `ms`: ticks, callout answers and queue
 /// notifications due in that window, and whatever streams they move.
-pub(crate) fn advance(filters: &mut [Harness], streams: &mut Streams, ms: u64) -> Vec<Outcome> {
+pub(crate) fn advance(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    streams: &mut Streams,
+    ms: u64,
+) -> Vec<Outcome> {
     for f in filters.iter_mut() {
         f.begin_capture();
     }
     let target = now(filters).saturating_add(ms);
-    run(filters, streams, Goal::Until(target));
-    filters
-        .iter_mut()
-        .map(|f| f.finish_capture(0, Some(StreamEnd::NoStream), ms))
-        .collect()
+    run(filters, slots, streams, Goal::Until(target));
+    step_outcomes(filters, slots, StreamEnd::NoStream, ms)
 }

@@ -13,7 +13,7 @@ use super::flow::{Dir, Frame, resume};
 /// Envoy's failure policy for the stream in flight on a failed VM.
 pub(crate) fn after_trap(filter: &mut Harness, stream: &mut Stream, i: usize) {
     stream.hops[i].failed = true;
-    let fail_open = filter.fail_open();
+    let fail_open = filter.fail_open(stream.hops[i].root);
     filter.policy_applied = Some(if fail_open {
         FailurePolicyApplied::FailOpen
     } else {
@@ -32,7 +32,7 @@ pub(crate) fn after_trap(filter: &mut Harness, stream: &mut Stream, i: usize) {
 /// A stream reaching a filter whose VM had already failed.
 pub(crate) fn vm_already_failed(filter: &mut Harness, stream: &mut Stream, i: usize) {
     stream.hops[i].failed = true;
-    let fail_open = filter.fail_open();
+    let fail_open = filter.fail_open(stream.hops[i].root);
     filter.policy_applied = Some(if fail_open {
         FailurePolicyApplied::FailOpen
     } else {

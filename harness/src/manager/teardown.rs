@@ -8,14 +8,14 @@ use crate::driver::Harness;
 use crate::host::properties::PropertyStore;
 use crate::model::Properties;
 
-use super::{Stream, Streams, after_callback, now};
+use super::{Slot, Stream, Streams, after_callback, now};
 
 /// A new stream context id in `filter`'s VM, with its host-side state.
-pub(crate) fn new_stream_context(filter: &mut Harness, properties: &Properties) -> u32 {
+pub(crate) fn new_stream_context(filter: &mut Harness, root: u32, properties: &Properties) -> u32 {
     let host = filter.vm.host();
     let id = host.next_context_id;
     host.next_context_id += 1;
-    host.open_stream(id);
+    host.open_stream(id, root);
     if !properties.is_empty()
         && let Some(s) = host.stream_mut(id)
     {
@@ -25,23 +25,37 @@ pub(crate) fn new_stream_context(filter: &mut Harness, properties: &Properties) 
 }
 
 /// Tears down every live stream that has ended and keeps its record.
-pub(crate) fn close_ended(filters: &mut [Harness], streams: &mut Streams) {
+pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
     while let Some(at) = streams.live.iter().position(|s| s.end.is_some()) {
         let mut stream = streams.live.remove(at);
         stream.elapsed_ms = now(filters).saturating_sub(stream.start_ms);
-        for (i, filter) in filters.iter_mut().enumerate() {
-            close_hop(filter, &mut stream, i, &mut streams.live);
+        for (i, slot) in slots.iter().enumerate() {
+            close_hop(
+                &mut filters[slot.vm],
+                slot.vm,
+                slots,
+                &mut stream,
+                i,
+                &mut streams.live,
+            );
         }
         streams.finished.push(stream);
     }
 }
 
-fn close_hop(filter: &mut Harness, stream: &mut Stream, i: usize, live: &mut [Stream]) {
+fn close_hop(
+    filter: &mut Harness,
+    v: usize,
+    slots: &[Slot],
+    stream: &mut Stream,
+    i: usize,
+    live: &mut [Stream],
+) {
     if stream.hops[i].context_id == 0 {
-        let id = new_stream_context(filter, &stream.properties);
+        let root = stream.hops[i].root;
+        let id = new_stream_context(filter, root, &stream.properties);
         stream.hops[i].context_id = id;
         if filter.failure.is_none() {
-            let root = filter.vm.host_ref().root_context_id;
             filter.invoke(Callback::ContextCreate {
                 context_id: id,
                 parent_id: root,
@@ -65,6 +79,6 @@ fn close_hop(filter: &mut Harness, stream: &mut Stream, i: usize, live: &mut [St
     host.deferred.retain(|d| d.context_id() != id);
     host.cancel_callouts_of(id);
     host.drop_stream(id);
-    after_callback(filter, i, live);
-    filter.deliver_due_root_events(&mut |f| after_callback(f, i, live));
+    after_callback(filter, v, slots, live);
+    filter.deliver_due_root_events(&mut |f| after_callback(f, v, slots, live));
 }

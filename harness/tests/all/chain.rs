@@ -16,10 +16,17 @@ use crate::support::{
     callbacks, get, info, module, ok_upstream, probe_config, probe_module, wasm_dir, workspace_root,
 };
 
+/// One VM per filter: each plugin has its own vm_id (the same module with
+/// the same vm_id would share one VM, see `plugins_with_one_vm_key_share_a_vm`).
 fn chain(scripts: &[Value]) -> Chain {
     let plugins: Vec<_> = scripts
         .iter()
-        .map(|s| (FilterModule::from(probe_module()), probe_config(s.clone())))
+        .enumerate()
+        .map(|(i, s)| {
+            let mut config = probe_config(s.clone());
+            config.plugin.vm_id = format!("vm-{i}");
+            (FilterModule::from(probe_module()), config)
+        })
         .collect();
     Chain::new(&plugins, &SharedHost::new()).unwrap_or_else(|e| panic!("start-up failed: {e}"))
 }

@@ -18,12 +18,16 @@ use crate::support::{
     wasm_dir, workspace_root,
 };
 
+/// One VM per filter: the same module and vm_id with a different VM
+/// configuration is another VM key (shared data stays one namespace).
 fn chain_of(scripts: &[Value], clusters: Vec<ClusterSpec>) -> Chain {
     let plugins: Vec<(FilterModule, HarnessConfig)> = scripts
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let mut config = probe_config(s.clone());
             config.clusters = clusters.clone();
+            config.plugin.vm_config = format!("{{\"trace\": {}}}", i % 2 == 0).into();
             (FilterModule::from(probe_module()), config)
         })
         .collect();
@@ -299,4 +303,48 @@ fn scenario_steps_on_named_streams_are_checked_before_anything_runs() {
         let error = harness::scenario::parse(&text, "t.yaml").expect_err(&text);
         assert!(error.contains(message), "{error}\nwanted: {message}");
     }
+}
+
+#[test]
+fn plugins_with_one_vm_key_share_a_vm_with_roots_in_order_and_one_id_counter() {
+    let plugins = |vm_ids: [&str; 2]| -> Vec<(FilterModule, HarnessConfig)> {
+        vm_ids
+            .iter()
+            .map(|vm_id| {
+                let mut config = probe_config(json!({"trace": true}));
+                config.plugin.vm_id = vm_id.to_string();
+                (FilterModule::from(probe_module()), config)
+            })
+            .collect()
+    };
+    let mut shared = Chain::new(&plugins(["same", "same"]), &SharedHost::new()).expect("start");
+    assert_eq!(shared.filters().len(), 1, "one VM for both plugins");
+    assert_eq!(shared.root_ids(), vec![1, 2]);
+    let startup = callbacks(shared.filters()[0].startup());
+    assert_in_order(
+        &startup,
+        &["configure ctx=1 size=14", "configure ctx=2 size=14"],
+    );
+    for (first, second) in [(3, 4), (5, 6)] {
+        let out = shared.exchange(&exchange(get("/"))).expect("exchange");
+        let seen = callbacks(&out.outcome);
+        assert_in_order(
+            &seen,
+            &[
+                &format!("create_http_context ctx={first} root=1"),
+                &format!("request_headers ctx={first} headers=6 eos=true"),
+                &format!("create_http_context ctx={second} root=2"),
+                &format!("request_headers ctx={second} headers=6 eos=true"),
+            ],
+        );
+        assert_eq!(out.outcome.end, StreamEnd::Completed);
+    }
+
+    let separate = Chain::new(&plugins(["one", "two"]), &SharedHost::new()).expect("start");
+    assert_eq!(
+        separate.filters().len(),
+        2,
+        "different vm_ids, different VMs"
+    );
+    assert_eq!(separate.root_ids(), vec![1, 1]);
 }

@@ -89,6 +89,11 @@ struct ModuleInner {
 const WASI_MODULES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
 
 impl CompiledModule {
+    /// True when both handles are the same loaded module.
+    pub fn same_module(&self, other: &CompiledModule) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Reads and compiles a `.wasm` (or `.wat`) file with the shared engine.
     pub fn from_file(path: impl AsRef<Path>) -> Result<CompiledModule, HarnessError> {
         Self::from_file_with(&WasmEngine::shared()?, path)
