@@ -18,7 +18,7 @@
 //! context ids; they share one [`SharedHost`] (shared data, queues,
 //! metrics), as plugins of one Envoy process do. Frames move through the
 //! chain one at a time, as Envoy's filter manager iterates them (see
-//! [`crate::manager`]), and many streams can be live at once
+//! `manager` module), and many streams can be live at once
 //! ([`Chain::open`], [`Chain::finish`]).
 
 use crate::driver::{FilterModule, Harness};
