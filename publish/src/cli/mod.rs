@@ -1,0 +1,83 @@
+//! The `publish` command line: subcommands, their arguments and what they print.
+//! main.rs only parses and dispatches. See README.md for each subcommand.
+
+pub mod args;
+pub mod login;
+pub mod registry;
+pub mod transfer;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "publish",
+    version,
+    about = "Push Proxy-Wasm modules to OCI registries in the layouts Istio and ASM load, pull them back verified"
+)]
+pub struct Cli {
+    /// Show the registry conversation on stderr (-vv: the HTTP stack too); secrets are
+    /// redacted. RUST_LOG works as well.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a module and push it (default layout: Wasm image spec "oci", which Istio loads).
+    Push(transfer::PushArgs),
+    /// Pull the module of any layout, verified, written atomically (or to stdout with -o -).
+    Pull(transfer::PullArgs),
+    /// Show the layout, whether Istio loads it (and why not), annotations, digests, sizes.
+    Inspect(transfer::InspectArgs),
+    /// Fetch or delete a manifest.
+    #[command(subcommand)]
+    Manifest(registry::ManifestCommand),
+    /// Repository queries (tags).
+    #[command(subcommand)]
+    Repo(registry::RepoCommand),
+    /// Give a manifest more tags in its repository.
+    Tag(registry::TagArgs),
+    /// Copy an artifact between registries or to and from an OCI image layout directory.
+    #[command(alias = "cp")]
+    Copy(registry::CopyArgs),
+    /// Check credentials against a registry and store them in Docker's config.json.
+    Login(login::LoginArgs),
+    /// Remove stored credentials for a registry from Docker's config.json.
+    Logout(login::LogoutArgs),
+    Render(crate::render::cli::RenderArgs),
+    /// The node agent: keep a directory in step with the module list `render` writes.
+    Sync(crate::sync::SyncArgs),
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    use registry::{ManifestCommand, RepoCommand};
+    match command {
+        Command::Push(args) => transfer::push(args).await?,
+        Command::Pull(args) => transfer::pull(args).await?,
+        Command::Inspect(args) => transfer::inspect(args).await?,
+        Command::Manifest(ManifestCommand::Fetch(args)) => registry::manifest_fetch(args).await?,
+        Command::Manifest(ManifestCommand::Delete(args)) => registry::manifest_delete(args).await?,
+        Command::Repo(RepoCommand::Tags(args)) => registry::repo_tags(args).await?,
+        Command::Tag(args) => registry::tag(args).await?,
+        Command::Copy(args) => registry::copy(args).await?,
+        Command::Login(args) => login::login(args).await?,
+        Command::Logout(args) => login::logout(args)?,
+        Command::Render(args) => crate::render::cli::run(args).await?,
+        Command::Sync(args) => crate::sync::run(args).await?,
+    }
+    Ok(())
+}
+
+/// True when the error chain ends in a closed stdout/stderr pipe (`publish ... | head`).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<crate::Error>()
+                .is_some_and(|e| matches!(e, crate::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
