@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use super::directory::{self, DirectoryFile};
+use super::node_agent::AgentOptions;
 use super::output::{self, Part};
 use super::schema::CrdSchemas;
 use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
@@ -17,17 +19,29 @@ use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
                   what the ASM controller would create: an Istio EnvoyFilter, a strategic-merge patch \
                   mounting /var/local/lib/wasm-filters into the sidecar, the module list `publish sync` \
                   keeps on every node, and the equivalent Istio WasmPlugin. Apply either the WasmPlugin \
-                  or the other three, not both."
+                  or the other three, not both: with -o DIR, `kubectl apply -f DIR/wasmplugin/` or \
+                  `kubectl apply -f DIR/envoyfilter/` (EnvoyFilter, node-agent ConfigMap and, with \
+                  --agent-image, its DaemonSet) plus the patch in DIR/patches/. Istio resources are \
+                  checked against the bundled CRD schemas."
 )]
 pub struct RenderArgs {
     /// ASMFilterDeployment YAML files (several documents per file are fine); `-` reads stdin.
     #[arg(required = true, value_name = "ASMFilterDeployment.yaml")]
     pub inputs: Vec<PathBuf>,
 
-    /// A directory to write envoyfilter.yaml, workload-patch.yaml, node-agent.yaml and
-    /// wasmplugin.yaml into (created if missing), or `-` for stdout.
+    /// `-` prints every document; a directory gets DIR/wasmplugin/ and DIR/envoyfilter/
+    /// (each applyable alone with `kubectl apply -f`, never both) and DIR/patches/.
     #[arg(short, long, default_value = "-", value_name = "DIR|-")]
     pub output: String,
+
+    /// With -o DIR: the namespace of the node agent's ConfigMap and DaemonSet.
+    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
+    pub agent_namespace: String,
+
+    /// With -o DIR: also write the DaemonSet running `publish sync` from this image
+    /// (one with `publish` on its PATH).
+    #[arg(long, value_name = "IMAGE")]
+    pub agent_image: Option<String>,
 
     /// Only these outputs (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -58,8 +72,9 @@ pub struct RenderArgs {
     #[arg(long)]
     pub fail_open: bool,
 
-    /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs
-    /// (e.g. `kubectl get crd envoyfilters.networking.istio.io wasmplugins.extensions.istio.io -o yaml`).
+    /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs instead of
+    /// the bundled ones (e.g. `kubectl get crd envoyfilters.networking.istio.io
+    /// wasmplugins.extensions.istio.io -o yaml`).
     #[arg(long, value_name = "CRDS.yaml")]
     pub check_crds: Option<PathBuf>,
 
@@ -131,11 +146,85 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
     for warning in &bundle.warnings {
         eprintln!("warning: {warning}");
     }
-    if let Some(crds) = &args.check_crds {
-        check_against_crds(&bundle, crds)?;
+    let schemas = load_schemas(args.check_crds.as_deref())?;
+    if args.output == "-" {
+        let istio = bundle_resources(&bundle)?;
+        let checked = check_resources(&istio, &schemas)?;
+        if args.check_crds.is_some() {
+            eprintln!("{checked} documents valid");
+        }
+        let files =
+            output::files(&bundle, &args.only).context("serialising the rendered resources")?;
+        return write_stdout(&files);
     }
-    let files = output::files(&bundle, &args.only).context("serialising the rendered resources")?;
-    write_files(&files, &args.output)
+    let agent = AgentOptions {
+        namespace: args.agent_namespace.clone(),
+        image: args.agent_image.clone(),
+    };
+    let mut files =
+        directory::files(&bundle, &agent).context("serialising the rendered resources")?;
+    if !args.only.is_empty() {
+        files.retain(|f| args.only.contains(&f.part));
+    }
+    let resources: Vec<serde_json::Value> =
+        files.iter().flat_map(|f| f.resources.clone()).collect();
+    let checked = check_resources(&resources, &schemas)?;
+    write_directory(&files, Path::new(&args.output))?;
+    let unchecked = resources.len() - checked;
+    if unchecked == 0 {
+        eprintln!("{checked} documents valid");
+    } else {
+        eprintln!(
+            "{checked} documents valid against the Istio CRDs; {unchecked} Kubernetes core \
+             documents (ConfigMap, DaemonSet) not schema-checked"
+        );
+    }
+    if agent.image.is_none() && files.iter().any(|f| f.part == Part::NodeAgent) {
+        eprintln!(
+            "note: no node-agent DaemonSet written; render with --agent-image IMAGE to get one"
+        );
+    }
+    Ok(())
+}
+
+/// The Istio CRDs bundled with publish (istio/api's generated WasmPlugin and
+/// EnvoyFilter definitions), or the file `--check-crds` names.
+fn load_schemas(path: Option<&Path>) -> anyhow::Result<CrdSchemas> {
+    const BUNDLED: &str = include_str!("../../schemas/istio-crds.yaml");
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            CrdSchemas::from_yaml(&text).with_context(|| format!("loading {}", path.display()))
+        }
+        None => CrdSchemas::from_yaml(BUNDLED).context("loading the bundled Istio CRDs"),
+    }
+}
+
+fn bundle_resources(bundle: &Bundle) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut resources = Vec::new();
+    for filter in &bundle.filters {
+        resources.push(serde_json::to_value(&filter.envoy_filter)?);
+        resources.push(serde_json::to_value(&filter.wasm_plugin)?);
+    }
+    Ok(resources)
+}
+
+/// Checks every resource a CRD describes; returns how many were checked.
+pub fn check_resources(
+    resources: &[serde_json::Value],
+    schemas: &CrdSchemas,
+) -> anyhow::Result<usize> {
+    let mut checked = 0;
+    for resource in resources {
+        let api_version = resource["apiVersion"].as_str().unwrap_or_default();
+        let kind = resource["kind"].as_str().unwrap_or_default();
+        if schemas.schema_for(api_version, kind).is_some() {
+            schemas.check(resource)?;
+            checked += 1;
+        }
+    }
+    Ok(checked)
 }
 
 fn display(path: &Path) -> String {
@@ -159,36 +248,28 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
 
 /// Checks every EnvoyFilter and WasmPlugin of the bundle against the CRD file.
 pub fn check_against_crds(bundle: &Bundle, crds: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(crds).with_context(|| format!("reading {}", crds.display()))?;
-    let schemas =
-        CrdSchemas::from_yaml(&text).with_context(|| format!("loading {}", crds.display()))?;
-    for filter in &bundle.filters {
-        for resource in [
-            serde_json::to_value(&filter.envoy_filter)?,
-            serde_json::to_value(&filter.wasm_plugin)?,
-        ] {
-            schemas
-                .check(&resource)
-                .with_context(|| format!("checking against {}", crds.display()))?;
-        }
-    }
+    let schemas = load_schemas(Some(crds))?;
+    check_resources(&bundle_resources(bundle)?, &schemas)
+        .with_context(|| format!("checking against {}", crds.display()))?;
     Ok(())
 }
 
-fn write_files(files: &[output::OutputFile], target: &str) -> anyhow::Result<()> {
-    if target == "-" {
-        let text: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(text.join("---\n").as_bytes())
-            .context("writing to stdout")?;
-        return Ok(());
-    }
-    let dir = Path::new(target);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+fn write_stdout(files: &[output::OutputFile]) -> anyhow::Result<()> {
+    let text: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.join("---\n").as_bytes())
+        .context("writing to stdout")?;
+    Ok(())
+}
+
+fn write_directory(files: &[DirectoryFile], dir: &Path) -> anyhow::Result<()> {
     for file in files {
-        let path = dir.join(file.part.file_name());
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
         crate::cache::write_atomically(&path, file.text.as_bytes(), 0o644)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());

@@ -11,8 +11,10 @@
 //!    would run twice).
 
 pub mod cli;
+pub mod directory;
 pub mod envoy_filter;
 pub mod input;
+pub mod node_agent;
 pub mod node_list;
 pub mod output;
 pub mod schema;
