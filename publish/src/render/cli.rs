@@ -9,6 +9,10 @@ use anyhow::{Context as _, bail};
 use super::directory::{self, DirectoryFile};
 use super::node_agent::AgentOptions;
 use super::output::{self, Part};
+use super::plugin_settings::{
+    EnvVar, FailStrategy, PluginSettings, PortSelector, PullPolicy, TargetRef, TrafficMatch,
+    parse_env_flag, parse_target_ref,
+};
 use super::schema::CrdSchemas;
 use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
 
@@ -72,13 +76,44 @@ pub struct RenderArgs {
     #[arg(long)]
     pub fail_open: bool,
 
+    /// WasmPlugin failStrategy (--fail-open is FAIL_OPEN); default: spec.wasmPlugin, else FAIL_CLOSE.
+    #[arg(long, value_enum, conflicts_with = "fail_open")]
+    pub fail_strategy: Option<FailStrategy>,
+
+    /// WasmPlugin imagePullPolicy.
+    #[arg(long, value_enum)]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// WasmPlugin imagePullSecret (default: spec.filter.imagePullOptions.pullSecret).
+    #[arg(long, value_name = "SECRET")]
+    pub image_pull_secret: Option<String>,
+
+    /// An environment variable for the Wasm VM (WasmPlugin vmConfig.env, EnvoyFilter
+    /// environment_variables): NAME=VALUE, or NAME to pass the proxy's own. Repeatable.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env_flag)]
+    pub env: Vec<EnvVar>,
+
+    /// Filter only traffic to this port (WasmPlugin match ports). Repeatable.
+    #[arg(long = "match-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub match_ports: Vec<u16>,
+
+    /// Attach the WasmPlugin to [GROUP/]KIND/NAME instead of the label selector
+    /// (targetRefs, e.g. gateway.networking.k8s.io/Gateway/ingress). Repeatable.
+    #[arg(long = "target-ref", value_name = "[GROUP/]KIND/NAME", value_parser = parse_target_ref)]
+    pub target_refs: Vec<TargetRef>,
+
+    /// EnvoyFilter priority (order among EnvoyFilters of one context).
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub envoy_filter_priority: Option<i32>,
+
     /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs instead of
     /// the bundled ones (e.g. `kubectl get crd envoyfilters.networking.istio.io
     /// wasmplugins.extensions.istio.io -o yaml`).
     #[arg(long, value_name = "CRDS.yaml")]
     pub check_crds: Option<PathBuf>,
 
-    /// --resolve: plain HTTP for registries that are not on loopback.
+    /// --resolve: plain HTTP for registries that are not on loopback (and a warning that
+    /// istio-agent needs them in WASM_INSECURE_REGISTRIES).
     #[arg(long)]
     pub plain_http: bool,
 
@@ -100,6 +135,31 @@ pub struct RenderArgs {
 }
 
 impl RenderArgs {
+    /// The WasmPlugin/EnvoyFilter settings the flags give.
+    fn plugin_settings(&self) -> PluginSettings {
+        PluginSettings {
+            fail_strategy: self.fail_strategy,
+            image_pull_policy: self.image_pull_policy,
+            image_pull_secret: self.image_pull_secret.clone(),
+            env: self.env.clone(),
+            match_: if self.match_ports.is_empty() {
+                Vec::new()
+            } else {
+                vec![TrafficMatch {
+                    mode: self.context().traffic_mode(),
+                    ports: self
+                        .match_ports
+                        .iter()
+                        .map(|&number| PortSelector { number })
+                        .collect(),
+                }]
+            },
+            target_refs: self.target_refs.clone(),
+            envoy_filter_priority: self.envoy_filter_priority,
+            ..Default::default()
+        }
+    }
+
     fn context(&self) -> TrafficContext {
         if self.outbound {
             TrafficContext::Outbound
@@ -136,13 +196,29 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         phase: args.phase,
         priority: args.priority,
         fail_open: args.fail_open,
+        plugin: args.plugin_settings(),
         digests: BTreeMap::new(),
     };
     if args.resolve {
         options.digests = resolve_digests(&args, password, &deployments).await?;
     }
 
-    let bundle = super::render(&deployments, &options)?;
+    let mut bundle = super::render(&deployments, &options)?;
+    if args.plain_http {
+        let mut registries: Vec<String> = Vec::new();
+        for deployment in &deployments {
+            let reference = crate::reference::parse(&deployment.filter.image)?;
+            let registry = reference.resolve_registry().to_string();
+            if !crate::reference::is_loopback(&registry) && !registries.contains(&registry) {
+                registries.push(registry);
+            }
+        }
+        for registry in registries {
+            bundle
+                .warnings
+                .push(super::wasm_plugin::insecure_registry_warning(&registry));
+        }
+    }
     for warning in &bundle.warnings {
         eprintln!("warning: {warning}");
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod crd;
 mod errors;
+mod fields;
 mod golden;
 mod resolve;
 mod sync;
