@@ -146,7 +146,7 @@ impl Report {
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Usage(format!("cannot encode the report: {e}")))?;
-    println!("{text}");
+    out!("{text}");
     Ok(())
 }
 

@@ -75,7 +75,7 @@ pub async fn login(args: LoginArgs) -> Result<()> {
     let probe = reference::parse(&format!("{registry}/publish-login-check:probe"))?;
     client.check_login(&probe).await?;
     let path = auth::store(&registry, &username, &password)?;
-    println!(
+    out!(
         "login succeeded; credentials for {registry} stored in {}",
         path.display()
     );
@@ -85,12 +85,12 @@ pub async fn login(args: LoginArgs) -> Result<()> {
 pub fn logout(args: LogoutArgs) -> Result<()> {
     let registry = registry_name(&args.registry);
     if auth::remove(&registry)? {
-        println!(
+        out!(
             "removed the credentials for {registry} from {}",
             auth::config_dir()?.join("config.json").display()
         );
     } else {
-        println!("no credentials stored for {registry}");
+        out!("no credentials stored for {registry}");
     }
     Ok(())
 }

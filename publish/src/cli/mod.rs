@@ -1,6 +1,16 @@
 //! The `publish` command line: subcommands, their arguments and what they print.
 //! main.rs only parses and dispatches. See README.md for each subcommand.
 
+/// `println!` that returns a closed pipe as an error (which ends the command
+/// quietly) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+            .map_err(|e| crate::errors::Error::io("writing to stdout", e))?;
+    }};
+}
+
 pub mod args;
 pub mod login;
 pub mod registry;

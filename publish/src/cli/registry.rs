@@ -172,7 +172,7 @@ pub async fn manifest_delete(args: ManifestDeleteArgs) -> Result<()> {
             "deleted": digest,
         }));
     }
-    println!("deleted {} ({digest})", reference.whole());
+    out!("deleted {} ({digest})", reference.whole());
     Ok(())
 }
 
@@ -188,7 +188,7 @@ pub async fn repo_tags(args: RepoTagsArgs) -> Result<()> {
         }));
     }
     for tag in tags {
-        println!("{tag}");
+        out!("{tag}");
     }
     Ok(())
 }
@@ -217,7 +217,7 @@ pub async fn tag(args: TagArgs) -> Result<()> {
         return print_json(&serde_json::json!({ "digest": digest, "tagged": tagged }));
     }
     for target in tagged {
-        println!("tagged {target} ({digest})");
+        out!("tagged {target} ({digest})");
     }
     Ok(())
 }
@@ -284,14 +284,18 @@ pub async fn copy(args: CopyArgs) -> Result<()> {
     if args.report.is_json() {
         return print_json(&report);
     }
-    println!("copied {} to {}", report.source, report.destination);
-    println!(
+    out!("copied {} to {}", report.source, report.destination);
+    out!(
         "manifest digest:   {} ({})",
-        report.manifest_digest, report.media_type
+        report.manifest_digest,
+        report.media_type
     );
-    println!(
+    out!(
         "blobs:             {} copied ({} bytes), {} already there; {} manifest(s)",
-        report.blobs_copied, report.bytes_copied, report.blobs_present, report.manifests
+        report.blobs_copied,
+        report.bytes_copied,
+        report.blobs_present,
+        report.manifests
     );
     Ok(())
 }

@@ -233,27 +233,27 @@ pub async fn push(args: PushArgs) -> Result<()> {
     if args.report.is_json() {
         return print_json(&report);
     }
-    println!(
+    out!(
         "pushed {} ({} layout)",
         report.references.join(", "),
         report.layout
     );
-    println!("manifest digest:   {}", report.manifest_digest);
-    println!("url:               {}", report.pinned_url);
-    println!("WasmPlugin sha256: {}", report.wasmplugin_sha256);
-    println!(
+    out!("manifest digest:   {}", report.manifest_digest);
+    out!("url:               {}", report.pinned_url);
+    out!("WasmPlugin sha256: {}", report.wasmplugin_sha256);
+    out!(
         "module sha256:     {} ({} bytes, ABI {})",
         report.module_digest.trim_start_matches("sha256:"),
         report.module_size,
         report.abi_versions.join(", ")
     );
-    println!(
+    out!(
         "blobs:             {} uploaded ({} bytes), {} already in the registry",
         report.uploaded.len(),
         report.uploaded_bytes,
         report.reused.len()
     );
-    println!("istio:             {}", verdict(&report.istio));
+    out!("istio:             {}", verdict(&report.istio));
     Ok(())
 }
 
@@ -339,27 +339,30 @@ pub async fn inspect(args: InspectArgs) -> Result<()> {
     if args.report.is_json() {
         return print_json(&report);
     }
-    println!("reference:         {}", report.reference);
+    out!("reference:         {}", report.reference);
     match (&report.layout, &report.layout_error) {
-        (Some(layout), _) => println!("layout:            {layout}"),
-        (None, Some(error)) => println!("layout:            unknown ({error})"),
-        (None, None) => println!("layout:            unknown"),
+        (Some(layout), _) => out!("layout:            {layout}"),
+        (None, Some(error)) => out!("layout:            unknown ({error})"),
+        (None, None) => out!("layout:            unknown"),
     }
-    println!(
+    out!(
         "manifest:          {} {}",
-        report.media_type, report.manifest_digest
+        report.media_type,
+        report.manifest_digest
     );
-    println!("WasmPlugin sha256: {}", report.wasmplugin_sha256);
-    println!("istio:             {}", verdict(&report.istio));
+    out!("WasmPlugin sha256: {}", report.wasmplugin_sha256);
+    out!("istio:             {}", verdict(&report.istio));
     if let Some((runtime, abi)) = &report.runtime {
-        println!("runtime:           {runtime}, ABI {}", abi.join(", "));
+        out!("runtime:           {runtime}, ABI {}", abi.join(", "));
     }
-    println!(
+    out!(
         "config:            {} {} {} bytes",
-        report.config.media_type, report.config.digest, report.config.size
+        report.config.media_type,
+        report.config.digest,
+        report.config.size
     );
     for (i, layer) in report.layers.iter().enumerate() {
-        println!(
+        out!(
             "layer {i}:           {} {} {} bytes{}",
             layer.media_type,
             layer.digest,
@@ -372,7 +375,7 @@ pub async fn inspect(args: InspectArgs) -> Result<()> {
         );
     }
     for (key, value) in &report.annotations {
-        println!("annotation:        {key}={value}");
+        out!("annotation:        {key}={value}");
     }
     Ok(())
 }

@@ -106,30 +106,40 @@ pub struct RenderArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub envoy_filter_priority: Option<i32>,
 
+    /// Run each filter's parameters through the filter's own on_configure (in the harness's
+    /// simulated Envoy) and refuse what it refuses, quoting what it logged. The module is
+    /// --module, else the image each deployment names, pulled and verified.
+    #[arg(long)]
+    pub validate: bool,
+
+    /// --validate: the module (.wasm) to check every deployment's parameters with.
+    #[arg(long, value_name = "FILE", requires = "validate")]
+    pub module: Option<PathBuf>,
+
     /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs instead of
     /// the bundled ones (e.g. `kubectl get crd envoyfilters.networking.istio.io
     /// wasmplugins.extensions.istio.io -o yaml`).
     #[arg(long, value_name = "CRDS.yaml")]
     pub check_crds: Option<PathBuf>,
 
-    /// --resolve: plain HTTP for registries that are not on loopback (and a warning that
+    /// --resolve and --validate: plain HTTP for registries that are not on loopback (and a warning that
     /// istio-agent needs them in WASM_INSECURE_REGISTRIES).
     #[arg(long)]
     pub plain_http: bool,
 
-    /// --resolve: accept any TLS certificate.
+    /// --resolve and --validate: accept any TLS certificate.
     #[arg(long)]
     pub insecure: bool,
 
-    /// --resolve: extra CA certificate (PEM).
+    /// --resolve and --validate: extra CA certificate (PEM).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
 
-    /// --resolve: user name for the registry (default: Docker's config.json).
-    #[arg(short = 'u', long, value_name = "USER", requires_all = ["password_stdin", "resolve"])]
+    /// --resolve and --validate: user name for the registry (default: Docker's config.json).
+    #[arg(short = 'u', long, value_name = "USER", requires = "password_stdin")]
     pub username: Option<String>,
 
-    /// --resolve: read the password for -u from stdin.
+    /// --resolve and --validate: read the password for -u from stdin.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
 }
@@ -200,10 +210,13 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         digests: BTreeMap::new(),
     };
     if args.resolve {
-        options.digests = resolve_digests(&args, password, &deployments).await?;
+        options.digests = resolve_digests(&args, password.clone(), &deployments).await?;
     }
 
     let mut bundle = super::render(&deployments, &options)?;
+    if args.validate {
+        validate_parameters(&args, password.clone(), &deployments, &options).await?;
+    }
     if args.plain_http {
         let mut registries: Vec<String> = Vec::new();
         for deployment in &deployments {
@@ -353,6 +366,68 @@ fn write_directory(files: &[DirectoryFile], dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn registry_client(
+    args: &RenderArgs,
+    password: Option<String>,
+    registry: &str,
+) -> anyhow::Result<crate::client::RegistryClient> {
+    let credentials = crate::auth::resolve(registry, args.username.as_deref(), password)?;
+    Ok(crate::client::RegistryClient::new(
+        registry,
+        credentials,
+        crate::client::Options {
+            plain_http: args.plain_http,
+            insecure: args.insecure,
+            ca_file: args.ca_file.clone(),
+            progress: false,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// `--validate`: every deployment's parameters through its module's on_configure.
+async fn validate_parameters(
+    args: &RenderArgs,
+    password: Option<String>,
+    deployments: &[input::FilterDeployment],
+    options: &RenderOptions,
+) -> anyhow::Result<()> {
+    let mut modules: BTreeMap<String, (harness::CompiledModule, String)> = BTreeMap::new();
+    for deployment in deployments {
+        let image = &deployment.filter.image;
+        if !modules.contains_key(image) {
+            let (bytes, name) = match &args.module {
+                Some(path) => (
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                None => {
+                    let reference = crate::reference::parse(image)?;
+                    let client =
+                        registry_client(args, password.clone(), reference.resolve_registry())?;
+                    let (_, bytes) = crate::fetch_module(&client, &reference, None, None)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "--validate: pulling {image} (spec.filter.image of {}); \
+                                 give --module FILE to check with a local module",
+                                deployment.name
+                            )
+                        })?;
+                    (bytes, image.clone())
+                }
+            };
+            let compiled = harness::CompiledModule::from_bytes(&name, &bytes)
+                .with_context(|| format!("--validate: compiling {name}"))?;
+            modules.insert(image.clone(), (compiled, name));
+        }
+        let (module, name) = &modules[image];
+        super::validate::check_parameters(module, name, deployment, options)?;
+        eprintln!("{}: {name} accepts spec.filter.parameters", deployment.name);
+    }
+    Ok(())
+}
+
 /// Manifest digest (`sha256:...`) of every distinct image, through the registry client.
 async fn resolve_digests(
     args: &RenderArgs,
@@ -366,20 +441,7 @@ async fn resolve_digests(
             continue;
         }
         let reference = crate::reference::parse(image)?;
-        let registry = reference.resolve_registry().to_string();
-        let credentials =
-            crate::auth::resolve(&registry, args.username.as_deref(), password.clone())?;
-        let client = crate::client::RegistryClient::new(
-            &registry,
-            credentials,
-            crate::client::Options {
-                plain_http: args.plain_http,
-                insecure: args.insecure,
-                ca_file: args.ca_file.clone(),
-                progress: false,
-                ..Default::default()
-            },
-        )?;
+        let client = registry_client(args, password.clone(), reference.resolve_registry())?;
         let resolved = crate::resolve(&client, &reference, None)
             .await
             .with_context(|| {

@@ -19,6 +19,7 @@ pub mod node_list;
 pub mod output;
 pub mod plugin_settings;
 pub mod schema;
+pub mod validate;
 pub mod wasm_plugin;
 pub mod workload_patch;
 pub mod yaml;

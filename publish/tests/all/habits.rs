@@ -129,6 +129,31 @@ fn pull_to_dash_streams_the_module_to_stdout() {
 }
 
 #[test]
+fn a_reader_that_closes_the_pipe_ends_the_command_quietly() {
+    let registry = Registry::start(RegistryAuth::None);
+    let cli = Cli::new();
+    let module = cli.file("large.wasm", crate::support::large_module());
+    let reference = format!("{}/pipe/f:v1", registry.host());
+    cli.push(&module, &reference, &[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_publish"))
+        .args(["pull", &reference, "-o", "-", "--no-cache"])
+        .env("DOCKER_CONFIG", cli.docker_config())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -c 0`: the reader goes away before the 2 MiB arrive.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn login_takes_a_password_flag_or_stdin_and_refuses_without_a_terminal() {
     const USER: &str = "mesh-ops";
     const PASSWORD: &str = "flag-Passw0rd-987";

@@ -8,6 +8,7 @@ mod fields;
 mod golden;
 mod resolve;
 mod sync;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
