@@ -59,6 +59,44 @@ pub enum Command {
     Render(crate::render::cli::RenderArgs),
     /// The node agent: keep a directory in step with the module list `render` writes.
     Sync(crate::sync::SyncArgs),
+    /// Print a shell completion script (e.g. `publish completions bash > /etc/bash_completion.d/publish`).
+    Completions(CompletionsArgs),
+    /// Print the manual page in roff (e.g. `publish man | man -l -`).
+    Man,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+fn completions(args: &CompletionsArgs) -> crate::Result<()> {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "publish", &mut script);
+    write_stdout(&script)
+}
+
+/// One page for the whole tool: clap_mangen renders the top command with its subcommand list.
+fn man_page() -> crate::Result<()> {
+    use clap::CommandFactory as _;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|e| crate::Error::io("rendering the manual page", e))?;
+    write_stdout(&page)
+}
+
+fn write_stdout(bytes: &[u8]) -> crate::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| crate::Error::io("writing to stdout", e))
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -76,6 +114,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Logout(args) => login::logout(args)?,
         Command::Render(args) => crate::render::cli::run(args).await?,
         Command::Sync(args) => crate::sync::run(args).await?,
+        Command::Completions(args) => completions(&args)?,
+        Command::Man => man_page()?,
     }
     Ok(())
 }

@@ -240,3 +240,26 @@ fn each_subcommand_lists_only_its_own_flags_each_described() {
         assert!(push.contains(flag), "push --help lacks {flag}:\n{push}");
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_cover_the_subcommands() {
+    let cli = Cli::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = cli.run(&["completions", shell]);
+        assert!(run.ok(), "{}", run.stderr());
+        let script = run.stdout();
+        for sub in ["push", "pull", "copy", "manifest", "render"] {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+        assert!(script.contains("oci-layout"), "{shell}: no copy flags");
+    }
+    let bad = cli.run(&["completions", "cmd-exe"]);
+    assert!(!bad.ok());
+    let man = cli.run(&["man"]);
+    assert!(man.ok(), "{}", man.stderr());
+    let page = man.stdout();
+    assert!(page.contains(".TH publish 1"), "{page}");
+    for sub in ["push", "copy", "manifest", "render", "sync"] {
+        assert!(page.contains(sub), "the manual page lacks {sub}");
+    }
+}
