@@ -217,6 +217,14 @@ impl Endpoint<'_> {
         }
     }
 
+    /// True when the blob is already there (checked before downloading it).
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        match self {
+            Endpoint::Registry { client, reference } => client.blob_exists(reference, digest).await,
+            Endpoint::Layout(layout) => Ok(layout.read_blob(digest).is_ok()),
+        }
+    }
+
     async fn put_blob(&self, descriptor: &OciDescriptor, bytes: Vec<u8>) -> Result<bool> {
         match self {
             Endpoint::Registry { client, reference } => {
@@ -332,6 +340,10 @@ async fn copy_image_blobs(
             continue;
         }
         seen.push(&descriptor.digest);
+        if destination.has_blob(&descriptor.digest).await? {
+            report.blobs_present += 1;
+            continue;
+        }
         let bytes = source.blob(descriptor).await?;
         let size = bytes.len() as u64;
         if destination.put_blob(descriptor, bytes).await? {

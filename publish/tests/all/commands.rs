@@ -1,6 +1,7 @@
 //! `manifest fetch`, `manifest delete`, `repo tags`, `tag` and `copy` against
 //! real registries, checked with skopeo and oras-py.
 
+use crate::support::proxy::Proxy;
 use crate::support::registry::{Registry, RegistryAuth};
 use crate::support::{Cli, python_oras, skopeo, small_module};
 
@@ -106,10 +107,12 @@ fn copy_between_registries_and_through_an_oci_layout_keeps_the_digest() {
     let first = Registry::start(RegistryAuth::None);
     let second = Registry::start(RegistryAuth::None);
     let third = Registry::start(RegistryAuth::None);
+    // The source is read through a proxy that records what is fetched.
+    let watched = Proxy::forward_to(first.port);
     let cli = Cli::new();
     let module = cli.file("hdr.wasm", small_module());
     for layout in ["oci", "compat"] {
-        let source = format!("{}/copy/hdr:{layout}", first.host());
+        let source = format!("{}/copy/hdr:{layout}", watched.host());
         let pushed = cli.push(&module, &source, &["--layout", layout]);
         let digest = pushed["manifest_digest"].as_str().unwrap();
 
@@ -117,8 +120,14 @@ fn copy_between_registries_and_through_an_oci_layout_keeps_the_digest() {
         let copied = cli.run(&["copy", &source, &mirrored, "--json"]).json();
         assert_eq!(copied["manifest_digest"], digest);
         assert!(copied["blobs_copied"].as_u64().unwrap() >= 2, "{copied}");
+        watched.clear();
         let again = cli.run(&["copy", &source, &mirrored, "--json"]).json();
         assert_eq!(again["blobs_copied"], 0, "{again}");
+        assert_eq!(again["blobs_present"], copied["blobs_copied"], "{again}");
+        assert!(
+            !watched.seen().iter().any(|s| s.is_blob_get()),
+            "a blob the mirror had was downloaded again"
+        );
 
         let dir = cli.home.path().join("layout");
         let at = format!("{}:{layout}", dir.display());
