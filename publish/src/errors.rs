@@ -36,6 +36,23 @@ pub enum Error {
     },
 
     #[error(
+        "{reference}: the --sha256 pin does not match the manifest: pinned {pinned}, the registry's manifest is {actual} \
+         (the tag now names other content, or the pin is not this image's manifest digest)"
+    )]
+    PinMismatch {
+        reference: String,
+        pinned: String,
+        actual: String,
+    },
+
+    #[error("cannot reach {registry} ({what}): {detail}")]
+    Connection {
+        what: String,
+        registry: String,
+        detail: String,
+    },
+
+    #[error(
         "{what}: size mismatch, the manifest says {expected} bytes, the registry sent {actual}"
     )]
     Size {

@@ -142,8 +142,16 @@ pub fn build(layout: Layout, input: &BuildInput<'_>) -> Result<Artifact> {
     })
 }
 
+/// Image configs carry `created` only when a time was asked for (an empty string
+/// is not a valid time for image-config readers).
 fn to_json(value: &serde_json::Value) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Layout(format!("cannot encode the config: {e}")))
+    let mut value = value.clone();
+    if let Some(object) = value.as_object_mut()
+        && object.get("created").and_then(|c| c.as_str()) == Some("")
+    {
+        object.remove("created");
+    }
+    serde_json::to_vec(&value).map_err(|e| Error::Layout(format!("cannot encode the config: {e}")))
 }
 
 /// A tar with fixed owners, modes and times, so the digest depends only on content.

@@ -6,9 +6,12 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod client;
+pub mod copy;
 pub mod errors;
 pub mod layout;
+pub mod logging;
 pub mod manifest;
 pub mod module;
 pub mod reference;
@@ -38,7 +41,8 @@ pub struct PushRequest {
     pub root_ids: Vec<String>,
     /// `-a key=value`, plus version/revision/source given by flags.
     pub annotations: BTreeMap<String, String>,
-    /// Seconds since the epoch for `created` (SOURCE_DATE_EPOCH); now when None.
+    /// Seconds since the epoch for `created` (SOURCE_DATE_EPOCH or `--created`); when
+    /// None no time is recorded and archive times are 0, so equal inputs give equal digests.
     pub epoch: Option<u64>,
     pub size_cap: u64,
 }
@@ -85,12 +89,7 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
     } else {
         abi_versions
     };
-    let epoch = request.epoch.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let epoch = request.epoch.unwrap_or(0);
     let title = request
         .module
         .file_name()
@@ -98,9 +97,11 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
         .unwrap_or("plugin.wasm")
         .to_string();
     let mut annotations = request.annotations.clone();
-    annotations
-        .entry(manifest::ANNOTATION_CREATED.into())
-        .or_insert_with(|| manifest::rfc3339(epoch));
+    if let Some(epoch) = request.epoch {
+        annotations
+            .entry(manifest::ANNOTATION_CREATED.into())
+            .or_insert_with(|| manifest::rfc3339(epoch));
+    }
     annotations
         .entry(manifest::ANNOTATION_TITLE.into())
         .or_insert_with(|| title.trim_end_matches(".wasm").to_string());
@@ -219,9 +220,9 @@ pub async fn resolve(
             format!("sha256:{pin}")
         };
         if wanted != digest {
-            return Err(Error::Digest {
-                what: format!("manifest of {}", reference.whole()),
-                expected: wanted,
+            return Err(Error::PinMismatch {
+                reference: reference.whole(),
+                pinned: wanted,
                 actual: digest,
             });
         }
@@ -317,6 +318,20 @@ pub async fn pull(
     output: &Path,
     cache: Option<&cache::BlobCache>,
 ) -> Result<PullReport> {
+    let (mut report, module) = fetch_module(client, reference, pin, cache).await?;
+    cache::write_atomically(output, &module, 0o644)?;
+    report.output = output.to_path_buf();
+    Ok(report)
+}
+
+/// Pulls and verifies the module of any of the four layouts, in memory; the
+/// report's `output` is left empty for the caller to fill in.
+pub async fn fetch_module(
+    client: &RegistryClient,
+    reference: &Reference,
+    pin: Option<&str>,
+    cache: Option<&cache::BlobCache>,
+) -> Result<(PullReport, Vec<u8>)> {
     let resolved = resolve(client, reference, pin).await?;
     let located = layout::locate(&resolved.media_type, &resolved.manifest)?;
     if u64::try_from(located.blob.size).unwrap_or(u64::MAX) > layout::ISTIO_MODULE_CAP * 2 {
@@ -334,18 +349,18 @@ pub async fn pull(
             reference.whole()
         )));
     }
-    cache::write_atomically(output, &module, 0o644)?;
-    Ok(PullReport {
+    let report = PullReport {
         reference: reference.whole(),
         layout: located.layout,
         istio: layout::istio_verdict(&resolved.media_type, &resolved.manifest, Some(&module)),
         manifest_digest: resolved.manifest_digest,
         module_digest: module::sha256_digest(&module),
         module_size: module.len() as u64,
-        output: output.to_path_buf(),
+        output: PathBuf::new(),
         downloaded_bytes,
         from_cache,
-    })
+    };
+    Ok((report, module))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -48,9 +48,9 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub interval: u64,
 
-    /// One JSON report per sync instead of text lines.
-    #[arg(long)]
-    pub json: bool,
+    // --format json: one JSON report per sync instead of text lines.
+    #[command(flatten)]
+    pub report: crate::cli::args::Report,
 
     /// Plain HTTP for registries that are not on loopback.
     #[arg(long)]
@@ -403,7 +403,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
     if !args.watch {
         let list = read_list(&args.list)?;
         let report = sync_once(&list, &options).await;
-        print_report(&report, args.json);
+        print_report(&report, args.report.is_json());
         if report.failed() > 0 {
             bail!(
                 "{} of {} entries failed",
@@ -417,7 +417,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
     loop {
         let seen = modified(&args.list);
         match read_list(&args.list) {
-            Ok(list) => print_report(&sync_once(&list, &options).await, args.json),
+            Ok(list) => print_report(&sync_once(&list, &options).await, args.report.is_json()),
             // A list being rewritten or broken: say so, keep the modules, try again.
             Err(e) => eprintln!("publish sync: {e:#}"),
         }

@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use super::directory::{self, DirectoryFile};
+use super::node_agent::AgentOptions;
 use super::output::{self, Part};
+use super::plugin_settings::{
+    EnvVar, FailStrategy, PluginSettings, PortSelector, PullPolicy, TargetRef, TrafficMatch,
+    parse_env_flag, parse_target_ref,
+};
 use super::schema::CrdSchemas;
 use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
 
@@ -17,17 +23,29 @@ use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
                   what the ASM controller would create: an Istio EnvoyFilter, a strategic-merge patch \
                   mounting /var/local/lib/wasm-filters into the sidecar, the module list `publish sync` \
                   keeps on every node, and the equivalent Istio WasmPlugin. Apply either the WasmPlugin \
-                  or the other three, not both."
+                  or the other three, not both: with -o DIR, `kubectl apply -f DIR/wasmplugin/` or \
+                  `kubectl apply -f DIR/envoyfilter/` (EnvoyFilter, node-agent ConfigMap and, with \
+                  --agent-image, its DaemonSet) plus the patch in DIR/patches/. Istio resources are \
+                  checked against the bundled CRD schemas."
 )]
 pub struct RenderArgs {
     /// ASMFilterDeployment YAML files (several documents per file are fine); `-` reads stdin.
     #[arg(required = true, value_name = "ASMFilterDeployment.yaml")]
     pub inputs: Vec<PathBuf>,
 
-    /// A directory to write envoyfilter.yaml, workload-patch.yaml, node-agent.yaml and
-    /// wasmplugin.yaml into (created if missing), or `-` for stdout.
+    /// `-` prints every document; a directory gets DIR/wasmplugin/ and DIR/envoyfilter/
+    /// (each applyable alone with `kubectl apply -f`, never both) and DIR/patches/.
     #[arg(short, long, default_value = "-", value_name = "DIR|-")]
     pub output: String,
+
+    /// With -o DIR: the namespace of the node agent's ConfigMap and DaemonSet.
+    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
+    pub agent_namespace: String,
+
+    /// With -o DIR: also write the DaemonSet running `publish sync` from this image
+    /// (one with `publish` on its PATH).
+    #[arg(long, value_name = "IMAGE")]
+    pub agent_image: Option<String>,
 
     /// Only these outputs (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -58,33 +76,100 @@ pub struct RenderArgs {
     #[arg(long)]
     pub fail_open: bool,
 
-    /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs
-    /// (e.g. `kubectl get crd envoyfilters.networking.istio.io wasmplugins.extensions.istio.io -o yaml`).
+    /// WasmPlugin failStrategy (--fail-open is FAIL_OPEN); default: spec.wasmPlugin, else FAIL_CLOSE.
+    #[arg(long, value_enum, conflicts_with = "fail_open")]
+    pub fail_strategy: Option<FailStrategy>,
+
+    /// WasmPlugin imagePullPolicy.
+    #[arg(long, value_enum)]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// WasmPlugin imagePullSecret (default: spec.filter.imagePullOptions.pullSecret).
+    #[arg(long, value_name = "SECRET")]
+    pub image_pull_secret: Option<String>,
+
+    /// An environment variable for the Wasm VM (WasmPlugin vmConfig.env, EnvoyFilter
+    /// environment_variables): NAME=VALUE, or NAME to pass the proxy's own. Repeatable.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env_flag)]
+    pub env: Vec<EnvVar>,
+
+    /// Filter only traffic to this port (WasmPlugin match ports). Repeatable.
+    #[arg(long = "match-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub match_ports: Vec<u16>,
+
+    /// Attach the WasmPlugin to [GROUP/]KIND/NAME instead of the label selector
+    /// (targetRefs, e.g. gateway.networking.k8s.io/Gateway/ingress). Repeatable.
+    #[arg(long = "target-ref", value_name = "[GROUP/]KIND/NAME", value_parser = parse_target_ref)]
+    pub target_refs: Vec<TargetRef>,
+
+    /// EnvoyFilter priority (order among EnvoyFilters of one context).
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub envoy_filter_priority: Option<i32>,
+
+    /// Run each filter's parameters through the filter's own on_configure (in the harness's
+    /// simulated Envoy) and refuse what it refuses, quoting what it logged. The module is
+    /// --module, else the image each deployment names, pulled and verified.
+    #[arg(long)]
+    pub validate: bool,
+
+    /// --validate: the module (.wasm) to check every deployment's parameters with.
+    #[arg(long, value_name = "FILE", requires = "validate")]
+    pub module: Option<PathBuf>,
+
+    /// Check the rendered EnvoyFilter and WasmPlugin against these Istio CRDs instead of
+    /// the bundled ones (e.g. `kubectl get crd envoyfilters.networking.istio.io
+    /// wasmplugins.extensions.istio.io -o yaml`).
     #[arg(long, value_name = "CRDS.yaml")]
     pub check_crds: Option<PathBuf>,
 
-    /// --resolve: plain HTTP for registries that are not on loopback.
+    /// --resolve and --validate: plain HTTP for registries that are not on loopback (and a warning that
+    /// istio-agent needs them in WASM_INSECURE_REGISTRIES).
     #[arg(long)]
     pub plain_http: bool,
 
-    /// --resolve: accept any TLS certificate.
+    /// --resolve and --validate: accept any TLS certificate.
     #[arg(long)]
     pub insecure: bool,
 
-    /// --resolve: extra CA certificate (PEM).
+    /// --resolve and --validate: extra CA certificate (PEM).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
 
-    /// --resolve: user name for the registry (default: Docker's config.json).
-    #[arg(short = 'u', long, value_name = "USER", requires_all = ["password_stdin", "resolve"])]
+    /// --resolve and --validate: user name for the registry (default: Docker's config.json).
+    #[arg(short = 'u', long, value_name = "USER", requires = "password_stdin")]
     pub username: Option<String>,
 
-    /// --resolve: read the password for -u from stdin.
+    /// --resolve and --validate: read the password for -u from stdin.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
 }
 
 impl RenderArgs {
+    /// The WasmPlugin/EnvoyFilter settings the flags give.
+    fn plugin_settings(&self) -> PluginSettings {
+        PluginSettings {
+            fail_strategy: self.fail_strategy,
+            image_pull_policy: self.image_pull_policy,
+            image_pull_secret: self.image_pull_secret.clone(),
+            env: self.env.clone(),
+            match_: if self.match_ports.is_empty() {
+                Vec::new()
+            } else {
+                vec![TrafficMatch {
+                    mode: self.context().traffic_mode(),
+                    ports: self
+                        .match_ports
+                        .iter()
+                        .map(|&number| PortSelector { number })
+                        .collect(),
+                }]
+            },
+            target_refs: self.target_refs.clone(),
+            envoy_filter_priority: self.envoy_filter_priority,
+            ..Default::default()
+        }
+    }
+
     fn context(&self) -> TrafficContext {
         if self.outbound {
             TrafficContext::Outbound
@@ -121,21 +206,114 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         phase: args.phase,
         priority: args.priority,
         fail_open: args.fail_open,
+        plugin: args.plugin_settings(),
         digests: BTreeMap::new(),
     };
     if args.resolve {
-        options.digests = resolve_digests(&args, password, &deployments).await?;
+        options.digests = resolve_digests(&args, password.clone(), &deployments).await?;
     }
 
-    let bundle = super::render(&deployments, &options)?;
+    let mut bundle = super::render(&deployments, &options)?;
+    if args.validate {
+        validate_parameters(&args, password.clone(), &deployments, &options).await?;
+    }
+    if args.plain_http {
+        let mut registries: Vec<String> = Vec::new();
+        for deployment in &deployments {
+            let reference = crate::reference::parse(&deployment.filter.image)?;
+            let registry = reference.resolve_registry().to_string();
+            if !crate::reference::is_loopback(&registry) && !registries.contains(&registry) {
+                registries.push(registry);
+            }
+        }
+        for registry in registries {
+            bundle
+                .warnings
+                .push(super::wasm_plugin::insecure_registry_warning(&registry));
+        }
+    }
     for warning in &bundle.warnings {
         eprintln!("warning: {warning}");
     }
-    if let Some(crds) = &args.check_crds {
-        check_against_crds(&bundle, crds)?;
+    let schemas = load_schemas(args.check_crds.as_deref())?;
+    if args.output == "-" {
+        let istio = bundle_resources(&bundle)?;
+        let checked = check_resources(&istio, &schemas)?;
+        if args.check_crds.is_some() {
+            eprintln!("{checked} documents valid");
+        }
+        let files =
+            output::files(&bundle, &args.only).context("serialising the rendered resources")?;
+        return write_stdout(&files);
     }
-    let files = output::files(&bundle, &args.only).context("serialising the rendered resources")?;
-    write_files(&files, &args.output)
+    let agent = AgentOptions {
+        namespace: args.agent_namespace.clone(),
+        image: args.agent_image.clone(),
+    };
+    let mut files =
+        directory::files(&bundle, &agent).context("serialising the rendered resources")?;
+    if !args.only.is_empty() {
+        files.retain(|f| args.only.contains(&f.part));
+    }
+    let resources: Vec<serde_json::Value> =
+        files.iter().flat_map(|f| f.resources.clone()).collect();
+    let checked = check_resources(&resources, &schemas)?;
+    write_directory(&files, Path::new(&args.output))?;
+    let unchecked = resources.len() - checked;
+    if unchecked == 0 {
+        eprintln!("{checked} documents valid");
+    } else {
+        eprintln!(
+            "{checked} documents valid against the Istio CRDs; {unchecked} Kubernetes core \
+             documents (ConfigMap, DaemonSet) not schema-checked"
+        );
+    }
+    if agent.image.is_none() && files.iter().any(|f| f.part == Part::NodeAgent) {
+        eprintln!(
+            "note: no node-agent DaemonSet written; render with --agent-image IMAGE to get one"
+        );
+    }
+    Ok(())
+}
+
+/// The Istio CRDs bundled with publish (istio/api's generated WasmPlugin and
+/// EnvoyFilter definitions), or the file `--check-crds` names.
+fn load_schemas(path: Option<&Path>) -> anyhow::Result<CrdSchemas> {
+    const BUNDLED: &str = include_str!("../../schemas/istio-crds.yaml");
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            CrdSchemas::from_yaml(&text).with_context(|| format!("loading {}", path.display()))
+        }
+        None => CrdSchemas::from_yaml(BUNDLED).context("loading the bundled Istio CRDs"),
+    }
+}
+
+fn bundle_resources(bundle: &Bundle) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut resources = Vec::new();
+    for filter in &bundle.filters {
+        resources.push(serde_json::to_value(&filter.envoy_filter)?);
+        resources.push(serde_json::to_value(&filter.wasm_plugin)?);
+    }
+    Ok(resources)
+}
+
+/// Checks every resource a CRD describes; returns how many were checked.
+pub fn check_resources(
+    resources: &[serde_json::Value],
+    schemas: &CrdSchemas,
+) -> anyhow::Result<usize> {
+    let mut checked = 0;
+    for resource in resources {
+        let api_version = resource["apiVersion"].as_str().unwrap_or_default();
+        let kind = resource["kind"].as_str().unwrap_or_default();
+        if schemas.schema_for(api_version, kind).is_some() {
+            schemas.check(resource)?;
+            checked += 1;
+        }
+    }
+    Ok(checked)
 }
 
 fn display(path: &Path) -> String {
@@ -159,39 +337,93 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
 
 /// Checks every EnvoyFilter and WasmPlugin of the bundle against the CRD file.
 pub fn check_against_crds(bundle: &Bundle, crds: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(crds).with_context(|| format!("reading {}", crds.display()))?;
-    let schemas =
-        CrdSchemas::from_yaml(&text).with_context(|| format!("loading {}", crds.display()))?;
-    for filter in &bundle.filters {
-        for resource in [
-            serde_json::to_value(&filter.envoy_filter)?,
-            serde_json::to_value(&filter.wasm_plugin)?,
-        ] {
-            schemas
-                .check(&resource)
-                .with_context(|| format!("checking against {}", crds.display()))?;
+    let schemas = load_schemas(Some(crds))?;
+    check_resources(&bundle_resources(bundle)?, &schemas)
+        .with_context(|| format!("checking against {}", crds.display()))?;
+    Ok(())
+}
+
+fn write_stdout(files: &[output::OutputFile]) -> anyhow::Result<()> {
+    let text: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.join("---\n").as_bytes())
+        .context("writing to stdout")?;
+    Ok(())
+}
+
+fn write_directory(files: &[DirectoryFile], dir: &Path) -> anyhow::Result<()> {
+    for file in files {
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
+        crate::cache::write_atomically(&path, file.text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
 
-fn write_files(files: &[output::OutputFile], target: &str) -> anyhow::Result<()> {
-    if target == "-" {
-        let text: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(text.join("---\n").as_bytes())
-            .context("writing to stdout")?;
-        return Ok(());
-    }
-    let dir = Path::new(target);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for file in files {
-        let path = dir.join(file.part.file_name());
-        crate::cache::write_atomically(&path, file.text.as_bytes(), 0o644)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+fn registry_client(
+    args: &RenderArgs,
+    password: Option<String>,
+    registry: &str,
+) -> anyhow::Result<crate::client::RegistryClient> {
+    let credentials = crate::auth::resolve(registry, args.username.as_deref(), password)?;
+    Ok(crate::client::RegistryClient::new(
+        registry,
+        credentials,
+        crate::client::Options {
+            plain_http: args.plain_http,
+            insecure: args.insecure,
+            ca_file: args.ca_file.clone(),
+            progress: false,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// `--validate`: every deployment's parameters through its module's on_configure.
+async fn validate_parameters(
+    args: &RenderArgs,
+    password: Option<String>,
+    deployments: &[input::FilterDeployment],
+    options: &RenderOptions,
+) -> anyhow::Result<()> {
+    let mut modules: BTreeMap<String, (harness::CompiledModule, String)> = BTreeMap::new();
+    for deployment in deployments {
+        let image = &deployment.filter.image;
+        if !modules.contains_key(image) {
+            let (bytes, name) = match &args.module {
+                Some(path) => (
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                None => {
+                    let reference = crate::reference::parse(image)?;
+                    let client =
+                        registry_client(args, password.clone(), reference.resolve_registry())?;
+                    let (_, bytes) = crate::fetch_module(&client, &reference, None, None)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "--validate: pulling {image} (spec.filter.image of {}); \
+                                 give --module FILE to check with a local module",
+                                deployment.name
+                            )
+                        })?;
+                    (bytes, image.clone())
+                }
+            };
+            let compiled = harness::CompiledModule::from_bytes(&name, &bytes)
+                .with_context(|| format!("--validate: compiling {name}"))?;
+            modules.insert(image.clone(), (compiled, name));
+        }
+        let (module, name) = &modules[image];
+        super::validate::check_parameters(module, name, deployment, options)?;
+        eprintln!("{}: {name} accepts spec.filter.parameters", deployment.name);
     }
     Ok(())
 }
@@ -209,20 +441,7 @@ async fn resolve_digests(
             continue;
         }
         let reference = crate::reference::parse(image)?;
-        let registry = reference.resolve_registry().to_string();
-        let credentials =
-            crate::auth::resolve(&registry, args.username.as_deref(), password.clone())?;
-        let client = crate::client::RegistryClient::new(
-            &registry,
-            credentials,
-            crate::client::Options {
-                plain_http: args.plain_http,
-                insecure: args.insecure,
-                ca_file: args.ca_file.clone(),
-                progress: false,
-                ..Default::default()
-            },
-        )?;
+        let client = registry_client(args, password.clone(), reference.resolve_registry())?;
         let resolved = crate::resolve(&client, &reference, None)
             .await
             .with_context(|| {

@@ -52,6 +52,9 @@ impl ObjectMeta {
 #[serde(rename_all = "camelCase")]
 pub struct EnvoyFilterSpec {
     pub workload_selector: WorkloadSelector,
+    /// Order among EnvoyFilters in the same context (lower first; Istio's default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     pub config_patches: Vec<ConfigPatch>,
 }
 
@@ -147,6 +150,39 @@ pub struct VmConfig {
     pub runtime: String,
     pub vm_id: String,
     pub code: VmCode,
+    /// `envoy.extensions.wasm.v3.EnvironmentVariables`: the same env as the WasmPlugin's vmConfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_variables: Option<EnvironmentVariables>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentVariables {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_env_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_values: BTreeMap<String, String>,
+}
+
+impl EnvironmentVariables {
+    fn from_env(env: &[super::plugin_settings::EnvVar]) -> Option<Self> {
+        if env.is_empty() {
+            return None;
+        }
+        let mut vars = EnvironmentVariables {
+            host_env_keys: Vec::new(),
+            key_values: BTreeMap::new(),
+        };
+        for var in env {
+            match (&var.value_from, &var.value) {
+                (Some(from), _) if from == "HOST" => vars.host_env_keys.push(var.name.clone()),
+                (_, value) => {
+                    vars.key_values
+                        .insert(var.name.clone(), value.clone().unwrap_or_default());
+                }
+            }
+        }
+        Some(vars)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +202,8 @@ pub fn module_path(file_name: &str) -> String {
 
 pub fn render(deployment: &FilterDeployment, options: &RenderOptions) -> EnvoyFilter {
     let filter = &deployment.filter;
+    let settings = options.settings_for(deployment);
+    let fail_open = settings.fail_strategy == Some(super::plugin_settings::FailStrategy::FailOpen);
     let file_name = super::node_list::file_name_for(&filter.id);
     EnvoyFilter {
         api_version: API_VERSION.into(),
@@ -175,6 +213,7 @@ pub fn render(deployment: &FilterDeployment, options: &RenderOptions) -> EnvoyFi
             workload_selector: WorkloadSelector {
                 labels: deployment.labels.clone(),
             },
+            priority: settings.envoy_filter_priority,
             config_patches: vec![ConfigPatch {
                 apply_to: "HTTP_FILTER".into(),
                 match_: PatchMatch {
@@ -213,8 +252,11 @@ pub fn render(deployment: &FilterDeployment, options: &RenderOptions) -> EnvoyFi
                                             filename: module_path(&file_name),
                                         },
                                     },
+                                    environment_variables: EnvironmentVariables::from_env(
+                                        &settings.env,
+                                    ),
                                 },
-                                fail_open: options.fail_open.then_some(true),
+                                fail_open: fail_open.then_some(true),
                             },
                         },
                     },

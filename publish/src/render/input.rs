@@ -24,6 +24,8 @@ pub struct FilterDeployment {
     /// Pod labels selecting the workload; never empty.
     pub labels: BTreeMap<String, String>,
     pub filter: FilterSpec,
+    /// `spec.wasmPlugin`: WasmPlugin and EnvoyFilter settings (publish's extension).
+    pub plugin: super::plugin_settings::PluginSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +123,11 @@ pub fn from_value(value: &Value) -> Result<FilterDeployment, RenderError> {
     }
 
     let spec = mapping(required(root, "", "spec")?, "spec")?;
-    reject_unknown(spec, "spec", &["workload", "filter"])?;
+    reject_unknown(spec, "spec", &["workload", "filter", "wasmPlugin"])?;
+    let plugin = match spec.get("wasmPlugin") {
+        None | Some(Value::Null) => Default::default(),
+        Some(block) => super::plugin_settings::PluginSettings::from_yaml(block)?,
+    };
 
     let workload = mapping(required(spec, "spec", "workload")?, "spec.workload")?;
     reject_unknown(workload, "spec.workload", &["kind", "labels"])?;
@@ -214,6 +220,7 @@ pub fn from_value(value: &Value) -> Result<FilterDeployment, RenderError> {
             parameters_text,
             parameters,
         },
+        plugin,
     })
 }
 

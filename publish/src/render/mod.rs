@@ -11,11 +11,15 @@
 //!    would run twice).
 
 pub mod cli;
+pub mod directory;
 pub mod envoy_filter;
 pub mod input;
+pub mod node_agent;
 pub mod node_list;
 pub mod output;
+pub mod plugin_settings;
 pub mod schema;
+pub mod validate;
 pub mod wasm_plugin;
 pub mod workload_patch;
 pub mod yaml;
@@ -99,8 +103,11 @@ impl TrafficContext {
 }
 
 /// WasmPlugin phase (where in the chain Istio inserts it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[value(rename_all = "UPPER")]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Phase {
     Authn,
     Authz,
@@ -127,8 +134,24 @@ pub struct RenderOptions {
     pub priority: Option<i32>,
     /// Let traffic through when the module cannot be loaded or crashes.
     pub fail_open: bool,
+    /// The other WasmPlugin/EnvoyFilter settings given by flag; they win over
+    /// the input's `spec.wasmPlugin` block.
+    pub plugin: plugin_settings::PluginSettings,
     /// Manifest digests (`sha256:<hex>`) by image reference, from `--resolve`.
     pub digests: BTreeMap<String, String>,
+}
+
+impl RenderOptions {
+    /// The flag settings for `deployment`, over its `spec.wasmPlugin` block.
+    pub fn settings_for(&self, deployment: &FilterDeployment) -> plugin_settings::PluginSettings {
+        let mut flags = self.plugin.clone();
+        flags.phase = self.phase.or(flags.phase);
+        flags.priority = self.priority.or(flags.priority);
+        if self.fail_open {
+            flags.fail_strategy = Some(plugin_settings::FailStrategy::FailOpen);
+        }
+        deployment.plugin.overlay(&flags)
+    }
 }
 
 /// Everything rendered for one ASMFilterDeployment.

@@ -34,6 +34,23 @@ pub struct ModuleEntry {
     pub sha256: Option<String>,
 }
 
+/// The list text inside a ConfigMap document of `text`, if it has one.
+fn in_config_map(text: &str) -> Option<String> {
+    serde_yaml_ng::Deserializer::from_str(text).find_map(|document| {
+        let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(document).ok()?;
+        if value.get("kind")?.as_str()? != "ConfigMap" {
+            return None;
+        }
+        Some(
+            value
+                .get("data")?
+                .get(super::node_agent::LIST_KEY)?
+                .as_str()?
+                .to_string(),
+        )
+    })
+}
+
 /// `<filter id>.wasm`: the id is unique per filter and already checked to be a safe file name.
 pub fn file_name_for(filter_id: &str) -> String {
     format!("{filter_id}.wasm")
@@ -59,9 +76,12 @@ impl NodeList {
         }
     }
 
-    /// Reads and checks a list; errors name the entry and field.
+    /// Reads and checks a list; errors name the entry and field. The list may
+    /// also come inside the node agent's ConfigMap (the `-o DIR` file holding
+    /// ConfigMap and DaemonSet), under the `node-agent.yaml` key.
     pub fn from_yaml(text: &str) -> Result<Self, RenderError> {
-        let list: NodeList = serde_yaml_ng::from_str(text).map_err(|e| RenderError::Yaml {
+        let text = in_config_map(text).unwrap_or_else(|| text.to_string());
+        let list: NodeList = serde_yaml_ng::from_str(&text).map_err(|e| RenderError::Yaml {
             document: 1,
             detail: e.to_string(),
         })?;

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::envoy_filter::ObjectMeta;
+use super::plugin_settings::{
+    EnvVar, FailStrategy, PullPolicy, TargetRef, TrafficMatch, TrafficMode,
+};
 use super::{FilterDeployment, RenderOptions, TrafficContext};
 
 pub const API_VERSION: &str = "extensions.istio.io/v1alpha1";
@@ -23,7 +26,11 @@ pub struct WasmPlugin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WasmPluginSpec {
-    pub selector: Selector,
+    /// Left out when targetRefs are given (Istio accepts only one of the two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
     pub url: String,
     /// Manifest digest hex: istio-agent refuses an image whose manifest differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,9 +38,13 @@ pub struct WasmPluginSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_config: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_config: Option<VmConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,7 +53,12 @@ pub struct WasmPluginSpec {
     #[serde(rename = "type")]
     pub plugin_type: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "match")]
-    pub match_: Vec<TrafficSelector>,
+    pub match_: Vec<TrafficMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmConfig {
+    pub env: Vec<EnvVar>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +67,26 @@ pub struct Selector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrafficSelector {
-    pub mode: String,
+impl TrafficContext {
+    /// WasmPlugin `match.mode`: sidecar inbound listeners are SERVER traffic,
+    /// outbound are CLIENT; gateways get none (their proxies have only gateway
+    /// listeners anyway).
+    pub fn traffic_mode(self) -> Option<TrafficMode> {
+        match self {
+            TrafficContext::Inbound => Some(TrafficMode::Server),
+            TrafficContext::Outbound => Some(TrafficMode::Client),
+            TrafficContext::Gateway => None,
+        }
+    }
+}
+
+/// The warning for an image on a registry istio-agent would have to reach over plain HTTP.
+pub fn insecure_registry_warning(registry: &str) -> String {
+    format!(
+        "{registry} is reached over plain HTTP here, but istio-agent pulls oci:// images over HTTPS \
+         unless the registry is listed in its WASM_INSECURE_REGISTRIES environment variable \
+         (e.g. meshConfig.defaultConfig.proxyMetadata or the proxy.istio.io/config annotation)"
+    )
 }
 
 /// Integers beyond 2^53 do not survive protobuf Struct (numbers are doubles).
@@ -78,36 +111,52 @@ pub fn render(
             ));
         }
     }
-    // Sidecar inbound listeners are SERVER traffic, outbound are CLIENT. Gateways
-    // get no traffic selector: their proxies have only gateway listeners anyway.
-    let match_ = match options.context {
-        TrafficContext::Inbound => vec![TrafficSelector {
-            mode: "SERVER".into(),
-        }],
-        TrafficContext::Outbound => vec![TrafficSelector {
-            mode: "CLIENT".into(),
-        }],
-        TrafficContext::Gateway => Vec::new(),
+    let settings = options.settings_for(deployment);
+    let match_ = if settings.match_.is_empty() {
+        options
+            .context
+            .traffic_mode()
+            .map(|mode| TrafficMatch {
+                mode: Some(mode),
+                ports: Vec::new(),
+            })
+            .into_iter()
+            .collect()
+    } else {
+        settings.match_.clone()
     };
+    if let Ok(reference) = crate::reference::parse(&filter.image)
+        && crate::reference::is_loopback(reference.resolve_registry())
+    {
+        warnings.push(insecure_registry_warning(reference.resolve_registry()));
+    }
     let plugin = WasmPlugin {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
         metadata: ObjectMeta::of(deployment),
         spec: WasmPluginSpec {
-            selector: Selector {
+            selector: settings.target_refs.is_empty().then(|| Selector {
                 match_labels: deployment.labels.clone(),
-            },
+            }),
+            target_refs: settings.target_refs.clone(),
             url: format!("oci://{}", filter.image),
             sha256: manifest_digest.map(|d| d.trim_start_matches("sha256:").to_string()),
-            image_pull_secret: filter.pull_secret.clone(),
+            image_pull_secret: settings
+                .image_pull_secret
+                .clone()
+                .or_else(|| filter.pull_secret.clone()),
+            image_pull_policy: settings.image_pull_policy,
             plugin_name: filter.root_id.clone(),
             plugin_config: filter.parameters.clone(),
-            phase: options.phase.map(|p| p.as_str().to_string()),
-            priority: options.priority,
-            fail_strategy: if options.fail_open {
-                "FAIL_OPEN"
-            } else {
-                "FAIL_CLOSE"
+            vm_config: (!settings.env.is_empty()).then(|| VmConfig {
+                env: settings.env.clone(),
+            }),
+            phase: settings.phase.map(|p| p.as_str().to_string()),
+            priority: settings.priority,
+            fail_strategy: match settings.fail_strategy.unwrap_or(FailStrategy::FailClose) {
+                FailStrategy::FailClose => "FAIL_CLOSE",
+                FailStrategy::FailOpen => "FAIL_OPEN",
+                FailStrategy::FailReload => "FAIL_RELOAD",
             }
             .into(),
             plugin_type: "HTTP".into(),

@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod commands;
+mod diagnostics;
 mod faults;
+mod habits;
 mod interop;
 // `publish render` tests live beside this binary, in tests/render/.
 #[path = "../render/mod.rs"]

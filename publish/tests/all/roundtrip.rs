@@ -357,7 +357,11 @@ fn pinned_pulls_check_the_manifest_digest() {
         &wrong,
     ]);
     assert!(!run.ok());
-    assert!(run.stderr().contains("digest mismatch"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("pin does not match"),
+        "{}",
+        run.stderr()
+    );
     assert!(!out.exists());
 }
 

@@ -1,5 +1,5 @@
 //! The rendered EnvoyFilter and WasmPlugin against Istio's published CRD schemas
-//! (tests/fixtures/render/istio-crds.yaml, a copy of istio/api's generated CRDs),
+//! (schemas/istio-crds.yaml, a copy of istio/api's generated CRDs),
 //! and proof that the checker refuses what the API server would refuse.
 
 use publish::render::output::Part;
@@ -7,10 +7,13 @@ use publish::render::schema::{CrdSchemas, SchemaError};
 use publish::render::{RenderOptions, TrafficContext};
 use serde_json::{Value, json};
 
-use super::{article_example, file, files, fixtures, parse_yaml_documents, read, render_file};
+use super::{
+    article_example, crate_dir, file, files, fixtures, parse_yaml_documents, read, render_file,
+};
 
 fn schemas() -> CrdSchemas {
-    CrdSchemas::from_yaml(&read(&fixtures().join("istio-crds.yaml"))).expect("Istio CRDs load")
+    CrdSchemas::from_yaml(&read(&crate_dir().join("schemas/istio-crds.yaml")))
+        .expect("Istio CRDs load")
 }
 
 fn article_docs(part: Part, options: &RenderOptions) -> Vec<Value> {

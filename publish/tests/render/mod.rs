@@ -4,9 +4,11 @@
 mod cli;
 mod crd;
 mod errors;
+mod fields;
 mod golden;
 mod resolve;
 mod sync;
+mod validate;
 
 use std::path::{Path, PathBuf};
 

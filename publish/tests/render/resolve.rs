@@ -6,7 +6,7 @@
 use crate::support::registry::{Registry, RegistryAuth};
 use crate::support::{Cli, proxy_wasm_module, small_module};
 
-use super::{article_example, fixtures, parse_yaml_documents, read, str_at};
+use super::{article_example, crate_dir, parse_yaml_documents, read, str_at};
 
 const USER: &str = "render-user";
 const PASSWORD: &str = "render-Passw0rd-123";
@@ -21,7 +21,7 @@ fn deployment_for(cli: &Cli, image: &str) -> String {
 }
 
 fn resolved_pins(cli: &Cli, input: &str) -> (String, String) {
-    let crds = fixtures().join("istio-crds.yaml");
+    let crds = crate_dir().join("schemas/istio-crds.yaml");
     let run = cli.run(&[
         "render",
         input,

@@ -240,7 +240,8 @@ fn pull_secrets_from_the_rendered_list_name_the_credentials() {
         "node-agent",
     ]);
     assert!(run.ok(), "{}", run.stderr());
-    let list = rendered.join("node-agent.yaml");
+    // The -o DIR file holding the ConfigMap (and DaemonSet) is read as the list.
+    let list = rendered.join("envoyfilter/node-agent.yaml");
     let dir = cli.home.path().join("modules");
     let secrets = cli.home.path().join("secrets");
 

@@ -13,13 +13,16 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
+
+mod diagnose;
 
 use crate::auth::Credentials;
 use crate::errors::{Error, Result};
 use crate::manifest::{Blob, OciDescriptor};
+use diagnose::{ConnectFailure, connect_failure, is_transient, short};
 
 /// Transport settings shared by every command.
 #[derive(Debug, Clone)]
@@ -64,6 +67,10 @@ const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
 /// A client bound to one registry and one set of credentials.
 pub struct RegistryClient {
     inner: oci_client::Client,
+    /// For the few requests oci-client lacks (manifest DELETE), same TLS settings.
+    http: reqwest::Client,
+    /// `http` or `https`, as oci-client chose for this registry.
+    scheme: &'static str,
     registry: String,
     credentials: Credentials,
     auth: RegistryAuth,
@@ -76,6 +83,10 @@ impl RegistryClient {
         let wants_tls = options.ca_file.is_some() || options.insecure;
         let plain = options.plain_http || (crate::reference::is_loopback(registry) && !wants_tls);
         let mut extra_root_certificates = Vec::new();
+        let mut http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(options.insecure)
+            .read_timeout(options.timeout)
+            .connect_timeout(Duration::from_secs(10));
         if let Some(path) = &options.ca_file {
             let data = std::fs::read(path)
                 .map_err(|e| Error::io(format!("reading the CA file {}", path.display()), e))?;
@@ -90,6 +101,9 @@ impl RegistryClient {
                     "{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
                     path.display()
                 )));
+            }
+            for certificate in parsed {
+                http = http.add_root_certificate(certificate);
             }
             extra_root_certificates.push(Certificate {
                 encoding: CertificateEncoding::Pem,
@@ -115,8 +129,13 @@ impl RegistryClient {
         let inner = oci_client::Client::try_from(config).map_err(|e| {
             Error::Usage(format!("cannot set up the HTTP client for {registry}: {e}"))
         })?;
+        let http = http.build().map_err(|e| {
+            Error::Usage(format!("cannot set up the HTTP client for {registry}: {e}"))
+        })?;
         Ok(RegistryClient {
             inner,
+            http,
+            scheme: if plain { "http" } else { "https" },
             registry: registry.to_string(),
             credentials,
             auth,
@@ -136,7 +155,7 @@ impl RegistryClient {
         } else {
             RegistryOperation::Pull
         };
-        self.retry("authenticating", || {
+        self.retry("contacting the registry", || {
             self.inner.auth(reference, &self.auth, op)
         })
         .await
@@ -269,6 +288,117 @@ impl RegistryClient {
         Ok(sink.bytes)
     }
 
+    /// Every tag of the reference's repository, following the registry's pages.
+    pub async fn list_tags(&self, reference: &Reference) -> Result<Vec<String>> {
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.last().cloned();
+            let page = self
+                .retry(
+                    &format!("listing the tags of {}", reference.repository()),
+                    || {
+                        self.inner
+                            .list_tags(reference, &self.auth, Some(1000), last.as_deref())
+                    },
+                )
+                .await?;
+            let before = tags.len();
+            tags.extend(page.tags.into_iter().filter(|t| Some(t) != last.as_ref()));
+            if tags.len() - before < 1000 {
+                return Ok(tags);
+            }
+        }
+    }
+
+    /// Deletes the manifest `digest` names (registries delete by digest, which
+    /// removes every tag pointing at it). oci-client has no DELETE, so this one
+    /// request is made here, with the token oci-client negotiated.
+    pub async fn delete_manifest(&self, reference: &Reference, digest: &str) -> Result<()> {
+        let what = format!(
+            "deleting the manifest {digest} of {}",
+            reference.repository()
+        );
+        let token = self
+            .retry("contacting the registry", || {
+                self.inner
+                    .auth(reference, &self.auth, RegistryOperation::Push)
+            })
+            .await?;
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{digest}",
+            self.scheme,
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let mut request = self.http.delete(&url);
+        request = match (&token, &self.credentials) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Credentials::Basic { username, password }) => {
+                request.basic_auth(username, Some(password))
+            }
+            (None, Credentials::Token(token)) => request.bearer_auth(token),
+            (None, Credentials::Anonymous) => request,
+        };
+        tracing::debug!(registry = %self.registry, "DELETE {url}");
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.explain(&what, OciDistributionError::RequestError(e), 0))?;
+        let status = response.status();
+        tracing::debug!(registry = %self.registry, "DELETE {url}: {status}");
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        let detail = match status.as_u16() {
+            404 => "not found; check the repository and digest".to_string(),
+            405 => {
+                "the registry does not allow deletes (distribution: storage.delete.enabled: true)"
+                    .to_string()
+            }
+            401 | 403 => {
+                return Err(Error::Auth {
+                    registry: self.registry.clone(),
+                    detail: format!("{what}: refused {} ({status})", self.credentials.describe()),
+                    anonymous: matches!(self.credentials, Credentials::Anonymous),
+                });
+            }
+            _ => format!(
+                "the registry answered {status}: {}",
+                body.lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ),
+        };
+        Err(Error::Registry {
+            what,
+            registry: self.registry.clone(),
+            detail,
+        })
+    }
+
+    /// Uploads raw bytes as a blob unless the registry has it, checking they
+    /// hash to `digest`; true when bytes were sent.
+    pub async fn copy_blob_in(
+        &self,
+        reference: &Reference,
+        descriptor: &OciDescriptor,
+        bytes: Vec<u8>,
+    ) -> Result<bool> {
+        let blob = Blob::new(&descriptor.media_type, bytes);
+        if blob.digest() != descriptor.digest {
+            return Err(Error::Digest {
+                what: format!("blob {}", descriptor.digest),
+                expected: descriptor.digest.clone(),
+                actual: blob.digest().to_string(),
+            });
+        }
+        self.push_blob_if_missing(reference, &blob).await
+    }
+
     fn progress_bar(&self, size: u64, digest: &str) -> ProgressBar {
         use std::io::IsTerminal as _;
         if !self.options.progress || size < PROGRESS_THRESHOLD || !std::io::stderr().is_terminal() {
@@ -293,174 +423,47 @@ impl RegistryClient {
         let mut delay = self.options.backoff;
         let mut tries = 0;
         loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) if tries < self.options.retries && is_transient(&error) => {
+            tracing::debug!(registry = %self.registry, "{what}");
+            let outcome = attempt().await;
+            let error = match outcome {
+                Ok(value) => {
+                    tracing::debug!(registry = %self.registry, "{what}: done");
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            tracing::debug!(registry = %self.registry, "{what}: {}", short(&error));
+            let failure = connect_failure(&error);
+            // Nothing listening, or no such host: a couple of quick retries
+            // cover a registry that is starting; more would only delay the answer.
+            let limit = match failure {
+                Some(ConnectFailure::Refused) => self.options.retries.min(2),
+                Some(ConnectFailure::Dns) => self.options.retries.min(1),
+                Some(ConnectFailure::Tls) => 0,
+                None => self.options.retries,
+            };
+            match error {
+                error if tries < limit && is_transient(&error) => {
                     tries += 1;
-                    eprintln!(
-                        "publish: {what} failed ({}), retry {tries}/{} in {} ms",
-                        short(&error),
-                        self.options.retries,
-                        delay.as_millis()
-                    );
+                    match failure {
+                        Some(kind) => eprintln!(
+                            "publish: cannot connect to {} ({}), retry {tries}/{limit} in {} ms",
+                            self.registry,
+                            kind.describe(),
+                            delay.as_millis()
+                        ),
+                        None => eprintln!(
+                            "publish: {what} failed ({}), retry {tries}/{limit} in {} ms",
+                            short(&error),
+                            delay.as_millis()
+                        ),
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                Err(error) => return Err(self.explain(what, error, tries)),
+                error => return Err(self.explain(what, error, tries)),
             }
         }
-    }
-
-    /// Turns an oci-client error into one that says what failed and what to do.
-    fn explain(&self, what: &str, error: OciDistributionError, retries: u32) -> Error {
-        if let OciDistributionError::DigestError(
-            oci_client::errors::DigestError::VerificationError { expected, actual },
-        ) = &error
-        {
-            return Error::Digest {
-                what: what.to_string(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            };
-        }
-        let status = http_status(&error);
-        if matches!(error, OciDistributionError::AuthenticationFailure(_))
-            || matches!(status, Some(401) | Some(403))
-        {
-            let detail = match (&self.credentials, status) {
-                (Credentials::Anonymous, _) => format!(
-                    "{what}: the registry requires credentials and none are configured for {}",
-                    self.registry
-                ),
-                (_, Some(403)) => format!(
-                    "{what}: access denied {} (the account lacks permission for this repository)",
-                    self.credentials.describe()
-                ),
-                _ => format!(
-                    "{what}: the registry refused the credentials {}",
-                    self.credentials.describe()
-                ),
-            };
-            return Error::Auth {
-                registry: self.registry.clone(),
-                detail,
-                anonymous: matches!(self.credentials, Credentials::Anonymous),
-            };
-        }
-        let mut detail = short(&error);
-        if let OciDistributionError::RegistryError { envelope, .. } = &error {
-            let missing = envelope.errors.iter().any(|e| {
-                matches!(
-                    e.code,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::BlobUnknown
-                )
-            });
-            let messages: Vec<String> = envelope.errors.iter().map(|e| e.message.clone()).collect();
-            detail = if missing {
-                format!(
-                    "not found ({}); check the repository and tag",
-                    messages.join("; ")
-                )
-            } else {
-                format!("the registry answered: {}", messages.join("; "))
-            };
-        }
-        if retries > 0 {
-            detail.push_str(&format!(" (after {retries} retries)"));
-        }
-        if let OciDistributionError::RequestError(e) = &error {
-            if e.is_connect() && connection_failed(e) {
-                detail.push_str(&format!("; is the registry running at {}?", self.registry));
-            } else if e.is_connect() {
-                detail.push_str(
-                    "; the TLS handshake failed: use --plain-http if the registry speaks plain HTTP, \
-                     --ca-file for a private CA",
-                );
-            }
-        }
-        Error::Registry {
-            what: what.to_string(),
-            registry: self.registry.clone(),
-            detail,
-        }
-    }
-}
-
-fn http_status(error: &OciDistributionError) -> Option<u16> {
-    match error {
-        OciDistributionError::RequestError(e) => e.status().map(|s| s.as_u16()),
-        OciDistributionError::ServerError { code, .. } => Some(*code),
-        OciDistributionError::UnauthorizedError { .. } => Some(401),
-        OciDistributionError::RegistryError { envelope, .. } => {
-            envelope.errors.iter().find_map(|e| match e.code {
-                OciErrorCode::Unauthorized => Some(401),
-                OciErrorCode::Denied => Some(403),
-                OciErrorCode::Toomanyrequests => Some(429),
-                _ => None,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// 5xx, 429 and transport failures (refused or dropped connections, timeouts).
-fn is_transient(error: &OciDistributionError) -> bool {
-    if let Some(status) = http_status(error) {
-        return status >= 500 || status == 429;
-    }
-    match error {
-        // A TLS failure is a connect error too, but retrying cannot fix it.
-        OciDistributionError::RequestError(e) if e.is_connect() => connection_failed(e),
-        OciDistributionError::RequestError(e) => {
-            e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
-        }
-        OciDistributionError::IoError(e) => !e.to_string().contains(CappedBuffer::OVERFLOW),
-        _ => false,
-    }
-}
-
-/// The connection was refused, reset or timed out (not a TLS or protocol failure).
-fn connection_failed(error: &reqwest::Error) -> bool {
-    use std::io::ErrorKind as K;
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                K::ConnectionRefused
-                    | K::ConnectionReset
-                    | K::ConnectionAborted
-                    | K::TimedOut
-                    | K::BrokenPipe
-                    | K::NotConnected
-                    | K::UnexpectedEof
-                    | K::AddrNotAvailable
-            );
-        }
-        source = cause.source();
-    }
-    error.is_timeout()
-}
-
-/// One line, without the HTML bodies some proxies return.
-fn short(error: &OciDistributionError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    let line: String = text.lines().take(3).collect::<Vec<_>>().join(" ");
-    if line.len() > 400 {
-        format!("{}...", line.chars().take(400).collect::<String>())
-    } else {
-        line
     }
 }
 
