@@ -301,7 +301,7 @@ macro_rules! trace_native {
 }
 
 macro_rules! export_native_hostcalls {
-    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) in [$($abi:ident),*]; )*) => {
         /// The Proxy-Wasm host functions as C symbols for native filters.
         pub mod exports {
             use super::*;
@@ -323,7 +323,7 @@ macro_rules! export_native_hostcalls {
         }
     };
 }
-crate::for_each_hostcall!(export_native_hostcalls);
+proxy_abi::for_each_hostcall!(export_native_hostcalls);
 
 type Ctx2 = unsafe extern "C" fn(u32, u32);
 type Ctx1 = unsafe extern "C" fn(u32);

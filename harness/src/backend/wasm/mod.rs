@@ -14,6 +14,7 @@ use wasmtime::{
     TypedFunc, Val, ValType, WasmParams, WasmResults,
 };
 
+use crate::abi::WASI_MODULES;
 use crate::backend::{Callback, StartExports, Vm};
 use crate::error::HarnessError;
 use crate::host::{Host, Phase};
@@ -85,8 +86,6 @@ struct ModuleInner {
     abi: AbiVersion,
     start: StartExports,
 }
-
-const WASI_MODULES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
 
 impl CompiledModule {
     /// Reads and compiles a `.wasm` (or `.wat`) file with the shared engine.
@@ -230,10 +229,7 @@ impl CompiledModule {
         }
         for import in module.imports() {
             let known = match import.module() {
-                "env" => {
-                    hostcalls::PROXY_HOSTCALL_NAMES.contains(&import.name())
-                        && abi.offers(import.name())
-                }
+                "env" => abi.offers(import.name()),
                 m => WASI_MODULES.contains(&m),
             };
             if !known {
@@ -537,7 +533,7 @@ macro_rules! from_wasm {
 }
 
 macro_rules! link_proxy_hostcalls {
-    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) in [$($abi:ident),*]; )*) => {
         fn link_proxy(linker: &mut Linker<WasmState>) -> wasmtime::Result<()> {
             $(
                 linker.func_wrap(
@@ -558,7 +554,7 @@ macro_rules! link_proxy_hostcalls {
         }
     };
 }
-crate::for_each_hostcall!(link_proxy_hostcalls);
+proxy_abi::for_each_hostcall!(link_proxy_hostcalls);
 
 fn wasi_result(r: Result<u32, Fault>) -> wasmtime::Result<i32> {
     r.map(|e| e as i32)
