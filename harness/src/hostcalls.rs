@@ -71,6 +71,10 @@ proxy_abi::for_each_hostcall!(define_hostcall_ids);
 
 macro_rules! define_wasi_names {
     ($( $name:ident ( $($arg:ident : $kind:ident),* ) -> $result:ident; )*) => {
+        /// The WASI functions the harness implements, in table order.
+        #[allow(non_camel_case_types, missing_docs)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum WasiCall { $($name),* }
         /// WASI functions the harness implements (wasm backend only), then
         /// `wasi:other`, the counter of every other WASI import (they answer
         /// ENOSYS). Their counters follow the Proxy-Wasm ones.
@@ -81,6 +85,11 @@ proxy_abi::for_each_wasi_function!(define_wasi_names);
 
 /// Number of counters: Proxy-Wasm functions then WASI ones.
 pub const HOSTCALL_COUNT: usize = PROXY_HOSTCALL_NAMES.len() + WASI_NAMES.len();
+
+/// Counter index of an implemented WASI function.
+pub fn wasi_counter(call: WasiCall) -> usize {
+    PROXY_HOSTCALL_NAMES.len() + call as usize
+}
 
 /// Counter index of a WASI function name (`wasi:other` for unknown ones).
 pub fn wasi_index(name: &str) -> usize {
@@ -112,9 +121,9 @@ fn allowed_in(phase: Phase, index: usize) -> bool {
         Phase::Allocator => {
             index == Hostcall::proxy_log as usize
                 || index == Hostcall::proxy_get_current_time_nanoseconds as usize
-                || index == wasi_index("fd_write")
-                || index == wasi_index("clock_time_get")
-                || index == wasi_index("poll_oneoff")
+                || index == wasi_counter(WasiCall::fd_write)
+                || index == wasi_counter(WasiCall::clock_time_get)
+                || index == wasi_counter(WasiCall::poll_oneoff)
         }
     }
 }
