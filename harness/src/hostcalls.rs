@@ -47,64 +47,18 @@ pub trait Guest {
     fn allocate(&mut self, size: u64) -> Result<u64, Fault>;
 }
 
-/// The table of Proxy-Wasm host functions: name and typed arguments.
-///
-/// Argument kinds: `u32` (enum, id, level; i32 in wasm), `ptr` (guest
-/// address), `size` (usize length), `i32`, `i64`, `u64`, `bool`. Backends
-/// invoke this with their own macro to generate glue for every entry.
+/// The table of Proxy-Wasm host functions ([`proxy_abi::for_each_hostcall!`]):
+/// `m! { name(arg: kind, ...) in [AbiVersion, ...]; ... }`. Kept at
+/// `harness::for_each_hostcall!` for code generated against the harness.
 #[macro_export]
 macro_rules! for_each_hostcall {
     ($m:ident) => {
-        $m! {
-            proxy_log(level: u32, message: ptr, message_size: size);
-            proxy_get_log_level(return_level: ptr);
-            proxy_get_current_time_nanoseconds(return_time: ptr);
-            proxy_set_tick_period_milliseconds(period: u32);
-            proxy_get_buffer_bytes(buffer_type: u32, start: size, max_size: size, return_data: ptr, return_size: ptr);
-            proxy_set_buffer_bytes(buffer_type: u32, start: size, size: size, data: ptr, data_size: size);
-            proxy_get_buffer_status(buffer_type: u32, return_length: ptr, return_flags: ptr);
-            proxy_get_header_map_pairs(map_type: u32, return_data: ptr, return_size: ptr);
-            proxy_set_header_map_pairs(map_type: u32, data: ptr, data_size: size);
-            proxy_get_header_map_size(map_type: u32, return_size: ptr);
-            proxy_get_header_map_value(map_type: u32, key: ptr, key_size: size, return_data: ptr, return_size: ptr);
-            proxy_replace_header_map_value(map_type: u32, key: ptr, key_size: size, value: ptr, value_size: size);
-            proxy_remove_header_map_value(map_type: u32, key: ptr, key_size: size);
-            proxy_add_header_map_value(map_type: u32, key: ptr, key_size: size, value: ptr, value_size: size);
-            proxy_get_property(path: ptr, path_size: size, return_data: ptr, return_size: ptr);
-            proxy_set_property(path: ptr, path_size: size, value: ptr, value_size: size);
-            proxy_get_shared_data(key: ptr, key_size: size, return_data: ptr, return_size: ptr, return_cas: ptr);
-            proxy_set_shared_data(key: ptr, key_size: size, value: ptr, value_size: size, cas: u32);
-            proxy_register_shared_queue(name: ptr, name_size: size, return_id: ptr);
-            proxy_resolve_shared_queue(vm_id: ptr, vm_id_size: size, name: ptr, name_size: size, return_id: ptr);
-            proxy_dequeue_shared_queue(queue_id: u32, return_data: ptr, return_size: ptr);
-            proxy_enqueue_shared_queue(queue_id: u32, value: ptr, value_size: size);
-            proxy_continue_stream(stream_type: u32);
-            proxy_close_stream(stream_type: u32);
-            proxy_send_local_response(status_code: u32, details: ptr, details_size: size, body: ptr, body_size: size, headers: ptr, headers_size: size, grpc_status: i32);
-            proxy_http_call(upstream: ptr, upstream_size: size, headers: ptr, headers_size: size, body: ptr, body_size: size, trailers: ptr, trailers_size: size, timeout_ms: u32, return_token: ptr);
-            proxy_grpc_call(upstream: ptr, upstream_size: size, service: ptr, service_size: size, method: ptr, method_size: size, metadata: ptr, metadata_size: size, message: ptr, message_size: size, timeout_ms: u32, return_token: ptr);
-            proxy_grpc_stream(upstream: ptr, upstream_size: size, service: ptr, service_size: size, method: ptr, method_size: size, metadata: ptr, metadata_size: size, return_token: ptr);
-            proxy_grpc_send(token: u32, message: ptr, message_size: size, end_stream: bool);
-            proxy_grpc_cancel(token: u32);
-            proxy_grpc_close(token: u32);
-            proxy_get_status(return_code: ptr, return_data: ptr, return_size: ptr);
-            proxy_set_effective_context(context_id: u32);
-            proxy_call_foreign_function(name: ptr, name_size: size, arguments: ptr, arguments_size: size, return_data: ptr, return_size: ptr);
-            proxy_done();
-            proxy_define_metric(metric_type: u32, name: ptr, name_size: size, return_id: ptr);
-            proxy_get_metric(metric_id: u32, return_value: ptr);
-            proxy_record_metric(metric_id: u32, value: u64);
-            proxy_increment_metric(metric_id: u32, offset: i64);
-            proxy_continue_request();
-            proxy_continue_response();
-            proxy_get_configuration(return_data: ptr, return_size: ptr);
-            proxy_clear_route_cache();
-        }
+        $crate::abi::for_each_hostcall! { $m }
     };
 }
 
 macro_rules! define_hostcall_ids {
-    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) in [$($abi:ident),*]; )*) => {
         /// Index of each host function (for counts and traces).
         #[allow(non_camel_case_types, missing_docs)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,34 +67,29 @@ macro_rules! define_hostcall_ids {
         pub const PROXY_HOSTCALL_NAMES: &[&str] = &[$(stringify!($name)),*];
     };
 }
-for_each_hostcall!(define_hostcall_ids);
+proxy_abi::for_each_hostcall!(define_hostcall_ids);
 
-/// WASI functions the harness implements (wasm backend only); their
-/// counters follow the Proxy-Wasm ones. Anything else imported from WASI
-/// answers ENOSYS and is counted as `wasi:other`.
-pub const WASI_NAMES: &[&str] = &[
-    "fd_write",
-    "fd_read",
-    "fd_close",
-    "fd_seek",
-    "fd_fdstat_get",
-    "fd_prestat_get",
-    "fd_prestat_dir_name",
-    "environ_get",
-    "environ_sizes_get",
-    "args_get",
-    "args_sizes_get",
-    "clock_time_get",
-    "clock_res_get",
-    "random_get",
-    "poll_oneoff",
-    "proc_exit",
-    "sched_yield",
-    "wasi:other",
-];
+macro_rules! define_wasi_names {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) -> $result:ident; )*) => {
+        /// The WASI functions the harness implements, in table order.
+        #[allow(non_camel_case_types, missing_docs)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum WasiCall { $($name),* }
+        /// WASI functions the harness implements (wasm backend only), then
+        /// `wasi:other`, the counter of every other WASI import (they answer
+        /// ENOSYS). Their counters follow the Proxy-Wasm ones.
+        pub const WASI_NAMES: &[&str] = &[$(stringify!($name),)* "wasi:other"];
+    };
+}
+proxy_abi::for_each_wasi_function!(define_wasi_names);
 
 /// Number of counters: Proxy-Wasm functions then WASI ones.
 pub const HOSTCALL_COUNT: usize = PROXY_HOSTCALL_NAMES.len() + WASI_NAMES.len();
+
+/// Counter index of an implemented WASI function.
+pub fn wasi_counter(call: WasiCall) -> usize {
+    PROXY_HOSTCALL_NAMES.len() + call as usize
+}
 
 /// Counter index of a WASI function name (`wasi:other` for unknown ones).
 pub fn wasi_index(name: &str) -> usize {
@@ -172,9 +121,9 @@ fn allowed_in(phase: Phase, index: usize) -> bool {
         Phase::Allocator => {
             index == Hostcall::proxy_log as usize
                 || index == Hostcall::proxy_get_current_time_nanoseconds as usize
-                || index == wasi_index("fd_write")
-                || index == wasi_index("clock_time_get")
-                || index == wasi_index("poll_oneoff")
+                || index == wasi_counter(WasiCall::fd_write)
+                || index == wasi_counter(WasiCall::clock_time_get)
+                || index == wasi_counter(WasiCall::poll_oneoff)
         }
     }
 }

@@ -145,65 +145,6 @@ impl Headers {
     }
 }
 
-/// Serializes pairs in the Proxy-Wasm header map wire format: u32 LE count,
-/// (u32 key len, u32 value len) per pair, then each key and value NUL-terminated.
-pub fn serialize_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Bytes {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| 10 + k.as_ref().len() + v.as_ref().len())
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&wire_len(pairs.len()).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&wire_len(k.as_ref().len()).to_le_bytes());
-        out.extend_from_slice(&wire_len(v.as_ref().len()).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_ref());
-        out.push(0);
-        out.extend_from_slice(v.as_ref());
-        out.push(0);
-    }
-    out
-}
-
-/// Decodes the header map wire format; `None` if the bytes are not exactly one map.
-pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(Bytes, Bytes)>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let read_u32 = |at: usize| -> Option<usize> {
-        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(raw)).ok()
-    };
-    let count = read_u32(0)?;
-    let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
-    let mut pairs = Vec::with_capacity(count.min(1024));
-    for index in 0..count {
-        let key_len = read_u32(4 + index * 8)?;
-        let value_len = read_u32(8 + index * 8)?;
-        let key = bytes.get(data..data.checked_add(key_len)?)?.to_vec();
-        data += key_len;
-        if bytes.get(data) != Some(&0) {
-            return None;
-        }
-        data += 1;
-        let value = bytes.get(data..data.checked_add(value_len)?)?.to_vec();
-        data += value_len;
-        if bytes.get(data) != Some(&0) {
-            return None;
-        }
-        data += 1;
-        pairs.push((key, value));
-    }
-    (data == bytes.len()).then_some(pairs)
-}
-
-fn wire_len(len: usize) -> u32 {
-    // Header maps are capped far below 4 GiB by every host.
-    u32::try_from(len).unwrap_or(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,31 +196,5 @@ mod tests {
     fn split_list_trims_and_skips_empty_items() {
         let items: Vec<&[u8]> = split_list(b" GET, POST ,,x-a").collect();
         assert_eq!(items, vec![&b"GET"[..], b"POST", b"x-a"]);
-    }
-
-    #[test]
-    fn wire_format_round_trips_including_non_utf8_values() {
-        let pairs = vec![
-            (b"a".to_vec(), b"1".to_vec()),
-            (b"bin".to_vec(), vec![0xff, 0x00, 0x80]),
-            (b"empty".to_vec(), Vec::new()),
-        ];
-        let wire = serialize_pairs(&pairs);
-        assert_eq!(&wire[..4], &3u32.to_le_bytes());
-        assert_eq!(deserialize_pairs(&wire).unwrap(), pairs);
-    }
-
-    #[test]
-    fn wire_format_rejects_truncated_or_padded_input() {
-        let wire = serialize_pairs(&[("k", "v")]);
-        assert!(deserialize_pairs(&wire[..wire.len() - 1]).is_none());
-        let mut padded = wire.clone();
-        padded.push(0);
-        assert!(deserialize_pairs(&padded).is_none());
-        assert!(deserialize_pairs(&[0xff, 0xff, 0xff, 0x7f]).is_none());
-        assert_eq!(
-            deserialize_pairs(&[]).unwrap(),
-            Vec::<(Bytes, Bytes)>::new()
-        );
     }
 }

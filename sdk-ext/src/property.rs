@@ -64,9 +64,16 @@ pub fn decode_timestamp(raw: &[u8]) -> Option<SystemTime> {
     }
 }
 
-/// A map property (e.g. `request.headers`), pair-serialized like a header map.
+/// A map property (e.g. `request.headers`), pair-serialized like a header
+/// map; `None` unless the bytes are exactly one map within the ABI's caps.
 pub fn decode_map(raw: &[u8]) -> Option<Vec<(Bytes, Bytes)>> {
-    crate::headers::deserialize_pairs(raw)
+    let pairs = proxy_abi::decode_map(raw).ok()?;
+    Some(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -111,7 +118,9 @@ mod tests {
 
     #[test]
     fn maps_use_the_header_map_encoding() {
-        let raw = crate::headers::serialize_pairs(&[("k", "v")]);
-        assert_eq!(decode_map(&raw), Some(vec![(b"k".to_vec(), b"v".to_vec())]));
+        let raw = proxy_abi::encode_map(&[(b"k", &[0xff, 0][..])]);
+        assert_eq!(decode_map(&raw), Some(vec![(b"k".to_vec(), vec![0xff, 0])]));
+        assert_eq!(decode_map(&raw[..raw.len() - 1]), None);
+        assert_eq!(decode_map(&[]), Some(vec![]));
     }
 }

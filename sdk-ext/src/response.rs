@@ -70,7 +70,13 @@ impl LocalResponse {
 
     /// Sends the reply; the host applies it when the current callback returns.
     pub(crate) fn send(&self) -> Result<(), ffi::HostStatus> {
-        let headers = crate::headers::serialize_pairs(&self.headers);
+        let mut headers = Vec::new();
+        proxy_abi::encode_map_into(
+            self.headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_slice())),
+            &mut headers,
+        );
         // SAFETY: every pointer/length pair comes from a live slice that outlives the call.
         let status = unsafe {
             ffi::proxy_send_local_response(

@@ -1,249 +1,202 @@
 //! Backends: how guest memory is reached and guest exports are called.
-//! Everything else (hostcall semantics, the lifecycle) is shared.
+//! Everything else (hostcall semantics, the lifecycle) is shared, and the
+//! callback ABI (names, arguments, arities per ABI version, results) comes
+//! from the table in [`proxy_abi::for_each_callback!`].
 
+#[cfg(unix)]
+mod elf;
 #[cfg(unix)]
 pub mod native;
 pub mod wasm;
 
+use crate::abi::{AbiVersion, WASI_MODULES};
 use crate::host::Host;
 
-/// A guest export the host calls, with its arguments.
+/// The most arguments any callback takes (`proxy_on_http_call_response`).
+pub const MAX_CALLBACK_ARGS: usize = 5;
+
+/// A callback's arguments as raw words (u32 ids, sizes, 0/1 flags), without
+/// allocating: what both backends convert to their own types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Callback {
-    /// WASI reactor initialisation.
-    Initialize,
-    /// `main(0, 0)` / `__main_void` after `_initialize`.
-    Main,
-    /// WASI command entry point, when there is no `_initialize`.
-    Start,
-    /// `proxy_on_context_create(context_id, parent_context_id)`.
-    ContextCreate { context_id: u32, parent_id: u32 },
-    /// `proxy_on_vm_start(root_context_id, vm_configuration_size)`.
-    VmStart { context_id: u32, size: u64 },
-    /// `proxy_on_configure(root_context_id, plugin_configuration_size)`.
-    Configure { context_id: u32, size: u64 },
-    /// `proxy_on_tick(root_context_id)`.
-    Tick { context_id: u32 },
-    /// `proxy_on_queue_ready(root_context_id, queue_id)`.
-    QueueReady { context_id: u32, queue_id: u32 },
-    /// `proxy_on_request_headers(context_id, headers, end_of_stream)`.
-    RequestHeaders {
-        context_id: u32,
-        headers: u64,
-        end_of_stream: bool,
-    },
-    /// `proxy_on_request_body(context_id, body_size, end_of_stream)`.
-    RequestBody {
-        context_id: u32,
-        size: u64,
-        end_of_stream: bool,
-    },
-    /// `proxy_on_request_trailers(context_id, trailers)`.
-    RequestTrailers { context_id: u32, trailers: u64 },
-    /// `proxy_on_response_headers(context_id, headers, end_of_stream)`.
-    ResponseHeaders {
-        context_id: u32,
-        headers: u64,
-        end_of_stream: bool,
-    },
-    /// `proxy_on_response_body(context_id, body_size, end_of_stream)`.
-    ResponseBody {
-        context_id: u32,
-        size: u64,
-        end_of_stream: bool,
-    },
-    /// `proxy_on_response_trailers(context_id, trailers)`.
-    ResponseTrailers { context_id: u32, trailers: u64 },
-    /// `proxy_on_log(context_id)`.
-    Log { context_id: u32 },
-    /// `proxy_on_done(context_id)`.
-    Done { context_id: u32 },
-    /// `proxy_on_delete(context_id)`.
-    Delete { context_id: u32 },
-    /// `proxy_on_http_call_response(root_context_id, token, headers, body_size, trailers)`.
-    HttpCallResponse {
-        context_id: u32,
-        token: u32,
-        headers: u64,
-        body_size: u64,
-        trailers: u64,
-    },
-    /// `proxy_on_grpc_receive_initial_metadata(root_context_id, token, headers)`.
-    GrpcReceiveInitialMetadata {
-        context_id: u32,
-        token: u32,
-        headers: u64,
-    },
-    /// `proxy_on_grpc_receive(root_context_id, token, message_size)`.
-    GrpcReceive {
-        context_id: u32,
-        token: u32,
-        size: u64,
-    },
-    /// `proxy_on_grpc_receive_trailing_metadata(root_context_id, token, trailers)`.
-    GrpcReceiveTrailingMetadata {
-        context_id: u32,
-        token: u32,
-        trailers: u64,
-    },
-    /// `proxy_on_grpc_close(root_context_id, token, status_code)`.
-    GrpcClose {
-        context_id: u32,
-        token: u32,
-        status: u32,
-    },
+pub struct ArgWords {
+    words: [u64; MAX_CALLBACK_ARGS],
+    len: usize,
 }
 
+impl ArgWords {
+    fn new(args: &[u64]) -> ArgWords {
+        let mut words = [0; MAX_CALLBACK_ARGS];
+        let len = args.len().min(MAX_CALLBACK_ARGS);
+        words[..len].copy_from_slice(&args[..len]);
+        ArgWords { words, len }
+    }
+
+    /// The words in order.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.words[..self.len]
+    }
+
+    /// Word `i`, 0 past the end.
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        self.words.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// The Rust type of a callback field for an argument kind of the table.
+macro_rules! field_ty {
+    (u32) => {
+        u32
+    };
+    (size) => {
+        u64
+    };
+    (bool) => {
+        bool
+    };
+}
+
+/// A callback field as a raw word.
+macro_rules! field_word {
+    (u32, $v:expr) => {
+        u64::from($v)
+    };
+    (size, $v:expr) => {
+        $v
+    };
+    (bool, $v:expr) => {
+        u64::from($v)
+    };
+}
+
+/// What a callback the module does not export returns (Envoy: true for
+/// the bool callbacks, Continue for stream callbacks, nothing otherwise).
+macro_rules! missing_result {
+    (none) => {
+        0
+    };
+    (bool) => {
+        1
+    };
+    (action) => {
+        0
+    };
+}
+
+macro_rules! define_callbacks {
+    ($( $variant:ident = $export:ident ( $($arg:ident : $kind:ident),* ) -> $result:ident,
+        arity [$($abi:ident : $n:literal),*]; )*) => {
+        /// A guest export the host calls, with its arguments: the WASI
+        /// start-up entry points, then one variant per entry of the
+        /// callback table.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Callback {
+            /// WASI reactor initialisation (`_initialize`).
+            Initialize,
+            /// `main(0, 0)` / `__main_void` after `_initialize`.
+            Main,
+            /// WASI command entry point (`_start`), when there is no `_initialize`.
+            Start,
+            $(
+                #[doc = concat!("`", stringify!($export), "(", $(stringify!($arg), ", ",)* ")`.")]
+                #[allow(missing_docs)]
+                $variant { $($arg: field_ty!($kind)),* },
+            )*
+        }
+
+        /// Position of each table callback (for the backends' export arrays).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub(crate) enum CallbackId { $($variant),* }
+
+        impl Callback {
+            /// The export's name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    Callback::Initialize => "_initialize",
+                    Callback::Main => "main",
+                    Callback::Start => "_start",
+                    $( Callback::$variant { .. } => stringify!($export), )*
+                }
+            }
+
+            /// Its row in the callback table; `None` for the start-up entry points.
+            pub(crate) fn id(&self) -> Option<CallbackId> {
+                match self {
+                    Callback::Initialize | Callback::Main | Callback::Start => None,
+                    $( Callback::$variant { .. } => Some(CallbackId::$variant), )*
+                }
+            }
+
+            /// The context the callback runs in (0 for start-up).
+            pub fn context_id(&self) -> u32 {
+                match *self {
+                    Callback::Initialize | Callback::Main | Callback::Start => 0,
+                    $( Callback::$variant { context_id, .. } => context_id, )*
+                }
+            }
+
+            /// Every argument of the table entry, as raw words.
+            pub fn words(&self) -> ArgWords {
+                match *self {
+                    Callback::Initialize | Callback::Start => ArgWords::new(&[]),
+                    Callback::Main => ArgWords::new(&[0, 0]),
+                    $( Callback::$variant { $($arg),* } => ArgWords::new(&[$(field_word!($kind, $arg)),*]), )*
+                }
+            }
+
+            /// How many arguments a module of ABI `abi` takes (a prefix of [`Callback::words`]).
+            pub fn arity(&self, abi: AbiVersion) -> usize {
+                match self {
+                    Callback::Initialize | Callback::Start => 0,
+                    Callback::Main => 2,
+                    $( Callback::$variant { .. } => match abi {
+                        $( AbiVersion::$abi => $n, )*
+                    }, )*
+                }
+            }
+
+            /// What Envoy assumes when the module does not export this
+            /// callback: true for vm_start/configure/done, Continue (0) for
+            /// stream callbacks.
+            pub fn default_result(&self) -> u64 {
+                match self {
+                    Callback::Initialize | Callback::Main | Callback::Start => 0,
+                    $( Callback::$variant { .. } => missing_result!($result), )*
+                }
+            }
+        }
+    };
+}
+proxy_abi::for_each_callback!(define_callbacks);
+
 impl Callback {
-    /// The export's name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Callback::Initialize => "_initialize",
-            Callback::Main => "main",
-            Callback::Start => "_start",
-            Callback::ContextCreate { .. } => "proxy_on_context_create",
-            Callback::VmStart { .. } => "proxy_on_vm_start",
-            Callback::Configure { .. } => "proxy_on_configure",
-            Callback::Tick { .. } => "proxy_on_tick",
-            Callback::QueueReady { .. } => "proxy_on_queue_ready",
-            Callback::RequestHeaders { .. } => "proxy_on_request_headers",
-            Callback::RequestBody { .. } => "proxy_on_request_body",
-            Callback::RequestTrailers { .. } => "proxy_on_request_trailers",
-            Callback::ResponseHeaders { .. } => "proxy_on_response_headers",
-            Callback::ResponseBody { .. } => "proxy_on_response_body",
-            Callback::ResponseTrailers { .. } => "proxy_on_response_trailers",
-            Callback::Log { .. } => "proxy_on_log",
-            Callback::Done { .. } => "proxy_on_done",
-            Callback::Delete { .. } => "proxy_on_delete",
-            Callback::HttpCallResponse { .. } => "proxy_on_http_call_response",
-            Callback::GrpcReceiveInitialMetadata { .. } => "proxy_on_grpc_receive_initial_metadata",
-            Callback::GrpcReceive { .. } => "proxy_on_grpc_receive",
-            Callback::GrpcReceiveTrailingMetadata { .. } => {
-                "proxy_on_grpc_receive_trailing_metadata"
-            }
-            Callback::GrpcClose { .. } => "proxy_on_grpc_close",
-        }
-    }
-
-    /// The context the callback runs in (0 for start-up).
-    pub fn context_id(&self) -> u32 {
-        match *self {
-            Callback::Initialize | Callback::Main | Callback::Start => 0,
-            Callback::ContextCreate { context_id, .. }
-            | Callback::VmStart { context_id, .. }
-            | Callback::Configure { context_id, .. }
-            | Callback::Tick { context_id }
-            | Callback::QueueReady { context_id, .. }
-            | Callback::RequestHeaders { context_id, .. }
-            | Callback::RequestBody { context_id, .. }
-            | Callback::RequestTrailers { context_id, .. }
-            | Callback::ResponseHeaders { context_id, .. }
-            | Callback::ResponseBody { context_id, .. }
-            | Callback::ResponseTrailers { context_id, .. }
-            | Callback::Log { context_id }
-            | Callback::Done { context_id }
-            | Callback::Delete { context_id }
-            | Callback::HttpCallResponse { context_id, .. }
-            | Callback::GrpcReceiveInitialMetadata { context_id, .. }
-            | Callback::GrpcReceive { context_id, .. }
-            | Callback::GrpcReceiveTrailingMetadata { context_id, .. }
-            | Callback::GrpcClose { context_id, .. } => context_id,
-        }
-    }
-
-    /// Arguments as passed, for traces.
+    /// Arguments as passed to a module of the newest ABI, for traces.
     pub fn args(&self) -> Vec<u64> {
-        let b = u64::from;
-        match *self {
-            Callback::Initialize | Callback::Start => vec![],
-            Callback::Main => vec![0, 0],
-            Callback::ContextCreate {
-                context_id,
-                parent_id,
-            } => vec![b(context_id), b(parent_id)],
-            Callback::VmStart { context_id, size } | Callback::Configure { context_id, size } => {
-                vec![b(context_id), size]
-            }
-            Callback::Tick { context_id } | Callback::Log { context_id } => vec![b(context_id)],
-            Callback::Done { context_id } | Callback::Delete { context_id } => vec![b(context_id)],
-            Callback::QueueReady {
-                context_id,
-                queue_id,
-            } => vec![b(context_id), b(queue_id)],
-            Callback::RequestHeaders {
-                context_id,
-                headers,
-                end_of_stream,
-            }
-            | Callback::ResponseHeaders {
-                context_id,
-                headers,
-                end_of_stream,
-            } => {
-                vec![b(context_id), headers, u64::from(end_of_stream)]
-            }
-            Callback::RequestBody {
-                context_id,
-                size,
-                end_of_stream,
-            }
-            | Callback::ResponseBody {
-                context_id,
-                size,
-                end_of_stream,
-            } => {
-                vec![b(context_id), size, u64::from(end_of_stream)]
-            }
-            Callback::RequestTrailers {
-                context_id,
-                trailers,
-            }
-            | Callback::ResponseTrailers {
-                context_id,
-                trailers,
-            } => vec![b(context_id), trailers],
-            Callback::HttpCallResponse {
-                context_id,
-                token,
-                headers,
-                body_size,
-                trailers,
-            } => {
-                vec![b(context_id), b(token), headers, body_size, trailers]
-            }
-            Callback::GrpcReceiveInitialMetadata {
-                context_id,
-                token,
-                headers,
-            } => vec![b(context_id), b(token), headers],
-            Callback::GrpcReceive {
-                context_id,
-                token,
-                size,
-            } => vec![b(context_id), b(token), size],
-            Callback::GrpcReceiveTrailingMetadata {
-                context_id,
-                token,
-                trailers,
-            } => {
-                vec![b(context_id), b(token), trailers]
-            }
-            Callback::GrpcClose {
-                context_id,
-                token,
-                status,
-            } => vec![b(context_id), b(token), b(status)],
-        }
+        self.words().as_slice().to_vec()
     }
 
-    /// What Envoy assumes when the module does not export this callback:
-    /// true for vm_start/configure/done, Continue (0) for stream callbacks.
-    pub fn default_result(&self) -> u64 {
-        match self {
-            Callback::VmStart { .. } | Callback::Configure { .. } | Callback::Done { .. } => 1,
-            _ => 0,
-        }
+    /// Arguments as passed to a module of ABI `abi` (0.1.0 header
+    /// callbacks have no end_of_stream), for traces.
+    pub fn args_in(&self, abi: AbiVersion) -> Vec<u64> {
+        let words = self.words();
+        let args = words.as_slice();
+        args[..self.arity(abi).min(args.len())].to_vec()
     }
+}
+
+/// Envoy's import policy, for every engine: an `env` import must be a host
+/// function the module's ABI version offers, anything else must come from
+/// a WASI module (served, or answering ENOSYS). Returns the first import
+/// refused, as (module, field).
+pub(crate) fn refused_import<'a>(
+    abi: AbiVersion,
+    mut imports: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<(&'a str, &'a str)> {
+    imports.find(|(module, field)| match *module {
+        "env" => !abi.offers(field),
+        other => !WASI_MODULES.contains(&other),
+    })
 }
 
 /// The start-up entry points a module exports.
@@ -268,4 +221,79 @@ pub trait Vm {
     /// Calls a guest export; a missing optional export returns
     /// [`Callback::default_result`]. `Err` carries the trap text.
     fn call(&mut self, callback: Callback) -> Result<u64, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_gives_names_arguments_and_arities() {
+        let cb = Callback::RequestHeaders {
+            context_id: 2,
+            headers: 3,
+            end_of_stream: true,
+        };
+        assert_eq!(cb.name(), "proxy_on_request_headers");
+        assert_eq!(cb.context_id(), 2);
+        assert_eq!(cb.args(), vec![2, 3, 1]);
+        assert_eq!(cb.args_in(AbiVersion::V0_1_0), vec![2, 3]);
+        assert_eq!(cb.args_in(AbiVersion::V0_2_0), vec![2, 3, 1]);
+        assert_eq!(cb.default_result(), 0);
+        let call = Callback::HttpCallResponse {
+            context_id: 1,
+            token: 7,
+            headers: 2,
+            body_size: 10,
+            trailers: 0,
+        };
+        assert_eq!(call.args(), vec![1, 7, 2, 10, 0]);
+        assert_eq!(Callback::Main.args(), vec![0, 0]);
+        assert!(Callback::Start.args().is_empty());
+        assert_eq!(Callback::Done { context_id: 1 }.default_result(), 1);
+        assert_eq!(
+            Callback::VmStart {
+                context_id: 1,
+                size: 0
+            }
+            .default_result(),
+            1
+        );
+        // The backends index proxy_abi::CALLBACKS by CallbackId.
+        let log = Callback::Log { context_id: 1 };
+        let close = Callback::GrpcClose {
+            context_id: 1,
+            token: 2,
+            status: 0,
+        };
+        for cb in [cb, call, log, close] {
+            let spec = cb.id().map(|id| proxy_abi::CALLBACKS[id as usize]);
+            assert_eq!(spec.map(|s| s.export), Some(cb.name()));
+            assert_eq!(spec.map(|s| s.args.len()), Some(cb.args().len()));
+        }
+        assert_eq!(Callback::Main.id(), None);
+    }
+
+    #[test]
+    fn imports_follow_the_abi_version() {
+        let imports = [("env", "proxy_log"), ("wasi_unstable", "fd_read")];
+        assert_eq!(
+            refused_import(AbiVersion::V0_2_0, imports.into_iter()),
+            None
+        );
+        let log_level = [("env", "proxy_log"), ("env", "proxy_get_log_level")];
+        assert_eq!(
+            refused_import(AbiVersion::V0_2_0, log_level.into_iter()),
+            Some(("env", "proxy_get_log_level"))
+        );
+        assert_eq!(
+            refused_import(AbiVersion::V0_2_1, log_level.into_iter()),
+            None
+        );
+        let foreign = [("other", "f")];
+        assert_eq!(
+            refused_import(AbiVersion::V0_2_1, foreign.into_iter()),
+            Some(("other", "f"))
+        );
+    }
 }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use libloading::Library;
 
+use crate::abi::AbiVersion;
 use crate::backend::{Callback, StartExports, Vm};
 use crate::error::HarnessError;
 use crate::host::{Host, Phase};
@@ -38,6 +39,8 @@ pub struct NativeLibrary {
 struct NativeInner {
     path: PathBuf,
     bytes: Vec<u8>,
+    /// The `proxy_*` symbols the library leaves undefined: its host imports.
+    proxy_imports: Vec<String>,
 }
 
 impl NativeLibrary {
@@ -61,12 +64,22 @@ impl NativeLibrary {
                     .to_string(),
             });
         }
+        let proxy_imports = crate::backend::elf::undefined_dynamic_symbols(&bytes)
+            .map_err(|detail| HarnessError::NativeLoad {
+                path: path.to_path_buf(),
+                detail,
+            })?
+            .into_iter()
+            .filter(|name| name.starts_with("proxy_"))
+            .map(str::to_string)
+            .collect();
         // Keep the exported host functions linked into this executable.
         keep_exported_hostcalls();
         Ok(NativeLibrary {
             inner: Arc::new(NativeInner {
                 path: path.to_path_buf(),
                 bytes,
+                proxy_imports,
             }),
         })
     }
@@ -117,7 +130,19 @@ impl NativeLibrary {
                  the harness binary must be linked with --export-dynamic)"
             ))
         })?;
-        let exports = NativeExports::resolve(&lib).map_err(err)?;
+        let (exports, abi) = NativeExports::resolve(&lib).map_err(err)?;
+        // The import policy a wasm module gets, applied to the host functions
+        // the library links against.
+        let imports = self.inner.proxy_imports.iter().map(|n| ("env", n.as_str()));
+        if let Some((module, field)) = crate::backend::refused_import(abi, imports) {
+            return Err(HarnessError::UnknownImport {
+                name: self.inner.path.display().to_string(),
+                module: module.to_string(),
+                field: field.to_string(),
+            });
+        }
+        let mut host = host;
+        host.abi = abi;
         Ok(NativeVm {
             state: Box::new(NativeState {
                 host,
@@ -306,7 +331,7 @@ macro_rules! trace_native {
 }
 
 macro_rules! export_native_hostcalls {
-    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) in [$($abi:ident),*]; )*) => {
         /// The Proxy-Wasm host functions as C symbols for native filters.
         pub mod exports {
             use super::*;
@@ -328,39 +353,104 @@ macro_rules! export_native_hostcalls {
         }
     };
 }
-crate::for_each_hostcall!(export_native_hostcalls);
+proxy_abi::for_each_hostcall!(export_native_hostcalls);
 
-type Ctx2 = unsafe extern "C" fn(u32, u32);
-type Ctx1 = unsafe extern "C" fn(u32);
-type SizeBool = unsafe extern "C" fn(u32, usize) -> bool;
-type Headers3 = unsafe extern "C" fn(u32, usize, bool) -> u32;
-type Trailers2 = unsafe extern "C" fn(u32, usize) -> u32;
-type Token3 = unsafe extern "C" fn(u32, u32, usize);
-type HttpResp = unsafe extern "C" fn(u32, u32, usize, usize, usize);
+/// The native type of a callback argument kind, as the SDK declares it.
+macro_rules! native_arg_ty {
+    (u32) => {
+        u32
+    };
+    (size) => {
+        usize
+    };
+    (bool) => {
+        bool
+    };
+}
+
+/// The native return type of a callback result kind.
+macro_rules! native_result_ty {
+    (none) => {
+        ()
+    };
+    (bool) => {
+        bool
+    };
+    (action) => {
+        u32
+    };
+}
+
+macro_rules! to_native {
+    (u32, $v:expr) => {
+        $v
+    };
+    (size, $v:expr) => {
+        usize::try_from($v).unwrap_or(usize::MAX)
+    };
+    (bool, $v:expr) => {
+        $v
+    };
+}
+
+macro_rules! result_word {
+    (none, $call:expr) => {{
+        $call;
+        0
+    }};
+    (bool, $call:expr) => {
+        u64::from($call)
+    };
+    (action, $call:expr) => {
+        u64::from($call)
+    };
+}
+
+macro_rules! native_callbacks {
+    ($( $variant:ident = $export:ident ( $($arg:ident : $kind:ident),* ) -> $result:ident,
+        arity [$($abi:ident : $n:literal),*]; )*) => {
+        /// The table's callback exports, typed as the SDK declares them,
+        /// resolved once per loaded copy.
+        #[allow(non_snake_case)]
+        struct NativeCallbacks {
+            $( $variant: Option<unsafe extern "C" fn($(native_arg_ty!($kind)),*) -> native_result_ty!($result)>, )*
+        }
+
+        impl NativeCallbacks {
+            fn resolve(lib: &Library) -> NativeCallbacks {
+                NativeCallbacks { $( $variant: sym(lib, stringify!($export)), )* }
+            }
+
+            fn exports_context_create(&self) -> bool {
+                self.ContextCreate.is_some()
+            }
+
+            /// Calls a table callback; `None` when the library does not
+            /// export it (and for the start-up entry points).
+            ///
+            /// # Safety
+            /// The library must be a filter built against the SDK's
+            /// declarations of these exports, and the thread's current VM
+            /// must be set (see [`NativeVm::call`]).
+            unsafe fn call(&self, cb: Callback) -> Option<u64> {
+                match cb {
+                    Callback::Initialize | Callback::Main | Callback::Start => None,
+                    $( Callback::$variant { $($arg),* } => self.$variant.map(|f| {
+                        // SAFETY: the signature is the SDK's (the caller's contract).
+                        result_word!($result, unsafe { f($(to_native!($kind, $arg)),*) })
+                    }), )*
+                }
+            }
+        }
+    };
+}
+proxy_abi::for_each_callback!(native_callbacks);
 
 /// Exports resolved once per loaded copy.
 struct NativeExports {
     alloc: AllocFn,
     initialize: Option<unsafe extern "C" fn()>,
-    context_create: Ctx2,
-    vm_start: Option<SizeBool>,
-    configure: Option<SizeBool>,
-    tick: Option<Ctx1>,
-    queue_ready: Option<Ctx2>,
-    request_headers: Option<Headers3>,
-    request_body: Option<Headers3>,
-    request_trailers: Option<Trailers2>,
-    response_headers: Option<Headers3>,
-    response_body: Option<Headers3>,
-    response_trailers: Option<Trailers2>,
-    log: Option<Ctx1>,
-    done: Option<unsafe extern "C" fn(u32) -> bool>,
-    delete: Option<Ctx1>,
-    http_call_response: Option<HttpResp>,
-    grpc_initial_metadata: Option<Token3>,
-    grpc_receive: Option<Token3>,
-    grpc_trailing_metadata: Option<Token3>,
-    grpc_close: Option<unsafe extern "C" fn(u32, u32, u32)>,
+    callbacks: NativeCallbacks,
 }
 
 fn sym<T: Copy>(lib: &Library, name: &str) -> Option<T> {
@@ -369,41 +459,46 @@ fn sym<T: Copy>(lib: &Library, name: &str) -> Option<T> {
 }
 
 impl NativeExports {
-    fn resolve(lib: &Library) -> Result<NativeExports, String> {
-        if sym::<unsafe extern "C" fn()>(lib, "proxy_abi_version_0_2_1").is_none()
-            && sym::<unsafe extern "C" fn()>(lib, "proxy_abi_version_0_2_0").is_none()
-        {
+    /// The exports and the declared ABI version, checked like a wasm
+    /// module's: a version marker, the allocator, `proxy_on_context_create`,
+    /// and arities the native calls can honour.
+    fn resolve(lib: &Library) -> Result<(NativeExports, AbiVersion), String> {
+        let Some(abi) = AbiVersion::ALL
+            .iter()
+            .find(|(_, marker)| sym::<unsafe extern "C" fn()>(lib, marker).is_some())
+            .map(|(version, _)| *version)
+        else {
             return Err(
-                "exports no proxy_abi_version_0_2_x function: not a Proxy-Wasm filter".to_string(),
+                "exports no proxy_abi_version_* function: not a Proxy-Wasm filter".to_string(),
             );
+        };
+        // Native calls pass every argument of the table entry; a version
+        // that drops some (0.1.0 header callbacks) has no native twin.
+        if let Some(spec) = proxy_abi::CALLBACKS
+            .iter()
+            .find(|spec| spec.arity_in(abi) != spec.args.len())
+        {
+            return Err(format!(
+                "declares ABI {}, whose `{}` takes {} arguments; native twins support ABI 0.2.x only \
+                 (build the filter with the current proxy-wasm SDK)",
+                abi.as_str(),
+                spec.export,
+                spec.arity_in(abi)
+            ));
         }
         let required =
             |name: &str| format!("does not export `{name}`, which a Proxy-Wasm host requires");
-        Ok(NativeExports {
+        let callbacks = NativeCallbacks::resolve(lib);
+        if !callbacks.exports_context_create() {
+            return Err(required("proxy_on_context_create"));
+        }
+        let exports = NativeExports {
             alloc: sym(lib, "proxy_on_memory_allocate")
                 .ok_or_else(|| required("proxy_on_memory_allocate"))?,
             initialize: sym(lib, "_initialize"),
-            context_create: sym(lib, "proxy_on_context_create")
-                .ok_or_else(|| required("proxy_on_context_create"))?,
-            vm_start: sym(lib, "proxy_on_vm_start"),
-            configure: sym(lib, "proxy_on_configure"),
-            tick: sym(lib, "proxy_on_tick"),
-            queue_ready: sym(lib, "proxy_on_queue_ready"),
-            request_headers: sym(lib, "proxy_on_request_headers"),
-            request_body: sym(lib, "proxy_on_request_body"),
-            request_trailers: sym(lib, "proxy_on_request_trailers"),
-            response_headers: sym(lib, "proxy_on_response_headers"),
-            response_body: sym(lib, "proxy_on_response_body"),
-            response_trailers: sym(lib, "proxy_on_response_trailers"),
-            log: sym(lib, "proxy_on_log"),
-            done: sym(lib, "proxy_on_done"),
-            delete: sym(lib, "proxy_on_delete"),
-            http_call_response: sym(lib, "proxy_on_http_call_response"),
-            grpc_initial_metadata: sym(lib, "proxy_on_grpc_receive_initial_metadata"),
-            grpc_receive: sym(lib, "proxy_on_grpc_receive"),
-            grpc_trailing_metadata: sym(lib, "proxy_on_grpc_receive_trailing_metadata"),
-            grpc_close: sym(lib, "proxy_on_grpc_close"),
-        })
+            callbacks,
+        };
+        Ok((exports, abi))
     }
 }
 
@@ -413,10 +508,6 @@ pub struct NativeVm {
     exports: NativeExports,
     // Dropped last: the exports point into it.
     _lib: Library,
-}
-
-fn us(v: u64) -> usize {
-    usize::try_from(v).unwrap_or(usize::MAX)
 }
 
 impl Vm for NativeVm {
@@ -440,129 +531,15 @@ impl Vm for NativeVm {
         let e = &self.exports;
         let state: *mut NativeState = &mut *self.state;
         let previous = CURRENT.with(|c| c.replace(state));
-        let b = |v: bool| u64::from(v);
-        let w = u64::from;
-        // SAFETY: each export is called with the signature the SDK declares;
-        // the filter is trusted native code (see the module docs).
-        let result: Option<u64> = unsafe {
-            match cb {
-                Callback::Initialize => e.initialize.map(|f| {
-                    f();
-                    0
-                }),
-                Callback::Main | Callback::Start => None,
-                Callback::ContextCreate {
-                    context_id,
-                    parent_id,
-                } => {
-                    (e.context_create)(context_id, parent_id);
-                    Some(0)
-                }
-                Callback::VmStart { context_id, size } => {
-                    e.vm_start.map(|f| b(f(context_id, us(size))))
-                }
-                Callback::Configure { context_id, size } => {
-                    e.configure.map(|f| b(f(context_id, us(size))))
-                }
-                Callback::Tick { context_id } => e.tick.map(|f| {
-                    f(context_id);
-                    0
-                }),
-                Callback::QueueReady {
-                    context_id,
-                    queue_id,
-                } => e.queue_ready.map(|f| {
-                    f(context_id, queue_id);
-                    0
-                }),
-                Callback::RequestHeaders {
-                    context_id,
-                    headers,
-                    end_of_stream,
-                } => e
-                    .request_headers
-                    .map(|f| w(f(context_id, us(headers), end_of_stream))),
-                Callback::RequestBody {
-                    context_id,
-                    size,
-                    end_of_stream,
-                } => e
-                    .request_body
-                    .map(|f| w(f(context_id, us(size), end_of_stream))),
-                Callback::RequestTrailers {
-                    context_id,
-                    trailers,
-                } => e.request_trailers.map(|f| w(f(context_id, us(trailers)))),
-                Callback::ResponseHeaders {
-                    context_id,
-                    headers,
-                    end_of_stream,
-                } => e
-                    .response_headers
-                    .map(|f| w(f(context_id, us(headers), end_of_stream))),
-                Callback::ResponseBody {
-                    context_id,
-                    size,
-                    end_of_stream,
-                } => e
-                    .response_body
-                    .map(|f| w(f(context_id, us(size), end_of_stream))),
-                Callback::ResponseTrailers {
-                    context_id,
-                    trailers,
-                } => e.response_trailers.map(|f| w(f(context_id, us(trailers)))),
-                Callback::Log { context_id } => e.log.map(|f| {
-                    f(context_id);
-                    0
-                }),
-                Callback::Done { context_id } => e.done.map(|f| b(f(context_id))),
-                Callback::Delete { context_id } => e.delete.map(|f| {
-                    f(context_id);
-                    0
-                }),
-                Callback::HttpCallResponse {
-                    context_id,
-                    token,
-                    headers,
-                    body_size,
-                    trailers,
-                } => e.http_call_response.map(|f| {
-                    f(context_id, token, us(headers), us(body_size), us(trailers));
-                    0
-                }),
-                Callback::GrpcReceiveInitialMetadata {
-                    context_id,
-                    token,
-                    headers,
-                } => e.grpc_initial_metadata.map(|f| {
-                    f(context_id, token, us(headers));
-                    0
-                }),
-                Callback::GrpcReceive {
-                    context_id,
-                    token,
-                    size,
-                } => e.grpc_receive.map(|f| {
-                    f(context_id, token, us(size));
-                    0
-                }),
-                Callback::GrpcReceiveTrailingMetadata {
-                    context_id,
-                    token,
-                    trailers,
-                } => e.grpc_trailing_metadata.map(|f| {
-                    f(context_id, token, us(trailers));
-                    0
-                }),
-                Callback::GrpcClose {
-                    context_id,
-                    token,
-                    status,
-                } => e.grpc_close.map(|f| {
-                    f(context_id, token, status);
-                    0
-                }),
-            }
+        let result = match cb {
+            Callback::Initialize => e.initialize.map(|f| {
+                // SAFETY: `_initialize` takes and returns nothing.
+                unsafe { f() };
+                0
+            }),
+            // SAFETY: the library is a filter cdylib (trusted native code,
+            // see the module docs) and CURRENT points at this VM's state.
+            _ => unsafe { e.callbacks.call(cb) },
         };
         CURRENT.with(|c| c.set(previous));
         Ok(result.unwrap_or_else(|| cb.default_result()))

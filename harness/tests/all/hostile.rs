@@ -12,7 +12,7 @@ use harness::{
 
 /// Every Proxy-Wasm hostcall with its argument kinds, from the harness's own table.
 macro_rules! hostcall_table {
-    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) in [$($abi:ident),*]; )*) => {
         pub const HOSTCALLS: &[(&str, &[&str])] = &[$((stringify!($name), &[$(stringify!($kind)),*])),*];
     };
 }

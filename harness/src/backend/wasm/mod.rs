@@ -1,8 +1,10 @@
 //! The wasmtime backend: Cranelift engine, a module compiled once and
 //! pre-linked ([`CompiledModule`], cheap to clone and share across VMs and
 //! threads), and [`WasmVm`], one instance with cached typed exports and its
-//! memory handle. Hostcall glue is generated from the shared table in
-//! [`crate::hostcalls`]; only memory access and export calls live here.
+//! memory handle. The glue is generated from the `proxy-abi` tables: the
+//! linker registrations of the host functions and of the WASI subset, and
+//! the callback exports, looked up with the arity of the module's ABI
+//! version. Only memory access and export calls are written here.
 
 pub mod wasi;
 
@@ -14,7 +16,9 @@ use wasmtime::{
     TypedFunc, Val, ValType, WasmParams, WasmResults,
 };
 
-use crate::backend::{Callback, StartExports, Vm};
+use crate::abi::WASI_MODULES;
+use crate::abi::{CallbackResult, CallbackSpec};
+use crate::backend::{ArgWords, Callback, MAX_CALLBACK_ARGS, StartExports, Vm};
 use crate::error::HarnessError;
 use crate::host::{Host, Phase};
 use crate::hostcalls::{self, Fault, Guest, GuestMemory, Hostcall};
@@ -85,8 +89,6 @@ struct ModuleInner {
     abi: AbiVersion,
     start: StartExports,
 }
-
-const WASI_MODULES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
 
 impl CompiledModule {
     /// True when both handles are the same loaded module.
@@ -233,21 +235,17 @@ impl CompiledModule {
                 export: "malloc or proxy_on_memory_allocate".to_string(),
             });
         }
-        for import in module.imports() {
-            let known = match import.module() {
-                "env" => {
-                    hostcalls::PROXY_HOSTCALL_NAMES.contains(&import.name())
-                        && abi.offers(import.name())
-                }
-                m => WASI_MODULES.contains(&m),
-            };
-            if !known {
-                return Err(HarnessError::UnknownImport {
-                    name: name.to_string(),
-                    module: import.module().to_string(),
-                    field: import.name().to_string(),
-                });
-            }
+        if let Some((module_name, field)) = crate::backend::refused_import(
+            abi,
+            module
+                .imports()
+                .map(|import| (import.module(), import.name())),
+        ) {
+            return Err(HarnessError::UnknownImport {
+                name: name.to_string(),
+                module: module_name.to_string(),
+                field: field.to_string(),
+            });
         }
         let linker = build_linker(&engine.engine, &module).map_err(|e| HarnessError::Compile {
             name: name.to_string(),
@@ -352,25 +350,10 @@ impl CompiledModule {
             main: typed.get("main")?,
             main_void: typed.get("__main_void")?,
             start: typed.get("_start")?,
-            context_create: typed.get("proxy_on_context_create")?,
-            vm_start: typed.get("proxy_on_vm_start")?,
-            configure: typed.get("proxy_on_configure")?,
-            tick: typed.get("proxy_on_tick")?,
-            queue_ready: typed.get("proxy_on_queue_ready")?,
-            request_headers: headers_export(&mut typed, abi, "proxy_on_request_headers")?,
-            request_body: typed.get("proxy_on_request_body")?,
-            request_trailers: typed.get("proxy_on_request_trailers")?,
-            response_headers: headers_export(&mut typed, abi, "proxy_on_response_headers")?,
-            response_body: typed.get("proxy_on_response_body")?,
-            response_trailers: typed.get("proxy_on_response_trailers")?,
-            log: typed.get("proxy_on_log")?,
-            done: typed.get("proxy_on_done")?,
-            delete: typed.get("proxy_on_delete")?,
-            http_call_response: typed.get("proxy_on_http_call_response")?,
-            grpc_initial_metadata: typed.get("proxy_on_grpc_receive_initial_metadata")?,
-            grpc_receive: typed.get("proxy_on_grpc_receive")?,
-            grpc_trailing_metadata: typed.get("proxy_on_grpc_receive_trailing_metadata")?,
-            grpc_close: typed.get("proxy_on_grpc_close")?,
+            callbacks: proxy_abi::CALLBACKS
+                .iter()
+                .map(|spec| WasmCallback::lookup(&mut typed, spec, abi))
+                .collect::<Result<_, _>>()?,
         };
         let data = store.data_mut();
         data.memory = Some(memory);
@@ -551,7 +534,7 @@ macro_rules! from_wasm {
 }
 
 macro_rules! link_proxy_hostcalls {
-    ($( $name:ident ( $($arg:ident : $kind:ident),* ); )*) => {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) in [$($abi:ident),*]; )*) => {
         fn link_proxy(linker: &mut Linker<WasmState>) -> wasmtime::Result<()> {
             $(
                 linker.func_wrap(
@@ -572,164 +555,53 @@ macro_rules! link_proxy_hostcalls {
         }
     };
 }
-crate::for_each_hostcall!(link_proxy_hostcalls);
+proxy_abi::for_each_hostcall!(link_proxy_hostcalls);
 
-fn wasi_result(r: Result<u32, Fault>) -> wasmtime::Result<i32> {
-    r.map(|e| e as i32)
-        .map_err(|f| wasmtime::format_err!("{}", f.0))
+/// The wasm result type of a WASI result kind.
+macro_rules! wasi_result_ty {
+    (errno) => {
+        i32
+    };
+    (never) => {
+        ()
+    };
 }
 
-fn wasi_call<F>(
-    caller: &mut Caller<'_, WasmState>,
-    name: &str,
-    args: &[u64],
-    f: F,
-) -> wasmtime::Result<i32>
-where
-    F: FnOnce(&mut WasmGuest<'_, '_>) -> Result<u32, Fault>,
-{
-    let mut guest = WasmGuest { caller };
-    wasi_result(hostcalls::dispatch(
-        &mut guest,
-        hostcalls::wasi_index(name),
-        args,
-        f,
-    ))
+/// Turns a WASI function's outcome into its wasm result (a fault traps).
+macro_rules! wasi_result {
+    (errno, $r:expr) => {
+        $r.map(|errno| errno as i32)
+            .map_err(|fault| wasmtime::format_err!("{}", fault.0))
+    };
+    (never, $r:expr) => {
+        $r.map(|_| ())
+            .map_err(|fault| wasmtime::format_err!("{}", fault.0))
+    };
 }
 
-fn u(v: i32) -> u64 {
-    u64::from(v as u32)
+macro_rules! link_wasi_functions {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) -> $result:ident; )*) => {
+        /// Defines the WASI subset of the table under one module name.
+        fn link_wasi(linker: &mut Linker<WasmState>, module: &str) -> wasmtime::Result<()> {
+            $(
+                linker.func_wrap(
+                    module,
+                    stringify!($name),
+                    |mut caller: Caller<'_, WasmState>, $($arg: wasm_ty!($kind)),*| -> wasmtime::Result<wasi_result_ty!($result)> {
+                        let args: &[u64] = &[$(RawArg::raw($arg)),*];
+                        let mut guest = WasmGuest { caller: &mut caller };
+                        let index = hostcalls::wasi_counter(hostcalls::WasiCall::$name);
+                        wasi_result!($result, hostcalls::dispatch(&mut guest, index, args, |g| {
+                            wasi::$name(g, $(from_wasm!($kind, $arg)),*)
+                        }))
+                    },
+                )?;
+            )*
+            Ok(())
+        }
+    };
 }
-
-/// The WASI functions [`link_wasi`] defines.
-const WASI_IMPLEMENTED: [&str; 12] = [
-    "fd_write",
-    "fd_fdstat_get",
-    "fd_prestat_get",
-    "environ_sizes_get",
-    "environ_get",
-    "args_sizes_get",
-    "args_get",
-    "clock_time_get",
-    "random_get",
-    "poll_oneoff",
-    "proc_exit",
-    "sched_yield",
-];
-
-/// Defines the WASI subset under one module name.
-fn link_wasi(linker: &mut Linker<WasmState>, m: &str) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        m,
-        "fd_write",
-        |mut c: Caller<'_, WasmState>, fd: i32, iovs: i32, n: i32, out: i32| {
-            wasi_call(&mut c, "fd_write", &[u(fd), u(iovs), u(n), u(out)], |g| {
-                wasi::fd_write(g, fd as u32, u(iovs), u(n), u(out))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_fdstat_get",
-        |mut c: Caller<'_, WasmState>, fd: i32, stat: i32| {
-            wasi_call(&mut c, "fd_fdstat_get", &[u(fd), u(stat)], |g| {
-                wasi::fd_fdstat_get(g, fd as u32, u(stat))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_prestat_get",
-        |mut c: Caller<'_, WasmState>, fd: i32, p: i32| {
-            wasi_call(&mut c, "fd_prestat_get", &[u(fd), u(p)], |g| {
-                wasi::fd_prestat_get(g, fd as u32, u(p))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "environ_sizes_get",
-        |mut c: Caller<'_, WasmState>, count: i32, size: i32| {
-            wasi_call(&mut c, "environ_sizes_get", &[u(count), u(size)], |g| {
-                wasi::environ_sizes_get(g, u(count), u(size))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "environ_get",
-        |mut c: Caller<'_, WasmState>, env: i32, buf: i32| {
-            wasi_call(&mut c, "environ_get", &[u(env), u(buf)], |g| {
-                wasi::environ_get(g, u(env), u(buf))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "args_sizes_get",
-        |mut c: Caller<'_, WasmState>, count: i32, size: i32| {
-            wasi_call(&mut c, "args_sizes_get", &[u(count), u(size)], |g| {
-                wasi::args_sizes_get(g, u(count), u(size))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "args_get",
-        |mut c: Caller<'_, WasmState>, argv: i32, buf: i32| {
-            wasi_call(&mut c, "args_get", &[u(argv), u(buf)], |g| {
-                wasi::args_get(g, u(argv), u(buf))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "clock_time_get",
-        |mut c: Caller<'_, WasmState>, id: i32, precision: i64, out: i32| {
-            wasi_call(
-                &mut c,
-                "clock_time_get",
-                &[u(id), precision as u64, u(out)],
-                |g| wasi::clock_time_get(g, id as u32, precision as u64, u(out)),
-            )
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "random_get",
-        |mut c: Caller<'_, WasmState>, buf: i32, len: i32| {
-            wasi_call(&mut c, "random_get", &[u(buf), u(len)], |g| {
-                wasi::random_get(g, u(buf), u(len))
-            })
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "poll_oneoff",
-        |mut c: Caller<'_, WasmState>, input: i32, output: i32, nsubs: i32, nevents: i32| {
-            wasi_call(
-                &mut c,
-                "poll_oneoff",
-                &[u(input), u(output), u(nsubs), u(nevents)],
-                |g| wasi::poll_oneoff(g, u(input), u(output), u(nsubs), u(nevents)),
-            )
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "proc_exit",
-        |mut c: Caller<'_, WasmState>, code: i32| -> wasmtime::Result<()> {
-            wasi_call(&mut c, "proc_exit", &[u(code)], |g| {
-                wasi::proc_exit(g, code as u32)
-            })
-            .map(|_| ())
-        },
-    )?;
-    linker.func_wrap(m, "sched_yield", |mut c: Caller<'_, WasmState>| {
-        wasi_call(&mut c, "sched_yield", &[], |g| wasi::sched_yield(g))
-    })?;
-    Ok(())
-}
+proxy_abi::for_each_wasi_function!(link_wasi_functions);
 
 /// Links the Proxy-Wasm functions and the WASI subset; any other WASI
 /// function the module imports answers ENOSYS (or traps if it returns nothing).
@@ -740,7 +612,11 @@ fn build_linker(engine: &Engine, module: &Module) -> wasmtime::Result<Linker<Was
         link_wasi(&mut linker, m)?;
     }
     for import in module.imports() {
-        if !WASI_MODULES.contains(&import.module()) || WASI_IMPLEMENTED.contains(&import.name()) {
+        if !WASI_MODULES.contains(&import.module())
+            || proxy_abi::WASI_FUNCTIONS
+                .iter()
+                .any(|f| f.name == import.name())
+        {
             continue;
         }
         let ExternType::Func(ty) = import.ty() else {
@@ -782,46 +658,94 @@ fn build_linker(engine: &Engine, module: &Module) -> wasmtime::Result<Linker<Was
     Ok(linker)
 }
 
-/// A headers callback: (context, headers, end_of_stream) since ABI 0.2.0,
-/// (context, headers) in 0.1.0.
-enum HeadersExport {
-    WithEndOfStream(TypedFunc<(i32, i32, i32), i32>),
-    V0_1_0(TypedFunc<(i32, i32), i32>),
+/// A callback export typed by its arity in the module's ABI version (every
+/// argument is an i32 in wasm32) and its result (none, or an i32).
+enum WasmCallback {
+    Unit(ByArity<()>),
+    Word(ByArity<i32>),
 }
 
-impl HeadersExport {
+/// A typed export with 0 to [`MAX_CALLBACK_ARGS`] i32 parameters.
+enum ByArity<R> {
+    A0(TypedFunc<(), R>),
+    A1(TypedFunc<(i32,), R>),
+    A2(TypedFunc<(i32, i32), R>),
+    A3(TypedFunc<(i32, i32, i32), R>),
+    A4(TypedFunc<(i32, i32, i32, i32), R>),
+    A5(TypedFunc<(i32, i32, i32, i32, i32), R>),
+}
+
+impl<R: WasmResults> ByArity<R> {
+    fn lookup(
+        typed: &mut TypedExports<'_>,
+        export: &str,
+        arity: usize,
+    ) -> Result<Option<ByArity<R>>, HarnessError> {
+        Ok(match arity {
+            0 => typed.get(export)?.map(ByArity::A0),
+            1 => typed.get(export)?.map(ByArity::A1),
+            2 => typed.get(export)?.map(ByArity::A2),
+            3 => typed.get(export)?.map(ByArity::A3),
+            4 => typed.get(export)?.map(ByArity::A4),
+            5 => typed.get(export)?.map(ByArity::A5),
+            _ => {
+                return Err(HarnessError::Instantiate {
+                    name: typed.name.to_string(),
+                    detail: format!(
+                        "callback `{export}` takes {arity} arguments, more than any the harness can pass"
+                    ),
+                });
+            }
+        })
+    }
+
+    #[inline]
     fn call(
         &self,
         store: &mut Store<WasmState>,
-        context_id: u32,
-        headers: u64,
-        end_of_stream: bool,
-    ) -> wasmtime::Result<i32> {
+        a: [i32; MAX_CALLBACK_ARGS],
+    ) -> wasmtime::Result<R> {
         match self {
-            HeadersExport::WithEndOfStream(f) => f.call(
-                store,
-                (i(context_id), sz(headers), i32::from(end_of_stream)),
-            ),
-            HeadersExport::V0_1_0(f) => f.call(store, (i(context_id), sz(headers))),
+            ByArity::A0(f) => f.call(store, ()),
+            ByArity::A1(f) => f.call(store, (a[0],)),
+            ByArity::A2(f) => f.call(store, (a[0], a[1])),
+            ByArity::A3(f) => f.call(store, (a[0], a[1], a[2])),
+            ByArity::A4(f) => f.call(store, (a[0], a[1], a[2], a[3])),
+            ByArity::A5(f) => f.call(store, (a[0], a[1], a[2], a[3], a[4])),
         }
     }
 }
 
-fn headers_export(
-    typed: &mut TypedExports<'_>,
-    abi: AbiVersion,
-    export: &str,
-) -> Result<Option<HeadersExport>, HarnessError> {
-    Ok(match abi {
-        AbiVersion::V0_1_0 => typed.get(export)?.map(HeadersExport::V0_1_0),
-        AbiVersion::V0_2_0 | AbiVersion::V0_2_1 => {
-            typed.get(export)?.map(HeadersExport::WithEndOfStream)
-        }
-    })
-}
+impl WasmCallback {
+    /// The export for a table entry with the arity of the module's ABI
+    /// version; absent is fine, a wrong signature is an error.
+    fn lookup(
+        typed: &mut TypedExports<'_>,
+        spec: &CallbackSpec,
+        abi: AbiVersion,
+    ) -> Result<Option<WasmCallback>, HarnessError> {
+        let arity = spec.arity_in(abi);
+        Ok(match spec.result {
+            CallbackResult::None => {
+                ByArity::lookup(typed, spec.export, arity)?.map(WasmCallback::Unit)
+            }
+            CallbackResult::Bool | CallbackResult::Action => {
+                ByArity::lookup(typed, spec.export, arity)?.map(WasmCallback::Word)
+            }
+        })
+    }
 
-/// Five i32 parameters (`proxy_on_http_call_response`).
-type Params5 = (i32, i32, i32, i32, i32);
+    /// Calls with the first arity words of `words` (ids, sizes and flags
+    /// as wasm32 i32s); the result as a u32 word (0 for none).
+    #[inline]
+    fn call(&self, store: &mut Store<WasmState>, words: ArgWords) -> wasmtime::Result<u64> {
+        let args: [i32; MAX_CALLBACK_ARGS] = std::array::from_fn(|i| words.get(i) as u32 as i32);
+        match self {
+            WasmCallback::Unit(f) => f.call(store, args).map(|()| 0),
+            WasmCallback::Word(f) => f.call(store, args).map(|v| u64::from(v as u32)),
+        }
+    }
+}
 
 /// Typed exports, looked up once per instance.
 struct Exports {
@@ -829,25 +753,8 @@ struct Exports {
     main: Option<TypedFunc<(i32, i32), i32>>,
     main_void: Option<TypedFunc<(), i32>>,
     start: Option<TypedFunc<(), ()>>,
-    context_create: Option<TypedFunc<(i32, i32), ()>>,
-    vm_start: Option<TypedFunc<(i32, i32), i32>>,
-    configure: Option<TypedFunc<(i32, i32), i32>>,
-    tick: Option<TypedFunc<i32, ()>>,
-    queue_ready: Option<TypedFunc<(i32, i32), ()>>,
-    request_headers: Option<HeadersExport>,
-    request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    request_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    response_headers: Option<HeadersExport>,
-    response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    response_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    log: Option<TypedFunc<i32, ()>>,
-    done: Option<TypedFunc<i32, i32>>,
-    delete: Option<TypedFunc<i32, ()>>,
-    http_call_response: Option<TypedFunc<Params5, ()>>,
-    grpc_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
-    grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
-    grpc_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
-    grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
+    /// By [`crate::backend::CallbackId`] (the callback table's order).
+    callbacks: Box<[Option<WasmCallback>]>,
 }
 
 /// One wasm VM: a store owning the [`Host`], an instance, cached exports.
@@ -869,14 +776,6 @@ fn trap_text(e: &wasmtime::Error) -> String {
         Some(backtrace) => format!("{cause}\n{backtrace}"),
         None => cause,
     }
-}
-
-fn i(v: u32) -> i32 {
-    v as i32
-}
-
-fn sz(v: u64) -> i32 {
-    v as u32 as i32
 }
 
 fn call_opt<P: WasmParams, R: WasmResults>(
@@ -931,140 +830,20 @@ impl Vm for WasmVm {
         let s = &mut self.store;
         let unit = |r: Option<wasmtime::Result<()>>| r.map(|r| r.map(|()| 0u64));
         let word = |r: Option<wasmtime::Result<i32>>| r.map(|r| r.map(|v| u64::from(v as u32)));
-        let result: Option<wasmtime::Result<u64>> = match cb {
-            Callback::Initialize => unit(call_opt(&e.initialize, s, ())),
-            Callback::Main => match &e.main {
-                Some(_) => word(call_opt(&e.main, s, (0, 0))),
-                None => word(call_opt(&e.main_void, s, ())),
+        let result: Option<wasmtime::Result<u64>> = match cb.id() {
+            Some(id) => e
+                .callbacks
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .map(|f| f.call(s, cb.words())),
+            None => match cb {
+                Callback::Main => match &e.main {
+                    Some(_) => word(call_opt(&e.main, s, (0, 0))),
+                    None => word(call_opt(&e.main_void, s, ())),
+                },
+                Callback::Start => unit(call_opt(&e.start, s, ())),
+                _ => unit(call_opt(&e.initialize, s, ())),
             },
-            Callback::Start => unit(call_opt(&e.start, s, ())),
-            Callback::ContextCreate {
-                context_id,
-                parent_id,
-            } => unit(call_opt(
-                &e.context_create,
-                s,
-                (i(context_id), i(parent_id)),
-            )),
-            Callback::VmStart { context_id, size } => {
-                word(call_opt(&e.vm_start, s, (i(context_id), sz(size))))
-            }
-            Callback::Configure { context_id, size } => {
-                word(call_opt(&e.configure, s, (i(context_id), sz(size))))
-            }
-            Callback::Tick { context_id } => unit(call_opt(&e.tick, s, i(context_id))),
-            Callback::QueueReady {
-                context_id,
-                queue_id,
-            } => unit(call_opt(&e.queue_ready, s, (i(context_id), i(queue_id)))),
-            Callback::RequestHeaders {
-                context_id,
-                headers,
-                end_of_stream,
-            } => word(
-                e.request_headers
-                    .as_ref()
-                    .map(|f| f.call(s, context_id, headers, end_of_stream)),
-            ),
-            Callback::RequestBody {
-                context_id,
-                size,
-                end_of_stream,
-            } => word(call_opt(
-                &e.request_body,
-                s,
-                (i(context_id), sz(size), i32::from(end_of_stream)),
-            )),
-            Callback::RequestTrailers {
-                context_id,
-                trailers,
-            } => word(call_opt(
-                &e.request_trailers,
-                s,
-                (i(context_id), sz(trailers)),
-            )),
-            Callback::ResponseHeaders {
-                context_id,
-                headers,
-                end_of_stream,
-            } => word(
-                e.response_headers
-                    .as_ref()
-                    .map(|f| f.call(s, context_id, headers, end_of_stream)),
-            ),
-            Callback::ResponseBody {
-                context_id,
-                size,
-                end_of_stream,
-            } => word(call_opt(
-                &e.response_body,
-                s,
-                (i(context_id), sz(size), i32::from(end_of_stream)),
-            )),
-            Callback::ResponseTrailers {
-                context_id,
-                trailers,
-            } => word(call_opt(
-                &e.response_trailers,
-                s,
-                (i(context_id), sz(trailers)),
-            )),
-            Callback::Log { context_id } => unit(call_opt(&e.log, s, i(context_id))),
-            Callback::Done { context_id } => word(call_opt(&e.done, s, i(context_id))),
-            Callback::Delete { context_id } => unit(call_opt(&e.delete, s, i(context_id))),
-            Callback::HttpCallResponse {
-                context_id,
-                token,
-                headers,
-                body_size,
-                trailers,
-            } => unit(call_opt(
-                &e.http_call_response,
-                s,
-                (
-                    i(context_id),
-                    i(token),
-                    sz(headers),
-                    sz(body_size),
-                    sz(trailers),
-                ),
-            )),
-            Callback::GrpcReceiveInitialMetadata {
-                context_id,
-                token,
-                headers,
-            } => unit(call_opt(
-                &e.grpc_initial_metadata,
-                s,
-                (i(context_id), i(token), sz(headers)),
-            )),
-            Callback::GrpcReceive {
-                context_id,
-                token,
-                size,
-            } => unit(call_opt(
-                &e.grpc_receive,
-                s,
-                (i(context_id), i(token), sz(size)),
-            )),
-            Callback::GrpcReceiveTrailingMetadata {
-                context_id,
-                token,
-                trailers,
-            } => unit(call_opt(
-                &e.grpc_trailing_metadata,
-                s,
-                (i(context_id), i(token), sz(trailers)),
-            )),
-            Callback::GrpcClose {
-                context_id,
-                token,
-                status,
-            } => unit(call_opt(
-                &e.grpc_close,
-                s,
-                (i(context_id), i(token), i(status)),
-            )),
         };
         match result {
             None => Ok(cb.default_result()),

@@ -135,66 +135,6 @@ fn take(ptr: *mut u8, len: usize) -> Vec<u8> {
     unsafe { Vec::from_raw_parts(ptr, len, len) }
 }
 
-pub fn status_name(status: u32) -> String {
-    match status {
-        0 => "OK".into(),
-        1 => "NOT_FOUND".into(),
-        2 => "BAD_ARGUMENT".into(),
-        3 => "SERIALIZATION_FAILURE".into(),
-        4 => "PARSE_FAILURE".into(),
-        6 => "INVALID_MEMORY_ACCESS".into(),
-        7 => "EMPTY".into(),
-        8 => "CAS_MISMATCH".into(),
-        10 => "INTERNAL_FAILURE".into(),
-        12 => "UNIMPLEMENTED".into(),
-        other => format!("STATUS_{other}"),
-    }
-}
-
-/// The header-map wire format: count, (key len, value len) per pair, then
-/// each key and value followed by a NUL byte.
-pub fn serialize_pairs(pairs: &[(String, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-/// Decodes the wire format; `None` when the bytes are not exactly one map.
-pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let word = |at: usize| -> Option<usize> {
-        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(u32::from_le_bytes(raw) as usize)
-    };
-    let count = word(0)?;
-    let mut sizes = Vec::with_capacity(count);
-    for i in 0..count {
-        sizes.push((word(4 + i * 8)?, word(8 + i * 8)?));
-    }
-    let mut at = 4 + count * 8;
-    let mut pairs = Vec::with_capacity(count);
-    for (klen, vlen) in sizes {
-        let key = bytes.get(at..at + klen)?.to_vec();
-        at += klen + 1;
-        let value = bytes.get(at..at + vlen)?.to_vec();
-        at += vlen + 1;
-        pairs.push((key, value));
-    }
-    (at == bytes.len()).then_some(pairs)
-}
-
 pub fn log(level: u32, message: &str) -> u32 {
     // SAFETY: pointer and length describe a live &str.
     unsafe { proxy_log(level, message.as_ptr(), message.len()) }

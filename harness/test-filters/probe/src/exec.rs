@@ -1,12 +1,12 @@
 //! Runs scripted steps and logs one result line per step at info level.
 
-use crate::abi::{self, status_name};
+use crate::abi;
 use crate::script::{Decode, Num, Op, Step};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-const INFO: u32 = 2;
+const INFO: u32 = proxy_abi::LogLevel::Info as u32;
 
 thread_local! {
     /// Values saved by steps (`save`), shared by every context of the VM so a
@@ -46,16 +46,31 @@ fn text(bytes: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(bytes))
 }
 
+/// The status as the spec names it (`STATUS_<n>` for a code it does not define).
+fn status_name(status: u32) -> String {
+    proxy_abi::Status::from_u32(status)
+        .map_or_else(|| format!("STATUS_{status}"), |s| s.name().to_string())
+}
+
+fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    proxy_abi::encode_map_into(
+        pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        &mut out,
+    );
+    out
+}
+
 fn pairs_text(bytes: &[u8]) -> String {
-    match abi::deserialize_pairs(bytes) {
-        Some(pairs) => {
+    match proxy_abi::decode_map(bytes) {
+        Ok(pairs) => {
             let shown: Vec<String> = pairs
                 .iter()
                 .map(|(k, v)| format!("{}={}", text(k), text(v)))
                 .collect();
             format!("[{}]", shown.join(", "))
         }
-        None => format!("<malformed pairs: {} bytes>", bytes.len()),
+        Err(_) => format!("<malformed pairs: {} bytes>", bytes.len()),
     }
 }
 
@@ -197,10 +212,9 @@ fn run_one(step: &Step) {
             let (status, bytes) = abi::get_pairs(*map);
             line(status, format!("pairs={}", pairs_text(&bytes)))
         }
-        Op::SetHeaders { map, pairs } => line(
-            abi::set_pairs(*map, &abi::serialize_pairs(pairs)),
-            String::new(),
-        ),
+        Op::SetHeaders { map, pairs } => {
+            line(abi::set_pairs(*map, &encode_pairs(pairs)), String::new())
+        }
         Op::AddHeader { map, key, value } => line(abi::add_value(*map, key, value), String::new()),
         Op::ReplaceHeader { map, key, value } => {
             line(abi::replace_value(*map, key, value), String::new())
@@ -378,7 +392,7 @@ fn run_one(step: &Step) {
                 *status,
                 details,
                 body.as_bytes(),
-                &abi::serialize_pairs(headers),
+                &encode_pairs(headers),
                 *grpc_status,
             ),
             String::new(),
