@@ -5,6 +5,8 @@ pub mod bench;
 pub mod compile;
 pub mod run;
 pub mod test;
+mod transcript;
+mod world;
 
 use std::process::ExitCode;
 
@@ -19,11 +21,11 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Args, Debug)]
 pub struct TrafficArgs {
     /// Plugin configuration: inline text (usually JSON) or @file.
-    #[arg(long, default_value = "")]
-    pub config: String,
-    /// The request line: 'METHOD /path'.
-    #[arg(long, default_value = "GET /")]
-    pub request: String,
+    #[arg(long)]
+    pub config: Option<String>,
+    /// The request line: 'METHOD /path' [default: GET /].
+    #[arg(long)]
+    pub request: Option<String>,
     /// Request header 'name: value' (repeatable). `host` becomes :authority.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -36,15 +38,19 @@ pub struct TrafficArgs {
 }
 
 impl TrafficArgs {
-    /// `--config` as bytes.
+    /// `--config` as bytes (empty when not given).
     pub fn config(&self) -> Result<Vec<u8>, HarnessError> {
-        text_or_file(&self.config, "--config")
+        match &self.config {
+            Some(config) => text_or_file(config, "--config"),
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// `--request` and `-H`.
+    /// `--request` (default `GET /`) and `-H`.
     pub fn request(&self) -> Result<DownstreamRequest, HarnessError> {
+        let line = self.request.as_deref().unwrap_or("GET /");
         let mut request =
-            DownstreamRequest::from_request_line(&self.request).map_err(HarnessError::Usage)?;
+            DownstreamRequest::from_request_line(line).map_err(HarnessError::Usage)?;
         request.headers = parse_headers(&self.headers, "-H")?;
         Ok(request)
     }
