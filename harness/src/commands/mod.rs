@@ -3,11 +3,13 @@
 
 pub mod bench;
 pub mod compile;
+pub mod docs;
 pub mod run;
 pub mod test;
 mod transcript;
 mod world;
 
+use std::io::Read;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -69,12 +71,44 @@ impl TrafficArgs {
     }
 }
 
-/// Inline text, or the contents of a file when written `@path`.
+/// Inline text, or the contents of a file when written `@path`, or of
+/// standard input when written `@-` (once per run: it cannot be read twice).
 pub fn text_or_file(value: &str, what: &str) -> Result<Vec<u8>, HarnessError> {
     match value.strip_prefix('@') {
+        Some("-") => read_stdin(what),
         Some(path) => std::fs::read(path)
             .map_err(|e| HarnessError::Usage(format!("cannot read {what} file {path}: {e}"))),
         None => Ok(value.as_bytes().to_vec()),
+    }
+}
+
+/// Standard input, for the one flag written `@-`.
+fn read_stdin(what: &str) -> Result<Vec<u8>, HarnessError> {
+    static TAKEN_BY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut taken = TAKEN_BY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = taken.as_ref() {
+        return Err(HarnessError::Usage(format!(
+            "{what} @-: standard input was already read for {first}; give one of them @file"
+        )));
+    }
+    *taken = Some(what.to_string());
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| HarnessError::Usage(format!("cannot read {what} from standard input: {e}")))?;
+    log::debug!("{what}: {} bytes from standard input", bytes.len());
+    Ok(bytes)
+}
+
+/// The result of writing to stdout, where a closed pipe (`harness ... |
+/// head -1`) is not an error: the reader has all it wanted.
+pub fn written(result: std::io::Result<()>) -> Result<(), HarnessError> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            log::debug!("stdout closed by its reader; output stopped");
+            Ok(())
+        }
+        other => other.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}"))),
     }
 }
 

@@ -4,15 +4,17 @@
 //! alone for a filter that only works on timers. `--json` is exact.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
 use harness::{
-    Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, LogLevel,
-    NativeLibrary, Outcome, StreamEnd, TraceLevel, UpstreamResponse,
+    Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, NativeLibrary,
+    Outcome, StreamEnd, TraceLevel, UpstreamResponse,
 };
+
+use harness::scenario::plugin_name_of;
 
 use super::transcript::{self, Transcript};
 use super::world::{World, WorldArgs, load_world};
@@ -40,7 +42,8 @@ pub struct RunArgs {
     /// VM id (scopes shared data and queues).
     #[arg(long)]
     vm_id: Option<String>,
-    /// Plugin name (the `plugin_name` property) [default: harness].
+    /// Plugin name (the `plugin_name` property) [default: the module's file
+    /// name without extension, e.g. response_header].
     #[arg(long)]
     name: Option<String>,
     /// Environment variable exposed to the filter through WASI (K=V, repeatable).
@@ -104,20 +107,21 @@ fn load(args: &RunArgs, world: Option<&World>) -> Result<(FilterModule, PathBuf)
 }
 
 /// The world file's configuration (or the defaults) with every flag given
-/// laid over it.
-fn config(args: &RunArgs, world: Option<World>) -> Result<HarnessConfig, HarnessError> {
-    let mut config = match world {
-        Some(world) => world.config,
-        None => HarnessConfig {
-            plugin: harness::PluginConfig {
-                name: "harness".to_string(),
-                log_level: LogLevel::Trace,
-                ..harness::PluginConfig::default()
-            },
-            ..HarnessConfig::default()
-        },
+/// laid over it; the plugin is named by `--name`, the world file, or else
+/// after its module.
+fn config(
+    args: &RunArgs,
+    world: Option<World>,
+    module: &Path,
+) -> Result<HarnessConfig, HarnessError> {
+    let (mut config, named) = match world {
+        Some(world) => (world.config, world.named),
+        None => (HarnessConfig::default(), false),
     };
     let plugin = &mut config.plugin;
+    if !named && let Some(name) = module.to_str().and_then(plugin_name_of) {
+        plugin.name = name;
+    }
     for kv in &args.env {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             HarnessError::Usage(format!("--env '{kv}' must look like NAME=value"))
@@ -194,7 +198,15 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         .map(|path| load_world(path, cli_module))
         .transpose()?;
     let (module, module_path) = load(args, world.as_ref())?;
-    let config = config(args, world)?;
+    let config = config(args, world, &module_path)?;
+    log::info!(
+        "{} ({} backend) as plugin '{}': {} cluster(s), {} propert(ies)",
+        module_path.display(),
+        module.backend_name(),
+        config.plugin.name,
+        config.clusters.len(),
+        config.properties.len()
+    );
     let advance = args.world.advance_ms()?;
     let exchange = exchange(args, advance)?;
     let mut envoy = Harness::new(module.clone(), config)?;
@@ -228,7 +240,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         };
         transcript::print(&mut out, &transcript)
     };
-    written.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}")))?;
+    super::written(written)?;
     let failed = |o: &Outcome| o.trap.is_some() || matches!(o.end, StreamEnd::Stalled { .. });
     let any_failed = outcome
         .iter()

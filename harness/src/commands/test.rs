@@ -71,8 +71,8 @@ pub fn command(args: &TestArgs) -> ExitCode {
         let written = serde_json::to_writer_pretty(&mut out, &summary)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out));
-        if let Err(e) = written {
-            return super::usage_error(COMMAND, &format!("cannot write the JSON report: {e}"));
+        if let Err(e) = super::written(written) {
+            return super::usage_error(COMMAND, &format!("the JSON report: {e}"));
         }
     }
     if summary.ok() {

@@ -43,6 +43,8 @@ pub struct World {
     pub config: HarnessConfig,
     /// Its `plugin.module`, resolved against the file's directory.
     pub module: Option<PathBuf>,
+    /// Whether it sets `plugin.name` (else the module's name is used).
+    pub named: bool,
 }
 
 impl WorldArgs {
@@ -111,7 +113,16 @@ pub fn load_world(path: &Path, cli_module: Option<&Path>) -> Result<World, Harne
         (true, Some(spec)) => Some(resolve_module(spec, base).map_err(HarnessError::Usage)?),
         _ => None,
     };
-    Ok(World { config, module })
+    log::info!(
+        "world from {label}: {} cluster(s), {} propert(ies)",
+        config.clusters.len(),
+        config.properties.len()
+    );
+    Ok(World {
+        named: scenario.plugin.name.is_some(),
+        config,
+        module,
+    })
 }
 
 /// The case a world-only file gets so that it parses as a scenario.

@@ -359,7 +359,9 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
     properties.extend(case.properties.clone());
     let mut config = HarnessConfig {
         plugin: PluginConfig {
-            name: plugin.name.clone().unwrap_or(defaults.name),
+            name: (plugin.name.clone())
+                .or_else(|| plugin.module.as_deref().and_then(plugin_name_of))
+                .unwrap_or(defaults.name),
             root_id: plugin.root_id.clone().unwrap_or(defaults.root_id),
             vm_id: plugin.vm_id.clone().unwrap_or(defaults.vm_id),
             vm_config: plugin.vm_config.clone().unwrap_or(defaults.vm_config),
@@ -385,6 +387,24 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
         config.buffer_limit_bytes = bytes;
     }
     config
+}
+
+/// The plugin name a module file implies when none is set, so logs and
+/// deadline messages name the filter: its file stem, without a native
+/// twin's `lib` prefix (`response_header.wasm`, `libresponse_header.so`).
+pub fn plugin_name_of(module: &str) -> Option<String> {
+    let path = Path::new(module);
+    let stem = path.file_stem()?.to_str()?;
+    let native = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("so" | "dylib")
+    );
+    let name = if native {
+        stem.strip_prefix("lib").unwrap_or(stem)
+    } else {
+        stem
+    };
+    Some(name.to_string())
 }
 
 /// Every scenario file `path` names: the file itself, or every `*.yaml` /

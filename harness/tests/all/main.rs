@@ -6,6 +6,7 @@ mod abi_versions;
 mod chain;
 mod ci_reports;
 mod cli;
+mod cli_habits;
 mod cli_world;
 mod hostcalls;
 mod hostile;
