@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compile;
 pub mod docs;
 pub mod run;
+mod stale;
 pub mod test;
 mod transcript;
 mod world;

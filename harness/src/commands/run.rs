@@ -198,6 +198,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         .map(|path| load_world(path, cli_module))
         .transpose()?;
     let (module, module_path) = load(args, world.as_ref())?;
+    super::stale::warn_if_stale(&module_path);
     let config = config(args, world, &module_path)?;
     log::info!(
         "{} ({} backend) as plugin '{}': {} cluster(s), {} propert(ies)",

@@ -23,6 +23,8 @@ pub struct Runner {
     native_dir: Option<PathBuf>,
     /// Which cases to run, by name (`harness test --case`); all when unset.
     select: Option<CaseFilter>,
+    /// The module every plugin runs instead of its own (`harness test --module`).
+    module_override: Option<PathBuf>,
 }
 
 /// Accepts or refuses a case by its name.
@@ -47,6 +49,11 @@ impl Runner {
     /// Runs only the cases whose name `select` accepts.
     pub fn select_cases(&mut self, select: impl Fn(&str) -> bool + 'static) {
         self.select = Some(Box::new(select));
+    }
+
+    /// Runs `module` wherever a scenario names a module of its own.
+    pub fn override_module(&mut self, module: impl Into<PathBuf>) {
+        self.module_override = Some(module.into());
     }
 
     /// Runs every file and directory in `paths`, printing each file's
@@ -112,7 +119,10 @@ impl Runner {
     /// The module at `spec`, loaded once per runner: a `.wasm` file, or a
     /// native twin (an ELF shared library), by file type.
     fn module(&mut self, spec: &str, base: &Path) -> Result<FilterModule, String> {
-        let mut path = resolve_module(spec, base)?;
+        let mut path = match &self.module_override {
+            Some(module) => module.clone(),
+            None => resolve_module(spec, base)?,
+        };
         if let Some(dir) = &self.native_dir {
             path = native_twin(&path, dir)?;
         }
