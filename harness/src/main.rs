@@ -4,13 +4,14 @@
 //! prints the exchange like `curl -v`; `--json` prints the whole outcome;
 //! `--trace` adds every callback and hostcall.
 //! `harness test <files or dirs>` runs scenario files.
-//! Each subcommand lives in `commands/`.
+//! Each subcommand lives in `commands/`. `-v` or `RUST_LOG` turn on the
+//! harness's own logging on stderr.
 
 mod commands;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 /// Shown by `harness --help`; README's "Exit status" says the same.
 const EXIT_STATUS: &str = "\
@@ -31,6 +32,10 @@ Exit status:
     after_help = EXIT_STATUS
 )]
 struct Cli {
+    /// Log what the harness itself does on stderr: -v info, -vv debug,
+    /// -vvv trace (RUST_LOG=harness=debug,wasmtime=info works too).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,13 +50,41 @@ enum Command {
     Compile(commands::compile::CompileArgs),
     /// Run scenario files (YAML) and report `N passed, N failed`.
     Test(commands::test::TestArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(commands::docs::CompletionsArgs),
+    /// Print the man page (roff) of harness or of one subcommand.
+    Man(commands::docs::ManArgs),
+}
+
+/// RUST_LOG's filters, with `-v` raising the harness's own level over them;
+/// nothing but warnings when neither is given.
+fn init_logging(verbose: u8) {
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(log::LevelFilter::Warn);
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        logger.parse_filters(&filters);
+    }
+    let level = match verbose {
+        0 => None,
+        1 => Some(log::LevelFilter::Info),
+        2 => Some(log::LevelFilter::Debug),
+        _ => Some(log::LevelFilter::Trace),
+    };
+    if let Some(level) = level {
+        logger.filter_module("harness", level);
+    }
+    logger.format_target(true).init();
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
         Command::Run(args) => commands::run::command(&args),
         Command::Bench(args) => commands::bench::command(&args),
         Command::Compile(args) => commands::compile::command(&args),
         Command::Test(args) => commands::test::command(&args),
+        Command::Completions(args) => commands::docs::completions(&args, Cli::command()),
+        Command::Man(args) => commands::docs::man(&args, Cli::command()),
     }
 }

@@ -1,6 +1,7 @@
 //! `harness compile`: a precompiled module (.cwasm) that `run`, `test` and
 //! `bench` load without compiling (same wasmtime version and settings only).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,8 +23,11 @@ pub struct CompileArgs {
 pub fn command(args: &CompileArgs) -> ExitCode {
     match compile(args) {
         Ok(out) => {
-            println!("{}", out.display());
-            ExitCode::SUCCESS
+            let printed = writeln!(std::io::stdout(), "{}", out.display());
+            match super::written(printed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => super::failed("harness compile", &e),
+            }
         }
         Err(e) => super::failed("harness compile", &e),
     }

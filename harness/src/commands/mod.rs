@@ -3,9 +3,14 @@
 
 pub mod bench;
 pub mod compile;
+pub mod docs;
 pub mod run;
+mod stale;
 pub mod test;
+mod transcript;
+mod world;
 
+use std::io::Read;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -19,11 +24,11 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Args, Debug)]
 pub struct TrafficArgs {
     /// Plugin configuration: inline text (usually JSON) or @file.
-    #[arg(long, default_value = "")]
-    pub config: String,
-    /// The request line: 'METHOD /path'.
-    #[arg(long, default_value = "GET /")]
-    pub request: String,
+    #[arg(long)]
+    pub config: Option<String>,
+    /// The request line: 'METHOD /path' [default: GET /].
+    #[arg(long)]
+    pub request: Option<String>,
     /// Request header 'name: value' (repeatable). `host` becomes :authority.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -36,15 +41,19 @@ pub struct TrafficArgs {
 }
 
 impl TrafficArgs {
-    /// `--config` as bytes.
+    /// `--config` as bytes (empty when not given).
     pub fn config(&self) -> Result<Vec<u8>, HarnessError> {
-        text_or_file(&self.config, "--config")
+        match &self.config {
+            Some(config) => text_or_file(config, "--config"),
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// `--request` and `-H`.
+    /// `--request` (default `GET /`) and `-H`.
     pub fn request(&self) -> Result<DownstreamRequest, HarnessError> {
+        let line = self.request.as_deref().unwrap_or("GET /");
         let mut request =
-            DownstreamRequest::from_request_line(&self.request).map_err(HarnessError::Usage)?;
+            DownstreamRequest::from_request_line(line).map_err(HarnessError::Usage)?;
         request.headers = parse_headers(&self.headers, "-H")?;
         Ok(request)
     }
@@ -63,12 +72,44 @@ impl TrafficArgs {
     }
 }
 
-/// Inline text, or the contents of a file when written `@path`.
+/// Inline text, or the contents of a file when written `@path`, or of
+/// standard input when written `@-` (once per run: it cannot be read twice).
 pub fn text_or_file(value: &str, what: &str) -> Result<Vec<u8>, HarnessError> {
     match value.strip_prefix('@') {
+        Some("-") => read_stdin(what),
         Some(path) => std::fs::read(path)
             .map_err(|e| HarnessError::Usage(format!("cannot read {what} file {path}: {e}"))),
         None => Ok(value.as_bytes().to_vec()),
+    }
+}
+
+/// Standard input, for the one flag written `@-`.
+fn read_stdin(what: &str) -> Result<Vec<u8>, HarnessError> {
+    static TAKEN_BY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut taken = TAKEN_BY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = taken.as_ref() {
+        return Err(HarnessError::Usage(format!(
+            "{what} @-: standard input was already read for {first}; give one of them @file"
+        )));
+    }
+    *taken = Some(what.to_string());
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| HarnessError::Usage(format!("cannot read {what} from standard input: {e}")))?;
+    log::debug!("{what}: {} bytes from standard input", bytes.len());
+    Ok(bytes)
+}
+
+/// The result of writing to stdout, where a closed pipe (`harness ... |
+/// head -1`) is not an error: the reader has all it wanted.
+pub fn written(result: std::io::Result<()>) -> Result<(), HarnessError> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            log::debug!("stdout closed by its reader; output stopped");
+            Ok(())
+        }
+        other => other.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}"))),
     }
 }
 

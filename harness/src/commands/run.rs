@@ -1,22 +1,23 @@
-//! `harness run`: one request through a filter, printed like `curl -v`.
-//! Everything the guest controls (log lines, header names and values,
-//! bodies, local reply details, metric and cluster names, trap and panic
-//! texts) is printed with its control characters escaped, so a filter
-//! cannot forge transcript lines or drive the terminal; `--json` is exact.
+//! `harness run`: one request through a filter, printed like `curl -v`
+//! (see `transcript.rs`), in a world given by flags or a scenario file
+//! (see `world.rs`); `--advance` moves the virtual clock after it, or
+//! alone for a filter that only works on timers. `--json` is exact.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
-use harness::printable::{callout_result, escape_bytes, escape_controls, metric_kind};
 use harness::{
-    Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, LogLevel,
-    NativeLibrary, Outcome, PluginConfig, StreamEnd, TraceEvent, TraceLevel, UpstreamResponse,
+    Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, NativeLibrary,
+    Outcome, StreamEnd, TraceLevel, UpstreamResponse,
 };
 
+use harness::scenario::plugin_name_of;
+
+use super::transcript::{self, Transcript};
+use super::world::{World, WorldArgs, load_world};
 use super::{TrafficArgs, text_or_file};
 
 /// Exit status when the filter trapped or the stream stalled.
@@ -24,26 +25,27 @@ pub const EXIT_FILTER_FAILED: u8 = 3;
 
 /// `harness run`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("filter").required(true).args(["module", "native"])))]
+#[command(group(clap::ArgGroup::new("filter").required(true).multiple(true).args(["module", "native", "world"])))]
 pub struct RunArgs {
-    /// The filter module (.wasm).
+    /// The filter module (.wasm); optional with a --world file naming one.
     module: Option<PathBuf>,
     /// Run the native twin instead: the filter built for the host as a
     /// cdylib (`cargo build -p <filter> --profile host-release`). No sandbox.
-    #[arg(long, value_name = "LIB.so")]
+    #[arg(long, value_name = "LIB.so", conflicts_with = "module")]
     native: Option<PathBuf>,
     /// VM configuration: inline text or @file.
-    #[arg(long, default_value = "")]
-    vm_config: String,
+    #[arg(long)]
+    vm_config: Option<String>,
     /// Root id of the plugin.
-    #[arg(long, default_value = "")]
-    root_id: String,
+    #[arg(long)]
+    root_id: Option<String>,
     /// VM id (scopes shared data and queues).
-    #[arg(long, default_value = "")]
-    vm_id: String,
-    /// Plugin name (the `plugin_name` property).
-    #[arg(long, default_value = "harness")]
-    name: String,
+    #[arg(long)]
+    vm_id: Option<String>,
+    /// Plugin name (the `plugin_name` property) [default: the module's file
+    /// name without extension, e.g. response_header].
+    #[arg(long)]
+    name: Option<String>,
     /// Environment variable exposed to the filter through WASI (K=V, repeatable).
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -67,6 +69,8 @@ pub struct RunArgs {
     /// Status the upstream answers with.
     #[arg(long, default_value_t = 200)]
     upstream_status: u16,
+    #[command(flatten)]
+    world: WorldArgs,
     /// Print the full outcome as one JSON document.
     #[arg(long)]
     json: bool,
@@ -84,290 +88,188 @@ pub fn command(args: &RunArgs) -> ExitCode {
     }
 }
 
-fn load(args: &RunArgs) -> Result<(FilterModule, PathBuf), HarnessError> {
-    match (&args.module, &args.native) {
-        (_, Some(lib)) => Ok((NativeLibrary::from_file(lib)?.into(), lib.clone())),
-        (Some(module), None) => Ok((FilterModule::from_file(module)?, module.clone())),
-        (None, None) => Err(HarnessError::Usage(
-            "give a module.wasm or --native lib.so".to_string(),
+/// The module to run: the command line's, else the world file's.
+fn load(args: &RunArgs, world: Option<&World>) -> Result<(FilterModule, PathBuf), HarnessError> {
+    if let Some(lib) = &args.native {
+        return Ok((NativeLibrary::from_file(lib)?.into(), lib.clone()));
+    }
+    match args
+        .module
+        .as_ref()
+        .or(world.and_then(|w| w.module.as_ref()))
+    {
+        Some(module) => Ok((FilterModule::from_file(module)?, module.clone())),
+        None => Err(HarnessError::Usage(
+            "give a module.wasm, --native lib.so, or a --world file whose plugin names a module"
+                .to_string(),
         )),
     }
 }
 
-fn config(args: &RunArgs) -> Result<HarnessConfig, HarnessError> {
-    let mut env = BTreeMap::new();
+/// The world file's configuration (or the defaults) with every flag given
+/// laid over it; the plugin is named by `--name`, the world file, or else
+/// after its module.
+fn config(
+    args: &RunArgs,
+    world: Option<World>,
+    module: &Path,
+) -> Result<HarnessConfig, HarnessError> {
+    let (mut config, named) = match world {
+        Some(world) => (world.config, world.named),
+        None => (HarnessConfig::default(), false),
+    };
+    let plugin = &mut config.plugin;
+    if !named && let Some(name) = module.to_str().and_then(plugin_name_of) {
+        plugin.name = name;
+    }
     for kv in &args.env {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             HarnessError::Usage(format!("--env '{kv}' must look like NAME=value"))
         })?;
-        env.insert(k.to_string(), v.to_string());
+        plugin.env.insert(k.to_string(), v.to_string());
     }
-    Ok(HarnessConfig {
-        plugin: PluginConfig {
-            name: args.name.clone(),
-            root_id: args.root_id.clone(),
-            vm_id: args.vm_id.clone(),
-            vm_config: ByteString(text_or_file(&args.vm_config, "--vm-config")?),
-            configuration: ByteString(args.traffic.config()?),
-            fail_open: args.fail_open,
-            reload_on_failure: args.fail_reload,
-            max_memory_bytes: args.max_memory_mb.saturating_mul(1024 * 1024),
-            callback_deadline_ms: args.callback_deadline_ms,
-            env,
-            log_level: LogLevel::Trace,
-        },
-        trace: if args.trace {
-            TraceLevel::Hostcalls
-        } else {
-            TraceLevel::Callbacks
-        },
-        ..HarnessConfig::default()
-    })
+    if let Some(name) = &args.name {
+        plugin.name.clone_from(name);
+    }
+    if let Some(root_id) = &args.root_id {
+        plugin.root_id.clone_from(root_id);
+    }
+    if let Some(vm_id) = &args.vm_id {
+        plugin.vm_id.clone_from(vm_id);
+    }
+    if let Some(vm_config) = &args.vm_config {
+        plugin.vm_config = ByteString(text_or_file(vm_config, "--vm-config")?);
+    }
+    if args.traffic.config.is_some() {
+        plugin.configuration = ByteString(args.traffic.config()?);
+    }
+    plugin.fail_open |= args.fail_open;
+    plugin.reload_on_failure |= args.fail_reload;
+    plugin.max_memory_bytes = args.max_memory_mb.saturating_mul(1024 * 1024);
+    plugin.callback_deadline_ms = args.callback_deadline_ms;
+    config.trace = if args.trace {
+        TraceLevel::Hostcalls
+    } else {
+        TraceLevel::Callbacks
+    };
+    args.world.apply(&mut config)?;
+    Ok(config)
 }
 
-fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
-    let (module, module_path) = load(args)?;
-    let config = config(args)?;
-    let mut request = args.traffic.request()?;
+/// The exchange to run, or none for a timer-only run (`--advance` without
+/// `--request`); request-shaping flags without a request are refused.
+fn exchange(args: &RunArgs, advance: Option<u64>) -> Result<Option<Exchange>, HarnessError> {
+    let traffic = &args.traffic;
+    if traffic.request.is_none() && advance.is_some() {
+        let shaped = !traffic.headers.is_empty()
+            || !traffic.upstream_headers.is_empty()
+            || traffic.upstream_body.is_some()
+            || args.body.is_some();
+        if shaped {
+            return Err(HarnessError::Usage(
+                "-H, --body and --upstream-* describe a request, but with --advance and no \
+                 --request none is sent: add --request 'GET /'"
+                    .to_string(),
+            ));
+        }
+        return Ok(None);
+    }
+    let mut request = traffic.request()?;
     if let Some(body) = &args.body {
         request.body = Body::single(text_or_file(body, "--body")?);
     }
     let upstream = UpstreamResponse {
         status: args.upstream_status,
-        headers: args.traffic.upstream_headers()?,
-        body: args.traffic.upstream_body()?,
+        headers: traffic.upstream_headers()?,
+        body: traffic.upstream_body()?,
         trailers: None,
         unreachable: false,
     };
-    let mut envoy = Harness::new(module.clone(), config)?;
-    let startup = envoy.startup().clone();
-    let outcome = envoy.exchange(&Exchange {
+    Ok(Some(Exchange {
         request,
         upstream,
         properties: Default::default(),
-    })?;
+    }))
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
+    let cli_module = args.module.as_deref().or(args.native.as_deref());
+    let world = (args.world.world.as_deref())
+        .map(|path| load_world(path, cli_module))
+        .transpose()?;
+    let (module, module_path) = load(args, world.as_ref())?;
+    super::stale::warn_if_stale(&module_path);
+    let config = config(args, world, &module_path)?;
+    log::info!(
+        "{} ({} backend) as plugin '{}': {} cluster(s), {} propert(ies)",
+        module_path.display(),
+        module.backend_name(),
+        config.plugin.name,
+        config.clusters.len(),
+        config.properties.len()
+    );
+    let advance = args.world.advance_ms()?;
+    let exchange = exchange(args, advance)?;
+    let mut envoy = Harness::new(module.clone(), config)?;
+    let startup = envoy.startup().clone();
+    let outcome = exchange.map(|e| envoy.exchange(&e)).transpose()?;
+    let advanced = advance
+        .map(|ms| envoy.advance(ms).map(|o| (ms, o)))
+        .transpose()?;
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         let doc = RunReport {
             module: module_path.display().to_string(),
             backend: module.backend_name(),
             startup: &startup,
-            outcome: &outcome,
+            outcome: outcome.as_ref(),
+            advance: advanced.as_ref().map(|(ms, o)| Advance {
+                ms: *ms,
+                outcome: o,
+            }),
         };
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
-        print_human(&mut out, &module_path, &startup, &outcome, args.trace)
+        let transcript = Transcript {
+            module: &module_path,
+            startup: &startup,
+            exchange: outcome.as_ref(),
+            advance: advanced.as_ref().map(|(ms, o)| (*ms, o)),
+            trace: args.trace,
+        };
+        transcript::print(&mut out, &transcript)
     };
-    written.map_err(|e| HarnessError::Usage(format!("cannot write output: {e}")))?;
-    Ok(match (&outcome.trap, &outcome.end) {
-        (Some(_), _) | (_, StreamEnd::Stalled { .. }) => ExitCode::from(EXIT_FILTER_FAILED),
-        _ => ExitCode::SUCCESS,
+    super::written(written)?;
+    let failed = |o: &Outcome| o.trap.is_some() || matches!(o.end, StreamEnd::Stalled { .. });
+    let any_failed = outcome
+        .iter()
+        .chain(advanced.iter().map(|(_, o)| o))
+        .any(failed);
+    Ok(if any_failed {
+        ExitCode::from(EXIT_FILTER_FAILED)
+    } else {
+        ExitCode::SUCCESS
     })
 }
-/// `harness run --json`: one document, fields in this order.
+
+/// `harness run --json`: one document, fields in this order; `outcome` is
+/// absent for a timer-only run, `advance` without `--advance`.
 #[derive(serde::Serialize)]
 struct RunReport<'a> {
     module: String,
     backend: &'static str,
     startup: &'a Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advance: Option<Advance<'a>>,
+}
+
+/// `--advance` in the JSON document.
+#[derive(serde::Serialize)]
+struct Advance<'a> {
+    ms: u64,
     outcome: &'a Outcome,
-}
-
-/// The reason phrase curl would show after the status code.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
-}
-
-/// Guest bytes as one transcript line's worth of text.
-fn text(b: &[u8]) -> String {
-    escape_bytes(b)
-}
-
-fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
-    if outcome.logs.is_empty() {
-        return Ok(());
-    }
-    writeln!(out, "* {title}:")?;
-    for l in &outcome.logs {
-        writeln!(
-            out,
-            "*   [{}] {}",
-            l.level.name(),
-            escape_controls(&l.message)
-        )?;
-    }
-    Ok(())
-}
-
-fn print_trace(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
-    for e in &outcome.trace {
-        match e {
-            TraceEvent::Callback {
-                name,
-                args,
-                result,
-                at_ms,
-            } => {
-                let r = result.map_or("trap".to_string(), |v| v.to_string());
-                writeln!(out, "# {at_ms:>6}ms {name}({}) -> {r}", join(args))?;
-            }
-            TraceEvent::Hostcall { name, args, status } => {
-                let meaning = match harness::abi::Status::from_u32(*status) {
-                    Some(s) if name.starts_with("proxy_") => s.name().to_string(),
-                    _ => format!("errno {status}"),
-                };
-                writeln!(out, "#            {name}({}) = {meaning}", join(args))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn join(args: &[u64]) -> String {
-    args.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn print_human(
-    out: &mut dyn Write,
-    module: &Path,
-    startup: &Outcome,
-    outcome: &Outcome,
-    trace: bool,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "* filter {} started (root context 1)",
-        module.display()
-    )?;
-    print_logs(out, "start-up logs", startup)?;
-    if trace {
-        print_trace(out, startup)?;
-        print_trace(out, outcome)?;
-    }
-    match &outcome.upstream_request {
-        Some(req) => {
-            let h = &req.headers;
-            let method = h
-                .get(":method")
-                .map(|v| text(v.as_bytes()))
-                .unwrap_or_default();
-            let path = h
-                .get(":path")
-                .map(|v| text(v.as_bytes()))
-                .unwrap_or_default();
-            writeln!(out, "* request as the upstream received it:")?;
-            writeln!(out, "> {method} {path} HTTP/1.1")?;
-            if let Some(a) = h.get(":authority") {
-                writeln!(out, "> host: {}", text(a.as_bytes()))?;
-            }
-            for (k, v) in h.iter().filter(|(k, _)| !k.starts_with(b":")) {
-                writeln!(out, "> {}: {}", text(k), text(v))?;
-            }
-            writeln!(out, ">")?;
-            if !req.body.is_empty() {
-                writeln!(out, "{}", text(req.body.as_bytes()))?;
-            }
-        }
-        None => writeln!(out, "* the request never reached the upstream")?,
-    }
-    if let Some(reply) = &outcome.local_reply {
-        writeln!(
-            out,
-            "* local reply {} from the {} (details \"{}\")",
-            reply.status,
-            reply.source,
-            escape_controls(&reply.details)
-        )?;
-    }
-    match &outcome.response {
-        Some(resp) => {
-            writeln!(out, "* response as the client received it:")?;
-            writeln!(out, "< HTTP/1.1 {} {}", resp.status, reason(resp.status))?;
-            for (k, v) in resp
-                .message
-                .headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with(b":"))
-            {
-                writeln!(out, "< {}: {}", text(k), text(v))?;
-            }
-            writeln!(out, "<")?;
-            if !resp.message.body.is_empty() {
-                writeln!(out, "{}", text(resp.message.body.as_bytes()))?;
-            }
-            if resp.reset {
-                writeln!(out, "* the stream was reset")?;
-            }
-        }
-        None => writeln!(out, "* no response reached the client")?,
-    }
-    match &outcome.end {
-        StreamEnd::Stalled { reason } => {
-            writeln!(out, "* STREAM STALLED: {}", escape_controls(reason))?;
-        }
-        StreamEnd::Reset => writeln!(out, "* stream reset")?,
-        _ => {}
-    }
-    print_logs(out, "filter logs", outcome)?;
-    if let Some(t) = &outcome.trap {
-        // The trap text's own lines (cause, then backtrace frames) stay
-        // lines, each behind the transcript's `*` prefix.
-        let mut lines = t.trap.lines();
-        writeln!(
-            out,
-            "* TRAP in {} (context {}): {}",
-            t.callback,
-            t.context_id,
-            escape_controls(lines.next().unwrap_or_default())
-        )?;
-        for line in lines {
-            writeln!(out, "*   {}", escape_controls(line))?;
-        }
-        if let Some(p) = &t.panic_message {
-            writeln!(out, "*   guest panic: {}", escape_controls(p))?;
-        }
-    }
-    for m in &outcome.metrics {
-        writeln!(
-            out,
-            "* metric {} ({}) = {}",
-            escape_controls(&m.name),
-            metric_kind(m.kind),
-            m.value
-        )?;
-    }
-    for c in &outcome.http_calls {
-        writeln!(
-            out,
-            "* http_call #{} to {} -> {}",
-            c.token,
-            escape_controls(&c.cluster),
-            callout_result(&c.result)
-        )?;
-    }
-    Ok(())
 }

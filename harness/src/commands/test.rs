@@ -2,13 +2,14 @@
 //! for CI also as JUnit XML (`--junit FILE`) or JSON (`--json`), and on a
 //! selection of cases (`--case PATTERN`).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
-use harness::scenario::{Runner, find_scenarios, parse};
+use harness::scenario::{Runner, find_scenarios, parse, resolve_module};
 
 /// `harness test`.
 #[derive(Args, Debug)]
@@ -28,6 +29,10 @@ pub struct TestArgs {
     /// when it has `*` or `?` (repeatable: a case matching any runs).
     #[arg(long = "case", value_name = "PATTERN")]
     cases: Vec<String>,
+    /// Run this module wherever a scenario names one of its own (e.g. a
+    /// debug build, or a copy under test).
+    #[arg(long, value_name = "FILE")]
+    module: Option<PathBuf>,
 }
 
 /// Runs the selected cases of every scenario: 0 when every case passed, 1
@@ -49,6 +54,21 @@ pub fn command(args: &TestArgs) -> ExitCode {
         Some(dir) => Runner::native(dir),
         None => Runner::new(),
     };
+    if let Some(module) = &args.module {
+        if !module.is_file() {
+            return super::usage_error(
+                COMMAND,
+                &format!("--module {} does not exist", module.display()),
+            );
+        }
+        runner.override_module(module);
+    }
+    // Native twins live elsewhere; their .wasm's age says nothing about them.
+    if args.native.is_none() {
+        for module in modules_used(args) {
+            super::stale::warn_if_stale(&module);
+        }
+    }
     if !args.cases.is_empty() {
         let patterns = args.cases.clone();
         runner.select_cases(move |name| selected(&patterns, name));
@@ -71,8 +91,8 @@ pub fn command(args: &TestArgs) -> ExitCode {
         let written = serde_json::to_writer_pretty(&mut out, &summary)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out));
-        if let Err(e) = written {
-            return super::usage_error(COMMAND, &format!("cannot write the JSON report: {e}"));
+        if let Err(e) = super::written(written) {
+            return super::usage_error(COMMAND, &format!("the JSON report: {e}"));
         }
     }
     if summary.ok() {
@@ -101,6 +121,35 @@ fn check_selection(paths: &[PathBuf], patterns: &[String]) -> Result<(), String>
         patterns.join(", --case "),
         names.len()
     ))
+}
+
+/// Every module the scenarios under `args.paths` would load (the
+/// override alone when `--module` is given), each once.
+fn modules_used(args: &TestArgs) -> BTreeSet<PathBuf> {
+    let mut modules = BTreeSet::new();
+    if let Some(module) = &args.module {
+        modules.insert(module.clone());
+        return modules;
+    }
+    for file in args
+        .paths
+        .iter()
+        .flat_map(|p| find_scenarios(p).unwrap_or_default())
+    {
+        let Some(scenario) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| parse(&text, &file.display().to_string()).ok())
+        else {
+            continue;
+        };
+        let base = file.parent().unwrap_or(Path::new("."));
+        let specs = (scenario.plugins.iter())
+            .chain(std::iter::once(&scenario.plugin))
+            .chain(scenario.cases.iter().map(|c| &c.plugin))
+            .filter_map(|p| p.module.as_deref());
+        modules.extend(specs.filter_map(|spec| resolve_module(spec, base).ok()));
+    }
+    modules
 }
 
 fn case_names(file: &Path) -> Vec<String> {

@@ -26,8 +26,13 @@ pub fn encode_value(value: &PropertyValue) -> Vec<u8> {
     }
 }
 
-/// Turns `"a.b.c"` into the ABI path `a\0b\0c`.
+/// Turns `"a.b.c"` into the ABI path `a\0b\0c`. A key already holding
+/// NULs is an ABI path as it is, so its segments may contain dots
+/// (`metadata\0filter_metadata\0envoy.lb\0k`).
 pub fn dotted_to_path(dotted: &str) -> Vec<u8> {
+    if dotted.contains('\0') {
+        return dotted.as_bytes().to_vec();
+    }
     dotted.replace('.', "\0").into_bytes()
 }
 

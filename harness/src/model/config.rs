@@ -133,7 +133,9 @@ pub enum PropertyValue {
 
 /// Properties the caller sets, by dotted path (`"node.metadata.CLUSTER_ID"`,
 /// `"xds.route_name"`, `"source.port"`). A dotted path is split at `.` into
-/// the NUL-separated segments the ABI uses. These override the values the
+/// the NUL-separated segments the ABI uses; a key that already holds NULs
+/// is taken as those segments (so one may contain a dot, as in
+/// `"metadata\0filter_metadata\0envoy.lb\0k"`). These override the values the
 /// harness derives from the request (`request.*`, `response.*`, ...).
 pub type Properties = BTreeMap<String, PropertyValue>;
 

@@ -18,5 +18,5 @@ mod tests;
 
 pub use format::{Scenario, parse};
 pub use report::{CaseReport, Detail, Failure, FileReport, Summary};
-pub use run::{Runner, find_scenarios, harness_config, resolve_module};
+pub use run::{Runner, find_scenarios, harness_config, plugin_name_of, resolve_module};
 pub use steps::Action;

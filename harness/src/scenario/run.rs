@@ -23,6 +23,8 @@ pub struct Runner {
     native_dir: Option<PathBuf>,
     /// Which cases to run, by name (`harness test --case`); all when unset.
     select: Option<CaseFilter>,
+    /// The module every plugin runs instead of its own (`harness test --module`).
+    module_override: Option<PathBuf>,
 }
 
 /// Accepts or refuses a case by its name.
@@ -47,6 +49,11 @@ impl Runner {
     /// Runs only the cases whose name `select` accepts.
     pub fn select_cases(&mut self, select: impl Fn(&str) -> bool + 'static) {
         self.select = Some(Box::new(select));
+    }
+
+    /// Runs `module` wherever a scenario names a module of its own.
+    pub fn override_module(&mut self, module: impl Into<PathBuf>) {
+        self.module_override = Some(module.into());
     }
 
     /// Runs every file and directory in `paths`, printing each file's
@@ -112,7 +119,10 @@ impl Runner {
     /// The module at `spec`, loaded once per runner: a `.wasm` file, or a
     /// native twin (an ELF shared library), by file type.
     fn module(&mut self, spec: &str, base: &Path) -> Result<FilterModule, String> {
-        let mut path = resolve_module(spec, base)?;
+        let mut path = match &self.module_override {
+            Some(module) => module.clone(),
+            None => resolve_module(spec, base)?,
+        };
         if let Some(dir) = &self.native_dir {
             path = native_twin(&path, dir)?;
         }
@@ -359,7 +369,9 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
     properties.extend(case.properties.clone());
     let mut config = HarnessConfig {
         plugin: PluginConfig {
-            name: plugin.name.clone().unwrap_or(defaults.name),
+            name: (plugin.name.clone())
+                .or_else(|| plugin.module.as_deref().and_then(plugin_name_of))
+                .unwrap_or(defaults.name),
             root_id: plugin.root_id.clone().unwrap_or(defaults.root_id),
             vm_id: plugin.vm_id.clone().unwrap_or(defaults.vm_id),
             vm_config: plugin.vm_config.clone().unwrap_or(defaults.vm_config),
@@ -385,6 +397,24 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
         config.buffer_limit_bytes = bytes;
     }
     config
+}
+
+/// The plugin name a module file implies when none is set, so logs and
+/// deadline messages name the filter: its file stem, without a native
+/// twin's `lib` prefix (`response_header.wasm`, `libresponse_header.so`).
+pub fn plugin_name_of(module: &str) -> Option<String> {
+    let path = Path::new(module);
+    let stem = path.file_stem()?.to_str()?;
+    let native = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("so" | "dylib")
+    );
+    let name = if native {
+        stem.strip_prefix("lib").unwrap_or(stem)
+    } else {
+        stem
+    };
+    Some(name.to_string())
 }
 
 /// Every scenario file `path` names: the file itself, or every `*.yaml` /
