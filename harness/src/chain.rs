@@ -231,8 +231,8 @@ impl Chain {
         let Some(stream) = self.streams.take_finished(key) else {
             return Err(HarnessError::Usage("the stream did not end".to_string()));
         };
-        let mut outcomes = manager::outcomes(&mut self.filters, &self.slots, &stream);
         let mut stream = stream;
+        let mut outcomes = manager::outcomes(&mut self.filters, &self.slots, &mut stream);
         keep_logs(&mut stream, &self.slots, &outcomes);
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);

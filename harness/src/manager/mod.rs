@@ -448,13 +448,18 @@ fn stall_reason(stream: &Stream, why: &str) -> String {
 /// Each chain position's outcome of an ended stream: what the position's
 /// filter let through, and the capture since the step began. A VM that
 /// serves several positions is captured once, in its first position.
-pub(crate) fn outcomes(filters: &mut [Harness], slots: &[Slot], stream: &Stream) -> Vec<Outcome> {
+/// The hops' messages move into the outcomes (the stream is done with them).
+pub(crate) fn outcomes(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    stream: &mut Stream,
+) -> Vec<Outcome> {
     let end = stream.end.clone().unwrap_or_default();
     let last = stream.hops.len().saturating_sub(1);
     let mut captured = vec![false; filters.len()];
     slots
         .iter()
-        .zip(&stream.hops)
+        .zip(stream.hops.iter_mut())
         .enumerate()
         .map(|(i, (slot, hop))| {
             let mut outcome = if std::mem::replace(&mut captured[slot.vm], true) {
@@ -473,7 +478,7 @@ pub(crate) fn outcomes(filters: &mut [Harness], slots: &[Slot], stream: &Stream)
             };
             outcome.response = match end {
                 StreamEnd::Stalled { .. } => None,
-                _ => hop.sent_response.clone().map(|m| DownstreamResponse {
+                _ => hop.sent_response.take().map(|m| DownstreamResponse {
                     status: status_of(&m.headers),
                     message: m,
                     reset: matches!(end, StreamEnd::Reset),
@@ -482,11 +487,11 @@ pub(crate) fn outcomes(filters: &mut [Harness], slots: &[Slot], stream: &Stream)
             // A request cut short (local reply, reset, stall) never completed upstream.
             let refused = stream.upstream_refused && i == last;
             outcome.upstream_request = if hop.request_done && !refused {
-                hop.sent_request.clone()
+                hop.sent_request.take()
             } else {
                 None
             };
-            outcome.local_reply = hop.local_reply.clone();
+            outcome.local_reply = hop.local_reply.take();
             outcome
         })
         .collect()
@@ -532,7 +537,7 @@ pub(crate) fn exchange(
     let key = open(filters, slots, streams, exchange, upstream, false);
     run(filters, slots, streams, Goal::Ends(key));
     match streams.take_finished(key) {
-        Some(stream) => outcomes(filters, slots, &stream),
+        Some(mut stream) => outcomes(filters, slots, &mut stream),
         None => Vec::new(),
     }
 }
