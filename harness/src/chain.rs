@@ -174,13 +174,7 @@ impl Chain {
             upstream,
             true,
         );
-        let now = self.now_ms();
-        manager::run(
-            &mut self.filters,
-            &self.slots,
-            &mut self.streams,
-            Goal::Until(now),
-        );
+        self.settle();
         let outcome = self.finish_step(0, StreamEnd::NoStream);
         (key, outcome)
     }
@@ -198,13 +192,7 @@ impl Chain {
             ));
         }
         self.begin_step();
-        let now = self.now_ms();
-        manager::run(
-            &mut self.filters,
-            &self.slots,
-            &mut self.streams,
-            Goal::Until(now),
-        );
+        self.settle();
         Ok(self.finish_step(0, StreamEnd::NoStream))
     }
 
@@ -238,6 +226,13 @@ impl Chain {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
         merged(outcomes)
+    }
+
+    /// Runs whatever is due now (no time passes).
+    fn settle(&mut self) {
+        let now = self.now_ms();
+        let until = Goal::Until(now);
+        manager::run(&mut self.filters, &self.slots, &mut self.streams, until);
     }
 
     fn begin_step(&mut self) {

@@ -10,27 +10,23 @@ use crate::model::{
 use super::Stream;
 use super::flow::{Dir, Frame, resume};
 
-/// Envoy's failure policy for the stream in flight on a failed VM.
+/// Envoy's failure policy for the stream in flight on a failed VM: the
+/// filter is bypassed (fail_open; whatever it held back flows on) or the
+/// stream gets the fail-closed 503.
 pub(crate) fn after_trap(filter: &mut Harness, stream: &mut Stream, i: usize) {
-    stream.hops[i].failed = true;
-    let fail_open = filter.fail_open(stream.hops[i].root);
-    filter.policy_applied = Some(if fail_open {
-        FailurePolicyApplied::FailOpen
-    } else {
-        FailurePolicyApplied::FailClosed
-    });
-    if fail_open {
-        // The filter is gone: whatever it held back flows on.
-        stream.hops[i].bypass = true;
+    if apply_policy(filter, stream, i) {
         resume(filter, stream, i, Dir::Request);
         resume(filter, stream, i, Dir::Response);
-    } else {
-        local_reply(filter, stream, i, fail_closed_reply(), "harness", true);
     }
 }
 
 /// A stream reaching a filter whose VM had already failed.
 pub(crate) fn vm_already_failed(filter: &mut Harness, stream: &mut Stream, i: usize) {
+    apply_policy(filter, stream, i);
+}
+
+/// Records and applies the policy; true when the filter is bypassed.
+fn apply_policy(filter: &mut Harness, stream: &mut Stream, i: usize) -> bool {
     stream.hops[i].failed = true;
     let fail_open = filter.fail_open(stream.hops[i].root);
     filter.policy_applied = Some(if fail_open {
@@ -43,6 +39,7 @@ pub(crate) fn vm_already_failed(filter: &mut Harness, stream: &mut Stream, i: us
     } else {
         local_reply(filter, stream, i, fail_closed_reply(), "harness", true);
     }
+    fail_open
 }
 
 /// A buffered body over the limit: 413 for requests, 500 for responses.
