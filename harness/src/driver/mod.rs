@@ -313,7 +313,7 @@ impl Harness {
     /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
-        let slots = manager::own_slots(std::slice::from_ref(self));
+        let slots = [self.own_slot()];
         let filters = std::slice::from_mut(self);
         let mut outcomes = manager::exchange(filters, &slots, &mut Streams::default(), exchange);
         Ok(outcomes.pop().unwrap_or_default())
@@ -329,6 +329,14 @@ impl Harness {
         let reloaded = self.policy_applied.take();
         self.begin_capture();
         self.policy_applied = reloaded;
+    }
+
+    /// This VM's one chain position (no allocation on the per-request path).
+    fn own_slot(&self) -> manager::Slot {
+        manager::Slot {
+            vm: 0,
+            root: self.vm.host_ref().root_context_id,
+        }
     }
 
     /// Moves this worker's virtual clock forward to `now_ms` (a chain's
@@ -360,7 +368,7 @@ impl Harness {
     /// Advances virtual time by `ms` with no stream: fires `on_tick`s, delivers
     /// callout answers and queue notifications due in that window.
     pub fn advance(&mut self, ms: u64) -> Result<Outcome, HarnessError> {
-        let slots = manager::own_slots(std::slice::from_ref(self));
+        let slots = [self.own_slot()];
         let filters = std::slice::from_mut(self);
         let mut outcomes = manager::advance(filters, &slots, &mut Streams::default(), ms);
         Ok(outcomes.pop().unwrap_or_default())
