@@ -9,7 +9,8 @@
 
 use crate::abi::{self, AbiVersion, BufferType, MapType, MetricType, Status, StreamType};
 use crate::host::{
-    Deferred, Event, GrpcPlan, Host, HttpPlan, LocalReplySpec, PendingGrpc, PendingHttp, Phase,
+    Deferred, Event, Field, GrpcPlan, Host, HttpPlan, LocalReplySpec, PendingGrpc, PendingHttp,
+    Phase,
 };
 use crate::model::{
     ByteString, CalloutFailure, CalloutResult, GrpcCallRecord, Headers, HttpCallRecord, LogLevel,
@@ -390,8 +391,12 @@ pub fn proxy_get_buffer_bytes<G: Guest>(
     })
 }
 
-/// `proxy_set_buffer_bytes`: only prepend (start 0, size 0), replace all
-/// (start 0, size >= length) and append (start >= length), like Envoy.
+/// `proxy_set_buffer_bytes`, as Envoy's `Buffer::copyFrom`
+/// (source/extensions/common/wasm/context.cc): start 0 drains `size`
+/// bytes (all of them when `size` is at least the length) and prepends the
+/// data; a start at or past the length appends; any other start is
+/// BAD_ARGUMENT. A body out of reach, like any read-only buffer, is
+/// BAD_ARGUMENT.
 pub fn proxy_set_buffer_bytes<G: Guest>(
     g: &mut G,
     buffer_type: u32,
@@ -405,6 +410,9 @@ pub fn proxy_set_buffer_bytes<G: Guest>(
     };
     let status = check!(input(g, data, data_size, |h, bytes| {
         if h.buffer_mut(bt).is_none() {
+            if let Some(field) = Field::of_buffer(bt) {
+                h.warn_out_of_reach(field);
+            }
             return if h.buffer(bt).is_some() {
                 Status::BadArgument
             } else {
@@ -415,11 +423,9 @@ pub fn proxy_set_buffer_bytes<G: Guest>(
             return Status::NotFound;
         };
         let len = buf.len() as u64;
-        if start == 0 && size == 0 {
-            buf.splice(0..0, bytes.iter().copied());
-        } else if start == 0 && size >= len {
-            buf.clear();
-            buf.extend_from_slice(bytes);
+        if start == 0 {
+            let drained = size.min(len) as usize;
+            buf.splice(0..drained, bytes.iter().copied());
         } else if start >= len {
             buf.extend_from_slice(bytes);
         } else {
@@ -465,7 +471,10 @@ pub fn proxy_get_header_map_pairs<G: Guest>(
     return_filled(g, return_data, return_size, |host, out| {
         match host.map(mt) {
             Some(map) => abi::encode_map_into(map.iter(), out),
-            None => out.clear(),
+            None => {
+                out.clear();
+                warn_map_out_of_reach(host, mt);
+            }
         }
         Status::Ok
     })
@@ -490,7 +499,7 @@ pub fn proxy_set_header_map_pairs<G: Guest>(
                 map.set_all(pairs.into_iter());
                 Status::Ok
             }
-            None => Status::BadArgument,
+            None => map_out_of_reach(h, mt),
         }
     }));
     Ok(status)
@@ -508,12 +517,12 @@ pub fn proxy_get_header_map_size<G: Guest>(
         return Ok(Status::BadArgument);
     };
     // Envoy reports the map's byteSize(): the sum of key and value lengths.
-    let Some(size) = g
-        .host()
+    let host = g.host();
+    let Some(size) = host
         .map_mut(mt)
         .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
     else {
-        return Ok(Status::BadArgument);
+        return Ok(map_out_of_reach(host, mt));
     };
     check!(write_word(g, return_size, size as u64));
     Ok(Status::Ok)
@@ -542,7 +551,7 @@ pub fn proxy_get_header_map_value<G: Guest>(
                 Status::Ok
             }
             None if h.access_log => Status::NotFound,
-            None => Status::BadArgument,
+            None => map_out_of_reach(h, mt),
             Some(map) => match map.get(key) {
                 Some(v) => {
                     out.clear();
@@ -600,7 +609,7 @@ pub fn proxy_remove_header_map_value<G: Guest>(
                 map.remove(k);
                 Status::Ok
             }
-            None => Status::BadArgument,
+            None => map_out_of_reach(h, mt),
         }
     })))
 }
@@ -640,9 +649,23 @@ fn edit_map_value<G: Guest>(
                 edit(map, k, v);
                 Status::Ok
             }
-            None => Status::BadArgument,
+            None => map_out_of_reach(h, mt),
         }
     })))
+}
+
+/// A stream map out of reach: warned about once, then Envoy's answer.
+fn map_out_of_reach(host: &mut Host, map: MapType) -> Status {
+    warn_map_out_of_reach(host, map);
+    Status::BadArgument
+}
+
+fn warn_map_out_of_reach(host: &mut Host, map: MapType) {
+    if let Some(field) = Field::of_map(map)
+        && !host.access_log
+    {
+        host.warn_out_of_reach(field);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -814,17 +837,21 @@ fn defer_stream_action<G: Guest>(
         return Ok(Status::Ok);
     };
     if matches!(st, StreamType::HttpRequest | StreamType::HttpResponse) {
-        host.deferred.push(if close {
+        let action = if close {
             Deferred::Close {
                 context_id,
                 stream: st,
             }
         } else {
+            // The continue itself waits for the callback to return, but the
+            // filter's access to the direction's fields ends now.
+            host.continue_withdraws(context_id, st == StreamType::HttpRequest);
             Deferred::Continue {
                 context_id,
                 stream: st,
             }
-        });
+        };
+        host.deferred.push(action);
     }
     Ok(Status::Ok)
 }

@@ -1,6 +1,7 @@
 //! Header maps on bytes. Values are `Vec<u8>`: a non-UTF-8 value is data, not a
 //! reason to panic. Host errors are logged and turned into "absent"/no-op.
 
+use crate::reach::{Field, Reach};
 use crate::types::{Bytes, MapType};
 use proxy_wasm::hostcalls;
 
@@ -62,31 +63,78 @@ pub fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// One of the host's header maps (request/response headers or trailers, or the
-/// headers of an http_call answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// headers of an http_call answer). A stream's maps come from
+/// [`crate::Http`] and know when Envoy lets the filter touch them: out of
+/// reach, reads give nothing and writes do nothing, with one warning per
+/// stream and map (see [`crate::Plugin`]'s notes on which hook sees what).
+#[derive(Clone)]
 pub struct Headers {
     map: MapType,
+    scope: Option<Scope>,
+}
+
+#[derive(Clone)]
+struct Scope {
+    reach: Reach,
+    field: Field,
+    plugin: &'static str,
 }
 
 impl Headers {
-    pub const REQUEST: Headers = Headers {
-        map: MapType::HttpRequestHeaders,
-    };
-    pub const REQUEST_TRAILERS: Headers = Headers {
-        map: MapType::HttpRequestTrailers,
-    };
-    pub const RESPONSE: Headers = Headers {
-        map: MapType::HttpResponseHeaders,
-    };
-    pub const RESPONSE_TRAILERS: Headers = Headers {
-        map: MapType::HttpResponseTrailers,
-    };
+    /// The headers of an http_call answer (read them in its callback).
     pub const CALL_RESPONSE: Headers = Headers {
         map: MapType::HttpCallResponseHeaders,
+        scope: None,
     };
 
+    pub(crate) fn of_stream(
+        map: MapType,
+        field: Field,
+        reach: Reach,
+        plugin: &'static str,
+    ) -> Self {
+        Headers {
+            map,
+            scope: Some(Scope {
+                reach,
+                field,
+                plugin,
+            }),
+        }
+    }
+
+    /// True when the map may be read now (warns once when it may not).
+    fn readable(&self) -> bool {
+        match &self.scope {
+            Some(s) if !s.reach.can_read(s.field) => {
+                s.reach.warn_out_of_reach(s.field, s.plugin);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// True when the map may be changed now (warns once when it may not).
+    fn writable(&self) -> bool {
+        match &self.scope {
+            Some(s) if !s.reach.can_write(s.field) => {
+                s.reach.warn_out_of_reach(s.field, s.plugin);
+                false
+            }
+            Some(s) => {
+                // A write creates trailers offered on demand: now they exist.
+                s.reach.created(s.field);
+                true
+            }
+            None => true,
+        }
+    }
+
     /// First value of `name`, as bytes.
-    pub fn get(self, name: &str) -> Option<Bytes> {
+    pub fn get(&self, name: &str) -> Option<Bytes> {
+        if !self.readable() {
+            return None;
+        }
         match hostcalls::get_map_value_bytes(self.map, name) {
             Ok(value) => value,
             Err(status) => {
@@ -97,12 +145,15 @@ impl Headers {
     }
 
     /// First value of `name` if it is valid UTF-8; a non-UTF-8 value counts as absent.
-    pub fn get_str(self, name: &str) -> Option<String> {
+    pub fn get_str(&self, name: &str) -> Option<String> {
         self.get(name).and_then(|v| String::from_utf8(v).ok())
     }
 
     /// All pairs in order; values as bytes.
-    pub fn pairs(self) -> Vec<(String, Bytes)> {
+    pub fn pairs(&self) -> Vec<(String, Bytes)> {
+        if !self.readable() {
+            return Vec::new();
+        }
         match hostcalls::get_map_bytes(self.map) {
             Ok(pairs) => pairs,
             Err(status) => {
@@ -113,28 +164,40 @@ impl Headers {
     }
 
     /// Replaces every value of `name` with `value`.
-    pub fn set(self, name: &str, value: impl AsRef<[u8]>) {
+    pub fn set(&self, name: &str, value: impl AsRef<[u8]>) {
+        if !self.writable() {
+            return;
+        }
         if let Err(status) = hostcalls::set_map_value_bytes(self.map, name, Some(value.as_ref())) {
             log::warn!("setting header `{name}` failed: {status:?}");
         }
     }
 
     /// Appends a value for `name`, keeping existing ones.
-    pub fn add(self, name: &str, value: impl AsRef<[u8]>) {
+    pub fn add(&self, name: &str, value: impl AsRef<[u8]>) {
+        if !self.writable() {
+            return;
+        }
         if let Err(status) = hostcalls::add_map_value_bytes(self.map, name, value.as_ref()) {
             log::warn!("adding header `{name}` failed: {status:?}");
         }
     }
 
     /// Removes every value of `name`.
-    pub fn remove(self, name: &str) {
+    pub fn remove(&self, name: &str) {
+        if !self.writable() {
+            return;
+        }
         if let Err(status) = hostcalls::remove_map_value(self.map, name) {
             log::warn!("removing header `{name}` failed: {status:?}");
         }
     }
 
     /// Replaces the whole map.
-    pub fn replace_all(self, pairs: &[(String, Bytes)]) {
+    pub fn replace_all(&self, pairs: &[(String, Bytes)]) {
+        if !self.writable() {
+            return;
+        }
         let pairs: Vec<(&str, &[u8])> = pairs
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()))

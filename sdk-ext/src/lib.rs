@@ -35,6 +35,7 @@ mod plugin;
 pub mod property;
 pub mod query;
 pub mod random;
+mod reach;
 mod response;
 pub mod rules;
 #[doc(hidden)]

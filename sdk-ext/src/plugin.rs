@@ -22,7 +22,13 @@ pub trait Plugin: Sized + 'static {
     /// `sdk_ext::config::from_json(raw)`.
     fn configure(raw: &[u8]) -> Result<Self::Config, ConfigError>;
 
-    /// Creates the per-stream state.
+    /// Request headers to keep for the hooks after on_request_headers
+    /// (read with [`Http::kept_request_header`]). Envoy takes the request
+    /// headers out of a filter's reach once on_request_headers returns
+    /// Continue, so a response hook cannot read them; name here what it needs.
+    const KEEP_REQUEST_HEADERS: &'static [&'static str] = &[];
+
+    /// Creates the per-stream state (no header map is in reach yet).
     fn create(http: &Http<Self>) -> Self;
 
     fn on_request_headers(&mut self, _http: &mut Http<Self>, _end_of_stream: bool) -> Action {

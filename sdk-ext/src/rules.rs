@@ -139,9 +139,9 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
-    /// Reads `:authority`, `:path`, `:method` and the route name from the host.
-    pub fn from_host() -> Self {
-        let headers = crate::headers::Headers::REQUEST;
+    /// Reads `:authority`, `:path`, `:method` and the route name from the
+    /// request headers (call it where they are in reach: on_request_headers).
+    pub fn from_headers(headers: &crate::headers::Headers) -> Self {
         RequestFacts {
             authority: headers.get_str(":authority").unwrap_or_default(),
             path: headers.get_str(":path").unwrap_or_default(),

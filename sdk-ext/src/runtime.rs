@@ -4,6 +4,7 @@
 
 use crate::http::Http;
 use crate::plugin::Plugin;
+use crate::reach::{Field, Reach};
 use crate::types::{Action, BufferType, ContextType, LogLevel};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -34,6 +35,7 @@ struct DelayedResume {
     due: SystemTime,
     context_id: u32,
     direction: StreamDirection,
+    reach: Reach,
 }
 
 /// What every stream of one root context (one worker) shares.
@@ -49,11 +51,13 @@ impl<P: Plugin> Shared<P> {
         context_id: u32,
         direction: StreamDirection,
         due: SystemTime,
+        reach: Reach,
     ) {
         self.delayed.borrow_mut().push(DelayedResume {
             due,
             context_id,
             direction,
+            reach,
         });
     }
 
@@ -77,9 +81,12 @@ impl<P: Plugin> Shared<P> {
             if hostcalls::set_effective_context(resume.context_id).is_err() {
                 continue; // the stream ended meanwhile
             }
-            let result = match resume.direction {
-                StreamDirection::Request => hostcalls::resume_http_request(),
-                StreamDirection::Response => hostcalls::resume_http_response(),
+            let request = resume.direction == StreamDirection::Request;
+            resume.reach.resumed(request);
+            let result = if request {
+                hostcalls::resume_http_request()
+            } else {
+                hostcalls::resume_http_response()
             };
             if let Err(status) = result {
                 log::warn!(
@@ -215,36 +222,76 @@ impl<P: Plugin> Context for HttpAdapter<P> {
     }
 }
 
+impl<P: Plugin> HttpAdapter<P> {
+    /// Runs a hook with `field` in reach (and `on_demand` trailers
+    /// writable); Continue takes them out of reach again, Pause keeps them.
+    fn hook(
+        &mut self,
+        field: Field,
+        on_demand: Option<Field>,
+        run: impl FnOnce(&mut P, &mut Http<P>) -> Action,
+    ) -> Action {
+        let reach = self.http.reach.clone();
+        reach.grant(field);
+        if let Some(trailers) = on_demand {
+            reach.grant_on_demand(trailers);
+        }
+        let action = run(&mut self.plugin, &mut self.http);
+        if field == Field::RequestHeaders {
+            self.http.keep_request_headers();
+        }
+        if action == Action::Continue {
+            reach.withdraw(field);
+            if let Some(trailers) = on_demand {
+                reach.withdraw(trailers);
+            }
+        }
+        action
+    }
+}
+
 impl<P: Plugin> HttpContext for HttpAdapter<P> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.plugin
-            .on_request_headers(&mut self.http, end_of_stream)
+        self.hook(Field::RequestHeaders, None, |p, http| {
+            p.on_request_headers(http, end_of_stream)
+        })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.plugin
-            .on_request_body(&mut self.http, body_size, end_of_stream)
+        let on_demand = end_of_stream.then_some(Field::RequestTrailers);
+        self.hook(Field::RequestBody, on_demand, |p, http| {
+            p.on_request_body(http, body_size, end_of_stream)
+        })
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.plugin.on_request_trailers(&mut self.http)
+        self.hook(Field::RequestTrailers, None, |p, http| {
+            p.on_request_trailers(http)
+        })
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.plugin
-            .on_response_headers(&mut self.http, end_of_stream)
+        self.hook(Field::ResponseHeaders, None, |p, http| {
+            p.on_response_headers(http, end_of_stream)
+        })
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.plugin
-            .on_response_body(&mut self.http, body_size, end_of_stream)
+        let on_demand = end_of_stream.then_some(Field::ResponseTrailers);
+        self.hook(Field::ResponseBody, on_demand, |p, http| {
+            p.on_response_body(http, body_size, end_of_stream)
+        })
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.plugin.on_response_trailers(&mut self.http)
+        self.hook(Field::ResponseTrailers, None, |p, http| {
+            p.on_response_trailers(http)
+        })
     }
 
     fn on_log(&mut self) {
+        self.http.reach.set_in_log(true);
         self.plugin.on_log(&mut self.http);
+        self.http.reach.set_in_log(false);
     }
 }

@@ -14,6 +14,8 @@ pub struct BodyRedact {
 impl Plugin for BodyRedact {
     const NAME: &'static str = "body-redact";
     type Config = Config;
+    // Its log lines are written from the response hooks.
+    const KEEP_REQUEST_HEADERS: &'static [&'static str] = &["x-request-id"];
 
     fn configure(raw: &[u8]) -> Result<Config, ConfigError> {
         Config::parse(raw)

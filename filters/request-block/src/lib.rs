@@ -21,7 +21,7 @@ impl Plugin for RequestBlock {
     }
 
     fn on_request_headers(&mut self, http: &mut Http<Self>, _end_of_stream: bool) -> Action {
-        let facts = RequestFacts::from_host();
+        let facts = RequestFacts::from_headers(&http.request_headers());
         let block = http.config().select(&facts);
         let headers = http.request_headers();
         match block.check(&facts, |name| headers.get(name).is_some()) {

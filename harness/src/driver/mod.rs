@@ -516,6 +516,7 @@ impl Harness {
             Callback::Configure { .. } | Callback::ContextCreate { parent_id: 0, .. }
         );
         host.access_log = matches!(cb, Callback::Log { .. });
+        host.callback = cb.name();
         host.trailers_on_demand = match cb {
             Callback::RequestBody {
                 end_of_stream: true,

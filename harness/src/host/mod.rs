@@ -3,6 +3,7 @@
 //! timers, logs, properties; plus [`SharedHost`] for what Envoy shares
 //! across workers. One [`Host`] serves one VM (one worker).
 
+mod fields;
 pub mod headers;
 pub mod properties;
 mod roots;
@@ -15,11 +16,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
+pub use fields::Reach;
+pub(crate) use fields::{Field, Gone};
 pub use headers::HeaderMap;
 pub use shared::SharedHost;
 pub(crate) use shared::{Inbox, QueueReady};
 
-use crate::abi::{AbiVersion, BufferType, MapType, StreamType};
+use crate::abi::{AbiVersion, MapType, StreamType};
 use crate::model::{
     ByteString, CalloutResult, ClusterSpec, GrpcCallRecord, GrpcCalloutAnswer, HarnessConfig,
     HttpCallRecord, LogEntry, LogLevel, PluginConfig, Properties, TraceEvent, TraceLevel,
@@ -122,6 +125,8 @@ pub struct StreamState {
     pub response_body_bytes: u64,
     /// `response.code_details`.
     pub response_code_details: Option<String>,
+    /// Which of the fields above the filter can reach now.
+    pub reach: Reach,
 }
 
 /// How a pending callout will be answered.
@@ -221,6 +226,8 @@ pub struct Host {
     /// `proxy_on_log` is running: Envoy's access-log phase, where a map
     /// that is not there reads as NOT_FOUND and request trailers are gone.
     pub(crate) access_log: bool,
+    /// The export running now (`proxy_on_request_headers`, ...), for messages.
+    pub(crate) callback: &'static str,
     /// The trailers map Envoy creates on demand right now: the last body
     /// callback (end_of_stream) of a direction that had no trailers.
     pub(crate) trailers_on_demand: Option<MapType>,
@@ -300,6 +307,7 @@ impl Host {
             abi: AbiVersion::default(),
             configuring: false,
             access_log: false,
+            callback: "",
             trailers_on_demand: None,
             root_context_id: 1,
             other_roots: Vec::new(),
@@ -416,10 +424,17 @@ impl Host {
             return true;
         }
         if let Some(s) = stream {
+            // Envoy's findValue reads request.* and response.* headers
+            // through the same phase-scoped pointers as the header-map calls.
             let facts = properties::StreamFacts {
-                request_headers: s.request_headers.as_ref(),
-                response_headers: s.response_headers.as_ref(),
-                response_trailers: s.response_trailers.as_ref(),
+                request_headers: s.readable_map(Field::RequestHeaders, self.access_log),
+                response_headers: s.readable_map(Field::ResponseHeaders, self.access_log),
+                response_trailers: s.readable_map(Field::ResponseTrailers, self.access_log),
+                response_code: s
+                    .response_headers
+                    .as_ref()
+                    .and_then(|h| h.get(b":status"))
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()),
                 start_unix_ns: s.start_unix_ns,
                 now_unix_ns: self.now_unix_ns(),
                 request_body_bytes: s.request_body_bytes,
@@ -467,76 +482,6 @@ impl Host {
     /// Mutable [`Host::effective_stream_ref`].
     pub fn effective_stream(&mut self) -> Option<&mut StreamState> {
         self.stream_mut(self.effective_context)
-    }
-
-    /// The header map of this type available now, if any.
-    pub fn map(&self, map: MapType) -> Option<&HeaderMap> {
-        match map {
-            MapType::HttpCallResponseHeaders => self.delivery.http_headers.as_ref(),
-            MapType::HttpCallResponseTrailers => self.delivery.http_trailers.as_ref(),
-            MapType::GrpcReceiveInitialMetadata => self.delivery.grpc_initial_metadata.as_ref(),
-            MapType::GrpcReceiveTrailingMetadata => self.delivery.grpc_trailing_metadata.as_ref(),
-            MapType::HttpRequestHeaders => self.effective_stream_ref()?.request_headers.as_ref(),
-            // Envoy's access-log phase has no request trailers.
-            MapType::HttpRequestTrailers if self.access_log => None,
-            MapType::HttpRequestTrailers => self.effective_stream_ref()?.request_trailers.as_ref(),
-            MapType::HttpResponseHeaders => self.effective_stream_ref()?.response_headers.as_ref(),
-            MapType::HttpResponseTrailers => {
-                self.effective_stream_ref()?.response_trailers.as_ref()
-            }
-        }
-    }
-
-    /// The writable header map of this type available now, if any
-    /// (Envoy's getMap: callout and gRPC maps are not writable). In the
-    /// last body callback of a direction without trailers, its trailers
-    /// are created empty on first use, as Envoy's addDecodedTrailers /
-    /// addEncodedTrailers do; they then travel on with the body.
-    pub fn map_mut(&mut self, map: MapType) -> Option<&mut HeaderMap> {
-        let on_demand = self.trailers_on_demand == Some(map);
-        let s = self.effective_stream()?;
-        let trailers = match map {
-            MapType::HttpRequestHeaders => return s.request_headers.as_mut(),
-            MapType::HttpResponseHeaders => return s.response_headers.as_mut(),
-            MapType::HttpRequestTrailers => &mut s.request_trailers,
-            MapType::HttpResponseTrailers => &mut s.response_trailers,
-            _ => return None,
-        };
-        if on_demand {
-            Some(trailers.get_or_insert_with(HeaderMap::default))
-        } else {
-            trailers.as_mut()
-        }
-    }
-
-    /// The buffer of this type available now, if any.
-    pub fn buffer(&self, buffer: BufferType) -> Option<&[u8]> {
-        match buffer {
-            BufferType::HttpRequestBody => self
-                .effective_stream_ref()
-                .map(|s| s.request_body.as_slice()),
-            BufferType::HttpResponseBody => self
-                .effective_stream_ref()
-                .map(|s| s.response_body.as_slice()),
-            BufferType::HttpCallResponseBody => self.delivery.http_body.as_deref(),
-            BufferType::GrpcReceiveBuffer => self.delivery.grpc_message.as_deref(),
-            BufferType::VmConfiguration => Some(self.plugin.vm_config.as_bytes()),
-            // Envoy holds the plugin configuration only while configuring.
-            BufferType::PluginConfiguration => self
-                .configuring
-                .then_some(self.plugin.configuration.as_bytes()),
-            BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => None,
-        }
-    }
-
-    /// The writable body buffer of this type, if any.
-    pub fn buffer_mut(&mut self, buffer: BufferType) -> Option<&mut Vec<u8>> {
-        let s = self.effective_stream()?;
-        match buffer {
-            BufferType::HttpRequestBody => Some(&mut s.request_body),
-            BufferType::HttpResponseBody => Some(&mut s.response_body),
-            _ => None,
-        }
     }
 
     /// True when `id` names a live context (the root or a live stream).

@@ -85,13 +85,18 @@ impl PropertyStore {
 }
 
 /// What Envoy derives from the live stream (request.*, response.*).
+/// The header maps are the ones the filter can reach now (Envoy's
+/// `Context::findValue` hands the phase-scoped pointers to its request and
+/// response wrappers); the rest comes from the stream info.
 pub struct StreamFacts<'a> {
-    /// Live request headers.
+    /// Request headers in reach.
     pub request_headers: Option<&'a HeaderMap>,
-    /// Live response headers.
+    /// Response headers in reach.
     pub response_headers: Option<&'a HeaderMap>,
-    /// Response trailers.
+    /// Response trailers in reach.
     pub response_trailers: Option<&'a HeaderMap>,
+    /// The response status, once the response has started.
+    pub response_code: Option<i64>,
     /// Stream start, ns since the epoch.
     pub start_unix_ns: u64,
     /// Now, ns since the epoch.
@@ -131,15 +136,16 @@ pub fn derived(path: &[u8], f: &StreamFacts<'_>, out: &mut Vec<u8>) -> bool {
     let req = |name: &str| f.request_headers.and_then(|h| h.get(name.as_bytes()));
     match (root, leaf) {
         (b"request", Some(leaf)) => {
-            let Some(headers) = f.request_headers else {
-                return false;
-            };
+            let headers = f.request_headers;
             match (leaf, sub) {
+                // Out of reach, Envoy's headers wrapper is an empty map.
                 (b"headers", None) => {
-                    encode_map_into(headers.iter(), out);
+                    encode_map_into(headers.into_iter().flat_map(HeaderMap::iter), out);
                     true
                 }
-                (b"headers", Some(name)) => headers.get(name).is_some_and(|v| put_str(out, v)),
+                (b"headers", Some(name)) => headers
+                    .and_then(|h| h.get(name))
+                    .is_some_and(|v| put_str(out, v)),
                 (_, Some(_)) => false,
                 (b"path", None) => req(":path").is_some_and(|v| put_str(out, v)),
                 (b"url_path", None) => req(":path").is_some_and(|v| {
@@ -175,11 +181,14 @@ pub fn derived(path: &[u8], f: &StreamFacts<'_>, out: &mut Vec<u8>) -> bool {
         }
         (b"response", Some(leaf)) => {
             let headers = f.response_headers;
+            let started = f.response_code.is_some();
             match (leaf, sub) {
-                (b"headers", None) => headers.is_some_and(|h| {
-                    encode_map_into(h.iter(), out);
-                    true
-                }),
+                (b"headers", None) => {
+                    started && {
+                        encode_map_into(headers.into_iter().flat_map(HeaderMap::iter), out);
+                        true
+                    }
+                }
                 (b"headers", Some(name)) => headers
                     .and_then(|h| h.get(name))
                     .is_some_and(|v| put_str(out, v)),
@@ -192,22 +201,18 @@ pub fn derived(path: &[u8], f: &StreamFacts<'_>, out: &mut Vec<u8>) -> bool {
                     .and_then(|h| h.get(name))
                     .is_some_and(|v| put_str(out, v)),
                 (_, Some(_)) => false,
-                (b"code", None) => headers
-                    .and_then(|h| h.get(b":status"))
-                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
-                    .is_some_and(|code| put_int(out, code)),
+                (b"code", None) => f.response_code.is_some_and(|code| put_int(out, code)),
                 (b"code_details", None) => f
                     .response_code_details
                     .is_some_and(|d| put_str(out, d.as_bytes())),
-                (b"flags", None) => headers.is_some() && put_int(out, 0),
+                (b"flags", None) => started && put_int(out, 0),
                 (b"grpc_status", None) => headers
                     .and_then(|h| h.get(b"grpc-status"))
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
                     .is_some_and(|code| put_int(out, code)),
-                (b"size", None) => headers.is_some() && put_int(out, f.response_body_bytes as i64),
+                (b"size", None) => started && put_int(out, f.response_body_bytes as i64),
                 (b"total_size", None) => {
-                    headers.is_some()
-                        && put_int(out, (f.response_body_bytes + header_total(headers)) as i64)
+                    started && put_int(out, (f.response_body_bytes + header_total(headers)) as i64)
                 }
                 _ => false,
             }
@@ -298,6 +303,7 @@ mod tests {
             request_headers: Some(&h),
             response_headers: None,
             response_trailers: None,
+            response_code: None,
             start_unix_ns: 5,
             now_unix_ns: 15,
             request_body_bytes: 3,

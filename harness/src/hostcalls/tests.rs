@@ -1,5 +1,5 @@
 use super::*;
-use crate::host::{HeaderMap, SharedHost, StreamState};
+use crate::host::{Gone, HeaderMap, SharedHost, StreamState};
 use crate::model::HarnessConfig;
 
 /// A flat little-endian memory with a bump allocator, 4-byte pointers.
@@ -46,6 +46,9 @@ fn guest() -> TestGuest {
     h.add(b"empty", b"");
     s.request_headers = Some(h);
     s.request_body = b"hello".to_vec();
+    // As in on_request_body while the request headers stay paused.
+    s.reach.grant(Field::RequestHeaders);
+    s.reach.grant(Field::RequestBody);
     host.streams.push(s);
     host.effective_context = 2;
     TestGuest {
@@ -267,5 +270,105 @@ fn timing_rules() {
     assert_eq!(
         resolve_timing(3, Some(CalloutFailure::Reset), 50),
         (3, Some(CalloutFailure::Reset))
+    );
+}
+
+#[test]
+fn set_buffer_at_start_drains_then_prepends() {
+    let mut g = guest();
+    let (d, dl) = put(&mut g, 0, b"J");
+    // Envoy's Buffer::copyFrom: start 0 drains `size` bytes, then prepends.
+    assert_eq!(
+        proxy_set_buffer_bytes(&mut g, 0, 0, 2, d, dl).unwrap(),
+        Status::Ok
+    );
+    assert_eq!(g.host.stream_ref(2).unwrap().request_body, b"Jllo");
+}
+
+#[test]
+fn fields_out_of_reach_answer_as_envoy_and_warn_once() {
+    let mut g = guest();
+    g.host.callback = "proxy_on_response_headers";
+    if let Some(s) = g.host.stream_mut(2) {
+        s.reach.withdraw(Field::RequestHeaders, Gone::Continued);
+        s.reach.withdraw(Field::RequestBody, Gone::Continued);
+    }
+    let (k, kl) = put(&mut g, 0, b":path");
+    let (v, vl) = put(&mut g, 8, b"/x");
+    assert_eq!(
+        proxy_get_header_map_value(&mut g, 0, k, kl, 100, 104).unwrap(),
+        Status::BadArgument
+    );
+    assert_eq!(
+        proxy_add_header_map_value(&mut g, 0, k, kl, v, vl).unwrap(),
+        Status::BadArgument
+    );
+    assert_eq!(
+        proxy_replace_header_map_value(&mut g, 0, k, kl, v, vl).unwrap(),
+        Status::BadArgument
+    );
+    assert_eq!(
+        proxy_remove_header_map_value(&mut g, 0, k, kl).unwrap(),
+        Status::BadArgument
+    );
+    assert_eq!(
+        proxy_get_header_map_size(&mut g, 0, 100).unwrap(),
+        Status::BadArgument
+    );
+    g.mem[100..108].fill(0xff);
+    assert_eq!(
+        proxy_get_header_map_pairs(&mut g, 0, 100, 104).unwrap(),
+        Status::Ok
+    );
+    assert_eq!((word(&g, 100), word(&g, 104)), (0, 0));
+    // The map itself is untouched (the filter manager still forwards it).
+    let kept = g
+        .host
+        .stream_ref(2)
+        .unwrap()
+        .request_headers
+        .clone()
+        .unwrap();
+    assert_eq!(kept.get(b":path"), Some(&b"/"[..]));
+    // The body out of reach: empty to read, BAD_ARGUMENT to write.
+    assert_eq!(
+        proxy_get_buffer_bytes(&mut g, 0, 0, 10, 100, 104).unwrap(),
+        Status::Ok
+    );
+    assert_eq!(word(&g, 104), 0);
+    assert_eq!(
+        proxy_set_buffer_bytes(&mut g, 0, 0, 0, v, vl).unwrap(),
+        Status::BadArgument
+    );
+    let warnings: Vec<_> = g
+        .host
+        .logs
+        .iter()
+        .filter(|l| l.message.contains("out of reach"))
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 2, "one warning per field: {warnings:?}");
+    assert!(warnings[0].starts_with(
+        "[harness] request headers out of reach in on_response_headers: \
+         on_request_headers returned Continue"
+    ));
+    assert!(warnings[1].contains("request body out of reach"));
+}
+
+#[test]
+fn continue_stream_ends_access_at_once() {
+    let mut g = guest();
+    assert_eq!(proxy_continue_stream(&mut g, 0).unwrap(), Status::Ok);
+    let (k, kl) = put(&mut g, 0, b":path");
+    assert_eq!(
+        proxy_get_header_map_value(&mut g, 0, k, kl, 100, 104).unwrap(),
+        Status::BadArgument
+    );
+    assert_eq!(g.host.deferred.len(), 1, "the continue itself is deferred");
+    assert!(
+        g.host
+            .logs
+            .iter()
+            .any(|l| l.message.contains("called proxy_continue_stream"))
     );
 }

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use crate::abi::Action;
 use crate::backend::Callback;
 use crate::driver::Harness;
-use crate::host::{Deferred, HeaderMap};
+use crate::host::{Deferred, Field, Gone, HeaderMap};
 use crate::model::{HttpMessage, LocalReply, LogEntry};
 
 use super::Stream;
@@ -31,6 +31,26 @@ pub(crate) enum Frame {
 pub(crate) enum Dir {
     Request,
     Response,
+}
+
+impl Dir {
+    /// The direction's headers, body and trailers fields.
+    fn fields(self) -> [Field; 3] {
+        Field::of_direction(self == Dir::Request)
+    }
+}
+
+/// The filter's access to `field` of context `ctx` (see host/fields.rs):
+/// granted while its callback runs, kept while the filter pauses on it,
+/// withdrawn when the callback returns Continue.
+fn reach(filter: &mut Harness, ctx: u32, field: Field, granted: bool) {
+    if let Some(s) = filter.vm.host().stream_mut(ctx) {
+        if granted {
+            s.reach.grant(field);
+        } else {
+            s.reach.withdraw(field, Gone::Continued);
+        }
+    }
 }
 
 /// One direction of one filter's part of the stream.
@@ -164,6 +184,8 @@ pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: 
                     Dir::Response => s.response_headers = Some(map),
                 }
             }
+            let [headers_field, _, _] = dir.fields();
+            reach(filter, id, headers_field, true);
             let cb = match dir {
                 Dir::Request => Callback::RequestHeaders {
                     context_id: id,
@@ -182,7 +204,10 @@ pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: 
             let flow = stream.hops[i].flow(dir);
             flow.headers_eos = eos;
             match action {
-                Action::Continue => forward_headers(filter, stream, i, dir, eos),
+                Action::Continue => {
+                    reach(filter, id, headers_field, false);
+                    forward_headers(filter, stream, i, dir, eos);
+                }
                 Action::Pause => flow.stopped_all = true,
             }
         }
@@ -203,6 +228,8 @@ pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: 
                 }
                 buf.len() as u64
             };
+            let [_, body_field, trailers_field] = dir.fields();
+            reach(filter, id, body_field, true);
             let cb = match dir {
                 Dir::Request => Callback::RequestBody {
                     context_id: id,
@@ -232,6 +259,9 @@ pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: 
             } else {
                 match action {
                     Action::Continue => {
+                        // Trailers created on demand in this callback go with the body.
+                        reach(filter, id, body_field, false);
+                        reach(filter, id, trailers_field, false);
                         stream.hops[i].flow(dir).body_paused = false;
                         forward_body(filter, stream, i, dir, eos);
                     }
@@ -251,6 +281,8 @@ pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: 
                     Dir::Response => s.response_trailers = Some(map),
                 }
             }
+            let [_, _, trailers_field] = dir.fields();
+            reach(filter, id, trailers_field, true);
             let cb = match dir {
                 Dir::Request => Callback::RequestTrailers {
                     context_id: id,
@@ -265,7 +297,10 @@ pub(crate) fn process(filter: &mut Harness, stream: &mut Stream, i: usize, dir: 
                 return;
             };
             match action {
-                Action::Continue => forward_trailers(filter, stream, i, dir),
+                Action::Continue => {
+                    reach(filter, id, trailers_field, false);
+                    forward_trailers(filter, stream, i, dir);
+                }
                 Action::Pause => stream.hops[i].flow(dir).trailers_paused = true,
             }
         }

@@ -6,6 +6,7 @@
 use crate::backend::Callback;
 use crate::driver::Harness;
 use crate::host::properties::PropertyStore;
+use crate::host::{Field, HeaderMap};
 use crate::model::Properties;
 
 use super::{Slot, Stream, Streams, after_callback, now};
@@ -29,13 +30,19 @@ pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut
     while let Some(at) = streams.live.iter().position(|s| s.end.is_some()) {
         let mut stream = streams.live.remove(at);
         stream.elapsed_ms = now(filters).saturating_sub(stream.start_ms);
-        for (i, slot) in slots.iter().enumerate() {
+        // Every hop's copies first: closing a hop drops its maps.
+        let sources = LogSources::of(filters, slots, &stream);
+        let copies: Vec<_> = (0..slots.len())
+            .map(|i| sources.copies_for(filters, slots, &stream, i))
+            .collect();
+        for ((i, slot), copies) in slots.iter().enumerate().zip(copies) {
             close_hop(
                 &mut filters[slot.vm],
                 slot.vm,
                 slots,
                 &mut stream,
                 i,
+                copies,
                 &mut streams.live,
             );
         }
@@ -49,6 +56,7 @@ fn close_hop(
     slots: &[Slot],
     stream: &mut Stream,
     i: usize,
+    copies: Vec<(Field, Option<HeaderMap>)>,
     live: &mut [Stream],
 ) {
     if stream.hops[i].context_id == 0 {
@@ -63,6 +71,16 @@ fn close_hop(
         }
     }
     let id = stream.hops[i].context_id;
+    if let Some(s) = filter.vm.host().stream_mut(id) {
+        s.reach.end();
+        for (field, map) in copies {
+            match field {
+                Field::RequestHeaders => s.request_headers = map,
+                Field::ResponseHeaders => s.response_headers = map,
+                _ => s.response_trailers = map,
+            }
+        }
+    }
     if !stream.hops[i].bypass && filter.failure.is_none() {
         for cb in [
             Callback::Log { context_id: id },
@@ -81,4 +99,69 @@ fn close_hop(
     host.drop_stream(id);
     after_callback(filter, v, slots, live);
     filter.deliver_due_root_events(&mut |f| after_callback(f, v, slots, live));
+}
+
+/// Where Envoy's access-log copies of a stream's maps come from. Envoy's
+/// filters share one header map per message, so on_log sees the request
+/// headers as the last filter they reached left them, and the response
+/// headers and trailers as the filter nearest the client left them (what
+/// was sent). Hop indices; `None` when no filter got that map.
+struct LogSources {
+    request_headers: Option<usize>,
+    response_headers: Option<usize>,
+    response_trailers: Option<usize>,
+}
+
+impl LogSources {
+    fn of(filters: &[Harness], slots: &[Slot], stream: &Stream) -> LogSources {
+        let has = |i: usize, pick: fn(&crate::host::StreamState) -> bool| {
+            let ctx = stream.hops[i].context_id;
+            ctx != 0
+                && filters[slots[i].vm]
+                    .vm
+                    .host_ref()
+                    .stream_ref(ctx)
+                    .is_some_and(pick)
+        };
+        let n = stream.hops.len();
+        LogSources {
+            request_headers: (0..n)
+                .rev()
+                .find(|&i| has(i, |s| s.request_headers.is_some())),
+            response_headers: (0..n).find(|&i| has(i, |s| s.response_headers.is_some())),
+            response_trailers: (0..n).find(|&i| has(i, |s| s.response_trailers.is_some())),
+        }
+    }
+
+    /// The maps hop `i` must take from other hops (its own are already in
+    /// place when it is the source).
+    fn copies_for(
+        &self,
+        filters: &[Harness],
+        slots: &[Slot],
+        stream: &Stream,
+        i: usize,
+    ) -> Vec<(Field, Option<HeaderMap>)> {
+        let mut copies = Vec::new();
+        for (field, source) in [
+            (Field::RequestHeaders, self.request_headers),
+            (Field::ResponseHeaders, self.response_headers),
+            (Field::ResponseTrailers, self.response_trailers),
+        ] {
+            if source == Some(i) {
+                continue;
+            }
+            let map = source.and_then(|src| {
+                let ctx = stream.hops[src].context_id;
+                let s = filters[slots[src].vm].vm.host_ref().stream_ref(ctx)?;
+                match field {
+                    Field::RequestHeaders => s.request_headers.clone(),
+                    Field::ResponseHeaders => s.response_headers.clone(),
+                    _ => s.response_trailers.clone(),
+                }
+            });
+            copies.push((field, map));
+        }
+        copies
+    }
 }

@@ -275,7 +275,7 @@ fn response_header_map_ops_and_maps_outside_their_phase() {
 // ---------------------------------------------------------------- buffers
 
 #[test]
-fn set_buffer_bytes_prepend_replace_append_and_bad_argument() {
+fn set_buffer_bytes_follows_envoy_copy_from() {
     let mut envoy = probe(json!({"http": {
         "request_body": {"action": "pause_until_eos", "steps": []},
         "response_body": {"action": "pause_until_eos", "steps": []}
@@ -327,11 +327,17 @@ fn set_buffer_bytes_prepend_replace_append_and_bad_argument() {
 
     let outcome = exchange(&mut envoy, post("/middle"), ok_upstream());
     assert_eq!(results(&outcome, "middle"), vec!["middle: BAD_ARGUMENT"; 2]);
+    // Start 0 drains `size` bytes, then prepends (Envoy's Buffer::copyFrom):
+    // "abc" -> "Xc", then "Xc" + "def" -> "Xdef".
     assert_eq!(
         results(&outcome, "partial replace"),
-        vec!["partial replace: BAD_ARGUMENT"; 2]
+        vec!["partial replace: OK"; 2]
     );
-    assert_eq!(body_of(&outcome), "abcdef", "rejected edits change nothing");
+    assert_eq!(
+        body_of(&outcome),
+        "Xdef",
+        "the rejected middle edit changes nothing"
+    );
 
     let upstream = UpstreamResponse {
         body: Body::single("upstream-body"),

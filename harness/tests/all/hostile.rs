@@ -269,8 +269,10 @@ fn expected_status(name: &str, what: &str) -> u32 {
         .unwrap_or(usize::MAX);
     match (name, arg) {
         // start and max_size are offsets into the host's buffer, not guest
-        // memory: an empty request body reads as empty, writes append.
-        ("proxy_get_buffer_bytes" | "proxy_set_buffer_bytes", 1 | 2) => OK,
+        // memory. In on_request_headers the request body is out of reach:
+        // it reads as empty and refuses writes.
+        ("proxy_get_buffer_bytes", 1 | 2) => OK,
+        ("proxy_set_buffer_bytes", 1 | 2) => BAD_ARGUMENT,
         // The lookup (property ":path", shared key ":path", queue 0, foreign
         // function ":path", metric 0) fails before any output is written.
         ("proxy_get_property", 2 | 3)

@@ -14,6 +14,7 @@ mod hostile;
 mod hostile_fuzz;
 mod lifecycle;
 mod modules;
+mod phases;
 mod safe_output;
 mod scenarios;
 mod streams;
