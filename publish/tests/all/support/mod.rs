@@ -4,6 +4,7 @@
 pub mod http;
 pub mod proxy;
 pub mod registry;
+pub mod terminal;
 pub mod token;
 
 use std::path::{Path, PathBuf};
