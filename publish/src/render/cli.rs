@@ -240,7 +240,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         let istio = bundle_resources(&bundle)?;
         let checked = check_resources(&istio, &schemas)?;
         if args.check_crds.is_some() {
-            eprintln!("{checked} Istio documents valid against the CRDs");
+            eprintln!("{}", istio_checked(checked));
         }
         let files =
             output::files(&bundle, &args.only).context("serialising the rendered resources")?;
@@ -324,17 +324,25 @@ fn checked_summary(
         })
         .map(|r| r["kind"].as_str().unwrap_or("(no kind)"))
         .collect();
-    let summary = format!("{checked} Istio documents valid against the CRDs");
+    let summary = istio_checked(checked);
     if unchecked.is_empty() {
         return summary;
     }
     let count = unchecked.len();
+    unchecked.sort_unstable();
     unchecked.dedup();
     format!(
-        "{summary}; {count} Kubernetes core documents ({}) not checked by publish \
-         (`kubernetes-validate --strict FILE` checks them against the Kubernetes schemas)",
-        unchecked.join(", ")
+        "{summary}; {count} Kubernetes core {} ({}) not checked by publish \
+         (`kubernetes-validate --strict FILE` checks {} against the Kubernetes schemas)",
+        if count == 1 { "document" } else { "documents" },
+        unchecked.join(", "),
+        if count == 1 { "it" } else { "them" },
     )
+}
+
+fn istio_checked(count: usize) -> String {
+    let noun = if count == 1 { "document" } else { "documents" };
+    format!("{count} Istio {noun} valid against the CRDs")
 }
 
 fn display(path: &Path) -> String {

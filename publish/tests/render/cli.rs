@@ -200,6 +200,14 @@ fn without_an_agent_image_no_daemon_set_is_written_and_that_is_said() {
         "{}",
         text(&out.stderr)
     );
+    assert!(
+        text(&out.stderr).contains(
+            "2 Istio documents valid against the CRDs; 1 Kubernetes core document (ConfigMap) \
+             not checked by publish"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
