@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One place that installs what the build and the tests need on a fresh machine:
 # the wasm32-wasip1 Rust target, a real OCI registry (Debian's docker-registry),
-# skopeo, htpasswd and the oras Python client. Safe to run again: it only
-# installs what is missing, and it says clearly what it could not install.
+# skopeo, htpasswd, the oras Python client and kubernetes-validate. Safe to
+# run again: it only installs what is missing, and it says clearly what it
+# could not install.
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh wasm       only the Rust target (enough for build/demo)
@@ -54,6 +55,16 @@ ensure_oras_python() {
         missing+=("python package oras (run: python3 -m pip install oras)")
 }
 
+# The real Kubernetes OpenAPI schemas, offline: the publish tests check the
+# ConfigMap, DaemonSet and workload snippet `publish render` writes with it.
+ensure_kubernetes_validate() {
+    python3 -c 'import kubernetes_validate' >/dev/null 2>&1 && return 0
+    say "installing kubernetes-validate (pip install kubernetes-validate)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubernetes-validate >&2 ||
+        python3 -m pip install --quiet --user kubernetes-validate >&2 ||
+        missing+=("python package kubernetes-validate (run: python3 -m pip install kubernetes-validate)")
+}
+
 ensure_node() {
     command -v npm >/dev/null 2>&1 && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
@@ -70,6 +81,7 @@ if [ "$want" = all ]; then
     ensure_node
     ensure_apt_packages
     ensure_oras_python
+    ensure_kubernetes_validate
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

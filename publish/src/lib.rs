@@ -97,10 +97,16 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
         .unwrap_or("plugin.wasm")
         .to_string();
     let mut annotations = request.annotations.clone();
-    if let Some(epoch) = request.epoch {
-        annotations
-            .entry(manifest::ANNOTATION_CREATED.into())
-            .or_insert_with(|| manifest::rfc3339(epoch));
+    if let Some(epoch) = request.epoch
+        && !annotations.contains_key(manifest::ANNOTATION_CREATED)
+    {
+        let created = manifest::rfc3339(epoch).ok_or_else(|| {
+            Error::Usage(format!(
+                "the creation time {epoch} (seconds since 1970, from --created or \
+                 SOURCE_DATE_EPOCH) is past the year 9999, which RFC 3339 cannot write"
+            ))
+        })?;
+        annotations.insert(manifest::ANNOTATION_CREATED.into(), created);
     }
     annotations
         .entry(manifest::ANNOTATION_TITLE.into())

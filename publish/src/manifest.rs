@@ -167,26 +167,13 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Served> {
     })
 }
 
-/// RFC 3339 UTC time for `seconds` since the Unix epoch (no leap seconds, as in POSIX).
-pub fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rem = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// RFC 3339 UTC time for `seconds` since the Unix epoch (no leap seconds, as
+/// in POSIX); None past 9999-12-31T23:59:59Z, where RFC 3339's four-digit
+/// years end.
+pub fn rfc3339(seconds: u64) -> Option<String> {
+    use chrono::Datelike as _;
+    let time = chrono::DateTime::from_timestamp(i64::try_from(seconds).ok()?, 0)?;
+    (time.year() <= 9999).then(|| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 #[cfg(test)]
@@ -195,9 +182,12 @@ mod tests {
 
     #[test]
     fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400).unwrap(), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000).unwrap(), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(253_402_300_799).unwrap(), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_800), None);
+        assert_eq!(rfc3339(u64::MAX), None);
     }
 
     #[test]

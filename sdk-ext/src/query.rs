@@ -40,30 +40,16 @@ pub fn remove(path: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Percent-decoding; malformed escapes are kept as they are.
+/// Form decoding (`+` is a space, then percent-decoding); malformed escapes
+/// are kept as they are. An escape never spans a `+` (not a hex digit), so
+/// each piece between them decodes alone and `%2B` stays a plus.
 pub fn decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
+    let mut out = Vec::with_capacity(text.len());
+    for (i, piece) in text.split('+').enumerate() {
+        if i > 0 {
+            out.push(b' ');
         }
-        i += 1;
+        out.extend(percent_encoding::percent_decode_str(piece));
     }
     out
 }
@@ -100,5 +86,10 @@ mod tests {
         assert_eq!(decode("a+b%2Fc"), b"a b/c".to_vec());
         assert_eq!(decode("100%"), b"100%".to_vec());
         assert_eq!(decode("%zz"), b"%zz".to_vec());
+        assert_eq!(decode("%2B+%2b"), b"+ +".to_vec());
+        assert_eq!(decode("%e2%82%AC%4"), "\u{20ac}%4".as_bytes().to_vec());
+        assert_eq!(decode("%ff"), vec![0xff]);
+        // A sign is no hex digit: `%+5` is not byte 5.
+        assert_eq!(decode("%+5"), b"% 5".to_vec());
     }
 }

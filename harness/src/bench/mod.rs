@@ -208,24 +208,15 @@ fn utc_now() -> String {
     format_utc(secs)
 }
 
-/// Civil date from days since the epoch (Howard Hinnant's algorithm).
+/// `YYYY-MM-DD HH:MM UTC` for `secs` since the Unix epoch.
 fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(
+            || format!("{secs} s after 1970 (out of the calendar's range)"),
+            |time| time.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
 }
 
 /// A whole benchmark run.

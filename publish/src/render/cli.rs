@@ -240,7 +240,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         let istio = bundle_resources(&bundle)?;
         let checked = check_resources(&istio, &schemas)?;
         if args.check_crds.is_some() {
-            eprintln!("{checked} documents valid");
+            eprintln!("{}", istio_checked(checked));
         }
         let files =
             output::files(&bundle, &args.only).context("serialising the rendered resources")?;
@@ -259,15 +259,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         files.iter().flat_map(|f| f.resources.clone()).collect();
     let checked = check_resources(&resources, &schemas)?;
     write_directory(&files, Path::new(&args.output))?;
-    let unchecked = resources.len() - checked;
-    if unchecked == 0 {
-        eprintln!("{checked} documents valid");
-    } else {
-        eprintln!(
-            "{checked} documents valid against the Istio CRDs; {unchecked} Kubernetes core \
-             documents (ConfigMap, DaemonSet) not schema-checked"
-        );
-    }
+    eprintln!("{}", checked_summary(checked, &resources, &schemas));
     if agent.image.is_none() && files.iter().any(|f| f.part == Part::NodeAgent) {
         eprintln!(
             "note: no node-agent DaemonSet written; render with --agent-image IMAGE to get one"
@@ -314,6 +306,43 @@ pub fn check_resources(
         }
     }
     Ok(checked)
+}
+
+/// What was checked, and what was not: the in-tree checker knows the Istio
+/// CRDs only, so Kubernetes core objects are named as unchecked.
+fn checked_summary(
+    checked: usize,
+    resources: &[serde_json::Value],
+    schemas: &CrdSchemas,
+) -> String {
+    let mut unchecked: Vec<&str> = resources
+        .iter()
+        .filter(|r| {
+            let api_version = r["apiVersion"].as_str().unwrap_or_default();
+            let kind = r["kind"].as_str().unwrap_or_default();
+            schemas.schema_for(api_version, kind).is_none()
+        })
+        .map(|r| r["kind"].as_str().unwrap_or("(no kind)"))
+        .collect();
+    let summary = istio_checked(checked);
+    if unchecked.is_empty() {
+        return summary;
+    }
+    let count = unchecked.len();
+    unchecked.sort_unstable();
+    unchecked.dedup();
+    format!(
+        "{summary}; {count} Kubernetes core {} ({}) not checked by publish \
+         (`kubernetes-validate --strict FILE` checks {} against the Kubernetes schemas)",
+        if count == 1 { "document" } else { "documents" },
+        unchecked.join(", "),
+        if count == 1 { "it" } else { "them" },
+    )
+}
+
+fn istio_checked(count: usize) -> String {
+    let noun = if count == 1 { "document" } else { "documents" };
+    format!("{count} Istio {noun} valid against the CRDs")
 }
 
 fn display(path: &Path) -> String {

@@ -137,6 +137,15 @@ fn deployment_snippet(bundle: &Bundle) -> anyhow::Result<String> {
             "template": { "metadata": { "labels": labels } },
         },
     });
+    // apps/v1 StatefulSetSpec requires serviceName up to Kubernetes 1.32; the
+    // snippet stays a complete object in the schema's eyes.
+    if kind == "StatefulSet"
+        && let Some(spec) = snippet
+            .get_mut("spec")
+            .and_then(serde_json::Value::as_object_mut)
+    {
+        spec.insert("serviceName".into(), "YOUR-HEADLESS-SERVICE".into());
+    }
     let patch = serde_json::to_value(&bundle.workload_patch)?;
     if let (Some(template), Some(annotations)) = (
         snippet.pointer_mut("/spec/template/metadata"),

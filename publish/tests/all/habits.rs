@@ -104,6 +104,20 @@ fn the_same_push_gives_the_same_digest_without_source_date_epoch() {
         dated["annotations"]["org.opencontainers.image.created"],
         "2023-11-14T22:13:20Z"
     );
+    // RFC 3339 has four-digit years: a time past 9999 is refused, not mis-written.
+    let far = cli.run(&[
+        "push",
+        module.to_str().unwrap(),
+        &reference,
+        "--created",
+        "253402300800",
+    ]);
+    assert!(!far.ok());
+    assert!(
+        far.stderr().contains("past the year 9999"),
+        "{}",
+        far.stderr()
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! publish against real things: Debian's docker-registry (no auth, htpasswd,
-//! token auth), skopeo, the oras Python client, and fault-injecting proxies.
+//! token auth), skopeo, the oras Python client, kubernetes-validate, a
+//! pseudo-terminal for prompts, and fault-injecting proxies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
@@ -13,4 +14,5 @@ mod interop;
 mod render;
 mod roundtrip;
 mod support;
+mod terminal;
 mod tls;

@@ -1,11 +1,13 @@
 //! `publish render`: golden files, field-by-field checks of the parsed output,
-//! Istio CRD schema checks, input errors, and the CLI.
+//! Istio CRD schema checks, Kubernetes core schema checks (kubernetes-validate),
+//! input errors, and the CLI.
 
 mod cli;
 mod crd;
 mod errors;
 mod fields;
 mod golden;
+mod kubernetes;
 mod resolve;
 mod sync;
 mod validate;

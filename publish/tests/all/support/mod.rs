@@ -4,6 +4,7 @@
 pub mod http;
 pub mod proxy;
 pub mod registry;
+pub mod terminal;
 pub mod token;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,37 @@ pub fn require_oras_python() {
         ok,
         "the oras Python package is not installed; run scripts/setup.sh (or: python3 -m pip install oras)"
     );
+}
+
+/// The Kubernetes release whose schemas the core objects are checked against
+/// (one kubernetes-validate ships; StatefulSet still requires serviceName there).
+pub const KUBERNETES_VERSION: &str = "1.30.0";
+
+/// Runs `python3 -m kubernetes_validate --strict` on `files` against
+/// [`KUBERNETES_VERSION`]: the real OpenAPI schemas, unknown fields refused.
+/// Fails the test (never skips it) when the package is missing.
+pub fn kubernetes_validate(files: &[&Path]) -> Output {
+    let installed = Command::new("python3")
+        .args(["-c", "import kubernetes_validate"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        installed,
+        "the kubernetes-validate Python package is not installed; `make setup` installs it \
+         (or: python3 -m pip install kubernetes-validate)"
+    );
+    Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--kubernetes-version",
+        ])
+        .arg(KUBERNETES_VERSION)
+        .args(files)
+        .output()
+        .unwrap()
 }
 
 /// A valid Proxy-Wasm module (ABI 0.2.1 export) with `payload` bytes of data,
