@@ -1,7 +1,8 @@
 //! `harness new` from the outside: the generated crate, in a throwaway
 //! workspace of its own, is fmt- and clippy-clean, builds for wasm32-wasip1,
-//! passes its unit tests and its scenario file; bad names and existing
-//! directories are refused with nothing written.
+//! passes its unit tests and its scenario file (on the module and on its
+//! native twin); bad names and existing directories are refused with
+//! nothing written.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -124,6 +125,18 @@ fn cargo(dir: &Path, target_dir: &Path, args: &[&str]) -> Output {
     output
 }
 
+/// `harness test` on one scenario file, from the workspace `dir`.
+fn harness_test(dir: &Path, target_dir: &Path, scenario: &Path, flags: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .arg("test")
+        .arg(scenario)
+        .args(flags)
+        .output()
+        .expect("run the harness binary")
+}
+
 /// How many tests cargo test reported passed and failed.
 fn test_counts(output: &Output) -> (usize, usize) {
     let mut counts = (0, 0);
@@ -227,22 +240,24 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
         stdout(&tested)
     );
 
-    // The scenario names `target/...`: the harness follows CARGO_TARGET_DIR to the built module.
+    // The scenario names `target/...`: the harness follows CARGO_TARGET_DIR
+    // to the built module. Then the same file on the native twin, as
+    // `make test-scenarios` runs every filter's scenarios.
     let scenario = crate_dir.join("tests/scaffold-probe.yaml");
-    let run = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .current_dir(ws)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .arg("test")
-        .arg(&scenario)
-        .output()
-        .unwrap();
-    let report = stdout(&run);
-    assert!(run.status.success(), "{report}{}", stderr(&run));
-    assert_eq!(
-        report.lines().last(),
-        Some("5 passed, 0 failed"),
-        "{report}"
-    );
+    let wasm_run = harness_test(ws, &target_dir, &scenario, &[]);
+    cargo(ws, &target_dir, &["build", "--lib", "-p", NAME]);
+    let native_dir = target_dir.join("debug");
+    let native = native_dir.to_str().unwrap();
+    let native_run = harness_test(ws, &target_dir, &scenario, &["--native", native]);
+    for (backend, run) in [("wasm", wasm_run), ("native", native_run)] {
+        let report = stdout(&run);
+        assert!(run.status.success(), "{backend}: {report}{}", stderr(&run));
+        assert_eq!(
+            report.lines().last(),
+            Some("5 passed, 0 failed"),
+            "{backend}: {report}"
+        );
+    }
     eprintln!(
         "harness new: generated crate built, tested and run in {:.1}s",
         started.elapsed().as_secs_f64()
