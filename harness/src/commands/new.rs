@@ -106,9 +106,12 @@ pub fn command(args: &NewArgs) -> ExitCode {
 fn create(args: &NewArgs) -> Result<String, Refused> {
     check_name(&args.name).map_err(Refused::Usage)?;
     let names = Names::of(&args.name);
-    let dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => default_dir(&args.name)?,
+    let (dir, root) = match &args.dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let root = workspace_root()?;
+            (root.join("filters").join(&args.name), Some(root))
+        }
     };
     if dir.exists() {
         return Err(Refused::Failed(format!(
@@ -127,11 +130,15 @@ fn create(args: &NewArgs) -> Result<String, Refused> {
         // Only what this call created: the directory did not exist before.
         let _ = std::fs::remove_dir_all(&dir);
     })?;
-    Ok(report(&dir, &names, &written))
+    let mut out = report(&dir, &names, &written);
+    if let Some(root) = root {
+        out.push_str(&membership_note(&root, &names.crate_name));
+    }
+    Ok(out)
 }
 
-/// `filters/<name>` in the workspace around the current directory.
-fn default_dir(name: &str) -> Result<PathBuf, Refused> {
+/// The workspace around the current directory.
+fn workspace_root() -> Result<PathBuf, Refused> {
     let cwd = std::env::current_dir().map_err(|e| {
         Refused::Failed(format!(
             "cannot read the current directory: {e}; give --dir PATH"
@@ -147,7 +154,23 @@ fn default_dir(name: &str) -> Result<PathBuf, Refused> {
                 cwd.display()
             ))
         })?;
-    Ok(root.join("filters").join(name))
+    Ok(root.to_path_buf())
+}
+
+/// A hint when the workspace's members do not take in `filters/<name>`
+/// (cargo then refuses to build it); empty when they do.
+fn membership_note(root: &Path, crate_name: &str) -> String {
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    let member = format!("\"filters/{crate_name}\"");
+    if text.contains("\"filters/*\"") || text.contains(&member) {
+        return String::new();
+    }
+    format!(
+        "note: {} does not list filters/* among its [workspace] members; add \"filters/*\" \
+         (or {member}) there before building\n",
+        manifest.display()
+    )
 }
 
 /// Writes every template into `dir`; returns the paths written, relative to `dir`.

@@ -173,6 +173,7 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
     let created = harness_new(ws, &[NAME]);
     assert!(created.status.success(), "{}", stderr(&created));
     let printed = stdout(&created);
+    assert!(!printed.contains("note:"), "{printed}");
     let crate_dir = ws.join("filters").join(NAME);
     for file in [
         "Cargo.toml",
@@ -330,4 +331,22 @@ fn outside_a_workspace_it_asks_for_dir() {
     let created = harness_new(&scratch.0, &["lonely", "--dir", dir.to_str().unwrap()]);
     assert!(created.status.success(), "{}", stderr(&created));
     assert!(dir.join("src/lib.rs").is_file());
+}
+
+#[test]
+fn a_workspace_that_does_not_take_in_filters_gets_a_note() {
+    let scratch = Scratch::new("members");
+    std::fs::write(
+        scratch.0.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"tools\"]\n",
+    )
+    .unwrap();
+    let created = harness_new(&scratch.0, &["stray"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let printed = stdout(&created);
+    assert!(scratch.0.join("filters/stray/Cargo.toml").is_file());
+    assert!(
+        printed.contains("does not list filters/* among its [workspace] members"),
+        "{printed}"
+    );
 }
