@@ -8,7 +8,7 @@ WASM_DIR   := target/wasm32-wasip1/release
 HARNESS    := target/debug/harness
 DEMO_CONFIG := {"name":"resp-header-demo","value":"added by our filter"}
 
-.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as bench
+.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as bench new-filter
 
 all: build
 
@@ -62,6 +62,13 @@ test-scenarios: build build-as
 	$(CARGO) build --lib $(addprefix -p ,$(FILTERS))
 	# harness/scenarios stays wasm-only: the WAT and AssemblyScript filters have no native twin.
 	$(HARNESS) test --native target/debug filters/*/tests
+
+# A new filter crate in filters/$(NAME) from harness/templates/filter, which
+# builds, tests and runs as generated: `make new-filter NAME=add-tenant`.
+new-filter:
+	@test -n "$(NAME)" || { echo "usage: make new-filter NAME=my-filter" >&2; exit 2; }
+	$(CARGO) build --quiet -p harness --bin harness
+	$(HARNESS) new "$(NAME)"
 
 # Wasm against its native twin for the example filters (BENCHMARKS.md; JSON in
 # target/bench/report.json). Builds both sides with the same release profile.

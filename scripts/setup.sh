@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One place that installs what the build and the tests need on a fresh machine:
-# the wasm32-wasip1 Rust target, a real OCI registry (Debian's docker-registry),
-# skopeo, htpasswd, the oras Python client and kubernetes-validate. Safe to
-# run again: it only installs what is missing, and it says clearly what it
-# could not install.
+# the wasm32-wasip1 Rust target, rustfmt and clippy, a real OCI registry
+# (Debian's docker-registry), skopeo, htpasswd, the oras Python client and
+# kubernetes-validate. Safe to run again: it only installs what is missing,
+# and it says clearly what it could not install.
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh wasm       only the Rust target (enough for build/demo)
@@ -27,6 +27,18 @@ ensure_wasm_target() {
     fi
     say "installing the Rust target wasm32-wasip1"
     rustup target add wasm32-wasip1 >&2 || missing+=("rust target wasm32-wasip1 (run: rustup target add wasm32-wasip1)")
+}
+
+# rustfmt and clippy: `make lint`, and the harness test that checks the crate
+# `harness new` generates is formatted and lint-clean.
+ensure_rust_components() {
+    local need=()
+    cargo fmt --version >/dev/null 2>&1 || need+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || need+=(clippy)
+    [ ${#need[@]} -eq 0 ] && return 0
+    say "installing the Rust components ${need[*]}"
+    rustup component add "${need[@]}" >&2 ||
+        missing+=("rust components ${need[*]} (run: rustup component add ${need[*]})")
 }
 
 ensure_apt_packages() {
@@ -78,6 +90,7 @@ ensure_node() {
 
 ensure_wasm_target
 if [ "$want" = all ]; then
+    ensure_rust_components
     ensure_node
     ensure_apt_packages
     ensure_oras_python

@@ -16,12 +16,14 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 /// Shown by `harness --help`; README's "Exit status" says the same.
 const EXIT_STATUS: &str = "\
 Exit status:
-  0  run: the exchange ran; test: every case passed; bench, compile: done
+  0  run: the exchange ran; test: every case passed; bench, compile, new: done
   1  test: a case failed, or a scenario file could not be loaded;
      run, bench, compile: an error to act on (missing file, not a Proxy-Wasm
-     module, unknown import, configuration rejected, trap during start-up)
+     module, unknown import, configuration rejected, trap during start-up);
+     new: the directory exists or cannot be written
   2  usage: unknown or missing flags or paths, a --case matching no case,
-     a report file (--junit) that cannot be written
+     a report file (--junit) that cannot be written, a crate name that is
+     not valid, no workspace for new without --dir
   3  run: the filter trapped or the stream stalled";
 
 #[derive(Parser)]
@@ -50,6 +52,8 @@ enum Command {
     Compile(commands::compile::CompileArgs),
     /// Run scenario files (YAML) and report `N passed, N failed`.
     Test(commands::test::TestArgs),
+    /// Create a new filter crate (filters/<name>) that builds, tests and runs as generated.
+    New(commands::new::NewArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(commands::docs::CompletionsArgs),
     /// Print the man page (roff) of harness or of one subcommand.
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::command(&args),
         Command::Compile(args) => commands::compile::command(&args),
         Command::Test(args) => commands::test::command(&args),
+        Command::New(args) => commands::new::command(&args),
         Command::Completions(args) => commands::docs::completions(&args, Cli::command()),
         Command::Man(args) => commands::docs::man(&args, Cli::command()),
     }

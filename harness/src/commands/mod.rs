@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compile;
 pub mod docs;
+pub mod new;
 pub mod run;
 mod stale;
 pub mod test;

@@ -64,7 +64,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).ok()?.modified().ok()
 }
 
-fn is_workspace(dir: &Path) -> bool {
+pub(super) fn is_workspace(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("Cargo.toml"))
         .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
 }

@@ -7,6 +7,7 @@ mod chain;
 mod ci_reports;
 mod cli;
 mod cli_habits;
+mod cli_new;
 mod cli_stale;
 mod cli_world;
 mod hostcalls;
