@@ -953,12 +953,27 @@ fn resolve_timing(
             if timeout > 0 { timeout } else { delay_ms },
             Some(CalloutFailure::Timeout),
         ),
-        Some(CalloutFailure::Reset) if timeout > 0 && delay_ms >= timeout => {
+        Some(CalloutFailure::Reset | CalloutFailure::Unreachable)
+            if timeout > 0 && delay_ms >= timeout =>
+        {
             (timeout, Some(CalloutFailure::Timeout))
         }
-        Some(CalloutFailure::Reset) => (delay_ms, Some(CalloutFailure::Reset)),
+        Some(failure) => (delay_ms, Some(failure)),
         None if timeout > 0 && delay_ms >= timeout => (timeout, Some(CalloutFailure::Timeout)),
         None => (delay_ms, None),
+    }
+}
+
+/// The router's local reply to an async http call: status, a plain-text body.
+fn router_reply(status: u16, body: &str) -> HttpPlan {
+    let mut headers = crate::host::HeaderMap::default();
+    headers.add(b":status", status.to_string().as_bytes());
+    headers.add(b"content-length", body.len().to_string().as_bytes());
+    headers.add(b"content-type", b"text/plain");
+    HttpPlan::Respond {
+        headers,
+        body: body.as_bytes().to_vec(),
+        trailers: crate::host::HeaderMap::default(),
     }
 }
 
@@ -1031,10 +1046,10 @@ pub fn proxy_http_call<G: Guest>(
     };
     let (after, failure) = resolve_timing(delay, failure, timeout_ms);
     let plan = match (failure, plan) {
-        (Some(CalloutFailure::Timeout), _) => HttpPlan::Fail {
-            code: 4,
-            reason: "timeout",
-        },
+        // Envoy's async client gets the router's local reply, an ordinary
+        // response (Router::Filter::onUpstreamTimeout, onNoHealthyHost).
+        (Some(CalloutFailure::Timeout), _) => router_reply(504, "upstream request timeout"),
+        (Some(CalloutFailure::Unreachable), _) => router_reply(503, "no healthy upstream"),
         // Envoy's onHttpCallFailure: WasmResult::BrokenConnection, "reset".
         (Some(CalloutFailure::Reset), _) | (None, None) => HttpPlan::Fail {
             code: 11,
@@ -1052,8 +1067,7 @@ pub fn proxy_http_call<G: Guest>(
         timeout_ms,
         result: CalloutResult::Pending,
     });
-    host.http_pending
-        .insert(token, PendingHttp { context_id, plan });
+    host.http_pending.insert(token, PendingHttp { plan });
     let at = host.now_ms + after;
     host.schedule(at, Event::HttpAnswer { token });
     check!(write_u32(g, return_token, token));
@@ -1099,6 +1113,10 @@ fn start_grpc<G: Guest>(
             code: 4,
             reason: "deadline exceeded",
         },
+        (Some(CalloutFailure::Unreachable), _) => GrpcPlan::Fail {
+            code: 14,
+            reason: "no healthy upstream",
+        },
         (Some(CalloutFailure::Reset), _) | (None, None) => GrpcPlan::Fail {
             code: 14,
             reason: "upstream reset",
@@ -1120,7 +1138,6 @@ fn start_grpc<G: Guest>(
     host.grpc_pending.insert(
         token,
         PendingGrpc {
-            context_id,
             streaming,
             plan,
             local_closed: false,

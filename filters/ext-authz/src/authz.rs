@@ -144,10 +144,16 @@ impl Config {
         call
     }
 
-    /// 200 allows (copying `allowed_upstream_headers`); any other status
-    /// denies with that status; no answer follows `failure_mode_allow`.
+    /// 200 allows (copying `allowed_upstream_headers`); a 5xx or no answer
+    /// is the service failing and follows `failure_mode_allow` (Envoy's
+    /// router answers a timed-out call with 504 and an unreachable cluster
+    /// with 503; Envoy's own ext_authz HTTP client treats every 5xx as an
+    /// error too); any other status denies with that status.
     pub fn verdict(&self, outcome: &CallOutcome) -> Verdict {
         match outcome {
+            CallOutcome::Response(answer) if (500..=599).contains(&answer.status) => {
+                self.on_failure()
+            }
             CallOutcome::Response(answer) if answer.status == 200 => Verdict::Allow(
                 self.allowed_upstream_headers
                     .iter()
@@ -174,7 +180,7 @@ impl Config {
         }
     }
 
-    /// The service could not be asked (no answer, timeout, unknown cluster).
+    /// The service could not be asked or failed (reset, timeout, 5xx, unknown cluster).
     pub fn on_failure(&self) -> Verdict {
         if self.failure_mode_allow {
             Verdict::Allow(vec![(FAILURE_MODE_HEADER.to_string(), b"true".to_vec())])
@@ -253,10 +259,30 @@ mod tests {
         assert_eq!(reply.body_bytes(), b"nope");
         assert_eq!(reply.header_value("www-authenticate"), Some(&b"Bearer"[..]));
         assert_eq!(reply.header_value("x-internal"), None);
-        let Verdict::Deny(reply) = config.verdict(&answer(503, &[], "")) else {
+        let Verdict::Deny(reply) = config.verdict(&answer(429, &[], "")) else {
             panic!("expected a denial");
         };
-        assert_eq!(reply.status(), 503);
+        assert_eq!(reply.status(), 429);
+    }
+
+    #[test]
+    fn a_5xx_answer_is_the_service_failing() {
+        // A timed-out call arrives as the router's 504, an unreachable one as 503.
+        let deny = Config::parse(CONFIG).unwrap();
+        for status in [500, 503, 504] {
+            let Verdict::Deny(reply) =
+                deny.verdict(&answer(status, &[], "upstream request timeout"))
+            else {
+                panic!("expected a denial");
+            };
+            assert_eq!(reply.status(), 403, "status_on_error, not {status}");
+            assert_eq!(reply.body_bytes(), b"authorization service unavailable\n");
+        }
+        let allow = Config::parse(br#"{"cluster":"authz","failure_mode_allow":true}"#).unwrap();
+        assert!(matches!(
+            allow.verdict(&answer(504, &[], "")),
+            Verdict::Allow(headers) if headers[0].0 == FAILURE_MODE_HEADER
+        ));
     }
 
     #[test]

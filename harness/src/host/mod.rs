@@ -145,7 +145,6 @@ pub(crate) enum HttpPlan {
 
 #[derive(Clone, Debug)]
 pub(crate) struct PendingHttp {
-    pub context_id: u32,
     pub plan: HttpPlan,
 }
 
@@ -157,7 +156,6 @@ pub(crate) enum GrpcPlan {
 
 #[derive(Clone, Debug)]
 pub(crate) struct PendingGrpc {
-    pub context_id: u32,
     pub streaming: bool,
     pub plan: GrpcPlan,
     pub local_closed: bool,
@@ -588,30 +586,6 @@ impl Host {
     pub(crate) fn push_grpc_message(&mut self, token: u32, message: &[u8]) {
         if let Some(r) = self.grpc_calls.iter_mut().rev().find(|r| r.token == token) {
             r.messages.push(ByteString(message.to_vec()));
-        }
-    }
-
-    /// Cancels every callout made by `context_id` (its stream ended).
-    pub(crate) fn cancel_callouts_of(&mut self, context_id: u32) {
-        let http: Vec<u32> = self
-            .http_pending
-            .iter()
-            .filter(|(_, p)| p.context_id == context_id)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in http {
-            self.http_pending.remove(&t);
-            self.set_http_result(t, CalloutResult::Cancelled);
-        }
-        let grpc: Vec<u32> = self
-            .grpc_pending
-            .iter()
-            .filter(|(_, p)| p.context_id == context_id)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in grpc {
-            self.grpc_pending.remove(&t);
-            self.set_grpc_result(t, CalloutResult::Cancelled);
         }
     }
 

@@ -94,8 +94,10 @@ fn close_hop(
     }
     let host = filter.vm.host();
     // What the ended stream still asked for has nothing left to act on.
+    // Its callouts stay: they belong to the root context (proxy-wasm-cpp-host
+    // src/exports.cc http_call/grpc_call use `root_context()`), and their
+    // answers reach it after the stream is gone.
     host.deferred.retain(|d| d.context_id() != id);
-    host.cancel_callouts_of(id);
     host.drop_stream(id);
     after_callback(filter, v, slots, live);
     filter.deliver_due_root_events(&mut |f| after_callback(f, v, slots, live));

@@ -178,9 +178,15 @@ pub enum CalloutFailure {
     /// `on_http_call_response(root, token, 0, 0, 0)` (gRPC: `on_grpc_close`
     /// with status 14 UNAVAILABLE).
     Reset,
-    /// No answer ever: the call fails when its own timeout expires (or after
-    /// `delay_ms` when the filter passed timeout 0). gRPC: status 4 DEADLINE_EXCEEDED.
+    /// No answer in time: when the call's own timeout expires (or after
+    /// `delay_ms` when the filter passed timeout 0) Envoy's router answers
+    /// 504 `upstream request timeout`, delivered as an ordinary
+    /// `on_http_call_response` with headers and body. gRPC: status 4
+    /// DEADLINE_EXCEEDED.
     Timeout,
+    /// No healthy upstream or a refused connection, after `delay_ms`: the
+    /// router answers 503 `no healthy upstream` (gRPC: status 14 UNAVAILABLE).
+    Unreachable,
 }
 
 /// The scripted answer for one gRPC call or stream to a cluster.

@@ -100,7 +100,7 @@ pub enum CalloutResult {
         /// Why.
         reason: String,
     },
-    /// Cancelled by the filter or because its stream ended first.
+    /// Cancelled by the filter (`proxy_grpc_cancel` / `proxy_grpc_close`).
     Cancelled,
 }
 

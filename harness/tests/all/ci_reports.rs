@@ -84,9 +84,9 @@ fn debug_prone_scenario(dir: &Path) -> PathBuf {
 clusters:
   - name: auth
     http:
-      - failure: timeout
+      - failure: reset
 cases:
-  - name: a callout that timed out
+  - name: a callout that was reset
     plugin:
       config:
         http:
@@ -156,13 +156,13 @@ fn failures_never_show_rust_debug_text() {
     ] {
         assert!(!report.contains(debug), "{debug} in:\n{report}");
     }
-    let callout = case_block(&report, "a callout that timed out");
+    let callout = case_block(&report, "a callout that was reset");
     assert_eq!(
         callout[..3],
         [
             "     step 1: http_call 1 result",
             "       expected: answered",
-            "       actual:   failed (timeout)",
+            "       actual:   failed (reset)",
         ],
         "{report}"
     );

@@ -652,7 +652,7 @@ fn http_call_response_reaches_the_root_with_headers_body_trailers() {
 }
 
 #[test]
-fn http_call_failure_and_timeout_give_an_empty_response_and_a_status() {
+fn http_call_reset_gives_an_empty_response_and_a_status() {
     let script = json!({"trace": true,
         "http": {
             "request_headers": {"action": "pause", "steps": [
@@ -665,7 +665,76 @@ fn http_call_failure_and_timeout_give_an_empty_response_and_a_status() {
             ]}
         }
     });
-    for failure in [CalloutFailure::Reset, CalloutFailure::Timeout] {
+    let answer = HttpCalloutAnswer {
+        failure: Some(CalloutFailure::Reset),
+        delay_ms: 50,
+        ..HttpCalloutAnswer::default()
+    };
+    let mut envoy = probe_with_clusters(script, vec![auth_cluster(vec![answer])]);
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert!(
+        callbacks(&outcome)
+            .contains(&"http_call_response ctx=2 token=1 headers=0 body=0 trailers=0".to_string()),
+        "{:#?}",
+        outcome.logs
+    );
+    // Envoy's onHttpCallFailure: WasmResult::BrokenConnection, "reset".
+    assert_eq!(
+        result(&outcome, "get_status"),
+        r#"get_status: OK code=11 message="reset""#
+    );
+    assert_eq!(result(&outcome, "headers"), "headers: OK pairs=[]");
+    assert!(
+        outcome.upstream_request.is_some(),
+        "resumed after the failure"
+    );
+    assert!(
+        matches!(
+            outcome.http_calls[0].result,
+            harness::CalloutResult::Failed { .. }
+        ),
+        "{:?}",
+        outcome.http_calls
+    );
+    assert!(
+        outcome.elapsed_ms >= 50,
+        "virtual wait {}",
+        outcome.elapsed_ms
+    );
+}
+
+#[test]
+fn http_call_timeout_and_unreachable_arrive_as_the_routers_reply() {
+    // Envoy's async client gets the router's local reply as an ordinary
+    // response (Router::Filter::onUpstreamTimeout / onNoHealthyHost), not
+    // the failure callback.
+    let script = json!({"trace": true,
+        "http": {
+            "request_headers": {"action": "pause", "steps": [
+                step("http_call", "call", json!({"cluster": "auth", "timeout_ms": 200,
+                    "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]}))]},
+            "callouts": {"http_call_response": [
+                {"op": "get_status"},
+                step("get_header", "status", json!({"map": "http_call_response_headers", "key": ":status"})),
+                step("get_buffer", "body", json!({"buffer": "http_call_response_body"})),
+                {"op": "continue_stream", "stream": "request"}
+            ]}
+        }
+    });
+    for (failure, code, body, wait) in [
+        (
+            CalloutFailure::Timeout,
+            "504",
+            "upstream request timeout",
+            200,
+        ),
+        (
+            CalloutFailure::Unreachable,
+            "503",
+            "no healthy upstream",
+            50,
+        ),
+    ] {
         let answer = HttpCalloutAnswer {
             failure: Some(failure),
             delay_ms: 50,
@@ -674,50 +743,70 @@ fn http_call_failure_and_timeout_give_an_empty_response_and_a_status() {
         let mut envoy = probe_with_clusters(script.clone(), vec![auth_cluster(vec![answer])]);
         let outcome = exchange(&mut envoy, get("/"), ok_upstream());
         assert!(
-            callbacks(&outcome).contains(
-                &"http_call_response ctx=2 token=1 headers=0 body=0 trailers=0".to_string()
-            ),
+            callbacks(&outcome).contains(&format!(
+                "http_call_response ctx=2 token=1 headers=3 body={} trailers=0",
+                body.len()
+            )),
             "{failure:?}: {:#?}",
             outcome.logs
         );
-        let status = result(&outcome, "get_status");
-        assert!(status.starts_with("get_status: OK code="), "{status}");
-        if failure == CalloutFailure::Reset {
-            // Envoy's onHttpCallFailure: WasmResult::BrokenConnection.
-            assert_eq!(status, r#"get_status: OK code=11 message="reset""#);
-        }
-        assert!(
-            !status.starts_with("get_status: OK code=0 "),
-            "{failure:?}: a failed call has a non-OK code: {status}"
+        assert_eq!(
+            result(&outcome, "get_status"),
+            r#"get_status: OK code=0 message="""#
+        );
+        assert_eq!(
+            result(&outcome, "status"),
+            format!(r#"status: OK value="{code}""#)
+        );
+        assert_eq!(
+            result(&outcome, "body"),
+            format!(r#"body: OK bytes="{body}""#)
         );
         assert!(
-            !status.ends_with(r#"message="""#),
-            "{failure:?}: with a message: {status}"
-        );
-        assert_eq!(result(&outcome, "headers"), "headers: OK pairs=[]");
-        assert!(
-            outcome.upstream_request.is_some(),
-            "resumed after the failure"
-        );
-        assert!(
-            matches!(
-                outcome.http_calls[0].result,
-                harness::CalloutResult::Failed { .. }
-            ),
+            matches!(outcome.http_calls[0].result, harness::CalloutResult::Answered { status } if status.to_string() == code),
             "{:?}",
             outcome.http_calls
         );
-        let expected_wait = if failure == CalloutFailure::Timeout {
-            200
-        } else {
-            50
-        };
         assert!(
-            outcome.elapsed_ms >= expected_wait,
-            "{failure:?}: virtual wait {} < {expected_wait}",
+            outcome.elapsed_ms >= wait,
+            "{failure:?}: virtual wait {} < {wait}",
             outcome.elapsed_ms
         );
     }
+}
+
+#[test]
+fn callouts_outlive_their_stream_and_answer_the_root_context() {
+    // http_call belongs to the root context (proxy-wasm-cpp-host
+    // src/exports.cc http_call: contextOrEffectiveContext()->root_context()):
+    // a stream that ends does not cancel it.
+    let script = json!({"trace": true, "http": {"request_headers": {"steps": [
+        step("http_call", "call", json!({"cluster": "auth", "timeout_ms": 0,
+            "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]}))]}}});
+    let answer = HttpCalloutAnswer {
+        delay_ms: 100,
+        ..HttpCalloutAnswer::default()
+    };
+    let mut envoy = probe_with_clusters(script, vec![auth_cluster(vec![answer])]);
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert!(outcome.response.is_some(), "the stream did not wait");
+    assert_eq!(
+        outcome.http_calls[0].result,
+        harness::CalloutResult::Pending,
+        "still in flight when the stream ended"
+    );
+    let later = envoy.advance(200).expect("advance");
+    // The SDK finds no stream for the token any more and drops the answer,
+    // as it does in Envoy; the host did deliver it to the root context.
+    let delivered = later.trace.iter().any(|e| {
+        matches!(e, harness::TraceEvent::Callback { name, args, .. }
+            if name == "proxy_on_http_call_response" && args.first() == Some(&1))
+    });
+    assert!(
+        delivered,
+        "the answer reaches the root context: {:#?}",
+        later.trace
+    );
 }
 
 #[test]
