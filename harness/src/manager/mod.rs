@@ -104,6 +104,8 @@ pub(crate) struct Stream {
     pub(crate) response_started: bool,
     pub(crate) end: Option<StreamEnd>,
     pub(crate) is_grpc: bool,
+    /// A HEAD request: local replies carry no body.
+    pub(crate) is_head: bool,
     properties: Properties,
     start_ms: u64,
     pub(crate) elapsed_ms: u64,
@@ -158,6 +160,7 @@ pub(crate) fn open(
         })
         .collect();
     let is_grpc = is_grpc_request(&headers);
+    let is_head = headers.get(b":method") == Some(&b"HEAD"[..]);
     if let Some(first) = hops.first_mut() {
         first.req.input.push_back(Frame::Headers {
             map: headers,
@@ -173,6 +176,7 @@ pub(crate) fn open(
         response_started: false,
         end: None,
         is_grpc,
+        is_head,
         properties: exchange.properties.clone(),
         start_ms: now(filters),
         elapsed_ms: 0,

@@ -85,34 +85,19 @@ pub(crate) fn local_reply(
     vm_failed: bool,
 ) {
     let status = u16::try_from(spec.status).unwrap_or(500);
-    let mut headers = HeaderMap::default();
-    let mut body = spec.body.clone();
-    headers.add(b":status", status.to_string().as_bytes());
-    let grpc = spec.grpc_status >= 0 && stream.is_grpc;
-    if grpc {
-        headers.replace(b":status", b"200");
-        headers.add(b"content-type", b"application/grpc");
-        headers.add(b"grpc-status", spec.grpc_status.to_string().as_bytes());
-        if !body.is_empty() {
-            headers.add(b"grpc-message", &body);
-        }
-        body.clear();
-    }
-    for (k, v) in spec.headers.iter() {
-        headers.add(k, v);
-    }
-    if !grpc {
-        headers.replace(b"content-length", body.len().to_string().as_bytes());
-        if !body.is_empty() && headers.get(b"content-type").is_none() {
-            headers.add(b"content-type", b"text/plain");
-        }
-    }
+    let (headers, body) = frame(&spec, status, stream.is_grpc, stream.is_head);
+    // Envoy keeps response-code details free of spaces.
+    let details: String = spec
+        .details
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect();
     let ctx = stream.hops[i].context_id;
     stream.hops[i].local_reply = Some(LocalReply {
         status,
         body: ByteString(spec.body.clone()),
         headers: spec.headers.to_headers(),
-        details: spec.details.clone(),
+        details: details.clone(),
         grpc_status: (spec.grpc_status >= 0).then_some(spec.grpc_status),
         source: source.to_string(),
     });
@@ -121,7 +106,7 @@ pub(crate) fn local_reply(
         .stream_ref(ctx)
         .is_some_and(|s| s.response_headers.is_some());
     if let Some(s) = host.stream_mut(ctx) {
-        s.response_code_details = Some(spec.details.clone());
+        s.response_code_details = Some(details);
     }
     let client_has_headers = stream.hops[i]
         .sent_response
@@ -161,6 +146,63 @@ pub(crate) fn local_reply(
     }
 }
 
+/// The reply's headers and body as Envoy's local-reply utility frames them
+/// (source/common/http/utility.cc, `Utility::sendLocalReply`): a gRPC
+/// request always gets the gRPC form (HTTP 200, `grpc-status` from the
+/// argument or mapped from the HTTP code, the body as a percent-encoded
+/// `grpc-message`, trailers-only); otherwise a body gets `content-length`
+/// and `content-type: text/plain`, an empty body neither, and a HEAD
+/// request gets the headers without the body.
+fn frame(spec: &LocalReplySpec, status: u16, grpc: bool, head: bool) -> (HeaderMap, Vec<u8>) {
+    let mut headers = HeaderMap::default();
+    let mut body = spec.body.clone();
+    if grpc {
+        let grpc_status = if spec.grpc_status >= 0 {
+            spec.grpc_status
+        } else {
+            grpc_status_of_http(status)
+        };
+        headers.add(b":status", b"200");
+        headers.add(b"content-type", b"application/grpc");
+        headers.add(b"grpc-status", grpc_status.to_string().as_bytes());
+        if !body.is_empty() {
+            let message = percent_encoding::percent_encode(&body, GRPC_MESSAGE).to_string();
+            headers.add(b"grpc-message", message.as_bytes());
+        }
+        body.clear();
+    } else {
+        headers.add(b":status", status.to_string().as_bytes());
+    }
+    for (k, v) in spec.headers.iter() {
+        headers.add(k, v);
+    }
+    if !grpc && !body.is_empty() {
+        headers.replace(b"content-length", body.len().to_string().as_bytes());
+        if headers.get(b"content-type").is_none() {
+            headers.add(b"content-type", b"text/plain");
+        }
+    }
+    if head {
+        body.clear();
+    }
+    (headers, body)
+}
+
+/// gRPC's percent-encoding of `grpc-message`: controls, non-ASCII and `%`.
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus` (gRPC's HTTP-to-status table).
+fn grpc_status_of_http(status: u16) -> i32 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
+    }
+}
+
 fn push_reply(input: &mut std::collections::VecDeque<Frame>, headers: HeaderMap, body: Vec<u8>) {
     let eos = body.is_empty();
     input.push_back(Frame::Headers { map: headers, eos });
@@ -191,5 +233,63 @@ pub(crate) fn upstream_unreachable_reply() -> LocalReplySpec {
         body: b"upstream connect error or disconnect/reset before headers. reset reason: connection failure".to_vec(),
         headers: HeaderMap::default(),
         grpc_status: 14,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(status: u32, body: &str, grpc_status: i32) -> LocalReplySpec {
+        LocalReplySpec {
+            status,
+            details: "d".into(),
+            body: body.as_bytes().to_vec(),
+            headers: HeaderMap::default(),
+            grpc_status,
+        }
+    }
+
+    fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
+        h.iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_and_non_empty_bodies_are_framed_as_envoy_does() {
+        let (h, body) = frame(&spec(403, "", -1), 403, false, false);
+        assert_eq!(pairs(&h), vec![(":status".into(), "403".into())]);
+        assert!(body.is_empty());
+        let (h, body) = frame(&spec(403, "no", -1), 403, false, false);
+        assert_eq!(h.get(b"content-length"), Some(&b"2"[..]));
+        assert_eq!(h.get(b"content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(body, b"no");
+        // HEAD: the headers of the body, not the body.
+        let (h, body) = frame(&spec(403, "no", -1), 403, false, true);
+        assert_eq!(h.get(b"content-length"), Some(&b"2"[..]));
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn grpc_requests_always_get_the_grpc_form() {
+        // No gRPC status given: mapped from the HTTP code.
+        let (h, body) = frame(&spec(401, "bad token 100%", -1), 401, true, false);
+        assert_eq!(h.get(b":status"), Some(&b"200"[..]));
+        assert_eq!(h.get(b"content-type"), Some(&b"application/grpc"[..]));
+        assert_eq!(h.get(b"grpc-status"), Some(&b"16"[..]));
+        assert_eq!(h.get(b"grpc-message"), Some(&b"bad token 100%25"[..]));
+        assert!(h.get(b"content-length").is_none());
+        assert!(body.is_empty(), "trailers-only");
+        let (h, _) = frame(&spec(503, "", 9), 503, true, false);
+        assert_eq!(h.get(b"grpc-status"), Some(&b"9"[..]));
+        assert!(h.get(b"grpc-message").is_none());
+        assert_eq!(grpc_status_of_http(418), 2);
+        assert_eq!(grpc_status_of_http(504), 14);
     }
 }

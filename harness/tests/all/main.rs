@@ -14,6 +14,7 @@ mod hostcalls;
 mod hostile;
 mod hostile_fuzz;
 mod lifecycle;
+mod local_reply;
 mod modules;
 mod phases;
 mod safe_output;
