@@ -11,12 +11,14 @@
 extern crate alloc;
 
 mod enums;
+mod fields;
 mod map;
 mod tables;
 
 pub use enums::{
     AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType,
 };
+pub use fields::HttpField;
 pub use map::{
     MAX_MAP_BYTES, MAX_MAP_PAIRS, MapDecodeError, Pair, decode_map, encode_map, encode_map_into,
     encoded_map_size, split_property_path,

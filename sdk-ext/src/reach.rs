@@ -11,51 +11,14 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// One HTTP field of a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Field {
-    RequestHeaders,
-    RequestBody,
-    RequestTrailers,
-    ResponseHeaders,
-    ResponseBody,
-    ResponseTrailers,
-}
+pub(crate) use proxy_abi::HttpField as Field;
 
-impl Field {
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Field::RequestHeaders => "request headers",
-            Field::RequestBody => "request body",
-            Field::RequestTrailers => "request trailers",
-            Field::ResponseHeaders => "response headers",
-            Field::ResponseBody => "response body",
-            Field::ResponseTrailers => "response trailers",
-        }
-    }
-
-    fn hook(self) -> &'static str {
-        match self {
-            Field::RequestHeaders => "on_request_headers",
-            Field::RequestBody => "on_request_body",
-            Field::RequestTrailers => "on_request_trailers",
-            Field::ResponseHeaders => "on_response_headers",
-            Field::ResponseBody => "on_response_body",
-            Field::ResponseTrailers => "on_response_trailers",
-        }
-    }
-
-    /// The fields on_log may read (Envoy's access-log copies).
-    fn readable_in_log(self) -> bool {
-        matches!(
-            self,
-            Field::RequestHeaders | Field::ResponseHeaders | Field::ResponseTrailers
-        )
-    }
+/// The fields on_log may read (Envoy's access-log copies).
+fn readable_in_log(field: Field) -> bool {
+    matches!(
+        field,
+        Field::RequestHeaders | Field::ResponseHeaders | Field::ResponseTrailers
+    )
 }
 
 #[derive(Default)]
@@ -102,19 +65,8 @@ impl Reach {
     /// request side's fields whichever direction is resumed, the response
     /// side's only when the response is resumed (the harness does too).
     pub(crate) fn resumed(&self, request: bool) {
-        let mut fields = vec![
-            Field::RequestHeaders,
-            Field::RequestBody,
-            Field::RequestTrailers,
-        ];
-        if !request {
-            fields.extend([
-                Field::ResponseHeaders,
-                Field::ResponseBody,
-                Field::ResponseTrailers,
-            ]);
-        }
-        for field in fields {
+        let sides: &[bool] = if request { &[true] } else { &[true, false] };
+        for field in sides.iter().flat_map(|&side| Field::of_direction(side)) {
             self.withdraw(field);
         }
     }
@@ -129,7 +81,7 @@ impl Reach {
 
     pub(crate) fn can_read(&self, field: Field) -> bool {
         let readable_live = self.can_write(field) && self.0.write_only.get() & field.bit() == 0;
-        readable_live || (self.0.in_log.get() && field.readable_in_log())
+        readable_live || (self.0.in_log.get() && readable_in_log(field))
     }
 
     pub(crate) fn can_write(&self, field: Field) -> bool {
@@ -150,7 +102,7 @@ impl Reach {
              plugin's stream state (Plugin::KEEP_REQUEST_HEADERS keeps request headers), or \
              return Action::Pause from {hook} to hold them.",
             what = field.describe(),
-            hook = field.hook(),
+            hook = field.callback(),
         );
     }
 }

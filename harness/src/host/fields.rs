@@ -14,95 +14,10 @@
 //! pointer where the response one is meant, leaving a stale pointer: the
 //! harness treats the response body as gone, the strict reading).
 
+pub(crate) use crate::abi::HttpField as Field;
 use crate::abi::{BufferType, MapType};
 
 use super::{HeaderMap, Host, StreamState};
-
-/// One HTTP field of a stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Field {
-    RequestHeaders,
-    RequestBody,
-    RequestTrailers,
-    ResponseHeaders,
-    ResponseBody,
-    ResponseTrailers,
-}
-
-impl Field {
-    const ALL: [Field; 6] = [
-        Field::RequestHeaders,
-        Field::RequestBody,
-        Field::RequestTrailers,
-        Field::ResponseHeaders,
-        Field::ResponseBody,
-        Field::ResponseTrailers,
-    ];
-
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-
-    /// The stream field a header map type names, if it is one.
-    pub(crate) fn of_map(map: MapType) -> Option<Field> {
-        Some(match map {
-            MapType::HttpRequestHeaders => Field::RequestHeaders,
-            MapType::HttpRequestTrailers => Field::RequestTrailers,
-            MapType::HttpResponseHeaders => Field::ResponseHeaders,
-            MapType::HttpResponseTrailers => Field::ResponseTrailers,
-            _ => return None,
-        })
-    }
-
-    /// The stream field a buffer type names, if it is one.
-    pub(crate) fn of_buffer(buffer: BufferType) -> Option<Field> {
-        match buffer {
-            BufferType::HttpRequestBody => Some(Field::RequestBody),
-            BufferType::HttpResponseBody => Some(Field::ResponseBody),
-            _ => None,
-        }
-    }
-
-    /// The fields of one direction.
-    pub(crate) fn of_direction(request: bool) -> [Field; 3] {
-        if request {
-            [
-                Field::RequestHeaders,
-                Field::RequestBody,
-                Field::RequestTrailers,
-            ]
-        } else {
-            [
-                Field::ResponseHeaders,
-                Field::ResponseBody,
-                Field::ResponseTrailers,
-            ]
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Field::RequestHeaders => "request headers",
-            Field::RequestBody => "request body",
-            Field::RequestTrailers => "request trailers",
-            Field::ResponseHeaders => "response headers",
-            Field::ResponseBody => "response body",
-            Field::ResponseTrailers => "response trailers",
-        }
-    }
-
-    /// The callback that delivers this field.
-    fn callback(self) -> &'static str {
-        match self {
-            Field::RequestHeaders => "on_request_headers",
-            Field::RequestBody => "on_request_body",
-            Field::RequestTrailers => "on_request_trailers",
-            Field::ResponseHeaders => "on_response_headers",
-            Field::ResponseBody => "on_response_body",
-            Field::ResponseTrailers => "on_response_trailers",
-        }
-    }
-}
 
 /// Why a field is out of reach.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

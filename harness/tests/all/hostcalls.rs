@@ -651,20 +651,30 @@ fn http_call_response_reaches_the_root_with_headers_body_trailers() {
     );
 }
 
-#[test]
-fn http_call_reset_gives_an_empty_response_and_a_status() {
-    let script = json!({"trace": true,
+/// A stream paused on an http_call (timeout 200 ms) whose answer runs
+/// `steps` and then resumes the request.
+fn paused_on_a_call(mut steps: Vec<Value>) -> Value {
+    steps.push(json!({"op": "continue_stream", "stream": "request"}));
+    json!({"trace": true,
         "http": {
             "request_headers": {"action": "pause", "steps": [
                 step("http_call", "call", json!({"cluster": "auth", "timeout_ms": 200,
                     "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]}))]},
-            "callouts": {"http_call_response": [
-                {"op": "get_status"},
-                step("get_headers", "headers", json!({"map": "http_call_response_headers"})),
-                {"op": "continue_stream", "stream": "request"}
-            ]}
+            "callouts": {"http_call_response": steps}
         }
-    });
+    })
+}
+
+#[test]
+fn http_call_reset_gives_an_empty_response_and_a_status() {
+    let script = paused_on_a_call(vec![
+        json!({"op": "get_status"}),
+        step(
+            "get_headers",
+            "headers",
+            json!({"map": "http_call_response_headers"}),
+        ),
+    ]);
     let answer = HttpCalloutAnswer {
         failure: Some(CalloutFailure::Reset),
         delay_ms: 50,
@@ -708,19 +718,19 @@ fn http_call_timeout_and_unreachable_arrive_as_the_routers_reply() {
     // Envoy's async client gets the router's local reply as an ordinary
     // response (Router::Filter::onUpstreamTimeout / onNoHealthyHost), not
     // the failure callback.
-    let script = json!({"trace": true,
-        "http": {
-            "request_headers": {"action": "pause", "steps": [
-                step("http_call", "call", json!({"cluster": "auth", "timeout_ms": 200,
-                    "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]}))]},
-            "callouts": {"http_call_response": [
-                {"op": "get_status"},
-                step("get_header", "status", json!({"map": "http_call_response_headers", "key": ":status"})),
-                step("get_buffer", "body", json!({"buffer": "http_call_response_body"})),
-                {"op": "continue_stream", "stream": "request"}
-            ]}
-        }
-    });
+    let script = paused_on_a_call(vec![
+        json!({"op": "get_status"}),
+        step(
+            "get_header",
+            "status",
+            json!({"map": "http_call_response_headers", "key": ":status"}),
+        ),
+        step(
+            "get_buffer",
+            "body",
+            json!({"buffer": "http_call_response_body"}),
+        ),
+    ]);
     for (failure, code, body, wait) in [
         (
             CalloutFailure::Timeout,
