@@ -27,9 +27,13 @@ pub struct TrafficArgs {
     /// Plugin configuration: inline text (usually JSON) or @file.
     #[arg(long)]
     pub config: Option<String>,
-    /// The request line: 'METHOD /path' [default: GET /].
+    /// The request line: 'METHOD /path [HTTP/1.1|HTTP/2]' [default: GET /].
     #[arg(long)]
     pub request: Option<String>,
+    /// Frame the request and response as HTTP/2 (end of stream on the last
+    /// data frame) instead of HTTP/1.1 (an empty end-of-stream frame).
+    #[arg(long)]
+    pub http2: bool,
     /// Request header 'name: value' (repeatable). `host` becomes :authority.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -56,6 +60,9 @@ impl TrafficArgs {
         let mut request =
             DownstreamRequest::from_request_line(line).map_err(HarnessError::Usage)?;
         request.headers = parse_headers(&self.headers, "-H")?;
+        if self.http2 {
+            request.protocol = harness::HttpProtocol::Http2;
+        }
         Ok(request)
     }
 

@@ -25,7 +25,8 @@ pub(crate) use shared::{Inbox, QueueReady};
 use crate::abi::{AbiVersion, MapType, StreamType};
 use crate::model::{
     ByteString, CalloutResult, ClusterSpec, GrpcCallRecord, GrpcCalloutAnswer, HarnessConfig,
-    HttpCallRecord, LogEntry, LogLevel, PluginConfig, Properties, TraceEvent, TraceLevel,
+    HttpCallRecord, HttpProtocol, LogEntry, LogLevel, PluginConfig, Properties, TraceEvent,
+    TraceLevel,
 };
 use properties::PropertyStore;
 
@@ -127,6 +128,8 @@ pub struct StreamState {
     pub response_code_details: Option<String>,
     /// Which of the fields above the filter can reach now.
     pub reach: Reach,
+    /// The stream's HTTP version (`request.protocol`).
+    pub protocol: HttpProtocol,
 }
 
 /// How a pending callout will be answered.
@@ -438,6 +441,7 @@ impl Host {
                 request_body_bytes: s.request_body_bytes,
                 response_body_bytes: s.response_body_bytes,
                 response_code_details: s.response_code_details.as_deref(),
+                protocol: s.protocol.as_str(),
             };
             return properties::derived(path, &facts, out);
         }

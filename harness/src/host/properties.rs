@@ -107,6 +107,8 @@ pub struct StreamFacts<'a> {
     pub response_body_bytes: u64,
     /// Response code details.
     pub response_code_details: Option<&'a str>,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'a str,
 }
 
 fn header_total(h: Option<&HeaderMap>) -> u64 {
@@ -166,7 +168,7 @@ pub fn derived(path: &[u8], f: &StreamFacts<'_>, out: &mut Vec<u8>) -> bool {
                 (b"referer", None) => req("referer").is_some_and(|v| put_str(out, v)),
                 (b"useragent", None) => req("user-agent").is_some_and(|v| put_str(out, v)),
                 (b"id", None) => req("x-request-id").is_some_and(|v| put_str(out, v)),
-                (b"protocol", None) => put_str(out, b"HTTP/1.1"),
+                (b"protocol", None) => put_str(out, f.protocol.as_bytes()),
                 (b"time", None) => put_int(out, f.start_unix_ns as i64),
                 (b"duration", None) => {
                     put_int(out, f.now_unix_ns.saturating_sub(f.start_unix_ns) as i64)
@@ -309,6 +311,7 @@ mod tests {
             request_body_bytes: 3,
             response_body_bytes: 0,
             response_code_details: None,
+            protocol: "HTTP/1.1",
         };
         let mut out = Vec::new();
         assert!(derived(b"request\0url_path", &facts, &mut out));

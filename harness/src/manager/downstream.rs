@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use crate::host::HeaderMap;
-use crate::model::{Body, DownstreamRequest, Headers, UpstreamResponse};
+use crate::model::{Body, DownstreamRequest, Headers, HttpProtocol, UpstreamResponse};
 
 use super::flow::Frame;
 
@@ -49,9 +49,16 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> H
     m
 }
 
-/// Body chunks (empty ones skipped; the last ends the stream unless
-/// trailers follow), then the trailers.
-pub(crate) fn body_frames(body: &Body, trailers: Option<&Headers>, out: &mut VecDeque<Frame>) {
+/// Body chunks (empty ones skipped), then the trailers. Without trailers
+/// the message ends as its protocol ends it: HTTP/2 on the last chunk,
+/// HTTP/1 with one more empty frame (Envoy's HTTP/1 codec completes the
+/// message with an empty end_of_stream data frame).
+pub(crate) fn body_frames(
+    body: &Body,
+    trailers: Option<&Headers>,
+    protocol: HttpProtocol,
+    out: &mut VecDeque<Frame>,
+) {
     let data: Vec<&[u8]> = body
         .0
         .iter()
@@ -59,10 +66,17 @@ pub(crate) fn body_frames(body: &Body, trailers: Option<&Headers>, out: &mut Vec
         .filter(|c| !c.is_empty())
         .collect();
     let n = data.len();
+    let ends_on_last = trailers.is_none() && protocol == HttpProtocol::Http2;
     for (i, c) in data.into_iter().enumerate() {
         out.push_back(Frame::Data {
             chunk: c.to_vec(),
-            eos: i + 1 == n && trailers.is_none(),
+            eos: i + 1 == n && ends_on_last,
+        });
+    }
+    if n > 0 && trailers.is_none() && protocol == HttpProtocol::Http11 {
+        out.push_back(Frame::Data {
+            chunk: Vec::new(),
+            eos: true,
         });
     }
     if let Some(t) = trailers {
@@ -72,8 +86,13 @@ pub(crate) fn body_frames(body: &Body, trailers: Option<&Headers>, out: &mut Vec
     }
 }
 
-/// The upstream's answer as response frames (`:status` first).
-pub(crate) fn response_frames(answer: &UpstreamResponse, out: &mut VecDeque<Frame>) {
+/// The upstream's answer as response frames (`:status` first), framed as
+/// `protocol` frames it (the upstream speaks the client's protocol).
+pub(crate) fn response_frames(
+    answer: &UpstreamResponse,
+    protocol: HttpProtocol,
+    out: &mut VecDeque<Frame>,
+) {
     let mut h = HeaderMap::default();
     h.add(b":status", answer.status.to_string().as_bytes());
     for (k, v) in answer.headers.iter() {
@@ -81,7 +100,7 @@ pub(crate) fn response_frames(answer: &UpstreamResponse, out: &mut VecDeque<Fram
     }
     let eos = answer.body.is_empty() && answer.trailers.is_none();
     out.push_back(Frame::Headers { map: h, eos });
-    body_frames(&answer.body, answer.trailers.as_ref(), out);
+    body_frames(&answer.body, answer.trailers.as_ref(), protocol, out);
 }
 
 pub(crate) fn is_grpc_request(h: &HeaderMap) -> bool {
@@ -120,6 +139,37 @@ pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ends(protocol: HttpProtocol, trailers: Option<&Headers>) -> Vec<(usize, bool)> {
+        let mut out = VecDeque::new();
+        body_frames(
+            &Body(vec!["ab".into(), "c".into()]),
+            trailers,
+            protocol,
+            &mut out,
+        );
+        out.iter()
+            .filter_map(|f| match f {
+                Frame::Data { chunk, eos } => Some((chunk.len(), *eos)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn http1_ends_a_body_with_an_empty_frame_and_http2_on_the_last_chunk() {
+        assert_eq!(
+            ends(HttpProtocol::Http11, None),
+            vec![(2, false), (1, false), (0, true)]
+        );
+        assert_eq!(ends(HttpProtocol::Http2, None), vec![(2, false), (1, true)]);
+        // Trailers end the message in both.
+        let t = Headers::from_pairs([("x", "1")]);
+        assert_eq!(
+            ends(HttpProtocol::Http11, Some(&t)),
+            vec![(2, false), (1, false)]
+        );
+    }
 
     #[test]
     fn request_ids_look_like_uuids() {

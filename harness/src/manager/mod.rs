@@ -27,7 +27,7 @@ use crate::backend::Callback;
 use crate::driver::Harness;
 use crate::host::{Deferred, Event};
 use crate::model::{
-    DownstreamResponse, Exchange, Outcome, Properties, StreamEnd, UpstreamResponse,
+    DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
 };
 
 pub(crate) use downstream::status_of;
@@ -106,6 +106,7 @@ pub(crate) struct Stream {
     pub(crate) is_grpc: bool,
     /// A HEAD request: local replies carry no body.
     pub(crate) is_head: bool,
+    pub(crate) protocol: HttpProtocol,
     properties: Properties,
     start_ms: u64,
     pub(crate) elapsed_ms: u64,
@@ -166,7 +167,12 @@ pub(crate) fn open(
             map: headers,
             eos: req.body.is_empty() && req.trailers.is_none(),
         });
-        downstream::body_frames(&req.body, req.trailers.as_ref(), &mut first.req.input);
+        downstream::body_frames(
+            &req.body,
+            req.trailers.as_ref(),
+            req.protocol,
+            &mut first.req.input,
+        );
     }
     streams.live.push(Stream {
         key,
@@ -177,6 +183,7 @@ pub(crate) fn open(
         end: None,
         is_grpc,
         is_head,
+        protocol: req.protocol,
         properties: exchange.properties.clone(),
         start_ms: now(filters),
         elapsed_ms: 0,
@@ -360,7 +367,7 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
             false,
         );
     } else {
-        downstream::response_frames(&answer, &mut stream.hops[n - 1].resp.input);
+        downstream::response_frames(&answer, stream.protocol, &mut stream.hops[n - 1].resp.input);
     }
     true
 }
@@ -369,7 +376,7 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
 /// failure policy when its VM has already failed.
 fn create_context(filter: &mut Harness, stream: &mut Stream, i: usize) {
     let root = stream.hops[i].root;
-    let id = teardown::new_stream_context(filter, root, &stream.properties);
+    let id = teardown::new_stream_context(filter, root, stream);
     stream.hops[i].context_id = id;
     if filter.failure.is_some() {
         vm_already_failed(filter, stream, i);

@@ -7,20 +7,20 @@ use crate::backend::Callback;
 use crate::driver::Harness;
 use crate::host::properties::PropertyStore;
 use crate::host::{Field, HeaderMap};
-use crate::model::Properties;
 
 use super::{Slot, Stream, Streams, after_callback, now};
 
 /// A new stream context id in `filter`'s VM, with its host-side state.
-pub(crate) fn new_stream_context(filter: &mut Harness, root: u32, properties: &Properties) -> u32 {
+pub(crate) fn new_stream_context(filter: &mut Harness, root: u32, stream: &Stream) -> u32 {
     let host = filter.vm.host();
     let id = host.next_context_id;
     host.next_context_id += 1;
     host.open_stream(id, root);
-    if !properties.is_empty()
-        && let Some(s) = host.stream_mut(id)
-    {
-        s.properties = PropertyStore::from_properties(properties);
+    if let Some(s) = host.stream_mut(id) {
+        s.protocol = stream.protocol;
+        if !stream.properties.is_empty() {
+            s.properties = PropertyStore::from_properties(&stream.properties);
+        }
     }
     id
 }
@@ -61,7 +61,7 @@ fn close_hop(
 ) {
     if stream.hops[i].context_id == 0 {
         let root = stream.hops[i].root;
-        let id = new_stream_context(filter, root, &stream.properties);
+        let id = new_stream_context(filter, root, stream);
         stream.hops[i].context_id = id;
         if filter.failure.is_none() {
             filter.invoke(Callback::ContextCreate {

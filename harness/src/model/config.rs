@@ -268,6 +268,45 @@ pub struct DownstreamRequest {
     pub body: Body,
     /// Request trailers (when present, the last body chunk is not end-of-stream).
     pub trailers: Option<Headers>,
+    /// How the client (and the upstream) frame the message: `HTTP/1.1`
+    /// (default) or `HTTP/2`.
+    pub protocol: HttpProtocol,
+}
+
+/// The HTTP version on the wire, which decides how body frames end.
+///
+/// Envoy's HTTP/1 codec delivers body data with end_of_stream false and,
+/// when the message completes, one more empty data frame with
+/// end_of_stream true (`ConnectionImpl::onMessageComplete`); HTTP/2 sets
+/// end_stream on the last DATA frame itself. `request.protocol` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpProtocol {
+    /// HTTP/1.1.
+    #[default]
+    #[serde(rename = "HTTP/1.1")]
+    Http11,
+    /// HTTP/2.
+    #[serde(rename = "HTTP/2")]
+    Http2,
+}
+
+impl HttpProtocol {
+    /// As Envoy names it (`request.protocol`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpProtocol::Http11 => "HTTP/1.1",
+            HttpProtocol::Http2 => "HTTP/2",
+        }
+    }
+
+    /// Parses `HTTP/1.1` or `HTTP/2` (also `HTTP/2.0`, any case).
+    pub fn parse(text: &str) -> Option<HttpProtocol> {
+        match text.to_ascii_uppercase().as_str() {
+            "HTTP/1.1" => Some(HttpProtocol::Http11),
+            "HTTP/2" | "HTTP/2.0" => Some(HttpProtocol::Http2),
+            _ => None,
+        }
+    }
 }
 
 impl Default for DownstreamRequest {
@@ -280,6 +319,7 @@ impl Default for DownstreamRequest {
             headers: Headers::new(),
             body: Body::empty(),
             trailers: None,
+            protocol: HttpProtocol::default(),
         }
     }
 }
@@ -297,9 +337,15 @@ impl DownstreamRequest {
             let path = parts.next().unwrap_or("/");
             (first.to_ascii_uppercase(), path.to_string())
         };
+        let protocol = match parts.next() {
+            None => HttpProtocol::default(),
+            Some(version) => HttpProtocol::parse(version).ok_or_else(|| {
+                format!("request line {line:?}: {version:?} is not HTTP/1.1 or HTTP/2")
+            })?,
+        };
         if parts.next().is_some() {
             return Err(format!(
-                "request line {line:?} has more than a method and a path"
+                "request line {line:?} has more than a method, a path and a protocol"
             ));
         }
         if !path.starts_with('/') {
@@ -308,6 +354,7 @@ impl DownstreamRequest {
         Ok(DownstreamRequest {
             method,
             path,
+            protocol,
             ..DownstreamRequest::default()
         })
     }

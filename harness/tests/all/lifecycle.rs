@@ -175,11 +175,13 @@ fn pausing_body_buffers_chunks_and_reports_the_accumulated_size() {
         .into_iter()
         .filter(|l| l.starts_with("request_body"))
         .collect();
+    // HTTP/1: the codec ends the message with an empty end-of-stream frame.
     assert_eq!(
         bodies,
         vec![
             "request_body ctx=2 size=2 eos=false",
             "request_body ctx=2 size=4 eos=false",
+            "request_body ctx=2 size=6 eos=false",
             "request_body ctx=2 size=6 eos=true"
         ]
     );
@@ -188,6 +190,7 @@ fn pausing_body_buffers_chunks_and_reports_the_accumulated_size() {
         vec![
             r#"get_buffer: OK bytes="ab""#,
             r#"get_buffer: OK bytes="abcd""#,
+            r#"get_buffer: OK bytes="abcdef""#,
             r#"get_buffer: OK bytes="abcdef""#,
         ]
     );
@@ -683,4 +686,44 @@ fn an_unreachable_upstream_answers_503_through_the_filter_response_path() {
         at("response_headers") < at("log") && at("log") < at("done"),
         "{cbs:#?}"
     );
+}
+
+#[test]
+fn http2_ends_the_body_on_its_last_frame_and_request_protocol_says_which() {
+    let script = json!({
+        "trace": true,
+        "http": {"request_headers": {"steps": [
+            {"op": "get_property", "path": ["request", "protocol"], "label": "protocol"}]}}
+    });
+    for (line, last_frame, protocol) in [
+        ("POST /b", "request_body ctx=2 size=0 eos=true", "HTTP/1.1"),
+        (
+            "POST /b HTTP/2",
+            "request_body ctx=2 size=2 eos=true",
+            "HTTP/2",
+        ),
+    ] {
+        let mut envoy = probe(script.clone());
+        let mut request = request(line, &[("host", "h")]);
+        request.body = Body(vec!["ab".into(), "cd".into()]);
+        let outcome = exchange(&mut envoy, request, ok_upstream());
+        let bodies: Vec<String> = callbacks(&outcome)
+            .into_iter()
+            .filter(|l| l.starts_with("request_body"))
+            .collect();
+        assert_eq!(
+            bodies.last().map(String::as_str),
+            Some(last_frame),
+            "{line}"
+        );
+        assert_eq!(
+            result(&outcome, "protocol"),
+            format!(r#"protocol: OK value="{protocol}""#)
+        );
+        // Either way the upstream gets the whole body.
+        assert_eq!(
+            outcome.upstream_request.expect("forwarded").body.as_bytes(),
+            b"abcd"
+        );
+    }
 }

@@ -106,7 +106,7 @@ fn bodies_read_empty_and_refuse_writes_outside_their_callback() {
             step("get_buffer_status", "status", json!({"buffer": "request_body"})),
             step("set_buffer", "write", json!({"buffer": "request_body", "start": 0, "size": 0, "data": "x"}))]}
     }}));
-    let mut post = request("POST /b", &[("host", "h")]);
+    let mut post = request("POST /b HTTP/2", &[("host", "h")]);
     post.body = Body::single("hello");
     let outcome = exchange(&mut envoy, post, ok_upstream());
     assert_eq!(
@@ -197,7 +197,7 @@ fn trailers_made_on_demand_are_writable_only_in_the_last_body_callback() {
         "response_headers": {"steps": [
             step("add_header", "late", json!({"map": "request_trailers", "key": "x-u", "value": "1"}))]}
     }}));
-    let mut post = request("POST /t", &[("host", "h")]);
+    let mut post = request("POST /t HTTP/2", &[("host", "h")]);
     post.body = Body::single("b");
     let outcome = exchange(&mut envoy, post, ok_upstream());
     // Envoy's getConstMap has no trailers until getMap creates them.
