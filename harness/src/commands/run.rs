@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use harness::{
-    Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, NativeLibrary,
-    Outcome, StreamEnd, TraceLevel, UpstreamResponse,
+    Body, ByteString, Exchange, FilterModule, Harness, HarnessConfig, HarnessError, LogLevel,
+    NativeLibrary, Outcome, StreamEnd, TraceLevel, UpstreamResponse,
 };
 
 use harness::scenario::plugin_name_of;
@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// Environment variable exposed to the filter through WASI (K=V, repeatable).
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
+    /// The filter's log level (what proxy_get_log_level reports; lower
+    /// lines are dropped): trace, debug, info, warn, error, critical
+    /// [default: info, as Envoy's `wasm` logger; Envoy:
+    /// --component-log-level wasm:debug].
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<LogLevel>,
     /// Let traffic through when the filter traps (Envoy's fail_open).
     #[arg(long)]
     fail_open: bool,
@@ -142,6 +148,9 @@ fn config(
     }
     if args.traffic.config.is_some() {
         plugin.configuration = ByteString(args.traffic.config()?);
+    }
+    if let Some(level) = args.log_level {
+        plugin.log_level = level;
     }
     plugin.fail_open |= args.fail_open;
     plugin.reload_on_failure |= args.fail_reload;
@@ -272,4 +281,13 @@ struct RunReport<'a> {
 struct Advance<'a> {
     ms: u64,
     outcome: &'a Outcome,
+}
+
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::ALL
+        .into_iter()
+        .find(|level| level.name().eq_ignore_ascii_case(text))
+        .ok_or_else(|| {
+            format!("'{text}' is not a log level (trace, debug, info, warn, error, critical)")
+        })
 }

@@ -103,7 +103,7 @@ impl Default for PluginConfig {
             max_memory_bytes: crate::limits::DEFAULT_MAX_MEMORY_BYTES,
             callback_deadline_ms: crate::limits::DEFAULT_CALLBACK_DEADLINE_MS,
             env: BTreeMap::new(),
-            log_level: LogLevel::Trace,
+            log_level: LogLevel::Info,
         }
     }
 }

@@ -23,7 +23,9 @@ fn logs_at_every_level_and_reports_the_configured_level() {
         .map(|level| json!({"op": "log", "level": level, "message": format!("at level {level}")}))
         .chain([json!({"op": "get_log_level"})])
         .collect();
-    let mut envoy = probe(json!({"http": {"request_headers": {"steps": steps}}}));
+    let mut config = probe_config(json!({"http": {"request_headers": {"steps": steps.clone()}}}));
+    config.plugin.log_level = LogLevel::Trace;
+    let mut envoy = start(config);
     let outcome = exchange(&mut envoy, get("/"), ok_upstream());
     for level in LogLevel::ALL {
         let line = format!("at level {}", level.as_u32());
@@ -40,6 +42,17 @@ fn logs_at_every_level_and_reports_the_configured_level() {
         result(&outcome, "get_log_level"),
         "get_log_level: OK level=0"
     );
+
+    // By default the level is info, as Envoy's `wasm` logger: debug and
+    // trace lines are dropped.
+    let mut envoy = probe(json!({"http": {"request_headers": {"steps": steps}}}));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert_eq!(
+        result(&outcome, "get_log_level"),
+        "get_log_level: OK level=2"
+    );
+    assert!(!outcome.logs.iter().any(|l| l.message == "at level 1"));
+    assert!(outcome.logs.iter().any(|l| l.message == "at level 2"));
 
     // A higher configured level is reported and lower lines are dropped.
     let mut config = probe_config(json!({"http": {"request_headers": {"steps": [
