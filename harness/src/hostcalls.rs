@@ -784,7 +784,12 @@ pub fn proxy_resolve_shared_queue<G: Guest>(
         (vm_id, vm_id_size),
         (name, name_size),
         |h, vm, n| {
-            let vm = String::from_utf8_lossy(vm);
+            // An empty vm_id means the caller's own (the plugin's vm_id).
+            let vm = if vm.is_empty() {
+                h.plugin.vm_id.clone()
+            } else {
+                String::from_utf8_lossy(vm).into_owned()
+            };
             h.shared.resolve_queue(&vm, n)
         }
     ));
@@ -920,8 +925,16 @@ pub fn proxy_send_local_response<G: Guest>(
         decode_headers(h)
     })));
     let host = g.host();
+    // Envoy's Context::sendLocalResponse acts only with a stream's decoder
+    // callbacks; from a root context it does nothing and answers OK.
     let Some(context_id) = host.effective_stream_ref().map(|s| s.id) else {
-        return Ok(Status::NotFound);
+        host.harness_log(
+            LogLevel::Warn,
+            "proxy_send_local_response from a root context does nothing (Envoy answers OK \
+             and sends no reply): set the effective context to the stream first"
+                .to_string(),
+        );
+        return Ok(Status::Ok);
     };
     host.deferred.push(Deferred::LocalReply {
         context_id,
@@ -1369,13 +1382,10 @@ pub fn proxy_define_metric<G: Guest>(
     };
     let id = check!(input(g, name, name_size, |h, n| {
         let stat = h.shared.define_metric(kind, &String::from_utf8_lossy(n));
-        let ordinal = match h.metric_ids.iter().position(|s| *s == stat) {
-            Some(i) => i + 1,
-            None => {
-                h.metric_ids.push(stat);
-                h.metric_ids.len()
-            }
-        };
+        // Envoy's Context::defineMetric takes a fresh id on every call,
+        // even for a name already defined (both ids name the same stat).
+        h.metric_ids.push(stat);
+        let ordinal = h.metric_ids.len();
         ((ordinal as u32) << 2) | metric_type
     }));
     check!(write_u32(g, return_id, id));

@@ -227,9 +227,22 @@ pub enum Action {
 }
 
 impl Action {
-    /// Envoy treats every value other than 0 as a stop.
+    /// A body or trailers callback's result: every value other than 0 stops.
     pub const fn from_raw(value: u64) -> Action {
         if value == 0 {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    /// A headers callback's result as Envoy converts it: 2
+    /// (ContinueAndEndStream) is not one of the statuses Envoy's
+    /// `convertFilterHeadersStatus` maps, so it falls to Continue; 1, 3, 4
+    /// and larger values stop (proxy-wasm-cpp-host turns them into
+    /// StopAllIterationAndWatermark or StopAllIterationAndBuffer).
+    pub const fn from_headers_raw(value: u64) -> Action {
+        if value == 0 || value == 2 {
             Action::Continue
         } else {
             Action::Pause

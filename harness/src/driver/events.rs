@@ -88,7 +88,10 @@ impl Harness {
                 if generation != host.tick_generation || host.tick_period_ms == 0 {
                     return;
                 }
-                let next = ev.at_ms + u64::from(host.tick_period_ms);
+                // Envoy re-arms the timer from now (Context::onTick, then
+                // enableTimer(period)): a clock that jumped gives one tick,
+                // not a burst of catch-up ticks.
+                let next = host.now_ms.max(ev.at_ms) + u64::from(host.tick_period_ms);
                 host.schedule(next, Event::Tick { generation });
                 self.invoke(Callback::Tick { context_id: root });
                 after(self);

@@ -159,8 +159,14 @@ fn stream_callback(
             let forced_stop = filter.vm.host_ref().deferred.iter().any(
                 |d| matches!(d, Deferred::LocalReply { context_id, .. } if *context_id == ctx),
             );
+            let headers = matches!(
+                cb,
+                Callback::RequestHeaders { .. } | Callback::ResponseHeaders { .. }
+            );
             Some(if forced_stop {
                 Action::Pause
+            } else if headers {
+                Action::from_headers_raw(v)
             } else {
                 Action::from_raw(v)
             })

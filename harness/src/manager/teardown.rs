@@ -1,5 +1,5 @@
-//! The end of a stream: each filter's on_log, on_done and on_delete in
-//! chain order (a filter the request never reached gets its context at
+//! The end of a stream: every filter's on_log in chain order, then each
+//! filter's on_done and on_delete (a filter the request never reached gets its context at
 //! access-log time, as Envoy's Wasm filter creates it in `Context::log`),
 //! then whatever became due for the root context.
 
@@ -35,14 +35,18 @@ pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut
         let copies: Vec<_> = (0..slots.len())
             .map(|i| sources.copies_for(filters, slots, &stream, i))
             .collect();
+        // Envoy logs the whole chain first (every filter is an access
+        // logger of the stream), then destroys each filter (on_done, on_delete).
         for ((i, slot), copies) in slots.iter().enumerate().zip(copies) {
-            close_hop(
+            log_hop(&mut filters[slot.vm], &mut stream, i, copies);
+        }
+        for (i, slot) in slots.iter().enumerate() {
+            destroy_hop(
                 &mut filters[slot.vm],
                 slot.vm,
                 slots,
-                &mut stream,
+                &stream,
                 i,
-                copies,
                 &mut streams.live,
             );
         }
@@ -50,14 +54,13 @@ pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut
     }
 }
 
-fn close_hop(
+/// on_log for filter `i`, reading the access-log copies (a filter the
+/// request never reached gets its context now).
+fn log_hop(
     filter: &mut Harness,
-    v: usize,
-    slots: &[Slot],
     stream: &mut Stream,
     i: usize,
     copies: Vec<(Field, Option<HeaderMap>)>,
-    live: &mut [Stream],
 ) {
     if stream.hops[i].context_id == 0 {
         let root = stream.hops[i].root;
@@ -82,15 +85,25 @@ fn close_hop(
         }
     }
     if !stream.hops[i].bypass && filter.failure.is_none() {
-        for cb in [
-            Callback::Log { context_id: id },
-            Callback::Done { context_id: id },
-            Callback::Delete { context_id: id },
-        ] {
-            if filter.invoke(cb).is_none() {
-                break;
-            }
-        }
+        filter.invoke(Callback::Log { context_id: id });
+    }
+}
+
+/// on_done and on_delete for filter `i`, then its context is gone.
+fn destroy_hop(
+    filter: &mut Harness,
+    v: usize,
+    slots: &[Slot],
+    stream: &Stream,
+    i: usize,
+    live: &mut [Stream],
+) {
+    let id = stream.hops[i].context_id;
+    if !stream.hops[i].bypass
+        && filter.failure.is_none()
+        && filter.invoke(Callback::Done { context_id: id }).is_some()
+    {
+        filter.invoke(Callback::Delete { context_id: id });
     }
     let host = filter.vm.host();
     // What the ended stream still asked for has nothing left to act on.
