@@ -59,6 +59,16 @@ impl Chain {
         plugins: &[(FilterModule, HarnessConfig)],
         shared: &SharedHost,
     ) -> Result<Chain, HarnessError> {
+        Self::build(plugins, shared, true)
+    }
+
+    /// [`Chain::new`]; `canary`: run each plugin's canary start-up first
+    /// (once per Envoy, so only for the first worker).
+    pub(crate) fn build(
+        plugins: &[(FilterModule, HarnessConfig)],
+        shared: &SharedHost,
+        canary: bool,
+    ) -> Result<Chain, HarnessError> {
         let mut filters: Vec<Harness> = Vec::new();
         let mut keys: Vec<&(FilterModule, HarnessConfig)> = Vec::new();
         let mut slots = Vec::with_capacity(plugins.len());
@@ -69,13 +79,21 @@ impl Chain {
                     && c.plugin.vm_id == config.plugin.vm_id
                     && c.plugin.vm_config == config.plugin.vm_config
             };
+            let canary_logs = if canary {
+                Harness::canary(module, config, shared)?
+            } else {
+                Vec::new()
+            };
             match keys.iter().position(same_key) {
                 Some(vm) => {
+                    filters[vm].startup.logs.extend(canary_logs);
                     let root = filters[vm].add_plugin(config)?;
                     slots.push(Slot { vm, root });
                 }
                 None => {
-                    let h = Harness::with_shared(module.clone(), config.clone(), shared.clone())?;
+                    let mut h =
+                        Harness::without_canary(module.clone(), config.clone(), shared.clone())?;
+                    h.startup.logs.splice(0..0, canary_logs);
                     let root = h.vm.host_ref().root_context_id;
                     slots.push(Slot {
                         vm: filters.len(),

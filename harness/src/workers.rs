@@ -59,8 +59,9 @@ impl Workers {
                 "an Envoy needs at least one worker".to_string(),
             ));
         }
+        // Each plugin's canary runs once, before the first worker's VMs.
         let workers = (0..count)
-            .map(|_| Chain::new(plugins, &shared))
+            .map(|worker| Chain::build(plugins, &shared, worker == 0))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Workers {
             workers,

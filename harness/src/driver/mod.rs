@@ -115,7 +115,7 @@ pub struct Harness {
     pub(crate) failure: Option<TrapReport>,
     /// The trap of the current exchange (reported once).
     new_trap: Option<TrapReport>,
-    startup: Outcome,
+    pub(crate) startup: Outcome,
     http_mark: usize,
     grpc_mark: usize,
     startup_durations: Vec<(&'static str, std::time::Duration)>,
@@ -149,13 +149,50 @@ impl Harness {
     }
 
     /// Like [`Harness::new`], sharing process-wide state (shared data, queues,
-    /// metrics) with other harnesses: one VM per worker.
+    /// metrics) with other harnesses: one VM per worker. Start-up runs on a
+    /// canary VM first, as in Envoy (see [`Harness::canary`]).
     pub fn with_shared(
         module: impl Into<FilterModule>,
         config: HarnessConfig,
         shared: SharedHost,
     ) -> Result<Harness, HarnessError> {
         let module = module.into();
+        let canary = Self::canary(&module, &config, &shared)?;
+        let mut harness = Self::without_canary(module, config, shared)?;
+        harness.startup.logs.splice(0..0, canary);
+        Ok(harness)
+    }
+
+    /// Envoy's canary: before any worker gets the plugin, start-up runs on
+    /// a throwaway copy of the VM to check that the plugin configures
+    /// (proxy-wasm-cpp-host `PluginHandle`/`canary`, Envoy's
+    /// `createWasm`): its log lines and shared-data writes happen once
+    /// more, and a plugin that fails there never reaches a worker. Returns
+    /// its start-up log lines, marked `[canary]`.
+    pub(crate) fn canary(
+        module: &FilterModule,
+        config: &HarnessConfig,
+        shared: &SharedHost,
+    ) -> Result<Vec<LogEntry>, HarnessError> {
+        let vm = Self::new_vm(module, config, shared)?;
+        let canary = Self::start(vm)?;
+        Ok(canary
+            .startup
+            .logs
+            .into_iter()
+            .map(|mut entry| {
+                entry.message.insert_str(0, "[canary] ");
+                entry
+            })
+            .collect())
+    }
+
+    /// A worker's VM for a plugin whose canary already ran.
+    pub(crate) fn without_canary(
+        module: FilterModule,
+        config: HarnessConfig,
+        shared: SharedHost,
+    ) -> Result<Harness, HarnessError> {
         let vm = Self::new_vm(&module, &config, &shared)?;
         let mut harness = Self::start(vm)?;
         if config.plugin.reload_on_failure {

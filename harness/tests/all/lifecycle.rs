@@ -727,3 +727,41 @@ fn http2_ends_the_body_on_its_last_frame_and_request_protocol_says_which() {
         );
     }
 }
+
+#[test]
+fn start_up_runs_on_a_canary_vm_first_once_per_envoy() {
+    // The canary's configure writes shared data before any worker's VM
+    // starts: each worker then sees the canary's write, and the canary's
+    // own lines come first, marked. With two workers the canary still runs
+    // once.
+    let script = json!({"configure": [
+        {"op": "get_shared_data", "key": "configured", "label": "before me"},
+        {"op": "set_shared_data", "key": "configured", "value": "yes"}]});
+    let plugins = vec![(
+        harness::FilterModule::from(probe_module()),
+        probe_config(script),
+    )];
+    let workers = harness::Workers::new(&plugins, 2).expect("start-up");
+    let startup = |w: usize| {
+        workers.worker(w).expect("worker").filters()[0]
+            .startup()
+            .logs
+            .clone()
+    };
+    let first: Vec<String> = startup(0).into_iter().map(|l| l.message).collect();
+    assert!(
+        first[0].starts_with("[canary] before me: NOT_FOUND"),
+        "the canary runs first and sees nothing: {first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("before me: OK") && l.contains("yes")),
+        "the worker's VM sees the canary's write: {first:#?}"
+    );
+    let canaries = (0..2)
+        .flat_map(startup)
+        .filter(|l| l.message.starts_with("[canary] before me"))
+        .count();
+    assert_eq!(canaries, 1, "one canary per Envoy, not per worker");
+}
