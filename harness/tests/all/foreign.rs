@@ -274,6 +274,44 @@ fn declare_property_refuses_a_second_declaration_on_the_same_context() {
 }
 
 #[test]
+fn signing_functions_refuse_bad_arguments_like_envoy_then_answer_not_found() {
+    let verify = hex(&message(&[
+        (1, "sha256"),
+        (2, "der key"),
+        (3, "sig"),
+        (4, "text"),
+    ]));
+    let verify_both = hex(&message(&[(2, "der key"), (5, "pem key")]));
+    let sign = hex(&message(&[(1, "sha256"), (3, "text"), (4, "pem key")]));
+    let sign_none = hex(&message(&[(1, "sha256"), (3, "text")]));
+    let outcome = on_request(vec![
+        foreign("verify", "verify_signature", &verify, "str"),
+        foreign("verify both keys", "verify_signature", &verify_both, "str"),
+        foreign("verify malformed", "verify_signature", "0a7f", "str"),
+        foreign("sign", "sign", &sign, "str"),
+        foreign("sign no key", "sign", &sign_none, "str"),
+    ]);
+    for (label, status) in [
+        ("verify", "NOT_FOUND"),
+        ("verify both keys", "BAD_ARGUMENT"),
+        ("verify malformed", "BAD_ARGUMENT"),
+        ("sign", "NOT_FOUND"),
+        ("sign no key", "BAD_ARGUMENT"),
+    ] {
+        assert_eq!(
+            result(&outcome, label),
+            format!("{label}: {status} result=\"\"")
+        );
+    }
+    let warnings = outcome
+        .logs
+        .iter()
+        .filter(|l| l.level == LogLevel::Warn && l.message.contains("is not simulated"))
+        .count();
+    assert_eq!(warnings, 2, "one per well-formed call: {:#?}", outcome.logs);
+}
+
+#[test]
 fn clear_route_cache_is_ok_and_unsimulated_functions_warn() {
     let outcome = on_request(vec![
         foreign("clear", "clear_route_cache", "", "str"),
