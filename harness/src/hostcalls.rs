@@ -1296,8 +1296,8 @@ pub fn proxy_set_effective_context<G: Guest>(g: &mut G, context_id: u32) -> Resu
     Ok(Status::Ok)
 }
 
-/// `proxy_call_foreign_function`: the Envoy functions the harness simulates;
-/// unknown names NOT_FOUND.
+/// `proxy_call_foreign_function`: runs the function in [`crate::host::foreign`]
+/// and returns its result bytes; unknown names NOT_FOUND.
 pub fn proxy_call_foreign_function<G: Guest>(
     g: &mut G,
     name: u64,
@@ -1310,42 +1310,10 @@ pub fn proxy_call_foreign_function<G: Guest>(
     let name = check!(read_owned(g, name, name_size));
     let args = check!(read_owned(g, arguments, arguments_size));
     let host = g.host();
-    let status = match name.as_slice() {
-        // Accepted and recorded: they change nothing the harness models.
-        b"declare_property" | b"clear_route_cache" => Status::Ok,
-        b"set_envoy_filter_state" => match host.effective_stream() {
-            Some(s) => {
-                s.filter_properties.set_raw(b"envoy_filter_state", &args);
-                Status::Ok
-            }
-            None => Status::NotFound,
-        },
-        other => {
-            let known = matches!(
-                other,
-                b"verify_signature"
-                    | b"compress"
-                    | b"uncompress"
-                    | b"expr_create"
-                    | b"expr_evaluate"
-                    | b"expr_delete"
-            );
-            let name = String::from_utf8_lossy(other).into_owned();
-            if known {
-                host.harness_log(
-                    LogLevel::Warn,
-                    format!(
-                        "foreign function {name} exists in Envoy but is not simulated: NOT_FOUND"
-                    ),
-                );
-            }
-            Status::NotFound
-        }
-    };
-    if status != Status::Ok {
-        return Ok(status);
+    match crate::host::foreign::call(host, &name, &args) {
+        Ok(result) => set_scratch(host, &result),
+        Err(status) => return Ok(status),
     }
-    host.scratch.clear();
     return_scratch(g, return_data, return_size)
 }
 

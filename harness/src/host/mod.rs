@@ -4,6 +4,7 @@
 //! across workers. One [`Host`] serves one VM (one worker).
 
 mod fields;
+pub(crate) mod foreign;
 pub mod headers;
 pub mod properties;
 mod roots;
@@ -130,6 +131,8 @@ pub struct StreamState {
     pub reach: Reach,
     /// The stream's HTTP version (`request.protocol`).
     pub protocol: HttpProtocol,
+    /// Objects set through the `set_envoy_filter_state` foreign function.
+    pub envoy_filter_state: foreign::EnvoyFilterState,
 }
 
 /// How a pending callout will be answered.
@@ -264,6 +267,8 @@ pub struct Host {
     /// Reused buffer for values returned to the guest (no per-call allocation).
     pub(crate) scratch: Vec<u8>,
     pub(crate) metric_ids: Vec<usize>,
+    /// Properties declared through the `declare_property` foreign function.
+    pub(crate) declared_properties: foreign::Declarations,
     /// A host-side fault the native backend cannot raise as a trap at once.
     pub(crate) pending_fault: Option<String>,
     /// Guest-boundary counters since the VM started (benchmarks read them).
@@ -336,6 +341,7 @@ impl Host {
             trace: Vec::new(),
             scratch: Vec::new(),
             metric_ids: Vec::new(),
+            declared_properties: foreign::Declarations::default(),
             pending_fault: None,
             traffic: GuestTraffic::default(),
         }
@@ -417,7 +423,9 @@ impl Host {
     fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> bool {
         let stream = self.effective_stream_ref();
         if let Some(s) = stream
-            && (s.filter_properties.lookup(path, out) || s.properties.lookup(path, out))
+            && (foreign::lookup_filter_state(s, path, out)
+                || s.filter_properties.lookup(path, out)
+                || s.properties.lookup(path, out))
         {
             return true;
         }

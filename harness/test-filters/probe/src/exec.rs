@@ -46,6 +46,18 @@ fn text(bytes: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(bytes))
 }
 
+/// Bytes from hex digits (either case); `None` unless every pair is hex.
+fn parse_hex(hex: &str) -> Option<Vec<u8>> {
+    let digits = hex.as_bytes();
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
 /// The status as the spec names it (`STATUS_<n>` for a code it does not define).
 fn status_name(status: u32) -> String {
     proxy_abi::Status::from_u32(status)
@@ -397,10 +409,19 @@ fn run_one(step: &Step) {
             ),
             String::new(),
         ),
-        Op::CallForeign { name, args } => {
-            let (status, result) = abi::call_foreign(name, args.as_bytes());
-            line(status, format!("result={}", text(&result)))
-        }
+        Op::CallForeign {
+            name,
+            args,
+            args_hex,
+            decode: how,
+        } => match args_hex.as_deref().map(parse_hex) {
+            Some(None) => format!("{label}: args_hex is not hex"),
+            parsed => {
+                let bytes = parsed.flatten().unwrap_or_else(|| args.as_bytes().to_vec());
+                let (status, result) = abi::call_foreign(name, &bytes);
+                line(status, format!("result={}", decode(&result, *how)))
+            }
+        },
         Op::SetEffectiveContext { id } => {
             line(abi::set_effective_context(resolve_u32(id)), String::new())
         }

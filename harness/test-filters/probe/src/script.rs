@@ -288,6 +288,13 @@ pub enum Op {
         name: String,
         #[serde(default)]
         args: String,
+        /// Raw argument bytes as hex (protobuf messages, zlib streams);
+        /// replaces `args` when given.
+        #[serde(default)]
+        args_hex: Option<String>,
+        /// How to print the result bytes.
+        #[serde(default)]
+        decode: Decode,
     },
     SetEffectiveContext {
         id: Num,
