@@ -672,7 +672,8 @@ fn warn_map_out_of_reach(host: &mut Host, map: MapType) {
 // Properties
 // ---------------------------------------------------------------------------
 
-/// `proxy_get_property`: filter-set, caller-set, then stream-derived values.
+/// `proxy_get_property`: built-in attributes first, then the plugin
+/// tokens, then the filter's own state (Envoy's `Context::findValue`).
 pub fn proxy_get_property<G: Guest>(
     g: &mut G,
     path: u64,
@@ -687,7 +688,9 @@ pub fn proxy_get_property<G: Guest>(
     return_scratch(g, return_data, return_size)
 }
 
-/// `proxy_set_property`: stream contexts only; from a root context NOT_FOUND (Envoy).
+/// `proxy_set_property`: the value becomes filter state `wasm.<path>` of
+/// the stream (Envoy's `Context::setProperty`); a root context has no
+/// stream info, so NOT_FOUND there.
 pub fn proxy_set_property<G: Guest>(
     g: &mut G,
     path: u64,
@@ -699,12 +702,16 @@ pub fn proxy_set_property<G: Guest>(
         g,
         (path, path_size),
         (value, value_size),
-        |h, p, v| match h.effective_stream() {
-            Some(s) => {
-                s.filter_properties.set_raw(p, v);
-                Status::Ok
+        |h, p, v| {
+            let Some(s) = h.effective_stream() else {
+                return Status::NotFound;
+            };
+            s.filter_properties
+                .set_raw(&crate::host::properties::filter_state_key(p), v);
+            if let Some((key, message)) = crate::host::properties::unreachable_set(p) {
+                crate::host::properties::warn_once(h, key, message);
             }
-            None => Status::NotFound,
+            Status::Ok
         }
     )))
 }

@@ -34,8 +34,8 @@ impl Plugin for RequestMetrics {
         for tag in &http.config().tags {
             match (&tag.from, &tag.header) {
                 (From::RouteName, _) => {
-                    self.seen.route_name = sdk_ext::property::get_string(&["xds", "route_name"])
-                        .or_else(|| sdk_ext::property::get_string(&["route_name"]));
+                    // Current Envoy serves the route name only under `xds.`.
+                    self.seen.route_name = sdk_ext::property::get_string(&["xds", "route_name"]);
                 }
                 (From::Header, Some(name)) => {
                     if let Some(value) = headers.get(name) {

@@ -212,20 +212,8 @@ fn property_usage(arg: &str) -> HarnessError {
 }
 
 fn list_path(segments: &[String], arg: &str) -> Result<String, HarnessError> {
-    if segments.is_empty() || segments.iter().any(|s| s.is_empty() || s.contains('\0')) {
-        return Err(HarnessError::Usage(format!(
-            "--property '{arg}': every path segment must be non-empty text without NUL"
-        )));
-    }
-    if let [only] = segments
-        && only.contains('.')
-    {
-        return Err(HarnessError::Usage(format!(
-            "--property '{arg}': a top-level property with a dot in its name cannot be \
-             told from a dotted path; Envoy's top-level names have none"
-        )));
-    }
-    Ok(segments.join("\0"))
+    harness::property_key(segments)
+        .map_err(|why| HarnessError::Usage(format!("--property '{arg}': {why}")))
 }
 
 /// The value as a scenario file's `properties` entry would take it.

@@ -114,7 +114,7 @@ pub struct StreamState {
     pub response_body: Vec<u8>,
     /// Response trailers (once delivered).
     pub response_trailers: Option<HeaderMap>,
-    /// Properties set by the filter (`proxy_set_property`).
+    /// Filter state set by the filter (`proxy_set_property`), by key.
     pub filter_properties: PropertyStore,
     /// Properties given for this stream's exchange (they override the
     /// harness-level ones).
@@ -412,48 +412,58 @@ impl Host {
         self.properties.extend(props);
     }
 
-    /// `proxy_get_property` lookup into `self.scratch`.
+    /// `proxy_get_property` lookup into `self.scratch`; a likely mistake
+    /// (a name Envoy moved under `xds.`, ...) is warned about once.
     pub(crate) fn lookup_property(&mut self, path: &[u8]) -> bool {
         let mut out = std::mem::take(&mut self.scratch);
         let found = self.lookup_property_into(path, &mut out);
         self.scratch = out;
-        found
+        match found {
+            properties::Found::Value => true,
+            properties::Found::Missing => false,
+            properties::Found::Hint { key, message } => {
+                properties::warn_once(self, key, message);
+                false
+            }
+        }
     }
 
-    fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> bool {
-        let stream = self.effective_stream_ref();
-        if let Some(s) = stream
-            && (foreign::lookup_filter_state(s, path, out)
-                || s.filter_properties.lookup(path, out)
-                || s.properties.lookup(path, out))
+    fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> properties::Found {
+        // Objects set through set_envoy_filter_state (host/foreign.rs).
+        if let Some(s) = self.effective_stream_ref()
+            && foreign::lookup_filter_state(s, path, out)
         {
-            return true;
+            return properties::Found::Value;
         }
-        if self.properties.lookup(path, out) {
-            return true;
-        }
-        if let Some(s) = stream {
-            // Envoy's findValue reads request.* and response.* headers
-            // through the same phase-scoped pointers as the header-map calls.
-            let facts = properties::StreamFacts {
-                request_headers: s.readable_map(Field::RequestHeaders, self.access_log),
-                response_headers: s.readable_map(Field::ResponseHeaders, self.access_log),
-                response_trailers: s.readable_map(Field::ResponseTrailers, self.access_log),
-                response_code: s
-                    .response_headers
-                    .as_ref()
-                    .and_then(|h| h.get(b":status"))
-                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()),
-                start_unix_ns: s.start_unix_ns,
-                now_unix_ns: self.now_unix_ns(),
-                request_body_bytes: s.request_body_bytes,
-                response_body_bytes: s.response_body_bytes,
-                response_code_details: s.response_code_details.as_deref(),
-                protocol: s.protocol.as_str(),
-            };
-            return properties::derived(path, &facts, out);
-        }
-        false
+        // Envoy's findValue reads request.* and response.* headers through
+        // the same phase-scoped pointers as the header-map calls.
+        let stream = self
+            .effective_stream_ref()
+            .map(|s| properties::StreamSources {
+                exchange: &s.properties,
+                filter_state: &s.filter_properties,
+                facts: properties::StreamFacts {
+                    request_headers: s.readable_map(Field::RequestHeaders, self.access_log),
+                    response_headers: s.readable_map(Field::ResponseHeaders, self.access_log),
+                    response_trailers: s.readable_map(Field::ResponseTrailers, self.access_log),
+                    response_code: s
+                        .response_headers
+                        .as_ref()
+                        .and_then(|h| h.get(b":status"))
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()),
+                    start_unix_ns: s.start_unix_ns,
+                    now_unix_ns: self.now_unix_ns(),
+                    request_body_bytes: s.request_body_bytes,
+                    response_body_bytes: s.response_body_bytes,
+                    response_code_details: s.response_code_details.as_deref(),
+                    protocol: s.protocol.as_str(),
+                },
+            });
+        let sources = properties::Sources {
+            plugin: &self.properties,
+            stream,
+        };
+        properties::find(path, &sources, out)
     }
 
     // ---- streams, maps, buffers ----------------------------------------

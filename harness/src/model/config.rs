@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Body, ByteString, Headers};
+use super::{Body, ByteString, Headers, Properties, deserialize_properties};
 
 /// Proxy-Wasm log levels (TRACE 0 .. CRITICAL 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -107,37 +107,6 @@ impl Default for PluginConfig {
         }
     }
 }
-
-/// A property value set by the caller; encoded the way Envoy encodes it for
-/// `proxy_get_property` (strings raw, integers 8-byte LE, bools 1 byte,
-/// maps pair-serialized).
-///
-/// In files: a string, integer, boolean, a map of strings, or `{bytes: [..]}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PropertyValue {
-    /// 1 byte, 0 or 1.
-    Bool(bool),
-    /// 8 bytes little-endian.
-    Int(i64),
-    /// Raw UTF-8.
-    String(String),
-    /// Pair-serialized like a header map.
-    Map(BTreeMap<String, String>),
-    /// Exactly these bytes.
-    Bytes {
-        /// The raw bytes.
-        bytes: ByteString,
-    },
-}
-
-/// Properties the caller sets, by dotted path (`"node.metadata.CLUSTER_ID"`,
-/// `"xds.route_name"`, `"source.port"`). A dotted path is split at `.` into
-/// the NUL-separated segments the ABI uses; a key that already holds NULs
-/// is taken as those segments (so one may contain a dot, as in
-/// `"metadata\0filter_metadata\0envoy.lb\0k"`). These override the values the
-/// harness derives from the request (`request.*`, `response.*`, ...).
-pub type Properties = BTreeMap<String, PropertyValue>;
 
 /// The scripted answer for one `proxy_http_call` to a cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -401,6 +370,7 @@ pub struct Exchange {
     /// What the upstream answers.
     pub upstream: UpstreamResponse,
     /// Properties for this exchange only (override the harness-level ones).
+    #[serde(deserialize_with = "deserialize_properties")]
     pub properties: Properties,
 }
 
@@ -426,6 +396,7 @@ pub struct HarnessConfig {
     /// Clusters reachable by `proxy_http_call` / `proxy_grpc_*`.
     pub clusters: Vec<ClusterSpec>,
     /// Properties for every exchange (see [`Properties`]).
+    #[serde(deserialize_with = "deserialize_properties")]
     pub properties: Properties,
     /// Virtual wall-clock time at start, in milliseconds since the Unix epoch.
     pub start_time_unix_ms: u64,

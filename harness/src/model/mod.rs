@@ -13,10 +13,12 @@
 mod bytes;
 mod config;
 mod outcome;
+mod properties;
 
 pub use bytes::*;
 pub use config::*;
 pub use outcome::*;
+pub use properties::*;
 
 #[cfg(test)]
 mod tests {

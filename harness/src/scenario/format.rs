@@ -34,8 +34,9 @@ pub struct Scenario {
     /// plugin; requests go round robin unless a step names a `worker`.
     #[serde(default)]
     pub workers: Option<usize>,
-    /// Properties for every case (dotted paths, e.g. `xds.route_name`).
-    #[serde(default)]
+    /// Properties for every case: dotted paths (`xds.route_name`) or a
+    /// list of `{path: [segments], value}`.
+    #[serde(default, deserialize_with = "crate::model::deserialize_properties")]
     pub properties: Properties,
     /// Clusters reachable by http_call/gRPC, with scripted answers.
     #[serde(default)]
@@ -138,7 +139,7 @@ pub struct Case {
     #[serde(default)]
     pub plugin: PluginSpec,
     /// Extra properties for this case (merged over the file's).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::deserialize_properties")]
     pub properties: Properties,
     /// Replaces the file's clusters for this case.
     #[serde(default)]
@@ -196,7 +197,7 @@ pub struct Step {
     #[serde(default)]
     pub upstream: Option<UpstreamResponse>,
     /// Properties for this exchange only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::deserialize_properties")]
     pub properties: Properties,
     /// The worker (from 0) that takes this request; default round robin.
     #[serde(default)]

@@ -429,18 +429,18 @@ fn properties_are_binary_encoded_and_settable_only_from_streams() {
                 get_prop("request.method", &["request", "method"], "str"),
                 get_prop("request.host", &["request", "host"], "str"),
                 get_prop("route", &["xds", "route_name"], "str"),
-                get_prop("cluster id", &["node", "metadata", "CLUSTER_ID"], "str"),
+                get_prop("cluster id", &["xds", "node", "metadata", "CLUSTER_ID"], "str"),
                 get_prop("source.port", &["source", "port"], "i64"),
                 get_prop("mtls", &["connection", "mtls"], "bool"),
                 get_prop("missing", &["no", "such", "property"], "str"),
-                step("set_property", "set from stream", json!({"path": ["my", "prop"], "value": "stream value"})),
-                get_prop("read back", &["my", "prop"], "str"),
+                step("set_property", "set from stream", json!({"path": ["my_prop"], "value": "stream value"})),
+                get_prop("read back", &["my_prop"], "str"),
                 get_prop("url_path", &["request", "url_path"], "str"),
                 get_prop("query", &["request", "query"], "str"),
                 get_prop("one header", &["request", "headers", "x-h"], "str"),
                 get_prop("useragent", &["request", "useragent"], "str"),
                 get_prop("request.time", &["request", "time"], "i64"),
-                get_prop("node.metadata", &["node", "metadata"], "pairs")
+                get_prop("node.metadata", &["xds", "node", "metadata"], "pairs")
             ]},
             "response_headers": {"steps": [
                 get_prop("response.code", &["response", "code"], "i64"),
@@ -455,7 +455,7 @@ fn properties_are_binary_encoded_and_settable_only_from_streams() {
         PropertyValue::String("details-route".into()),
     );
     config.properties.insert(
-        "node.metadata.CLUSTER_ID".into(),
+        "xds.node.metadata.CLUSTER_ID".into(),
         PropertyValue::String("c1".into()),
     );
     config

@@ -19,6 +19,7 @@ mod lifecycle;
 mod local_reply;
 mod modules;
 mod phases;
+mod properties;
 mod safe_output;
 mod scenarios;
 mod streams;
