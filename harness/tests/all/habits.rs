@@ -2,7 +2,6 @@
 //! headers return values, local replies from a root context, queues
 //! resolved without a vm_id, ticks after a clock jump.
 
-use harness::{Chain, Exchange, FilterModule, SharedHost};
 use serde_json::{Value, json};
 
 use crate::hostile::{compile, filter};
@@ -26,24 +25,10 @@ fn a_chain_logs_every_filter_before_any_is_destroyed() {
         json!({"http": {"log": [
             step("set_shared_data", "log", json!({"key": "logged", "value": "yes"}))]}}),
     ];
-    let plugins: Vec<_> = scripts
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut config = probe_config(s);
-            config.plugin.vm_id = "shared".into();
-            config.plugin.vm_config = format!("{{\"trace\": {}}}", i == 0).into();
-            (FilterModule::from(probe_module()), config)
-        })
-        .collect();
-    let mut chain = Chain::new(&plugins, &SharedHost::new()).expect("start-up");
-    let out = chain
-        .exchange(&Exchange {
-            request: get("/"),
-            upstream: ok_upstream(),
-            properties: Default::default(),
-        })
-        .expect("exchange");
+    let out = probe_chain_get(scripts.to_vec(), |i, plugin| {
+        plugin.vm_id = "shared".into();
+        plugin.vm_config = format!("{{\"trace\": {}}}", i == 0).into();
+    });
     let seen = result(&out.filters[0], "done sees log");
     assert!(
         seen.starts_with(r#"done sees log: OK value="yes""#),

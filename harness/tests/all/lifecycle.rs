@@ -171,10 +171,7 @@ fn pausing_body_buffers_chunks_and_reports_the_accumulated_size() {
     let mut request = request("POST /b", &[("host", "h")]);
     request.body = Body(vec!["ab".into(), "cd".into(), "ef".into()]);
     let outcome = exchange(&mut envoy, request, ok_upstream());
-    let bodies: Vec<String> = callbacks(&outcome)
-        .into_iter()
-        .filter(|l| l.starts_with("request_body"))
-        .collect();
+    let bodies = request_body_callbacks(&outcome);
     // HTTP/1: the codec ends the message with an empty end-of-stream frame.
     assert_eq!(
         bodies,
@@ -707,10 +704,7 @@ fn http2_ends_the_body_on_its_last_frame_and_request_protocol_says_which() {
         let mut request = request(line, &[("host", "h")]);
         request.body = Body(vec!["ab".into(), "cd".into()]);
         let outcome = exchange(&mut envoy, request, ok_upstream());
-        let bodies: Vec<String> = callbacks(&outcome)
-            .into_iter()
-            .filter(|l| l.starts_with("request_body"))
-            .collect();
+        let bodies = request_body_callbacks(&outcome);
         assert_eq!(
             bodies.last().map(String::as_str),
             Some(last_frame),
@@ -764,4 +758,12 @@ fn start_up_runs_on_a_canary_vm_first_once_per_envoy() {
         .filter(|l| l.message.starts_with("[canary] before me"))
         .count();
     assert_eq!(canaries, 1, "one canary per Envoy, not per worker");
+}
+
+/// The `request_body ...` callback trace lines, in order.
+fn request_body_callbacks(outcome: &harness::Outcome) -> Vec<String> {
+    callbacks(outcome)
+        .into_iter()
+        .filter(|l| l.starts_with("request_body"))
+        .collect()
 }

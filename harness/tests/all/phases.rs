@@ -4,8 +4,7 @@
 //! filter reaches a header map or body only in the callback that delivered
 //! it, or while it keeps that direction paused from there.
 
-use harness::{Body, Chain, ClusterSpec, Exchange, FilterModule, Headers, HttpCalloutAnswer};
-use harness::{SharedHost, UpstreamResponse};
+use harness::{Body, ClusterSpec, Headers, HttpCalloutAnswer};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -158,23 +157,9 @@ fn on_log_reads_what_was_sent_through_the_whole_chain() {
         "response_headers": {"steps": [
             step("add_header", "add", json!({"map": "response_headers", "key": "x-resp", "value": "3"}))]}
     }});
-    let plugins: Vec<_> = [first, second]
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut config = probe_config(s);
-            config.plugin.vm_id = format!("vm-{i}");
-            (FilterModule::from(probe_module()), config)
-        })
-        .collect();
-    let mut chain = Chain::new(&plugins, &SharedHost::new()).expect("start-up");
-    let out = chain
-        .exchange(&Exchange {
-            request: get("/"),
-            upstream: UpstreamResponse::default(),
-            properties: Default::default(),
-        })
-        .expect("exchange");
+    let out = probe_chain_get(vec![first, second], |i, plugin| {
+        plugin.vm_id = format!("vm-{i}");
+    });
     let logger = &out.filters[0];
     assert_eq!(result(logger, "request"), r#"request: OK value="2""#);
     assert_eq!(result(logger, "response"), r#"response: OK value="3""#);

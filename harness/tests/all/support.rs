@@ -221,3 +221,28 @@ pub fn native_twin_dir(package: &str) -> PathBuf {
     }
     target.join("debug")
 }
+
+/// A chain of probe filters, one VM each: `vm_of(i, plugin)` sets each
+/// plugin's VM key (vm_id, vm_config); then one `GET /` through it.
+pub fn probe_chain_get(
+    scripts: Vec<Value>,
+    vm_of: impl Fn(usize, &mut PluginConfig),
+) -> harness::ChainOutcome {
+    let plugins: Vec<_> = scripts
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut config = probe_config(s);
+            vm_of(i, &mut config.plugin);
+            (harness::FilterModule::from(probe_module()), config)
+        })
+        .collect();
+    let mut chain = harness::Chain::new(&plugins, &harness::SharedHost::new()).expect("start-up");
+    chain
+        .exchange(&Exchange {
+            request: get("/"),
+            upstream: ok_upstream(),
+            properties: Default::default(),
+        })
+        .expect("exchange")
+}

@@ -13,6 +13,7 @@ pub(crate) const VIA_UPSTREAM: &str = "via_upstream";
 /// The header maps are the ones the filter can reach now (Envoy's
 /// `Context::findValue` hands the phase-scoped pointers to its request and
 /// response wrappers); the rest comes from the stream info.
+#[derive(Default)]
 pub struct StreamFacts<'a> {
     /// Request headers in reach.
     pub request_headers: Option<&'a HeaderMap>,
@@ -194,15 +195,11 @@ mod tests {
     fn facts(request: Option<&HeaderMap>) -> StreamFacts<'_> {
         StreamFacts {
             request_headers: request,
-            response_headers: None,
-            response_trailers: None,
-            response_code: None,
             start_unix_ns: 5,
             now_unix_ns: 15,
             request_body_bytes: 3,
-            response_body_bytes: 0,
-            response_code_details: None,
             protocol: "HTTP/1.1",
+            ..StreamFacts::default()
         }
     }
 

@@ -219,20 +219,27 @@ mod tests {
     fn facts(request: Option<&HeaderMap>) -> StreamFacts<'_> {
         StreamFacts {
             request_headers: request,
-            response_headers: None,
-            response_trailers: None,
-            response_code: None,
-            start_unix_ns: 0,
-            now_unix_ns: 0,
-            request_body_bytes: 0,
-            response_body_bytes: 0,
-            response_code_details: None,
-            protocol: "HTTP/1.1",
+            ..StreamFacts::default()
         }
     }
 
     fn text(v: &str) -> PropertyValue {
         PropertyValue::String(v.into())
+    }
+
+    /// Runs `check` with the plugin's store and an empty stream.
+    fn on_a_stream(check: impl FnOnce(&Sources<'_>)) {
+        let plugin = plugin_store();
+        let empty = PropertyStore::default();
+        let stream = Sources {
+            plugin: &plugin,
+            stream: Some(StreamSources {
+                exchange: &empty,
+                filter_state: &empty,
+                facts: facts(None),
+            }),
+        };
+        check(&stream);
     }
 
     fn plugin_store() -> PropertyStore {
@@ -278,50 +285,34 @@ mod tests {
 
     #[test]
     fn a_stream_sees_attributes_but_not_unknown_xds_fields() {
-        let plugin = plugin_store();
-        let empty = PropertyStore::default();
-        let stream = Sources {
-            plugin: &plugin,
-            stream: Some(StreamSources {
-                exchange: &empty,
-                filter_state: &empty,
-                facts: facts(None),
-            }),
-        };
-        assert_eq!(
-            get(b"xds\0route_name", &stream),
-            (Found::Value, b"r1".to_vec())
-        );
-        assert_eq!(get(b"xds\0no_such_field", &stream).0, Found::Missing);
-        assert_eq!(
-            get(b"connection_id", &stream),
-            (Found::Value, 7u64.to_le_bytes().to_vec())
-        );
-        assert_eq!(get(b"plugin_name\0x", &stream).0, Found::Missing);
+        on_a_stream(|stream| {
+            assert_eq!(
+                get(b"xds\0route_name", stream),
+                (Found::Value, b"r1".to_vec())
+            );
+            assert_eq!(get(b"xds\0no_such_field", stream).0, Found::Missing);
+            assert_eq!(
+                get(b"connection_id", stream),
+                (Found::Value, 7u64.to_le_bytes().to_vec())
+            );
+            assert_eq!(get(b"plugin_name\0x", stream).0, Found::Missing);
+        });
     }
 
     #[test]
     fn moved_and_unserved_names_are_not_found_with_a_hint() {
-        let plugin = plugin_store();
-        let empty = PropertyStore::default();
-        let stream = Sources {
-            plugin: &plugin,
-            stream: Some(StreamSources {
-                exchange: &empty,
-                filter_state: &empty,
-                facts: facts(None),
-            }),
-        };
-        let Found::Hint { key, message } = get(b"route_name", &stream).0 else {
-            panic!("route_name must be NOT_FOUND with a hint");
-        };
-        assert_eq!(key, "moved:route_name");
-        assert!(message.contains("`xds.route_name`"), "{message}");
-        let Found::Hint { message, .. } = get(b"custom", &stream).0 else {
-            panic!("custom must be NOT_FOUND with a hint");
-        };
-        assert!(message.contains("[filter_state, wasm.custom]"), "{message}");
-        assert_eq!(get(b"nothing\0here", &stream).0, Found::Missing);
+        on_a_stream(|stream| {
+            let Found::Hint { key, message } = get(b"route_name", stream).0 else {
+                panic!("route_name must be NOT_FOUND with a hint");
+            };
+            assert_eq!(key, "moved:route_name");
+            assert!(message.contains("`xds.route_name`"), "{message}");
+            let Found::Hint { message, .. } = get(b"custom", stream).0 else {
+                panic!("custom must be NOT_FOUND with a hint");
+            };
+            assert!(message.contains("[filter_state, wasm.custom]"), "{message}");
+            assert_eq!(get(b"nothing\0here", stream).0, Found::Missing);
+        });
     }
 
     #[test]
