@@ -703,11 +703,20 @@ pub fn proxy_set_property<G: Guest>(
         (path, path_size),
         (value, value_size),
         |h, p, v| {
+            let root = h.effective_stream_ref().map(|s| s.root_id);
+            let Some(root) = root else {
+                return Status::NotFound;
+            };
+            let readonly = crate::host::foreign::is_readonly(h, root, p);
+            let key = crate::host::properties::filter_state_key(p);
             let Some(s) = h.effective_stream() else {
                 return Status::NotFound;
             };
-            s.filter_properties
-                .set_raw(&crate::host::properties::filter_state_key(p), v);
+            // A read-only declared property takes its first value only.
+            if readonly && s.filter_properties.lookup(&key, &mut Vec::new()) {
+                return Status::BadArgument;
+            }
+            s.filter_properties.set_raw(&key, v);
             if let Some((key, message)) = crate::host::properties::unreachable_set(p) {
                 crate::host::properties::warn_once(h, key, message);
             }

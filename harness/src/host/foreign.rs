@@ -247,6 +247,19 @@ pub(crate) fn lookup_filter_state(stream: &StreamState, path: &[u8], out: &mut V
     true
 }
 
+/// True when the root context `root` declared `name` read-only
+/// (`Context::setProperty` then refuses to overwrite a value once set).
+pub(crate) fn is_readonly(host: &Host, root: u32, name: &[u8]) -> bool {
+    let Ok(name) = std::str::from_utf8(name) else {
+        return false;
+    };
+    host.declared_properties
+        .by_context
+        .get(&root)
+        .and_then(|declared| declared.get(name))
+        .is_some_and(|p| p.readonly)
+}
+
 /// `declare_property` (`Context::declareProperty`): a malformed
 /// `DeclarePropertyArguments` is BAD_ARGUMENT, and so is a second
 /// declaration of a name on the same context.

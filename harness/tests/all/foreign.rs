@@ -274,6 +274,28 @@ fn declare_property_refuses_a_second_declaration_on_the_same_context() {
 }
 
 #[test]
+fn a_readonly_declared_property_takes_its_first_value_only() {
+    // Context::setProperty checks the root context's declarations: a
+    // read-only property may be set once, then writes are BAD_ARGUMENT.
+    let mut readonly = message(&[(1, "my_prop")]);
+    readonly.extend_from_slice(&[0x10, 1]);
+    let mut envoy = probe(json!({
+        "configure": [foreign("declare", "declare_property", &hex(&readonly), "str")],
+        "http": {"request_headers": {"steps": [
+            {"op": "set_property", "path": ["my_prop"], "value": "a", "label": "first"},
+            {"op": "set_property", "path": ["my_prop"], "value": "b", "label": "second"},
+            {"op": "set_property", "path": ["free"], "value": "x", "label": "free"},
+            {"op": "set_property", "path": ["free"], "value": "y", "label": "free again"},
+            {"op": "get_property", "path": ["my_prop"], "label": "read"}]}}
+    }));
+    let outcome = exchange(&mut envoy, get("/"), ok_upstream());
+    assert_eq!(result(&outcome, "first"), "first: OK");
+    assert_eq!(result(&outcome, "second"), "second: BAD_ARGUMENT");
+    assert_eq!(result(&outcome, "free again"), "free again: OK");
+    assert_eq!(result(&outcome, "read"), r#"read: OK value="a""#);
+}
+
+#[test]
 fn signing_functions_refuse_bad_arguments_like_envoy_then_answer_not_found() {
     let verify = hex(&message(&[
         (1, "sha256"),
