@@ -1,4 +1,4 @@
-//! Host properties (`request.path`, `source.address`, `route_name`, ...) in
+//! Host properties (`request.path`, `source.address`, `xds.route_name`, ...) in
 //! Envoy's binary encoding: strings raw, integers 8-byte little-endian, bools
 //! one byte, timestamps and durations as i64 nanoseconds.
 

@@ -146,8 +146,8 @@ impl RequestFacts {
             authority: headers.get_str(":authority").unwrap_or_default(),
             path: headers.get_str(":path").unwrap_or_default(),
             method: headers.get_str(":method").unwrap_or_default(),
-            route_name: crate::property::get_string(&["xds", "route_name"])
-                .or_else(|| crate::property::get_string(&["route_name"])),
+            // Current Envoy serves only xds.route_name (the top-level name is gone).
+            route_name: crate::property::get_string(&["xds", "route_name"]),
         }
     }
 }
