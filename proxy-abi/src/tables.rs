@@ -12,13 +12,12 @@ use crate::AbiVersion;
 /// The Proxy-Wasm host functions: name, typed arguments (every one returns a
 /// u32 status) and the ABI versions a module may import it from.
 ///
-/// Only `proxy_get_log_level` is withheld (from 0.1.0 and 0.2.0 modules).
-/// Envoy also withholds `proxy_continue_request`, `proxy_continue_response`,
-/// `proxy_get_configuration` and `proxy_clear_route_cache` from 0.2.x modules
-/// and `proxy_continue_stream`/`proxy_close_stream` from 0.1.0 ones
-/// (proxy-wasm-cpp-host `WasmBase::registerCallbacks`); the harness still
-/// offers them to every version, which its hostile suites rely on (they
-/// import every function into one 0.2.1 module).
+/// As proxy-wasm-cpp-host's `WasmBase::registerCallbacks`:
+/// `proxy_get_log_level` only for 0.2.1; `proxy_continue_request`,
+/// `proxy_continue_response`, `proxy_get_configuration` and
+/// `proxy_clear_route_cache` only for 0.1.0; `proxy_continue_stream` and
+/// `proxy_close_stream` only for 0.2.x. A module importing a function its
+/// version does not offer fails to load, naming it.
 ///
 /// `for_each_hostcall!(m)` expands to
 /// `m! { name(arg: kind, ...) in [Version, ...]; ... }`.
@@ -48,8 +47,8 @@ macro_rules! for_each_hostcall {
             proxy_resolve_shared_queue(vm_id: ptr, vm_id_size: size, name: ptr, name_size: size, return_id: ptr) in [V0_1_0, V0_2_0, V0_2_1];
             proxy_dequeue_shared_queue(queue_id: u32, return_data: ptr, return_size: ptr) in [V0_1_0, V0_2_0, V0_2_1];
             proxy_enqueue_shared_queue(queue_id: u32, value: ptr, value_size: size) in [V0_1_0, V0_2_0, V0_2_1];
-            proxy_continue_stream(stream_type: u32) in [V0_1_0, V0_2_0, V0_2_1];
-            proxy_close_stream(stream_type: u32) in [V0_1_0, V0_2_0, V0_2_1];
+            proxy_continue_stream(stream_type: u32) in [V0_2_0, V0_2_1];
+            proxy_close_stream(stream_type: u32) in [V0_2_0, V0_2_1];
             proxy_send_local_response(status_code: u32, details: ptr, details_size: size, body: ptr, body_size: size, headers: ptr, headers_size: size, grpc_status: i32) in [V0_1_0, V0_2_0, V0_2_1];
             proxy_http_call(upstream: ptr, upstream_size: size, headers: ptr, headers_size: size, body: ptr, body_size: size, trailers: ptr, trailers_size: size, timeout_ms: u32, return_token: ptr) in [V0_1_0, V0_2_0, V0_2_1];
             proxy_grpc_call(upstream: ptr, upstream_size: size, service: ptr, service_size: size, method: ptr, method_size: size, metadata: ptr, metadata_size: size, message: ptr, message_size: size, timeout_ms: u32, return_token: ptr) in [V0_1_0, V0_2_0, V0_2_1];
@@ -65,10 +64,10 @@ macro_rules! for_each_hostcall {
             proxy_get_metric(metric_id: u32, return_value: ptr) in [V0_1_0, V0_2_0, V0_2_1];
             proxy_record_metric(metric_id: u32, value: u64) in [V0_1_0, V0_2_0, V0_2_1];
             proxy_increment_metric(metric_id: u32, offset: i64) in [V0_1_0, V0_2_0, V0_2_1];
-            proxy_continue_request() in [V0_1_0, V0_2_0, V0_2_1];
-            proxy_continue_response() in [V0_1_0, V0_2_0, V0_2_1];
-            proxy_get_configuration(return_data: ptr, return_size: ptr) in [V0_1_0, V0_2_0, V0_2_1];
-            proxy_clear_route_cache() in [V0_1_0, V0_2_0, V0_2_1];
+            proxy_continue_request() in [V0_1_0];
+            proxy_continue_response() in [V0_1_0];
+            proxy_get_configuration(return_data: ptr, return_size: ptr) in [V0_1_0];
+            proxy_clear_route_cache() in [V0_1_0];
         }
     };
 }
@@ -333,12 +332,15 @@ mod tests {
     }
 
     #[test]
-    fn only_proxy_get_log_level_depends_on_the_version() {
+    fn imports_depend_on_the_version_as_in_cpp_host() {
         use AbiVersion::*;
         let offered = |name| hostcall_versions(name).unwrap_or(&[]);
         assert_eq!(offered("proxy_get_log_level"), &[V0_2_1]);
         assert!(V0_1_0.offers("proxy_log") && V0_2_1.offers("proxy_log"));
         assert!(V0_1_0.offers("proxy_continue_request"));
+        assert!(!V0_2_1.offers("proxy_continue_request"));
+        assert!(!V0_1_0.offers("proxy_continue_stream"));
+        assert!(V0_2_0.offers("proxy_close_stream"));
         assert!(!V0_2_0.offers("proxy_get_log_level"));
         assert!(!V0_2_1.offers("not_a_hostcall"));
         let restricted: Vec<&str> = HOSTCALLS
@@ -346,7 +348,18 @@ mod tests {
             .filter(|h| h.versions.len() < AbiVersion::ALL.len())
             .map(|h| h.name)
             .collect();
-        assert_eq!(restricted, ["proxy_get_log_level"]);
+        assert_eq!(
+            restricted,
+            [
+                "proxy_get_log_level",
+                "proxy_continue_stream",
+                "proxy_close_stream",
+                "proxy_continue_request",
+                "proxy_continue_response",
+                "proxy_get_configuration",
+                "proxy_clear_route_cache",
+            ]
+        );
     }
 
     #[test]

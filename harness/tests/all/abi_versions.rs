@@ -152,3 +152,25 @@ fn proxy_get_log_level_exists_only_in_0_2_1() {
         );
     }
 }
+
+#[test]
+fn imports_follow_the_abi_version_as_cpp_host_registers_them() {
+    // proxy-wasm-cpp-host WasmBase::registerCallbacks: the 0.1.0 stream
+    // functions are not there for 0.2.x modules, and continue_stream /
+    // close_stream are not there for 0.1.0 ones.
+    let cases = [
+        ("abi_0_2_0.wat", "proxy_continue_request", ""),
+        ("abi_0_2_0.wat", "proxy_clear_route_cache", ""),
+        ("abi_0_1_0.wat", "proxy_continue_stream", "(param i32)"),
+        ("abi_0_1_0.wat", "proxy_close_stream", "(param i32)"),
+    ];
+    for (file, function, params) in cases {
+        let import = format!(r#"(import "env" "{function}" (func {params} (result i32)))"#);
+        let text = source(file).replacen("(memory", &format!("{import}\n  (memory"), 1);
+        let err = CompiledModule::from_bytes(file, text.as_bytes()).err();
+        assert!(
+            matches!(&err, Some(HarnessError::UnknownImport { field, .. }) if field == function),
+            "{file} importing {function}: {err:?}"
+        );
+    }
+}
