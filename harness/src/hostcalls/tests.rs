@@ -1,3 +1,4 @@
+use super::callouts::resolve_timing;
 use super::*;
 use crate::host::{Gone, HeaderMap, SharedHost, StreamState};
 use crate::model::HarnessConfig;

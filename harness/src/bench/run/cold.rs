@@ -1,0 +1,192 @@
+//! What a filter costs before its first request: cold start (compile,
+//! instantiate, start-up), from a precompiled artifact, natively, and the
+//! memory one VM holds.
+
+use super::*;
+
+/// Start-up durations recorded by the driver, grouped.
+fn startup_split(h: &Harness) -> (u64, u64, u64) {
+    let mut init = 0u64;
+    let mut vm_start = 0u64;
+    let mut configure = 0u64;
+    for (name, d) in h.startup_durations() {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        match *name {
+            "proxy_on_vm_start" => vm_start += ns,
+            "proxy_on_configure" => configure += ns,
+            _ => init += ns,
+        }
+    }
+    (init, vm_start, configure)
+}
+
+pub(super) fn cold_start_wasm(
+    case: &BenchCase,
+    config: &HarnessConfig,
+    options: &BenchOptions,
+) -> Result<ColdStart, HarnessError> {
+    let engine = WasmEngine::shared()?;
+    let name = case.module.display().to_string();
+    let bytes = std::fs::read(&case.module).map_err(|source| HarnessError::ModuleNotFound {
+        path: case.module.clone(),
+        source,
+    })?;
+    let mut compile = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let m = CompiledModule::from_bytes_with(&engine, &name, &bytes)?;
+        compile.push(elapsed_ns(t));
+        drop(m);
+    }
+    let artifact = CompiledModule::precompile(&engine, &name, &bytes)?;
+    let path = std::env::temp_dir().join(format!(
+        "harness-bench-{}-{}.cwasm",
+        std::process::id(),
+        case.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    ));
+    std::fs::write(&path, &artifact)
+        .map_err(|e| HarnessError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    let result = cold_start_from_artifact(&engine, &path, config, options);
+    let _ = std::fs::remove_file(&path);
+    let mut cold = result?;
+    cold.compile_ns = median(&mut compile);
+    Ok(cold)
+}
+
+fn cold_start_from_artifact(
+    engine: &WasmEngine,
+    path: &Path,
+    config: &HarnessConfig,
+    options: &BenchOptions,
+) -> Result<ColdStart, HarnessError> {
+    let runs = options.cold_runs.max(1);
+    let (mut load, mut inst, mut init, mut vm_start, mut configure, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut module = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let m = CompiledModule::from_precompiled_file_with(engine, path)?;
+        let loaded = elapsed_ns(t);
+        let host = Host::new(config, SharedHost::new());
+        let t2 = Instant::now();
+        let vm = m.instantiate(host)?;
+        let instantiated = elapsed_ns(t2);
+        let t3 = Instant::now();
+        let h = Harness::start(Box::new(vm))?;
+        let started = elapsed_ns(t3);
+        let (i, v, c) = startup_split(&h);
+        load.push(loaded);
+        total.push(loaded + instantiated + started);
+        init.push(i);
+        vm_start.push(v);
+        configure.push(c);
+        drop(h);
+        module = Some(m);
+    }
+    // Instantiation alone, many times, for an already-loaded module.
+    if let Some(m) = module {
+        for _ in 0..runs * 10 {
+            let host = Host::new(config, SharedHost::new());
+            let t = Instant::now();
+            let vm = m.instantiate(host)?;
+            inst.push(elapsed_ns(t));
+            drop(vm);
+        }
+    }
+    Ok(ColdStart {
+        compile_ns: 0,
+        load_ns: median(&mut load),
+        instantiate_ns: median(&mut inst),
+        initialize_ns: median(&mut init),
+        vm_start_ns: median(&mut vm_start),
+        configure_ns: median(&mut configure),
+        total_ns: median(&mut total),
+    })
+}
+
+#[cfg(unix)]
+pub(super) fn cold_start_native(
+    case: &BenchCase,
+    config: &HarnessConfig,
+    options: &BenchOptions,
+) -> Result<ColdStart, HarnessError> {
+    use crate::backend::native::NativeLibrary;
+    let runs = options.cold_runs.max(1);
+    let (mut load, mut inst, mut init, mut vm_start, mut configure, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let lib = NativeLibrary::from_file(&case.native)?;
+        let loaded = elapsed_ns(t);
+        let host = Host::new(config, SharedHost::new());
+        let t2 = Instant::now();
+        let vm = lib.instantiate(host)?;
+        let instantiated = elapsed_ns(t2);
+        let t3 = Instant::now();
+        let h = Harness::start(Box::new(vm))?;
+        let started = elapsed_ns(t3);
+        let (i, v, c) = startup_split(&h);
+        load.push(loaded);
+        inst.push(instantiated);
+        total.push(loaded + instantiated + started);
+        init.push(i);
+        vm_start.push(v);
+        configure.push(c);
+    }
+    Ok(ColdStart {
+        compile_ns: 0,
+        load_ns: median(&mut load),
+        instantiate_ns: median(&mut inst),
+        initialize_ns: median(&mut init),
+        vm_start_ns: median(&mut vm_start),
+        configure_ns: median(&mut configure),
+        total_ns: median(&mut total),
+    })
+}
+
+/// RSS added per extra VM. A first VM is made before the baseline, so code
+/// and the allocator's first growth are counted once, not per VM.
+pub(super) fn vm_memory(
+    module: &FilterModule,
+    config: &HarnessConfig,
+    ex: &Exchange,
+    options: &BenchOptions,
+) -> Result<VmMemory, HarnessError> {
+    let mut first = new_harness(module, config)?;
+    for _ in 0..options.warmup {
+        first.exchange(ex)?;
+    }
+    let read = || rss::current().unwrap_or_default();
+    let base: Memory = read();
+    let vms = options.rss_vms.max(1);
+    let mut harnesses = Vec::with_capacity(vms);
+    for _ in 0..vms {
+        harnesses.push(new_harness(module, config)?);
+    }
+    let idle = read();
+    // Requests through each VM, capped in time so slow filters still finish.
+    let mut requests = options.rss_requests;
+    for h in &mut harnesses {
+        let started = Instant::now();
+        let mut n = 0;
+        while n < requests {
+            h.exchange(ex)?;
+            n += 1;
+            if started.elapsed() > options.run_time * 3 {
+                break;
+            }
+        }
+        requests = requests.min(n);
+    }
+    let after = read();
+    let per_vm = |m: Memory, f: fn(&Memory) -> u64| (f(&m) as f64 - f(&base) as f64) / vms as f64;
+    drop(harnesses);
+    drop(first);
+    Ok(VmMemory {
+        vms,
+        idle_bytes: per_vm(idle, |m| m.resident),
+        after_requests_bytes: per_vm(after, |m| m.resident),
+        after_requests_anon_bytes: per_vm(after, Memory::anonymous),
+        requests,
+    })
+}

@@ -1,0 +1,114 @@
+//! Shared data and queues.
+
+use super::*;
+
+/// `proxy_get_shared_data`: value and CAS for the plugin's vm_id.
+pub fn proxy_get_shared_data<G: Guest>(
+    g: &mut G,
+    key: u64,
+    key_size: u64,
+    return_data: u64,
+    return_size: u64,
+    return_cas: u64,
+) -> Result<Status, Fault> {
+    let cas = check!(input(g, key, key_size, |h, k| {
+        let mut out = std::mem::take(&mut h.scratch);
+        let r = h.shared.get_data(&h.plugin.vm_id, k, &mut out);
+        h.scratch = out;
+        r
+    }));
+    let cas = check!(cas);
+    let status = return_scratch(g, return_data, return_size)?;
+    if status != Status::Ok {
+        return Ok(status);
+    }
+    check!(write_u32(g, return_cas, cas));
+    Ok(Status::Ok)
+}
+
+/// `proxy_set_shared_data`: cas 0 unconditional, stale cas CAS_MISMATCH.
+pub fn proxy_set_shared_data<G: Guest>(
+    g: &mut G,
+    key: u64,
+    key_size: u64,
+    value: u64,
+    value_size: u64,
+    cas: u32,
+) -> Result<Status, Fault> {
+    Ok(check!(input2(
+        g,
+        (key, key_size),
+        (value, value_size),
+        |h, k, v| h.shared.set_data(&h.plugin.vm_id, k, v, cas)
+    )))
+}
+
+/// `proxy_register_shared_queue`: notifications go to this worker's root context.
+pub fn proxy_register_shared_queue<G: Guest>(
+    g: &mut G,
+    name: u64,
+    name_size: u64,
+    return_id: u64,
+) -> Result<Status, Fault> {
+    let id = check!(input(g, name, name_size, |h, n| {
+        let inbox = h.inbox.clone();
+        h.shared
+            .register_queue(&h.plugin.vm_id, n, &inbox, h.root_context_id)
+    }));
+    check!(write_u32(g, return_id, id));
+    Ok(Status::Ok)
+}
+
+/// `proxy_resolve_shared_queue`: NOT_FOUND when no such queue.
+pub fn proxy_resolve_shared_queue<G: Guest>(
+    g: &mut G,
+    vm_id: u64,
+    vm_id_size: u64,
+    name: u64,
+    name_size: u64,
+    return_id: u64,
+) -> Result<Status, Fault> {
+    let id = check!(input2(
+        g,
+        (vm_id, vm_id_size),
+        (name, name_size),
+        |h, vm, n| {
+            // An empty vm_id means the caller's own (the plugin's vm_id).
+            let vm = if vm.is_empty() {
+                h.plugin.vm_id.clone()
+            } else {
+                String::from_utf8_lossy(vm).into_owned()
+            };
+            h.shared.resolve_queue(&vm, n)
+        }
+    ));
+    let Some(id) = id else {
+        return Ok(Status::NotFound);
+    };
+    check!(write_u32(g, return_id, id));
+    Ok(Status::Ok)
+}
+
+/// `proxy_dequeue_shared_queue`: NOT_FOUND unknown queue, EMPTY when empty.
+pub fn proxy_dequeue_shared_queue<G: Guest>(
+    g: &mut G,
+    queue_id: u32,
+    return_data: u64,
+    return_size: u64,
+) -> Result<Status, Fault> {
+    return_filled(g, return_data, return_size, |host, out| {
+        host.shared.dequeue(queue_id, out)
+    })
+}
+
+/// `proxy_enqueue_shared_queue`: posts on_queue_ready to the registering worker.
+pub fn proxy_enqueue_shared_queue<G: Guest>(
+    g: &mut G,
+    queue_id: u32,
+    value: u64,
+    value_size: u64,
+) -> Result<Status, Fault> {
+    Ok(check!(input(g, value, value_size, |h, v| h
+        .shared
+        .enqueue(queue_id, v))))
+}
