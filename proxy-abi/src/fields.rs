@@ -61,6 +61,16 @@ impl HttpField {
         }
     }
 
+    /// The fields a `proxy_continue_stream` for one direction takes out of
+    /// reach: Envoy's `Context::continueStream` drops the request side's
+    /// whichever direction is resumed; the response side's go too when the
+    /// response is resumed (the strict reading, which the harness enforces).
+    pub fn withdrawn_by_continue(request: bool) -> impl Iterator<Item = HttpField> {
+        let all = HttpField::ALL;
+        let n = if request { 3 } else { 6 };
+        all.into_iter().take(n)
+    }
+
     /// For messages: `request headers`, `response body`, ...
     pub fn describe(self) -> &'static str {
         match self {

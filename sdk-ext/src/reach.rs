@@ -65,8 +65,7 @@ impl Reach {
     /// request side's fields whichever direction is resumed, the response
     /// side's only when the response is resumed (the harness does too).
     pub(crate) fn resumed(&self, request: bool) {
-        let sides: &[bool] = if request { &[true] } else { &[true, false] };
-        for field in sides.iter().flat_map(|&side| Field::of_direction(side)) {
+        for field in Field::withdrawn_by_continue(request) {
             self.withdraw(field);
         }
     }

@@ -194,11 +194,7 @@ impl Host {
         let Some(s) = self.stream_mut(context_id) else {
             return;
         };
-        let mut fields = Field::of_direction(true).to_vec();
-        if !request {
-            fields.extend(Field::of_direction(false));
-        }
-        for field in fields {
+        for field in Field::withdrawn_by_continue(request) {
             s.reach.withdraw(field, Gone::ContinueStream);
         }
     }
