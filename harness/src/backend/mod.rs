@@ -210,6 +210,28 @@ pub struct StartExports {
     pub start: bool,
 }
 
+/// SHA-256 of a module's bytes. proxy-wasm-cpp-host keys VMs by a hash
+/// of vm_id, VM configuration and code (`makeVmKey` in
+/// `src/wasm.cc`): two loads of the same bytes share a VM.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodeHash([u8; 32]);
+
+impl CodeHash {
+    /// The hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> CodeHash {
+        use sha2::Digest;
+        CodeHash(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// The hash of a file's contents, read in pieces.
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<CodeHash> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+        Ok(CodeHash(hasher.finalize().into()))
+    }
+}
+
 /// A loaded filter instance: one VM. The lifecycle driver only talks to this.
 pub trait Vm {
     /// The host state behind this VM's hostcalls.

@@ -39,14 +39,17 @@ pub struct NativeLibrary {
 struct NativeInner {
     path: PathBuf,
     bytes: Vec<u8>,
+    /// SHA-256 of `bytes`: part of the VM key.
+    code_hash: crate::backend::CodeHash,
     /// The `proxy_*` symbols the library leaves undefined: its host imports.
     proxy_imports: Vec<String>,
 }
 
 impl NativeLibrary {
-    /// True when both handles are the same loaded library.
+    /// True when both hold the same code (equal bytes, loaded once or
+    /// twice): one half of Envoy's VM key.
     pub fn same_module(&self, other: &NativeLibrary) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.code_hash == other.inner.code_hash
     }
 
     /// Reads a filter `cdylib` (`lib<name>.so`) built for the host.
@@ -78,6 +81,7 @@ impl NativeLibrary {
         Ok(NativeLibrary {
             inner: Arc::new(NativeInner {
                 path: path.to_path_buf(),
+                code_hash: crate::backend::CodeHash::of(&bytes),
                 bytes,
                 proxy_imports,
             }),

@@ -8,14 +8,14 @@ use std::sync::OnceLock;
 
 use harness::scenario::{Detail, Runner};
 use harness::{
-    Body, Chain, ClusterSpec, DownstreamRequest, Exchange, FilterModule, HarnessConfig,
-    HttpCalloutAnswer, SharedHost, StreamEnd, UpstreamResponse,
+    Body, Chain, ClusterSpec, CompiledModule, DownstreamRequest, Exchange, FilterModule,
+    HarnessConfig, HttpCalloutAnswer, SharedHost, StreamEnd, UpstreamResponse,
 };
 use serde_json::{Value, json};
 
 use crate::support::{
-    assert_in_order, callbacks, get, info, ok_upstream, probe_config, probe_module, request,
-    wasm_dir, workspace_root,
+    assert_in_order, callbacks, get, info, module, ok_upstream, probe_config, probe_module,
+    request, wasm_dir, workspace_root,
 };
 
 /// One VM per filter: the same module and vm_id with a different VM
@@ -347,4 +347,24 @@ fn plugins_with_one_vm_key_share_a_vm_with_roots_in_order_and_one_id_counter() {
         "different vm_ids, different VMs"
     );
     assert_eq!(separate.root_ids(), vec![1, 1]);
+
+    // The key holds the code, not the load: the same file loaded twice
+    // shares a VM (cpp-host makeVmKey hashes the bytes); other code does not.
+    let reloaded =
+        CompiledModule::from_file(wasm_dir().join("test_filter_probe.wasm")).expect("second load");
+    let mut twice = plugins(["same", "same"]);
+    twice[1].0 = FilterModule::from(reloaded);
+    let twice = Chain::new(&twice, &SharedHost::new()).expect("start");
+    assert_eq!(twice.filters().len(), 1, "same bytes, one VM");
+    assert_eq!(twice.root_ids(), vec![1, 2]);
+    let mut other_code = plugins(["same", "same"]);
+    other_code[1].0 = FilterModule::from(module("response_header.wasm"));
+    other_code[1].1.plugin.configuration = r#"{"name":"x","value":"y"}"#.into();
+    let other_code = Chain::new(&other_code, &SharedHost::new());
+    let other_code = other_code.expect("start");
+    assert_eq!(
+        other_code.filters().len(),
+        2,
+        "different code, different VMs"
+    );
 }

@@ -22,7 +22,7 @@ use wasmtime::{
 
 use crate::abi::WASI_MODULES;
 use crate::abi::{CallbackResult, CallbackSpec};
-use crate::backend::{ArgWords, Callback, MAX_CALLBACK_ARGS, StartExports, Vm};
+use crate::backend::{ArgWords, Callback, CodeHash, MAX_CALLBACK_ARGS, StartExports, Vm};
 use crate::error::HarnessError;
 use crate::host::{Host, Phase};
 use crate::hostcalls::{self, Fault, Guest, GuestMemory, Hostcall};
@@ -92,12 +92,15 @@ struct ModuleInner {
     pre: InstancePre<WasmState>,
     abi: AbiVersion,
     start: StartExports,
+    /// SHA-256 of the bytes loaded: part of the VM key.
+    code_hash: CodeHash,
 }
 
 impl CompiledModule {
-    /// True when both handles are the same loaded module.
+    /// True when both hold the same code (equal bytes, loaded once or
+    /// twice): one half of Envoy's VM key.
     pub fn same_module(&self, other: &CompiledModule) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.code_hash == other.inner.code_hash
     }
 
     /// Reads and compiles a `.wasm` (or `.wat`) file with the shared engine.
@@ -151,7 +154,7 @@ impl CompiledModule {
             name: name.to_string(),
             detail: format!("{e:#}"),
         })?;
-        Self::from_module(engine, name, module)
+        Self::from_module(engine, name, module, CodeHash::of(bytes))
     }
 
     /// Compiles module bytes (binary or WAT) into a precompiled artifact
@@ -198,6 +201,10 @@ impl CompiledModule {
                 source,
             });
         }
+        let code_hash = CodeHash::of_file(path).map_err(|source| HarnessError::ModuleNotFound {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // SAFETY: wasmtime checks the artifact's header, engine configuration
         // and version before using it; the file is trusted like any native
         // code the user runs (made by `harness compile`). It must not be
@@ -210,13 +217,14 @@ impl CompiledModule {
                 ),
             }
         })?;
-        Self::from_module(engine, &name, module)
+        Self::from_module(engine, &name, module, code_hash)
     }
 
     fn from_module(
         engine: &WasmEngine,
         name: &str,
         module: Module,
+        code_hash: CodeHash,
     ) -> Result<CompiledModule, HarnessError> {
         let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
         let has = |n: &str| exports.iter().any(|e| e == n);
@@ -273,6 +281,7 @@ impl CompiledModule {
                 pre,
                 abi,
                 start,
+                code_hash,
             }),
         })
     }
