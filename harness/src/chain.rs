@@ -24,8 +24,12 @@
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::manager::{self, Goal, Slot, Stream, StreamHandle, Streams};
-use crate::model::{Exchange, HarnessConfig, Outcome, StreamEnd, UpstreamResponse};
+use crate::manager::{
+    self, Goal, Opening, Slot, Stream, StreamHandle, StreamInput, Streams, handles,
+};
+use crate::model::{
+    Exchange, HarnessConfig, HttpCalloutAnswer, LogLevel, Outcome, StreamEnd, UpstreamResponse,
+};
 
 /// One worker's filter chain: one VM per plugin, in chain order, and the
 /// streams live on it.
@@ -183,33 +187,88 @@ impl Chain {
         exchange: &Exchange,
         upstream: Option<UpstreamResponse>,
     ) -> (StreamHandle, ChainOutcome) {
+        self.open_stream(exchange, upstream, true)
+    }
+
+    /// [`Chain::open`]; `request_ends` false: the client sends the rest of
+    /// the request later ([`Chain::send`] with [`StreamInput::Request`]).
+    pub fn open_stream(
+        &mut self,
+        exchange: &Exchange,
+        upstream: Option<UpstreamResponse>,
+        request_ends: bool,
+    ) -> (StreamHandle, ChainOutcome) {
         self.begin_step();
-        let key = manager::open(
-            &mut self.filters,
-            &self.slots,
-            &mut self.streams,
+        let opening = Opening {
             exchange,
             upstream,
-            true,
-        );
+            request_ends,
+            keep_logs: true,
+        };
+        let key = manager::open(&mut self.filters, &self.slots, &mut self.streams, opening);
         self.settle();
         let outcome = self.finish_step(0, StreamEnd::NoStream);
         (key, outcome)
     }
 
-    /// Gives a stream opened without an upstream answer its answer (sent
-    /// once the whole request reached the upstream).
+    /// Gives a stream opened without an upstream answer its whole answer
+    /// (sent once the whole request reached the upstream).
     pub fn respond(
         &mut self,
         key: StreamHandle,
         answer: UpstreamResponse,
     ) -> Result<ChainOutcome, HarnessError> {
-        if !manager::respond(&mut self.streams, key, answer) {
-            return Err(HarnessError::Usage(
-                "that stream is not waiting for an upstream answer (it ended, or the upstream already answered)".to_string(),
-            ));
-        }
+        let end_stream = true;
+        self.send(key, StreamInput::Respond { answer, end_stream })
+    }
+
+    /// The client or the upstream acts on an open stream (more request
+    /// body or trailers, the upstream's answer in parts, a reset); then
+    /// whatever that makes due runs (no time passes).
+    pub fn send(
+        &mut self,
+        key: StreamHandle,
+        input: StreamInput,
+    ) -> Result<ChainOutcome, HarnessError> {
+        let dropped = handles::apply(&mut self.streams, key, input).map_err(HarnessError::Usage)?;
         self.begin_step();
+        if dropped && let Some(last) = self.filters.last_mut() {
+            last.vm.host().harness_log(
+                LogLevel::Info,
+                "upstream data after a local reply is dropped (Envoy resets the upstream request)"
+                    .to_string(),
+            );
+        }
+        self.settle();
+        Ok(self.finish_step(0, StreamEnd::NoStream))
+    }
+
+    /// Answers the `nth` (from 1) held http callout to `cluster` still
+    /// waiting on this worker, oldest first (a cluster answer with
+    /// `hold: true`), with `answer` or else the cluster's scripted answer;
+    /// then whatever that makes due runs.
+    pub fn answer_callout(
+        &mut self,
+        cluster: &str,
+        nth: usize,
+        answer: Option<&HttpCalloutAnswer>,
+    ) -> Result<ChainOutcome, HarnessError> {
+        let held: Vec<(usize, u32)> = (self.filters.iter().enumerate())
+            .flat_map(|(v, f)| {
+                f.vm.host_ref()
+                    .held_http(cluster)
+                    .into_iter()
+                    .map(move |t| (v, t))
+            })
+            .collect();
+        let Some(&(v, token)) = nth.checked_sub(1).and_then(|i| held.get(i)) else {
+            return Err(HarnessError::Usage(format!(
+                "there is no held callout {nth} to cluster {cluster:?}: {} waiting (callouts wait for an `answer` step when their cluster answer has `hold: true`; they are counted from 1)",
+                held.len()
+            )));
+        };
+        self.begin_step();
+        self.filters[v].vm.host().answer_held_http(token, answer);
         self.settle();
         Ok(self.finish_step(0, StreamEnd::NoStream))
     }

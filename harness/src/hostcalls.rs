@@ -8,10 +8,7 @@
 //! returned as pointer 0 / size 0 without allocating.
 
 use crate::abi::{self, AbiVersion, BufferType, MapType, MetricType, Status, StreamType};
-use crate::host::{
-    Deferred, Event, Field, GrpcPlan, Host, HttpPlan, LocalReplySpec, PendingGrpc, PendingHttp,
-    Phase,
-};
+use crate::host::{Deferred, Event, Field, GrpcPlan, Host, LocalReplySpec, PendingGrpc, Phase};
 use crate::model::{
     ByteString, CalloutFailure, CalloutResult, GrpcCallRecord, Headers, HttpCallRecord, LogLevel,
     TraceEvent, TraceLevel,

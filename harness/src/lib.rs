@@ -42,6 +42,6 @@ pub use chain::{Chain, ChainOutcome};
 pub use driver::{FilterModule, Harness};
 pub use error::HarnessError;
 pub use host::SharedHost;
-pub use manager::StreamHandle;
+pub use manager::{StreamHandle, StreamInput};
 pub use model::*;
 pub use workers::{WorkerOutcome, Workers};

@@ -16,8 +16,10 @@ use crate::chain::{Chain, ChainOutcome, merge_before, merge_into};
 use crate::driver::FilterModule;
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::manager::StreamHandle;
-use crate::model::{Exchange, HarnessConfig, Outcome, StreamEnd, UpstreamResponse};
+use crate::manager::{StreamHandle, StreamInput};
+use crate::model::{
+    Exchange, HarnessConfig, HttpCalloutAnswer, Outcome, StreamEnd, UpstreamResponse,
+};
 
 /// A simulated Envoy with several workers.
 pub struct Workers {
@@ -119,11 +121,13 @@ impl Workers {
 
     /// Opens a stream on worker `worker` (round robin when `None`) and runs
     /// it until it waits (see [`Chain::open`]).
+    /// `request_ends` false: the client sends the rest later ([`Workers::send`]).
     pub fn open(
         &mut self,
         worker: Option<usize>,
         exchange: &Exchange,
         upstream: Option<UpstreamResponse>,
+        request_ends: bool,
     ) -> Result<(usize, StreamHandle, ChainOutcome), HarnessError> {
         let worker = match worker {
             Some(w) => w,
@@ -133,7 +137,9 @@ impl Workers {
                 w
             }
         };
-        let (key, outcome) = self.on_worker(worker, |chain| Ok(chain.open(exchange, upstream)))?;
+        let (key, outcome) = self.on_worker(worker, |chain| {
+            Ok(chain.open_stream(exchange, upstream, request_ends))
+        })?;
         Ok((worker, key, outcome))
     }
 
@@ -146,6 +152,32 @@ impl Workers {
     ) -> Result<ChainOutcome, HarnessError> {
         self.on_worker(worker, |chain| Ok(((), chain.respond(key, answer)?)))
             .map(|(_, o)| o)
+    }
+
+    /// The client or the upstream acts on a stream on `worker` (see [`Chain::send`]).
+    pub fn send(
+        &mut self,
+        worker: usize,
+        key: StreamHandle,
+        input: StreamInput,
+    ) -> Result<ChainOutcome, HarnessError> {
+        self.on_worker(worker, |chain| Ok(((), chain.send(key, input)?)))
+            .map(|(_, o)| o)
+    }
+
+    /// Answers the `nth` held callout to `cluster` on `worker` (see
+    /// [`Chain::answer_callout`]).
+    pub fn answer_callout(
+        &mut self,
+        worker: usize,
+        cluster: &str,
+        nth: usize,
+        answer: Option<&HttpCalloutAnswer>,
+    ) -> Result<ChainOutcome, HarnessError> {
+        self.on_worker(worker, |chain| {
+            Ok(((), chain.answer_callout(cluster, nth, answer)?))
+        })
+        .map(|(_, o)| o)
     }
 
     /// Runs until a stream on `worker` ends (see [`Chain::finish`]).

@@ -3,6 +3,7 @@
 //! timers, logs, properties; plus [`SharedHost`] for what Envoy shares
 //! across workers. One [`Host`] serves one VM (one worker).
 
+mod callouts;
 mod fields;
 pub(crate) mod foreign;
 pub mod headers;
@@ -17,6 +18,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
+pub(crate) use callouts::{GrpcPlan, HttpPlan, PendingGrpc, PendingHttp, resolve_timing};
 pub use fields::Reach;
 pub(crate) use fields::{Field, Gone};
 pub use headers::HeaderMap;
@@ -133,38 +135,6 @@ pub struct StreamState {
     pub protocol: HttpProtocol,
     /// Objects set through the `set_envoy_filter_state` foreign function.
     pub envoy_filter_state: foreign::EnvoyFilterState,
-}
-
-/// How a pending callout will be answered.
-#[derive(Clone, Debug)]
-pub(crate) enum HttpPlan {
-    Respond {
-        headers: HeaderMap,
-        body: Vec<u8>,
-        trailers: HeaderMap,
-    },
-    Fail {
-        code: u32,
-        reason: &'static str,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct PendingHttp {
-    pub plan: HttpPlan,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) enum GrpcPlan {
-    Answer(GrpcCalloutAnswer),
-    Fail { code: u32, reason: &'static str },
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct PendingGrpc {
-    pub streaming: bool,
-    pub plan: GrpcPlan,
-    pub local_closed: bool,
 }
 
 /// Something due at a virtual time.

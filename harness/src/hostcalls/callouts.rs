@@ -1,43 +1,7 @@
 //! Callouts.
 
 use super::*;
-
-/// When a scripted callout resolves, given its delay, failure mode and the
-/// filter's timeout (0 = none): `(at_ms, Some(failure))` or `(at_ms, None)`.
-pub(super) fn resolve_timing(
-    delay_ms: u64,
-    failure: Option<CalloutFailure>,
-    timeout_ms: u32,
-) -> (u64, Option<CalloutFailure>) {
-    let timeout = u64::from(timeout_ms);
-    match failure {
-        Some(CalloutFailure::Timeout) => (
-            if timeout > 0 { timeout } else { delay_ms },
-            Some(CalloutFailure::Timeout),
-        ),
-        Some(CalloutFailure::Reset | CalloutFailure::Unreachable)
-            if timeout > 0 && delay_ms >= timeout =>
-        {
-            (timeout, Some(CalloutFailure::Timeout))
-        }
-        Some(failure) => (delay_ms, Some(failure)),
-        None if timeout > 0 && delay_ms >= timeout => (timeout, Some(CalloutFailure::Timeout)),
-        None => (delay_ms, None),
-    }
-}
-
-/// The router's local reply to an async http call: status, a plain-text body.
-fn router_reply(status: u16, body: &str) -> HttpPlan {
-    let mut headers = crate::host::HeaderMap::default();
-    headers.add(b":status", status.to_string().as_bytes());
-    headers.add(b"content-length", body.len().to_string().as_bytes());
-    headers.add(b"content-type", b"text/plain");
-    HttpPlan::Respond {
-        headers,
-        body: body.as_bytes().to_vec(),
-        trailers: crate::host::HeaderMap::default(),
-    }
-}
+use crate::host::resolve_timing;
 
 /// `proxy_http_call`: unknown cluster or headers without `:method`, `:path`
 /// or `:authority` -> BAD_ARGUMENT. The answer comes from the cluster's script.
@@ -86,52 +50,18 @@ pub fn proxy_http_call<G: Guest>(
     }
     let token = host.new_token();
     let context_id = host.effective_context;
-    let (delay, failure, plan) = match answer {
-        None => (0, Some(CalloutFailure::Reset), None),
-        Some(a) => {
-            let mut resp = crate::host::HeaderMap::default();
-            resp.add(b":status", a.status.to_string().as_bytes());
-            for (k, v) in a.headers.iter() {
-                resp.add(k, v);
-            }
-            let trailers = crate::host::HeaderMap::from_headers(&a.trailers);
-            (
-                a.delay_ms,
-                a.failure,
-                Some(HttpPlan::Respond {
-                    headers: resp,
-                    body: a.body.concat(),
-                    trailers,
-                }),
-            )
-        }
-    };
-    let (after, failure) = resolve_timing(delay, failure, timeout_ms);
-    let plan = match (failure, plan) {
-        // Envoy's async client gets the router's local reply, an ordinary
-        // response (Router::Filter::onUpstreamTimeout, onNoHealthyHost).
-        (Some(CalloutFailure::Timeout), _) => router_reply(504, "upstream request timeout"),
-        (Some(CalloutFailure::Unreachable), _) => router_reply(503, "no healthy upstream"),
-        // Envoy's onHttpCallFailure: WasmResult::BrokenConnection, "reset".
-        (Some(CalloutFailure::Reset), _) | (None, None) => HttpPlan::Fail {
-            code: 11,
-            reason: "reset",
-        },
-        (None, Some(plan)) => plan,
-    };
+    let cluster = String::from_utf8_lossy(&cluster).into_owned();
+    host.pend_http(token, &cluster, answer, timeout_ms);
     host.http_calls.push(HttpCallRecord {
         token,
         context_id,
-        cluster: String::from_utf8_lossy(&cluster).into_owned(),
+        cluster,
         headers: sent.to_headers(),
         body: ByteString(body),
         trailers: trailers.to_headers(),
         timeout_ms,
         result: CalloutResult::Pending,
     });
-    host.http_pending.insert(token, PendingHttp { plan });
-    let at = host.now_ms + after;
-    host.schedule(at, Event::HttpAnswer { token });
     check!(write_u32(g, return_token, token));
     Ok(Status::Ok)
 }

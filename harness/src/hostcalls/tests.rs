@@ -1,5 +1,5 @@
-use super::callouts::resolve_timing;
 use super::*;
+use crate::host::resolve_timing;
 use crate::host::{Gone, HeaderMap, SharedHost, StreamState};
 use crate::model::HarnessConfig;
 

@@ -49,13 +49,17 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> H
     m
 }
 
-/// Body chunks (empty ones skipped), then the trailers. Without trailers
-/// the message ends as its protocol ends it: HTTP/2 on the last chunk,
+/// The frames after headers that did not end the message: body chunks
+/// (empty ones skipped), then the trailers. Trailers end the
+/// message; without them, when `ends`, the message ends as its protocol
+/// ends it: HTTP/2 on the last chunk (an empty frame when there is none),
 /// HTTP/1 with one more empty frame (Envoy's HTTP/1 codec completes the
-/// message with an empty end_of_stream data frame).
+/// message with an empty end_of_stream data frame). Not `ends`: more
+/// frames follow later.
 pub(crate) fn body_frames(
     body: &Body,
     trailers: Option<&Headers>,
+    ends: bool,
     protocol: HttpProtocol,
     out: &mut VecDeque<Frame>,
 ) {
@@ -66,14 +70,15 @@ pub(crate) fn body_frames(
         .filter(|c| !c.is_empty())
         .collect();
     let n = data.len();
-    let ends_on_last = trailers.is_none() && protocol == HttpProtocol::Http2;
+    let ends_here = ends && trailers.is_none();
+    let ends_on_last = ends_here && protocol == HttpProtocol::Http2;
     for (i, c) in data.into_iter().enumerate() {
         out.push_back(Frame::Data {
             chunk: c.to_vec(),
             eos: i + 1 == n && ends_on_last,
         });
     }
-    if n > 0 && trailers.is_none() && protocol == HttpProtocol::Http11 {
+    if ends_here && !(ends_on_last && n > 0) {
         out.push_back(Frame::Data {
             chunk: Vec::new(),
             eos: true,
@@ -87,9 +92,11 @@ pub(crate) fn body_frames(
 }
 
 /// The upstream's answer as response frames (`:status` first), framed as
-/// `protocol` frames it (the upstream speaks the client's protocol).
+/// `protocol` frames it (the upstream speaks the client's protocol);
+/// `ends` false: more frames follow later.
 pub(crate) fn response_frames(
     answer: &UpstreamResponse,
+    ends: bool,
     protocol: HttpProtocol,
     out: &mut VecDeque<Frame>,
 ) {
@@ -98,9 +105,11 @@ pub(crate) fn response_frames(
     for (k, v) in answer.headers.iter() {
         h.add(k, v);
     }
-    let eos = answer.body.is_empty() && answer.trailers.is_none();
+    let eos = ends && answer.body.is_empty() && answer.trailers.is_none();
     out.push_back(Frame::Headers { map: h, eos });
-    body_frames(&answer.body, answer.trailers.as_ref(), protocol, out);
+    if !eos {
+        body_frames(&answer.body, answer.trailers.as_ref(), ends, protocol, out);
+    }
 }
 
 pub(crate) fn is_grpc_request(h: &HeaderMap) -> bool {
@@ -140,20 +149,43 @@ pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
 mod tests {
     use super::*;
 
-    fn ends(protocol: HttpProtocol, trailers: Option<&Headers>) -> Vec<(usize, bool)> {
+    fn frames(
+        body: &[&str],
+        trailers: Option<&Headers>,
+        end: bool,
+        protocol: HttpProtocol,
+    ) -> Vec<(usize, bool)> {
         let mut out = VecDeque::new();
-        body_frames(
-            &Body(vec!["ab".into(), "c".into()]),
-            trailers,
-            protocol,
-            &mut out,
-        );
+        let body = Body(body.iter().map(|c| (*c).into()).collect());
+        body_frames(&body, trailers, end, protocol, &mut out);
         out.iter()
             .filter_map(|f| match f {
                 Frame::Data { chunk, eos } => Some((chunk.len(), *eos)),
                 _ => None,
             })
             .collect()
+    }
+
+    fn ends(protocol: HttpProtocol, trailers: Option<&Headers>) -> Vec<(usize, bool)> {
+        frames(&["ab", "c"], trailers, true, protocol)
+    }
+
+    #[test]
+    fn a_message_sent_in_parts_ends_with_its_last_part() {
+        for protocol in [HttpProtocol::Http11, HttpProtocol::Http2] {
+            // More to come: nothing ends.
+            assert_eq!(frames(&["ab"], None, false, protocol), vec![(2, false)]);
+            // The end given later without data: one empty end_of_stream frame.
+            assert_eq!(frames(&[], None, true, protocol), vec![(0, true)]);
+        }
+        assert_eq!(
+            frames(&["c"], None, true, HttpProtocol::Http2),
+            vec![(1, true)]
+        );
+        assert_eq!(
+            frames(&["c"], None, true, HttpProtocol::Http11),
+            vec![(1, false), (0, true)]
+        );
     }
 
     #[test]

@@ -19,8 +19,11 @@
 
 mod downstream;
 mod flow;
+pub(crate) mod handles;
 mod reply;
 mod teardown;
+
+use std::collections::VecDeque;
 
 use crate::abi::StreamType;
 use crate::backend::Callback;
@@ -34,6 +37,7 @@ pub(crate) use downstream::status_of;
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
+pub use handles::StreamInput;
 use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
 
 /// A stream on one worker, named by the caller (see [`crate::Chain::open`]).
@@ -72,6 +76,12 @@ impl Streams {
         self.live.iter().any(|s| s.key == key)
     }
 
+    fn live_mut(&mut self, key: StreamHandle) -> Option<&mut Stream> {
+        self.live
+            .iter_mut()
+            .find(|s| s.key == key && s.end.is_none())
+    }
+
     /// Takes an ended stream's record.
     pub(crate) fn take_finished(&mut self, key: StreamHandle) -> Option<Stream> {
         let at = self.finished.iter().position(|s| s.key == key)?;
@@ -99,6 +109,12 @@ pub(crate) struct Stream {
     /// The upstream's answer, sent when the whole request has reached it
     /// (`None`: not given yet, or already sent).
     pub(crate) upstream_answer: Option<UpstreamResponse>,
+    /// The client has more of the request to send ([`handles::send_request`]).
+    pub(crate) request_open: bool,
+    /// The upstream has more of its response to send ([`handles::send_response`]).
+    pub(crate) upstream_open: bool,
+    /// Upstream frames given before the response could start.
+    upstream_later: VecDeque<Frame>,
     /// The upstream could not be reached: no request arrived there.
     upstream_refused: bool,
     pub(crate) response_started: bool,
@@ -133,18 +149,33 @@ fn sync(filters: &mut [Harness], at: u64) {
     }
 }
 
-/// Opens a stream with the exchange's request (headers, and any body and
-/// trailers, queued for the first filter). `upstream`: the answer the
-/// upstream gives once the request has reached it, or `None` to wait for
-/// [`respond`]. Nothing runs until [`run`].
+/// How a stream opens.
+pub(crate) struct Opening<'a> {
+    /// The request (headers, and any body and trailers) and properties.
+    pub(crate) exchange: &'a Exchange,
+    /// The answer the upstream gives once the request has reached it, or
+    /// `None` to wait for [`handles::respond`].
+    pub(crate) upstream: Option<UpstreamResponse>,
+    /// False: the client sends more later ([`handles::send_request`]).
+    pub(crate) request_ends: bool,
+    /// Each hop keeps its own context's log lines (a stream a caller named).
+    pub(crate) keep_logs: bool,
+}
+
+/// Opens a stream with the request queued for the first filter. Nothing
+/// runs until [`run`].
 pub(crate) fn open(
     filters: &mut [Harness],
     slots: &[Slot],
     streams: &mut Streams,
-    exchange: &Exchange,
-    upstream: Option<UpstreamResponse>,
-    keep_logs: bool,
+    opening: Opening<'_>,
 ) -> StreamHandle {
+    let Opening {
+        exchange,
+        upstream,
+        request_ends,
+        keep_logs,
+    } = opening;
     let key = StreamHandle(streams.next_key);
     streams.next_key += 1;
     let mut random = [0u8; 16];
@@ -163,21 +194,29 @@ pub(crate) fn open(
     let is_grpc = is_grpc_request(&headers);
     let is_head = headers.get(b":method") == Some(&b"HEAD"[..]);
     if let Some(first) = hops.first_mut() {
-        first.req.input.push_back(Frame::Headers {
-            map: headers,
-            eos: req.body.is_empty() && req.trailers.is_none(),
-        });
-        downstream::body_frames(
-            &req.body,
-            req.trailers.as_ref(),
-            req.protocol,
-            &mut first.req.input,
-        );
+        let eos = request_ends && req.body.is_empty() && req.trailers.is_none();
+        first
+            .req
+            .input
+            .push_back(Frame::Headers { map: headers, eos });
+        if !eos {
+            let input = &mut first.req.input;
+            downstream::body_frames(
+                &req.body,
+                req.trailers.as_ref(),
+                request_ends,
+                req.protocol,
+                input,
+            );
+        }
     }
     streams.live.push(Stream {
         key,
         hops,
         upstream_answer: upstream,
+        request_open: !request_ends && req.trailers.is_none(),
+        upstream_open: false,
+        upstream_later: VecDeque::new(),
         upstream_refused: false,
         response_started: false,
         end: None,
@@ -190,17 +229,6 @@ pub(crate) fn open(
         keep_logs,
     });
     key
-}
-
-/// Gives a stream opened without an upstream answer its answer.
-pub(crate) fn respond(streams: &mut Streams, key: StreamHandle, answer: UpstreamResponse) -> bool {
-    match streams.live.iter_mut().find(|s| s.key == key) {
-        Some(s) if !s.response_started => {
-            s.upstream_answer = Some(answer);
-            true
-        }
-        _ => false,
-    }
 }
 
 /// Runs the worker until `goal` is met: streams move, events are delivered
@@ -229,7 +257,13 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
         let Some((at, i)) = next else {
             match goal {
                 Goal::Ends(key) => {
-                    stall(streams, key, "no callout, timer or queue event is pending");
+                    let held = filters.iter().any(|f| f.vm.host_ref().has_held_http());
+                    let why = if held {
+                        "only held callouts are pending (an `answer` step answers them)"
+                    } else {
+                        "no callout, timer or queue event is pending"
+                    };
+                    stall(streams, key, why);
                     continue;
                 }
                 Goal::Until(t) => {
@@ -367,7 +401,9 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
             false,
         );
     } else {
-        downstream::response_frames(&answer, stream.protocol, &mut stream.hops[n - 1].resp.input);
+        let input = &mut stream.hops[n - 1].resp.input;
+        downstream::response_frames(&answer, !stream.upstream_open, stream.protocol, input);
+        input.append(&mut stream.upstream_later);
     }
     true
 }
@@ -449,11 +485,25 @@ fn stall_reason(stream: &Stream, why: &str) -> String {
         Some(f) if f.stopped_all => "headers (the headers callback returned Pause)",
         Some(f) if f.trailers_paused => "trailers (the trailers callback returned Pause)",
         Some(f) if f.body_paused => "body (the body callback returned Pause at end of stream)",
-        _ => "an unknown point",
+        _ => return waiting_for_peer(stream, why),
     };
     format!(
         "the {dir} stopped at {at} and {why}; nothing could resume it with proxy_continue_stream"
     )
+}
+
+/// A stream no filter holds, waiting for the client or the upstream.
+fn waiting_for_peer(stream: &Stream, why: &str) -> String {
+    let waits_for = if stream.request_open {
+        "the client has not sent the rest of the request (a `send` step with trailers or `end_stream: true` ends it)"
+    } else if stream.upstream_open {
+        "the upstream has not sent the rest of its response (an `upstream_send` step ends it)"
+    } else if !stream.response_started && stream.upstream_answer.is_none() {
+        "the upstream holds its answer (a `respond` step gives it)"
+    } else {
+        "the stream waits at an unknown point"
+    };
+    format!("{waits_for}, and {why}")
 }
 
 /// Each chain position's outcome of an ended stream: what the position's
@@ -544,8 +594,13 @@ pub(crate) fn exchange(
         f.begin_exchange();
     }
     sync(filters, now(filters));
-    let upstream = Some(exchange.upstream.clone());
-    let key = open(filters, slots, streams, exchange, upstream, false);
+    let opening = Opening {
+        exchange,
+        upstream: Some(exchange.upstream.clone()),
+        request_ends: true,
+        keep_logs: false,
+    };
+    let key = open(filters, slots, streams, opening);
     run(filters, slots, streams, Goal::Ends(key));
     match streams.take_finished(key) {
         Some(mut stream) => outcomes(filters, slots, &mut stream),

@@ -124,6 +124,9 @@ pub struct HttpCalloutAnswer {
     pub delay_ms: u64,
     /// Fail instead of answering.
     pub failure: Option<CalloutFailure>,
+    /// Wait for a scenario `answer` step (or [`crate::Chain::answer_callout`])
+    /// instead of answering after `delay_ms`; the filter's timeout still fires.
+    pub hold: bool,
 }
 
 impl Default for HttpCalloutAnswer {
@@ -135,6 +138,7 @@ impl Default for HttpCalloutAnswer {
             trailers: Headers::new(),
             delay_ms: 0,
             failure: None,
+            hold: false,
         }
     }
 }

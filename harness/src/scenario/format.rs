@@ -169,7 +169,8 @@ pub struct Case {
 }
 
 /// One step of a case: an exchange (`request`), a pause (`advance_ms`),
-/// or an action on a named stream (`open`, `respond`, `finish`); see
+/// an action on a named stream (`open`, `send`, `respond`,
+/// `upstream_send`, `reset`, `finish`) or a held callout's `answer`; see
 /// [`super::steps::Action`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +194,30 @@ pub struct Step {
     /// Run until the named stream ends; `expect` is checked on that stream.
     #[serde(default)]
     pub finish: Option<String>,
+    /// The client sends more of the named stream's request: `body`
+    /// chunks, `trailers` (which end it), `end_stream`.
+    #[serde(default)]
+    pub send: Option<String>,
+    /// The upstream sends more of the named stream's response (after a
+    /// `respond` with `end_stream: false`): `body`, `trailers`, `end_stream`.
+    #[serde(default)]
+    pub upstream_send: Option<String>,
+    /// The client resets the named stream.
+    #[serde(default)]
+    pub reset: Option<String>,
+    /// Answer a held callout (its cluster answer has `hold: true`).
+    #[serde(default)]
+    pub answer: Option<AnswerSpec>,
+    /// With `open` / `respond` / `send` / `upstream_send`: false when more
+    /// of that message follows in later steps (default true).
+    #[serde(default)]
+    pub end_stream: Option<bool>,
+    /// With `send` / `upstream_send`: body chunks.
+    #[serde(default)]
+    pub body: Option<Body>,
+    /// With `send` / `upstream_send`: trailers, which end the message.
+    #[serde(default)]
+    pub trailers: Option<Headers>,
     /// The upstream's answer to it (default: 200, no headers, no body).
     #[serde(default)]
     pub upstream: Option<UpstreamResponse>,
@@ -209,6 +234,24 @@ pub struct Step {
     /// Expectations on what this step produced.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// Which held callout an `answer` step answers, and with what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    /// The cluster the callout went to.
+    pub cluster: String,
+    /// Which of the callouts to it still waiting, oldest first, from 1.
+    #[serde(default = "first")]
+    pub nth: usize,
+    /// The answer; default: the cluster's scripted answer.
+    #[serde(default)]
+    pub response: Option<crate::model::HttpCalloutAnswer>,
+}
+
+fn first() -> usize {
+    1
 }
 
 /// A request: `"GET /path"` or the full form.

@@ -15,6 +15,7 @@ use super::expect::check;
 use super::format::{self, Case, PluginSpec, Scenario, Step};
 use super::report::{CaseReport, Failure, FileReport, Summary, print_file};
 use super::steps::Action;
+use crate::manager::StreamInput;
 
 /// Runs scenario files and remembers compiled modules between them.
 #[derive(Default)]
@@ -310,23 +311,39 @@ impl Envoy {
                 name,
                 request,
                 hold_upstream,
+                end_stream,
             } => {
                 let exchange = exchange(request);
                 let upstream = (!hold_upstream).then(|| exchange.upstream.clone());
-                let (worker, key, outcome) = workers.open(step.worker, &exchange, upstream)?;
+                let (worker, key, outcome) =
+                    workers.open(step.worker, &exchange, upstream, end_stream)?;
                 self.streams.insert(name.to_string(), (worker, key));
                 Ok(outcome.outcome)
             }
-            Action::Respond { name } => {
-                let (worker, key) = self.named(name)?;
+            Action::Send { name, part } => self.send(name, part.request()),
+            Action::Respond { name, end_stream } => {
                 let answer = step.upstream.clone().unwrap_or_default();
-                self.workers.respond(worker, key, answer).map(|o| o.outcome)
+                self.send(name, StreamInput::Respond { answer, end_stream })
+            }
+            Action::UpstreamSend { name, part } => self.send(name, part.response()),
+            Action::Reset { name } => self.send(name, StreamInput::Reset),
+            Action::Answer(answer) => {
+                let worker = step.worker.unwrap_or(0);
+                let (cluster, nth) = (&answer.cluster, answer.nth);
+                let response = answer.response.as_ref();
+                let out = self.workers.answer_callout(worker, cluster, nth, response);
+                out.map(|o| o.outcome)
             }
             Action::Finish { name } => {
                 let (worker, key) = self.named(name)?;
                 self.workers.finish(worker, key).map(|o| o.outcome)
             }
         }
+    }
+
+    fn send(&mut self, name: &str, input: StreamInput) -> Result<Outcome, HarnessError> {
+        let (worker, key) = self.named(name)?;
+        self.workers.send(worker, key, input).map(|o| o.outcome)
     }
 
     fn named(&self, name: &str) -> Result<(usize, StreamHandle), HarnessError> {

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::format::{RequestSpec, Step};
+use crate::manager::StreamInput;
+use crate::model::{Body, Headers};
+
+use super::format::{AnswerSpec, RequestSpec, Step};
 
 /// The one thing a step does.
 pub enum Action<'a> {
@@ -16,79 +19,189 @@ pub enum Action<'a> {
         name: &'a str,
         request: &'a RequestSpec,
         hold_upstream: bool,
+        /// False: the client sends the rest in `send` steps.
+        end_stream: bool,
     },
+    /// The client sends more of a named stream's request.
+    Send { name: &'a str, part: Part<'a> },
     /// A held stream gets its upstream answer.
-    Respond { name: &'a str },
+    Respond {
+        name: &'a str,
+        /// False: the upstream sends the rest in `upstream_send` steps.
+        end_stream: bool,
+    },
+    /// The upstream sends more of a named stream's response.
+    UpstreamSend { name: &'a str, part: Part<'a> },
+    /// The client resets a named stream.
+    Reset { name: &'a str },
+    /// A held callout gets its answer.
+    Answer(&'a AnswerSpec),
     /// Run until the named stream ends; expectations are on that stream.
     Finish { name: &'a str },
 }
 
+/// A further part of a message: body chunks, trailers, whether it ends.
+pub struct Part<'a> {
+    pub body: Body,
+    pub trailers: Option<&'a Headers>,
+    pub end_stream: bool,
+}
+
+impl Part<'_> {
+    /// As more of the request.
+    pub fn request(self) -> StreamInput {
+        StreamInput::Request {
+            body: self.body,
+            trailers: self.trailers.cloned(),
+            end_stream: self.end_stream,
+        }
+    }
+
+    /// As more of the upstream's response.
+    pub fn response(self) -> StreamInput {
+        StreamInput::Response {
+            body: self.body,
+            trailers: self.trailers.cloned(),
+            end_stream: self.end_stream,
+        }
+    }
+}
+
+/// The step's verbs, one of which a step has.
+const VERBS: &str = "`request`, `advance_ms`, `open`, `send`, `respond`, `upstream_send`, `reset`, `answer` or `finish`";
+
 impl Step {
-    /// The step's action; an error names what is missing or contradictory.
-    pub fn action(&self) -> Result<Action<'_>, String> {
-        let named = [&self.open, &self.respond, &self.finish]
-            .iter()
-            .filter(|n| n.is_some())
-            .count();
-        if named > 1 {
-            return Err("a step does one of `open`, `respond`, `finish`".into());
-        }
-        if self.hold_upstream && self.open.is_none() {
-            return Err("`hold_upstream` belongs to an `open` step".into());
-        }
-        if self.worker.is_some() && self.request.is_none() {
-            return Err(
-                "`worker` names who takes a `request` (or an `open`); `advance_ms` moves every worker, and a named stream stays on the worker that opened it"
-                    .into(),
-            );
-        }
-        let extra = |what: &str| Err(format!("`{what}` does not go with this step's action"));
-        if let Some(name) = &self.open {
-            let Some(request) = &self.request else {
-                return Err(format!("`open: {name}` needs a `request`"));
-            };
-            if self.advance_ms.is_some() {
-                return extra("advance_ms");
-            }
-            return Ok(Action::Open {
-                name,
-                request,
-                hold_upstream: self.hold_upstream,
-            });
-        }
-        if let Some(name) = &self.respond {
-            if self.request.is_some() {
-                return extra("request");
-            }
-            if self.advance_ms.is_some() {
-                return extra("advance_ms");
-            }
-            return Ok(Action::Respond { name });
-        }
-        if let Some(name) = &self.finish {
-            if self.request.is_some() {
-                return extra("request");
-            }
-            if self.upstream.is_some() {
-                return extra("upstream");
-            }
-            if self.advance_ms.is_some() {
-                return extra("advance_ms");
-            }
-            return Ok(Action::Finish { name });
-        }
-        match (&self.request, self.advance_ms) {
-            (Some(_), Some(_)) => {
+    /// The verb a step has (exactly one), and the other keys it carries.
+    fn verb(&self) -> Result<&'static str, String> {
+        let verbs = [
+            ("open", self.open.is_some()),
+            ("send", self.send.is_some()),
+            ("respond", self.respond.is_some()),
+            ("upstream_send", self.upstream_send.is_some()),
+            ("reset", self.reset.is_some()),
+            ("answer", self.answer.is_some()),
+            ("finish", self.finish.is_some()),
+            ("advance_ms", self.advance_ms.is_some()),
+        ];
+        let present: Vec<&str> = verbs.iter().filter(|v| v.1).map(|v| v.0).collect();
+        match present.as_slice() {
+            [] if self.request.is_some() => Ok("request"),
+            [] if self.hold_upstream => Err("`hold_upstream` belongs to an `open` step".into()),
+            [] => Err(format!("needs one of {VERBS}")),
+            ["advance_ms"] if self.request.is_some() => {
                 Err("a step is either a `request` or an `advance_ms`, not both".into())
             }
-            (None, None) => {
-                Err("needs `request`, `advance_ms`, `open`, `respond` or `finish`".into())
+            [one] => Ok(one),
+            more => Err(format!(
+                "a step does one thing, this one has `{}`: split it into steps",
+                more.join("`, `")
+            )),
+        }
+    }
+
+    /// The step's action; an error names what is missing or contradictory.
+    pub fn action(&self) -> Result<Action<'_>, String> {
+        let verb = self.verb()?;
+        // Which optional keys each verb takes (`expect` and `name` go with all).
+        let takes: &[&str] = match verb {
+            "request" => &["upstream", "worker", "properties"],
+            "open" => &[
+                "request",
+                "upstream",
+                "hold_upstream",
+                "worker",
+                "properties",
+                "end_stream",
+            ],
+            "respond" => &["upstream", "end_stream"],
+            "send" | "upstream_send" => &["body", "trailers", "end_stream"],
+            "answer" => &["worker"],
+            _ => &[],
+        };
+        let given = [
+            ("request", self.request.is_some() && verb != "request"),
+            ("upstream", self.upstream.is_some()),
+            ("hold_upstream", self.hold_upstream),
+            ("worker", self.worker.is_some()),
+            ("properties", !self.properties.is_empty()),
+            ("end_stream", self.end_stream.is_some()),
+            ("body", self.body.is_some()),
+            ("trailers", self.trailers.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(k, on)| *on && !takes.contains(k)) {
+            let hint = match *key {
+                "worker" => {
+                    " (a named stream stays on the worker that opened it; `advance_ms` moves every worker)"
+                }
+                "hold_upstream" => " (it belongs to an `open` step)",
+                "upstream" if verb == "advance_ms" => " (`upstream` needs a `request`)",
+                _ => "",
+            };
+            return Err(format!("`{key}` does not go with `{verb}`{hint}"));
+        }
+        let end_stream = self.end_stream.unwrap_or(true);
+        let part = || Part {
+            body: self.body.clone().unwrap_or_default(),
+            trailers: self.trailers.as_ref(),
+            end_stream,
+        };
+        fn name(n: &Option<String>) -> &str {
+            n.as_deref().unwrap_or_default()
+        }
+        Ok(match verb {
+            "request" => match &self.request {
+                Some(request) => Action::Exchange(request),
+                None => return Err(format!("needs one of {VERBS}")),
+            },
+            "advance_ms" => Action::Advance(self.advance_ms.unwrap_or_default()),
+            "open" => {
+                let name = name(&self.open);
+                let Some(request) = &self.request else {
+                    return Err(format!("`open: {name}` needs a `request`"));
+                };
+                Action::Open {
+                    name,
+                    request,
+                    hold_upstream: self.hold_upstream,
+                    end_stream,
+                }
             }
-            (None, Some(_)) if self.upstream.is_some() => {
-                Err("`upstream` needs a `request`".into())
-            }
-            (Some(request), None) => Ok(Action::Exchange(request)),
-            (None, Some(ms)) => Ok(Action::Advance(ms)),
+            "send" => Action::Send {
+                name: name(&self.send),
+                part: part(),
+            },
+            "respond" => Action::Respond {
+                name: name(&self.respond),
+                end_stream,
+            },
+            "upstream_send" => Action::UpstreamSend {
+                name: name(&self.upstream_send),
+                part: part(),
+            },
+            "reset" => Action::Reset {
+                name: name(&self.reset),
+            },
+            "answer" => match &self.answer {
+                Some(answer) if answer.nth > 0 => Action::Answer(answer),
+                _ => return Err("`answer.nth` counts from 1".into()),
+            },
+            _ => Action::Finish {
+                name: name(&self.finish),
+            },
+        })
+    }
+}
+
+impl Action<'_> {
+    /// The named stream the action acts on (not `open`).
+    fn uses(&self) -> Option<&str> {
+        match self {
+            Action::Send { name, .. }
+            | Action::Respond { name, .. }
+            | Action::UpstreamSend { name, .. }
+            | Action::Reset { name }
+            | Action::Finish { name } => Some(name),
+            _ => None,
         }
     }
 }
@@ -100,19 +213,26 @@ pub fn validate(steps: &[Step]) -> Result<(), String> {
     let mut finished = BTreeSet::new();
     for (i, step) in steps.iter().enumerate() {
         let at = |e: String| format!("step {}: {e}", i + 1);
-        match step.action().map_err(at)? {
-            Action::Open { name, .. } if !open.insert(name) => {
-                return Err(at(format!("stream {name:?} is opened twice")));
-            }
-            Action::Respond { name } | Action::Finish { name } if !open.contains(name) => {
+        let action = step.action().map_err(at)?;
+        if let Action::Open { name, .. } = action
+            && !open.insert(name)
+        {
+            return Err(at(format!("stream {name:?} is opened twice")));
+        }
+        if let Some(name) = action.uses() {
+            if !open.contains(name) {
                 return Err(at(format!(
                     "stream {name:?} is not opened by an earlier step (`open: {name}`)"
                 )));
             }
-            Action::Finish { name } if !finished.insert(name) => {
-                return Err(at(format!("stream {name:?} is finished twice")));
+            if finished.contains(name) {
+                return Err(at(format!(
+                    "stream {name:?} was finished by an earlier step"
+                )));
             }
-            _ => {}
+        }
+        if let Action::Finish { name } = action {
+            finished.insert(name);
         }
     }
     Ok(())

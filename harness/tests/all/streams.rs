@@ -166,7 +166,7 @@ fn a_held_upstream_answers_when_told_while_other_requests_pass() {
     assert!(
         error
             .to_string()
-            .contains("not waiting for an upstream answer"),
+            .contains("has ended (or was never opened here): nothing more can be sent on it"),
         "{error}"
     );
     assert!(chain.finish(held).is_err(), "a stream is finished once");
@@ -292,7 +292,27 @@ fn scenario_steps_on_named_streams_are_checked_before_anything_runs() {
         ("      - open: a\n", "step 1: `open: a` needs a `request`"),
         (
             "      - {open: a, request: GET /}\n      - {finish: a, advance_ms: 5}\n",
-            "step 2: `advance_ms` does not go with this step's action",
+            "step 2: a step does one thing, this one has `finish`, `advance_ms`",
+        ),
+        (
+            "      - {send: a, body: [x]}\n",
+            r#"step 1: stream "a" is not opened by an earlier step"#,
+        ),
+        (
+            "      - {open: a, request: GET /}\n      - {finish: a, body: [x]}\n",
+            "step 2: `body` does not go with `finish`",
+        ),
+        (
+            "      - {open: a, request: GET /}\n      - {finish: a}\n      - {reset: a}\n",
+            r#"step 3: stream "a" was finished by an earlier step"#,
+        ),
+        (
+            "      - {answer: {cluster: auth, nth: 0}}\n",
+            "step 1: `answer.nth` counts from 1",
+        ),
+        (
+            "      - {open: a, request: GET /}\n      - {respond: a, worker: 1}\n",
+            "step 2: `worker` does not go with `respond` (a named stream stays on the worker",
         ),
         (
             "      - hold_upstream: true\n",
@@ -303,6 +323,15 @@ fn scenario_steps_on_named_streams_are_checked_before_anything_runs() {
         let error = harness::scenario::parse(&text, "t.yaml").expect_err(&text);
         assert!(error.contains(message), "{error}\nwanted: {message}");
     }
+}
+
+#[test]
+fn named_stream_steps_send_parts_answer_held_callouts_and_reset() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/stream-steps");
+    let mut out = Vec::new();
+    let summary = Runner::new().run_paths(&[dir], &mut out);
+    let out = String::from_utf8(out).expect("utf-8 report");
+    assert_eq!((summary.passed, summary.failed), (5, 0), "{out}");
 }
 
 #[test]

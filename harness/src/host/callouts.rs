@@ -1,0 +1,213 @@
+//! Pending callouts: how each will be answered, and answers a scenario
+//! step gives by hand.
+
+use crate::model::{CalloutFailure, GrpcCalloutAnswer, HttpCalloutAnswer};
+
+use super::{Event, HeaderMap, Host};
+
+/// How a pending callout will be answered.
+#[derive(Clone, Debug)]
+pub(crate) enum HttpPlan {
+    Respond {
+        headers: HeaderMap,
+        body: Vec<u8>,
+        trailers: HeaderMap,
+    },
+    Fail {
+        code: u32,
+        reason: &'static str,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PendingHttp {
+    /// What the next scheduled answer event delivers.
+    pub plan: HttpPlan,
+    /// A cluster answer marked `hold`: nothing is delivered (but a timeout)
+    /// until a step answers it ([`Host::answer_held_http`]).
+    pub held: Option<HeldHttp>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct HeldHttp {
+    pub cluster: String,
+    /// When the filter's timeout fires (`None`: no timeout).
+    pub deadline: Option<u64>,
+    /// The cluster's scripted answer, given when the step names none.
+    pub scripted: Option<HttpCalloutAnswer>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum GrpcPlan {
+    Answer(GrpcCalloutAnswer),
+    Fail { code: u32, reason: &'static str },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PendingGrpc {
+    pub streaming: bool,
+    pub plan: GrpcPlan,
+    pub local_closed: bool,
+}
+
+/// When a scripted callout resolves, given its delay, failure mode and the
+/// filter's timeout (0 = none): `(after_ms, Some(failure))` or `(after_ms, None)`.
+pub(crate) fn resolve_timing(
+    delay_ms: u64,
+    failure: Option<CalloutFailure>,
+    timeout_ms: u32,
+) -> (u64, Option<CalloutFailure>) {
+    let timeout = u64::from(timeout_ms);
+    match failure {
+        Some(CalloutFailure::Timeout) => (
+            if timeout > 0 { timeout } else { delay_ms },
+            Some(CalloutFailure::Timeout),
+        ),
+        Some(CalloutFailure::Reset | CalloutFailure::Unreachable)
+            if timeout > 0 && delay_ms >= timeout =>
+        {
+            (timeout, Some(CalloutFailure::Timeout))
+        }
+        Some(failure) => (delay_ms, Some(failure)),
+        None if timeout > 0 && delay_ms >= timeout => (timeout, Some(CalloutFailure::Timeout)),
+        None => (delay_ms, None),
+    }
+}
+
+/// The router's local reply to an async http call: status, a plain-text body.
+fn router_reply(status: u16, body: &str) -> HttpPlan {
+    let mut headers = HeaderMap::default();
+    headers.add(b":status", status.to_string().as_bytes());
+    headers.add(b"content-length", body.len().to_string().as_bytes());
+    headers.add(b"content-type", b"text/plain");
+    HttpPlan::Respond {
+        headers,
+        body: body.as_bytes().to_vec(),
+        trailers: HeaderMap::default(),
+    }
+}
+
+/// What the filter receives for an http callout answered by `answer`
+/// (`None`: the cluster has no answer left, the call is reset), and after
+/// how many virtual ms, given the filter's timeout.
+pub(crate) fn http_plan(answer: Option<&HttpCalloutAnswer>, timeout_ms: u32) -> (u64, HttpPlan) {
+    let (delay, failure) = answer.map_or((0, Some(CalloutFailure::Reset)), |a| {
+        (a.delay_ms, a.failure)
+    });
+    let (after, failure) = resolve_timing(delay, failure, timeout_ms);
+    let plan = match (failure, answer) {
+        // Envoy's async client gets the router's local reply, an ordinary
+        // response (Router::Filter::onUpstreamTimeout, onNoHealthyHost).
+        (Some(CalloutFailure::Timeout), _) => router_reply(504, "upstream request timeout"),
+        (Some(CalloutFailure::Unreachable), _) => router_reply(503, "no healthy upstream"),
+        // Envoy's onHttpCallFailure: WasmResult::BrokenConnection, "reset".
+        (Some(CalloutFailure::Reset), _) | (None, None) => HttpPlan::Fail {
+            code: 11,
+            reason: "reset",
+        },
+        (None, Some(a)) => {
+            let mut headers = HeaderMap::default();
+            headers.add(b":status", a.status.to_string().as_bytes());
+            for (k, v) in a.headers.iter() {
+                headers.add(k, v);
+            }
+            HttpPlan::Respond {
+                headers,
+                body: a.body.concat(),
+                trailers: HeaderMap::from_headers(&a.trailers),
+            }
+        }
+    };
+    (after, plan)
+}
+
+impl Host {
+    /// Registers an http callout: answered as its cluster scripts it, or,
+    /// for an answer marked `hold`, only when a step answers it (the
+    /// filter's timeout still fires on its own, as the router's timer would).
+    pub(crate) fn pend_http(
+        &mut self,
+        token: u32,
+        cluster: &str,
+        answer: Option<HttpCalloutAnswer>,
+        timeout_ms: u32,
+    ) {
+        let (after, plan) = http_plan(answer.as_ref(), timeout_ms);
+        if !answer.as_ref().is_some_and(|a| a.hold) {
+            self.schedule(self.now_ms + after, Event::HttpAnswer { token });
+            self.http_pending
+                .insert(token, PendingHttp { plan, held: None });
+            return;
+        }
+        let deadline = (timeout_ms > 0).then(|| self.now_ms + u64::from(timeout_ms));
+        if let Some(at) = deadline {
+            self.schedule(at, Event::HttpAnswer { token });
+        }
+        let held = HeldHttp {
+            cluster: cluster.to_string(),
+            deadline,
+            scripted: answer,
+        };
+        // Until a step answers, the only thing that can arrive is the timeout.
+        let plan = timed_out();
+        self.http_pending.insert(
+            token,
+            PendingHttp {
+                plan,
+                held: Some(held),
+            },
+        );
+    }
+
+    /// True while any held http callout waits for its answer.
+    pub(crate) fn has_held_http(&self) -> bool {
+        self.http_pending.values().any(|p| p.held.is_some())
+    }
+
+    /// Held http callouts to `cluster` still waiting, oldest first.
+    pub(crate) fn held_http(&self, cluster: &str) -> Vec<u32> {
+        let mut tokens: Vec<u32> = self
+            .http_pending
+            .iter()
+            .filter(|(_, p)| p.held.as_ref().is_some_and(|h| h.cluster == cluster))
+            .map(|(token, _)| *token)
+            .collect();
+        tokens.sort_unstable();
+        tokens
+    }
+
+    /// Answers a held callout now (plus the answer's own `delay_ms`), with
+    /// `answer` or else the cluster's scripted one; an answer that would
+    /// arrive after the filter's timeout leaves the timeout to fire. False
+    /// when `token` is not a held callout.
+    pub(crate) fn answer_held_http(
+        &mut self,
+        token: u32,
+        answer: Option<&HttpCalloutAnswer>,
+    ) -> bool {
+        let now = self.now_ms;
+        let Some(pending) = self.http_pending.get_mut(&token) else {
+            return false;
+        };
+        let Some(held) = pending.held.take() else {
+            return false;
+        };
+        let (after, plan) = http_plan(answer.or(held.scripted.as_ref()), 0);
+        let at = now + after;
+        if held.deadline.is_some_and(|deadline| at >= deadline) {
+            return true;
+        }
+        pending.plan = plan;
+        self.schedule(at, Event::HttpAnswer { token });
+        true
+    }
+}
+
+/// The router's answer when the filter's timeout passes first.
+fn timed_out() -> HttpPlan {
+    let timeout = HttpCalloutAnswer {
+        failure: Some(CalloutFailure::Timeout),
+        ..HttpCalloutAnswer::default()
+    };
+    http_plan(Some(&timeout), 1).1
+}

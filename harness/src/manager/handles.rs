@@ -1,0 +1,147 @@
+//! What a caller does to a named stream between runs: the client sends
+//! more of its request or resets the stream, the upstream answers and
+//! sends more of its response. Each only queues frames or marks the
+//! stream; [`super::run`] moves them through the chain.
+
+use crate::model::{Body, Headers, StreamEnd, UpstreamResponse};
+
+use super::{StreamHandle, Streams, downstream};
+
+/// Something the client or the upstream does on an open stream.
+#[derive(Clone, Debug)]
+pub enum StreamInput {
+    /// More of the request: body chunks, then trailers (which end it);
+    /// `end_stream` ends it without trailers.
+    Request {
+        body: Body,
+        trailers: Option<Headers>,
+        end_stream: bool,
+    },
+    /// The upstream's answer to a stream opened without one; `end_stream`
+    /// false: more of the response follows.
+    Respond {
+        answer: UpstreamResponse,
+        end_stream: bool,
+    },
+    /// More of the upstream's response.
+    Response {
+        body: Body,
+        trailers: Option<Headers>,
+        end_stream: bool,
+    },
+    /// The client resets the stream.
+    Reset,
+}
+
+/// Applies `input` to the stream; `Ok(true)`: upstream data was dropped
+/// because a local reply replaced the response.
+pub(crate) fn apply(
+    streams: &mut Streams,
+    key: StreamHandle,
+    input: StreamInput,
+) -> Result<bool, String> {
+    match input {
+        StreamInput::Request {
+            body,
+            trailers,
+            end_stream,
+        } => send_request(streams, key, &body, trailers.as_ref(), end_stream).map(|()| false),
+        StreamInput::Respond { answer, end_stream } => {
+            respond(streams, key, answer, end_stream).map(|()| false)
+        }
+        StreamInput::Response {
+            body,
+            trailers,
+            end_stream,
+        } => send_response(streams, key, &body, trailers.as_ref(), end_stream),
+        StreamInput::Reset => reset(streams, key).map(|()| false),
+    }
+}
+
+/// Why a step cannot act on a stream, in the caller's terms.
+fn not_live(key: StreamHandle) -> String {
+    format!(
+        "stream {} has ended (or was never opened here): nothing more can be sent on it",
+        key.0
+    )
+}
+
+/// More of the request from the client: body chunks, trailers (which end
+/// it), or the end of the request (`ends`).
+fn send_request(
+    streams: &mut Streams,
+    key: StreamHandle,
+    body: &Body,
+    trailers: Option<&Headers>,
+    ends: bool,
+) -> Result<(), String> {
+    let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
+    if !stream.request_open {
+        return Err(
+            "the client already ended this request (open it with `end_stream: false` to send it in parts)"
+                .to_string(),
+        );
+    }
+    let input = &mut stream.hops[0].req.input;
+    downstream::body_frames(body, trailers, ends, stream.protocol, input);
+    stream.request_open = !ends && trailers.is_none();
+    Ok(())
+}
+
+/// The upstream's answer to a stream opened without one; `ends` false:
+/// more of the response follows ([`send_response`]).
+fn respond(
+    streams: &mut Streams,
+    key: StreamHandle,
+    answer: UpstreamResponse,
+    ends: bool,
+) -> Result<(), String> {
+    let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
+    if stream.response_started || stream.upstream_answer.is_some() {
+        return Err("the upstream already answered this stream".to_string());
+    }
+    stream.upstream_open = !ends && answer.trailers.is_none();
+    stream.upstream_answer = Some(answer);
+    Ok(())
+}
+
+/// More of the upstream's response. Dropped (true returned) when a local
+/// reply or a reset replaced it: Envoy resets the upstream request then,
+/// and its data never reaches the filters.
+fn send_response(
+    streams: &mut Streams,
+    key: StreamHandle,
+    body: &Body,
+    trailers: Option<&Headers>,
+    ends: bool,
+) -> Result<bool, String> {
+    let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
+    if !stream.upstream_open {
+        return Err(
+            "the upstream's response is not open (answer with `respond` and `end_stream: false` first, once)"
+                .to_string(),
+        );
+    }
+    stream.upstream_open = !ends && trailers.is_none();
+    if stream.upstream_refused || stream.hops.iter().any(|h| h.local_reply.is_some()) {
+        return Ok(true);
+    }
+    let protocol = stream.protocol;
+    let n = stream.hops.len();
+    let input = if stream.response_started {
+        &mut stream.hops[n - 1].resp.input
+    } else {
+        &mut stream.upstream_later
+    };
+    downstream::body_frames(body, trailers, ends, protocol, input);
+    Ok(false)
+}
+
+/// The client resets the stream (it goes away mid-request or
+/// mid-response): no more callbacks but the stream's teardown, as
+/// Envoy's filter manager resets the stream.
+fn reset(streams: &mut Streams, key: StreamHandle) -> Result<(), String> {
+    let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
+    stream.end = Some(StreamEnd::Reset);
+    Ok(())
+}
