@@ -21,6 +21,8 @@ mod downstream;
 mod flow;
 mod reply;
 mod teardown;
+#[cfg(test)]
+mod tests;
 
 use crate::abi::StreamType;
 use crate::backend::Callback;
