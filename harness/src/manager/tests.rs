@@ -634,3 +634,86 @@ fn fail_open_lets_traffic_pass_a_failed_filter() {
         ["context_create(2,1)", "request_headers(2,6,1)"]
     );
 }
+
+#[test]
+#[ignore = "divergence: manager/reply.rs local_reply starts the reply at the sending filter, so filters after it that saw the request never see the reply; Envoy starts at the last encoder filter"]
+fn a_local_reply_before_the_response_runs_through_every_encoder_filter() {
+    // Envoy's FilterManager::sendLocalReply, response not started:
+    // prepareLocalReplyViaFilterChain / sendLocalReplyViaFilterChain call
+    // encodeHeaders(nullptr, ...), which (commonEncodePrefix with no filter)
+    // starts at the first encoder filter: the last of the chain. A Wasm
+    // filter whose context exists (f3 saw the request headers) gets
+    // on_response_headers (context.cc Context::encodeHeaders skips only
+    // filters without a VM context).
+    let log = CallLog::default();
+    let nothing: fn(&mut ScriptedVm) = |_| {};
+    let replies: fn(&mut ScriptedVm) = |vm| {
+        vm.on("request_body").then(Act::LocalReply {
+            status: 413,
+            body: "",
+            headers: &[],
+        });
+    };
+    let mut chain = chain(
+        &log,
+        vec![("f1", nothing), ("f2", replies), ("f3", nothing)],
+    );
+    let post = request("POST", "/p", &["ab"], HttpProtocol::Http11);
+    let out = chain.exchange(&post).expect("exchange");
+    assert_eq!(status(&out.outcome), 413);
+    assert_eq!(
+        log.all_calls()[..11],
+        [
+            "f1 context_create(2,1)",
+            "f1 request_headers(2,6,0)",
+            "f2 context_create(2,1)",
+            "f2 request_headers(2,6,0)",
+            "f3 context_create(2,1)",
+            "f3 request_headers(2,6,0)",
+            "f1 request_body(2,2,0)",
+            "f2 request_body(2,2,0)",
+            "f3 response_headers(2,1,1)",
+            "f2 response_headers(2,1,1)",
+            "f1 response_headers(2,1,1)",
+        ]
+    );
+}
+
+#[test]
+#[ignore = "divergence: manager/reply.rs local_reply pushes a reply sent after the response started onto the response path of the filters before the sender; Envoy's sendDirectLocalReply skips every filter"]
+fn a_local_reply_after_the_response_started_bypasses_every_filter() {
+    // Envoy's FilterManager::sendLocalReply once the response headers
+    // exist but have not reached the client: sendDirectLocalReply encodes
+    // straight to the codec ("bypass the filter chain"), so no filter,
+    // before or after the one that sent it, sees the reply.
+    let log = CallLog::default();
+    let nothing: fn(&mut ScriptedVm) = |_| {};
+    let replies: fn(&mut ScriptedVm) = |vm| {
+        vm.on("response_headers").then(Act::LocalReply {
+            status: 502,
+            body: "bad upstream",
+            headers: &[],
+        });
+    };
+    let mut chain = chain(&log, vec![("f1", nothing), ("f2", replies)]);
+    let out = chain.exchange(&get("/")).expect("exchange");
+    assert_eq!(status(&out.outcome), 502);
+    let body = out
+        .outcome
+        .response
+        .as_ref()
+        .map(|r| r.message.body.to_text());
+    assert_eq!(body.as_deref(), Some("bad upstream"));
+    assert_eq!(
+        log.all_calls()[4..],
+        [
+            "f2 response_headers(2,1,1)",
+            "f1 log(2)",
+            "f2 log(2)",
+            "f1 done(2)",
+            "f1 delete(2)",
+            "f2 done(2)",
+            "f2 delete(2)",
+        ]
+    );
+}
