@@ -23,6 +23,8 @@ use crate::model::HarnessConfig;
 pub(crate) enum Act {
     /// `proxy_continue_stream`.
     Continue(StreamType),
+    /// `proxy_close_stream`.
+    Close(StreamType),
     /// `proxy_send_local_response` (details "scripted", no gRPC status).
     LocalReply {
         status: u32,
@@ -43,6 +45,9 @@ pub(crate) enum Act {
     GetHeader(MapType, &'static str),
     /// `proxy_get_buffer_bytes` of the whole buffer, recorded as a read.
     GetBody(BufferType),
+    /// `proxy_get_property` of a dotted path (segments joined by NUL on
+    /// the wire), recorded as a read.
+    GetProperty(&'static str),
     /// `proxy_get_buffer_bytes` of a buffer, then
     /// `proxy_replace_header_map_value` of that text into a header.
     BodyToHeader(BufferType, MapType, &'static str),
@@ -227,10 +232,14 @@ impl Machine {
         u64::from(u32::from_le_bytes(b))
     }
 
-    /// The value a read returned through the out-parameters.
-    fn returned(&self) -> String {
+    /// The value a read returned through the out-parameters, or the
+    /// status that refused it.
+    fn returned(&self, status: Status) -> Result<String, Status> {
+        if status != Status::Ok {
+            return Err(status);
+        }
         let (ptr, len) = (self.word(OUT_PTR) as usize, self.word(OUT_SIZE) as usize);
-        String::from_utf8_lossy(&self.mem[ptr..ptr + len]).into_owned()
+        Ok(String::from_utf8_lossy(&self.mem[ptr..ptr + len]).into_owned())
     }
 
     /// Runs one hostcall as a backend does (counted, phase-checked, traced).
@@ -255,11 +264,7 @@ impl Machine {
                 OUT_SIZE,
             )
         })?;
-        Ok(if status == Status::Ok {
-            Ok(self.returned())
-        } else {
-            Err(status)
-        })
+        Ok(self.returned(status))
     }
 }
 
@@ -325,6 +330,11 @@ impl ScriptedVm {
                     hostcalls::proxy_continue_stream(g, st as u32)
                 })?;
             }
+            Act::Close(st) => {
+                m.call(Hostcall::proxy_close_stream, |g| {
+                    hostcalls::proxy_close_stream(g, st as u32)
+                })?;
+            }
             Act::LocalReply {
                 status,
                 body,
@@ -386,12 +396,16 @@ impl ScriptedVm {
                 let status = m.call(Hostcall::proxy_get_header_map_value, |g| {
                     hostcalls::proxy_get_header_map_value(g, mt as u32, k, kl, OUT_PTR, OUT_SIZE)
                 })?;
-                let value = if status == Status::Ok {
-                    Ok(m.returned())
-                } else {
-                    Err(status)
-                };
+                let value = m.returned(status);
                 self.read(format!("{} {key}", mt.name()), value);
+            }
+            Act::GetProperty(path) => {
+                let (p, pl) = m.put(path.replace('.', "\0").as_bytes());
+                let status = m.call(Hostcall::proxy_get_property, |g| {
+                    hostcalls::proxy_get_property(g, p, pl, OUT_PTR, OUT_SIZE)
+                })?;
+                let value = m.returned(status);
+                self.read(path.to_string(), value);
             }
             Act::GetBody(bt) => {
                 let value = m.read_buffer(bt)?;

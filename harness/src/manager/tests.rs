@@ -717,3 +717,34 @@ fn a_local_reply_after_the_response_started_bypasses_every_filter() {
         ]
     );
 }
+
+#[test]
+fn close_stream_resets_the_stream_after_the_callback() {
+    // Envoy's Context::closeStream defers resetStream until the VM call
+    // returns; the stream is logged and destroyed, and the response code
+    // details say why (CloseStreamResponseDetails, when none were set).
+    let log = CallLog::default();
+    let script: fn(&mut ScriptedVm) = |vm| {
+        vm.on("request_headers")
+            .then(Act::Close(StreamType::HttpRequest))
+            .returns(0);
+        vm.on("log").then(Act::GetProperty("response.code_details"));
+    };
+    let mut chain = chain(&log, vec![("f", script)]);
+    let out = chain.exchange(&get("/")).expect("exchange").outcome;
+    assert_eq!(
+        log.calls("f"),
+        [
+            "context_create(2,1)",
+            "request_headers(2,6,1)",
+            "log(2)",
+            "done(2)",
+            "delete(2)",
+        ]
+    );
+    assert_eq!(out.end, crate::model::StreamEnd::Reset);
+    assert_eq!(
+        log.reads("f"),
+        ["response.code_details -> wasm_close_stream"]
+    );
+}
