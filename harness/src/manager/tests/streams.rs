@@ -236,3 +236,65 @@ fn two_plugins_sharing_one_vm_get_roots_1_and_2_and_one_stream_counter() {
         ]
     );
 }
+
+#[test]
+fn a_stream_paused_on_a_timer_waits_while_another_completes() {
+    let log = CallLog::default();
+    let script: fn(&mut ScriptedVm) = |vm| {
+        resume_stream_2_on_tick(vm);
+        vm.on("request_headers").ctx(2).pause();
+    };
+    let mut chain = chain(&log, vec![("f", script)]);
+    let (a, _) = chain.open(&get("/a"), Some(answer(&[])));
+    let b = chain.exchange(&get("/b")).expect("exchange").outcome;
+    assert_eq!(status(&b), 200);
+    assert_eq!(b.elapsed_ms, 0, "b never waited for a's timer");
+    assert_eq!(
+        log.calls("f")[2..],
+        [
+            "context_create(3,1)",
+            "request_headers(3,6,1)",
+            "response_headers(3,1,1)",
+            "log(3)",
+            "done(3)",
+            "delete(3)",
+        ]
+    );
+    log.clear();
+    let a = chain.finish(a).expect("finish").outcome;
+    assert_eq!(log.calls("f")[..2], ["tick(1)", "response_headers(2,1,1)"]);
+    assert_eq!(a.elapsed_ms, 10);
+    let path = a
+        .upstream_request
+        .as_ref()
+        .and_then(|m| m.headers.get_text(":path"));
+    assert_eq!(path.as_deref(), Some("/a"));
+}
+
+#[test]
+fn a_callout_outlives_the_stream_that_made_it() {
+    // Callouts belong to the root context (proxy-wasm-cpp-host exports.cc
+    // http_call uses root_context()): the stream ending does not cancel it,
+    // and the answer reaches the root after the stream is gone.
+    let log = CallLog::default();
+    let script: fn(&mut ScriptedVm) = |vm| {
+        vm.on("request_headers")
+            .then(Act::HttpCall { cluster: "auth" });
+        vm.on("http_call_response")
+            .then(Act::GetBody(BufferType::HttpCallResponseBody));
+    };
+    let mut chain = chain_with(&log, &auth_cluster(&[40]), vec![("f", script)]);
+    let out = chain.exchange(&get("/")).expect("exchange").outcome;
+    assert_eq!(out.elapsed_ms, 0);
+    chain.advance(100).expect("advance");
+    assert_eq!(
+        log.calls("f")[3..],
+        [
+            "log(2)",
+            "done(2)",
+            "delete(2)",
+            "http_call_response(1,1,1,8,0)"
+        ]
+    );
+    assert_eq!(log.reads("f"), ["HTTP_CALL_RESPONSE_BODY -> answer-1"]);
+}
