@@ -111,3 +111,43 @@ fn resume_stream_2_on_tick(vm: &mut ScriptedVm) {
         .then(Act::GetHeader(REQUEST, ":path"))
         .then(Act::SetTick(0));
 }
+
+/// Callouts to `auth` answered after `delays` ms, with bodies answer-1, answer-2, ...
+fn auth_cluster(delays: &[u64]) -> HarnessConfig {
+    let http = delays
+        .iter()
+        .enumerate()
+        .map(|(i, &delay_ms)| HttpCalloutAnswer {
+            status: 200,
+            body: Body::single(format!("answer-{}", i + 1)),
+            delay_ms,
+            ..Default::default()
+        })
+        .collect();
+    HarnessConfig {
+        clusters: vec![ClusterSpec {
+            name: "auth".to_string(),
+            http,
+            grpc: Vec::new(),
+        }],
+        ..config(false)
+    }
+}
+
+/// Every stream pauses its request headers on a callout; the answer,
+/// delivered to the root context, is copied into the caller's `x-answer`
+/// request header (still reachable: the headers are paused), and the
+/// caller continues.
+fn calls_out(vm: &mut ScriptedVm) {
+    vm.on("request_headers")
+        .then(Act::HttpCall { cluster: "auth" })
+        .pause();
+    vm.on("http_call_response")
+        .then(Act::ToCaller)
+        .then(Act::BodyToHeader(
+            BufferType::HttpCallResponseBody,
+            REQUEST,
+            "x-answer",
+        ))
+        .then(Act::Continue(StreamType::HttpRequest));
+}

@@ -66,46 +66,6 @@ fn a_pause_in_filter_two_holds_only_the_filters_after_it() {
     assert_eq!(upstream_body(&out).as_deref(), Some("ab"));
 }
 
-/// Callouts to `auth` answered after `delays` ms, with bodies answer-1, answer-2, ...
-fn auth_cluster(delays: &[u64]) -> HarnessConfig {
-    let http = delays
-        .iter()
-        .enumerate()
-        .map(|(i, &delay_ms)| HttpCalloutAnswer {
-            status: 200,
-            body: Body::single(format!("answer-{}", i + 1)),
-            delay_ms,
-            ..Default::default()
-        })
-        .collect();
-    HarnessConfig {
-        clusters: vec![ClusterSpec {
-            name: "auth".to_string(),
-            http,
-            grpc: Vec::new(),
-        }],
-        ..config(false)
-    }
-}
-
-/// Every stream pauses its request headers on a callout; the answer,
-/// delivered to the root context, is copied into the caller's `x-answer`
-/// request header (still reachable: the headers are paused), and the
-/// caller continues.
-fn calls_out(vm: &mut ScriptedVm) {
-    vm.on("request_headers")
-        .then(Act::HttpCall { cluster: "auth" })
-        .pause();
-    vm.on("http_call_response")
-        .then(Act::ToCaller)
-        .then(Act::BodyToHeader(
-            BufferType::HttpCallResponseBody,
-            REQUEST,
-            "x-answer",
-        ))
-        .then(Act::Continue(StreamType::HttpRequest));
-}
-
 #[test]
 fn a_stream_paused_on_a_callout_waits_while_another_runs_to_its_end() {
     let log = CallLog::default();
