@@ -7,6 +7,8 @@
 mod elf;
 #[cfg(unix)]
 pub mod native;
+#[cfg(test)]
+pub(crate) mod scripted;
 pub mod wasm;
 
 use crate::abi::{AbiVersion, WASI_MODULES};

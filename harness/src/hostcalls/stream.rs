@@ -17,6 +17,12 @@ fn defer_stream_action<G: Guest>(
     };
     if matches!(st, StreamType::HttpRequest | StreamType::HttpResponse) {
         let action = if close {
+            // Envoy's Context::closeStream names the reason at once, unless
+            // details were already set; only the reset itself waits.
+            if let Some(s) = host.stream_mut(context_id) {
+                s.response_code_details
+                    .get_or_insert_with(|| "wasm_close_stream".to_string());
+            }
             Deferred::Close {
                 context_id,
                 stream: st,

@@ -22,6 +22,8 @@ mod flow;
 pub(crate) mod handles;
 mod reply;
 mod teardown;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 
