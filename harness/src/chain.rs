@@ -5,10 +5,12 @@
 //!   each filter's forwarded request is the next filter's downstream
 //!   request, and what reached the next filter's client is this filter's
 //!   upstream response.
-//! - A local reply from filter k: filters after k never see the request;
-//!   the reply passes through the response path of k and of the filters
-//!   before it (in reverse order), as Envoy encodes a local reply through
-//!   the encoder filters of the stream. A Wasm filter that never saw the
+//! - A local reply from filter k: filters after k no longer see the
+//!   request; before the response started, the reply passes (in reverse
+//!   order) through the response path of every filter with a stream
+//!   context (k, the ones before it, and later ones that saw the request
+//!   headers), as Envoy encodes it from the chain's far end; after that it
+//!   goes straight to the client (see `manager::reply`). A Wasm filter that never saw the
 //!   request still gets its stream context at access-log time (Envoy's
 //!   Wasm `Context::log` creates it): on_context_create, on_log, on_done,
 //!   on_delete, and nothing else.

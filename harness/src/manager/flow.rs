@@ -102,8 +102,6 @@ pub(crate) struct Hop {
     pub(crate) bypass: bool,
     /// The VM failed while this stream used it (policy already applied).
     pub(crate) failed: bool,
-    /// A local reply is running through this filter's response path.
-    pub(crate) local_in_filter: bool,
     /// What this filter let through towards the upstream.
     pub(crate) sent_request: Option<HttpMessage>,
     /// The request's end of stream passed this filter.
@@ -149,7 +147,9 @@ fn stream_callback(
     i: usize,
     cb: Callback,
 ) -> Option<Action> {
-    if stream.hops[i].bypass {
+    // A bypassed filter (fail_open) or one whose fail-closed reply is in
+    // flight lets frames pass without calling into its failed VM.
+    if stream.hops[i].bypass || stream.hops[i].failed {
         return Some(Action::Continue);
     }
     let ctx = stream.hops[i].context_id;

@@ -13,9 +13,10 @@
 //!   answers, queue notifications) are delivered in virtual-time order to
 //!   the root context, and what the guest asks there (continue, local
 //!   reply, close) is applied to the stream it names.
-//! - A local reply from filter k stops the request everywhere; the reply
-//!   goes through filter k's response path (unless it already had response
-//!   headers) and then through the filters before k.
+//! - A local reply from filter k stops the request everywhere; before the
+//!   response started it runs the response path from the chain's far end
+//!   (filters without a context pass it on), after that straight to the
+//!   client (`reply::local_reply`).
 
 mod downstream;
 mod flow;
@@ -389,10 +390,10 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
     let Some(answer) = stream.upstream_answer.take() else {
         return false;
     };
-    stream.response_started = true;
     let n = stream.hops.len();
     if answer.unreachable {
-        // The request never reached a live upstream: the router answers.
+        // The request never reached a live upstream: the router (after the
+        // last filter) answers, before any response started.
         stream.upstream_refused = true;
         local_reply(
             last,
@@ -403,6 +404,7 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
             false,
         );
     } else {
+        stream.response_started = true;
         let input = &mut stream.hops[n - 1].resp.input;
         downstream::response_frames(&answer, !stream.upstream_open, stream.protocol, input);
         input.append(&mut stream.upstream_later);

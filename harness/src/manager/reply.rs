@@ -73,9 +73,17 @@ pub(crate) fn buffer_overflow(filter: &mut Harness, stream: &mut Stream, i: usiz
     local_reply(filter, stream, i, spec, "harness", false);
 }
 
-/// Envoy's sendLocalReply from filter `i`: through that filter's response
-/// path if the response has not started there, on to the filters before it
-/// (then the client) otherwise; a reset if the client already has headers.
+/// Envoy's sendLocalReply from filter `i` (`FilterManager::sendLocalReply`
+/// in source/common/http/filter_manager.cc), by how far the response got:
+/// - not started: through the filter chain from its far end
+///   (`sendLocalReplyViaFilterChain` encodes from the first encoder
+///   filter): every filter whose Wasm context exists sees it on its
+///   response path, the sender and those after it that saw the request
+///   included; filters that never saw the request have no context and
+///   pass it on without callbacks;
+/// - started but not at the client: straight to the client, no filter
+///   sees it (`sendDirectLocalReply`);
+/// - the client has headers: the stream is reset.
 pub(crate) fn local_reply(
     filter: &mut Harness,
     stream: &mut Stream,
@@ -101,14 +109,10 @@ pub(crate) fn local_reply(
         grpc_status: (spec.grpc_status >= 0).then_some(spec.grpc_status),
         source: source.to_string(),
     });
-    let host = filter.vm.host();
-    let headers_seen = host
-        .stream_ref(ctx)
-        .is_some_and(|s| s.response_headers.is_some());
-    if let Some(s) = host.stream_mut(ctx) {
+    if let Some(s) = filter.vm.host().stream_mut(ctx) {
         s.response_code_details = Some(details);
     }
-    let client_has_headers = stream.hops[i]
+    let client_has_headers = stream.hops[0]
         .sent_response
         .as_ref()
         .is_some_and(|c| !c.headers.is_empty());
@@ -120,30 +124,31 @@ pub(crate) fn local_reply(
     for hop in &mut stream.hops {
         hop.req.stop();
     }
-    stream.response_started = true;
     stream.upstream_answer = None;
-    let hop = &mut stream.hops[i];
-    let through_filter = !vm_failed && !hop.bypass && !hop.local_in_filter && !headers_seen;
-    if through_filter {
-        hop.local_in_filter = true;
-        hop.resp = super::flow::Flow::default();
-        push_reply(&mut hop.resp.input, headers, body);
-        if let Some(s) = filter.vm.host().stream_mut(ctx) {
-            s.response_body.clear();
+    stream.upstream_open = false;
+    if std::mem::replace(&mut stream.response_started, true) {
+        for hop in &mut stream.hops {
+            hop.resp.stop();
         }
+        stream.hops[0].sent_response = Some(HttpMessage {
+            headers: headers.to_headers(),
+            body: ByteString(body),
+            trailers: None,
+        });
+        stream.end = Some(StreamEnd::Completed);
         return;
     }
-    hop.resp.stop();
-    hop.sent_response = Some(HttpMessage {
-        headers: headers.to_headers(),
-        body: ByteString(body.clone()),
-        trailers: None,
-    });
-    match i.checked_sub(1) {
-        // The filters before this one see the reply as their response.
-        Some(before) => push_reply(&mut stream.hops[before].resp.input, headers, body),
-        None => stream.end = Some(StreamEnd::Completed),
+    if vm_failed {
+        stream.hops[i].failed = true;
     }
+    let far_end = (i..stream.hops.len())
+        .rev()
+        .find(|&j| stream.hops[j].context_id != 0)
+        .unwrap_or(i);
+    if let Some(s) = filter.vm.host().stream_mut(ctx) {
+        s.response_body.clear();
+    }
+    push_reply(&mut stream.hops[far_end].resp.input, headers, body);
 }
 
 /// The reply's headers and body as Envoy's local-reply utility frames them
