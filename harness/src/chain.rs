@@ -35,7 +35,7 @@ use crate::model::{
 
 /// One worker's filter chain: one VM per plugin, in chain order, and the
 /// streams live on it.
-pub struct Chain {
+pub(crate) struct Chain {
     /// The worker's VMs, in order of first use by the chain.
     filters: Vec<Harness>,
     /// Which VM and root context each chain position uses.
@@ -43,9 +43,12 @@ pub struct Chain {
     streams: Streams,
 }
 
-/// What one exchange through a chain produced.
+/// What one step on an Envoy (an exchange, a stream event, time passing)
+/// produced on one worker's filter chain.
 #[derive(Clone, Debug)]
-pub struct ChainOutcome {
+pub struct EnvoyOutcome {
+    /// The worker (from 0) it ran on.
+    pub worker: usize,
     /// The exchange as the client and the upstream saw it: the client's
     /// response and `end` from the first filter, the upstream request from
     /// the last one, the local reply from the filter that sent it; logs,
@@ -56,25 +59,18 @@ pub struct ChainOutcome {
 }
 
 impl Chain {
-    /// Starts the chain's plugins in chain order, all sharing `shared`.
-    /// Plugins with equal vm_id, VM configuration and module share ONE VM,
-    /// as in Envoy (each gets its own root context, ids 1, 2, ... in
-    /// configuration order; stream ids come from the VM's one counter;
-    /// guest globals are shared); other plugins get a VM each.
-    pub fn new(
-        plugins: &[(FilterModule, HarnessConfig)],
-        shared: &SharedHost,
-    ) -> Result<Chain, HarnessError> {
-        Self::build(plugins, shared, true)
-    }
-
-    /// [`Chain::new`]; `canary`: run each plugin's canary start-up first
-    /// (once per Envoy, so only for the first worker).
+    /// Starts worker `worker`'s chain: the plugins in chain order, all
+    /// sharing `shared`. Plugins with equal vm_id, VM configuration and
+    /// code share ONE VM, as in Envoy (each gets its own root context, ids
+    /// 1, 2, ... in configuration order; stream ids come from the VM's one
+    /// counter; guest globals are shared); other plugins get a VM each.
+    /// Each plugin's canary start-up runs once per Envoy, before worker 0.
     pub(crate) fn build(
         plugins: &[(FilterModule, HarnessConfig)],
         shared: &SharedHost,
-        canary: bool,
+        worker: usize,
     ) -> Result<Chain, HarnessError> {
+        let canary = worker == 0;
         let mut filters: Vec<Harness> = Vec::new();
         let mut keys: Vec<&(FilterModule, HarnessConfig)> = Vec::new();
         let mut slots = Vec::with_capacity(plugins.len());
@@ -110,12 +106,15 @@ impl Chain {
                 }
             }
         }
-        Self::with_slots(filters, slots)
+        let mut chain = Self::with_slots(filters, slots)?;
+        chain.streams.worker = worker;
+        Ok(chain)
     }
 
     /// A chain of already-started filters, one VM per position (they should
     /// share one [`SharedHost`]).
-    pub fn from_filters(filters: Vec<Harness>) -> Result<Chain, HarnessError> {
+    #[cfg(test)]
+    pub(crate) fn from_filters(filters: Vec<Harness>) -> Result<Chain, HarnessError> {
         let slots = manager::own_slots(&filters);
         Self::with_slots(filters, slots)
     }
@@ -135,23 +134,23 @@ impl Chain {
 
     /// The worker's VMs, in order of first use by the chain (plugins that
     /// share a VM appear once).
-    pub fn filters(&self) -> &[Harness] {
+    pub(crate) fn filters(&self) -> &[Harness] {
         &self.filters
     }
 
     /// The VM of chain position `index`, mutably (to set properties or clusters).
-    pub fn filter_mut(&mut self, index: usize) -> Option<&mut Harness> {
+    pub(crate) fn filter_mut(&mut self, index: usize) -> Option<&mut Harness> {
         let vm = self.slots.get(index)?.vm;
         self.filters.get_mut(vm)
     }
 
     /// The root context id of each chain position in its VM.
-    pub fn root_ids(&self) -> Vec<u32> {
+    pub(crate) fn root_ids(&self) -> Vec<u32> {
         self.slots.iter().map(|s| s.root).collect()
     }
 
     /// The latest virtual time among the filters.
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.filters.iter().map(Harness::now_ms).max().unwrap_or(0)
     }
 
@@ -162,44 +161,45 @@ impl Chain {
 
     /// Runs one exchange through every filter (see the module docs). Other
     /// streams live on this worker move meanwhile as their events come due.
-    pub fn exchange(&mut self, exchange: &Exchange) -> Result<ChainOutcome, HarnessError> {
+    pub(crate) fn exchange(&mut self, exchange: &Exchange) -> Result<EnvoyOutcome, HarnessError> {
         let outcomes =
             manager::exchange(&mut self.filters, &self.slots, &mut self.streams, exchange);
         self.keep_stream_logs(&outcomes);
-        merged(outcomes)
+        merged(self.streams.worker, outcomes)
     }
 
     /// Advances virtual time by `ms` on every filter (ticks, callout
     /// answers, queue notifications, and the streams they move).
-    pub fn advance(&mut self, ms: u64) -> Result<ChainOutcome, HarnessError> {
+    pub(crate) fn advance(&mut self, ms: u64) -> Result<EnvoyOutcome, HarnessError> {
         let outcomes = manager::advance(&mut self.filters, &self.slots, &mut self.streams, ms);
         self.keep_stream_logs(&outcomes);
-        let mut out = merged(outcomes)?;
+        let mut out = merged(self.streams.worker, outcomes)?;
         out.outcome.elapsed_ms = ms;
         Ok(out)
     }
 
+    #[cfg(test)]
     /// Opens a stream and runs it (and whatever else is due now) until it
     /// waits: for a callout, a timer, the rest of its request, or its
     /// upstream answer. `upstream`: the answer the upstream gives once the
     /// whole request reached it; `None` waits for [`Chain::respond`].
     /// The outcome is what happened during the call.
-    pub fn open(
+    pub(crate) fn open(
         &mut self,
         exchange: &Exchange,
         upstream: Option<UpstreamResponse>,
-    ) -> (StreamHandle, ChainOutcome) {
+    ) -> (StreamHandle, EnvoyOutcome) {
         self.open_stream(exchange, upstream, true)
     }
 
     /// [`Chain::open`]; `request_ends` false: the client sends the rest of
     /// the request later ([`Chain::send`] with [`StreamInput::Request`]).
-    pub fn open_stream(
+    pub(crate) fn open_stream(
         &mut self,
         exchange: &Exchange,
         upstream: Option<UpstreamResponse>,
         request_ends: bool,
-    ) -> (StreamHandle, ChainOutcome) {
+    ) -> (StreamHandle, EnvoyOutcome) {
         self.begin_step();
         let opening = Opening {
             exchange,
@@ -213,25 +213,14 @@ impl Chain {
         (key, outcome)
     }
 
-    /// Gives a stream opened without an upstream answer its whole answer
-    /// (sent once the whole request reached the upstream).
-    pub fn respond(
-        &mut self,
-        key: StreamHandle,
-        answer: UpstreamResponse,
-    ) -> Result<ChainOutcome, HarnessError> {
-        let end_stream = true;
-        self.send(key, StreamInput::Respond { answer, end_stream })
-    }
-
     /// The client or the upstream acts on an open stream (more request
     /// body or trailers, the upstream's answer in parts, a reset); then
     /// whatever that makes due runs (no time passes).
-    pub fn send(
+    pub(crate) fn send(
         &mut self,
         key: StreamHandle,
         input: StreamInput,
-    ) -> Result<ChainOutcome, HarnessError> {
+    ) -> Result<EnvoyOutcome, HarnessError> {
         let dropped = handles::apply(&mut self.streams, key, input).map_err(HarnessError::Usage)?;
         self.begin_step();
         if dropped && let Some(last) = self.filters.last_mut() {
@@ -249,12 +238,12 @@ impl Chain {
     /// waiting on this worker, oldest first (a cluster answer with
     /// `hold: true`), with `answer` or else the cluster's scripted answer;
     /// then whatever that makes due runs.
-    pub fn answer_callout(
+    pub(crate) fn answer_callout(
         &mut self,
         cluster: &str,
         nth: usize,
         answer: Option<&HttpCalloutAnswer>,
-    ) -> Result<ChainOutcome, HarnessError> {
+    ) -> Result<EnvoyOutcome, HarnessError> {
         let held: Vec<(usize, u32)> = (self.filters.iter().enumerate())
             .flat_map(|(v, f)| {
                 f.vm.host_ref()
@@ -280,7 +269,7 @@ impl Chain {
     /// client's response, the upstream request, how it ended, and the log
     /// lines of its own contexts since it opened. Trace, callouts and
     /// hostcall counts are those of this call.
-    pub fn finish(&mut self, key: StreamHandle) -> Result<ChainOutcome, HarnessError> {
+    pub(crate) fn finish(&mut self, key: StreamHandle) -> Result<EnvoyOutcome, HarnessError> {
         if !self.streams.knows(key) {
             return Err(HarnessError::Usage(
                 "that stream does not exist on this worker (or was finished already)".to_string(),
@@ -304,7 +293,7 @@ impl Chain {
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
-        merged(outcomes)
+        merged(self.streams.worker, outcomes)
     }
 
     /// Runs whatever is due now (no time passes).
@@ -320,7 +309,7 @@ impl Chain {
         }
     }
 
-    fn finish_step(&mut self, context_id: u32, end: StreamEnd) -> ChainOutcome {
+    fn finish_step(&mut self, context_id: u32, end: StreamEnd) -> EnvoyOutcome {
         let mut outcomes = manager::step_outcomes(&mut self.filters, &self.slots, end, 0);
         for outcome in &mut outcomes {
             outcome.context_id = context_id;
@@ -331,7 +320,8 @@ impl Chain {
         for later in outcomes.into_iter().skip(1) {
             merge_into(&mut merged_outcome, later);
         }
-        ChainOutcome {
+        EnvoyOutcome {
+            worker: self.streams.worker,
             outcome: merged_outcome,
             filters,
         }
@@ -367,7 +357,7 @@ fn keep_logs(stream: &mut Stream, slots: &[Slot], outcomes: &[Outcome]) {
 /// first filter, the upstream request from the last one, the local reply
 /// from the first filter that sent one; logs, trace and callouts in chain
 /// order; hostcall counts summed.
-fn merged(outcomes: Vec<Outcome>) -> Result<ChainOutcome, HarnessError> {
+fn merged(worker: usize, outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, HarnessError> {
     let Some(first) = outcomes.first() else {
         return Err(HarnessError::Usage("empty filter chain".to_string()));
     };
@@ -377,7 +367,8 @@ fn merged(outcomes: Vec<Outcome>) -> Result<ChainOutcome, HarnessError> {
     }
     merged.upstream_request = outcomes.last().and_then(|o| o.upstream_request.clone());
     merged.local_reply = outcomes.iter().find_map(|o| o.local_reply.clone());
-    Ok(ChainOutcome {
+    Ok(EnvoyOutcome {
+        worker,
         outcome: merged,
         filters: outcomes,
     })

@@ -23,8 +23,9 @@
 pub mod abi;
 pub mod backend;
 pub mod bench;
-pub mod chain;
+mod chain;
 mod driver;
+pub mod envoy;
 pub mod error;
 pub mod host;
 pub mod hostcalls;
@@ -33,15 +34,14 @@ mod manager;
 pub mod model;
 pub mod printable;
 pub mod scenario;
-pub mod workers;
 
 #[cfg(unix)]
 pub use backend::native::NativeLibrary;
 pub use backend::wasm::{CompiledModule, WasmEngine};
-pub use chain::{Chain, ChainOutcome};
+pub use chain::EnvoyOutcome;
 pub use driver::{FilterModule, Harness};
+pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::HarnessError;
 pub use host::SharedHost;
 pub use manager::{StreamHandle, StreamInput};
 pub use model::*;
-pub use workers::{WorkerOutcome, Workers};

@@ -61,8 +61,8 @@ pub(crate) fn apply(
 /// Why a step cannot act on a stream, in the caller's terms.
 fn not_live(key: StreamHandle) -> String {
     format!(
-        "stream {} has ended (or was never opened here): nothing more can be sent on it",
-        key.0
+        "stream {} on worker {} has ended (or was never opened): nothing more can be sent on it",
+        key.id, key.worker
     )
 }
 

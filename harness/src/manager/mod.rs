@@ -43,9 +43,20 @@ use flow::{Dir, Frame, process, resume};
 pub use handles::StreamInput;
 use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
 
-/// A stream on one worker, named by the caller (see [`crate::Chain::open`]).
+/// A live stream, named by the caller (see [`crate::Envoy::open`]): the
+/// worker it runs on and its number there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct StreamHandle(u64);
+pub struct StreamHandle {
+    worker: usize,
+    id: u64,
+}
+
+impl StreamHandle {
+    /// The worker (from 0) the stream runs on.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
 
 /// Where one position of a chain runs: which of the worker's VMs, and the
 /// plugin's root context in it (plugins with equal VM keys share a VM).
@@ -56,6 +67,7 @@ pub(crate) struct Slot {
 }
 
 /// Each VM's own slot when no VM is shared (one plugin per VM, root 1).
+#[cfg(test)]
 pub(crate) fn own_slots(vms: &[Harness]) -> Vec<Slot> {
     vms.iter()
         .enumerate()
@@ -72,6 +84,8 @@ pub(crate) struct Streams {
     live: Vec<Stream>,
     finished: Vec<Stream>,
     next_key: u64,
+    /// The worker these streams run on (named in their handles).
+    pub(crate) worker: usize,
 }
 
 impl Streams {
@@ -179,7 +193,10 @@ pub(crate) fn open(
         request_ends,
         keep_logs,
     } = opening;
-    let key = StreamHandle(streams.next_key);
+    let key = StreamHandle {
+        worker: streams.worker,
+        id: streams.next_key,
+    };
     streams.next_key += 1;
     let mut random = [0u8; 16];
     if let Some(first) = filters.first_mut() {

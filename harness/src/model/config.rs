@@ -124,7 +124,7 @@ pub struct HttpCalloutAnswer {
     pub delay_ms: u64,
     /// Fail instead of answering.
     pub failure: Option<CalloutFailure>,
-    /// Wait for a scenario `answer` step (or [`crate::Chain::answer_callout`])
+    /// Wait for a scenario `answer` step (or [`crate::Envoy::answer_callout`])
     /// instead of answering after `delay_ms`; the filter's timeout still fires.
     pub hold: bool,
 }

@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::driver::FilterModule;
+use crate::envoy::Envoy;
 use crate::error::HarnessError;
 use crate::manager::StreamHandle;
 use crate::model::{Exchange, HarnessConfig, Outcome, PluginConfig};
-use crate::workers::Workers;
 
 use super::expect::check;
 use super::format::{self, Case, PluginSpec, Scenario, Step};
@@ -161,7 +161,7 @@ impl Runner {
             }
         }
         let workers = case.workers.or(scenario.workers).unwrap_or(1);
-        let harness = Envoy::start(&plugins, workers);
+        let harness = CaseEnvoy::start(&plugins, workers);
         let mut harness = match (harness, &case.configure_fails) {
             (Ok(_), Some(text)) => {
                 report.failures.push(Failure::mismatch(
@@ -200,7 +200,7 @@ impl Runner {
         };
         if let Some(expect) = &case.startup {
             let before = report.failures.len();
-            let startup = harness.startup();
+            let startup = harness.envoy.startup();
             check("start-up", expect, &startup, &mut report.failures);
             if report.failures.len() > before {
                 report.logs = log_lines(&startup);
@@ -256,38 +256,22 @@ fn cache_key(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// What a case runs on: its workers, each with the case's filter chain,
-/// and the streams its steps named.
-struct Envoy {
-    workers: Workers,
-    streams: HashMap<String, (usize, StreamHandle)>,
+/// What a case runs on: its Envoy, and the streams its steps named.
+struct CaseEnvoy {
+    envoy: Envoy,
+    streams: HashMap<String, StreamHandle>,
 }
 
-impl Envoy {
+impl CaseEnvoy {
     fn start(
         plugins: &[(FilterModule, HarnessConfig)],
         workers: usize,
-    ) -> Result<Envoy, HarnessError> {
-        if plugins.is_empty() {
-            return Err(HarnessError::Usage("no plugin to run".to_string()));
-        }
-        Ok(Envoy {
-            workers: Workers::new(plugins, workers)?,
+    ) -> Result<CaseEnvoy, HarnessError> {
+        let envoy = Envoy::builder().plugins(plugins).workers(workers).build()?;
+        Ok(CaseEnvoy {
+            envoy,
             streams: HashMap::new(),
         })
-    }
-
-    /// Start-up of every worker's every plugin, merged in order.
-    fn startup(&self) -> Outcome {
-        let workers = &self.workers;
-        let mut all = (0..workers.len())
-            .filter_map(|w| workers.worker(w))
-            .flat_map(|chain| chain.filters().iter().map(|f| f.startup().clone()));
-        let mut merged = all.next().unwrap_or_default();
-        for more in all {
-            crate::chain::merge_into(&mut merged, more);
-        }
-        merged
     }
 
     fn run_step(&mut self, step: &Step) -> Result<Outcome, HarnessError> {
@@ -297,16 +281,16 @@ impl Envoy {
             properties: step.properties.clone(),
         };
         let action = step.action().map_err(HarnessError::Usage)?;
-        let workers = &mut self.workers;
+        let envoy = &mut self.envoy;
         match action {
             Action::Exchange(request) => {
                 let ran = match step.worker {
-                    Some(worker) => workers.exchange_on(worker, &exchange(request)),
-                    None => workers.exchange(&exchange(request)),
+                    Some(worker) => envoy.exchange_on(worker, &exchange(request)),
+                    None => envoy.exchange(&exchange(request)),
                 };
-                ran.map(|w| w.chain.outcome)
+                ran.map(|o| o.outcome)
             }
-            Action::Advance(ms) => workers.advance_all(ms),
+            Action::Advance(ms) => envoy.advance(ms),
             Action::Open {
                 name,
                 request,
@@ -315,9 +299,9 @@ impl Envoy {
             } => {
                 let exchange = exchange(request);
                 let upstream = (!hold_upstream).then(|| exchange.upstream.clone());
-                let (worker, key, outcome) =
-                    workers.open(step.worker, &exchange, upstream, end_stream)?;
-                self.streams.insert(name.to_string(), (worker, key));
+                let (key, outcome) =
+                    envoy.open_stream(step.worker, &exchange, upstream, end_stream)?;
+                self.streams.insert(name.to_string(), key);
                 Ok(outcome.outcome)
             }
             Action::Send { name, part } => self.send(name, part.request()),
@@ -331,22 +315,22 @@ impl Envoy {
                 let worker = step.worker.unwrap_or(0);
                 let (cluster, nth) = (&answer.cluster, answer.nth);
                 let response = answer.response.as_ref();
-                let out = self.workers.answer_callout(worker, cluster, nth, response);
+                let out = envoy.answer_callout(worker, cluster, nth, response);
                 out.map(|o| o.outcome)
             }
             Action::Finish { name } => {
-                let (worker, key) = self.named(name)?;
-                self.workers.finish(worker, key).map(|o| o.outcome)
+                let key = self.named(name)?;
+                self.envoy.finish(key).map(|o| o.outcome)
             }
         }
     }
 
     fn send(&mut self, name: &str, input: StreamInput) -> Result<Outcome, HarnessError> {
-        let (worker, key) = self.named(name)?;
-        self.workers.send(worker, key, input).map(|o| o.outcome)
+        let key = self.named(name)?;
+        self.envoy.send(key, input).map(|o| o.outcome)
     }
 
-    fn named(&self, name: &str) -> Result<(usize, StreamHandle), HarnessError> {
+    fn named(&self, name: &str) -> Result<StreamHandle, HarnessError> {
         self.streams.get(name).copied().ok_or_else(|| {
             HarnessError::Usage(format!("stream {name:?} was not opened by an earlier step"))
         })

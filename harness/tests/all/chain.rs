@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use harness::{
-    Chain, ChainOutcome, CompiledModule, Exchange, FilterModule, HarnessConfig, PluginConfig,
-    SharedHost, TraceEvent,
+    CompiledModule, Envoy, EnvoyOutcome, Exchange, FilterModule, HarnessConfig, PluginConfig,
+    TraceEvent,
 };
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use crate::support::{
 
 /// One VM per filter: each plugin has its own vm_id (the same module with
 /// the same vm_id would share one VM, see `plugins_with_one_vm_key_share_a_vm`).
-fn chain(scripts: &[Value]) -> Chain {
+fn chain(scripts: &[Value]) -> Envoy {
     let plugins: Vec<_> = scripts
         .iter()
         .enumerate()
@@ -28,10 +28,13 @@ fn chain(scripts: &[Value]) -> Chain {
             (FilterModule::from(probe_module()), config)
         })
         .collect();
-    Chain::new(&plugins, &SharedHost::new()).unwrap_or_else(|e| panic!("start-up failed: {e}"))
+    Envoy::builder()
+        .plugins(&plugins)
+        .build()
+        .unwrap_or_else(|e| panic!("start-up failed: {e}"))
 }
 
-fn send(chain: &mut Chain, path: &str) -> ChainOutcome {
+fn send(chain: &mut Envoy, path: &str) -> EnvoyOutcome {
     chain
         .exchange(&Exchange {
             request: get(path),
@@ -201,7 +204,7 @@ fn a_paused_filter_holds_the_rest_of_the_chain_until_it_continues() {
             .iter()
             .any(|c| c.starts_with("request_headers"))
     );
-    assert_eq!(chain.filters()[1].now_ms(), 100);
+    assert_eq!(chain.vms(0)[1].now_ms(), 100);
 }
 
 #[test]
@@ -285,7 +288,10 @@ fn real_filters_request_block_then_response_header() {
             r#"{"name":"resp-header-demo","value":"added by our filter"}"#,
         ),
     ];
-    let mut chain = Chain::new(&plugins, &SharedHost::new()).expect("start-up");
+    let mut chain = Envoy::builder()
+        .plugins(&plugins)
+        .build()
+        .expect("start-up");
     let blocked = send(&mut chain, "/secret");
     let reply = blocked.outcome.local_reply.as_ref().expect("local reply");
     assert_eq!(reply.status, 403);

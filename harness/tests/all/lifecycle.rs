@@ -735,13 +735,12 @@ fn start_up_runs_on_a_canary_vm_first_once_per_envoy() {
         harness::FilterModule::from(probe_module()),
         probe_config(script),
     )];
-    let workers = harness::Workers::new(&plugins, 2).expect("start-up");
-    let startup = |w: usize| {
-        workers.worker(w).expect("worker").filters()[0]
-            .startup()
-            .logs
-            .clone()
-    };
+    let workers = harness::Envoy::builder()
+        .plugins(&plugins)
+        .workers(2)
+        .build()
+        .expect("start-up");
+    let startup = |w: usize| workers.vms(w)[0].startup().logs.clone();
     let first: Vec<String> = startup(0).into_iter().map(|l| l.message).collect();
     assert!(
         first[0].starts_with("[canary] before me: NOT_FOUND"),

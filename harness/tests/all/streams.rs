@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use harness::scenario::{Detail, Runner};
 use harness::{
-    Body, Chain, ClusterSpec, CompiledModule, DownstreamRequest, Exchange, FilterModule,
-    HarnessConfig, HttpCalloutAnswer, SharedHost, StreamEnd, UpstreamResponse,
+    Body, ClusterSpec, CompiledModule, DownstreamRequest, Envoy, Exchange, FilterModule,
+    HarnessConfig, HttpCalloutAnswer, StreamEnd, UpstreamResponse,
 };
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ use crate::support::{
 
 /// One VM per filter: the same module and vm_id with a different VM
 /// configuration is another VM key (shared data stays one namespace).
-fn chain_of(scripts: &[Value], clusters: Vec<ClusterSpec>) -> Chain {
+fn chain_of(scripts: &[Value], clusters: Vec<ClusterSpec>) -> Envoy {
     let plugins: Vec<(FilterModule, HarnessConfig)> = scripts
         .iter()
         .enumerate()
@@ -31,7 +31,10 @@ fn chain_of(scripts: &[Value], clusters: Vec<ClusterSpec>) -> Chain {
             (FilterModule::from(probe_module()), config)
         })
         .collect();
-    Chain::new(&plugins, &SharedHost::new()).unwrap_or_else(|e| panic!("start-up failed: {e}"))
+    Envoy::builder()
+        .plugins(&plugins)
+        .build()
+        .unwrap_or_else(|e| panic!("start-up failed: {e}"))
 }
 
 fn exchange(request: DownstreamRequest) -> Exchange {
@@ -75,8 +78,12 @@ fn two_streams_paused_on_callouts_answered_in_reverse_order_each_get_their_own_a
         grpc: vec![],
     };
     let mut chain = chain_of(&[callout_script()], vec![auth]);
-    let (a, opened_a) = chain.open(&exchange(get("/a")), Some(ok_upstream()));
-    let (b, _) = chain.open(&exchange(get("/b")), Some(ok_upstream()));
+    let (a, opened_a) = chain
+        .open(&exchange(get("/a")), Some(ok_upstream()))
+        .expect("open");
+    let (b, _) = chain
+        .open(&exchange(get("/b")), Some(ok_upstream()))
+        .expect("open");
     assert!(
         callbacks(&opened_a.outcome).contains(&"request_headers ctx=2 headers=6 eos=true".into()),
         "{:?}",
@@ -122,7 +129,9 @@ fn a_stream_paused_on_a_timer_waits_while_another_completes() {
         "routes": {"/slow": {"request_headers": {"action": "pause", "steps": []}}}
     });
     let mut chain = chain_of(&[script], vec![]);
-    let (slow, _) = chain.open(&exchange(get("/slow")), Some(ok_upstream()));
+    let (slow, _) = chain
+        .open(&exchange(get("/slow")), Some(ok_upstream()))
+        .expect("open");
     let fast = chain
         .exchange(&exchange(get("/fast")))
         .expect("fast")
@@ -143,7 +152,7 @@ fn a_stream_paused_on_a_timer_waits_while_another_completes() {
 #[test]
 fn a_held_upstream_answers_when_told_while_other_requests_pass() {
     let mut chain = chain_of(&[json!({"trace": true})], vec![]);
-    let (held, _) = chain.open(&exchange(get("/held")), None);
+    let (held, _) = chain.open(&exchange(get("/held")), None).expect("open");
     let other = chain
         .exchange(&exchange(get("/other")))
         .expect("other")
@@ -166,7 +175,7 @@ fn a_held_upstream_answers_when_told_while_other_requests_pass() {
     assert!(
         error
             .to_string()
-            .contains("has ended (or was never opened here): nothing more can be sent on it"),
+            .contains("has ended (or was never opened): nothing more can be sent on it"),
         "{error}"
     );
     assert!(chain.finish(held).is_err(), "a stream is finished once");
@@ -346,10 +355,13 @@ fn plugins_with_one_vm_key_share_a_vm_with_roots_in_order_and_one_id_counter() {
             })
             .collect()
     };
-    let mut shared = Chain::new(&plugins(["same", "same"]), &SharedHost::new()).expect("start");
-    assert_eq!(shared.filters().len(), 1, "one VM for both plugins");
-    assert_eq!(shared.root_ids(), vec![1, 2]);
-    let startup = callbacks(shared.filters()[0].startup());
+    let mut shared = Envoy::builder()
+        .plugins(&plugins(["same", "same"]))
+        .build()
+        .expect("start");
+    assert_eq!(shared.vms(0).len(), 1, "one VM for both plugins");
+    assert_eq!(shared.root_ids(0), vec![1, 2]);
+    let startup = callbacks(shared.vms(0)[0].startup());
     assert_in_order(
         &startup,
         &["configure ctx=1 size=14", "configure ctx=2 size=14"],
@@ -369,13 +381,12 @@ fn plugins_with_one_vm_key_share_a_vm_with_roots_in_order_and_one_id_counter() {
         assert_eq!(out.outcome.end, StreamEnd::Completed);
     }
 
-    let separate = Chain::new(&plugins(["one", "two"]), &SharedHost::new()).expect("start");
-    assert_eq!(
-        separate.filters().len(),
-        2,
-        "different vm_ids, different VMs"
-    );
-    assert_eq!(separate.root_ids(), vec![1, 1]);
+    let separate = Envoy::builder()
+        .plugins(&plugins(["one", "two"]))
+        .build()
+        .expect("start");
+    assert_eq!(separate.vms(0).len(), 2, "different vm_ids, different VMs");
+    assert_eq!(separate.root_ids(0), vec![1, 1]);
 
     // The key holds the code, not the load: the same file loaded twice
     // shares a VM (cpp-host makeVmKey hashes the bytes); other code does not.
@@ -383,17 +394,13 @@ fn plugins_with_one_vm_key_share_a_vm_with_roots_in_order_and_one_id_counter() {
         CompiledModule::from_file(wasm_dir().join("test_filter_probe.wasm")).expect("second load");
     let mut twice = plugins(["same", "same"]);
     twice[1].0 = FilterModule::from(reloaded);
-    let twice = Chain::new(&twice, &SharedHost::new()).expect("start");
-    assert_eq!(twice.filters().len(), 1, "same bytes, one VM");
-    assert_eq!(twice.root_ids(), vec![1, 2]);
+    let twice = Envoy::builder().plugins(&twice).build().expect("start");
+    assert_eq!(twice.vms(0).len(), 1, "same bytes, one VM");
+    assert_eq!(twice.root_ids(0), vec![1, 2]);
     let mut other_code = plugins(["same", "same"]);
     other_code[1].0 = FilterModule::from(module("response_header.wasm"));
     other_code[1].1.plugin.configuration = r#"{"name":"x","value":"y"}"#.into();
-    let other_code = Chain::new(&other_code, &SharedHost::new());
+    let other_code = Envoy::builder().plugins(&other_code).build();
     let other_code = other_code.expect("start");
-    assert_eq!(
-        other_code.filters().len(),
-        2,
-        "different code, different VMs"
-    );
+    assert_eq!(other_code.vms(0).len(), 2, "different code, different VMs");
 }

@@ -227,7 +227,7 @@ pub fn native_twin_dir(package: &str) -> PathBuf {
 pub fn probe_chain_get(
     scripts: Vec<Value>,
     vm_of: impl Fn(usize, &mut PluginConfig),
-) -> harness::ChainOutcome {
+) -> harness::EnvoyOutcome {
     let plugins: Vec<_> = scripts
         .into_iter()
         .enumerate()
@@ -237,7 +237,10 @@ pub fn probe_chain_get(
             (harness::FilterModule::from(probe_module()), config)
         })
         .collect();
-    let mut chain = harness::Chain::new(&plugins, &harness::SharedHost::new()).expect("start-up");
+    let mut chain = harness::Envoy::builder()
+        .plugins(&plugins)
+        .build()
+        .expect("start-up");
     chain
         .exchange(&Exchange {
             request: get("/"),

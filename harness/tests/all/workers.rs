@@ -2,16 +2,20 @@
 //! context and tick timer per worker; shared data and queues shared; queue
 //! notifications to the worker that registered the queue; round robin.
 
-use harness::{Exchange, FilterModule, Outcome, Workers};
+use harness::{Envoy, Exchange, FilterModule, Outcome};
 use serde_json::{Value, json};
 
 use crate::support::{callbacks, get, info, ok_upstream, probe_config, probe_module};
 
-fn workers(script: Value, count: usize) -> Workers {
+fn workers(script: Value, count: usize) -> Envoy {
     let mut config = probe_config(script);
     config.plugin.vm_id = "probe-vm".into();
     let plugins = [(FilterModule::from(probe_module()), config)];
-    Workers::new(&plugins, count).unwrap_or_else(|e| panic!("start-up failed: {e}"))
+    Envoy::builder()
+        .plugins(&plugins)
+        .workers(count)
+        .build()
+        .unwrap_or_else(|e| panic!("start-up failed: {e}"))
 }
 
 fn request(path: &str) -> Exchange {
@@ -29,10 +33,9 @@ fn count(outcome: &Outcome, line: &str) -> usize {
 #[test]
 fn every_worker_starts_its_own_vm_and_root_context() {
     let envoy = workers(json!({"trace": true}), 3);
-    assert_eq!(envoy.len(), 3);
+    assert_eq!(envoy.workers(), 3);
     for w in 0..3 {
-        let chain = envoy.worker(w).expect("worker");
-        let startup = chain.filters()[0].startup();
+        let startup = envoy.vms(w)[0].startup();
         assert!(
             callbacks(startup)
                 .iter()
@@ -49,7 +52,7 @@ fn each_worker_has_its_own_tick_timer() {
         json!({"trace": true, "configure": [{"op": "set_tick_period", "ms": 1000}]}),
         2,
     );
-    let per_worker = envoy.advance(3000).expect("advance");
+    let per_worker = envoy.advance_each(3000).expect("advance");
     assert_eq!(per_worker.len(), 2);
     for (w, outcome) in per_worker.iter().enumerate() {
         assert_eq!(
@@ -61,7 +64,7 @@ fn each_worker_has_its_own_tick_timer() {
     }
     // A worker that served a long request catches up with its ticks first.
     assert_eq!(envoy.now_ms(), 3000);
-    let merged = envoy.advance_all(1000).expect("advance");
+    let merged = envoy.advance(1000).expect("advance");
     assert_eq!(
         count(&merged, "cb tick ctx=1"),
         2,
@@ -75,12 +78,12 @@ fn requests_go_round_robin_and_each_worker_numbers_its_own_streams() {
     let served: Vec<(usize, u32)> = (0..4)
         .map(|_| {
             let out = envoy.exchange(&request("/")).expect("exchange");
-            (out.worker, out.chain.outcome.context_id)
+            (out.worker, out.outcome.context_id)
         })
         .collect();
     assert_eq!(served, vec![(0, 2), (1, 2), (0, 3), (1, 3)]);
     let named = envoy.exchange_on(1, &request("/")).expect("exchange");
-    assert_eq!((named.worker, named.chain.outcome.context_id), (1, 4));
+    assert_eq!((named.worker, named.outcome.context_id), (1, 4));
     let missing = envoy
         .exchange_on(2, &request("/"))
         .expect_err("no worker 2");
@@ -100,25 +103,19 @@ fn shared_data_written_on_one_worker_is_read_on_another() {
     );
     let before = envoy.exchange_on(1, &request("/get")).expect("get");
     assert!(
-        info(&before.chain.outcome)
-            .iter()
-            .any(|l| l == "get: NOT_FOUND"),
+        info(&before.outcome).iter().any(|l| l == "get: NOT_FOUND"),
         "{:?}",
-        info(&before.chain.outcome)
+        info(&before.outcome)
     );
     let set = envoy.exchange_on(0, &request("/set")).expect("set");
-    assert!(
-        info(&set.chain.outcome)
-            .iter()
-            .any(|l| l.starts_with("set: OK"))
-    );
+    assert!(info(&set.outcome).iter().any(|l| l.starts_with("set: OK")));
     let after = envoy.exchange_on(1, &request("/get")).expect("get");
     assert!(
-        info(&after.chain.outcome)
+        info(&after.outcome)
             .iter()
             .any(|l| l.starts_with("get: OK") && l.contains("from-worker-0")),
         "{:?}",
-        info(&after.chain.outcome)
+        info(&after.outcome)
     );
 }
 
@@ -147,7 +144,7 @@ fn queue_readiness_goes_to_the_worker_that_registered_the_queue() {
             .exchange_on(producer, &request("/enqueue"))
             .expect("enqueue");
         // The producer's own stream: it enqueued and was not notified.
-        let own = &out.chain.filters[0];
+        let own = &out.filters[0];
         assert!(
             info(own).iter().any(|l| l == "enqueue: OK"),
             "{:?}",
@@ -160,7 +157,7 @@ fn queue_readiness_goes_to_the_worker_that_registered_the_queue() {
             info(own)
         );
         // The owner ran on_queue_ready on its root context and dequeued the item.
-        let all = info(&out.chain.outcome);
+        let all = info(&out.outcome);
         let ready = all.iter().position(|l| l == "cb queue_ready ctx=1 queue=1");
         let dequeued = all
             .iter()
@@ -170,7 +167,7 @@ fn queue_readiness_goes_to_the_worker_that_registered_the_queue() {
             "owner {owner} notified and dequeued: {all:?}"
         );
         // Nothing is left for anybody.
-        let later = envoy.advance_all(10).expect("advance");
+        let later = envoy.advance(10).expect("advance");
         assert_eq!(count(&later, "cb queue_ready ctx=1 queue=1"), 0);
     }
 }
@@ -183,18 +180,14 @@ fn a_trap_fails_only_the_worker_whose_vm_trapped() {
         2,
     );
     let trapped = envoy.exchange_on(0, &request("/boom")).expect("exchange");
-    assert!(trapped.chain.outcome.trap.is_some());
-    assert_eq!(trapped.chain.outcome.response.map(|r| r.status), Some(503));
+    assert!(trapped.outcome.trap.is_some());
+    assert_eq!(trapped.outcome.response.map(|r| r.status), Some(503));
     // Worker 0's VM is failed (fail closed); worker 1's clone is untouched.
     let failed = envoy.exchange_on(0, &request("/")).expect("exchange");
-    assert_eq!(failed.chain.outcome.response.map(|r| r.status), Some(503));
+    assert_eq!(failed.outcome.response.map(|r| r.status), Some(503));
     let healthy = envoy.exchange_on(1, &request("/")).expect("exchange");
-    assert_eq!(healthy.chain.outcome.response.map(|r| r.status), Some(200));
-    assert!(
-        envoy.worker(1).expect("worker 1").filters()[0]
-            .vm_failure()
-            .is_none()
-    );
+    assert_eq!(healthy.outcome.response.map(|r| r.status), Some(200));
+    assert!(envoy.vms(1)[0].vm_failure().is_none());
 }
 
 #[test]
@@ -213,10 +206,10 @@ fn a_worker_catches_up_with_the_others_time_before_it_takes_a_request() {
         2,
     );
     let waited = envoy.exchange_on(0, &request("/wait")).expect("exchange");
-    assert_eq!(waited.chain.outcome.elapsed_ms, 100);
-    assert_eq!(waited.chain.outcome.end, harness::StreamEnd::Completed);
+    assert_eq!(waited.outcome.elapsed_ms, 100);
+    assert_eq!(waited.outcome.end, harness::StreamEnd::Completed);
     let next = envoy.exchange_on(1, &request("/")).expect("exchange");
-    let lines = info(&next.chain.outcome);
+    let lines = info(&next.outcome);
     let tick = lines.iter().position(|l| l == "cb tick ctx=1");
     let stream = lines
         .iter()
@@ -226,17 +219,14 @@ fn a_worker_catches_up_with_the_others_time_before_it_takes_a_request() {
         "catch-up tick first: {lines:?}"
     );
     assert_eq!(
-        next.chain
-            .outcome
-            .hostcalls
-            .get("proxy_set_effective_context"),
+        next.outcome.hostcalls.get("proxy_set_effective_context"),
         Some(&1),
         "the catch-up's hostcalls are counted"
     );
     assert_eq!(
-        count(&next.chain.filters[0], "cb tick ctx=1"),
+        count(&next.filters[0], "cb tick ctx=1"),
         0,
         "not part of the exchange itself"
     );
-    assert_eq!(envoy.worker(1).expect("worker 1").now_ms(), 100);
+    assert_eq!(envoy.vms(1)[0].now_ms(), 100);
 }
