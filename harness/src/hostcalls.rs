@@ -18,6 +18,41 @@ use crate::model::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault(pub String);
 
+/// Why a host function ends early: a status the guest receives as the
+/// call's result (bad memory, a missing value...), or a fault that traps it.
+/// Helpers return it so each host function is written with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Returned to the guest.
+    Status(Status),
+    /// Traps the guest.
+    Fault(Fault),
+}
+
+impl From<Status> for Refusal {
+    fn from(status: Status) -> Self {
+        Refusal::Status(status)
+    }
+}
+
+impl From<Fault> for Refusal {
+    fn from(fault: Fault) -> Self {
+        Refusal::Fault(fault)
+    }
+}
+
+/// What a host function answers: a status, or a [`Refusal`].
+pub type HostcallResult = Result<Status, Refusal>;
+
+/// The status word a host function returns to the guest, or the fault
+/// that traps it (what the backends' generated glue passes on).
+pub fn answer(result: HostcallResult) -> Result<u32, Fault> {
+    match result {
+        Ok(status) | Err(Refusal::Status(status)) => Ok(status as u32),
+        Err(Refusal::Fault(fault)) => Err(fault),
+    }
+}
+
 /// Guest memory as one backend sees it.
 pub trait GuestMemory {
     /// Width in bytes of pointers and sizes written to out-parameters
@@ -168,16 +203,6 @@ pub fn dispatch<G: Guest>(
 // Memory helpers
 // ---------------------------------------------------------------------------
 
-/// Returns `Ok(status)` from the hostcall when a helper fails with a status.
-macro_rules! check {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(status) => return Ok(status),
-        }
-    };
-}
-
 fn input<G: Guest, R>(
     g: &mut G,
     addr: u64,
@@ -254,7 +279,7 @@ fn return_filled<G: Guest>(
     ptr_out: u64,
     size_out: u64,
     fill: impl FnOnce(&mut Host, &mut Vec<u8>) -> Status,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let host = g.host();
     let mut out = std::mem::take(&mut host.scratch);
     let status = fill(host, &mut out);
@@ -265,11 +290,11 @@ fn return_filled<G: Guest>(
     return_scratch(g, ptr_out, size_out)
 }
 
-fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> Result<Status, Fault> {
+fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> HostcallResult {
     let len = g.host().scratch.len() as u64;
     if len == 0 {
-        check!(write_word(g, ptr_out, 0));
-        check!(write_word(g, size_out, 0));
+        write_word(g, ptr_out, 0)?;
+        write_word(g, size_out, 0)?;
         return Ok(Status::Ok);
     }
     g.host().traffic.allocations += 1;
@@ -288,8 +313,8 @@ fn return_scratch<G: Guest>(g: &mut G, ptr_out: u64, size_out: u64) -> Result<St
     if !copied {
         return Ok(Status::InvalidMemoryAccess);
     }
-    check!(write_word(g, ptr_out, addr));
-    check!(write_word(g, size_out, len));
+    write_word(g, ptr_out, addr)?;
+    write_word(g, size_out, len)?;
     Ok(Status::Ok)
 }
 

@@ -345,7 +345,7 @@ macro_rules! export_native_hostcalls {
                 pub extern "C" fn $name($($arg: native_ty!($kind)),*) -> u32 {
                     let args: &[u64] = &[$(trace_native!($kind, $arg)),*];
                     with_current(Hostcall::$name as usize, args, |g| {
-                        hostcalls::$name(g, $(from_native!($kind, $arg)),*).map(|s| s as u32)
+                        hostcalls::answer(hostcalls::$name(g, $(from_native!($kind, $arg)),*))
                     })
                 }
             )*

@@ -246,9 +246,9 @@ impl Machine {
     fn call(
         &mut self,
         which: Hostcall,
-        f: impl FnOnce(&mut Machine) -> Result<Status, Fault>,
+        f: impl FnOnce(&mut Machine) -> hostcalls::HostcallResult,
     ) -> Result<Status, Fault> {
-        let raw = hostcalls::dispatch(self, which as usize, &[], |g| f(g).map(|s| s as u32))?;
+        let raw = hostcalls::dispatch(self, which as usize, &[], |g| hostcalls::answer(f(g)))?;
         Ok(Status::from_u32(raw).unwrap_or(Status::InternalFailure))
     }
 

@@ -10,7 +10,7 @@ pub fn proxy_get_buffer_bytes<G: Guest>(
     max_size: u64,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(bt) = BufferType::from_u32(buffer_type) else {
         return Ok(Status::BadArgument);
     };
@@ -48,11 +48,11 @@ pub fn proxy_set_buffer_bytes<G: Guest>(
     size: u64,
     data: u64,
     data_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(bt) = BufferType::from_u32(buffer_type) else {
         return Ok(Status::BadArgument);
     };
-    let status = check!(input(g, data, data_size, |h, bytes| {
+    let status = input(g, data, data_size, |h, bytes| {
         if h.buffer_mut(bt).is_none() {
             if let Some(field) = Field::of_buffer(bt) {
                 h.warn_out_of_reach(field);
@@ -76,7 +76,7 @@ pub fn proxy_set_buffer_bytes<G: Guest>(
             return Status::BadArgument;
         }
         Status::Ok
-    }));
+    })?;
     Ok(status)
 }
 
@@ -86,14 +86,14 @@ pub fn proxy_get_buffer_status<G: Guest>(
     buffer_type: u32,
     return_length: u64,
     return_flags: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(bt) = BufferType::from_u32(buffer_type) else {
         return Ok(Status::BadArgument);
     };
     let Some(len) = g.host().buffer(bt).map(|b| b.len() as u64) else {
         return Ok(Status::NotFound);
     };
-    check!(write_word(g, return_length, len));
-    check!(write_u32(g, return_flags, 0));
+    write_word(g, return_length, len)?;
+    write_u32(g, return_flags, 0)?;
     Ok(Status::Ok)
 }

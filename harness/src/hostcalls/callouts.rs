@@ -18,15 +18,11 @@ pub fn proxy_http_call<G: Guest>(
     trailers_size: u64,
     timeout_ms: u32,
     return_token: u64,
-) -> Result<Status, Fault> {
-    let cluster = check!(read_owned(g, upstream, upstream_size));
-    let headers = check!(check!(input(g, headers, headers_size, |_, h| {
-        decode_headers(h)
-    })));
-    let trailers = check!(check!(input(g, trailers, trailers_size, |_, h| {
-        decode_headers(h)
-    })));
-    let body = check!(read_owned(g, body, body_size));
+) -> HostcallResult {
+    let cluster = read_owned(g, upstream, upstream_size)?;
+    let headers = input(g, headers, headers_size, |_, h| decode_headers(h))??;
+    let trailers = input(g, trailers, trailers_size, |_, h| decode_headers(h))??;
+    let body = read_owned(g, body, body_size)?;
     let host = g.host();
     let Some(answer) = host.next_http_answer(&cluster) else {
         host.harness_log(
@@ -62,7 +58,7 @@ pub fn proxy_http_call<G: Guest>(
         timeout_ms,
         result: CalloutResult::Pending,
     });
-    check!(write_u32(g, return_token, token));
+    write_u32(g, return_token, token)?;
     Ok(Status::Ok)
 }
 
@@ -76,15 +72,13 @@ fn start_grpc<G: Guest>(
     message: Option<(u64, u64)>,
     timeout_ms: u32,
     return_token: u64,
-) -> Result<Status, Fault> {
-    let cluster = check!(read_owned(g, upstream.0, upstream.1));
-    let service = check!(read_owned(g, service.0, service.1));
-    let method = check!(read_owned(g, method.0, method.1));
-    let metadata = check!(check!(input(g, metadata.0, metadata.1, |_, h| {
-        decode_headers(h)
-    })));
+) -> HostcallResult {
+    let cluster = read_owned(g, upstream.0, upstream.1)?;
+    let service = read_owned(g, service.0, service.1)?;
+    let method = read_owned(g, method.0, method.1)?;
+    let metadata = input(g, metadata.0, metadata.1, |_, h| decode_headers(h))??;
     let message = match message {
-        Some((a, l)) => Some(check!(read_owned(g, a, l))),
+        Some((a, l)) => Some(read_owned(g, a, l)?),
         None => None,
     };
     let host = g.host();
@@ -137,7 +131,7 @@ fn start_grpc<G: Guest>(
     );
     let at = host.now_ms + after;
     host.schedule(at, Event::GrpcAnswer { token });
-    check!(write_u32(g, return_token, token));
+    write_u32(g, return_token, token)?;
     Ok(Status::Ok)
 }
 
@@ -157,7 +151,7 @@ pub fn proxy_grpc_call<G: Guest>(
     message_size: u64,
     timeout_ms: u32,
     return_token: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     start_grpc(
         g,
         (upstream, upstream_size),
@@ -183,7 +177,7 @@ pub fn proxy_grpc_stream<G: Guest>(
     metadata: u64,
     metadata_size: u64,
     return_token: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     start_grpc(
         g,
         (upstream, upstream_size),
@@ -203,8 +197,8 @@ pub fn proxy_grpc_send<G: Guest>(
     message: u64,
     message_size: u64,
     end_stream: bool,
-) -> Result<Status, Fault> {
-    let message = check!(read_owned(g, message, message_size));
+) -> HostcallResult {
+    let message = read_owned(g, message, message_size)?;
     let host = g.host();
     let Some(p) = host.grpc_pending.get_mut(&token) else {
         return Ok(Status::NotFound);
@@ -221,7 +215,7 @@ pub fn proxy_grpc_send<G: Guest>(
 }
 
 /// `proxy_grpc_cancel`: no callback follows.
-pub fn proxy_grpc_cancel<G: Guest>(g: &mut G, token: u32) -> Result<Status, Fault> {
+pub fn proxy_grpc_cancel<G: Guest>(g: &mut G, token: u32) -> HostcallResult {
     let host = g.host();
     if host.grpc_pending.remove(&token).is_none() {
         return Ok(Status::NotFound);
@@ -231,7 +225,7 @@ pub fn proxy_grpc_cancel<G: Guest>(g: &mut G, token: u32) -> Result<Status, Faul
 }
 
 /// `proxy_grpc_close`: half-closes a stream (the answer still arrives); cancels a unary call.
-pub fn proxy_grpc_close<G: Guest>(g: &mut G, token: u32) -> Result<Status, Fault> {
+pub fn proxy_grpc_close<G: Guest>(g: &mut G, token: u32) -> HostcallResult {
     let host = g.host();
     let Some(p) = host.grpc_pending.get_mut(&token) else {
         return Ok(Status::NotFound);
@@ -251,7 +245,7 @@ pub fn proxy_get_status<G: Guest>(
     return_code: u64,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let host = g.host();
     let code = host.status_code;
     let message = std::mem::take(&mut host.status_message);
@@ -261,12 +255,12 @@ pub fn proxy_get_status<G: Guest>(
     if status != Status::Ok {
         return Ok(status);
     }
-    check!(write_u32(g, return_code, code));
+    write_u32(g, return_code, code)?;
     Ok(Status::Ok)
 }
 
 /// `proxy_set_effective_context`: BAD_ARGUMENT for an unknown context.
-pub fn proxy_set_effective_context<G: Guest>(g: &mut G, context_id: u32) -> Result<Status, Fault> {
+pub fn proxy_set_effective_context<G: Guest>(g: &mut G, context_id: u32) -> HostcallResult {
     let host = g.host();
     if !host.context_exists(context_id) {
         return Ok(Status::BadArgument);
@@ -285,9 +279,9 @@ pub fn proxy_call_foreign_function<G: Guest>(
     arguments_size: u64,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
-    let name = check!(read_owned(g, name, name_size));
-    let args = check!(read_owned(g, arguments, arguments_size));
+) -> HostcallResult {
+    let name = read_owned(g, name, name_size)?;
+    let args = read_owned(g, arguments, arguments_size)?;
     let host = g.host();
     match crate::host::foreign::call(host, &name, &args) {
         Ok(result) => set_scratch(host, &result),
@@ -299,7 +293,7 @@ pub fn proxy_call_foreign_function<G: Guest>(
 /// `proxy_done`: Envoy only accepts it from a root context whose
 /// `proxy_on_done` returned false during VM shutdown; the harness never
 /// drains a VM, so it is always NOT_FOUND.
-pub fn proxy_done<G: Guest>(g: &mut G) -> Result<Status, Fault> {
+pub fn proxy_done<G: Guest>(g: &mut G) -> HostcallResult {
     g.host().done_called = true;
     Ok(Status::NotFound)
 }

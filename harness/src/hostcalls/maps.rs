@@ -8,7 +8,7 @@ pub fn proxy_get_header_map_pairs<G: Guest>(
     map_type: u32,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
@@ -30,11 +30,11 @@ pub fn proxy_set_header_map_pairs<G: Guest>(
     map_type: u32,
     data: u64,
     data_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    let status = check!(input(g, data, data_size, |h, bytes| {
+    let status = input(g, data, data_size, |h, bytes| {
         let Ok(pairs) = abi::decode_map(bytes) else {
             return Status::BadArgument;
         };
@@ -45,7 +45,7 @@ pub fn proxy_set_header_map_pairs<G: Guest>(
             }
             None => map_out_of_reach(h, mt),
         }
-    }));
+    })?;
     Ok(status)
 }
 
@@ -56,7 +56,7 @@ pub fn proxy_get_header_map_size<G: Guest>(
     g: &mut G,
     map_type: u32,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
@@ -68,7 +68,7 @@ pub fn proxy_get_header_map_size<G: Guest>(
     else {
         return Ok(map_out_of_reach(host, mt));
     };
-    check!(write_word(g, return_size, size as u64));
+    write_word(g, return_size, size as u64)?;
     Ok(Status::Ok)
 }
 
@@ -83,11 +83,11 @@ pub fn proxy_get_header_map_value<G: Guest>(
     key_size: u64,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    let status = check!(input(g, key, key_size, |h, key| {
+    let status = input(g, key, key_size, |h, key| {
         let mut out = std::mem::take(&mut h.scratch);
         let status = match h.map(mt) {
             None if h.access_log && h.abi == AbiVersion::V0_1_0 => {
@@ -112,7 +112,7 @@ pub fn proxy_get_header_map_value<G: Guest>(
         };
         h.scratch = out;
         status
-    }));
+    })?;
     if status != Status::Ok {
         return Ok(status);
     }
@@ -127,7 +127,7 @@ pub fn proxy_replace_header_map_value<G: Guest>(
     key_size: u64,
     value: u64,
     value_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     edit_map_value(
         g,
         map_type,
@@ -143,19 +143,17 @@ pub fn proxy_remove_header_map_value<G: Guest>(
     map_type: u32,
     key: u64,
     key_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    Ok(check!(input(g, key, key_size, |h, k| {
-        match h.map_mut(mt) {
-            Some(map) => {
-                map.remove(k);
-                Status::Ok
-            }
-            None => map_out_of_reach(h, mt),
+    Ok(input(g, key, key_size, |h, k| match h.map_mut(mt) {
+        Some(map) => {
+            map.remove(k);
+            Status::Ok
         }
-    })))
+        None => map_out_of_reach(h, mt),
+    })?)
 }
 
 /// `proxy_add_header_map_value`: appends (key lower-cased).
@@ -166,7 +164,7 @@ pub fn proxy_add_header_map_value<G: Guest>(
     key_size: u64,
     value: u64,
     value_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     edit_map_value(
         g,
         map_type,
@@ -183,19 +181,17 @@ fn edit_map_value<G: Guest>(
     key: (u64, u64),
     value: (u64, u64),
     edit: fn(&mut crate::host::HeaderMap, &[u8], &[u8]),
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(mt) = MapType::from_u32(map_type) else {
         return Ok(Status::BadArgument);
     };
-    Ok(check!(input2(g, key, value, |h, k, v| {
-        match h.map_mut(mt) {
-            Some(map) => {
-                edit(map, k, v);
-                Status::Ok
-            }
-            None => map_out_of_reach(h, mt),
+    Ok(input2(g, key, value, |h, k, v| match h.map_mut(mt) {
+        Some(map) => {
+            edit(map, k, v);
+            Status::Ok
         }
-    })))
+        None => map_out_of_reach(h, mt),
+    })?)
 }
 
 /// A stream map out of reach: warned about once, then Envoy's answer.

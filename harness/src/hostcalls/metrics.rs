@@ -17,43 +17,35 @@ pub fn proxy_define_metric<G: Guest>(
     name: u64,
     name_size: u64,
     return_id: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     let Some(kind) = MetricType::from_u32(metric_type) else {
         return Ok(Status::BadArgument);
     };
-    let id = check!(input(g, name, name_size, |h, n| {
+    let id = input(g, name, name_size, |h, n| {
         let stat = h.shared.define_metric(kind, &String::from_utf8_lossy(n));
         // Envoy's Context::defineMetric takes a fresh id on every call,
         // even for a name already defined (both ids name the same stat).
         h.metric_ids.push(stat);
         let ordinal = h.metric_ids.len();
         ((ordinal as u32) << 2) | metric_type
-    }));
-    check!(write_u32(g, return_id, id));
+    })?;
+    write_u32(g, return_id, id)?;
     Ok(Status::Ok)
 }
 
 /// `proxy_get_metric`: histograms BAD_ARGUMENT, unknown ids NOT_FOUND.
-pub fn proxy_get_metric<G: Guest>(
-    g: &mut G,
-    metric_id: u32,
-    return_value: u64,
-) -> Result<Status, Fault> {
+pub fn proxy_get_metric<G: Guest>(g: &mut G, metric_id: u32, return_value: u64) -> HostcallResult {
     let host = g.host();
     let Some(stat) = metric_stat(host, metric_id) else {
         return Ok(Status::NotFound);
     };
-    let value = check!(host.shared.get_metric(stat));
-    check!(write_u64(g, return_value, value));
+    let value = host.shared.get_metric(stat)?;
+    write_u64(g, return_value, value)?;
     Ok(Status::Ok)
 }
 
 /// `proxy_record_metric`: counter += value, gauge = value, histogram sample.
-pub fn proxy_record_metric<G: Guest>(
-    g: &mut G,
-    metric_id: u32,
-    value: u64,
-) -> Result<Status, Fault> {
+pub fn proxy_record_metric<G: Guest>(g: &mut G, metric_id: u32, value: u64) -> HostcallResult {
     let host = g.host();
     let Some(stat) = metric_stat(host, metric_id) else {
         return Ok(Status::NotFound);
@@ -62,11 +54,7 @@ pub fn proxy_record_metric<G: Guest>(
 }
 
 /// `proxy_increment_metric`: counters need a positive offset.
-pub fn proxy_increment_metric<G: Guest>(
-    g: &mut G,
-    metric_id: u32,
-    offset: i64,
-) -> Result<Status, Fault> {
+pub fn proxy_increment_metric<G: Guest>(g: &mut G, metric_id: u32, offset: i64) -> HostcallResult {
     let host = g.host();
     let Some(stat) = metric_stat(host, metric_id) else {
         return Ok(Status::NotFound);

@@ -10,8 +10,8 @@ pub fn proxy_get_property<G: Guest>(
     path_size: u64,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
-    let found = check!(input(g, path, path_size, |h, p| h.lookup_property(p)));
+) -> HostcallResult {
+    let found = input(g, path, path_size, |h, p| h.lookup_property(p))?;
     if !found {
         return Ok(Status::NotFound);
     }
@@ -27,8 +27,8 @@ pub fn proxy_set_property<G: Guest>(
     path_size: u64,
     value: u64,
     value_size: u64,
-) -> Result<Status, Fault> {
-    Ok(check!(input2(
+) -> HostcallResult {
+    Ok(input2(
         g,
         (path, path_size),
         (value, value_size),
@@ -51,6 +51,6 @@ pub fn proxy_set_property<G: Guest>(
                 crate::host::properties::warn_once(h, key, message);
             }
             Status::Ok
-        }
-    )))
+        },
+    )?)
 }

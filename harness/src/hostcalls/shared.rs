@@ -10,19 +10,19 @@ pub fn proxy_get_shared_data<G: Guest>(
     return_data: u64,
     return_size: u64,
     return_cas: u64,
-) -> Result<Status, Fault> {
-    let cas = check!(input(g, key, key_size, |h, k| {
+) -> HostcallResult {
+    let cas = input(g, key, key_size, |h, k| {
         let mut out = std::mem::take(&mut h.scratch);
         let r = h.shared.get_data(&h.plugin.vm_id, k, &mut out);
         h.scratch = out;
         r
-    }));
-    let cas = check!(cas);
+    })?;
+    let cas = cas?;
     let status = return_scratch(g, return_data, return_size)?;
     if status != Status::Ok {
         return Ok(status);
     }
-    check!(write_u32(g, return_cas, cas));
+    write_u32(g, return_cas, cas)?;
     Ok(Status::Ok)
 }
 
@@ -34,13 +34,13 @@ pub fn proxy_set_shared_data<G: Guest>(
     value: u64,
     value_size: u64,
     cas: u32,
-) -> Result<Status, Fault> {
-    Ok(check!(input2(
+) -> HostcallResult {
+    Ok(input2(
         g,
         (key, key_size),
         (value, value_size),
-        |h, k, v| h.shared.set_data(&h.plugin.vm_id, k, v, cas)
-    )))
+        |h, k, v| h.shared.set_data(&h.plugin.vm_id, k, v, cas),
+    )?)
 }
 
 /// `proxy_register_shared_queue`: notifications go to this worker's root context.
@@ -49,13 +49,13 @@ pub fn proxy_register_shared_queue<G: Guest>(
     name: u64,
     name_size: u64,
     return_id: u64,
-) -> Result<Status, Fault> {
-    let id = check!(input(g, name, name_size, |h, n| {
+) -> HostcallResult {
+    let id = input(g, name, name_size, |h, n| {
         let inbox = h.inbox.clone();
         h.shared
             .register_queue(&h.plugin.vm_id, n, &inbox, h.root_context_id)
-    }));
-    check!(write_u32(g, return_id, id));
+    })?;
+    write_u32(g, return_id, id)?;
     Ok(Status::Ok)
 }
 
@@ -67,25 +67,20 @@ pub fn proxy_resolve_shared_queue<G: Guest>(
     name: u64,
     name_size: u64,
     return_id: u64,
-) -> Result<Status, Fault> {
-    let id = check!(input2(
-        g,
-        (vm_id, vm_id_size),
-        (name, name_size),
-        |h, vm, n| {
-            // An empty vm_id means the caller's own (the plugin's vm_id).
-            let vm = if vm.is_empty() {
-                h.plugin.vm_id.clone()
-            } else {
-                String::from_utf8_lossy(vm).into_owned()
-            };
-            h.shared.resolve_queue(&vm, n)
-        }
-    ));
+) -> HostcallResult {
+    let id = input2(g, (vm_id, vm_id_size), (name, name_size), |h, vm, n| {
+        // An empty vm_id means the caller's own (the plugin's vm_id).
+        let vm = if vm.is_empty() {
+            h.plugin.vm_id.clone()
+        } else {
+            String::from_utf8_lossy(vm).into_owned()
+        };
+        h.shared.resolve_queue(&vm, n)
+    })?;
     let Some(id) = id else {
         return Ok(Status::NotFound);
     };
-    check!(write_u32(g, return_id, id));
+    write_u32(g, return_id, id)?;
     Ok(Status::Ok)
 }
 
@@ -95,7 +90,7 @@ pub fn proxy_dequeue_shared_queue<G: Guest>(
     queue_id: u32,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     return_filled(g, return_data, return_size, |host, out| {
         host.shared.dequeue(queue_id, out)
     })
@@ -107,8 +102,8 @@ pub fn proxy_enqueue_shared_queue<G: Guest>(
     queue_id: u32,
     value: u64,
     value_size: u64,
-) -> Result<Status, Fault> {
-    Ok(check!(input(g, value, value_size, |h, v| h
-        .shared
-        .enqueue(queue_id, v))))
+) -> HostcallResult {
+    Ok(input(g, value, value_size, |h, v| {
+        h.shared.enqueue(queue_id, v)
+    })?)
 }

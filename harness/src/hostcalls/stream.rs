@@ -2,11 +2,7 @@
 
 use super::*;
 
-fn defer_stream_action<G: Guest>(
-    g: &mut G,
-    stream_type: u32,
-    close: bool,
-) -> Result<Status, Fault> {
+fn defer_stream_action<G: Guest>(g: &mut G, stream_type: u32, close: bool) -> HostcallResult {
     let Some(st) = StreamType::from_u32(stream_type) else {
         return Ok(Status::BadArgument);
     };
@@ -42,23 +38,23 @@ fn defer_stream_action<G: Guest>(
 }
 
 /// `proxy_continue_stream` (deferred).
-pub fn proxy_continue_stream<G: Guest>(g: &mut G, stream_type: u32) -> Result<Status, Fault> {
+pub fn proxy_continue_stream<G: Guest>(g: &mut G, stream_type: u32) -> HostcallResult {
     defer_stream_action(g, stream_type, false)
 }
 
 /// `proxy_continue_request` (ABI 0.1.0; deferred like `proxy_continue_stream`).
-pub fn proxy_continue_request<G: Guest>(g: &mut G) -> Result<Status, Fault> {
+pub fn proxy_continue_request<G: Guest>(g: &mut G) -> HostcallResult {
     defer_stream_action(g, StreamType::HttpRequest as u32, false)
 }
 
 /// `proxy_continue_response` (ABI 0.1.0; deferred like `proxy_continue_stream`).
-pub fn proxy_continue_response<G: Guest>(g: &mut G) -> Result<Status, Fault> {
+pub fn proxy_continue_response<G: Guest>(g: &mut G) -> HostcallResult {
     defer_stream_action(g, StreamType::HttpResponse as u32, false)
 }
 
 /// `proxy_clear_route_cache` (ABI 0.1.0): the harness has no route table, so
 /// there is nothing to recompute; OK, as Envoy answers.
-pub fn proxy_clear_route_cache<G: Guest>(_g: &mut G) -> Result<Status, Fault> {
+pub fn proxy_clear_route_cache<G: Guest>(_g: &mut G) -> HostcallResult {
     Ok(Status::Ok)
 }
 
@@ -69,7 +65,7 @@ pub fn proxy_get_configuration<G: Guest>(
     g: &mut G,
     return_data: u64,
     return_size: u64,
-) -> Result<Status, Fault> {
+) -> HostcallResult {
     return_filled(g, return_data, return_size, |host, out| {
         out.clear();
         out.extend_from_slice(if host.configuring {
@@ -82,7 +78,7 @@ pub fn proxy_get_configuration<G: Guest>(
 }
 
 /// `proxy_close_stream` (deferred): resets the HTTP stream.
-pub fn proxy_close_stream<G: Guest>(g: &mut G, stream_type: u32) -> Result<Status, Fault> {
+pub fn proxy_close_stream<G: Guest>(g: &mut G, stream_type: u32) -> HostcallResult {
     defer_stream_action(g, stream_type, true)
 }
 
@@ -98,12 +94,10 @@ pub fn proxy_send_local_response<G: Guest>(
     headers: u64,
     headers_size: u64,
     grpc_status: i32,
-) -> Result<Status, Fault> {
-    let details = check!(read_owned(g, details, details_size));
-    let body = check!(read_owned(g, body, body_size));
-    let headers = check!(check!(input(g, headers, headers_size, |_, h| {
-        decode_headers(h)
-    })));
+) -> HostcallResult {
+    let details = read_owned(g, details, details_size)?;
+    let body = read_owned(g, body, body_size)?;
+    let headers = input(g, headers, headers_size, |_, h| decode_headers(h))??;
     let host = g.host();
     // Envoy's Context::sendLocalResponse acts only with a stream's decoder
     // callbacks; from a root context it does nothing and answers OK.

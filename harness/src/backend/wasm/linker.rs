@@ -158,7 +158,7 @@ macro_rules! link_proxy_hostcalls {
                         let args: &[u64] = &[$(RawArg::raw($arg)),*];
                         let mut guest = WasmGuest { caller: &mut caller };
                         hostcalls::dispatch(&mut guest, Hostcall::$name as usize, args, |g| {
-                            hostcalls::$name(g, $(from_wasm!($kind, $arg)),*).map(|s| s as u32)
+                            hostcalls::answer(hostcalls::$name(g, $(from_wasm!($kind, $arg)),*))
                         })
                         .map(|status| status as i32)
                         .map_err(|fault| wasmtime::format_err!("{}", fault.0))
