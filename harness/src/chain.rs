@@ -288,8 +288,9 @@ impl Chain {
             return Err(HarnessError::Usage("the stream did not end".to_string()));
         };
         let mut stream = stream;
-        let mut outcomes = manager::outcomes(&mut self.filters, &self.slots, &mut stream);
-        keep_logs(&mut stream, &self.slots, &outcomes);
+        let mut outcomes =
+            manager::outcomes(&mut self.filters, &self.slots, &self.streams, &mut stream);
+        keep_logs(&mut stream, &outcomes);
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
@@ -310,7 +311,8 @@ impl Chain {
     }
 
     fn finish_step(&mut self, context_id: u32, end: StreamEnd) -> EnvoyOutcome {
-        let mut outcomes = manager::step_outcomes(&mut self.filters, &self.slots, end, 0);
+        let mut outcomes =
+            manager::step_outcomes(&mut self.filters, &self.slots, &self.streams, end, 0);
         for outcome in &mut outcomes {
             outcome.context_id = context_id;
         }
@@ -330,19 +332,15 @@ impl Chain {
     /// Named streams keep the log lines of their own contexts from each step.
     fn keep_stream_logs(&mut self, outcomes: &[Outcome]) {
         for stream in self.streams.log_keepers() {
-            keep_logs(stream, &self.slots, outcomes);
+            keep_logs(stream, outcomes);
         }
     }
 }
 
-/// Each hop of a named stream keeps its own context's lines, taken from its
-/// VM's capture (held by the VM's first chain position).
-fn keep_logs(stream: &mut Stream, slots: &[Slot], outcomes: &[Outcome]) {
-    for (hop, slot) in stream.hops.iter_mut().zip(slots) {
-        let captured = slots.iter().position(|s| s.vm == slot.vm);
-        let Some(outcome) = captured.and_then(|p| outcomes.get(p)) else {
-            continue;
-        };
+/// Each hop of a named stream keeps its own context's lines, taken from
+/// its position's share of the capture.
+fn keep_logs(stream: &mut Stream, outcomes: &[Outcome]) {
+    for (hop, outcome) in stream.hops.iter_mut().zip(outcomes) {
         if hop.context_id != 0 {
             let own = outcome
                 .logs

@@ -18,6 +18,7 @@
 //!   (filters without a context pass it on), after that straight to the
 //!   client (`reply::local_reply`).
 
+mod capture;
 mod downstream;
 mod flow;
 pub(crate) mod handles;
@@ -36,6 +37,7 @@ use crate::model::{
     DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
 };
 
+use capture::Owners;
 pub(crate) use downstream::status_of;
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
@@ -111,6 +113,13 @@ impl Streams {
             .iter_mut()
             .chain(self.finished.iter_mut())
             .filter(|s| s.keep_logs)
+    }
+
+    /// The hops of every stream (and of `also`), for telling whose a
+    /// context is.
+    fn hop_lists<'a>(&'a self, also: Option<&'a Stream>) -> Vec<&'a [Hop]> {
+        let all = self.live.iter().chain(&self.finished).chain(also);
+        all.map(|s| s.hops.as_slice()).collect()
     }
 
     /// True when `key` names a stream that is live or ended but uncollected.
@@ -528,80 +537,60 @@ fn waiting_for_peer(stream: &Stream, why: &str) -> String {
 }
 
 /// Each chain position's outcome of an ended stream: what the position's
-/// filter let through, and the capture since the step began. A VM that
-/// serves several positions is captured once, in its first position.
-/// The hops' messages move into the outcomes (the stream is done with them).
+/// filter let through, and its share of the capture since the step began
+/// (see `capture`). The hops' messages move into the outcomes (the stream
+/// is done with them).
 pub(crate) fn outcomes(
     filters: &mut [Harness],
     slots: &[Slot],
+    streams: &Streams,
     stream: &mut Stream,
 ) -> Vec<Outcome> {
     let end = stream.end.clone().unwrap_or_default();
-    let last = stream.hops.len().saturating_sub(1);
-    let mut captured = vec![false; filters.len()];
-    slots
+    let mut outs: Vec<Outcome> = stream
+        .hops
         .iter()
-        .zip(stream.hops.iter_mut())
-        .enumerate()
-        .map(|(i, (slot, hop))| {
-            let mut outcome = if std::mem::replace(&mut captured[slot.vm], true) {
-                Outcome {
-                    context_id: hop.context_id,
-                    end: end.clone(),
-                    elapsed_ms: stream.elapsed_ms,
-                    ..Outcome::default()
-                }
-            } else {
-                filters[slot.vm].finish_capture(
-                    hop.context_id,
-                    Some(end.clone()),
-                    stream.elapsed_ms,
-                )
-            };
-            outcome.response = match end {
-                StreamEnd::Stalled { .. } => None,
-                _ => hop.sent_response.take().map(|m| DownstreamResponse {
-                    status: status_of(&m.headers),
-                    message: m,
-                    reset: matches!(end, StreamEnd::Reset),
-                }),
-            };
-            // A request cut short (local reply, reset, stall) never completed upstream.
-            let refused = stream.upstream_refused && i == last;
-            outcome.upstream_request = if hop.request_done && !refused {
-                hop.sent_request.take()
-            } else {
-                None
-            };
-            outcome.local_reply = hop.local_reply.take();
-            outcome
+        .map(|hop| Outcome {
+            context_id: hop.context_id,
+            ..Outcome::default()
         })
-        .collect()
+        .collect();
+    let owners = Owners::new(slots, streams, Some(&*stream));
+    capture::capture_into(filters, &owners, &mut outs, &end, stream.elapsed_ms);
+    let last = stream.hops.len().saturating_sub(1);
+    for (i, (outcome, hop)) in outs.iter_mut().zip(stream.hops.iter_mut()).enumerate() {
+        outcome.response = match end {
+            StreamEnd::Stalled { .. } => None,
+            _ => hop.sent_response.take().map(|m| DownstreamResponse {
+                status: status_of(&m.headers),
+                message: m,
+                reset: matches!(end, StreamEnd::Reset),
+            }),
+        };
+        // A request cut short (local reply, reset, stall) never completed upstream.
+        let refused = stream.upstream_refused && i == last;
+        outcome.upstream_request = if hop.request_done && !refused {
+            hop.sent_request.take()
+        } else {
+            None
+        };
+        outcome.local_reply = hop.local_reply.take();
+    }
+    outs
 }
 
-/// Each position's capture for a step with no stream of its own: a VM
-/// that serves several positions is captured once, in its first position.
+/// Each position's share of the capture for a step with no stream of its own.
 pub(crate) fn step_outcomes(
     filters: &mut [Harness],
     slots: &[Slot],
+    streams: &Streams,
     end: StreamEnd,
     elapsed_ms: u64,
 ) -> Vec<Outcome> {
-    let mut captured = vec![false; filters.len()];
-    slots
-        .iter()
-        .map(|slot| {
-            if std::mem::replace(&mut captured[slot.vm], true) {
-                Outcome {
-                    end: end.clone(),
-                    elapsed_ms,
-                    ..Outcome::default()
-                }
-            } else {
-                filters[slot.vm].finish_capture(0, Some(end.clone()), elapsed_ms)
-            }
-        })
-        .collect()
+    let mut outs = vec![Outcome::default(); slots.len()];
+    let owners = Owners::new(slots, streams, None);
+    capture::capture_into(filters, &owners, &mut outs, &end, elapsed_ms);
+    outs
 }
 
 /// Runs one exchange to its end; each chain position's outcome, in order.
@@ -624,7 +613,7 @@ pub(crate) fn exchange(
     let key = open(filters, slots, streams, opening);
     run(filters, slots, streams, Goal::Ends(key));
     match streams.take_finished(key) {
-        Some(mut stream) => outcomes(filters, slots, &mut stream),
+        Some(mut stream) => outcomes(filters, slots, streams, &mut stream),
         None => Vec::new(),
     }
 }
@@ -642,5 +631,5 @@ pub(crate) fn advance(
     }
     let target = now(filters).saturating_add(ms);
     run(filters, slots, streams, Goal::Until(target));
-    step_outcomes(filters, slots, StreamEnd::NoStream, ms)
+    step_outcomes(filters, slots, streams, StreamEnd::NoStream, ms)
 }

@@ -379,6 +379,22 @@ fn plugins_with_one_vm_key_share_a_vm_with_roots_in_order_and_one_id_counter() {
             ],
         );
         assert_eq!(out.outcome.end, StreamEnd::Completed);
+        // Each position reports its own contexts' share of the shared VM.
+        let own = |p: usize, ctx: u32| {
+            let lines = callbacks(&out.filters[p]);
+            let mine = format!("request_headers ctx={ctx} ");
+            lines.iter().any(|l| l.starts_with(&mine))
+        };
+        assert!(
+            own(0, first) && !own(0, second),
+            "position 0: {:?}",
+            callbacks(&out.filters[0])
+        );
+        assert!(
+            own(1, second) && !own(1, first),
+            "position 1: {:?}",
+            callbacks(&out.filters[1])
+        );
     }
 
     let separate = Envoy::builder()

@@ -1,0 +1,115 @@
+//! Each chain position's share of what its VM observed. A VM serving one
+//! position gives it the whole capture; a VM shared by several positions
+//! (one VM key) splits it by context: a log line, callout record or
+//! callback trace (with the hostcalls it made) goes to the position whose
+//! root or stream context it belongs to, anything without one to the VM's
+//! first position. Hostcall counts stay with the first position (they are
+//! counted per VM); metrics are process-wide, so each position gets them.
+
+use crate::driver::Harness;
+use crate::model::{Outcome, StreamEnd, TraceEvent};
+
+use super::{Hop, Slot, Stream, Streams};
+
+/// Which position a context of a VM belongs to.
+pub(crate) struct Owners<'a> {
+    slots: &'a [Slot],
+    /// The hops of every stream whose contexts may appear in the capture.
+    streams: Vec<&'a [Hop]>,
+}
+
+impl<'a> Owners<'a> {
+    /// The owners of the contexts of `streams` (and `also`); no stream is
+    /// looked at when every VM serves one position (nothing to split).
+    pub(crate) fn new(slots: &'a [Slot], streams: &'a Streams, also: Option<&'a Stream>) -> Self {
+        let shared = (1..slots.len()).any(|i| slots[..i].iter().any(|s| s.vm == slots[i].vm));
+        let streams = if shared {
+            streams.hop_lists(also)
+        } else {
+            Vec::new()
+        };
+        Owners { slots, streams }
+    }
+
+    fn of(&self, vm: usize, ctx: u32) -> Option<usize> {
+        let on_vm = |p: &usize| self.slots[*p].vm == vm;
+        if let Some(p) = (0..self.slots.len())
+            .filter(on_vm)
+            .find(|&p| self.slots[p].root == ctx)
+        {
+            return Some(p);
+        }
+        self.streams.iter().find_map(|hops| {
+            (0..hops.len().min(self.slots.len()))
+                .filter(on_vm)
+                .find(|&p| hops[p].context_id == ctx)
+        })
+    }
+}
+
+/// Fills each position's outcome (`outs`, one per slot, with its context
+/// id set) with its share of its VM's capture since the step began.
+pub(crate) fn capture_into(
+    filters: &mut [Harness],
+    owners: &Owners<'_>,
+    outs: &mut [Outcome],
+    end: &StreamEnd,
+    elapsed_ms: u64,
+) {
+    let slots = owners.slots;
+    for (vm, filter) in filters.iter_mut().enumerate() {
+        let positions: Vec<usize> = (0..slots.len()).filter(|&p| slots[p].vm == vm).collect();
+        let Some(&first) = positions.first() else {
+            continue;
+        };
+        let capture = filter.finish_capture(outs[first].context_id, Some(end.clone()), elapsed_ms);
+        if positions.len() == 1 {
+            outs[first] = capture;
+            continue;
+        }
+        let owner = |ctx: u32| owners.of(vm, ctx).unwrap_or(first);
+        split(capture, first, &positions, owner, outs);
+    }
+}
+
+fn split(
+    mut capture: Outcome,
+    first: usize,
+    positions: &[usize],
+    owner: impl Fn(u32) -> usize,
+    outs: &mut [Outcome],
+) {
+    for &p in positions {
+        let base = &mut outs[p];
+        base.end = capture.end.clone();
+        base.elapsed_ms = capture.elapsed_ms;
+        base.metrics = capture.metrics.clone();
+    }
+    for line in std::mem::take(&mut capture.logs) {
+        outs[owner(line.context_id)].logs.push(line);
+    }
+    for call in std::mem::take(&mut capture.http_calls) {
+        outs[owner(call.context_id)].http_calls.push(call);
+    }
+    for call in std::mem::take(&mut capture.grpc_calls) {
+        outs[owner(call.context_id)].grpc_calls.push(call);
+    }
+    // Hostcalls follow the callback that made them.
+    let mut current = first;
+    for event in std::mem::take(&mut capture.trace) {
+        if let TraceEvent::Callback { args, .. } = &event {
+            current = args
+                .first()
+                .and_then(|a| u32::try_from(*a).ok())
+                .map_or(first, &owner);
+        }
+        outs[current].trace.push(event);
+    }
+    if let Some(trap) = capture.trap.take() {
+        let at = owner(trap.context_id);
+        outs[at].trap = Some(trap);
+    }
+    let base = &mut outs[first];
+    base.hostcalls = std::mem::take(&mut capture.hostcalls);
+    base.failure_policy = capture.failure_policy.take();
+}
