@@ -320,7 +320,7 @@ impl Chain {
         let filters = outcomes.clone();
         let mut merged_outcome = outcomes[0].clone();
         for later in outcomes.into_iter().skip(1) {
-            merge_into(&mut merged_outcome, later);
+            merged_outcome.absorb(later);
         }
         EnvoyOutcome {
             worker: self.streams.worker,
@@ -361,7 +361,7 @@ fn merged(worker: usize, outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, Harness
     };
     let mut merged = first.clone();
     for later in &outcomes[1..] {
-        merge_into(&mut merged, later.clone());
+        merged.absorb(later.clone());
     }
     merged.upstream_request = outcomes.last().and_then(|o| o.upstream_request.clone());
     merged.local_reply = outcomes.iter().find_map(|o| o.local_reply.clone());
@@ -370,50 +370,4 @@ fn merged(worker: usize, outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, Harness
         outcome: merged,
         filters: outcomes,
     })
-}
-
-/// Adds what `more` observed (logs, trace, callouts, hostcall counts, a
-/// trap, the failure policy) to `into`, after what `into` has.
-pub(crate) fn merge_into(into: &mut Outcome, more: Outcome) {
-    into.logs.extend(more.logs);
-    into.trace.extend(more.trace);
-    into.http_calls.extend(more.http_calls);
-    into.grpc_calls.extend(more.grpc_calls);
-    for (name, count) in more.hostcalls {
-        *into.hostcalls.entry(name).or_insert(0) += count;
-    }
-    if into.trap.is_none() {
-        into.trap = more.trap;
-    }
-    if into.failure_policy.is_none() {
-        into.failure_policy = more.failure_policy;
-    }
-    // Metrics are process-wide: the latest snapshot is the complete one.
-    into.metrics = more.metrics;
-}
-
-/// Puts what `earlier` observed before what `into` observed, keeping
-/// `into`'s exchange (response, end, context id...).
-pub(crate) fn merge_before(into: &mut Outcome, earlier: Outcome) {
-    let mut observed = earlier;
-    let later = Outcome {
-        logs: std::mem::take(&mut into.logs),
-        trace: std::mem::take(&mut into.trace),
-        http_calls: std::mem::take(&mut into.http_calls),
-        grpc_calls: std::mem::take(&mut into.grpc_calls),
-        hostcalls: std::mem::take(&mut into.hostcalls),
-        trap: into.trap.take(),
-        failure_policy: into.failure_policy.take(),
-        metrics: std::mem::take(&mut into.metrics),
-        ..Outcome::default()
-    };
-    merge_into(&mut observed, later);
-    into.logs = observed.logs;
-    into.trace = observed.trace;
-    into.http_calls = observed.http_calls;
-    into.grpc_calls = observed.grpc_calls;
-    into.hostcalls = observed.hostcalls;
-    into.trap = observed.trap;
-    into.failure_policy = observed.failure_policy;
-    into.metrics = observed.metrics;
 }

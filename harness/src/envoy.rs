@@ -18,7 +18,7 @@
 //!
 //! One plugin on one worker is also [`crate::Harness`], the short form.
 
-use crate::chain::{Chain, EnvoyOutcome, merge_before, merge_into};
+use crate::chain::{Chain, EnvoyOutcome};
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
@@ -144,7 +144,7 @@ impl Envoy {
             .flat_map(|chain| chain.filters().iter().map(|f| f.startup().clone()));
         let mut merged = all.next().unwrap_or_default();
         for more in all {
-            merge_into(&mut merged, more);
+            merged.absorb(more);
         }
         merged
     }
@@ -271,12 +271,12 @@ impl Envoy {
         let catch_up = (lag > 0).then(|| chain.advance(lag)).transpose()?;
         let mut result = f(chain)?;
         if let Some(before) = catch_up {
-            merge_before(&mut result.outcome, before.outcome);
+            result.outcome.absorb_before(before.outcome);
         }
         for (index, other) in self.workers.iter_mut().enumerate() {
             if index != worker {
                 let background = other.advance(0)?;
-                merge_into(&mut result.outcome, background.outcome);
+                result.outcome.absorb(background.outcome);
             }
         }
         Ok(result)
@@ -291,9 +291,9 @@ impl Envoy {
         let mut outcomes: Vec<Option<EnvoyOutcome>> = vec![None; self.workers.len()];
         let mut accumulate = |index: usize, outcome: EnvoyOutcome| match &mut outcomes[index] {
             Some(acc) => {
-                merge_into(&mut acc.outcome, outcome.outcome);
+                acc.outcome.absorb(outcome.outcome);
                 for (a, b) in acc.filters.iter_mut().zip(outcome.filters) {
-                    merge_into(a, b);
+                    a.absorb(b);
                 }
             }
             slot => *slot = Some(outcome),
@@ -333,7 +333,7 @@ impl Envoy {
         let mut outcomes = self.advance_each(ms)?.into_iter();
         let mut merged = outcomes.next().map(|o| o.outcome).unwrap_or_default();
         for more in outcomes {
-            merge_into(&mut merged, more.outcome);
+            merged.absorb(more.outcome);
         }
         Ok(merged)
     }

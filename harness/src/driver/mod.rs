@@ -13,7 +13,7 @@ use crate::backend::wasm::CompiledModule;
 use crate::backend::{Callback, Vm};
 use crate::error::HarnessError;
 use crate::host::{Host, Phase, SharedHost};
-use crate::hostcalls::hostcall_name;
+use crate::host::counters::hostcall_name;
 use crate::manager::{self, Streams};
 use crate::model::{
     CalloutResult, ClusterSpec, DownstreamRequest, Exchange, FailurePolicyApplied, HarnessConfig,
@@ -292,7 +292,7 @@ impl Harness {
         let root = self.vm.host().add_root(&config.plugin, &config.properties);
         let started = self.start_root(root);
         let more = self.finish_capture(0, None, 0);
-        crate::chain::merge_into(&mut self.startup, more);
+        self.startup.absorb(more);
         if let Some(source) = &mut self.reload {
             source.more.push(config.clone());
         }

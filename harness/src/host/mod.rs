@@ -4,6 +4,7 @@
 //! across workers. One [`Host`] serves one VM (one worker).
 
 mod callouts;
+pub mod counters;
 mod fields;
 pub(crate) mod foreign;
 pub mod headers;
@@ -307,7 +308,7 @@ impl Host {
             tick_period_ms: 0,
             tick_generation: 0,
             logs: Vec::new(),
-            hostcall_counts: vec![0; crate::hostcalls::HOSTCALL_COUNT],
+            hostcall_counts: vec![0; counters::HOSTCALL_COUNT],
             trace: Vec::new(),
             scratch: Vec::new(),
             metric_ids: Vec::new(),

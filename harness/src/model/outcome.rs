@@ -287,3 +287,53 @@ impl Outcome {
             .collect()
     }
 }
+
+impl Outcome {
+    /// Adds what `more` observed (logs, trace, callouts, hostcall counts, a
+    /// trap, the failure policy) after what this outcome has.
+    pub(crate) fn absorb(&mut self, more: Outcome) {
+        let into = self;
+        into.logs.extend(more.logs);
+        into.trace.extend(more.trace);
+        into.http_calls.extend(more.http_calls);
+        into.grpc_calls.extend(more.grpc_calls);
+        for (name, count) in more.hostcalls {
+            *into.hostcalls.entry(name).or_insert(0) += count;
+        }
+        if into.trap.is_none() {
+            into.trap = more.trap;
+        }
+        if into.failure_policy.is_none() {
+            into.failure_policy = more.failure_policy;
+        }
+        // Metrics are process-wide: the latest snapshot is the complete one.
+        into.metrics = more.metrics;
+    }
+
+    /// Puts what `earlier` observed before what this outcome observed,
+    /// keeping this one's exchange (response, end, context id...).
+    pub(crate) fn absorb_before(&mut self, earlier: Outcome) {
+        let into = self;
+        let mut observed = earlier;
+        let later = Outcome {
+            logs: std::mem::take(&mut into.logs),
+            trace: std::mem::take(&mut into.trace),
+            http_calls: std::mem::take(&mut into.http_calls),
+            grpc_calls: std::mem::take(&mut into.grpc_calls),
+            hostcalls: std::mem::take(&mut into.hostcalls),
+            trap: into.trap.take(),
+            failure_policy: into.failure_policy.take(),
+            metrics: std::mem::take(&mut into.metrics),
+            ..Outcome::default()
+        };
+        observed.absorb(later);
+        into.logs = observed.logs;
+        into.trace = observed.trace;
+        into.http_calls = observed.http_calls;
+        into.grpc_calls = observed.grpc_calls;
+        into.hostcalls = observed.hostcalls;
+        into.trap = observed.trap;
+        into.failure_policy = observed.failure_policy;
+        into.metrics = observed.metrics;
+    }
+}
