@@ -34,6 +34,7 @@ mod manager;
 pub mod model;
 pub mod printable;
 pub mod scenario;
+mod single;
 
 #[cfg(unix)]
 pub use backend::native::NativeLibrary;

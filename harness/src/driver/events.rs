@@ -5,7 +5,6 @@
 
 use crate::backend::Callback;
 use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled};
-use crate::manager::status_of;
 use crate::model::CalloutResult;
 
 use super::Harness;
@@ -107,7 +106,7 @@ impl Harness {
                         body,
                         trailers,
                     } => {
-                        let status = status_of(&headers.to_headers());
+                        let status = headers.to_headers().status();
                         let cb = Callback::HttpCallResponse {
                             context_id: root,
                             token,

@@ -3,7 +3,8 @@
 //! (fail closed, fail open, reload), and the capture of what the guest did
 //! (logs, trace, hostcall counts) into an [`Outcome`]. Backend-agnostic: it
 //! only talks to a [`Vm`]. Streams are run by the filter manager
-//! ([`crate::manager`]); root-context events by [`events`].
+//! ([`crate::manager`], which drives this type; the one-plugin traffic
+//! methods are in `single`); root-context events by [`events`].
 
 mod events;
 
@@ -12,13 +13,12 @@ use std::collections::BTreeMap;
 use crate::backend::wasm::CompiledModule;
 use crate::backend::{Callback, Vm};
 use crate::error::HarnessError;
-use crate::host::{Host, Phase, SharedHost};
 use crate::host::counters::hostcall_name;
-use crate::manager::{self, Streams};
+use crate::host::{Host, Phase, SharedHost};
 use crate::model::{
-    CalloutResult, ClusterSpec, DownstreamRequest, Exchange, FailurePolicyApplied, HarnessConfig,
-    LogEntry, LogLevel, MetricSnapshot, Outcome, Properties, PropertyValue, StreamEnd, TraceEvent,
-    TraceLevel, TrapReport, UpstreamResponse,
+    CalloutResult, ClusterSpec, FailurePolicyApplied, HarnessConfig, LogEntry, LogLevel,
+    MetricSnapshot, Outcome, Properties, PropertyValue, StreamEnd, TraceEvent, TraceLevel,
+    TrapReport,
 };
 
 /// Which filter build to run.
@@ -343,19 +343,6 @@ impl Harness {
         Ok(())
     }
 
-    /// Runs one request/response exchange through the filter until the
-    /// stream completes, is reset, or stalls. Virtual time advances only
-    /// while the stream waits for callouts or timers.
-    ///
-    /// A trap is not an `Err`: it is reported in [`Outcome::trap`] and the
-    /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
-    pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
-        let slots = [self.own_slot()];
-        let filters = std::slice::from_mut(self);
-        let mut outcomes = manager::exchange(filters, &slots, &mut Streams::default(), exchange);
-        Ok(outcomes.pop().unwrap_or_default())
-    }
-
     /// Prepares this worker for a step: the failure policy's reload (when
     /// no stream is live on the failed VM), then a fresh capture of logs,
     /// trace and counts.
@@ -366,14 +353,6 @@ impl Harness {
         let reloaded = self.policy_applied.take();
         self.begin_capture();
         self.policy_applied = reloaded;
-    }
-
-    /// This VM's one chain position (no allocation on the per-request path).
-    fn own_slot(&self) -> manager::Slot {
-        manager::Slot {
-            vm: 0,
-            root: self.vm.host_ref().root_context_id,
-        }
     }
 
     /// Moves this worker's virtual clock forward to `now_ms` (a chain's
@@ -387,28 +366,6 @@ impl Harness {
     /// When the next timer, callout answer or queue event is due.
     pub(crate) fn next_event_at(&self) -> Option<u64> {
         self.vm.host_ref().next_event_at()
-    }
-
-    /// Shorthand for [`Harness::exchange`] without per-exchange properties.
-    pub fn send(
-        &mut self,
-        request: &DownstreamRequest,
-        upstream: &UpstreamResponse,
-    ) -> Result<Outcome, HarnessError> {
-        self.exchange(&Exchange {
-            request: request.clone(),
-            upstream: upstream.clone(),
-            properties: Properties::new(),
-        })
-    }
-
-    /// Advances virtual time by `ms` with no stream: fires `on_tick`s, delivers
-    /// callout answers and queue notifications due in that window.
-    pub fn advance(&mut self, ms: u64) -> Result<Outcome, HarnessError> {
-        let slots = [self.own_slot()];
-        let filters = std::slice::from_mut(self);
-        let mut outcomes = manager::advance(filters, &slots, &mut Streams::default(), ms);
-        Ok(outcomes.pop().unwrap_or_default())
     }
 
     /// What happened during start-up (logs, trace, hostcalls, metrics).

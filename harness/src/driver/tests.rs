@@ -1,6 +1,7 @@
 //! The VM's failure policy and isolation, on tiny WAT filters.
 use super::*;
 use crate::model::PluginConfig;
+use crate::model::{Exchange, UpstreamResponse};
 
 /// A minimal filter in WAT: `request_headers` logs "boom" then traps,
 /// or returns `$action` when `trap` is false.

@@ -117,14 +117,6 @@ pub(crate) fn is_grpc_request(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with(b"application/grpc"))
 }
 
-/// The `:status` of a response header list (0 when missing or malformed).
-pub(crate) fn status_of(headers: &Headers) -> u16 {
-    headers
-        .get(":status")
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A version-4-shaped UUID from 16 random bytes, built in one allocation.
 pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

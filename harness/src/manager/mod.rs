@@ -38,7 +38,6 @@ use crate::model::{
 };
 
 use capture::Owners;
-pub(crate) use downstream::status_of;
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
@@ -562,7 +561,7 @@ pub(crate) fn outcomes(
         outcome.response = match end {
             StreamEnd::Stalled { .. } => None,
             _ => hop.sent_response.take().map(|m| DownstreamResponse {
-                status: status_of(&m.headers),
+                status: m.headers.status(),
                 message: m,
                 reset: matches!(end, StreamEnd::Reset),
             }),

@@ -132,6 +132,13 @@ impl<'de> Deserialize<'de> for ByteString {
 pub struct Headers(pub Vec<(ByteString, ByteString)>);
 
 impl Headers {
+    /// The `:status` of a response header list (0 when missing or malformed).
+    pub fn status(&self) -> u16 {
+        self.get(":status")
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// An empty list.
     pub fn new() -> Self {
         Headers(Vec::new())
