@@ -113,7 +113,6 @@ fn a_local_reply_from_filter_two_of_three_goes_back_through_two_then_one() {
 }
 
 #[test]
-
 fn a_local_reply_before_the_response_runs_through_every_encoder_filter() {
     // Envoy's FilterManager::sendLocalReply, response not started:
     // prepareLocalReplyViaFilterChain / sendLocalReplyViaFilterChain call
@@ -157,7 +156,6 @@ fn a_local_reply_before_the_response_runs_through_every_encoder_filter() {
 }
 
 #[test]
-
 fn a_local_reply_after_the_response_started_bypasses_every_filter() {
     // Envoy's FilterManager::sendLocalReply once the response headers
     // exist but have not reached the client: sendDirectLocalReply encodes
