@@ -18,6 +18,8 @@
 //!
 //! One plugin on one worker is also [`crate::Harness`], the short form.
 
+pub use crate::driver::{DEFAULT_MAX_EVENTS_PER_STEP, DEFAULT_STEP_WALL_BUDGET_MS};
+
 use crate::chain::{Chain, EnvoyOutcome};
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;

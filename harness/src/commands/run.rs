@@ -67,6 +67,13 @@ pub struct RunArgs {
     /// Deadline for each guest callback, in ms (0 = none); past it the VM fails.
     #[arg(long, value_name = "MS", default_value_t = harness::limits::DEFAULT_CALLBACK_DEADLINE_MS)]
     callback_deadline_ms: u64,
+    /// Events (ticks, callout answers, queue notifications) one step may
+    /// deliver; past it the VM keeping the loop busy fails.
+    #[arg(long, value_name = "N", default_value_t = harness::envoy::DEFAULT_MAX_EVENTS_PER_STEP)]
+    max_events_per_step: u64,
+    /// Real time one step may take, in ms; past it that VM fails.
+    #[arg(long, value_name = "MS", default_value_t = harness::envoy::DEFAULT_STEP_WALL_BUDGET_MS)]
+    step_wall_budget_ms: u64,
     #[command(flatten)]
     traffic: TrafficArgs,
     /// Request body (inline text or @file).
@@ -156,6 +163,8 @@ fn config(
     plugin.reload_on_failure |= args.fail_reload;
     plugin.max_memory_bytes = args.max_memory_mb.saturating_mul(1024 * 1024);
     plugin.callback_deadline_ms = args.callback_deadline_ms;
+    config.max_events_per_step = args.max_events_per_step;
+    config.step_wall_budget_ms = args.step_wall_budget_ms;
     config.trace = if args.trace {
         TraceLevel::Hostcalls
     } else {

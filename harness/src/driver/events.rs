@@ -7,7 +7,7 @@ use crate::backend::Callback;
 use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled};
 use crate::model::CalloutResult;
 
-use super::Harness;
+use super::{Budget, EventKind, Harness};
 
 /// Called after every root callback with the VM that ran it.
 pub(crate) type AfterRoot<'a> = &'a mut dyn FnMut(&mut Harness);
@@ -47,13 +47,19 @@ impl Harness {
     /// Delivers everything already due (queue notifications, zero-delay
     /// answers to the root context) after a stream ends.
     pub(crate) fn deliver_due_root_events(&mut self, after: AfterRoot<'_>) {
+        let mut budget = self.budget();
         loop {
-            self.deliver_queue_notifications(after);
+            self.deliver_queue_notifications(after, &mut budget);
             self.skip_stale_events();
             let host = self.vm.host_ref();
             match host.next_event_at() {
                 Some(at) if at <= host.now_ms => {
                     if let Some(ev) = self.vm.host().pop_event() {
+                        if let Some(report) = budget.spend(EventKind::of(&ev.event), ev.root) {
+                            self.fail_vm(report);
+                            after(self);
+                            return;
+                        }
                         self.deliver(ev, after);
                     }
                 }
@@ -63,10 +69,20 @@ impl Harness {
     }
 
     /// Runs `on_queue_ready` for every notification posted to this worker.
-    pub(crate) fn deliver_queue_notifications(&mut self, after: AfterRoot<'_>) -> bool {
+    /// `budget` counts them; past its bound the VM fails.
+    pub(crate) fn deliver_queue_notifications(
+        &mut self,
+        after: AfterRoot<'_>,
+        budget: &mut Budget,
+    ) -> bool {
         let ready = self.vm.host_ref().take_queue_notifications();
         let any = !ready.is_empty();
         for q in ready {
+            if let Some(report) = budget.spend(EventKind::QueueReady, q.root_context_id) {
+                self.fail_vm(report);
+                after(self);
+                return true;
+            }
             self.invoke(Callback::QueueReady {
                 context_id: q.root_context_id,
                 queue_id: q.queue_id,
@@ -76,8 +92,19 @@ impl Harness {
         any
     }
 
+    /// A fresh event-loop budget with this VM's bounds.
+    pub(crate) fn budget(&self) -> Budget {
+        let host = self.vm.host_ref();
+        Budget::new(host.max_events_per_step, host.step_wall_budget_ms)
+    }
+
     /// Delivers one due event to the root context.
     pub(crate) fn deliver(&mut self, ev: Scheduled, after: AfterRoot<'_>) {
+        // A failed VM runs nothing more: its timers stop, answers are dropped
+        // (proxy-wasm-cpp-host returns early on a failed VM).
+        if self.failure.is_some() {
+            return;
+        }
         // Ticks and callout answers go to the root context that asked for them.
         self.vm.host().enter_root(ev.root);
         let root = ev.root;

@@ -6,7 +6,11 @@
 //! ([`crate::manager`], which drives this type; the one-plugin traffic
 //! methods are in `single`); root-context events by [`events`].
 
+mod budget;
 mod events;
+
+pub(crate) use budget::{Budget, EventKind};
+pub use budget::{DEFAULT_MAX_EVENTS_PER_STEP, DEFAULT_STEP_WALL_BUDGET_MS};
 
 use std::collections::BTreeMap;
 
@@ -565,25 +569,31 @@ impl Harness {
                     .rev()
                     .find(|l| l.level >= LogLevel::Error)
                     .map(|l| l.message.clone());
-                let report = TrapReport {
+                self.fail_vm(TrapReport {
                     callback: cb.name().to_string(),
                     context_id: ctx,
                     trap,
                     panic_message,
-                };
-                host.harness_log(
-                    LogLevel::Critical,
-                    format!(
-                        "VM failed: trap in {} (context {}): {}",
-                        report.callback, report.context_id, report.trap
-                    ),
-                );
-                host.deferred.clear();
-                self.failure = Some(report.clone());
-                self.new_trap = Some(report);
+                });
                 None
             }
         }
+    }
+
+    /// Fails the VM as a trap does: nothing more runs in it, the failure
+    /// policy applies to its streams, and the report is this step's trap.
+    pub(crate) fn fail_vm(&mut self, report: TrapReport) {
+        let host = self.vm.host();
+        host.harness_log(
+            LogLevel::Critical,
+            format!(
+                "VM failed: trap in {} (context {}): {}",
+                report.callback, report.context_id, report.trap
+            ),
+        );
+        host.deferred.clear();
+        self.failure = Some(report.clone());
+        self.new_trap = Some(report);
     }
 
     /// The fail_open setting of the plugin whose root context is `root`.

@@ -186,6 +186,9 @@ pub struct Host {
     pub(crate) trace_level: TraceLevel,
     pub(crate) buffer_limit: u64,
     pub(crate) stall_timeout_ms: u64,
+    /// The event loop's bounds for one step (see `driver::budget`).
+    pub(crate) max_events_per_step: u64,
+    pub(crate) step_wall_budget_ms: u64,
     pub(crate) shared: SharedHost,
     pub(crate) inbox: Arc<Inbox>,
 
@@ -276,6 +279,8 @@ impl Host {
             trace_level: config.trace,
             buffer_limit: config.buffer_limit_bytes,
             stall_timeout_ms: config.stall_timeout_ms,
+            max_events_per_step: config.max_events_per_step,
+            step_wall_budget_ms: config.step_wall_budget_ms,
             shared,
             inbox: Arc::new(Inbox::default()),
             start_unix_ns: config.start_time_unix_ms.saturating_mul(1_000_000),

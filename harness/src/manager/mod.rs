@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 
 use crate::abi::StreamType;
 use crate::backend::Callback;
-use crate::driver::Harness;
+use crate::driver::{Budget, EventKind, Harness};
 use crate::host::{Deferred, Event};
 use crate::model::{
     DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
@@ -263,6 +263,7 @@ pub(crate) fn open(
 /// in time order, ended streams are torn down.
 pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, goal: Goal) {
     let mut blocked_since = now(filters);
+    let mut budget = budget_of(filters);
     loop {
         drive_all(filters, slots, streams);
         teardown::close_ended(filters, slots, streams);
@@ -271,7 +272,7 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
         {
             return;
         }
-        if deliver_queue_notifications(filters, slots, streams) {
+        if deliver_queue_notifications(filters, slots, streams, &mut budget) {
             continue;
         }
         for f in filters.iter_mut() {
@@ -321,6 +322,11 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
         let Some(ev) = filters[i].vm.host().pop_event() else {
             continue;
         };
+        if let Some(report) = budget.spend(EventKind::of(&ev.event), ev.root) {
+            filters[i].fail_vm(report);
+            after_callback(&mut filters[i], i, slots, &mut streams.live);
+            continue;
+        }
         let t = now(filters).max(ev.at_ms);
         sync(filters, t);
         if !matches!(ev.event, Event::Tick { .. }) {
@@ -335,13 +341,23 @@ fn deliver_queue_notifications(
     filters: &mut [Harness],
     slots: &[Slot],
     streams: &mut Streams,
+    budget: &mut Budget,
 ) -> bool {
     let mut any = false;
     for (v, f) in filters.iter_mut().enumerate() {
         let live = &mut streams.live;
-        any |= f.deliver_queue_notifications(&mut |f| after_callback(f, v, slots, live));
+        any |= f.deliver_queue_notifications(&mut |f| after_callback(f, v, slots, live), budget);
     }
     any
+}
+
+/// One step's event-loop budget: the tightest bounds among the worker's VMs.
+fn budget_of(filters: &[Harness]) -> Budget {
+    let bound = |f: fn(&Harness) -> u64| filters.iter().map(f).min().unwrap_or(u64::MAX);
+    Budget::new(
+        bound(|h| h.vm.host_ref().max_events_per_step),
+        bound(|h| h.vm.host_ref().step_wall_budget_ms),
+    )
 }
 
 fn stall(streams: &mut Streams, key: StreamHandle, why: &str) {

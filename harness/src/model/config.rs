@@ -414,6 +414,12 @@ pub struct HarnessConfig {
     /// A stream paused with only timer ticks pending is declared stalled
     /// after this many virtual milliseconds.
     pub stall_timeout_ms: u64,
+    /// Events (ticks, callout answers, queue notifications) one step may
+    /// deliver before the VM that keeps the loop busy fails.
+    pub max_events_per_step: u64,
+    /// Real milliseconds one step may take before the VM that keeps the
+    /// loop busy fails.
+    pub step_wall_budget_ms: u64,
 }
 
 impl Default for HarnessConfig {
@@ -428,6 +434,8 @@ impl Default for HarnessConfig {
             trace: TraceLevel::Callbacks,
             buffer_limit_bytes: 1024 * 1024,
             stall_timeout_ms: 300_000,
+            max_events_per_step: crate::driver::DEFAULT_MAX_EVENTS_PER_STEP,
+            step_wall_budget_ms: crate::driver::DEFAULT_STEP_WALL_BUDGET_MS,
         }
     }
 }

@@ -126,6 +126,12 @@ pub struct HostSpec {
     /// Per-stream buffer limit (bytes); a paused body past it gets 413/500.
     #[serde(default)]
     pub buffer_limit_bytes: Option<u64>,
+    /// Events one step may deliver before the VM keeping the loop busy fails.
+    #[serde(default)]
+    pub max_events_per_step: Option<u64>,
+    /// Real milliseconds one step may take before that VM fails.
+    #[serde(default)]
+    pub step_wall_budget_ms: Option<u64>,
 }
 
 /// One case: a fresh VM, then its steps in order. The short form puts one

@@ -394,6 +394,12 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
     if let Some(ms) = scenario.host.start_time_unix_ms {
         config.start_time_unix_ms = ms;
     }
+    if let Some(n) = scenario.host.max_events_per_step {
+        config.max_events_per_step = n;
+    }
+    if let Some(ms) = scenario.host.step_wall_budget_ms {
+        config.step_wall_budget_ms = ms;
+    }
     if let Some(bytes) = scenario.host.buffer_limit_bytes {
         config.buffer_limit_bytes = bytes;
     }
