@@ -15,6 +15,7 @@ use super::plugin_settings::{
 };
 use super::schema::CrdSchemas;
 use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
+use crate::cli::args::{Login, Transport};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(
@@ -26,7 +27,11 @@ use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
                   or the other three, not both: with -o DIR, `kubectl apply -f DIR/wasmplugin/` or \
                   `kubectl apply -f DIR/envoyfilter/` (EnvoyFilter, node-agent ConfigMap and, with \
                   --agent-image, its DaemonSet) plus the patch in DIR/patches/. Istio resources are \
-                  checked against the bundled CRD schemas."
+                  checked against the bundled CRD schemas.",
+    after_help = "The registry flags (--plain-http, --insecure, --ca-file, -u, -p, --password-stdin) serve \
+                  --resolve and --validate. An image rendered with --plain-http, or on a loopback registry, \
+                  gets a warning: istio-agent pulls over HTTPS unless the registry is in its \
+                  WASM_INSECURE_REGISTRIES."
 )]
 pub struct RenderArgs {
     /// ASMFilterDeployment YAML files (several documents per file are fine); `-` reads stdin.
@@ -122,26 +127,11 @@ pub struct RenderArgs {
     #[arg(long, value_name = "CRDS.yaml")]
     pub check_crds: Option<PathBuf>,
 
-    /// --resolve and --validate: plain HTTP for registries that are not on loopback (and a warning that
-    /// istio-agent needs them in WASM_INSECURE_REGISTRIES).
-    #[arg(long)]
-    pub plain_http: bool,
+    #[command(flatten)]
+    pub transport: Transport,
 
-    /// --resolve and --validate: accept any TLS certificate.
-    #[arg(long)]
-    pub insecure: bool,
-
-    /// --resolve and --validate: extra CA certificate (PEM).
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
-
-    /// --resolve and --validate: user name for the registry (default: Docker's config.json).
-    #[arg(short = 'u', long, value_name = "USER", requires = "password_stdin")]
-    pub username: Option<String>,
-
-    /// --resolve and --validate: read the password for -u from stdin.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub login: Login,
 }
 
 impl RenderArgs {
@@ -183,16 +173,12 @@ impl RenderArgs {
 
 /// Reads the inputs, renders, checks and writes. Warnings go to stderr.
 pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
-    if args.password_stdin && args.inputs.iter().any(|p| p == Path::new("-")) {
+    if args.login.password_stdin && args.inputs.iter().any(|p| p == Path::new("-")) {
         bail!(
             "--password-stdin and an input read from stdin (`-`) cannot share stdin; pass the input as a file"
         );
     }
-    let password = if args.password_stdin {
-        Some(crate::auth::read_password_stdin()?)
-    } else {
-        None
-    };
+    let password = args.login.password()?;
     let mut deployments = Vec::new();
     for path in &args.inputs {
         let text = read_input(path)?;
@@ -217,7 +203,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
     if args.validate {
         validate_parameters(&args, password.clone(), &deployments, &options).await?;
     }
-    if args.plain_http {
+    if args.transport.plain_http {
         let mut registries: Vec<String> = Vec::new();
         for deployment in &deployments {
             let reference = crate::reference::parse(&deployment.filter.image)?;
@@ -400,17 +386,11 @@ fn registry_client(
     password: Option<String>,
     registry: &str,
 ) -> anyhow::Result<crate::client::RegistryClient> {
-    let credentials = crate::auth::resolve(registry, args.username.as_deref(), password)?;
+    let credentials = args.login.credentials(registry, password)?;
     Ok(crate::client::RegistryClient::new(
         registry,
         credentials,
-        crate::client::Options {
-            plain_http: args.plain_http,
-            insecure: args.insecure,
-            ca_file: args.ca_file.clone(),
-            progress: false,
-            ..Default::default()
-        },
+        args.transport.options(),
     )?)
 }
 

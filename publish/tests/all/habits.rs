@@ -240,6 +240,21 @@ fn each_subcommand_lists_only_its_own_flags_each_described() {
             );
         }
     }
+    // render and sync reach registries too: one declaration of the transport
+    // flags serves them, without the retry and upload flags they do not honour.
+    for sub in ["render", "sync"] {
+        let text = help(&[sub, "--help"]);
+        for flag in ["--plain-http", "--insecure", "--ca-file"] {
+            assert!(text.contains(flag), "`{sub} --help` lacks {flag}:\n{text}");
+        }
+        for other in ["--retries", "--monolithic", "--no-progress"] {
+            assert!(
+                !text.contains(other),
+                "`{sub} --help` lists {other}:\n{text}"
+            );
+        }
+    }
+    assert!(!help(&["sync", "--help"]).contains("--username"));
     assert!(!help(&["login", "--help"]).contains("--no-progress"));
     assert!(!help(&["inspect", "--help"]).contains("--no-progress"));
     let push = help(&["push", "--help"]);
