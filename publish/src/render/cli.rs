@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use super::core_schema::CoreSchemas;
 use super::directory::{self, DirectoryFile};
 use super::node_agent::AgentOptions;
 use super::output::{self, Part};
@@ -26,8 +27,9 @@ use crate::cli::args::{Login, Transport};
                   keeps on every node, and the equivalent Istio WasmPlugin. Apply either the WasmPlugin \
                   or the other three, not both: with -o DIR, `kubectl apply -f DIR/wasmplugin/` or \
                   `kubectl apply -f DIR/envoyfilter/` (EnvoyFilter, node-agent ConfigMap and, with \
-                  --agent-image, its DaemonSet) plus the patch in DIR/patches/. Istio resources are \
-                  checked against the bundled CRD schemas.",
+                  --agent-image, its DaemonSet) plus the patch in DIR/patches/. What kubectl would \
+                  receive is checked first: Istio resources against the bundled CRD schemas, the \
+                  ConfigMap and DaemonSet against the Kubernetes schemas.",
     after_help = "The registry flags (--plain-http, --insecure, --ca-file, -u, -p, --password-stdin) serve \
                   --resolve and --validate. An image rendered with --plain-http, or on a loopback registry, \
                   gets a warning: istio-agent pulls over HTTPS unless the registry is in its \
@@ -226,7 +228,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         let istio = bundle_resources(&bundle)?;
         let checked = check_resources(&istio, &schemas)?;
         if args.check_crds.is_some() {
-            eprintln!("{}", istio_checked(checked));
+            eprintln!("{}", checked_summary(&checked));
         }
         let files =
             output::files(&bundle, &args.only).context("serialising the rendered resources")?;
@@ -245,7 +247,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         files.iter().flat_map(|f| f.resources.clone()).collect();
     let checked = check_resources(&resources, &schemas)?;
     write_directory(&files, Path::new(&args.output))?;
-    eprintln!("{}", checked_summary(checked, &resources, &schemas));
+    eprintln!("{}", checked_summary(&checked));
     if agent.image.is_none() && files.iter().any(|f| f.part == Part::NodeAgent) {
         eprintln!(
             "note: no node-agent DaemonSet written; render with --agent-image IMAGE to get one"
@@ -277,58 +279,55 @@ fn bundle_resources(bundle: &Bundle) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(resources)
 }
 
-/// Checks every resource a CRD describes; returns how many were checked.
+/// How many resources each schema source checked, and the kinds neither knows.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub istio: usize,
+    pub kubernetes: usize,
+    pub unchecked: Vec<String>,
+}
+
+/// Checks every resource against its Istio CRD or its Kubernetes core schema.
 pub fn check_resources(
     resources: &[serde_json::Value],
     schemas: &CrdSchemas,
-) -> anyhow::Result<usize> {
-    let mut checked = 0;
+) -> anyhow::Result<Checked> {
+    let mut checked = Checked::default();
+    let mut core: Option<CoreSchemas> = None;
     for resource in resources {
         let api_version = resource["apiVersion"].as_str().unwrap_or_default();
         let kind = resource["kind"].as_str().unwrap_or_default();
         if schemas.schema_for(api_version, kind).is_some() {
             schemas.check(resource)?;
-            checked += 1;
+            checked.istio += 1;
+            continue;
+        }
+        // Generating the core schemas costs a few milliseconds: only when needed.
+        let core = core.get_or_insert_with(CoreSchemas::new);
+        if core.knows(api_version, kind) {
+            core.check(resource)?;
+            checked.kubernetes += 1;
+        } else {
+            checked.unchecked.push(format!("{api_version} {kind}"));
         }
     }
     Ok(checked)
 }
 
-/// What was checked, and what was not: the in-tree checker knows the Istio
-/// CRDs only, so Kubernetes core objects are named as unchecked.
-fn checked_summary(
-    checked: usize,
-    resources: &[serde_json::Value],
-    schemas: &CrdSchemas,
-) -> String {
-    let mut unchecked: Vec<&str> = resources
-        .iter()
-        .filter(|r| {
-            let api_version = r["apiVersion"].as_str().unwrap_or_default();
-            let kind = r["kind"].as_str().unwrap_or_default();
-            schemas.schema_for(api_version, kind).is_none()
-        })
-        .map(|r| r["kind"].as_str().unwrap_or("(no kind)"))
-        .collect();
-    let summary = istio_checked(checked);
-    if unchecked.is_empty() {
-        return summary;
+/// `N documents valid (...)`, naming any kind no schema covered.
+fn checked_summary(checked: &Checked) -> String {
+    let total = checked.istio + checked.kubernetes;
+    let noun = if total == 1 { "document" } else { "documents" };
+    let mut summary = format!(
+        "{total} {noun} valid ({} against the Istio CRDs, {} against the Kubernetes {} schemas)",
+        checked.istio,
+        checked.kubernetes,
+        super::core_schema::KUBERNETES_VERSION
+    );
+    if !checked.unchecked.is_empty() {
+        summary.push_str(&format!("; no schema for {}", checked.unchecked.join(", ")));
     }
-    let count = unchecked.len();
-    unchecked.sort_unstable();
-    unchecked.dedup();
-    format!(
-        "{summary}; {count} Kubernetes core {} ({}) not checked by publish \
-         (`kubernetes-validate --strict FILE` checks {} against the Kubernetes schemas)",
-        if count == 1 { "document" } else { "documents" },
-        unchecked.join(", "),
-        if count == 1 { "it" } else { "them" },
-    )
-}
-
-fn istio_checked(count: usize) -> String {
-    let noun = if count == 1 { "document" } else { "documents" };
-    format!("{count} Istio {noun} valid against the CRDs")
+    summary
 }
 
 fn display(path: &Path) -> String {
