@@ -318,12 +318,23 @@ pub fn check_resources(
 fn checked_summary(checked: &Checked) -> String {
     let total = checked.istio + checked.kubernetes;
     let noun = if total == 1 { "document" } else { "documents" };
-    let mut summary = format!(
-        "{total} {noun} valid ({} against the Istio CRDs, {} against the Kubernetes {} schemas)",
-        checked.istio,
-        checked.kubernetes,
+    let kubernetes = format!(
+        "against the Kubernetes {} schemas",
         super::core_schema::KUBERNETES_VERSION
     );
+    let sources: Vec<String> = [
+        (checked.istio, "against the Istio CRDs"),
+        (checked.kubernetes, kubernetes.as_str()),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, source)| format!("{count} {source}"))
+    .collect();
+    let mut summary = if sources.is_empty() {
+        "no document to check".to_string()
+    } else {
+        format!("{total} {noun} valid ({})", sources.join(", "))
+    };
     if !checked.unchecked.is_empty() {
         summary.push_str(&format!("; no schema for {}", checked.unchecked.join(", ")));
     }
@@ -465,4 +476,33 @@ async fn resolve_digests(
         bail!("--resolve: no image to resolve");
     }
     Ok(digests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_each_schema_source_that_checked_something() {
+        let summary = |istio, kubernetes, unchecked: &[&str]| {
+            checked_summary(&Checked {
+                istio,
+                kubernetes,
+                unchecked: unchecked.iter().map(ToString::to_string).collect(),
+            })
+        };
+        assert_eq!(
+            summary(2, 2, &[]),
+            "4 documents valid (2 against the Istio CRDs, 2 against the Kubernetes 1.33 schemas)"
+        );
+        assert_eq!(
+            summary(1, 0, &[]),
+            "1 document valid (1 against the Istio CRDs)"
+        );
+        assert_eq!(
+            summary(0, 1, &["v1 Secret"]),
+            "1 document valid (1 against the Kubernetes 1.33 schemas); no schema for v1 Secret"
+        );
+        assert_eq!(summary(0, 0, &[]), "no document to check");
+    }
 }
