@@ -92,7 +92,7 @@ pub fn from_docker_config(registry: &str) -> Result<Credentials> {
     }
 }
 
-/// Resolves what to use: an explicit user (password from stdin) wins over config.json.
+/// Resolves what to use: an explicit user (password from stdin or -p) wins over config.json.
 pub fn resolve(
     registry: &str,
     username: Option<&str>,
@@ -104,7 +104,7 @@ pub fn resolve(
             password,
         }),
         (Some(_), None) => Err(Error::Usage(
-            "-u needs --password-stdin (passwords are never taken as arguments)".into(),
+            "-u needs its password: --password-stdin (or -p PASSWORD)".into(),
         )),
         (None, Some(_)) => Err(Error::Usage("--password-stdin needs -u USER".into())),
         (None, None) => from_docker_config(registry),

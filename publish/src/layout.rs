@@ -242,12 +242,7 @@ pub fn locate(media_type: &str, image: &OciImageManifest) -> Result<Located> {
             "no Wasm module found: config {}, layers [{}] match none of the oci, compat, cncf \
              or single layouts",
             image.config.media_type,
-            image
-                .layers
-                .iter()
-                .map(|l| l.media_type.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            layer_types(image)
         ))),
     }
 }
@@ -336,12 +331,7 @@ pub fn istio_verdict(
         return refuse(format!(
             "neither layer has media type {} (Istio does not know {})",
             manifest::WASM_IMAGE_LAYER,
-            image
-                .layers
-                .iter()
-                .map(|l| l.media_type.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            layer_types(image)
         ));
     } else {
         "Wasm image spec (oci variant): two layers, the module typed content.layer.v1+wasm"
@@ -361,6 +351,16 @@ pub fn istio_verdict(
         loads: true,
         reason: accepted_by.into(),
     }
+}
+
+/// The layers' media types, comma-separated (for messages).
+fn layer_types(image: &OciImageManifest) -> String {
+    image
+        .layers
+        .iter()
+        .map(|l| l.media_type.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -52,17 +52,8 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub report: crate::cli::args::Report,
 
-    /// Plain HTTP for registries that are not on loopback.
-    #[arg(long)]
-    pub plain_http: bool,
-
-    /// Accept any TLS certificate.
-    #[arg(long)]
-    pub insecure: bool,
-
-    /// Extra CA certificate (PEM).
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub transport: crate::cli::args::Transport,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -392,13 +383,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
         dir: args.dir.clone(),
         secrets_dir: args.secrets_dir.clone(),
         prune: args.prune,
-        transport: Options {
-            plain_http: args.plain_http,
-            insecure: args.insecure,
-            ca_file: args.ca_file.clone(),
-            progress: false,
-            ..Default::default()
-        },
+        transport: args.transport.options(),
     };
     if !args.watch {
         let list = read_list(&args.list)?;

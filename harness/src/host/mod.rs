@@ -346,16 +346,13 @@ impl Host {
         self.now_ms.saturating_mul(1_000_000)
     }
 
-    /// Fills `out` from the seeded generator (splitmix64).
+    /// Fills `out` from the seeded generator (rand_xoshiro's SplitMix64, the one
+    /// sdk-ext's SeededRandom uses; `rng_state` is its state).
     pub fn fill_random(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.rng_state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
-        }
+        use rand_xoshiro::rand_core::{Rng as _, SeedableRng as _};
+        let mut generator = rand_xoshiro::SplitMix64::from_seed(self.rng_state.to_le_bytes());
+        generator.fill_bytes(out);
+        self.rng_state = u64::from_le_bytes(generator.state());
     }
 
     // ---- logs -----------------------------------------------------------

@@ -10,11 +10,12 @@ use crate::auth::{self, Credentials};
 use crate::client::{Options, RegistryClient};
 use crate::errors::{Error, Result};
 
-/// How to reach a registry and who to be there.
-#[derive(Args, Clone, Debug)]
-pub struct Connection {
-    /// Use plain HTTP for this registry (automatic for localhost, 127.0.0.1 and ::1 unless
-    /// --ca-file or --insecure asks for TLS).
+/// How to reach a registry: plain HTTP or TLS, and which certificates to trust.
+/// Every command that talks to a registry (render and sync too) flattens this.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Transport {
+    /// Use plain HTTP for a registry that is not on loopback (localhost, 127.0.0.1 and ::1
+    /// get it automatically unless --ca-file or --insecure asks for TLS).
     #[arg(long)]
     pub plain_http: bool,
     /// Use TLS but accept any certificate (self-signed test registries).
@@ -23,16 +24,24 @@ pub struct Connection {
     /// Trust this PEM CA bundle in addition to the system roots.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// Retries after a 5xx, 429 or dropped connection (exponential backoff); a refused
-    /// connection is retried at most twice.
-    #[arg(long, default_value_t = 4)]
-    pub retries: u32,
-    /// First backoff delay in milliseconds (doubles per retry).
-    #[arg(long, default_value_t = 200, value_name = "MS")]
-    pub backoff_ms: u64,
-    /// Per-request read timeout in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    pub timeout: u64,
+}
+
+impl Transport {
+    /// Client options with these transport settings and no progress bar.
+    pub fn options(&self) -> Options {
+        Options {
+            plain_http: self.plain_http,
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            progress: false,
+            ..Options::default()
+        }
+    }
+}
+
+/// Who to be at the registry (default: Docker's config.json).
+#[derive(Args, Clone, Debug, Default)]
+pub struct Login {
     /// User name (default: Docker's config.json); the password comes from -p,
     /// --password-stdin, or config.json.
     #[arg(short = 'u', long = "username", value_name = "USER")]
@@ -50,19 +59,7 @@ pub struct Connection {
     pub password_stdin: bool,
 }
 
-impl Connection {
-    pub fn options(&self) -> Options {
-        Options {
-            plain_http: self.plain_http,
-            insecure: self.insecure,
-            ca_file: self.ca_file.clone(),
-            retries: self.retries,
-            backoff: Duration::from_millis(self.backoff_ms),
-            timeout: Duration::from_secs(self.timeout),
-            ..Options::default()
-        }
-    }
-
+impl Login {
     /// The password from -p or stdin, if one was given (registered for redaction).
     pub fn password(&self) -> Result<Option<String>> {
         let password = match (&self.password, self.password_stdin) {
@@ -81,17 +78,68 @@ impl Connection {
         Ok(password)
     }
 
-    pub fn credentials(&self, registry: &str) -> Result<Credentials> {
-        let password = self.password()?;
+    /// Credentials for `registry` from -u with `password` (read once by the
+    /// caller, [`Login::password`]), else from config.json.
+    pub fn credentials(&self, registry: &str, password: Option<String>) -> Result<Credentials> {
         auth::resolve(registry, self.username.as_deref(), password)
-    }
-
-    pub fn client_for(&self, registry: &str, options: Options) -> Result<RegistryClient> {
-        RegistryClient::new(registry, self.credentials(registry)?, options)
     }
 }
 
-/// Upload settings (push, copy).
+/// How to reach a registry, how hard to try, and who to be there.
+#[derive(Args, Clone, Debug)]
+pub struct Connection {
+    #[command(flatten)]
+    pub transport: Transport,
+    /// Retries after a 5xx, 429 or dropped connection (exponential backoff); a refused
+    /// connection is retried at most twice.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// First backoff delay in milliseconds (doubles per retry).
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    pub backoff_ms: u64,
+    /// Per-request read timeout in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub login: Login,
+}
+
+impl Connection {
+    pub fn options(&self) -> Options {
+        Options {
+            retries: self.retries,
+            backoff: Duration::from_millis(self.backoff_ms),
+            timeout: Duration::from_secs(self.timeout),
+            ..self.transport.options()
+        }
+    }
+
+    pub fn client_for(&self, registry: &str, options: Options) -> Result<RegistryClient> {
+        let credentials = self.login.credentials(registry, self.login.password()?)?;
+        RegistryClient::new(registry, credentials, options)
+    }
+}
+
+/// The flags of commands that move blobs (pull; push and copy through [`Upload`]).
+#[derive(Args, Clone, Debug)]
+pub struct Transfer {
+    /// Never draw a progress bar (drawn on a terminal for blobs of 1 MiB and more).
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+impl Transfer {
+    pub fn options(&self) -> Options {
+        Options {
+            progress: !self.no_progress,
+            ..self.connection.options()
+        }
+    }
+}
+
+/// Upload settings (push, copy), with the transfer flags they come with.
 #[derive(Args, Clone, Debug)]
 pub struct Upload {
     /// Upload each blob with one PUT instead of chunks.
@@ -100,21 +148,22 @@ pub struct Upload {
     /// Bytes per PATCH request in chunked uploads.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     pub chunk_size: usize,
+    #[command(flatten)]
+    pub transfer: Transfer,
 }
 
 impl Upload {
-    pub fn apply(&self, options: &mut Options) {
-        options.monolithic = self.monolithic;
-        options.chunk_size = self.chunk_size;
+    pub fn options(&self) -> Options {
+        Options {
+            monolithic: self.monolithic,
+            chunk_size: self.chunk_size,
+            ..self.transfer.options()
+        }
     }
-}
 
-/// Progress bars (commands that move blobs).
-#[derive(Args, Clone, Debug)]
-pub struct Progress {
-    /// Never draw a progress bar (drawn on a terminal for blobs of 1 MiB and more).
-    #[arg(long)]
-    pub no_progress: bool,
+    pub fn connection(&self) -> &Connection {
+        &self.transfer.connection
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]

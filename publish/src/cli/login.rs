@@ -37,7 +37,7 @@ fn prompt_line(label: &str) -> Result<String> {
 pub async fn login(args: LoginArgs) -> Result<()> {
     let registry = registry_name(&args.registry);
     let terminal = std::io::stdin().is_terminal();
-    let username = match (&args.connection.username, terminal) {
+    let username = match (&args.connection.login.username, terminal) {
         (Some(username), _) => username.clone(),
         (None, true) => prompt_line("Username")?,
         (None, false) => {
@@ -47,7 +47,7 @@ pub async fn login(args: LoginArgs) -> Result<()> {
             ));
         }
     };
-    let password = match (args.connection.password()?, terminal) {
+    let password = match (args.connection.login.password()?, terminal) {
         (Some(password), _) => password,
         (None, true) => {
             let password = rpassword::prompt_password("Password: ")

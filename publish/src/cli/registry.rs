@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::args::{Connection, Progress, Report, Upload, print_json};
+use super::args::{Connection, Report, Upload, print_json};
 use crate::copy::{self, Endpoint, LayoutRef};
 use crate::errors::{Error, Result};
 use crate::{RegistryClient, manifest, reference};
@@ -97,16 +97,10 @@ pub struct CopyArgs {
     pub report: Report,
     #[command(flatten)]
     pub upload: Upload,
-    #[command(flatten)]
-    pub progress: Progress,
-    #[command(flatten)]
-    pub connection: Connection,
 }
 
 fn client(connection: &Connection, reference: &reference::Reference) -> Result<RegistryClient> {
-    let mut options = connection.options();
-    options.progress = false;
-    connection.client_for(reference.resolve_registry(), options)
+    connection.client_for(reference.resolve_registry(), connection.options())
 }
 
 pub async fn manifest_fetch(args: ManifestFetchArgs) -> Result<()> {
@@ -229,9 +223,8 @@ pub async fn copy(args: CopyArgs) -> Result<()> {
     } else {
         (args.from_oci_layout, args.to_oci_layout)
     };
-    let mut options = args.connection.options();
-    args.upload.apply(&mut options);
-    options.progress = !args.progress.no_progress;
+    let options = args.upload.options();
+    let connection = args.upload.connection();
     // Parse both sides before reading a password.
     let source_ref = (!from_layout)
         .then(|| reference::parse(&args.source))
@@ -241,10 +234,7 @@ pub async fn copy(args: CopyArgs) -> Result<()> {
         .transpose()?;
     let source_client = source_ref
         .as_ref()
-        .map(|r| {
-            args.connection
-                .client_for(r.resolve_registry(), options.clone())
-        })
+        .map(|r| connection.client_for(r.resolve_registry(), options.clone()))
         .transpose()?;
     // -u/-p serve the destination when it is the source's registry or the source
     // is a layout; another registry uses its own Docker config.json entry.
@@ -256,10 +246,7 @@ pub async fn copy(args: CopyArgs) -> Result<()> {
                 crate::auth::from_docker_config(d.resolve_registry())?,
                 options.clone(),
             )?),
-            None => Some(
-                args.connection
-                    .client_for(d.resolve_registry(), options.clone())?,
-            ),
+            None => Some(connection.client_for(d.resolve_registry(), options.clone())?),
         },
         None => None,
     };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::args::{Connection, Progress, Report, Upload, print_json};
+use super::args::{Connection, Report, Transfer, Upload, print_json};
 use crate::errors::{Error, Result};
 use crate::layout::Layout;
 use crate::{cache, manifest, reference};
@@ -55,10 +55,6 @@ pub struct PushArgs {
     pub report: Report,
     #[command(flatten)]
     pub upload: Upload,
-    #[command(flatten)]
-    pub progress: Progress,
-    #[command(flatten)]
-    pub connection: Connection,
 }
 
 #[derive(Args, Debug)]
@@ -80,9 +76,7 @@ pub struct PullArgs {
     #[command(flatten)]
     pub report: Report,
     #[command(flatten)]
-    pub progress: Progress,
-    #[command(flatten)]
-    pub connection: Connection,
+    pub transfer: Transfer,
 }
 
 #[derive(Args, Debug)]
@@ -225,10 +219,10 @@ pub async fn push(args: PushArgs) -> Result<()> {
         Layout::Oci | Layout::Compat => {}
     }
     let registry = request.references[0].resolve_registry().to_string();
-    let mut options = args.connection.options();
-    args.upload.apply(&mut options);
-    options.progress = !args.progress.no_progress;
-    let client = args.connection.client_for(&registry, options)?;
+    let client = args
+        .upload
+        .connection()
+        .client_for(&registry, args.upload.options())?;
     let report = crate::push_prepared(&client, &request.references, &artifact, info).await?;
     if args.report.is_json() {
         return print_json(&report);
@@ -268,11 +262,10 @@ fn verdict(istio: &crate::layout::IstioVerdict) -> String {
 
 pub async fn pull(args: PullArgs) -> Result<()> {
     let reference = reference::parse(&args.reference)?;
-    let mut options = args.connection.options();
-    options.progress = !args.progress.no_progress;
     let client = args
+        .transfer
         .connection
-        .client_for(reference.resolve_registry(), options)?;
+        .client_for(reference.resolve_registry(), args.transfer.options())?;
     let cache = if args.no_cache {
         None
     } else {

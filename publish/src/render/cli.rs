@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use super::core_schema::CoreSchemas;
 use super::directory::{self, DirectoryFile};
 use super::node_agent::AgentOptions;
 use super::output::{self, Part};
@@ -15,6 +16,7 @@ use super::plugin_settings::{
 };
 use super::schema::CrdSchemas;
 use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
+use crate::cli::args::{Login, Transport};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(
@@ -25,8 +27,13 @@ use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
                   keeps on every node, and the equivalent Istio WasmPlugin. Apply either the WasmPlugin \
                   or the other three, not both: with -o DIR, `kubectl apply -f DIR/wasmplugin/` or \
                   `kubectl apply -f DIR/envoyfilter/` (EnvoyFilter, node-agent ConfigMap and, with \
-                  --agent-image, its DaemonSet) plus the patch in DIR/patches/. Istio resources are \
-                  checked against the bundled CRD schemas."
+                  --agent-image, its DaemonSet) plus the patch in DIR/patches/. What kubectl would \
+                  receive is checked first: Istio resources against the bundled CRD schemas, the \
+                  ConfigMap and DaemonSet against the Kubernetes schemas.",
+    after_help = "The registry flags (--plain-http, --insecure, --ca-file, -u, -p, --password-stdin) serve \
+                  --resolve and --validate. An image rendered with --plain-http, or on a loopback registry, \
+                  gets a warning: istio-agent pulls over HTTPS unless the registry is in its \
+                  WASM_INSECURE_REGISTRIES."
 )]
 pub struct RenderArgs {
     /// ASMFilterDeployment YAML files (several documents per file are fine); `-` reads stdin.
@@ -122,26 +129,11 @@ pub struct RenderArgs {
     #[arg(long, value_name = "CRDS.yaml")]
     pub check_crds: Option<PathBuf>,
 
-    /// --resolve and --validate: plain HTTP for registries that are not on loopback (and a warning that
-    /// istio-agent needs them in WASM_INSECURE_REGISTRIES).
-    #[arg(long)]
-    pub plain_http: bool,
+    #[command(flatten)]
+    pub transport: Transport,
 
-    /// --resolve and --validate: accept any TLS certificate.
-    #[arg(long)]
-    pub insecure: bool,
-
-    /// --resolve and --validate: extra CA certificate (PEM).
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
-
-    /// --resolve and --validate: user name for the registry (default: Docker's config.json).
-    #[arg(short = 'u', long, value_name = "USER", requires = "password_stdin")]
-    pub username: Option<String>,
-
-    /// --resolve and --validate: read the password for -u from stdin.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub login: Login,
 }
 
 impl RenderArgs {
@@ -183,16 +175,12 @@ impl RenderArgs {
 
 /// Reads the inputs, renders, checks and writes. Warnings go to stderr.
 pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
-    if args.password_stdin && args.inputs.iter().any(|p| p == Path::new("-")) {
+    if args.login.password_stdin && args.inputs.iter().any(|p| p == Path::new("-")) {
         bail!(
             "--password-stdin and an input read from stdin (`-`) cannot share stdin; pass the input as a file"
         );
     }
-    let password = if args.password_stdin {
-        Some(crate::auth::read_password_stdin()?)
-    } else {
-        None
-    };
+    let password = args.login.password()?;
     let mut deployments = Vec::new();
     for path in &args.inputs {
         let text = read_input(path)?;
@@ -217,7 +205,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
     if args.validate {
         validate_parameters(&args, password.clone(), &deployments, &options).await?;
     }
-    if args.plain_http {
+    if args.transport.plain_http {
         let mut registries: Vec<String> = Vec::new();
         for deployment in &deployments {
             let reference = crate::reference::parse(&deployment.filter.image)?;
@@ -240,7 +228,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         let istio = bundle_resources(&bundle)?;
         let checked = check_resources(&istio, &schemas)?;
         if args.check_crds.is_some() {
-            eprintln!("{}", istio_checked(checked));
+            eprintln!("{}", checked_summary(&checked));
         }
         let files =
             output::files(&bundle, &args.only).context("serialising the rendered resources")?;
@@ -259,7 +247,7 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
         files.iter().flat_map(|f| f.resources.clone()).collect();
     let checked = check_resources(&resources, &schemas)?;
     write_directory(&files, Path::new(&args.output))?;
-    eprintln!("{}", checked_summary(checked, &resources, &schemas));
+    eprintln!("{}", checked_summary(&checked));
     if agent.image.is_none() && files.iter().any(|f| f.part == Part::NodeAgent) {
         eprintln!(
             "note: no node-agent DaemonSet written; render with --agent-image IMAGE to get one"
@@ -291,58 +279,66 @@ fn bundle_resources(bundle: &Bundle) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(resources)
 }
 
-/// Checks every resource a CRD describes; returns how many were checked.
+/// How many resources each schema source checked, and the kinds neither knows.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub istio: usize,
+    pub kubernetes: usize,
+    pub unchecked: Vec<String>,
+}
+
+/// Checks every resource against its Istio CRD or its Kubernetes core schema.
 pub fn check_resources(
     resources: &[serde_json::Value],
     schemas: &CrdSchemas,
-) -> anyhow::Result<usize> {
-    let mut checked = 0;
+) -> anyhow::Result<Checked> {
+    let mut checked = Checked::default();
+    let mut core: Option<CoreSchemas> = None;
     for resource in resources {
         let api_version = resource["apiVersion"].as_str().unwrap_or_default();
         let kind = resource["kind"].as_str().unwrap_or_default();
         if schemas.schema_for(api_version, kind).is_some() {
             schemas.check(resource)?;
-            checked += 1;
+            checked.istio += 1;
+            continue;
+        }
+        // Generating the core schemas costs a few milliseconds: only when needed.
+        let core = core.get_or_insert_with(CoreSchemas::new);
+        if core.knows(api_version, kind) {
+            core.check(resource)?;
+            checked.kubernetes += 1;
+        } else {
+            checked.unchecked.push(format!("{api_version} {kind}"));
         }
     }
     Ok(checked)
 }
 
-/// What was checked, and what was not: the in-tree checker knows the Istio
-/// CRDs only, so Kubernetes core objects are named as unchecked.
-fn checked_summary(
-    checked: usize,
-    resources: &[serde_json::Value],
-    schemas: &CrdSchemas,
-) -> String {
-    let mut unchecked: Vec<&str> = resources
-        .iter()
-        .filter(|r| {
-            let api_version = r["apiVersion"].as_str().unwrap_or_default();
-            let kind = r["kind"].as_str().unwrap_or_default();
-            schemas.schema_for(api_version, kind).is_none()
-        })
-        .map(|r| r["kind"].as_str().unwrap_or("(no kind)"))
-        .collect();
-    let summary = istio_checked(checked);
-    if unchecked.is_empty() {
-        return summary;
+/// `N documents valid (...)`, naming any kind no schema covered.
+fn checked_summary(checked: &Checked) -> String {
+    let total = checked.istio + checked.kubernetes;
+    let noun = if total == 1 { "document" } else { "documents" };
+    let kubernetes = format!(
+        "against the Kubernetes {} schemas",
+        super::core_schema::KUBERNETES_VERSION
+    );
+    let sources: Vec<String> = [
+        (checked.istio, "against the Istio CRDs"),
+        (checked.kubernetes, kubernetes.as_str()),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, source)| format!("{count} {source}"))
+    .collect();
+    let mut summary = if sources.is_empty() {
+        "no document to check".to_string()
+    } else {
+        format!("{total} {noun} valid ({})", sources.join(", "))
+    };
+    if !checked.unchecked.is_empty() {
+        summary.push_str(&format!("; no schema for {}", checked.unchecked.join(", ")));
     }
-    let count = unchecked.len();
-    unchecked.sort_unstable();
-    unchecked.dedup();
-    format!(
-        "{summary}; {count} Kubernetes core {} ({}) not checked by publish \
-         (`kubernetes-validate --strict FILE` checks {} against the Kubernetes schemas)",
-        if count == 1 { "document" } else { "documents" },
-        unchecked.join(", "),
-        if count == 1 { "it" } else { "them" },
-    )
-}
-
-fn istio_checked(count: usize) -> String {
-    let noun = if count == 1 { "document" } else { "documents" };
-    format!("{count} Istio {noun} valid against the CRDs")
+    summary
 }
 
 fn display(path: &Path) -> String {
@@ -400,17 +396,11 @@ fn registry_client(
     password: Option<String>,
     registry: &str,
 ) -> anyhow::Result<crate::client::RegistryClient> {
-    let credentials = crate::auth::resolve(registry, args.username.as_deref(), password)?;
+    let credentials = args.login.credentials(registry, password)?;
     Ok(crate::client::RegistryClient::new(
         registry,
         credentials,
-        crate::client::Options {
-            plain_http: args.plain_http,
-            insecure: args.insecure,
-            ca_file: args.ca_file.clone(),
-            progress: false,
-            ..Default::default()
-        },
+        args.transport.options(),
     )?)
 }
 
@@ -486,4 +476,33 @@ async fn resolve_digests(
         bail!("--resolve: no image to resolve");
     }
     Ok(digests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_each_schema_source_that_checked_something() {
+        let summary = |istio, kubernetes, unchecked: &[&str]| {
+            checked_summary(&Checked {
+                istio,
+                kubernetes,
+                unchecked: unchecked.iter().map(ToString::to_string).collect(),
+            })
+        };
+        assert_eq!(
+            summary(2, 2, &[]),
+            "4 documents valid (2 against the Istio CRDs, 2 against the Kubernetes 1.33 schemas)"
+        );
+        assert_eq!(
+            summary(1, 0, &[]),
+            "1 document valid (1 against the Istio CRDs)"
+        );
+        assert_eq!(
+            summary(0, 1, &["v1 Secret"]),
+            "1 document valid (1 against the Kubernetes 1.33 schemas); no schema for v1 Secret"
+        );
+        assert_eq!(summary(0, 0, &[]), "no document to check");
+    }
 }

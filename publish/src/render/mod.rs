@@ -11,6 +11,7 @@
 //!    would run twice).
 
 pub mod cli;
+pub mod core_schema;
 pub mod directory;
 pub mod envoy_filter;
 pub mod input;

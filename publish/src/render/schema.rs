@@ -9,6 +9,21 @@
 //! x-kubernetes-preserve-unknown-fields and x-kubernetes-int-or-string. A field
 //! the schema does not know is reported: the API server would silently prune it,
 //! which for a renderer means a bug.
+//!
+//! Why not the `jsonschema` crate (0.61, tried on the same inputs: the rendered
+//! WasmPlugin and EnvoyFilter and the mutations in tests/render/crd.rs, against
+//! the bundled CRDs as draft 4): it agreed on patterns, enums, required fields,
+//! lengths, types and oneOf, but it is a JSON Schema validator and these are
+//! OpenAPI v3 structural schemas, so it passed a priority beyond int32 (an
+//! unknown `format` is ignored), refused `null` where the CRD says `nullable`,
+//! has no `x-kubernetes-int-or-string`, and passed both misspelt fields
+//! (`rootID`, `workloadselector`), the renderer bug this checker exists for.
+//! Switching would keep an OpenAPI translation pass and a pruned-field walk of
+//! our own while adding 36 crates (jsonschema itself 77 s of compile time on
+//! the 2-core development machine, its new dependencies 140 s more) and
+//! changing shared features enough to rebuild wasmtime's stack. It is faster
+//! (1.4 ms against 350 ms for 1000 checks of both resources), which does not
+//! matter for a handful of documents per render.
 
 use std::fmt;
 

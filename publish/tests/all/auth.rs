@@ -94,12 +94,7 @@ fn basic_auth_with_password_stdin_login_and_logout() {
     let logout = cli.run(&["logout", &registry.host()]);
     assert!(logout.ok(), "{}", logout.stderr());
     let again = cli.run(&["pull", &reference, "-o", out, "--no-cache"]);
-    assert!(!again.ok());
-    assert!(
-        again.stderr().contains("requires credentials"),
-        "{}",
-        again.stderr()
-    );
+    again.fails_saying("requires credentials");
 }
 
 #[test]
@@ -213,12 +208,7 @@ fn bearer_token_auth_through_a_token_server() {
         out.to_str().unwrap(),
         "--no-cache",
     ]);
-    assert!(!anonymous.ok());
-    assert!(
-        anonymous.stderr().contains("authentication"),
-        "{}",
-        anonymous.stderr()
-    );
+    anonymous.fails_saying("authentication");
 }
 
 #[test]

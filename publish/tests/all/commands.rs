@@ -38,12 +38,7 @@ fn manifest_fetch_prints_the_stored_bytes_and_its_descriptor() {
         "fetch",
         &format!("{}/fetch/f:nope", registry.host()),
     ]);
-    assert!(!missing.ok());
-    assert!(
-        missing.stderr().contains("not found"),
-        "{}",
-        missing.stderr()
-    );
+    missing.fails_saying("not found");
 }
 
 #[test]
@@ -81,12 +76,7 @@ fn tag_repo_tags_and_manifest_delete() {
     assert_eq!(fetched["digest"], digest);
 
     let unforced = cli.run(&["manifest", "delete", &format!("{repo}:v1")]);
-    assert!(!unforced.ok());
-    assert!(
-        unforced.stderr().contains("--force"),
-        "{}",
-        unforced.stderr()
-    );
+    unforced.fails_saying("--force");
     let deleted = cli
         .run(&[
             "manifest",

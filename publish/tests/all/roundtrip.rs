@@ -345,24 +345,7 @@ fn pinned_pulls_check_the_manifest_digest() {
     assert_eq!(std::fs::read(&out).unwrap(), small_module());
     let by_digest = format!("{}/pin/f@sha256:{hex}", registry.host());
     cli.pull(&by_digest, &cli.home.path().join("by-digest.wasm"), &[]);
-
-    let wrong = "0".repeat(64);
-    let out = cli.home.path().join("wrong.wasm");
-    let run = cli.run(&[
-        "pull",
-        &reference,
-        "-o",
-        out.to_str().unwrap(),
-        "--sha256",
-        &wrong,
-    ]);
-    assert!(!run.ok());
-    assert!(
-        run.stderr().contains("pin does not match"),
-        "{}",
-        run.stderr()
-    );
-    assert!(!out.exists());
+    // A pin that does not match: diagnostics.rs.
 }
 
 #[test]

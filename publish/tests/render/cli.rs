@@ -116,11 +116,10 @@ fn render_to_a_directory_keeps_the_two_ways_apart_and_validates_them() {
                 .unwrap_or_else(|e| panic!("{path}: {e}"));
         }
     }
-    // The count covers what the in-tree checker knows (the Istio CRDs) and names the rest.
+    // Everything kubectl would receive is checked, each against its own schema.
     assert!(
         text(&out.stderr).contains(
-            "2 Istio documents valid against the CRDs; 2 Kubernetes core documents \
-             (ConfigMap, DaemonSet) not checked by publish"
+            "4 documents valid (2 against the Istio CRDs, 2 against the Kubernetes 1.33 schemas)\n"
         ),
         "{}",
         text(&out.stderr)
@@ -202,8 +201,7 @@ fn without_an_agent_image_no_daemon_set_is_written_and_that_is_said() {
     );
     assert!(
         text(&out.stderr).contains(
-            "2 Istio documents valid against the CRDs; 1 Kubernetes core document (ConfigMap) \
-             not checked by publish"
+            "3 documents valid (2 against the Istio CRDs, 1 against the Kubernetes 1.33 schemas)\n"
         ),
         "{}",
         text(&out.stderr)

@@ -1,7 +1,8 @@
 //! The Kubernetes core objects `publish render -o DIR` writes (the node
 //! agent's ConfigMap and DaemonSet, the workload snippet) checked against the
 //! real Kubernetes OpenAPI schemas by kubernetes-validate in strict mode, the
-//! check `kubectl apply --validate=strict` makes. The Istio resources are the
+//! check `kubectl apply --validate=strict` makes, and by publish's own check
+//! (k8s-openapi's schemas), which must agree. The Istio resources are the
 //! in-tree CRD checker's (crd.rs). The strategic-merge patch is no full object
 //! (no apiVersion, kind or required fields), so it is checked through the
 //! snippet: every field of the patch must sit, with the same value, in the
@@ -10,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use publish::render::core_schema::CoreSchemas;
+use publish::render::schema::SchemaError;
 use serde_json::Value;
 
 use super::{article_example, fixtures, parse_yaml_documents, read, str_at};
@@ -84,6 +87,7 @@ fn check_core_objects(input: &Path) -> Vec<String> {
     let mut kinds = Vec::new();
     let mut patches = Vec::new();
     let mut snippet = None;
+    let core_schemas = CoreSchemas::new();
     for file in files_under(dir.path()) {
         let mut has_core = false;
         for doc in parse_yaml_documents(&read(&file)) {
@@ -95,6 +99,10 @@ fn check_core_objects(input: &Path) -> Vec<String> {
                 Some(kind) => {
                     has_core = true;
                     kinds.push(kind.to_string());
+                    // publish's own check (k8s-openapi's 1.33 schemas) agrees.
+                    core_schemas.check(&doc).unwrap_or_else(|e| {
+                        panic!("{}: publish refuses {kind}: {e}", file.display())
+                    });
                     if file.ends_with("patches/deployment-snippet.yaml") {
                         snippet = Some(doc.clone());
                     }
@@ -184,6 +192,19 @@ fn a_misspelled_field_fails_the_kubernetes_schema_check() {
         report.contains("daemonset/publish-node-agent") && report.contains("'volumeMount'"),
         "{report}"
     );
+    // publish's own check names the same field.
+    let core_schemas = CoreSchemas::new();
+    let broken_docs = parse_yaml_documents(&read(&broken));
+    let Err(SchemaError::Invalid { violations, .. }) = core_schemas.check(&broken_docs[1]) else {
+        panic!("publish accepted the typo");
+    };
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.path == ".spec.template.spec.containers[0].volumeMount"),
+        "{violations:?}"
+    );
+    assert!(core_schemas.check(&broken_docs[0]).is_ok());
     // The ConfigMap beside it still passes: the failure is the typo's.
     assert!(
         report.contains("passed for resource configmap/publish-node-agent"),

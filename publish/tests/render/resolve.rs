@@ -69,12 +69,7 @@ fn resolve_pins_the_manifest_digest_the_registry_serves() {
 
     // Without credentials the registry refuses, and the error says which image.
     let anonymous = cli.run(&["render", &input, "--resolve"]);
-    assert!(!anonymous.ok());
-    assert!(
-        anonymous.stderr().contains(&image),
-        "{}",
-        anonymous.stderr()
-    );
+    anonymous.fails_saying(&image);
     assert!(anonymous.stdout().is_empty());
 
     // Credentials on the command line...

@@ -348,12 +348,7 @@ fn an_invalid_list_names_the_entry_and_field() {
         "--dir",
         dir.to_str().unwrap(),
     ]);
-    assert!(!run.ok());
-    assert!(
-        run.stderr().contains("modules[0].fileName"),
-        "{}",
-        run.stderr()
-    );
+    run.fails_saying("modules[0].fileName");
     assert!(!dir.exists(), "nothing is created for a refused list");
 }
 

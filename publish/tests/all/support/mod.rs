@@ -122,6 +122,11 @@ impl Run {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
+    /// Asserts the command failed with `text` in its stderr (shown when not).
+    pub fn fails_saying(&self, text: &str) {
+        assert!(!self.ok(), "publish succeeded:\nstderr: {}", self.stderr());
+        assert!(self.stderr().contains(text), "{}", self.stderr());
+    }
     /// The --json report; panics with both streams when the command failed.
     pub fn json(&self) -> serde_json::Value {
         assert!(
@@ -286,4 +291,40 @@ pub fn put_manifest(
             response.text().await
         );
     });
+}
+
+/// Runs openssl in `dir`, failing the test with its stderr.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed certificate and its key: `dir/NAME.pem`, `dir/NAME.key`.
+pub fn self_signed(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
 }

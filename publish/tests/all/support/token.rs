@@ -25,31 +25,9 @@ impl TokenServer {
     pub fn start(user: &str, password: &str) -> TokenServer {
         require_tool("openssl", "apt-get install openssl");
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("key.pem");
-        let cert = dir.path().join("cert.pem");
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=publish-test-token",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl req failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::self_signed(dir.path(), "publish-test-token");
+        let key = dir.path().join("publish-test-token.key");
+        let cert = dir.path().join("publish-test-token.pem");
         let der = Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
             .arg(&cert)
