@@ -328,7 +328,7 @@ impl Harness {
                 break;
             }
             if self.startup_invoke(callback) == Some(0) {
-                let logs = std::mem::take(&mut self.vm.host().logs);
+                let logs = self.vm.host().take_logs();
                 return Err(HarnessError::ConfigurationRejected {
                     callback: callback.name().to_string(),
                     logs,
@@ -430,7 +430,7 @@ impl Harness {
         self.new_trap = None;
         self.policy_applied = None;
         let host = self.vm.host();
-        host.logs.clear();
+        host.take_logs();
         host.trace.clear();
         host.hostcall_counts.iter_mut().for_each(|c| *c = 0);
         host.http_calls
@@ -461,7 +461,7 @@ impl Harness {
             response: None,
             local_reply: None,
             end: end.unwrap_or_default(),
-            logs: std::mem::take(&mut host.logs),
+            logs: host.take_logs(),
             metrics: host.shared().metrics(),
             http_calls: host
                 .http_calls

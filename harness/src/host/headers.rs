@@ -68,6 +68,17 @@ impl HeaderMap {
             self.add(k, v);
         }
     }
+    /// The sum of key and value lengths (Envoy's `byteSize()`).
+    pub fn byte_size(&self) -> usize {
+        self.pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+    /// Whether one more pair of `key` and `value` stays within the caps the
+    /// harness puts on any map a guest builds: the 1 MiB and 1024 pairs it
+    /// also decodes (`proxy_abi::MAX_MAP_BYTES`, `MAX_MAP_PAIRS`).
+    pub fn has_room_for(&self, key: &[u8], value: &[u8]) -> bool {
+        self.pairs.len() < proxy_abi::MAX_MAP_PAIRS
+            && self.byte_size() + key.len() + value.len() <= proxy_abi::MAX_MAP_BYTES
+    }
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.pairs.len()

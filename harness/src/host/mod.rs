@@ -4,6 +4,7 @@
 //! across workers. One [`Host`] serves one VM (one worker).
 
 mod callouts;
+pub mod caps;
 pub mod counters;
 mod fields;
 pub(crate) mod foreign;
@@ -186,6 +187,10 @@ pub struct Host {
     pub(crate) trace_level: TraceLevel,
     pub(crate) buffer_limit: u64,
     pub(crate) stall_timeout_ms: u64,
+    /// Bytes of filter log text in `logs`, against `caps::MAX_LOG_BYTES_PER_STEP`.
+    log_bytes: usize,
+    /// The log cap was reached in this capture (warned once).
+    logs_full: bool,
     /// The event loop's bounds for one step (see `driver::budget`).
     pub(crate) max_events_per_step: u64,
     pub(crate) step_wall_budget_ms: u64,
@@ -279,6 +284,8 @@ impl Host {
             trace_level: config.trace,
             buffer_limit: config.buffer_limit_bytes,
             stall_timeout_ms: config.stall_timeout_ms,
+            log_bytes: 0,
+            logs_full: false,
             max_events_per_step: config.max_events_per_step,
             step_wall_budget_ms: config.step_wall_budget_ms,
             shared,
@@ -362,11 +369,32 @@ impl Host {
         if level < self.plugin.log_level {
             return;
         }
+        self.log_bytes += message.len();
+        if self.log_bytes > caps::MAX_LOG_BYTES_PER_STEP {
+            if !self.logs_full {
+                self.logs_full = true;
+                self.harness_log(
+                    LogLevel::Warn,
+                    format!(
+                        "log capture full: this step's filter log lines passed the host's {}-byte cap; later lines are dropped",
+                        caps::MAX_LOG_BYTES_PER_STEP
+                    ),
+                );
+            }
+            return;
+        }
         self.logs.push(LogEntry {
             level,
             message: String::from_utf8_lossy(message).into_owned(),
             context_id: self.effective_context,
         });
+    }
+
+    /// The log lines captured since the last take, and a fresh capture.
+    pub(crate) fn take_logs(&mut self) -> Vec<LogEntry> {
+        self.log_bytes = 0;
+        self.logs_full = false;
+        std::mem::take(&mut self.logs)
     }
 
     /// A line from the harness itself (not the filter).

@@ -18,10 +18,17 @@ pub struct SharedHost {
 
 #[derive(Default)]
 struct SharedInner {
-    data: Mutex<HashMap<String, HashMap<Vec<u8>, SharedValue>>>,
+    data: Mutex<SharedData>,
     cas_counter: AtomicU32,
     queues: Mutex<Queues>,
     metrics: Mutex<Metrics>,
+}
+
+/// Shared data per vm_id, and the bytes it holds (keys and values).
+#[derive(Default)]
+struct SharedData {
+    by_vm: HashMap<String, HashMap<Vec<u8>, SharedValue>>,
+    bytes: usize,
 }
 
 struct SharedValue {
@@ -50,6 +57,8 @@ struct Queues {
     by_name: HashMap<(String, Vec<u8>), u32>,
     queues: HashMap<u32, Queue>,
     next_id: u32,
+    /// Bytes of every item waiting, against `caps::MAX_QUEUED_BYTES`.
+    bytes: usize,
 }
 
 struct Metric {
@@ -93,6 +102,7 @@ impl SharedHost {
     pub fn get_data(&self, vm_id: &str, key: &[u8], out: &mut Vec<u8>) -> Result<u32, Status> {
         let data = lock(&self.inner.data);
         let v = data
+            .by_vm
             .get(vm_id)
             .and_then(|m| m.get(key))
             .ok_or(Status::NotFound)?;
@@ -101,31 +111,41 @@ impl SharedHost {
         Ok(v.cas)
     }
 
-    /// `proxy_set_shared_data`: cas 0 writes unconditionally; a stale cas is CAS_MISMATCH.
+    /// `proxy_set_shared_data`: cas 0 writes unconditionally; a stale cas
+    /// is CAS_MISMATCH; a write past `caps::MAX_SHARED_DATA_BYTES` in all
+    /// is BAD_ARGUMENT (Envoy has no cap).
     pub fn set_data(&self, vm_id: &str, key: &[u8], value: &[u8], cas: u32) -> Status {
         let mut data = lock(&self.inner.data);
-        let map = data.entry(vm_id.to_string()).or_default();
+        let held = data.bytes;
+        let map = data.by_vm.entry(vm_id.to_string()).or_default();
+        let (old, known_cas) = match map.get(key) {
+            Some(existing) => (key.len() + existing.value.len(), Some(existing.cas)),
+            None => (0, None),
+        };
+        if let Some(current) = known_cas
+            && cas != 0
+            && cas != current
+        {
+            return Status::CasMismatch;
+        }
+        let after = held - old + key.len() + value.len();
+        if after > super::caps::MAX_SHARED_DATA_BYTES {
+            return Status::BadArgument;
+        }
+        // Envoy accepts any cas for a new key.
+        let cas = self.next_cas();
         match map.get_mut(key) {
             Some(existing) => {
-                if cas != 0 && cas != existing.cas {
-                    return Status::CasMismatch;
-                }
                 existing.value.clear();
                 existing.value.extend_from_slice(value);
-                existing.cas = self.next_cas();
+                existing.cas = cas;
             }
             None => {
-                // Envoy accepts any cas for a new key.
-                let cas = self.next_cas();
-                map.insert(
-                    key.to_vec(),
-                    SharedValue {
-                        value: value.to_vec(),
-                        cas,
-                    },
-                );
+                let value = value.to_vec();
+                map.insert(key.to_vec(), SharedValue { value, cas });
             }
         }
+        data.bytes = after;
         Status::Ok
     }
 
@@ -133,6 +153,7 @@ impl SharedHost {
     pub fn shared_data(&self, vm_id: &str) -> Vec<(Vec<u8>, Vec<u8>, u32)> {
         let data = lock(&self.inner.data);
         let mut out: Vec<_> = data
+            .by_vm
             .get(vm_id)
             .map(|m| {
                 m.iter()
@@ -184,14 +205,21 @@ impl SharedHost {
             .copied()
     }
 
-    /// `proxy_enqueue_shared_queue`: NOT_FOUND for an unknown id; posts
-    /// on_queue_ready to the registering worker.
+    /// `proxy_enqueue_shared_queue`: NOT_FOUND for an unknown id,
+    /// BAD_ARGUMENT past `caps::MAX_QUEUED_BYTES` waiting in all queues
+    /// (Envoy has no cap); posts on_queue_ready to the registering worker.
     pub fn enqueue(&self, queue_id: u32, value: &[u8]) -> Status {
-        let mut q = lock(&self.inner.queues);
+        let mut guard = lock(&self.inner.queues);
+        let q = &mut *guard;
+        let after = q.bytes + value.len();
         let Some(queue) = q.queues.get_mut(&queue_id) else {
             return Status::NotFound;
         };
+        if after > super::caps::MAX_QUEUED_BYTES {
+            return Status::BadArgument;
+        }
         queue.items.push_back(value.to_vec());
+        q.bytes = after;
         if let Some(inbox) = queue.owner.upgrade() {
             lock(&inbox).push(QueueReady {
                 root_context_id: queue.root_context_id,
@@ -203,12 +231,14 @@ impl SharedHost {
 
     /// `proxy_dequeue_shared_queue`: NOT_FOUND for an unknown id, EMPTY when empty.
     pub fn dequeue(&self, queue_id: u32, out: &mut Vec<u8>) -> Status {
-        let mut q = lock(&self.inner.queues);
+        let mut guard = lock(&self.inner.queues);
+        let q = &mut *guard;
         let Some(queue) = q.queues.get_mut(&queue_id) else {
             return Status::NotFound;
         };
         match queue.items.pop_front() {
             Some(v) => {
+                q.bytes -= v.len();
                 out.clear();
                 out.extend_from_slice(&v);
                 Status::Ok
@@ -217,12 +247,16 @@ impl SharedHost {
         }
     }
 
-    /// Defines (or finds) a metric by kind and name; returns its stat index.
-    pub(crate) fn define_metric(&self, kind: MetricType, name: &str) -> usize {
+    /// Defines (or finds) a metric by kind and name; returns its stat
+    /// index, or `None` past `caps::MAX_METRICS` distinct metrics.
+    pub(crate) fn define_metric(&self, kind: MetricType, name: &str) -> Option<usize> {
         let mut m = lock(&self.inner.metrics);
         let key = (kind as u32, name.to_string());
         if let Some(&i) = m.by_name.get(&key) {
-            return i;
+            return Some(i);
+        }
+        if m.stats.len() >= super::caps::MAX_METRICS {
+            return None;
         }
         let kind = match kind {
             MetricType::Counter => MetricKind::Counter,
@@ -237,7 +271,7 @@ impl SharedHost {
         });
         let i = m.stats.len() - 1;
         m.by_name.insert(key, i);
-        i
+        Some(i)
     }
 
     /// `proxy_increment_metric` with Envoy's rules: counters need a positive
@@ -267,8 +301,10 @@ impl SharedHost {
             MetricKind::Counter => metric.value = metric.value.saturating_add(as_i64),
             MetricKind::Gauge => metric.value = as_i64,
             MetricKind::Histogram => {
-                metric.samples.push(value);
-                metric.value = metric.samples.len() as i64;
+                if metric.samples.len() < super::caps::MAX_HISTOGRAM_SAMPLES {
+                    metric.samples.push(value);
+                }
+                metric.value = metric.value.saturating_add(1);
             }
         }
         Status::Ok
@@ -358,9 +394,9 @@ mod tests {
     #[test]
     fn metric_rules() {
         let s = SharedHost::new();
-        let c = s.define_metric(MetricType::Counter, "c");
-        let g = s.define_metric(MetricType::Gauge, "g");
-        let h = s.define_metric(MetricType::Histogram, "h");
+        let c = s.define_metric(MetricType::Counter, "c").expect("room");
+        let g = s.define_metric(MetricType::Gauge, "g").expect("room");
+        let h = s.define_metric(MetricType::Histogram, "h").expect("room");
         assert_eq!(s.increment_metric(c, 0), Status::BadArgument);
         assert_eq!(s.increment_metric(c, -1), Status::BadArgument);
         assert_eq!(s.increment_metric(c, 2), Status::Ok);
@@ -374,6 +410,6 @@ mod tests {
         assert_eq!(s.get_metric(h), Err(Status::BadArgument));
         assert_eq!(s.increment_metric(h, 1), Status::BadArgument);
         assert_eq!(s.get_metric(99), Err(Status::NotFound));
-        assert_eq!(s.define_metric(MetricType::Counter, "c"), c);
+        assert_eq!(s.define_metric(MetricType::Counter, "c"), Some(c));
     }
 }

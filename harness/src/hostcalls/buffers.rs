@@ -1,6 +1,7 @@
 //! Buffers.
 
 use super::*;
+use crate::host::caps;
 
 /// `proxy_get_buffer_bytes`: up to `max_size` bytes from `start`.
 pub fn proxy_get_buffer_bytes<G: Guest>(
@@ -67,13 +68,30 @@ pub fn proxy_set_buffer_bytes<G: Guest>(
             return Status::NotFound;
         };
         let len = buf.len() as u64;
-        if start == 0 {
-            let drained = size.min(len) as usize;
-            buf.splice(0..drained, bytes.iter().copied());
-        } else if start >= len {
-            buf.extend_from_slice(bytes);
+        let drained = if start == 0 {
+            size.min(len) as usize
         } else {
+            0
+        };
+        if start != 0 && start < len {
             return Status::BadArgument;
+        }
+        let after = buf.len() - drained + bytes.len();
+        if after > caps::MAX_BODY_BYTES {
+            h.harness_log(
+                LogLevel::Warn,
+                format!(
+                    "proxy_set_buffer_bytes in {} refused: the buffer would hold {after} bytes, past the host's {}-byte cap",
+                    h.callback,
+                    caps::MAX_BODY_BYTES
+                ),
+            );
+            return Status::BadArgument;
+        }
+        if start == 0 {
+            buf.splice(0..drained, bytes.iter().copied());
+        } else {
+            buf.extend_from_slice(bytes);
         }
         Status::Ok
     })?;

@@ -62,10 +62,7 @@ pub fn proxy_get_header_map_size<G: Guest>(
     };
     // Envoy reports the map's byteSize(): the sum of key and value lengths.
     let host = g.host();
-    let Some(size) = host
-        .map_mut(mt)
-        .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
-    else {
+    let Some(size) = host.map_mut(mt).map(|m| m.byte_size()) else {
         return Ok(map_out_of_reach(host, mt));
     };
     write_word(g, return_size, size as u64)?;
@@ -186,9 +183,23 @@ fn edit_map_value<G: Guest>(
         return Ok(Status::BadArgument);
     };
     Ok(input2(g, key, value, |h, k, v| match h.map_mut(mt) {
-        Some(map) => {
+        Some(map) if map.has_room_for(k, v) => {
             edit(map, k, v);
             Status::Ok
+        }
+        Some(map) => {
+            let (pairs, bytes) = (map.len(), map.byte_size());
+            h.harness_log(
+                LogLevel::Warn,
+                format!(
+                    "a header write in {} refused: the {} map would pass the host's cap of {} pairs or {} bytes (it has {pairs} pairs, {bytes} bytes); no Envoy codec takes such a map",
+                    h.callback,
+                    mt.name(),
+                    abi::MAX_MAP_PAIRS,
+                    abi::MAX_MAP_BYTES
+                ),
+            );
+            Status::BadArgument
         }
         None => map_out_of_reach(h, mt),
     })?)

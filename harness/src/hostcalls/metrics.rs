@@ -1,6 +1,7 @@
 //! Metrics.
 
 use super::*;
+use crate::host::caps;
 
 fn metric_stat(host: &Host, metric_id: u32) -> Option<usize> {
     let ordinal = (metric_id >> 2) as usize;
@@ -22,13 +23,29 @@ pub fn proxy_define_metric<G: Guest>(
         return Ok(Status::BadArgument);
     };
     let id = input(g, name, name_size, |h, n| {
-        let stat = h.shared.define_metric(kind, &String::from_utf8_lossy(n));
+        let stat = (h.metric_ids.len() < caps::MAX_METRIC_IDS)
+            .then(|| h.shared.define_metric(kind, &String::from_utf8_lossy(n)))
+            .flatten();
+        let Some(stat) = stat else {
+            h.harness_log(
+                LogLevel::Warn,
+                format!(
+                    "proxy_define_metric refused: past the host's cap of {} metrics per process or {} metric ids per VM",
+                    caps::MAX_METRICS,
+                    caps::MAX_METRIC_IDS
+                ),
+            );
+            return None;
+        };
         // Envoy's Context::defineMetric takes a fresh id on every call,
         // even for a name already defined (both ids name the same stat).
         h.metric_ids.push(stat);
         let ordinal = h.metric_ids.len();
-        ((ordinal as u32) << 2) | metric_type
+        Some(((ordinal as u32) << 2) | metric_type)
     })?;
+    let Some(id) = id else {
+        return Ok(Status::BadArgument);
+    };
     write_u32(g, return_id, id)?;
     Ok(Status::Ok)
 }

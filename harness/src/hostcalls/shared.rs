@@ -1,6 +1,7 @@
 //! Shared data and queues.
 
 use super::*;
+use crate::host::caps;
 
 /// `proxy_get_shared_data`: value and CAS for the plugin's vm_id.
 pub fn proxy_get_shared_data<G: Guest>(
@@ -39,8 +40,29 @@ pub fn proxy_set_shared_data<G: Guest>(
         g,
         (key, key_size),
         (value, value_size),
-        |h, k, v| h.shared.set_data(&h.plugin.vm_id, k, v, cas),
+        |h, k, v| {
+            let status = h.shared.set_data(&h.plugin.vm_id, k, v, cas);
+            if status == Status::BadArgument {
+                warn_cap(
+                    h,
+                    "proxy_set_shared_data",
+                    "shared data",
+                    caps::MAX_SHARED_DATA_BYTES,
+                );
+            }
+            status
+        },
     )?)
+}
+
+/// A shared-state write refused at a host cap (the status says BAD_ARGUMENT).
+fn warn_cap(h: &mut Host, hostcall: &str, what: &str, cap: usize) {
+    h.harness_log(
+        LogLevel::Warn,
+        format!(
+            "{hostcall} refused: {what} would pass the host's {cap}-byte cap for the whole process"
+        ),
+    );
 }
 
 /// `proxy_register_shared_queue`: notifications go to this worker's root context.
@@ -104,6 +126,15 @@ pub fn proxy_enqueue_shared_queue<G: Guest>(
     value_size: u64,
 ) -> HostcallResult {
     Ok(input(g, value, value_size, |h, v| {
-        h.shared.enqueue(queue_id, v)
+        let status = h.shared.enqueue(queue_id, v);
+        if status == Status::BadArgument {
+            warn_cap(
+                h,
+                "proxy_enqueue_shared_queue",
+                "queued items",
+                caps::MAX_QUEUED_BYTES,
+            );
+        }
+        status
     })?)
 }

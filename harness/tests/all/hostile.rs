@@ -183,7 +183,7 @@ pub fn assert_process_serves_traffic() {
     assert!(o.upstream_request.is_some());
 }
 
-fn statuses(o: &Outcome, name: &str) -> Vec<u32> {
+pub fn statuses(o: &Outcome, name: &str) -> Vec<u32> {
     o.trace
         .iter()
         .filter_map(|e| match e {

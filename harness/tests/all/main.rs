@@ -13,6 +13,7 @@ mod cli_world;
 mod event_loop;
 mod foreign;
 mod habits;
+mod host_caps;
 mod hostcalls;
 mod hostile;
 mod hostile_fuzz;
