@@ -14,8 +14,19 @@ const MIB: u32 = 1024 * 1024;
 /// (local 3 is the loop index; offset 16 holds it as two ASCII bytes, a
 /// name or key); the 1 MiB at 65536 is the payload.
 fn looping(name: &str, imports: &str, times: u32, body: &str) -> harness::CompiledModule {
+    looping_in("proxy_on_request_body", name, imports, times, body)
+}
+
+/// [`looping`] in another callback with the same (context, size, eos) form.
+fn looping_in(
+    callback: &str,
+    name: &str,
+    imports: &str,
+    times: u32,
+    body: &str,
+) -> harness::CompiledModule {
     let funcs = format!(
-        r#"(func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) (local i32)
+        r#"(func (export "{callback}") (param i32 i32 i32) (result i32) (local i32)
              (if (i32.eqz (local.get 1)) (then (return (i32.const 0))))
              (drop (memory.grow (i32.const 32)))
              (block $done
@@ -110,4 +121,24 @@ fn metrics_past_10000_are_refused() {
     let o = run(&looping("metrics.wat", import, 10_002, call));
     assert_eq!(ok_then_refused(&o, "proxy_define_metric"), (10_000, 2));
     assert!(warned(&o, "cap of 10000 metrics per process") >= 1);
+}
+
+#[test]
+fn a_header_map_past_1024_pairs_is_refused() {
+    let import = r#"(import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))"#;
+    let call = "(drop (call $add (i32.const 0) (i32.const 16) (i32.const 2) (i32.const 65536) (i32.const 10)))";
+    let module = looping_in(
+        "proxy_on_request_headers",
+        "headers.wat",
+        import,
+        1100,
+        call,
+    );
+    let o = run(&module);
+    // The request arrives with 6 pairs (pseudo-headers, x-forwarded-proto, x-request-id).
+    assert_eq!(
+        ok_then_refused(&o, "proxy_add_header_map_value"),
+        (1018, 82)
+    );
+    assert!(warned(&o, "cap of 1024 pairs or 1048576 bytes") >= 1);
 }
