@@ -10,6 +10,7 @@ mod cli_habits;
 mod cli_new;
 mod cli_stale;
 mod cli_world;
+mod compile_limits;
 mod foreign;
 mod habits;
 mod hostcalls;
