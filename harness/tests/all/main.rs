@@ -12,6 +12,7 @@ mod cli_stale;
 mod cli_world;
 mod compile_limits;
 mod foreign;
+mod fuzz_modules;
 mod habits;
 mod hostcalls;
 mod hostile;
