@@ -130,7 +130,7 @@ fn a_function_body_over_the_limit_is_refused_and_the_default_is_1_mib() {
 }
 
 /// One function of `n` conditional updates of a local: Cranelift's time
-/// grows faster than linearly in it (about 0.4 s for 5,000 on a 2-core machine).
+/// grows faster than linearly in it (about 0.4 s for 5,000 and 1.7 s for 10,000 on a 2-core machine).
 fn slow_to_compile(n: usize) -> String {
     let ifs: String = (0..n)
         .map(|i| {
@@ -153,7 +153,7 @@ fn a_module_compiling_past_the_timeout_is_refused_in_time() {
         ..ModuleLimits::default()
     };
     let started = std::time::Instant::now();
-    let (limit, message) = refusal(limits, "slow.wat", slow_to_compile(6000).as_bytes());
+    let (limit, message) = refusal(limits, "slow.wat", slow_to_compile(8_000).as_bytes());
     let waited = started.elapsed();
     assert_eq!(limit, ModuleLimit::CompileTimeout);
     assert_eq!(
@@ -165,7 +165,7 @@ fn a_module_compiling_past_the_timeout_is_refused_in_time() {
     );
     // The caller waited for the budget, not for the compiler (the WAT
     // conversion and measuring come first, a few ms).
-    assert!(waited < std::time::Duration::from_millis(300), "{waited:?}");
+    assert!(waited < std::time::Duration::from_millis(600), "{waited:?}");
     assert_process_serves_traffic();
 }
 
