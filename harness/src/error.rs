@@ -33,6 +33,17 @@ pub enum HarnessError {
         /// The compiler's message.
         detail: String,
     },
+    /// The module is over one of the engine's compilation limits
+    /// ([`crate::limits::ModuleLimits`]); it was not compiled.
+    #[error("refusing to compile {name}: {detail}")]
+    ModuleLimit {
+        /// File name or label.
+        name: String,
+        /// The limit it hit.
+        limit: crate::limits::ModuleLimit,
+        /// What was measured, the limit, and how to raise it.
+        detail: String,
+    },
     /// No `proxy_abi_version_*` export.
     #[error(
         "{name} exports no proxy_abi_version_* function: it is not a Proxy-Wasm filter (build it with the proxy-wasm SDK)"

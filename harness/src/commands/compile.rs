@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use harness::{CompiledModule, HarnessError, WasmEngine};
+use harness::{CompiledModule, HarnessError};
+
+use super::ModuleLimitArgs;
 
 /// `harness compile`.
 #[derive(Args, Debug)]
@@ -17,6 +19,8 @@ pub struct CompileArgs {
     /// Where to write the precompiled module (default: the module path with `.cwasm`).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    module_limits: ModuleLimitArgs,
 }
 
 /// Runs `harness compile` and prints the artifact's path.
@@ -39,9 +43,10 @@ fn compile(args: &CompileArgs) -> Result<PathBuf, HarnessError> {
         source,
     })?;
     let name = args.module.display().to_string();
-    let artifact = CompiledModule::precompile(&WasmEngine::shared()?, &name, &bytes)?;
+    let engine = args.module_limits.engine()?;
+    let artifact = CompiledModule::precompile(&engine, &name, &bytes)?;
     // Check it is a filter the harness accepts before writing it.
-    CompiledModule::from_bytes(&name, &bytes)?;
+    CompiledModule::from_bytes_with(&engine, &name, &bytes)?;
     let out = args
         .output
         .clone()

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use harness::{Body, DownstreamRequest, HarnessError, Headers};
+use harness::limits::{
+    DEFAULT_COMPILE_TIMEOUT_MS, DEFAULT_MAX_FUNCTION_BODY_BYTES, DEFAULT_MAX_FUNCTIONS,
+    DEFAULT_MAX_MODULE_BYTES, ModuleLimits,
+};
+use harness::{Body, DownstreamRequest, HarnessError, Headers, WasmEngine};
 
 /// Exit status for errors in how the command was called (clap uses it too).
 pub const EXIT_USAGE: u8 = 2;
@@ -77,6 +81,35 @@ impl TrafficArgs {
             Some(b) => Ok(Body::single(text_or_file(b, "--upstream-body")?)),
             None => Ok(Body::empty()),
         }
+    }
+}
+
+/// The compilation limits `run` and `compile` take (see harness::limits::ModuleLimits).
+#[derive(Args, Debug)]
+pub struct ModuleLimitArgs {
+    /// Refuse a module larger than this, in MiB (0 = no limit).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_MODULE_BYTES / (1024 * 1024))]
+    pub max_module_mb: u64,
+    /// Refuse a module defining more functions than this (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FUNCTIONS)]
+    pub max_functions: u32,
+    /// Refuse a module with a function body larger than this, in KiB (0 = no limit).
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_MAX_FUNCTION_BODY_BYTES / 1024)]
+    pub max_function_body_kb: u32,
+    /// Give up compiling a module after this many ms (0 = no limit).
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_COMPILE_TIMEOUT_MS)]
+    pub compile_timeout_ms: u64,
+}
+
+impl ModuleLimitArgs {
+    /// The shared engine under these limits.
+    pub fn engine(&self) -> Result<WasmEngine, HarnessError> {
+        Ok(WasmEngine::shared()?.with_module_limits(ModuleLimits {
+            max_module_bytes: self.max_module_mb.saturating_mul(1024 * 1024),
+            max_functions: self.max_functions,
+            max_function_body_bytes: self.max_function_body_kb.saturating_mul(1024),
+            compile_timeout_ms: self.compile_timeout_ms,
+        }))
     }
 }
 

@@ -18,7 +18,7 @@ use harness::scenario::plugin_name_of;
 
 use super::transcript::{self, Transcript};
 use super::world::{World, WorldArgs, load_world};
-use super::{TrafficArgs, text_or_file};
+use super::{ModuleLimitArgs, TrafficArgs, text_or_file};
 
 /// Exit status when the filter trapped or the stream stalled.
 pub const EXIT_FILTER_FAILED: u8 = 3;
@@ -75,6 +75,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = harness::envoy::DEFAULT_STEP_WALL_BUDGET_MS)]
     step_wall_budget_ms: u64,
     #[command(flatten)]
+    module_limits: ModuleLimitArgs,
+    #[command(flatten)]
     traffic: TrafficArgs,
     /// Request body (inline text or @file).
     #[arg(long)]
@@ -111,7 +113,10 @@ fn load(args: &RunArgs, world: Option<&World>) -> Result<(FilterModule, PathBuf)
         .as_ref()
         .or(world.and_then(|w| w.module.as_ref()))
     {
-        Some(module) => Ok((FilterModule::from_file(module)?, module.clone())),
+        Some(module) => Ok((
+            FilterModule::from_file_with(&args.module_limits.engine()?, module)?,
+            module.clone(),
+        )),
         None => Err(HarnessError::Usage(
             "give a module.wasm, --native lib.so, or a --world file whose plugin names a module"
                 .to_string(),

@@ -40,6 +40,14 @@ impl FilterModule {
     /// Loads a filter by file type: an ELF shared library is the native
     /// twin, anything else is compiled as a wasm module.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<FilterModule, HarnessError> {
+        Self::from_file_with(&crate::backend::wasm::WasmEngine::shared()?, path)
+    }
+
+    /// [`FilterModule::from_file`] with a given engine (and its module limits).
+    pub fn from_file_with(
+        engine: &crate::backend::wasm::WasmEngine,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<FilterModule, HarnessError> {
         let path = path.as_ref();
         #[cfg(unix)]
         {
@@ -49,9 +57,9 @@ impl FilterModule {
                 .is_ok()
                 && &magic == b"\x7fELF";
             if is_elf && CompiledModule::is_precompiled(&std::fs::read(path).unwrap_or_default()) {
-                return Ok(FilterModule::Wasm(CompiledModule::from_precompiled_file(
-                    path,
-                )?));
+                return Ok(FilterModule::Wasm(
+                    CompiledModule::from_precompiled_file_with(engine, path)?,
+                ));
             }
             if is_elf {
                 return Ok(FilterModule::Native(
@@ -59,7 +67,9 @@ impl FilterModule {
                 ));
             }
         }
-        Ok(FilterModule::Wasm(CompiledModule::from_file(path)?))
+        Ok(FilterModule::Wasm(CompiledModule::from_file_with(
+            engine, path,
+        )?))
     }
 
     /// True when both are the same loaded module (Envoy's VM key compares

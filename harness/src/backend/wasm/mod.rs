@@ -6,6 +6,7 @@
 //! the callback exports, looked up with the arity of the module's ABI
 //! version. Only memory access and export calls are written here.
 
+mod bounds;
 mod linker;
 pub mod wasi;
 
@@ -26,12 +27,15 @@ use crate::backend::{ArgWords, Callback, CodeHash, MAX_CALLBACK_ARGS, StartExpor
 use crate::error::HarnessError;
 use crate::host::{Host, Phase};
 use crate::hostcalls::{self, Fault, Guest, GuestMemory, Hostcall};
+use crate::limits::ModuleLimits;
 
-/// A wasmtime engine configured for filters (Cranelift, optimised for speed).
+/// A wasmtime engine configured for filters (Cranelift, optimised for speed)
+/// and the limits every module it compiles must keep ([`ModuleLimits`]).
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct WasmEngine {
     engine: Engine,
+    limits: ModuleLimits,
 }
 
 impl WasmEngine {
@@ -58,7 +62,10 @@ impl WasmEngine {
         crate::limits::start_epoch_ticker(&engine).map_err(|e| {
             HarnessError::Usage(format!("cannot start the callback-deadline thread: {e}"))
         })?;
-        Ok(WasmEngine { engine })
+        Ok(WasmEngine {
+            engine,
+            limits: ModuleLimits::default(),
+        })
     }
 
     /// The engine shared by every module compiled without an explicit one.
@@ -75,6 +82,20 @@ impl WasmEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The same engine (same compiled-code settings, same deadline thread)
+    /// compiling under other limits.
+    pub fn with_module_limits(&self, limits: ModuleLimits) -> WasmEngine {
+        WasmEngine {
+            engine: self.engine.clone(),
+            limits,
+        }
+    }
+
+    /// The limits modules compiled with this engine must keep.
+    pub fn module_limits(&self) -> &ModuleLimits {
+        &self.limits
     }
 }
 
@@ -114,11 +135,16 @@ impl CompiledModule {
         path: impl AsRef<Path>,
     ) -> Result<CompiledModule, HarnessError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| HarnessError::ModuleNotFound {
+        let not_found = |source| HarnessError::ModuleNotFound {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::from_bytes_with(engine, &path.display().to_string(), &bytes)
+        };
+        let name = path.display().to_string();
+        // A huge file is refused before it is read.
+        let len = std::fs::metadata(path).map_err(not_found)?.len();
+        bounds::check_size(&name, len, &engine.limits)?;
+        let bytes = std::fs::read(path).map_err(not_found)?;
+        Self::from_bytes_with(engine, &name, &bytes)
     }
 
     /// Compiles module bytes (binary, or WAT text) with the shared engine.
@@ -127,7 +153,7 @@ impl CompiledModule {
         Self::from_bytes_with(&WasmEngine::shared()?, name, bytes)
     }
 
-    /// Compiles module bytes with a given engine.
+    /// Compiles module bytes with a given engine, within its [`ModuleLimits`].
     pub fn from_bytes_with(
         engine: &WasmEngine,
         name: &str,
@@ -150,9 +176,10 @@ impl CompiledModule {
                 detail,
             });
         }
-        let module = Module::new(&engine.engine, bytes).map_err(|e| HarnessError::Compile {
-            name: name.to_string(),
-            detail: format!("{e:#}"),
+        let binary = bounds::checked_binary(name, bytes, &engine.limits)?;
+        let wasmtime_engine = engine.engine.clone();
+        let module = bounds::compile_bounded(name, binary, &engine.limits, move |binary| {
+            Module::from_binary(&wasmtime_engine, binary)
         })?;
         Self::from_module(engine, name, module, CodeHash::of(bytes))
     }
@@ -160,19 +187,17 @@ impl CompiledModule {
     /// Compiles module bytes (binary or WAT) into a precompiled artifact
     /// (`.cwasm`) that [`CompiledModule::from_precompiled_file_with`] loads
     /// without compiling. Only an engine with the same configuration and
-    /// wasmtime version can load it.
+    /// wasmtime version can load it. The engine's [`ModuleLimits`] apply.
     pub fn precompile(
         engine: &WasmEngine,
         name: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>, HarnessError> {
-        engine
-            .engine
-            .precompile_module(bytes)
-            .map_err(|e| HarnessError::Compile {
-                name: name.to_string(),
-                detail: format!("{e:#}"),
-            })
+        let binary = bounds::checked_binary(name, bytes, &engine.limits)?;
+        let wasmtime_engine = engine.engine.clone();
+        bounds::compile_bounded(name, binary, &engine.limits, move |binary| {
+            wasmtime_engine.precompile_module(binary)
+        })
     }
 
     /// Whether `bytes` are a wasmtime precompiled module (`harness compile`).
