@@ -553,28 +553,14 @@ impl Host {
         &mut self,
         cluster: &[u8],
     ) -> Option<Option<crate::model::HttpCalloutAnswer>> {
-        let name = std::str::from_utf8(cluster).ok()?;
-        let c = self.clusters.get_mut(name)?;
-        let answer = c
-            .spec
-            .http
-            .get(c.http_used.min(c.spec.http.len().saturating_sub(1)))
-            .cloned();
-        c.http_used += 1;
-        Some(answer)
+        let c = self.clusters.get_mut(std::str::from_utf8(cluster).ok()?)?;
+        Some(next_answer(&c.spec.http, &mut c.http_used))
     }
 
     /// Picks the scripted gRPC answer for a cluster; `None` if the cluster is unknown.
     pub(crate) fn next_grpc_answer(&mut self, cluster: &[u8]) -> Option<Option<GrpcCalloutAnswer>> {
-        let name = std::str::from_utf8(cluster).ok()?;
-        let c = self.clusters.get_mut(name)?;
-        let answer = c
-            .spec
-            .grpc
-            .get(c.grpc_used.min(c.spec.grpc.len().saturating_sub(1)))
-            .cloned();
-        c.grpc_used += 1;
-        Some(answer)
+        let c = self.clusters.get_mut(std::str::from_utf8(cluster).ok()?)?;
+        Some(next_answer(&c.spec.grpc, &mut c.grpc_used))
     }
 
     /// Replaces the cluster definitions (answer counters restart).
@@ -628,4 +614,14 @@ impl Host {
             self.schedule(at, Event::Tick { generation });
         }
     }
+}
+
+/// A cluster's answers are used in order, one per call; the last repeats
+/// (`None` when the cluster has none: the call is reset).
+fn next_answer<T: Clone>(answers: &[T], used: &mut usize) -> Option<T> {
+    let answer = answers
+        .get((*used).min(answers.len().saturating_sub(1)))
+        .cloned();
+    *used += 1;
+    answer
 }
