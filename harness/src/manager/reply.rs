@@ -130,6 +130,11 @@ pub(crate) fn local_reply(
         for hop in &mut stream.hops {
             hop.resp.stop();
         }
+        let mut headers = headers;
+        super::downstream::connection_manager_adds_to_response(
+            &mut headers,
+            filter.vm.host_ref().now_unix_ns(),
+        );
         stream.hops[0].sent_response = Some(HttpMessage {
             headers: headers.to_headers(),
             body: ByteString(body),
