@@ -4,7 +4,7 @@
 //! the failure policy) to the streams it concerns.
 
 use crate::backend::Callback;
-use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled};
+use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled, grpc_stream_metadata};
 use crate::model::CalloutResult;
 
 use super::Harness;
@@ -271,20 +271,14 @@ fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
             }
         }
         GrpcPlan::Answer(a) => {
-            let mut steps = Vec::new();
-            if !a.initial_metadata.is_empty() {
-                steps.push(GrpcStep::Initial(HeaderMap::from_headers(
-                    &a.initial_metadata,
-                )));
-            }
+            // Envoy always delivers both metadata callbacks of a stream that
+            // got an answer (see `grpc_stream_metadata`).
+            let (initial, trailing) = grpc_stream_metadata(a);
+            let mut steps = vec![GrpcStep::Initial(initial)];
             for m in &a.messages {
                 steps.push(GrpcStep::Message(m.0.clone()));
             }
-            if !a.trailing_metadata.is_empty() {
-                steps.push(GrpcStep::Trailing(HeaderMap::from_headers(
-                    &a.trailing_metadata,
-                )));
-            }
+            steps.push(GrpcStep::Trailing(trailing));
             steps.push(GrpcStep::Close {
                 status: a.status,
                 message: a.message.clone(),

@@ -989,20 +989,61 @@ fn grpc_stream_delivers_metadata_messages_trailers_and_close() {
     assert_in_order(
         &lines,
         &[
-            "cb grpc_stream_initial_metadata ctx=1 token=1 count=1",
-            r#"initial: OK pairs=["x-initial"="i"]"#,
+            // The server's response headers, then the scripted metadata.
+            "cb grpc_stream_initial_metadata ctx=1 token=1 count=3",
+            r#"initial: OK pairs=[":status"="200", "content-type"="application/grpc", "x-initial"="i"]"#,
             "cb grpc_stream_message ctx=1 token=1 size=2",
             r#"message: OK bytes="m1""#,
             "cb grpc_stream_message ctx=1 token=1 size=3",
             r#"message: OK bytes="m22""#,
-            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=1",
-            r#"trailing: OK pairs=["x-trailing"="t"]"#,
+            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=2",
+            r#"trailing: OK pairs=["grpc-status"="0", "x-trailing"="t"]"#,
             "cb grpc_stream_close ctx=1 token=1 status=0",
         ],
     );
     let record = &startup.grpc_calls[0];
     assert!(record.streaming);
     assert_eq!(record.messages, vec![harness::ByteString::from("hello")]);
+}
+
+#[test]
+fn a_grpc_stream_answer_without_metadata_gets_envoys_defaults() {
+    // No scripted metadata and no message: a trailers-only answer. Envoy's
+    // async client still calls on_grpc_receive_initial_metadata (with an
+    // empty map), then hands the whole header block on as trailing metadata.
+    let clusters = vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: vec![GrpcCalloutAnswer {
+            status: 5,
+            message: "not found".into(),
+            ..GrpcCalloutAnswer::default()
+        }],
+    }];
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true,
+            "configure": [
+                {"op": "grpc_stream", "cluster": "grpc-svc", "service": "pkg.Svc", "method": "Watch"}],
+            "root_callouts": {
+                "grpc_stream_initial_metadata": [step("get_headers", "initial", json!({"map": "grpc_initial_metadata"}))],
+                "grpc_stream_trailing_metadata": [step("get_headers", "trailing", json!({"map": "grpc_trailing_metadata"}))],
+                "grpc_stream_close": [{"op": "get_status"}]
+            }
+        }),
+        clusters,
+    );
+    let later = envoy.advance(10).expect("advance");
+    let lines: Vec<String> = later.logs.iter().map(|l| l.message.clone()).collect();
+    assert_in_order(
+        &lines,
+        &[
+            "cb grpc_stream_initial_metadata ctx=1 token=1 count=0",
+            "initial: OK pairs=[]",
+            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=4",
+            r#"trailing: OK pairs=[":status"="200", "content-type"="application/grpc", "grpc-status"="5", "grpc-message"="not found"]"#,
+            "cb grpc_stream_close ctx=1 token=1 status=5",
+        ],
+    );
 }
 
 #[test]
@@ -1588,8 +1629,16 @@ fn every_header_map_op_on_every_map() {
         read_only_map_ops("http_call_response_headers", "callh", ":status", "200");
     let (call_t, call_t_want) =
         read_only_map_ops("http_call_response_trailers", "callt", "x-ct", "v");
-    let (grpc_i, grpc_i_want) = read_only_map_ops("grpc_initial_metadata", "grpci", "x-gi", "i");
-    let (grpc_t, grpc_t_want) = read_only_map_ops("grpc_trailing_metadata", "grpct", "x-gt", "t");
+    let (grpc_i, mut grpc_i_want) =
+        read_only_map_ops("grpc_initial_metadata", "grpci", "x-gi", "i");
+    let (grpc_t, mut grpc_t_want) =
+        read_only_map_ops("grpc_trailing_metadata", "grpct", "x-gt", "t");
+    // The server's own headers and trailers come first, as Envoy's async
+    // gRPC client passes them on (async_client_impl.cc onHeaders/onTrailers).
+    if let (Some(i), Some(t)) = (grpc_i_want.last_mut(), grpc_t_want.last_mut()) {
+        *i = r#"grpci pairs: OK pairs=[":status"="200", "content-type"="application/grpc", "x-gi"="i"]"#.into();
+        *t = r#"grpct pairs: OK pairs=["grpc-status"="0", "x-gt"="t"]"#.into();
+    }
     let mut outside = Vec::new();
     let mut outside_want = Vec::new();
     for map in [
