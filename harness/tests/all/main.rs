@@ -25,4 +25,5 @@ mod scenarios;
 mod streams;
 mod support;
 mod toolchain;
+mod wasi;
 mod workers;
