@@ -1,6 +1,7 @@
 //! Envoy's smaller habits, each one a test: the chain's teardown order,
 //! headers return values, local replies from a root context, queues
-//! resolved without a vm_id, ticks after a clock jump.
+//! resolved without a vm_id, the headers Envoy adds itself. (Ticks after a
+//! clock jump: the unit test in src/driver/events.rs.)
 
 use serde_json::{Value, json};
 
