@@ -22,6 +22,7 @@ mod phases;
 mod properties;
 mod safe_output;
 mod scenarios;
+mod signing;
 mod streams;
 mod support;
 mod toolchain;
