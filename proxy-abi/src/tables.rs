@@ -126,6 +126,9 @@ macro_rules! for_each_wasi_function {
             args_sizes_get(count: ptr, size: ptr) -> errno;
             args_get(argv: ptr, buf: ptr) -> errno;
             clock_time_get(id: u32, precision: u64, time: ptr) -> errno;
+            clock_res_get(id: u32, resolution: ptr) -> errno;
+            fd_seek(fd: u32, offset: i64, whence: u32, new_offset: ptr) -> errno;
+            fd_close(fd: u32) -> errno;
             random_get(buf: ptr, len: size) -> errno;
             poll_oneoff(input: ptr, output: ptr, subscriptions: size, nevents: ptr) -> errno;
             proc_exit(code: u32) -> never;

@@ -187,16 +187,22 @@ impl Callback {
     }
 }
 
+/// The two Emscripten runtime imports proxy-wasm-cpp-host registers under
+/// `env` for every ABI version (`WasmBase::registerCallbacks` in
+/// `src/wasm.cc`, bodies in `src/exports.cc`).
+pub(crate) const EMSCRIPTEN_IMPORTS: [&str; 2] =
+    ["emscripten_notify_memory_growth", "pthread_equal"];
+
 /// Envoy's import policy, for every engine: an `env` import must be a host
-/// function the module's ABI version offers, anything else must come from
-/// a WASI module (served, or answering ENOSYS). Returns the first import
-/// refused, as (module, field).
+/// function the module's ABI version offers (or one of Emscripten's two),
+/// anything else must come from a WASI module (served, or answering
+/// ENOSYS). Returns the first import refused, as (module, field).
 pub(crate) fn refused_import<'a>(
     abi: AbiVersion,
     mut imports: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Option<(&'a str, &'a str)> {
     imports.find(|(module, field)| match *module {
-        "env" => !abi.offers(field),
+        "env" => !abi.offers(field) && !EMSCRIPTEN_IMPORTS.contains(field),
         other => !WASI_MODULES.contains(&other),
     })
 }

@@ -4,7 +4,7 @@
 //! the failure policy) to the streams it concerns.
 
 use crate::backend::Callback;
-use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled};
+use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled, grpc_stream_metadata};
 use crate::model::CalloutResult;
 
 use super::{Budget, EventKind, Harness};
@@ -298,20 +298,14 @@ fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
             }
         }
         GrpcPlan::Answer(a) => {
-            let mut steps = Vec::new();
-            if !a.initial_metadata.is_empty() {
-                steps.push(GrpcStep::Initial(HeaderMap::from_headers(
-                    &a.initial_metadata,
-                )));
-            }
+            // Envoy always delivers both metadata callbacks of a stream that
+            // got an answer (see `grpc_stream_metadata`).
+            let (initial, trailing) = grpc_stream_metadata(a);
+            let mut steps = vec![GrpcStep::Initial(initial)];
             for m in &a.messages {
                 steps.push(GrpcStep::Message(m.0.clone()));
             }
-            if !a.trailing_metadata.is_empty() {
-                steps.push(GrpcStep::Trailing(HeaderMap::from_headers(
-                    &a.trailing_metadata,
-                )));
-            }
+            steps.push(GrpcStep::Trailing(trailing));
             steps.push(GrpcStep::Close {
                 status: a.status,
                 message: a.message.clone(),
@@ -319,5 +313,47 @@ fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
             });
             steps
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::scripted::{Act, CallLog, ScriptedVm};
+    use crate::driver::Harness;
+    use crate::host::SharedHost;
+    use crate::model::HarnessConfig;
+
+    fn ticks(log: &CallLog) -> usize {
+        log.calls("f")
+            .iter()
+            .filter(|c| c.starts_with("tick"))
+            .count()
+    }
+
+    #[test]
+    fn a_clock_jump_gives_one_tick_then_the_period_counts_from_it() {
+        // Envoy's Wasm::tickHandler (source/extensions/common/wasm/wasm.cc)
+        // runs on_tick, then enableTimer(period): the next tick is a period
+        // after this one ran, not after it was due. Time that passes with
+        // the worker's loop running gives a tick per period; a clock that
+        // moved on while it did not (here: sync_clock, as a reloaded VM's
+        // clock is set) gives one late tick, not a burst.
+        let log = CallLog::default();
+        let config = HarnessConfig::default();
+        let mut vm = ScriptedVm::new("f", &config, &SharedHost::new(), &log);
+        vm.on("configure").then(Act::SetTick(1000));
+        let mut h = Harness::start(Box::new(vm)).expect("a scripted VM starts");
+        log.clear();
+        h.advance(10_000).expect("advance");
+        assert_eq!(ticks(&log), 10, "one tick per period of running time");
+        log.clear();
+        // The next tick was due at 11 000; the clock jumps to 20 000.
+        h.sync_clock(20_000);
+        h.advance(0).expect("advance");
+        assert_eq!(ticks(&log), 1, "one late tick for the jump");
+        h.advance(999).expect("advance");
+        assert_eq!(ticks(&log), 1, "the next is a period after the late one");
+        h.advance(1).expect("advance");
+        assert_eq!(ticks(&log), 2);
     }
 }

@@ -211,3 +211,115 @@ fn timed_out() -> HttpPlan {
     };
     http_plan(Some(&timeout), 1).1
 }
+
+/// gRPC's percent-encoding of `grpc-message`: controls, non-ASCII and `%`.
+pub(crate) const GRPC_MESSAGE_ENCODING: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b'%');
+
+/// The metadata a gRPC stream callout delivers, as Envoy's async gRPC
+/// client hands it on (`AsyncStreamImpl::onHeaders` / `onTrailers` in
+/// source/common/grpc/async_client_impl.cc): the initial metadata is the
+/// server's response headers, so `:status: 200` and
+/// `content-type: application/grpc` come first, then the scripted ones;
+/// the trailing metadata is the server's trailers, `grpc-status` (and a
+/// percent-encoded `grpc-message` when there is one) then the scripted
+/// ones. An answer with neither messages nor initial metadata is a
+/// trailers-only response: Envoy still calls the initial-metadata callback,
+/// with an empty map, and the trailing map holds the whole header block.
+/// Returns (initial, trailing).
+pub(crate) fn grpc_stream_metadata(answer: &GrpcCalloutAnswer) -> (HeaderMap, HeaderMap) {
+    let mut headers = HeaderMap::default();
+    headers.add(b":status", b"200");
+    headers.add(b"content-type", b"application/grpc");
+    let mut trailers = HeaderMap::default();
+    trailers.add(b"grpc-status", answer.status.to_string().as_bytes());
+    if !answer.message.is_empty() {
+        let message = percent_encoding::utf8_percent_encode(&answer.message, GRPC_MESSAGE_ENCODING);
+        trailers.add(b"grpc-message", message.to_string().as_bytes());
+    }
+    let put = |map: &mut HeaderMap, scripted: &crate::model::Headers| {
+        for (k, v) in scripted.iter() {
+            if map.get(k).is_some() {
+                map.replace(k, v);
+            } else {
+                map.add(k, v);
+            }
+        }
+    };
+    put(&mut headers, &answer.initial_metadata);
+    put(&mut trailers, &answer.trailing_metadata);
+    // The answer's own status decides the close: scripted metadata does not
+    // contradict it.
+    trailers.replace(b"grpc-status", answer.status.to_string().as_bytes());
+    if answer.messages.is_empty() && answer.initial_metadata.is_empty() {
+        for (k, v) in trailers.iter() {
+            headers.add(k, v);
+        }
+        return (HeaderMap::default(), headers);
+    }
+    (headers, trailers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Headers;
+
+    fn pairs(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter()
+            .map(|(k, v)| {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (text(k), text(v))
+            })
+            .collect()
+    }
+
+    fn owned(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_normal_answer_has_headers_then_trailers() {
+        let answer = GrpcCalloutAnswer {
+            messages: vec!["m".into()],
+            initial_metadata: Headers::from_pairs([("x-i", "1")]),
+            trailing_metadata: Headers::from_pairs([("x-t", "2")]),
+            ..GrpcCalloutAnswer::default()
+        };
+        let (initial, trailing) = grpc_stream_metadata(&answer);
+        assert_eq!(
+            pairs(&initial),
+            owned(&[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("x-i", "1")
+            ])
+        );
+        assert_eq!(
+            pairs(&trailing),
+            owned(&[("grpc-status", "0"), ("x-t", "2")])
+        );
+    }
+
+    #[test]
+    fn an_answer_without_messages_is_trailers_only() {
+        let answer = GrpcCalloutAnswer {
+            status: 5,
+            message: "no such key: 100%".into(),
+            ..GrpcCalloutAnswer::default()
+        };
+        let (initial, trailing) = grpc_stream_metadata(&answer);
+        assert!(initial.is_empty());
+        assert_eq!(
+            pairs(&trailing),
+            owned(&[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "5"),
+                ("grpc-message", "no such key: 100%25"),
+            ])
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! the argument bytes and answers a status and result bytes.
 
 mod filter_state;
+mod signing;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,14 +54,10 @@ pub(crate) fn call(host: &mut Host, name: &[u8], args: &[u8]) -> Result<Vec<u8>,
         b"declare_property" => declare_property(host, args).map(|()| Vec::new()),
         // Envoy clears the HTTP route cache; the harness has no route table.
         b"clear_route_cache" => Ok(Vec::new()),
-        // Envoy's own refusals first (BAD_ARGUMENT); the crypto is not simulated.
-        b"verify_signature" => {
-            check_key_arguments(args, &VERIFY_SIGNATURE)?;
-            Err(not_simulated(host, name))
-        }
+        b"verify_signature" => signing::verify_signature(args)?
+            .map_err(|signing::NotSimulated| key_not_simulated(host, name)),
         b"sign" => {
-            check_key_arguments(args, &SIGN)?;
-            Err(not_simulated(host, name))
+            signing::sign_text(args)?.map_err(|signing::NotSimulated| key_not_simulated(host, name))
         }
         b"expr_create" | b"expr_evaluate" | b"expr_delete" => Err(not_simulated(host, name)),
         _ => Err(Status::NotFound),
@@ -76,52 +73,16 @@ fn not_simulated(host: &mut Host, name: &[u8]) -> Status {
     Status::NotFound
 }
 
-/// Where a signing message keeps its key (DER bytes or PEM text) and its
-/// other `string` fields.
-struct KeyMessage {
-    der: u32,
-    pem: u32,
-    strings: &'static [u32],
-}
-
-/// `VerifySignatureArguments` (verify_signature.proto): hash_function 1,
-/// public_key 2, signature 3, text 4, public_key_pem 5.
-const VERIFY_SIGNATURE: KeyMessage = KeyMessage {
-    der: 2,
-    pem: 5,
-    strings: &[1, 5],
-};
-
-/// `SignArguments` (sign.proto): hash_function 1, private_key 2, text 3,
-/// private_key_pem 4.
-const SIGN: KeyMessage = KeyMessage {
-    der: 2,
-    pem: 4,
-    strings: &[1, 4],
-};
-
-/// What Envoy refuses before any crypto: a malformed message, or not exactly
-/// one of the DER and PEM keys (`importPublicKey` / `importPrivateKey` in
-/// foreign.cc return null): BAD_ARGUMENT.
-fn check_key_arguments(args: &[u8], message: &KeyMessage) -> Result<(), Status> {
-    let fields = wire::fields(args).map_err(|_| Status::BadArgument)?;
-    let (mut der, mut pem) = (false, false);
-    for (number, field) in fields {
-        let Value::Bytes(bytes) = field else { continue };
-        if message.strings.contains(&number) {
-            wire::string(bytes).map_err(|_| Status::BadArgument)?;
-        }
-        // The last occurrence wins, so an empty one clears an earlier key.
-        if number == message.der {
-            der = !bytes.is_empty();
-        } else if number == message.pem {
-            pem = !bytes.is_empty();
-        }
-    }
-    if der == pem {
-        return Err(Status::BadArgument);
-    }
-    Ok(())
+fn key_not_simulated(host: &mut Host, name: &[u8]) -> Status {
+    let name = String::from_utf8_lossy(name);
+    host.harness_log(
+        LogLevel::Warn,
+        format!(
+            "foreign function {name}: the harness simulates RSA and P-256 keys only, \
+             not this EC curve (Envoy supports it): NOT_FOUND"
+        ),
+    );
+    Status::NotFound
 }
 
 /// zlib's `compress()` (zlib format, default level); Envoy answers
@@ -372,35 +333,44 @@ mod tests {
 
     #[test]
     fn signing_arguments_need_exactly_one_key() {
+        use signing::{KeyForm, SIGN, VERIFY_SIGNATURE, key_arguments};
         let der = message(&[(1, b"sha256"), (2, b"\x30\x00"), (4, b"text")]);
-        assert_eq!(check_key_arguments(&der, &VERIFY_SIGNATURE), Ok(()));
+        let parsed = key_arguments(&der, &VERIFY_SIGNATURE).unwrap();
+        assert_eq!(parsed.key, KeyForm::Der(b"\x30\x00"));
+        assert_eq!((parsed.hash, parsed.text), ("sha256", &b"text"[..]));
         let pem = message(&[(1, b"sha256"), (5, b"-----BEGIN PUBLIC KEY-----")]);
-        assert_eq!(check_key_arguments(&pem, &VERIFY_SIGNATURE), Ok(()));
+        assert_eq!(
+            key_arguments(&pem, &VERIFY_SIGNATURE).map(|a| a.key),
+            Ok(KeyForm::Pem("-----BEGIN PUBLIC KEY-----"))
+        );
         let both = message(&[(2, b"\x30\x00"), (5, b"pem")]);
         assert_eq!(
-            check_key_arguments(&both, &VERIFY_SIGNATURE),
-            Err(Status::BadArgument)
+            key_arguments(&both, &VERIFY_SIGNATURE).err(),
+            Some(Status::BadArgument)
         );
         let neither = message(&[(1, b"sha256"), (3, b"sig")]);
         assert_eq!(
-            check_key_arguments(&neither, &VERIFY_SIGNATURE),
-            Err(Status::BadArgument)
+            key_arguments(&neither, &VERIFY_SIGNATURE).err(),
+            Some(Status::BadArgument)
         );
         let cleared = message(&[(2, b"\x30\x00"), (2, b"")]);
         assert_eq!(
-            check_key_arguments(&cleared, &SIGN),
-            Err(Status::BadArgument)
+            key_arguments(&cleared, &SIGN).err(),
+            Some(Status::BadArgument)
         );
         let sign_pem = message(&[(3, b"text"), (4, b"pem")]);
-        assert_eq!(check_key_arguments(&sign_pem, &SIGN), Ok(()));
+        assert_eq!(
+            key_arguments(&sign_pem, &SIGN).map(|a| (a.key, a.text)),
+            Ok((KeyForm::Pem("pem"), &b"text"[..]))
+        );
         let bad_hash = message(&[(1, &[0xff]), (2, b"\x30\x00")]);
         assert_eq!(
-            check_key_arguments(&bad_hash, &SIGN),
-            Err(Status::BadArgument)
+            key_arguments(&bad_hash, &SIGN).err(),
+            Some(Status::BadArgument)
         );
         assert_eq!(
-            check_key_arguments(b"\x0a\x05", &SIGN),
-            Err(Status::BadArgument)
+            key_arguments(b"\x0a\x05", &SIGN).err(),
+            Some(Status::BadArgument)
         );
     }
 

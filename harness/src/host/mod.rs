@@ -20,7 +20,10 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-pub(crate) use callouts::{GrpcPlan, HttpPlan, PendingGrpc, PendingHttp, resolve_timing};
+pub(crate) use callouts::{
+    GRPC_MESSAGE_ENCODING, GrpcPlan, HttpPlan, PendingGrpc, PendingHttp, grpc_stream_metadata,
+    resolve_timing,
+};
 pub use fields::Reach;
 pub(crate) use fields::{Field, Gone};
 pub use headers::HeaderMap;

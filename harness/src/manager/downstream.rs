@@ -19,10 +19,16 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> H
         .clone()
         .or_else(|| req.headers.get_text("host"))
         .unwrap_or_else(|| "localhost".to_string());
+    // Pseudo-headers in the order Envoy creates them for an HTTP/1 request
+    // (pseudo-headers stay ahead of the others in its header map): the
+    // codec turns Host into :authority while parsing the header block
+    // (`ConnectionImpl::completeLastHeader`), then adds :path and :method
+    // (`ServerConnectionImpl::onHeadersComplete`); the connection manager
+    // adds :scheme last.
     let defaults: [(&str, &str); 4] = [
-        (":method", &req.method),
-        (":path", &req.path),
         (":authority", &authority),
+        (":path", &req.path),
+        (":method", &req.method),
         (":scheme", &req.scheme),
     ];
     for (k, v) in defaults {
@@ -91,19 +97,63 @@ pub(crate) fn body_frames(
     }
 }
 
+/// Envoy's route timeout when the route sets none (`RouteEntry` timeout
+/// default, 15 s).
+pub(crate) const DEFAULT_ROUTE_TIMEOUT_MS: u64 = 15_000;
+
+/// What the router adds to the request after the last filter: the timeout
+/// the upstream can expect (`FilterUtility::setTimeoutHeaders` in
+/// source/common/router/router.cc, called from `finalTimeout` with 0 ms
+/// elapsed: the global timeout starts when the router gets the request).
+pub(crate) fn router_adds_to_request(map: &mut HeaderMap) {
+    map.replace(
+        b"x-envoy-expected-rq-timeout-ms",
+        DEFAULT_ROUTE_TIMEOUT_MS.to_string().as_bytes(),
+    );
+}
+
+/// What the connection manager adds to the response headers after every
+/// filter (`ConnectionManagerImpl::ActiveStream::encodeHeaders` in
+/// source/common/http/conn_manager_impl.cc): `date` when the response has
+/// none, and `server: envoy` over any upstream value (the default
+/// OVERWRITE server header transformation). Local replies pass there too.
+pub(crate) fn connection_manager_adds_to_response(map: &mut HeaderMap, now_unix_ns: u64) {
+    if map.get(b"date").is_none() {
+        map.add(b"date", http_date(now_unix_ns).as_bytes());
+    }
+    map.replace(b"server", b"envoy");
+}
+
+/// An HTTP-date (RFC 9110 IMF-fixdate) of a Unix time in nanoseconds.
+pub(crate) fn http_date(unix_ns: u64) -> String {
+    let secs = i64::try_from(unix_ns / 1_000_000_000).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
 /// The upstream's answer as response frames (`:status` first), framed as
 /// `protocol` frames it (the upstream speaks the client's protocol);
-/// `ends` false: more frames follow later.
+/// `ends` false: more frames follow later. `service_ms`: how long after
+/// the whole request reached the router the answer came, which the router
+/// adds as `x-envoy-upstream-service-time` before any filter sees the
+/// response (`Filter::onUpstreamHeaders` in source/common/router/router.cc;
+/// `None`, a response before the request was complete, gets none).
 pub(crate) fn response_frames(
     answer: &UpstreamResponse,
     ends: bool,
     protocol: HttpProtocol,
+    service_ms: Option<u64>,
     out: &mut VecDeque<Frame>,
 ) {
     let mut h = HeaderMap::default();
     h.add(b":status", answer.status.to_string().as_bytes());
     for (k, v) in answer.headers.iter() {
         h.add(k, v);
+    }
+    if let Some(ms) = service_ms {
+        h.replace(b"x-envoy-upstream-service-time", ms.to_string().as_bytes());
     }
     let eos = ends && answer.body.is_empty() && answer.trailers.is_none();
     out.push_back(Frame::Headers { map: h, eos });
@@ -196,6 +246,27 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_imf_fixdates() {
+        // 2026-12-01 16:10:34 UTC was a Tuesday.
+        assert_eq!(
+            http_date(1_796_141_434_000_000_000),
+            "Tue, 01 Dec 2026 16:10:34 GMT"
+        );
+    }
+
+    #[test]
+    fn the_connection_manager_keeps_a_date_and_overwrites_server() {
+        let mut m = HeaderMap::default();
+        m.add(b":status", b"200");
+        m.add(b"server", b"upstream");
+        m.add(b"date", b"Mon, 01 Jan 2024 00:00:00 GMT");
+        connection_manager_adds_to_response(&mut m, 0);
+        assert_eq!(m.get(b"server"), Some(&b"envoy"[..]));
+        assert_eq!(m.get(b"date"), Some(&b"Mon, 01 Jan 2024 00:00:00 GMT"[..]));
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
     fn request_ids_look_like_uuids() {
         let id = format_uuid(&[0xab; 16]);
         assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
@@ -211,9 +282,9 @@ mod tests {
         assert_eq!(
             keys,
             vec![
-                &b":method"[..],
+                &b":authority"[..],
                 b":path",
-                b":authority",
+                b":method",
                 b":scheme",
                 b"x-a",
                 b"x-forwarded-proto",

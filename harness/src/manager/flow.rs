@@ -14,10 +14,10 @@ use crate::abi::Action;
 use crate::backend::Callback;
 use crate::driver::Harness;
 use crate::host::{Deferred, Field, Gone, HeaderMap};
-use crate::model::{HttpMessage, LocalReply, LogEntry};
+use crate::model::{Headers, HttpMessage, LocalReply, LogEntry};
 
-use super::Stream;
 use super::reply::{after_trap, buffer_overflow};
+use super::{Stream, downstream};
 
 /// One frame of a message, in one direction.
 pub(crate) enum Frame {
@@ -333,8 +333,12 @@ fn buffer_len(filter: &Harness, ctx: u32, dir: Dir) -> u64 {
         })
 }
 
-/// Marks the end of stream passing filter `i` in `dir`.
-fn end_passed(stream: &mut Stream, i: usize, dir: Dir) {
+/// Marks the end of stream passing filter `i` in `dir`; the request's end
+/// passing the last filter is the moment the router has it all.
+fn end_passed(filter: &Harness, stream: &mut Stream, i: usize, dir: Dir) {
+    if dir == Dir::Request && i + 1 == stream.hops.len() {
+        stream.request_complete_ms = Some(filter.now_ms());
+    }
     let hop = &mut stream.hops[i];
     hop.flow(dir).ended = true;
     if dir == Dir::Request {
@@ -344,27 +348,48 @@ fn end_passed(stream: &mut Stream, i: usize, dir: Dir) {
 
 fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, eos: bool) {
     let ctx = stream.hops[i].context_id;
-    let map = filter
-        .vm
-        .host_ref()
-        .stream_ref(ctx)
-        .and_then(|s| match dir {
-            Dir::Request => s.request_headers.as_ref(),
-            Dir::Response => s.response_headers.as_ref(),
-        });
-    let headers = map.map(HeaderMap::to_headers).unwrap_or_default();
-    if let Some(next) = next_hop(stream, i, dir) {
-        let map = map.cloned().unwrap_or_default();
-        stream.hops[next]
-            .flow(dir)
-            .input
-            .push_back(Frame::Headers { map, eos });
-    }
+    let next = next_hop(stream, i, dir);
+    let host = filter.vm.host();
+    let now_unix_ns = host.now_unix_ns();
+    let map = host.stream_mut(ctx).and_then(|s| match dir {
+        Dir::Request => s.request_headers.as_mut(),
+        Dir::Response => s.response_headers.as_mut(),
+    });
+    let headers = match (map, next) {
+        (Some(map), Some(next)) => {
+            let headers = map.to_headers();
+            let map = map.clone();
+            stream.hops[next]
+                .flow(dir)
+                .input
+                .push_back(Frame::Headers { map, eos });
+            headers
+        }
+        (map, Some(next)) => {
+            let map = map.cloned().unwrap_or_default();
+            stream.hops[next]
+                .flow(dir)
+                .input
+                .push_back(Frame::Headers { map, eos });
+            Headers::new()
+        }
+        // Past the last filter. Envoy's filters share one map per message,
+        // so what the router or the connection manager adds is in the map
+        // the access log (on_log) reads too.
+        (Some(map), None) => {
+            match dir {
+                Dir::Request => downstream::router_adds_to_request(map),
+                Dir::Response => downstream::connection_manager_adds_to_response(map, now_unix_ns),
+            }
+            map.to_headers()
+        }
+        (None, None) => Headers::new(),
+    };
     let hop = &mut stream.hops[i];
     hop.sent(dir).headers = headers;
     hop.flow(dir).stopped_all = false;
     if eos {
-        end_passed(stream, i, dir);
+        end_passed(filter, stream, i, dir);
     }
 }
 
@@ -411,7 +436,7 @@ fn forward_body(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, e
     flow.body_paused = false;
     flow.waiting_at_end = false;
     if eos {
-        end_passed(stream, i, dir);
+        end_passed(filter, stream, i, dir);
     }
 }
 
@@ -436,7 +461,7 @@ fn forward_trailers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Di
     let hop = &mut stream.hops[i];
     hop.sent(dir).trailers = Some(map.to_headers());
     hop.flow(dir).trailers_paused = false;
-    end_passed(stream, i, dir);
+    end_passed(filter, stream, i, dir);
 }
 
 /// `proxy_continue_stream` applied: resume where the direction stopped.

@@ -151,6 +151,8 @@ pub(crate) struct Stream {
     properties: Properties,
     start_ms: u64,
     pub(crate) elapsed_ms: u64,
+    /// When the end of the request passed the last filter (reached the router).
+    pub(crate) request_complete_ms: Option<u64>,
     /// Each hop keeps the log lines of its own context (streams a caller named).
     pub(crate) keep_logs: bool,
 }
@@ -254,6 +256,7 @@ pub(crate) fn open(
         properties: exchange.properties.clone(),
         start_ms: now(filters),
         elapsed_ms: 0,
+        request_complete_ms: None,
         keep_logs,
     });
     key
@@ -447,7 +450,11 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
     } else {
         stream.response_started = true;
         let input = &mut stream.hops[n - 1].resp.input;
-        downstream::response_frames(&answer, !stream.upstream_open, stream.protocol, input);
+        let service_ms = stream
+            .request_complete_ms
+            .map(|at| last.now_ms().saturating_sub(at));
+        let ends = !stream.upstream_open;
+        downstream::response_frames(&answer, ends, stream.protocol, service_ms, input);
         input.append(&mut stream.upstream_later);
     }
     true

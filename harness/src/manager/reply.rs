@@ -130,6 +130,11 @@ pub(crate) fn local_reply(
         for hop in &mut stream.hops {
             hop.resp.stop();
         }
+        let mut headers = headers;
+        super::downstream::connection_manager_adds_to_response(
+            &mut headers,
+            filter.vm.host_ref().now_unix_ns(),
+        );
         stream.hops[0].sent_response = Some(HttpMessage {
             headers: headers.to_headers(),
             body: ByteString(body),
@@ -171,7 +176,9 @@ fn frame(spec: &LocalReplySpec, status: u16, grpc: bool, head: bool) -> (HeaderM
         headers.add(b"content-type", b"application/grpc");
         headers.add(b"grpc-status", grpc_status.to_string().as_bytes());
         if !body.is_empty() {
-            let message = percent_encoding::percent_encode(&body, GRPC_MESSAGE).to_string();
+            let message =
+                percent_encoding::percent_encode(&body, crate::host::GRPC_MESSAGE_ENCODING)
+                    .to_string();
             headers.add(b"grpc-message", message.as_bytes());
         }
         body.clear();
@@ -192,9 +199,6 @@ fn frame(spec: &LocalReplySpec, status: u16, grpc: bool, head: bool) -> (HeaderM
     }
     (headers, body)
 }
-
-/// gRPC's percent-encoding of `grpc-message`: controls, non-ASCII and `%`.
-const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
 /// Envoy's `Grpc::Utility::httpToGrpcStatus` (gRPC's HTTP-to-status table).
 fn grpc_status_of_http(status: u16) -> i32 {

@@ -174,3 +174,41 @@ fn imports_follow_the_abi_version_as_cpp_host_registers_them() {
         );
     }
 }
+
+#[test]
+fn emscripten_runtime_imports_are_provided_as_cpp_host_defines_them() {
+    // proxy-wasm-cpp-host registers env.emscripten_notify_memory_growth (a
+    // no-op, allowed during start-up) and env.pthread_equal (left == right)
+    // for every module (WasmBase::registerCallbacks, src/exports.cc).
+    let text = source("emscripten.wat");
+    let module = CompiledModule::from_bytes("emscripten.wat", text.as_bytes())
+        .unwrap_or_else(|e| panic!("a module importing Emscripten's runtime loads: {e}"));
+    let mut envoy = Harness::new(&module, config("", "")).unwrap();
+    let outcome = envoy.send(&get(), &UpstreamResponse::default()).unwrap();
+    let upstream = outcome.upstream_request.expect("request forwarded");
+    assert_eq!(
+        upstream.headers.get_text("x-pthread-equal").as_deref(),
+        Some("10"),
+        "pthread_equal(3, 3) is 1 and pthread_equal(3, 4) is 0"
+    );
+}
+
+#[test]
+fn pthread_equal_during_start_up_traps_as_a_restricted_callback() {
+    // Off WasmBase::startVm's list of functions allowed before the VM
+    // starts, so the runtime traps ("restricted_callback").
+    let text = source("emscripten.wat").replace(
+        ";; start-up calls",
+        "(drop (call $pthread_equal (i32.const 1) (i32.const 1)))",
+    );
+    let module = CompiledModule::from_bytes("emscripten.wat", text.as_bytes()).unwrap();
+    let error = Harness::new(&module, config("", ""))
+        .err()
+        .expect("start-up fails");
+    assert!(
+        error
+            .to_string()
+            .contains("pthread_equal called during VM start-up"),
+        "{error}"
+    );
+}

@@ -296,7 +296,7 @@ fn a_readonly_declared_property_takes_its_first_value_only() {
 }
 
 #[test]
-fn signing_functions_refuse_bad_arguments_like_envoy_then_answer_not_found() {
+fn signing_functions_refuse_bad_arguments_like_envoy_then_report_bad_keys_in_the_result() {
     let verify = hex(&message(&[
         (1, "sha256"),
         (2, "der key"),
@@ -307,17 +307,15 @@ fn signing_functions_refuse_bad_arguments_like_envoy_then_answer_not_found() {
     let sign = hex(&message(&[(1, "sha256"), (3, "text"), (4, "pem key")]));
     let sign_none = hex(&message(&[(1, "sha256"), (3, "text")]));
     let outcome = on_request(vec![
-        foreign("verify", "verify_signature", &verify, "str"),
+        foreign("verify", "verify_signature", &verify, "hex"),
         foreign("verify both keys", "verify_signature", &verify_both, "str"),
         foreign("verify malformed", "verify_signature", "0a7f", "str"),
-        foreign("sign", "sign", &sign, "str"),
+        foreign("sign", "sign", &sign, "hex"),
         foreign("sign no key", "sign", &sign_none, "str"),
     ]);
     for (label, status) in [
-        ("verify", "NOT_FOUND"),
         ("verify both keys", "BAD_ARGUMENT"),
         ("verify malformed", "BAD_ARGUMENT"),
-        ("sign", "NOT_FOUND"),
         ("sign no key", "BAD_ARGUMENT"),
     ] {
         assert_eq!(
@@ -325,12 +323,26 @@ fn signing_functions_refuse_bad_arguments_like_envoy_then_answer_not_found() {
             format!("{label}: {status} result=\"\"")
         );
     }
-    let warnings = outcome
-        .logs
-        .iter()
-        .filter(|l| l.level == LogLevel::Warn && l.message.contains("is not simulated"))
-        .count();
-    assert_eq!(warnings, 2, "one per well-formed call: {:#?}", outcome.logs);
+    // A key that does not parse is no status: the result message says it
+    // (VerifySignatureResult.error = 2, SignResult.error = 3).
+    let error = |number: u8, text: &str| hex(&message(&[(number, text)]));
+    assert_eq!(
+        result(&outcome, "verify"),
+        format!(
+            "verify: OK result={}",
+            error(2, "Failed to initialize digest verify.")
+        )
+    );
+    assert_eq!(
+        result(&outcome, "sign"),
+        format!(
+            "sign: OK result={}",
+            error(
+                3,
+                "Invalid key type: private key required for signing operation."
+            )
+        )
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Envoy's smaller habits, each one a test: the chain's teardown order,
 //! headers return values, local replies from a root context, queues
-//! resolved without a vm_id, ticks after a clock jump.
+//! resolved without a vm_id, the headers Envoy adds itself. (Ticks after a
+//! clock jump: the unit test in src/driver/events.rs.)
 
 use serde_json::{Value, json};
 
@@ -94,5 +95,93 @@ fn an_empty_vm_id_resolves_a_queue_of_the_callers_own_vm() {
     assert_eq!(
         result(envoy.startup(), "other vm"),
         "other vm: NOT_FOUND id=0"
+    );
+}
+
+fn get_header(label: &str, map: &str, key: &str) -> Value {
+    step("get_header", label, json!({"map": map, "key": key}))
+}
+
+#[test]
+fn envoy_adds_its_own_headers_where_envoy_does() {
+    // The router adds x-envoy-expected-rq-timeout-ms after the filters and
+    // x-envoy-upstream-service-time before them (router.cc setTimeoutHeaders,
+    // onUpstreamHeaders); the connection manager adds date and server after
+    // every filter (conn_manager_impl.cc ActiveStream::encodeHeaders). The
+    // filters share the maps with the access log, so on_log sees them all.
+    let script = json!({"http": {
+        "request_headers": {"steps": [
+            get_header("rq timeout", "request_headers", "x-envoy-expected-rq-timeout-ms")]},
+        "response_headers": {"steps": [
+            get_header("service time", "response_headers", "x-envoy-upstream-service-time"),
+            get_header("date", "response_headers", "date"),
+            get_header("server", "response_headers", "server")]},
+        "log": [
+            get_header("log rq timeout", "request_headers", "x-envoy-expected-rq-timeout-ms"),
+            get_header("log date", "response_headers", "date"),
+            get_header("log server", "response_headers", "server")]
+    }});
+    let plugins = [(
+        harness::FilterModule::from(probe_module()),
+        probe_config(script),
+    )];
+    let mut envoy = harness::Envoy::builder().plugins(&plugins).build().unwrap();
+    let exchange = harness::Exchange {
+        request: get("/timed"),
+        upstream: ok_upstream(),
+        properties: Default::default(),
+    };
+    // The upstream answers 250 ms after the whole request reached it.
+    let (key, _) = envoy.open(&exchange, None).unwrap();
+    envoy.advance(250).unwrap();
+    envoy.respond(key, ok_upstream()).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+
+    assert_eq!(result(&out, "rq timeout"), "rq timeout: NOT_FOUND");
+    let upstream = out.upstream_request.as_ref().expect("forwarded");
+    assert_eq!(
+        upstream
+            .headers
+            .get_text("x-envoy-expected-rq-timeout-ms")
+            .as_deref(),
+        Some("15000")
+    );
+    assert!(
+        result(&out, "service time").starts_with(r#"service time: OK value="250""#),
+        "{}",
+        result(&out, "service time")
+    );
+    assert_eq!(result(&out, "date"), "date: NOT_FOUND");
+    assert_eq!(result(&out, "server"), "server: NOT_FOUND");
+    let received = &out.response.as_ref().expect("response").message.headers;
+    assert_eq!(
+        received.get_text("date").as_deref(),
+        Some("Mon, 01 Jan 2024 00:00:00 GMT"),
+        "the virtual clock at the answer, to the second"
+    );
+    assert_eq!(received.get_text("server").as_deref(), Some("envoy"));
+    for label in ["log rq timeout", "log date", "log server"] {
+        assert!(
+            result(&out, label).starts_with(&format!("{label}: OK")),
+            "{}",
+            result(&out, label)
+        );
+    }
+}
+
+#[test]
+fn local_replies_get_date_and_server_too() {
+    let script = json!({"http": {"request_headers": {"steps": [
+        step("send_local_response", "deny", json!({"status": 403}))]}}});
+    let mut envoy = start(probe_config(script));
+    let out = exchange(&mut envoy, get("/denied"), ok_upstream());
+    let response = out.response.expect("local reply");
+    assert_eq!(response.status, 403);
+    let headers = &response.message.headers;
+    assert!(headers.contains("date"), "{headers:?}");
+    assert_eq!(headers.get_text("server").as_deref(), Some("envoy"));
+    assert!(
+        !headers.contains("x-envoy-upstream-service-time"),
+        "no upstream answered"
     );
 }

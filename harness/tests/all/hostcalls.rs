@@ -179,10 +179,20 @@ fn request_header_map_get_add_replace_remove_size() {
             upstream.headers
         );
     }
+    // The router adds its timeout header after the filters (Envoy's
+    // FilterUtility::setTimeoutHeaders), so the filter never counted it.
+    assert_eq!(
+        upstream
+            .headers
+            .get_text("x-envoy-expected-rq-timeout-ms")
+            .as_deref(),
+        Some("15000")
+    );
     // Envoy's byteSize: the sum of key and value lengths.
     let byte_size: usize = upstream
         .headers
         .iter()
+        .filter(|(k, _)| *k != b"x-envoy-expected-rq-timeout-ms")
         .map(|(k, v)| k.len() + v.len())
         .sum();
     assert_eq!(
@@ -190,7 +200,8 @@ fn request_header_map_get_add_replace_remove_size() {
         format!("size: OK size={byte_size}")
     );
     let pairs = result(&outcome, "pairs");
-    assert!(pairs.starts_with(r#"pairs: OK pairs=[":method"="GET", ":path"="/items?id=7", ":authority"="shop.local:8080""#), "{pairs}");
+    // Envoy's HTTP/1 pseudo-header order: :authority (from Host), :path, :method, :scheme.
+    assert!(pairs.starts_with(r#"pairs: OK pairs=[":authority"="shop.local:8080", ":path"="/items?id=7", ":method"="GET", ":scheme"="http""#), "{pairs}");
 }
 
 #[test]
@@ -278,9 +289,11 @@ fn response_header_map_ops_and_maps_outside_their_phase() {
         response.message.headers.get_text("x-added"),
         Some("yes".into())
     );
+    // The filter's `server: probe` is overwritten after every filter, as
+    // Envoy's connection manager does by default (OVERWRITE).
     assert_eq!(
         response.message.headers.get_text("server"),
-        Some("probe".into())
+        Some("envoy".into())
     );
     assert!(!response.message.headers.contains("x-secret"));
 }
@@ -976,20 +989,61 @@ fn grpc_stream_delivers_metadata_messages_trailers_and_close() {
     assert_in_order(
         &lines,
         &[
-            "cb grpc_stream_initial_metadata ctx=1 token=1 count=1",
-            r#"initial: OK pairs=["x-initial"="i"]"#,
+            // The server's response headers, then the scripted metadata.
+            "cb grpc_stream_initial_metadata ctx=1 token=1 count=3",
+            r#"initial: OK pairs=[":status"="200", "content-type"="application/grpc", "x-initial"="i"]"#,
             "cb grpc_stream_message ctx=1 token=1 size=2",
             r#"message: OK bytes="m1""#,
             "cb grpc_stream_message ctx=1 token=1 size=3",
             r#"message: OK bytes="m22""#,
-            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=1",
-            r#"trailing: OK pairs=["x-trailing"="t"]"#,
+            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=2",
+            r#"trailing: OK pairs=["grpc-status"="0", "x-trailing"="t"]"#,
             "cb grpc_stream_close ctx=1 token=1 status=0",
         ],
     );
     let record = &startup.grpc_calls[0];
     assert!(record.streaming);
     assert_eq!(record.messages, vec![harness::ByteString::from("hello")]);
+}
+
+#[test]
+fn a_grpc_stream_answer_without_metadata_gets_envoys_defaults() {
+    // No scripted metadata and no message: a trailers-only answer. Envoy's
+    // async client still calls on_grpc_receive_initial_metadata (with an
+    // empty map), then hands the whole header block on as trailing metadata.
+    let clusters = vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: vec![GrpcCalloutAnswer {
+            status: 5,
+            message: "not found".into(),
+            ..GrpcCalloutAnswer::default()
+        }],
+    }];
+    let mut envoy = probe_with_clusters(
+        json!({"trace": true,
+            "configure": [
+                {"op": "grpc_stream", "cluster": "grpc-svc", "service": "pkg.Svc", "method": "Watch"}],
+            "root_callouts": {
+                "grpc_stream_initial_metadata": [step("get_headers", "initial", json!({"map": "grpc_initial_metadata"}))],
+                "grpc_stream_trailing_metadata": [step("get_headers", "trailing", json!({"map": "grpc_trailing_metadata"}))],
+                "grpc_stream_close": [{"op": "get_status"}]
+            }
+        }),
+        clusters,
+    );
+    let later = envoy.advance(10).expect("advance");
+    let lines: Vec<String> = later.logs.iter().map(|l| l.message.clone()).collect();
+    assert_in_order(
+        &lines,
+        &[
+            "cb grpc_stream_initial_metadata ctx=1 token=1 count=0",
+            "initial: OK pairs=[]",
+            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=4",
+            r#"trailing: OK pairs=[":status"="200", "content-type"="application/grpc", "grpc-status"="5", "grpc-message"="not found"]"#,
+            "cb grpc_stream_close ctx=1 token=1 status=5",
+        ],
+    );
 }
 
 #[test]
@@ -1575,8 +1629,16 @@ fn every_header_map_op_on_every_map() {
         read_only_map_ops("http_call_response_headers", "callh", ":status", "200");
     let (call_t, call_t_want) =
         read_only_map_ops("http_call_response_trailers", "callt", "x-ct", "v");
-    let (grpc_i, grpc_i_want) = read_only_map_ops("grpc_initial_metadata", "grpci", "x-gi", "i");
-    let (grpc_t, grpc_t_want) = read_only_map_ops("grpc_trailing_metadata", "grpct", "x-gt", "t");
+    let (grpc_i, mut grpc_i_want) =
+        read_only_map_ops("grpc_initial_metadata", "grpci", "x-gi", "i");
+    let (grpc_t, mut grpc_t_want) =
+        read_only_map_ops("grpc_trailing_metadata", "grpct", "x-gt", "t");
+    // The server's own headers and trailers come first, as Envoy's async
+    // gRPC client passes them on (async_client_impl.cc onHeaders/onTrailers).
+    if let (Some(i), Some(t)) = (grpc_i_want.last_mut(), grpc_t_want.last_mut()) {
+        *i = r#"grpci pairs: OK pairs=[":status"="200", "content-type"="application/grpc", "x-gi"="i"]"#.into();
+        *t = r#"grpct pairs: OK pairs=["grpc-status"="0", "x-gt"="t"]"#.into();
+    }
     let mut outside = Vec::new();
     let mut outside_want = Vec::new();
     for map in [
@@ -1665,15 +1727,25 @@ fn every_header_map_op_on_every_map() {
     assert_eq!(lines_with_prefix(&lines, "respt"), resp_t_want);
 
     let forwarded = outcome.upstream_request.clone().expect("forwarded");
-    assert_eq!(forwarded.headers, Headers::from_pairs(request_pairs));
+    // What the filter set, then what the router adds after it.
+    let mut upstream_pairs = request_pairs.to_vec();
+    upstream_pairs.push(("x-envoy-expected-rq-timeout-ms", "15000"));
+    assert_eq!(forwarded.headers, Headers::from_pairs(upstream_pairs));
     assert_eq!(
         forwarded.trailers,
         Some(Headers::from_pairs([("x-set", "t")]))
     );
     let response = outcome.response.clone().expect("response");
+    // What the filter set, then the connection manager's date (the virtual
+    // clock's start) and server.
     assert_eq!(
         response.message.headers,
-        Headers::from_pairs([(":status", "200"), ("x-set", "2")])
+        Headers::from_pairs([
+            (":status", "200"),
+            ("x-set", "2"),
+            ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ("server", "envoy"),
+        ])
     );
     assert_eq!(
         response.message.trailers,

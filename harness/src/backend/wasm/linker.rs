@@ -217,6 +217,34 @@ macro_rules! link_wasi_functions {
 }
 proxy_abi::for_each_wasi_function!(link_wasi_functions);
 
+/// Emscripten's runtime imports, as proxy-wasm-cpp-host defines them
+/// (`src/exports.cc`): `emscripten_notify_memory_growth` does nothing and is
+/// allowed during start-up (it is on `WasmBase::startVm`'s list of
+/// restricted callbacks); `pthread_equal` compares its two thread ids and,
+/// like every function off that list, traps when called during start-up
+/// (the V8 runtime's `restricted_callback` trap).
+fn link_emscripten(linker: &mut Linker<WasmState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "emscripten_notify_memory_growth",
+        |_memory_index: i32| {},
+    )?;
+    linker.func_wrap(
+        "env",
+        "pthread_equal",
+        |caller: Caller<'_, WasmState>, left: i32, right: i32| -> wasmtime::Result<i32> {
+            if caller.data().host.phase == Phase::Startup {
+                return Err(wasmtime::format_err!(
+                    "pthread_equal called during VM start-up (_initialize/main); \
+                     Envoy allows only proxy_log, WASI and emscripten_notify_memory_growth there"
+                ));
+            }
+            Ok(i32::from(left == right))
+        },
+    )?;
+    Ok(())
+}
+
 /// Links the Proxy-Wasm functions and the WASI subset; any other WASI
 /// function the module imports answers ENOSYS (or traps if it returns nothing).
 pub(super) fn build_linker(
@@ -225,6 +253,7 @@ pub(super) fn build_linker(
 ) -> wasmtime::Result<Linker<WasmState>> {
     let mut linker = Linker::new(engine);
     link_proxy(&mut linker)?;
+    link_emscripten(&mut linker)?;
     for m in WASI_MODULES {
         link_wasi(&mut linker, m)?;
     }

@@ -114,6 +114,28 @@ pub(crate) fn int32(varint: u64) -> i32 {
     varint as u32 as i32
 }
 
+/// Appends a varint.
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a length-delimited field (bytes, string, message).
+pub(crate) fn put_bytes(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    put_varint(out, u64::from(number) << 3 | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a `bool` field set to true (proto3 leaves false out).
+pub(crate) fn put_true(out: &mut Vec<u8>, number: u32) {
+    put_varint(out, u64::from(number) << 3);
+    out.push(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,8 @@ fn one_stream_gets_envoys_callbacks_in_order() {
             "request_body(2,2,0)",
             "request_body(2,2,0)",
             "request_body(2,0,1)",
-            "response_headers(2,1,0)",
+            // :status and the router's x-envoy-upstream-service-time.
+            "response_headers(2,2,0)",
             "response_body(2,3,0)",
             "response_body(2,0,1)",
             // HTTP: on_log before on_done.
@@ -51,7 +52,7 @@ fn one_stream_gets_envoys_callbacks_in_order() {
             "request_headers(3,6,0)",
             "request_body(3,2,0)",
             "request_body(3,2,1)",
-            "response_headers(3,1,0)",
+            "response_headers(3,2,0)",
             "response_body(3,3,1)",
             "log(3)",
             "done(3)",
@@ -63,7 +64,7 @@ fn one_stream_gets_envoys_callbacks_in_order() {
     chain.exchange(&get("/")).expect("exchange");
     assert_eq!(
         log.calls("f")[1..3],
-        ["request_headers(4,6,1)", "response_headers(4,1,1)"]
+        ["request_headers(4,6,1)", "response_headers(4,2,1)"]
     );
 }
 
@@ -91,7 +92,7 @@ fn a_headers_pause_holds_the_body_until_continue_stream() {
             "tick(1)",
             // Everything buffered meanwhile arrives as one body callback.
             "request_body(2,4,1)",
-            "response_headers(2,1,1)",
+            "response_headers(2,2,1)",
             "log(2)",
             "done(2)",
             "delete(2)",
@@ -228,7 +229,7 @@ fn trailers_end_the_message_and_a_trailers_pause_holds_them() {
         ]
     );
     let out = chain.finish(key).expect("finish").outcome;
-    assert_eq!(log.calls("f")[4..6], ["tick(1)", "response_headers(2,1,1)"]);
+    assert_eq!(log.calls("f")[4..6], ["tick(1)", "response_headers(2,2,1)"]);
     let sent = out.upstream_request.as_ref();
     let trailer = sent.and_then(|m| m.trailers.as_ref()?.get_text("x-sum"));
     assert_eq!(trailer.as_deref(), Some("1"));

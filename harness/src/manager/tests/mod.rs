@@ -2,11 +2,10 @@
 //! order of callbacks Envoy makes, pauses and resumes, deferred actions,
 //! local replies through a chain, interleaved streams on one VM, and the
 //! failure policy. Every expected sequence is Envoy's (the harness README,
-//! "Envoy behaviour reproduced", cites the sources), with one documented
-//! simplification: upstream answers carry only `:status` (the harness does
-//! not add the router's x-envoy-upstream-service-time), so header counts
-//! are one lower than a real Envoy's. Tests Envoy disagrees with are
-//! `#[ignore]`d with the reason.
+//! "Envoy behaviour reproduced", cites the sources): upstream answers
+//! reach the filters with `:status` and the router's
+//! x-envoy-upstream-service-time, so they count 2 headers. Tests Envoy
+//! disagrees with are `#[ignore]`d with the reason.
 
 mod lifecycle;
 mod replies;

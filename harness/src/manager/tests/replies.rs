@@ -182,7 +182,7 @@ fn a_local_reply_after_the_response_started_bypasses_every_filter() {
     assert_eq!(
         log.all_calls()[4..],
         [
-            "f2 response_headers(2,1,1)",
+            "f2 response_headers(2,2,1)",
             "f1 log(2)",
             "f2 log(2)",
             "f1 done(2)",
@@ -313,7 +313,7 @@ fn a_local_reply_after_the_client_got_headers_resets_the_stream() {
     assert_eq!(
         log.calls("f")[2..],
         [
-            "response_headers(2,1,0)",
+            "response_headers(2,2,0)",
             "response_body(2,3,0)",
             "log(2)",
             "done(2)",

@@ -23,8 +23,8 @@ fn a_chain_moves_each_frame_through_every_filter_before_the_next() {
             "f1 request_body(2,0,1)",
             "f2 request_body(2,0,1)",
             // The response path runs in reverse.
-            "f2 response_headers(2,1,0)",
-            "f1 response_headers(2,1,0)",
+            "f2 response_headers(2,2,0)",
+            "f1 response_headers(2,2,0)",
             "f2 response_body(2,1,0)",
             "f1 response_body(2,1,0)",
         ]
@@ -60,7 +60,7 @@ fn a_pause_in_filter_two_holds_only_the_filters_after_it() {
         [
             "f2 tick(1)",
             "f2 request_body(2,2,1)",
-            "f2 response_headers(2,1,1)"
+            "f2 response_headers(2,2,1)"
         ]
     );
     assert_eq!(upstream_body(&out).as_deref(), Some("ab"));
@@ -87,7 +87,7 @@ fn a_stream_paused_on_a_callout_waits_while_another_runs_to_its_end() {
             "request_headers(2,6,1)",
             "context_create(3,1)",
             "request_headers(3,6,1)",
-            "response_headers(3,1,1)",
+            "response_headers(3,2,1)",
             "log(3)",
             "done(3)",
             "delete(3)",
@@ -100,7 +100,7 @@ fn a_stream_paused_on_a_callout_waits_while_another_runs_to_its_end() {
         [
             // The answer goes to the root context (1), token 1.
             "http_call_response(1,1,1,8,0)",
-            "response_headers(2,1,1)",
+            "response_headers(2,2,1)",
             "log(2)",
             "done(2)",
             "delete(2)",
@@ -123,7 +123,7 @@ fn callout_answers_in_reverse_order_reach_their_own_streams() {
         log.calls("f"),
         [
             "http_call_response(1,2,1,8,0)",
-            "response_headers(3,1,1)",
+            "response_headers(3,2,1)",
             "log(3)",
             "done(3)",
             "delete(3)",
@@ -134,7 +134,7 @@ fn callout_answers_in_reverse_order_reach_their_own_streams() {
     let a = chain.finish(a).expect("finish a").outcome;
     assert_eq!(
         log.calls("f")[..2],
-        ["http_call_response(1,1,1,8,0)", "response_headers(2,1,1)"]
+        ["http_call_response(1,1,1,8,0)", "response_headers(2,2,1)"]
     );
     assert_eq!(upstream_header(&a, "x-answer").as_deref(), Some("answer-1"));
 }
@@ -173,8 +173,8 @@ fn two_plugins_sharing_one_vm_get_roots_1_and_2_and_one_stream_counter() {
             "request_headers(3,6,1)",
             "context_create(4,2)",
             "request_headers(4,6,1)",
-            "response_headers(4,1,1)",
-            "response_headers(3,1,1)",
+            "response_headers(4,2,1)",
+            "response_headers(3,2,1)",
             "log(3)",
             "log(4)",
             "done(3)",
@@ -185,8 +185,8 @@ fn two_plugins_sharing_one_vm_get_roots_1_and_2_and_one_stream_counter() {
             "request_headers(5,6,1)",
             "context_create(6,2)",
             "request_headers(6,6,1)",
-            "response_headers(6,1,1)",
-            "response_headers(5,1,1)",
+            "response_headers(6,2,1)",
+            "response_headers(5,2,1)",
             "log(5)",
             "log(6)",
             "done(5)",
@@ -214,7 +214,7 @@ fn a_stream_paused_on_a_timer_waits_while_another_completes() {
         [
             "context_create(3,1)",
             "request_headers(3,6,1)",
-            "response_headers(3,1,1)",
+            "response_headers(3,2,1)",
             "log(3)",
             "done(3)",
             "delete(3)",
@@ -222,7 +222,7 @@ fn a_stream_paused_on_a_timer_waits_while_another_completes() {
     );
     log.clear();
     let a = chain.finish(a).expect("finish").outcome;
-    assert_eq!(log.calls("f")[..2], ["tick(1)", "response_headers(2,1,1)"]);
+    assert_eq!(log.calls("f")[..2], ["tick(1)", "response_headers(2,2,1)"]);
     assert_eq!(a.elapsed_ms, 10);
     let path = a
         .upstream_request
