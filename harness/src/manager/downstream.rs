@@ -119,7 +119,19 @@ pub(crate) fn router_adds_to_request(map: &mut HeaderMap) {
 /// OVERWRITE server header transformation). Local replies pass there too.
 pub(crate) fn connection_manager_adds_to_response(map: &mut HeaderMap, now_unix_ns: u64) {
     if map.get(b"date").is_none() {
-        map.add(b"date", http_date(now_unix_ns).as_bytes());
+        let secs = now_unix_ns / 1_000_000_000;
+        // Formatted once per second, as Envoy's caching date provider does
+        // (TlsCachingDateProviderImpl); a pure memo, the same for any caller.
+        thread_local! {
+            static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+        }
+        LAST.with_borrow_mut(|(at, text)| {
+            if *at != secs {
+                *at = secs;
+                *text = http_date(now_unix_ns);
+            }
+            map.add(b"date", text.as_bytes());
+        });
     }
     map.replace(b"server", b"envoy");
 }
