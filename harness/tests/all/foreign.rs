@@ -13,17 +13,6 @@ fn foreign(label: &str, name: &str, args_hex: &str, decode: &str) -> Value {
     json!({"op": "call_foreign", "label": label, "name": name, "args_hex": args_hex, "decode": decode})
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// A protobuf message of length-delimited (string / bytes) fields.
 fn message(fields: &[(u8, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
