@@ -182,7 +182,7 @@ impl Chain {
     /// Opens a stream and runs it (and whatever else is due now) until it
     /// waits: for a callout, a timer, the rest of its request, or its
     /// upstream answer. `upstream`: the answer the upstream gives once the
-    /// whole request reached it; `None` waits for [`Chain::respond`].
+    /// whole request reached it; `None` waits for a [`StreamInput::Respond`].
     /// The outcome is what happened during the call.
     pub(crate) fn open(
         &mut self,
