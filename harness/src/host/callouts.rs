@@ -98,7 +98,7 @@ pub(crate) fn http_plan(answer: Option<&HttpCalloutAnswer>, timeout_ms: u32) -> 
     let plan = match (failure, answer) {
         // Envoy's async client gets the router's local reply, an ordinary
         // response (Router::Filter::onUpstreamTimeout, onNoHealthyHost).
-        (Some(CalloutFailure::Timeout), _) => router_reply(504, "upstream request timeout"),
+        (Some(CalloutFailure::Timeout), _) => timed_out(),
         (Some(CalloutFailure::Unreachable), _) => router_reply(503, "no healthy upstream"),
         // Envoy's onHttpCallFailure: WasmResult::BrokenConnection, "reset".
         (Some(CalloutFailure::Reset), _) | (None, None) => HttpPlan::Fail {
@@ -203,13 +203,10 @@ impl Host {
     }
 }
 
-/// The router's answer when the filter's timeout passes first.
+/// The router's answer when the filter's timeout passes first: its 504
+/// local reply (Router::Filter::onUpstreamTimeout).
 fn timed_out() -> HttpPlan {
-    let timeout = HttpCalloutAnswer {
-        failure: Some(CalloutFailure::Timeout),
-        ..HttpCalloutAnswer::default()
-    };
-    http_plan(Some(&timeout), 1).1
+    router_reply(504, "upstream request timeout")
 }
 
 /// gRPC's percent-encoding of `grpc-message`: controls, non-ASCII and `%`.

@@ -58,15 +58,17 @@ pub(crate) fn capture_into(
 ) {
     let slots = owners.slots;
     for (vm, filter) in filters.iter_mut().enumerate() {
-        let positions: Vec<usize> = (0..slots.len()).filter(|&p| slots[p].vm == vm).collect();
-        let Some(&first) = positions.first() else {
+        let on_vm = |p: &usize| slots[*p].vm == vm;
+        let Some(first) = (0..slots.len()).find(on_vm) else {
             continue;
         };
         let capture = filter.finish_capture(outs[first].context_id, Some(end.clone()), elapsed_ms);
-        if positions.len() == 1 {
+        // The common case, one position per VM, allocates nothing here.
+        if !(first + 1..slots.len()).any(|p| on_vm(&p)) {
             outs[first] = capture;
             continue;
         }
+        let positions: Vec<usize> = (first..slots.len()).filter(on_vm).collect();
         let owner = |ctx: u32| owners.of(vm, ctx).unwrap_or(first);
         split(capture, first, &positions, owner, outs);
     }
