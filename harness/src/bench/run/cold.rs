@@ -3,6 +3,7 @@
 //! memory one VM holds.
 
 use super::*;
+use crate::backend::Vm;
 
 /// Start-up durations recorded by the driver, grouped.
 fn startup_split(h: &Harness) -> (u64, u64, u64) {
@@ -60,27 +61,13 @@ fn cold_start_from_artifact(
     options: &BenchOptions,
 ) -> Result<ColdStart, HarnessError> {
     let runs = options.cold_runs.max(1);
-    let (mut load, mut inst, mut init, mut vm_start, mut configure, mut total) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut samples = Samples::default();
     let mut module = None;
     for _ in 0..runs {
-        let t = Instant::now();
-        let m = CompiledModule::from_precompiled_file_with(engine, path)?;
-        let loaded = elapsed_ns(t);
-        let host = Host::new(config, SharedHost::new());
-        let t2 = Instant::now();
-        let vm = m.instantiate(host)?;
-        let instantiated = elapsed_ns(t2);
-        let t3 = Instant::now();
-        let h = Harness::start(Box::new(vm))?;
-        let started = elapsed_ns(t3);
-        let (i, v, c) = startup_split(&h);
-        load.push(loaded);
-        total.push(loaded + instantiated + started);
-        init.push(i);
-        vm_start.push(v);
-        configure.push(c);
-        drop(h);
+        let load = || CompiledModule::from_precompiled_file_with(engine, path);
+        let instantiate =
+            |m: &CompiledModule, host| m.instantiate(host).map(|vm| Box::new(vm) as Box<dyn Vm>);
+        let (m, _) = samples.cold_run(config, load, instantiate)?;
         module = Some(m);
     }
     // Instantiation alone, many times, for an already-loaded module.
@@ -89,19 +76,11 @@ fn cold_start_from_artifact(
             let host = Host::new(config, SharedHost::new());
             let t = Instant::now();
             let vm = m.instantiate(host)?;
-            inst.push(elapsed_ns(t));
+            samples.inst.push(elapsed_ns(t));
             drop(vm);
         }
     }
-    Ok(ColdStart {
-        compile_ns: 0,
-        load_ns: median(&mut load),
-        instantiate_ns: median(&mut inst),
-        initialize_ns: median(&mut init),
-        vm_start_ns: median(&mut vm_start),
-        configure_ns: median(&mut configure),
-        total_ns: median(&mut total),
-    })
+    Ok(samples.medians())
 }
 
 #[cfg(unix)]
@@ -112,36 +91,68 @@ pub(super) fn cold_start_native(
 ) -> Result<ColdStart, HarnessError> {
     use crate::backend::native::NativeLibrary;
     let runs = options.cold_runs.max(1);
-    let (mut load, mut inst, mut init, mut vm_start, mut configure, mut total) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut samples = Samples::default();
     for _ in 0..runs {
+        let load = || NativeLibrary::from_file(&case.native);
+        let instantiate =
+            |l: &NativeLibrary, host| l.instantiate(host).map(|vm| Box::new(vm) as Box<dyn Vm>);
+        let (_, instantiated) = samples.cold_run(config, load, instantiate)?;
+        samples.inst.push(instantiated);
+    }
+    Ok(samples.medians())
+}
+
+/// Nanoseconds of each part of repeated cold starts.
+#[derive(Default)]
+struct Samples {
+    load: Vec<u64>,
+    inst: Vec<u64>,
+    init: Vec<u64>,
+    vm_start: Vec<u64>,
+    configure: Vec<u64>,
+    total: Vec<u64>,
+}
+
+impl Samples {
+    /// One cold start: load the module, instantiate a VM of it, start it.
+    /// Records all but the instantiation, which it returns (callers decide
+    /// how instantiation is sampled); the loaded module is returned too.
+    fn cold_run<M>(
+        &mut self,
+        config: &HarnessConfig,
+        load: impl FnOnce() -> Result<M, HarnessError>,
+        instantiate: impl FnOnce(&M, Host) -> Result<Box<dyn Vm>, HarnessError>,
+    ) -> Result<(M, u64), HarnessError> {
         let t = Instant::now();
-        let lib = NativeLibrary::from_file(&case.native)?;
+        let module = load()?;
         let loaded = elapsed_ns(t);
         let host = Host::new(config, SharedHost::new());
         let t2 = Instant::now();
-        let vm = lib.instantiate(host)?;
+        let vm = instantiate(&module, host)?;
         let instantiated = elapsed_ns(t2);
         let t3 = Instant::now();
-        let h = Harness::start(Box::new(vm))?;
+        let h = Harness::start(vm)?;
         let started = elapsed_ns(t3);
         let (i, v, c) = startup_split(&h);
-        load.push(loaded);
-        inst.push(instantiated);
-        total.push(loaded + instantiated + started);
-        init.push(i);
-        vm_start.push(v);
-        configure.push(c);
+        self.load.push(loaded);
+        self.total.push(loaded + instantiated + started);
+        self.init.push(i);
+        self.vm_start.push(v);
+        self.configure.push(c);
+        Ok((module, instantiated))
     }
-    Ok(ColdStart {
-        compile_ns: 0,
-        load_ns: median(&mut load),
-        instantiate_ns: median(&mut inst),
-        initialize_ns: median(&mut init),
-        vm_start_ns: median(&mut vm_start),
-        configure_ns: median(&mut configure),
-        total_ns: median(&mut total),
-    })
+
+    fn medians(mut self) -> ColdStart {
+        ColdStart {
+            compile_ns: 0,
+            load_ns: median(&mut self.load),
+            instantiate_ns: median(&mut self.inst),
+            initialize_ns: median(&mut self.init),
+            vm_start_ns: median(&mut self.vm_start),
+            configure_ns: median(&mut self.configure),
+            total_ns: median(&mut self.total),
+        }
+    }
 }
 
 /// RSS added per extra VM. A first VM is made before the baseline, so code
