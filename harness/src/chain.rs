@@ -26,11 +26,10 @@
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::manager::{
-    self, Goal, Opening, Slot, Stream, StreamHandle, StreamInput, Streams, handles,
-};
+use crate::manager::{self, Goal, Opening, Slot, StreamHandle, StreamInput, Streams, handles};
 use crate::model::{
-    Exchange, HarnessConfig, HttpCalloutAnswer, LogLevel, Outcome, StreamEnd, UpstreamResponse,
+    ConnectionSpec, Exchange, HarnessConfig, HttpCalloutAnswer, LogEntry, LogLevel, Outcome,
+    Properties, StreamEnd, UpstreamResponse,
 };
 
 /// One worker's filter chain: one VM per plugin, in chain order, and the
@@ -213,6 +212,28 @@ impl Chain {
         (key, outcome)
     }
 
+    /// Opens a TCP connection through the chain's network filters and
+    /// runs what that makes due (each filter's on_new_connection, until
+    /// one pauses; then tcp_proxy connects). `properties` add to or
+    /// override the connection's own.
+    pub(crate) fn connect(
+        &mut self,
+        spec: &ConnectionSpec,
+        properties: &Properties,
+    ) -> (StreamHandle, EnvoyOutcome) {
+        self.begin_step();
+        let key = manager::connect(
+            &self.filters,
+            &self.slots,
+            &mut self.streams,
+            spec,
+            properties,
+        );
+        self.settle();
+        let outcome = self.finish_step(0, StreamEnd::NoStream);
+        (key, outcome)
+    }
+
     /// The client or the upstream acts on an open stream (more request
     /// body or trailers, the upstream's answer in parts, a reset); then
     /// whatever that makes due runs (no time passes).
@@ -284,13 +305,30 @@ impl Chain {
             &mut self.streams,
             Goal::Ends(key),
         );
+        if let Some(mut conn) = self.streams.take_finished_connection(key) {
+            let mut outcomes = manager::connection_outcomes(
+                &mut self.filters,
+                &self.slots,
+                &self.streams,
+                &mut conn,
+            );
+            let hops = conn.hops.iter_mut().map(|h| (h.context_id, &mut h.logs));
+            keep_logs(hops, &outcomes);
+            for (hop, outcome) in conn.hops.iter_mut().zip(outcomes.iter_mut()) {
+                outcome.logs = std::mem::take(&mut hop.logs);
+            }
+            return merged(self.streams.worker, outcomes);
+        }
         let Some(stream) = self.streams.take_finished(key) else {
             return Err(HarnessError::Usage("the stream did not end".to_string()));
         };
         let mut stream = stream;
         let mut outcomes =
             manager::outcomes(&mut self.filters, &self.slots, &self.streams, &mut stream);
-        keep_logs(&mut stream, &outcomes);
+        keep_logs(
+            stream.hops.iter_mut().map(|h| (h.context_id, &mut h.logs)),
+            &outcomes,
+        );
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
@@ -332,21 +370,28 @@ impl Chain {
     /// Named streams keep the log lines of their own contexts from each step.
     fn keep_stream_logs(&mut self, outcomes: &[Outcome]) {
         for stream in self.streams.log_keepers() {
-            keep_logs(stream, outcomes);
+            keep_logs(
+                stream.hops.iter_mut().map(|h| (h.context_id, &mut h.logs)),
+                outcomes,
+            );
+        }
+        for conn in self.streams.connection_log_keepers() {
+            keep_logs(
+                conn.hops.iter_mut().map(|h| (h.context_id, &mut h.logs)),
+                outcomes,
+            );
         }
     }
 }
 
-/// Each hop of a named stream keeps its own context's lines, taken from
-/// its position's share of the capture.
-fn keep_logs(stream: &mut Stream, outcomes: &[Outcome]) {
-    for (hop, outcome) in stream.hops.iter_mut().zip(outcomes) {
-        if hop.context_id != 0 {
-            let own = outcome
-                .logs
-                .iter()
-                .filter(|l| l.context_id == hop.context_id);
-            hop.logs.extend(own.cloned());
+/// Each hop (context id and its kept lines) of a named stream or
+/// connection keeps its own context's lines, taken from its position's
+/// share of the capture.
+fn keep_logs<'a>(hops: impl Iterator<Item = (u32, &'a mut Vec<LogEntry>)>, outcomes: &[Outcome]) {
+    for ((context_id, logs), outcome) in hops.zip(outcomes) {
+        if context_id != 0 {
+            let own = outcome.logs.iter().filter(|l| l.context_id == context_id);
+            logs.extend(own.cloned());
         }
     }
 }

@@ -26,7 +26,8 @@ use crate::error::HarnessError;
 use crate::host::SharedHost;
 use crate::manager::{StreamHandle, StreamInput};
 use crate::model::{
-    Exchange, HarnessConfig, HttpCalloutAnswer, Outcome, StreamEnd, UpstreamResponse,
+    ConnectionSpec, Exchange, HarnessConfig, HttpCalloutAnswer, Outcome, Properties, StreamEnd,
+    UpstreamResponse,
 };
 
 /// A simulated Envoy: workers x filter chain x plugins.
@@ -206,6 +207,33 @@ impl Envoy {
             Ok(outcome)
         })?;
         let key = key.ok_or_else(|| HarnessError::Usage("the stream did not open".to_string()))?;
+        Ok((key, outcome))
+    }
+
+    /// Opens a TCP connection on `worker` (round robin when `None`)
+    /// through the chain's plugins as network filters, and runs it until it
+    /// waits for bytes: each filter's on_new_connection, then tcp_proxy's
+    /// connect. Drive it with [`Envoy::send`] ([`StreamInput::Downstream`],
+    /// [`StreamInput::Upstream`], resets) and [`Envoy::finish`], which
+    /// runs until it closes.
+    pub fn connect(
+        &mut self,
+        worker: Option<usize>,
+        spec: &ConnectionSpec,
+        properties: &Properties,
+    ) -> Result<(StreamHandle, EnvoyOutcome), HarnessError> {
+        let worker = match worker {
+            Some(w) => w,
+            None => self.round_robin(),
+        };
+        let mut key = None;
+        let outcome = self.on_worker(worker, |chain| {
+            let (opened, outcome) = chain.connect(spec, properties);
+            key = Some(opened);
+            Ok(outcome)
+        })?;
+        let key =
+            key.ok_or_else(|| HarnessError::Usage("the connection did not open".to_string()))?;
         Ok((key, outcome))
     }
 

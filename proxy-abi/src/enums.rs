@@ -128,6 +128,20 @@ abi_enum!(
 );
 
 abi_enum!(
+    /// Who closed a TCP connection, as `proxy_on_downstream_connection_close`
+    /// and `proxy_on_upstream_connection_close` report it (proxy-wasm-cpp-host's
+    /// `CloseType`).
+    PeerType {
+        /// Not known (Envoy reports the upstream's end of stream this way).
+        Unknown = 0, "UNKNOWN";
+        /// The proxy closed it.
+        Local = 1, "LOCAL";
+        /// The peer closed it.
+        Remote = 2, "REMOTE";
+    }
+);
+
+abi_enum!(
     /// Metric kinds for `proxy_define_metric`.
     MetricType {
         /// Monotonic counter.

@@ -16,7 +16,7 @@ mod map;
 mod tables;
 
 pub use enums::{
-    AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType,
+    AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, PeerType, Status, StreamType,
 };
 pub use fields::HttpField;
 pub use map::{

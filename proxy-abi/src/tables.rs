@@ -96,6 +96,11 @@ macro_rules! for_each_callback {
             ResponseHeaders = proxy_on_response_headers(context_id: u32, headers: size, end_of_stream: bool) -> action, arity [V0_1_0: 2, V0_2_0: 3, V0_2_1: 3];
             ResponseBody = proxy_on_response_body(context_id: u32, size: size, end_of_stream: bool) -> action, arity [V0_1_0: 3, V0_2_0: 3, V0_2_1: 3];
             ResponseTrailers = proxy_on_response_trailers(context_id: u32, trailers: size) -> action, arity [V0_1_0: 2, V0_2_0: 2, V0_2_1: 2];
+            NewConnection = proxy_on_new_connection(context_id: u32) -> action, arity [V0_1_0: 1, V0_2_0: 1, V0_2_1: 1];
+            DownstreamData = proxy_on_downstream_data(context_id: u32, size: size, end_of_stream: bool) -> action, arity [V0_1_0: 3, V0_2_0: 3, V0_2_1: 3];
+            UpstreamData = proxy_on_upstream_data(context_id: u32, size: size, end_of_stream: bool) -> action, arity [V0_1_0: 3, V0_2_0: 3, V0_2_1: 3];
+            DownstreamConnectionClose = proxy_on_downstream_connection_close(context_id: u32, peer_type: u32) -> none, arity [V0_1_0: 2, V0_2_0: 2, V0_2_1: 2];
+            UpstreamConnectionClose = proxy_on_upstream_connection_close(context_id: u32, peer_type: u32) -> none, arity [V0_1_0: 2, V0_2_0: 2, V0_2_1: 2];
             Log = proxy_on_log(context_id: u32) -> none, arity [V0_1_0: 1, V0_2_0: 1, V0_2_1: 1];
             Done = proxy_on_done(context_id: u32) -> bool, arity [V0_1_0: 1, V0_2_0: 1, V0_2_1: 1];
             Delete = proxy_on_delete(context_id: u32) -> none, arity [V0_1_0: 1, V0_2_0: 1, V0_2_1: 1];

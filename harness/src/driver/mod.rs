@@ -470,6 +470,7 @@ impl Harness {
             upstream_request: None,
             response: None,
             local_reply: None,
+            connection: None,
             end: end.unwrap_or_default(),
             logs: host.take_logs(),
             metrics: host.shared().metrics(),

@@ -76,6 +76,15 @@ impl Reach {
 }
 
 impl StreamState {
+    /// A connection's DOWNSTREAM_DATA or UPSTREAM_DATA while in reach.
+    fn network_data(&self, buffer: BufferType) -> Option<&Vec<u8>> {
+        match buffer {
+            BufferType::DownstreamData => self.downstream_data.as_ref(),
+            BufferType::UpstreamData => self.upstream_data.as_ref(),
+            _ => None,
+        }
+    }
+
     fn header_map(&self, field: Field) -> Option<&HeaderMap> {
         match field {
             Field::RequestHeaders => self.request_headers.as_ref(),
@@ -169,12 +178,30 @@ impl Host {
             BufferType::PluginConfiguration => self
                 .configuring
                 .then_some(self.plugin.configuration.as_bytes()),
-            BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => None,
+            // Envoy's `Context::getBuffer` answers for these in every
+            // context: the connection's data while a network filter has
+            // it, else an empty buffer (OK, no bytes).
+            BufferType::DownstreamData | BufferType::UpstreamData => Some(
+                self.effective_stream_ref()
+                    .and_then(|s| s.network_data(buffer))
+                    .map_or(&[][..], Vec::as_slice),
+            ),
+            BufferType::CallData => None,
         }
     }
 
     /// The writable body buffer of this type, if it is in reach.
     pub fn buffer_mut(&mut self, buffer: BufferType) -> Option<&mut Vec<u8>> {
+        if matches!(
+            buffer,
+            BufferType::DownstreamData | BufferType::UpstreamData
+        ) {
+            let s = self.effective_stream()?;
+            return match buffer {
+                BufferType::DownstreamData => s.downstream_data.as_mut(),
+                _ => s.upstream_data.as_mut(),
+            };
+        }
         let field = Field::of_buffer(buffer)?;
         let s = self.effective_stream()?;
         if !s.reach.has(field) {

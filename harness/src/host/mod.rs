@@ -140,6 +140,14 @@ pub struct StreamState {
     pub protocol: HttpProtocol,
     /// Objects set through the `set_envoy_filter_state` foreign function.
     pub envoy_filter_state: foreign::EnvoyFilterState,
+    /// A TCP connection's context (a network filter's), not an HTTP stream's.
+    pub is_connection: bool,
+    /// DOWNSTREAM_DATA: the connection's read buffer while this filter has
+    /// it (its on_downstream_data runs, or it paused there); `None` otherwise.
+    pub downstream_data: Option<Vec<u8>>,
+    /// UPSTREAM_DATA: the bytes being written to the client while this
+    /// filter has them (its on_upstream_data runs, or it paused there).
+    pub upstream_data: Option<Vec<u8>>,
 }
 
 /// Something due at a virtual time.
@@ -564,6 +572,12 @@ impl Host {
     pub(crate) fn next_grpc_answer(&mut self, cluster: &[u8]) -> Option<Option<GrpcCalloutAnswer>> {
         let c = self.clusters.get_mut(std::str::from_utf8(cluster).ok()?)?;
         Some(next_answer(&c.spec.grpc, &mut c.grpc_used))
+    }
+
+    /// Whether tcp_proxy can connect to cluster `name`: `None` when no
+    /// such cluster is defined, `Some(false)` when it refuses connections.
+    pub(crate) fn tcp_cluster_accepts(&self, name: &str) -> Option<bool> {
+        self.clusters.get(name).map(|c| !c.spec.refuse_connections)
     }
 
     /// Replaces the cluster definitions (answer counters restart).

@@ -7,33 +7,54 @@ fn defer_stream_action<G: Guest>(g: &mut G, stream_type: u32, close: bool) -> Ho
         return Ok(Status::BadArgument);
     };
     let host = g.host();
+    // Envoy's `Context::continueStream` has no way to resume the upstream
+    // direction, in any context.
+    if st == StreamType::Upstream && !close {
+        host.harness_log(
+            LogLevel::Warn,
+            "proxy_continue_stream(UPSTREAM) is UNIMPLEMENTED in Envoy (status 12, which the \
+             Rust SDK cannot represent): a network filter cannot resume upstream data it paused"
+                .to_string(),
+        );
+        return Ok(Status::Unimplemented);
+    }
     // On a root context (no stream) Envoy has nothing to continue: OK, no-op.
-    let Some(context_id) = host.effective_stream_ref().map(|s| s.id) else {
+    let Some((context_id, is_connection)) =
+        host.effective_stream_ref().map(|s| (s.id, s.is_connection))
+    else {
         return Ok(Status::Ok);
     };
-    if matches!(st, StreamType::HttpRequest | StreamType::HttpResponse) {
-        let action = if close {
-            // Envoy's Context::closeStream names the reason at once, unless
-            // details were already set; only the reset itself waits.
-            if let Some(s) = host.stream_mut(context_id) {
-                s.response_code_details
-                    .get_or_insert_with(|| "wasm_close_stream".to_string());
-            }
-            Deferred::Close {
-                context_id,
-                stream: st,
-            }
-        } else {
-            // The continue itself waits for the callback to return, but the
-            // filter's access to the direction's fields ends now.
-            host.continue_withdraws(context_id, st == StreamType::HttpRequest);
-            Deferred::Continue {
-                context_id,
-                stream: st,
-            }
-        };
-        host.deferred.push(action);
+    let http = matches!(st, StreamType::HttpRequest | StreamType::HttpResponse);
+    // An HTTP direction on a connection, or a TCP one on an HTTP stream,
+    // has no callbacks behind it in Envoy: OK, nothing happens.
+    if http == is_connection {
+        return Ok(Status::Ok);
     }
+    let action = if close {
+        // Envoy's Context::closeStream names the reason at once, unless
+        // details were already set; only the reset itself waits.
+        if let Some(s) = host.stream_mut(context_id)
+            && http
+        {
+            s.response_code_details
+                .get_or_insert_with(|| "wasm_close_stream".to_string());
+        }
+        Deferred::Close {
+            context_id,
+            stream: st,
+        }
+    } else {
+        // The continue itself waits for the callback to return, but the
+        // filter's access to the direction's fields ends now.
+        if http {
+            host.continue_withdraws(context_id, st == StreamType::HttpRequest);
+        }
+        Deferred::Continue {
+            context_id,
+            stream: st,
+        }
+    };
+    host.deferred.push(action);
     Ok(Status::Ok)
 }
 
@@ -77,7 +98,8 @@ pub fn proxy_get_configuration<G: Guest>(
     })
 }
 
-/// `proxy_close_stream` (deferred): resets the HTTP stream.
+/// `proxy_close_stream` (deferred): resets the HTTP stream, or closes the
+/// TCP connection (either direction: Envoy closes the downstream connection).
 pub fn proxy_close_stream<G: Guest>(g: &mut G, stream_type: u32) -> HostcallResult {
     defer_stream_action(g, stream_type, true)
 }

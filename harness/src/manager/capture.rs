@@ -9,22 +9,28 @@
 use crate::driver::Harness;
 use crate::model::{Outcome, StreamEnd, TraceEvent};
 
-use super::{Hop, Slot, Stream, Streams};
+use super::{Slot, Streams};
 
 /// Which position a context of a VM belongs to.
 pub(crate) struct Owners<'a> {
     slots: &'a [Slot],
-    /// The hops of every stream whose contexts may appear in the capture.
-    streams: Vec<&'a [Hop]>,
+    /// The context ids, by position, of every stream and connection whose
+    /// contexts may appear in the capture.
+    streams: Vec<Vec<u32>>,
 }
 
 impl<'a> Owners<'a> {
-    /// The owners of the contexts of `streams` (and `also`); no stream is
-    /// looked at when every VM serves one position (nothing to split).
-    pub(crate) fn new(slots: &'a [Slot], streams: &'a Streams, also: Option<&'a Stream>) -> Self {
+    /// The owners of the contexts of `streams` (and of `also`, the context
+    /// ids of a stream just taken out); no stream is looked at when every
+    /// VM serves one position (nothing to split).
+    pub(crate) fn new(
+        slots: &'a [Slot],
+        streams: &Streams,
+        also: impl IntoIterator<Item = u32>,
+    ) -> Self {
         let shared = (1..slots.len()).any(|i| slots[..i].iter().any(|s| s.vm == slots[i].vm));
         let streams = if shared {
-            streams.hop_lists(also)
+            streams.context_lists(also.into_iter().collect())
         } else {
             Vec::new()
         };
@@ -39,10 +45,10 @@ impl<'a> Owners<'a> {
         {
             return Some(p);
         }
-        self.streams.iter().find_map(|hops| {
-            (0..hops.len().min(self.slots.len()))
+        self.streams.iter().find_map(|ids| {
+            (0..ids.len().min(self.slots.len()))
                 .filter(on_vm)
-                .find(|&p| hops[p].context_id == ctx)
+                .find(|&p| ids[p] == ctx)
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::model::{Body, Headers, StreamEnd, UpstreamResponse};
 
+use super::connection::{self, ConnectionInput};
 use super::{StreamHandle, Streams, downstream};
 
 /// Something the client or the upstream does on an open stream.
@@ -29,8 +30,17 @@ pub enum StreamInput {
         trailers: Option<Headers>,
         end_stream: bool,
     },
-    /// The client resets the stream.
+    /// The client resets the stream (or the TCP connection).
     Reset,
+    /// The client sends bytes on a TCP connection; `end_stream`: then it
+    /// closes its side (FIN).
+    Downstream { data: Vec<u8>, end_stream: bool },
+    /// The upstream sends bytes on a TCP connection; `end_stream`: then it
+    /// closes its side (FIN).
+    Upstream { data: Vec<u8>, end_stream: bool },
+    /// The upstream resets its TCP connection (tcp_proxy then closes the
+    /// client's).
+    UpstreamReset,
 }
 
 /// Applies `input` to the stream; `Ok(true)`: upstream data was dropped
@@ -40,6 +50,26 @@ pub(crate) fn apply(
     key: StreamHandle,
     input: StreamInput,
 ) -> Result<bool, String> {
+    if streams.live_connection(key).is_some() {
+        let input = match input {
+            StreamInput::Downstream { data, end_stream } => {
+                ConnectionInput::Client { data, end_stream }
+            }
+            StreamInput::Upstream { data, end_stream } => {
+                ConnectionInput::Upstream { data, end_stream }
+            }
+            StreamInput::Reset => ConnectionInput::ClientReset,
+            StreamInput::UpstreamReset => ConnectionInput::UpstreamReset,
+            _ => {
+                return Err(
+                    "this is a TCP connection: it takes bytes from the client or the upstream \
+                     (`data`), not HTTP request or response parts"
+                        .to_string(),
+                );
+            }
+        };
+        return connection::apply(streams, key, input).map(|()| false);
+    }
     match input {
         StreamInput::Request {
             body,
@@ -55,6 +85,9 @@ pub(crate) fn apply(
             end_stream,
         } => send_response(streams, key, &body, trailers.as_ref(), end_stream),
         StreamInput::Reset => reset(streams, key).map(|()| false),
+        StreamInput::Downstream { .. } | StreamInput::Upstream { .. } | StreamInput::UpstreamReset => {
+            Err("this is an HTTP stream: bytes (`data`) and upstream resets are for TCP connections (open one with `connect`)".to_string())
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 //!   client (`reply::local_reply`).
 
 mod capture;
+mod connection;
 mod downstream;
 mod flow;
 pub(crate) mod handles;
@@ -38,6 +39,7 @@ use crate::model::{
 };
 
 use capture::Owners;
+pub(crate) use connection::{Connection, open as connect, outcomes as connection_outcomes};
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
@@ -79,11 +81,20 @@ pub(crate) fn own_slots(vms: &[Harness]) -> Vec<Slot> {
         .collect()
 }
 
-/// The streams of one worker: live ones, and ended ones not yet collected.
+/// What is live on one worker: HTTP streams and TCP connections.
+#[derive(Default)]
+pub(crate) struct Live {
+    pub(crate) http: Vec<Stream>,
+    pub(crate) tcp: Vec<Connection>,
+}
+
+/// The streams and connections of one worker: live ones, and ended ones
+/// not yet collected.
 #[derive(Default)]
 pub(crate) struct Streams {
-    live: Vec<Stream>,
+    live: Live,
     finished: Vec<Stream>,
+    finished_tcp: Vec<Connection>,
     next_key: u64,
     /// The worker these streams run on (named in their handles).
     pub(crate) worker: usize,
@@ -91,13 +102,29 @@ pub(crate) struct Streams {
 
 impl Streams {
     fn is_live(&self, key: StreamHandle) -> bool {
-        self.live.iter().any(|s| s.key == key)
+        self.live.http.iter().any(|s| s.key == key) || self.live.tcp.iter().any(|c| c.key == key)
     }
 
     fn live_mut(&mut self, key: StreamHandle) -> Option<&mut Stream> {
         self.live
+            .http
             .iter_mut()
             .find(|s| s.key == key && s.end.is_none())
+    }
+
+    /// A live connection, if `key` names one.
+    fn live_connection(&mut self, key: StreamHandle) -> Option<&mut Connection> {
+        self.live.tcp.iter_mut().find(|c| c.key == key)
+    }
+
+    /// A handle for a new stream or connection.
+    fn new_key(&mut self) -> StreamHandle {
+        let key = StreamHandle {
+            worker: self.worker,
+            id: self.next_key,
+        };
+        self.next_key += 1;
+        key
     }
 
     /// Takes an ended stream's record.
@@ -106,24 +133,42 @@ impl Streams {
         Some(self.finished.remove(at))
     }
 
+    /// Takes a closed connection's record.
+    pub(crate) fn take_finished_connection(&mut self, key: StreamHandle) -> Option<Connection> {
+        let at = self.finished_tcp.iter().position(|c| c.key == key)?;
+        Some(self.finished_tcp.remove(at))
+    }
+
     /// Every stream (live or ended) that keeps its own log lines.
     pub(crate) fn log_keepers(&mut self) -> impl Iterator<Item = &mut Stream> {
         self.live
+            .http
             .iter_mut()
             .chain(self.finished.iter_mut())
             .filter(|s| s.keep_logs)
     }
 
-    /// The hops of every stream (and of `also`), for telling whose a
-    /// context is.
-    fn hop_lists<'a>(&'a self, also: Option<&'a Stream>) -> Vec<&'a [Hop]> {
-        let all = self.live.iter().chain(&self.finished).chain(also);
-        all.map(|s| s.hops.as_slice()).collect()
+    /// Every connection (live or closed) that keeps its own log lines.
+    pub(crate) fn connection_log_keepers(&mut self) -> impl Iterator<Item = &mut Connection> {
+        self.live.tcp.iter_mut().chain(self.finished_tcp.iter_mut())
     }
 
-    /// True when `key` names a stream that is live or ended but uncollected.
+    /// The context ids, by chain position, of every stream and connection
+    /// (and of `also`), for telling whose a context is.
+    fn context_lists(&self, also: Vec<u32>) -> Vec<Vec<u32>> {
+        let http = self.live.http.iter().chain(&self.finished);
+        let http = http.map(|s| s.hops.iter().map(|h| h.context_id).collect());
+        let tcp = self.live.tcp.iter().chain(&self.finished_tcp);
+        let tcp = tcp.map(|c| c.hops.iter().map(|h| h.context_id).collect());
+        http.chain(tcp).chain(std::iter::once(also)).collect()
+    }
+
+    /// True when `key` names a stream or connection that is live or ended
+    /// but uncollected.
     pub(crate) fn knows(&self, key: StreamHandle) -> bool {
-        self.is_live(key) || self.finished.iter().any(|s| s.key == key)
+        self.is_live(key)
+            || self.finished.iter().any(|s| s.key == key)
+            || self.finished_tcp.iter().any(|c| c.key == key)
     }
 }
 
@@ -203,11 +248,7 @@ pub(crate) fn open(
         request_ends,
         keep_logs,
     } = opening;
-    let key = StreamHandle {
-        worker: streams.worker,
-        id: streams.next_key,
-    };
-    streams.next_key += 1;
+    let key = streams.new_key();
     let mut random = [0u8; 16];
     if let Some(first) = filters.first_mut() {
         first.vm.host().fill_random(&mut random);
@@ -240,7 +281,7 @@ pub(crate) fn open(
             );
         }
     }
-    streams.live.push(Stream {
+    streams.live.http.push(Stream {
         key,
         hops,
         upstream_answer: upstream,
@@ -364,10 +405,13 @@ fn budget_of(filters: &[Harness]) -> Budget {
 }
 
 fn stall(streams: &mut Streams, key: StreamHandle, why: &str) {
-    if let Some(s) = streams.live.iter_mut().find(|s| s.key == key) {
+    if let Some(s) = streams.live.http.iter_mut().find(|s| s.key == key) {
         s.end = Some(StreamEnd::Stalled {
             reason: stall_reason(s, why),
         });
+    }
+    if let Some(c) = streams.live_connection(key) {
+        c.stall(why);
     }
 }
 
@@ -375,8 +419,11 @@ fn stall(streams: &mut Streams, key: StreamHandle, why: &str) {
 fn drive_all(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
     loop {
         let mut progressed = false;
-        for k in 0..streams.live.len() {
+        for k in 0..streams.live.http.len() {
             progressed |= drive(filters, slots, streams, k);
+        }
+        for k in 0..streams.live.tcp.len() {
+            progressed |= connection::drive(filters, slots, &mut streams.live, k);
         }
         if !progressed {
             return;
@@ -388,7 +435,7 @@ fn drive_all(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
 fn drive(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usize) -> bool {
     let mut progressed = false;
     loop {
-        let stream = &mut streams.live[k];
+        let stream = &mut streams.live.http[k];
         if stream.end.is_some() {
             return progressed;
         }
@@ -482,17 +529,24 @@ fn create_context(filter: &mut Harness, stream: &mut Stream, i: usize) {
 /// After any callback into VM `v`: the stream actions it asked for,
 /// applied to the stream hop whose context they name (any position the VM
 /// serves), and the failure policy for every stream on a VM that just failed.
-fn after_callback(filter: &mut Harness, v: usize, slots: &[Slot], live: &mut [Stream]) {
+fn after_callback(filter: &mut Harness, v: usize, slots: &[Slot], live: &mut Live) {
     let on_vm = |i: &usize| slots.get(*i).is_some_and(|s| s.vm == v);
     let actions = std::mem::take(&mut filter.vm.host().deferred);
     for action in actions {
         let ctx = action.context_id();
-        let found = live.iter_mut().filter(|s| s.end.is_none()).find_map(|s| {
-            let i = (0..s.hops.len())
-                .filter(on_vm)
-                .find(|&i| s.hops[i].context_id == ctx)?;
-            Some((s, i))
-        });
+        if connection::apply_deferred(filter, &on_vm, &mut live.tcp, &action) {
+            continue;
+        }
+        let found = live
+            .http
+            .iter_mut()
+            .filter(|s| s.end.is_none())
+            .find_map(|s| {
+                let i = (0..s.hops.len())
+                    .filter(on_vm)
+                    .find(|&i| s.hops[i].context_id == ctx)?;
+                Some((s, i))
+            });
         let Some((stream, i)) = found else {
             continue;
         };
@@ -509,7 +563,8 @@ fn after_callback(filter: &mut Harness, v: usize, slots: &[Slot], live: &mut [St
         }
     }
     if filter.failure.is_some() {
-        for stream in live.iter_mut() {
+        connection::after_vm_failure(filter, &on_vm, &mut live.tcp);
+        for stream in live.http.iter_mut() {
             for i in (0..stream.hops.len()).filter(on_vm) {
                 let hop = &stream.hops[i];
                 if stream.end.is_none() && hop.context_id != 0 && !hop.failed {
@@ -577,7 +632,8 @@ pub(crate) fn outcomes(
             ..Outcome::default()
         })
         .collect();
-    let owners = Owners::new(slots, streams, Some(&*stream));
+    let ids = stream.hops.iter().map(|h| h.context_id);
+    let owners = Owners::new(slots, streams, ids);
     capture::capture_into(filters, &owners, &mut outs, &end, stream.elapsed_ms);
     let last = stream.hops.len().saturating_sub(1);
     for (i, (outcome, hop)) in outs.iter_mut().zip(stream.hops.iter_mut()).enumerate() {
@@ -610,7 +666,7 @@ pub(crate) fn step_outcomes(
     elapsed_ms: u64,
 ) -> Vec<Outcome> {
     let mut outs = vec![Outcome::default(); slots.len()];
-    let owners = Owners::new(slots, streams, None);
+    let owners = Owners::new(slots, streams, std::iter::empty());
     capture::capture_into(filters, &owners, &mut outs, &end, elapsed_ms);
     outs
 }

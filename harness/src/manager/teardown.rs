@@ -8,7 +8,7 @@ use crate::driver::Harness;
 use crate::host::properties::PropertyStore;
 use crate::host::{Field, HeaderMap};
 
-use super::{Slot, Stream, Streams, after_callback, now};
+use super::{Live, Slot, Stream, Streams, after_callback, connection, now};
 
 /// A new stream context id in `filter`'s VM, with its host-side state.
 pub(crate) fn new_stream_context(filter: &mut Harness, root: u32, stream: &Stream) -> u32 {
@@ -27,8 +27,9 @@ pub(crate) fn new_stream_context(filter: &mut Harness, root: u32, stream: &Strea
 
 /// Tears down every live stream that has ended and keeps its record.
 pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
-    while let Some(at) = streams.live.iter().position(|s| s.end.is_some()) {
-        let mut stream = streams.live.remove(at);
+    connection::collect_closed(streams);
+    while let Some(at) = streams.live.http.iter().position(|s| s.end.is_some()) {
+        let mut stream = streams.live.http.remove(at);
         stream.elapsed_ms = now(filters).saturating_sub(stream.start_ms);
         // Every hop's copies first: closing a hop drops its maps.
         let sources = LogSources::of(filters, slots, &stream);
@@ -96,7 +97,7 @@ fn destroy_hop(
     slots: &[Slot],
     stream: &Stream,
     i: usize,
-    live: &mut [Stream],
+    live: &mut Live,
 ) {
     let id = stream.hops[i].context_id;
     if !stream.hops[i].bypass

@@ -215,6 +215,8 @@ pub struct ClusterSpec {
     pub http: Vec<HttpCalloutAnswer>,
     /// Answers to `proxy_grpc_call` / `proxy_grpc_stream`.
     pub grpc: Vec<GrpcCalloutAnswer>,
+    /// tcp_proxy's connections to this cluster are refused.
+    pub refuse_connections: bool,
 }
 
 /// The request a downstream client sends.

@@ -12,11 +12,13 @@
 
 mod bytes;
 mod config;
+mod connection;
 mod outcome;
 mod properties;
 
 pub use bytes::*;
 pub use config::*;
+pub use connection::*;
 pub use outcome::*;
 pub use properties::*;
 

@@ -233,6 +233,9 @@ pub struct Outcome {
     pub response: Option<DownstreamResponse>,
     /// The local reply, if one was sent (by the filter or by the harness).
     pub local_reply: Option<LocalReply>,
+    /// A TCP connection's bytes and close (`None` for HTTP streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<super::ConnectionRecord>,
     /// How the stream ended.
     pub end: StreamEnd,
     /// Log lines emitted during this exchange, in order.

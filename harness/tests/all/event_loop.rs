@@ -119,6 +119,7 @@ fn a_callout_answered_by_another_callout_fails_the_vm_at_the_event_bound() {
         name: "c".to_string(),
         http: vec![HttpCalloutAnswer::default()],
         grpc: Vec::new(),
+        refuse_connections: false,
     }];
     let mut h = Harness::new(&module, c).expect("start-up");
     let o = h.exchange(&get()).expect("exchange");

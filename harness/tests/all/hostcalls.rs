@@ -571,6 +571,7 @@ fn auth_cluster(answers: Vec<HttpCalloutAnswer>) -> ClusterSpec {
         name: "auth".into(),
         http: answers,
         grpc: vec![],
+        refuse_connections: false,
     }
 }
 
@@ -867,6 +868,7 @@ fn grpc_unary_call_answers_and_errors() {
                 ..GrpcCalloutAnswer::default()
             },
         ],
+        refuse_connections: false,
     }];
     let grpc_call = |label: &str, cluster: &str| {
         step(
@@ -952,6 +954,7 @@ fn grpc_stream_delivers_metadata_messages_trailers_and_close() {
             trailing_metadata: Headers::from_pairs([("x-trailing", "t")]),
             ..GrpcCalloutAnswer::default()
         }],
+        refuse_connections: false,
     }];
     let mut envoy = probe_with_clusters(
         json!({"trace": true,
@@ -1019,6 +1022,7 @@ fn a_grpc_stream_answer_without_metadata_gets_envoys_defaults() {
             message: "not found".into(),
             ..GrpcCalloutAnswer::default()
         }],
+        refuse_connections: false,
     }];
     let mut envoy = probe_with_clusters(
         json!({"trace": true,
@@ -1056,6 +1060,7 @@ fn grpc_cancel_ends_a_pending_call() {
             messages: vec!["late".into()],
             ..GrpcCalloutAnswer::default()
         }],
+        refuse_connections: false,
     }];
     let mut envoy = probe_with_clusters(
         json!({"trace": true, "configure": [
@@ -1670,6 +1675,7 @@ fn every_header_map_op_on_every_map() {
                 ..HttpCalloutAnswer::default()
             }],
             grpc: vec![],
+            refuse_connections: false,
         },
         ClusterSpec {
             name: "grpc-svc".into(),
@@ -1679,6 +1685,7 @@ fn every_header_map_op_on_every_map() {
                 trailing_metadata: Headers::from_pairs([("x-gt", "t")]),
                 ..GrpcCalloutAnswer::default()
             }],
+            refuse_connections: false,
         },
     ];
     let mut envoy = probe_with_clusters(
@@ -1763,6 +1770,7 @@ fn grpc_close_and_cancel_on_a_live_stream() {
             messages: vec!["m".into()],
             ..GrpcCalloutAnswer::default()
         }],
+        refuse_connections: false,
     }];
     let mut envoy = probe_with_clusters(
         json!({"trace": true, "configure": [

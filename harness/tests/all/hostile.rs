@@ -139,7 +139,7 @@ pub fn config() -> HarnessConfig {
         clusters: vec![ClusterSpec {
             name: "c".to_string(),
             http: vec![HttpCalloutAnswer::default()],
-            grpc: Vec::new(),
+            ..ClusterSpec::default()
         }],
         ..HarnessConfig::default()
     }

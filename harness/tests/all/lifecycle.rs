@@ -364,6 +364,7 @@ fn resume_from_http_call_response_is_deferred_until_the_callback_returns() {
             ..Default::default()
         }],
         grpc: vec![],
+        refuse_connections: false,
     }];
     let mut envoy = probe_with_clusters(
         json!({"trace": true, "http": {
@@ -569,6 +570,7 @@ fn pause_on_response_headers_then_resume_from_an_http_call_response() {
             ..Default::default()
         }],
         grpc: vec![],
+        refuse_connections: false,
     }];
     let mut envoy = probe_with_clusters(
         json!({"trace": true, "http": {

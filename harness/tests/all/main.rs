@@ -29,6 +29,7 @@ mod scenarios;
 mod signing;
 mod streams;
 mod support;
+mod tcp;
 mod toolchain;
 mod wasi;
 mod workers;

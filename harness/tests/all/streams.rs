@@ -76,6 +76,7 @@ fn two_streams_paused_on_callouts_answered_in_reverse_order_each_get_their_own_a
         // The first call is answered after the second.
         http: vec![answer("for-a", 20), answer("for-b", 10)],
         grpc: vec![],
+        refuse_connections: false,
     };
     let mut chain = chain_of(&[callout_script()], vec![auth]);
     let (a, opened_a) = chain

@@ -131,7 +131,7 @@ fn auth_cluster(delays: &[u64]) -> HarnessConfig {
         clusters: vec![ClusterSpec {
             name: "auth".to_string(),
             http,
-            grpc: Vec::new(),
+            ..ClusterSpec::default()
         }],
         ..config(false)
     }
