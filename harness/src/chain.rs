@@ -230,8 +230,19 @@ impl Chain {
             properties,
         );
         self.settle();
-        let outcome = self.finish_step(0, StreamEnd::NoStream);
+        let mut outcome = self.finish_step(0, StreamEnd::NoStream);
+        self.attach_connection(key, &mut outcome);
         (key, outcome)
+    }
+
+    /// A step on a connection reports what it carried so far.
+    fn attach_connection(&self, key: StreamHandle, outcome: &mut EnvoyOutcome) {
+        if let Some(record) = self.streams.connection_record(key) {
+            for o in &mut outcome.filters {
+                o.connection = Some(record.clone());
+            }
+            outcome.outcome.connection = Some(record);
+        }
     }
 
     /// The client or the upstream acts on an open stream (more request
@@ -252,7 +263,9 @@ impl Chain {
             );
         }
         self.settle();
-        Ok(self.finish_step(0, StreamEnd::NoStream))
+        let mut outcome = self.finish_step(0, StreamEnd::NoStream);
+        self.attach_connection(key, &mut outcome);
+        Ok(outcome)
     }
 
     /// Answers the `nth` (from 1) held http callout to `cluster` still

@@ -580,6 +580,11 @@ impl Harness {
                     .rev()
                     .find(|l| l.level >= LogLevel::Error)
                     .map(|l| l.message.clone());
+                if let Some(hint) = listener_mismatch(cb, panic_message.as_deref()) {
+                    self.vm
+                        .host()
+                        .harness_log(LogLevel::Error, hint.to_string());
+                }
                 self.fail_vm(TrapReport {
                     callback: cb.name().to_string(),
                     context_id: ctx,
@@ -610,6 +615,38 @@ impl Harness {
     /// The fail_open setting of the plugin whose root context is `root`.
     pub(crate) fn fail_open(&self, root: u32) -> bool {
         self.vm.host_ref().plugin_of(root).fail_open
+    }
+}
+
+/// What to tell a user whose filter trapped because it runs on the wrong
+/// kind of listener: the Rust SDK panics with `invalid context_id` when a
+/// network callback reaches an HTTP context, or the reverse.
+fn listener_mismatch(cb: Callback, panic_message: Option<&str>) -> Option<&'static str> {
+    if !panic_message?.contains("invalid context_id") {
+        return None;
+    }
+    match cb {
+        Callback::NewConnection { .. }
+        | Callback::DownstreamData { .. }
+        | Callback::UpstreamData { .. }
+        | Callback::DownstreamConnectionClose { .. }
+        | Callback::UpstreamConnectionClose { .. } => Some(
+            "this looks like an HTTP filter on a TCP listener: its SDK made an HTTP context for \
+             the connection and has no network callbacks for it. Load it as an HTTP filter \
+             (envoy.filters.http.wasm, WasmPlugin type HTTP), or write it as a network filter",
+        ),
+        Callback::RequestHeaders { .. }
+        | Callback::RequestBody { .. }
+        | Callback::RequestTrailers { .. }
+        | Callback::ResponseHeaders { .. }
+        | Callback::ResponseBody { .. }
+        | Callback::ResponseTrailers { .. } => Some(
+            "this looks like a network (TCP) filter on an HTTP listener: its SDK made a TCP \
+             context for the stream and has no HTTP callbacks for it. Load it as a network \
+             filter (envoy.filters.network.wasm, WasmPlugin type NETWORK; `connect` steps in \
+             scenarios, `harness run --tcp`), or write it as an HTTP filter",
+        ),
+        _ => None,
     }
 }
 

@@ -35,7 +35,8 @@ use crate::backend::Callback;
 use crate::driver::{Budget, EventKind, Harness};
 use crate::host::{Deferred, Event};
 use crate::model::{
-    DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
+    ConnectionRecord, DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd,
+    UpstreamResponse,
 };
 
 use capture::Owners;
@@ -131,6 +132,14 @@ impl Streams {
     pub(crate) fn take_finished(&mut self, key: StreamHandle) -> Option<Stream> {
         let at = self.finished.iter().position(|s| s.key == key)?;
         Some(self.finished.remove(at))
+    }
+
+    /// What connection `key` carried so far (live or closed), if it is one.
+    pub(crate) fn connection_record(&self, key: StreamHandle) -> Option<ConnectionRecord> {
+        let all = self.live.tcp.iter().chain(&self.finished_tcp);
+        all.into_iter()
+            .find(|c| c.key == key)
+            .map(|c| c.record.clone())
     }
 
     /// Takes a closed connection's record.

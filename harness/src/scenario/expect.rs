@@ -107,6 +107,12 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
             c.mismatch("stream end", expected, stream_end(&outcome.end));
         }
     }
+    if let Some(want) = &expect.connection {
+        let broken = super::tcp::check(want, outcome.connection.as_ref(), show);
+        for (what, expected, actual) in broken {
+            c.mismatch(what, expected, actual);
+        }
+    }
     for (name, count) in &expect.hostcalls {
         let got = outcome.hostcalls.get(name).copied().unwrap_or(0);
         if got != *count {

@@ -208,14 +208,29 @@ pub struct Step {
     /// `respond` with `end_stream: false`): `body`, `trailers`, `end_stream`.
     #[serde(default)]
     pub upstream_send: Option<String>,
-    /// The client resets the named stream.
+    /// The client resets the named stream (or connection).
     #[serde(default)]
     pub reset: Option<String>,
+    /// Open a TCP connection with this name through the plugins as
+    /// network filters; `connection` describes it.
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// With `connect`: the client's and listener's addresses, SNI, mTLS,
+    /// tcp_proxy's cluster.
+    #[serde(default)]
+    pub connection: Option<crate::model::ConnectionSpec>,
+    /// With `send` / `upstream_send` on a connection: the bytes sent.
+    #[serde(default)]
+    pub data: Option<ByteString>,
+    /// The upstream resets the named connection.
+    #[serde(default)]
+    pub upstream_reset: Option<String>,
     /// Answer a held callout (its cluster answer has `hold: true`).
     #[serde(default)]
     pub answer: Option<AnswerSpec>,
     /// With `open` / `respond` / `send` / `upstream_send`: false when more
-    /// of that message follows in later steps (default true).
+    /// of that message follows in later steps (default true). On a
+    /// connection: true sends that side's FIN after the data (default false).
     #[serde(default)]
     pub end_stream: Option<bool>,
     /// With `send` / `upstream_send`: body chunks.
@@ -341,6 +356,10 @@ pub struct Expect {
     /// Host functions that must have been called exactly this many times.
     #[serde(default)]
     pub hostcalls: BTreeMap<String, u64>,
+    /// The TCP connection the step acted on: bytes each side received,
+    /// ends, cluster, who closed it.
+    #[serde(default)]
+    pub connection: Option<super::tcp::ConnectionExpect>,
 }
 
 /// Checks on an HTTP message (request or response).

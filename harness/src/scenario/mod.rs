@@ -13,6 +13,7 @@ pub mod format;
 pub mod report;
 mod run;
 mod steps;
+mod tcp;
 #[cfg(test)]
 mod tests;
 

@@ -256,10 +256,12 @@ fn cache_key(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// What a case runs on: its Envoy, and the streams its steps named.
+/// What a case runs on: its Envoy, and the streams and connections its
+/// steps named (the names of connections also in `connections`).
 struct CaseEnvoy {
     envoy: Envoy,
     streams: HashMap<String, StreamHandle>,
+    connections: std::collections::HashSet<String>,
 }
 
 impl CaseEnvoy {
@@ -271,6 +273,7 @@ impl CaseEnvoy {
         Ok(CaseEnvoy {
             envoy,
             streams: HashMap::new(),
+            connections: Default::default(),
         })
     }
 
@@ -303,6 +306,20 @@ impl CaseEnvoy {
                     envoy.open_stream(step.worker, &exchange, upstream, end_stream)?;
                 self.streams.insert(name.to_string(), key);
                 Ok(outcome.outcome)
+            }
+            Action::Connect { name, connection } => {
+                let spec = connection.cloned().unwrap_or_default();
+                let (key, outcome) = envoy.connect(step.worker, &spec, &step.properties)?;
+                self.streams.insert(name.to_string(), key);
+                self.connections.insert(name.to_string());
+                Ok(outcome.outcome)
+            }
+            Action::UpstreamReset { name } => self.send(name, StreamInput::UpstreamReset),
+            Action::Send { name, part } if self.connections.contains(name) => {
+                self.send(name, part.from_client())
+            }
+            Action::UpstreamSend { name, part } if self.connections.contains(name) => {
+                self.send(name, part.from_upstream())
             }
             Action::Send { name, part } => self.send(name, part.request()),
             Action::Respond { name, end_stream } => {

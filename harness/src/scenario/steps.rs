@@ -1,10 +1,10 @@
 //! What each step of a case does, and the checks that a case's steps make
 //! sense together (named streams opened before they are used, once).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::manager::StreamInput;
-use crate::model::{Body, Headers};
+use crate::model::{Body, ByteString, ConnectionSpec, Headers};
 
 use super::format::{AnswerSpec, RequestSpec, Step};
 
@@ -32,49 +32,76 @@ pub enum Action<'a> {
     },
     /// The upstream sends more of a named stream's response.
     UpstreamSend { name: &'a str, part: Part<'a> },
-    /// The client resets a named stream.
+    /// The client resets a named stream or connection.
     Reset { name: &'a str },
+    /// A named TCP connection opens and runs until it waits for bytes.
+    Connect {
+        name: &'a str,
+        connection: Option<&'a ConnectionSpec>,
+    },
+    /// The upstream resets a named connection.
+    UpstreamReset { name: &'a str },
     /// A held callout gets its answer.
     Answer(&'a AnswerSpec),
     /// Run until the named stream ends; expectations are on that stream.
     Finish { name: &'a str },
 }
 
-/// A further part of a message: body chunks, trailers, whether it ends.
+/// A further part of a message (body chunks, trailers, whether it ends),
+/// or on a connection, bytes and whether that side's FIN follows.
 pub struct Part<'a> {
     pub body: Body,
     pub trailers: Option<&'a Headers>,
-    pub end_stream: bool,
+    pub data: Option<&'a ByteString>,
+    pub end_stream: Option<bool>,
 }
 
 impl Part<'_> {
-    /// As more of the request.
+    /// As more of the request (ends it unless `end_stream: false`).
     pub fn request(self) -> StreamInput {
         StreamInput::Request {
             body: self.body,
             trailers: self.trailers.cloned(),
-            end_stream: self.end_stream,
+            end_stream: self.end_stream.unwrap_or(true),
         }
     }
 
-    /// As more of the upstream's response.
+    /// As more of the upstream's response (ends it unless `end_stream: false`).
     pub fn response(self) -> StreamInput {
         StreamInput::Response {
             body: self.body,
             trailers: self.trailers.cloned(),
-            end_stream: self.end_stream,
+            end_stream: self.end_stream.unwrap_or(true),
+        }
+    }
+
+    /// As the client's bytes on a connection (FIN only with `end_stream: true`).
+    pub fn from_client(self) -> StreamInput {
+        StreamInput::Downstream {
+            data: self.data.map(|d| d.0.clone()).unwrap_or_default(),
+            end_stream: self.end_stream.unwrap_or(false),
+        }
+    }
+
+    /// As the upstream's bytes on a connection (FIN only with `end_stream: true`).
+    pub fn from_upstream(self) -> StreamInput {
+        StreamInput::Upstream {
+            data: self.data.map(|d| d.0.clone()).unwrap_or_default(),
+            end_stream: self.end_stream.unwrap_or(false),
         }
     }
 }
 
 /// The step's verbs, one of which a step has.
-const VERBS: &str = "`request`, `advance_ms`, `open`, `send`, `respond`, `upstream_send`, `reset`, `answer` or `finish`";
+const VERBS: &str = "`request`, `advance_ms`, `open`, `connect`, `send`, `respond`, `upstream_send`, `reset`, `upstream_reset`, `answer` or `finish`";
 
 impl Step {
     /// The verb a step has (exactly one), and the other keys it carries.
     fn verb(&self) -> Result<&'static str, String> {
         let verbs = [
             ("open", self.open.is_some()),
+            ("connect", self.connect.is_some()),
+            ("upstream_reset", self.upstream_reset.is_some()),
             ("send", self.send.is_some()),
             ("respond", self.respond.is_some()),
             ("upstream_send", self.upstream_send.is_some()),
@@ -114,7 +141,8 @@ impl Step {
                 "end_stream",
             ],
             "respond" => &["upstream", "end_stream"],
-            "send" | "upstream_send" => &["body", "trailers", "end_stream"],
+            "send" | "upstream_send" => &["body", "trailers", "end_stream", "data"],
+            "connect" => &["connection", "worker", "properties"],
             "answer" => &["worker"],
             _ => &[],
         };
@@ -127,6 +155,8 @@ impl Step {
             ("end_stream", self.end_stream.is_some()),
             ("body", self.body.is_some()),
             ("trailers", self.trailers.is_some()),
+            ("data", self.data.is_some()),
+            ("connection", self.connection.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(k, on)| *on && !takes.contains(k)) {
             let hint = match *key {
@@ -143,7 +173,8 @@ impl Step {
         let part = || Part {
             body: self.body.clone().unwrap_or_default(),
             trailers: self.trailers.as_ref(),
-            end_stream,
+            data: self.data.as_ref(),
+            end_stream: self.end_stream,
         };
         fn name(n: &Option<String>) -> &str {
             n.as_deref().unwrap_or_default()
@@ -181,6 +212,13 @@ impl Step {
             "reset" => Action::Reset {
                 name: name(&self.reset),
             },
+            "connect" => Action::Connect {
+                name: name(&self.connect),
+                connection: self.connection.as_ref(),
+            },
+            "upstream_reset" => Action::UpstreamReset {
+                name: name(&self.upstream_reset),
+            },
             "answer" => match &self.answer {
                 Some(answer) if answer.nth > 0 => Action::Answer(answer),
                 _ => return Err("`answer.nth` counts from 1".into()),
@@ -200,40 +238,75 @@ impl Action<'_> {
             | Action::Respond { name, .. }
             | Action::UpstreamSend { name, .. }
             | Action::Reset { name }
+            | Action::UpstreamReset { name }
             | Action::Finish { name } => Some(name),
             _ => None,
         }
     }
 }
 
-/// Each step's action is well-formed, and named streams are opened once
-/// before any step uses them and finished at most once.
+/// What a step name was opened as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Stream,
+    Connection,
+}
+
+/// Each step's action is well-formed, and named streams and connections
+/// are opened once before any step uses them, used as what they are, and
+/// finished at most once.
 pub fn validate(steps: &[Step]) -> Result<(), String> {
-    let mut open = BTreeSet::new();
+    let mut open = BTreeMap::new();
     let mut finished = BTreeSet::new();
     for (i, step) in steps.iter().enumerate() {
         let at = |e: String| format!("step {}: {e}", i + 1);
         let action = step.action().map_err(at)?;
-        if let Action::Open { name, .. } = action
-            && !open.insert(name)
+        let opened = match action {
+            Action::Open { name, .. } => Some((name, Kind::Stream)),
+            Action::Connect { name, .. } => Some((name, Kind::Connection)),
+            _ => None,
+        };
+        if let Some((name, kind)) = opened
+            && open.insert(name, kind).is_some()
         {
-            return Err(at(format!("stream {name:?} is opened twice")));
+            return Err(at(format!("{name:?} is opened twice")));
         }
         if let Some(name) = action.uses() {
-            if !open.contains(name) {
+            let Some(&kind) = open.get(name) else {
                 return Err(at(format!(
-                    "stream {name:?} is not opened by an earlier step (`open: {name}`)"
+                    "{name:?} is not opened by an earlier step (`open: {name}` for a stream, `connect: {name}` for a connection)"
                 )));
-            }
+            };
             if finished.contains(name) {
-                return Err(at(format!(
-                    "stream {name:?} was finished by an earlier step"
-                )));
+                return Err(at(format!("{name:?} was finished by an earlier step")));
             }
+            fits(step, &action, kind).map_err(|e| at(format!("{name:?} {e}")))?;
         }
         if let Action::Finish { name } = action {
             finished.insert(name);
         }
     }
     Ok(())
+}
+
+/// The step's keys suit what its name was opened as.
+fn fits(step: &Step, action: &Action<'_>, kind: Kind) -> Result<(), String> {
+    let http_parts = step.body.is_some() || step.trailers.is_some();
+    match (kind, action) {
+        (Kind::Stream, _) if step.data.is_some() => Err(
+            "is an HTTP stream: `data` is for TCP connections; send `body` chunks or `trailers`"
+                .to_string(),
+        ),
+        (Kind::Stream, Action::UpstreamReset { .. }) => {
+            Err("is an HTTP stream: `upstream_reset` is for TCP connections".to_string())
+        }
+        (Kind::Connection, Action::Respond { .. }) => Err(
+            "is a TCP connection: the upstream sends bytes with `upstream_send` and `data`"
+                .to_string(),
+        ),
+        (Kind::Connection, _) if http_parts => Err(
+            "is a TCP connection: it carries bytes (`data`), not `body` or `trailers`".to_string(),
+        ),
+        _ => Ok(()),
+    }
 }

@@ -566,3 +566,29 @@ fn read_filters_run_in_chain_order_and_write_filters_in_reverse() {
         "write: last filter first"
     );
 }
+
+#[test]
+fn an_http_filter_on_a_tcp_connection_is_named_as_such() {
+    // The Rust SDK makes an HTTP context for the connection, then panics
+    // in on_new_connection (`invalid context_id`), as it would in Envoy.
+    let module = crate::support::probe_module();
+    let mut envoy = start(&module, crate::support::probe_config(serde_json::json!({})));
+    let (c, opened) = connect(&mut envoy);
+    let trap = opened.outcome.trap.clone().expect("the SDK traps");
+    assert_eq!(trap.callback, "proxy_on_new_connection");
+    let hint = logs(&opened.outcome)
+        .into_iter()
+        .find(|l| l.contains("HTTP filter on a TCP listener"));
+    assert!(hint.is_some(), "{:?}", opened.outcome.logs);
+    let record = envoy
+        .finish(c)
+        .expect("finish")
+        .outcome
+        .connection
+        .expect("record");
+    assert_eq!(
+        record.closed_by,
+        Some(ConnectionClose::Envoy),
+        "fail closed"
+    );
+}
