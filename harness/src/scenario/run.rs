@@ -316,10 +316,10 @@ impl CaseEnvoy {
             }
             Action::UpstreamReset { name } => self.send(name, StreamInput::UpstreamReset),
             Action::Send { name, part } if self.connections.contains(name) => {
-                self.send(name, part.from_client())
+                self.send(name, part.client_bytes())
             }
             Action::UpstreamSend { name, part } if self.connections.contains(name) => {
-                self.send(name, part.from_upstream())
+                self.send(name, part.upstream_bytes())
             }
             Action::Send { name, part } => self.send(name, part.request()),
             Action::Respond { name, end_stream } => {

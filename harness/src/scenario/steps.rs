@@ -76,7 +76,7 @@ impl Part<'_> {
     }
 
     /// As the client's bytes on a connection (FIN only with `end_stream: true`).
-    pub fn from_client(self) -> StreamInput {
+    pub fn client_bytes(self) -> StreamInput {
         StreamInput::Downstream {
             data: self.data.map(|d| d.0.clone()).unwrap_or_default(),
             end_stream: self.end_stream.unwrap_or(false),
@@ -84,7 +84,7 @@ impl Part<'_> {
     }
 
     /// As the upstream's bytes on a connection (FIN only with `end_stream: true`).
-    pub fn from_upstream(self) -> StreamInput {
+    pub fn upstream_bytes(self) -> StreamInput {
         StreamInput::Upstream {
             data: self.data.map(|d| d.0.clone()).unwrap_or_default(),
             end_stream: self.end_stream.unwrap_or(false),
