@@ -7,6 +7,7 @@ pub mod docs;
 pub mod new;
 pub mod run;
 mod stale;
+pub mod tcp;
 pub mod test;
 mod transcript;
 mod world;

@@ -86,6 +86,8 @@ pub struct RunArgs {
     upstream_status: u16,
     #[command(flatten)]
     world: WorldArgs,
+    #[command(flatten)]
+    tcp: super::tcp::TcpArgs,
     /// Print the full outcome as one JSON document.
     #[arg(long)]
     json: bool,
@@ -232,6 +234,27 @@ fn run(args: &RunArgs) -> Result<ExitCode, HarnessError> {
         config.properties.len()
     );
     let advance = args.world.advance_ms()?;
+    if args.tcp.tcp {
+        let http_only = args.traffic.request.is_some()
+            || args.body.is_some()
+            || !args.traffic.headers.is_empty()
+            || advance.is_some()
+            || args.json;
+        if http_only {
+            return Err(HarnessError::Usage(
+                "--tcp runs a connection: --request, --body, -H, --advance and --json are for \
+                 HTTP runs (use --send and --upstream-send for the bytes)"
+                    .to_string(),
+            ));
+        }
+        let mut out = std::io::stdout().lock();
+        let trapped = super::tcp::run(&args.tcp, module, config, &module_path, &mut out)?;
+        return Ok(if trapped {
+            ExitCode::from(EXIT_FILTER_FAILED)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let exchange = exchange(args, advance)?;
     let mut envoy = Harness::new(module.clone(), config)?;
     let startup = envoy.startup().clone();

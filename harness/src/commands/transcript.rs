@@ -39,12 +39,20 @@ fn text(b: &[u8]) -> String {
     escape_bytes(b)
 }
 
-fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
+pub fn print_logs(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
     if outcome.logs.is_empty() {
         return Ok(());
     }
     writeln!(out, "* {title}:")?;
-    for l in &outcome.logs {
+    // A trap is printed once, in its own block (`print_trap`): its log
+    // line and the guest's panic line are left out here.
+    let shown_in_trap = |message: &str| {
+        outcome.trap.as_ref().is_some_and(|t| {
+            message.starts_with("[harness] VM failed: trap in")
+                || t.panic_message.as_deref() == Some(message)
+        })
+    };
+    for l in outcome.logs.iter().filter(|l| !shown_in_trap(&l.message)) {
         writeln!(
             out,
             "*   [{}] {}",
@@ -194,8 +202,14 @@ fn print_exchange(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()>
 }
 
 /// Logs, trap, metrics and callouts of one step.
-fn print_effects(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
+pub fn print_effects(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io::Result<()> {
     print_logs(out, title, outcome)?;
+    print_trap(out, outcome)?;
+    print_metrics_and_calls(out, outcome)
+}
+
+/// The step's trap, if any: its text, backtrace lines and the guest's panic.
+pub fn print_trap(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
     if let Some(t) = &outcome.trap {
         // The trap text's own lines (cause, then backtrace frames) stay
         // lines, each behind the transcript's `*` prefix.
@@ -214,6 +228,11 @@ fn print_effects(out: &mut dyn Write, title: &str, outcome: &Outcome) -> std::io
             writeln!(out, "*   guest panic: {}", escape_controls(p))?;
         }
     }
+    Ok(())
+}
+
+/// Every metric after the step, and its callouts.
+pub fn print_metrics_and_calls(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
     for m in &outcome.metrics {
         writeln!(
             out,

@@ -592,3 +592,43 @@ fn an_http_filter_on_a_tcp_connection_is_named_as_such() {
         "fail closed"
     );
 }
+
+#[test]
+fn harness_run_tcp_prints_the_connection_like_nc() {
+    use crate::cli::{harness, stdout};
+    let wat = crate::support::workspace_root().join("harness/wat-filters/tcp-count/tcp_count.wat");
+    let wat = wat.to_string_lossy();
+    let args = [
+        "run",
+        &wat,
+        "--tcp",
+        "--send",
+        "hello",
+        "--upstream-send",
+        "hi!",
+    ];
+    let output = harness(&args);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    for line in [
+        "Connection to 10.0.0.2 9000 port [tcp/*] succeeded!",
+        "> hello",
+        "< hi!",
+        "* the upstream (cluster upstream) received 5 bytes: hello",
+        "* the client received 3 bytes: hi!",
+        "* metric tcp_count.downstream_bytes (counter) = 5",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing in:\n{text}"
+        );
+    }
+    let refused = harness(&["run", &wat, "--tcp", "--request", "GET /"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        crate::cli::stderr(&refused)
+    );
+    assert!(crate::cli::stderr(&refused).contains("--tcp runs a connection"));
+}
