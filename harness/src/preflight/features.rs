@@ -68,13 +68,13 @@ pub fn feature_named(name: &str) -> Option<&'static Feature> {
     all_features().find(|f| f.name == name)
 }
 
-/// What no feature switches on or off: the MVP, floats, reference types'
-/// value types.
+/// What every target has, named or not: the MVP with floats and mutable
+/// globals (wasmparser's WebAssembly 1.0).
 pub(crate) fn mvp() -> WasmFeatures {
     WasmFeatures::WASM1
 }
 
-/// The set `names` enable, over the MVP.
+/// The set `features` enable, over the MVP.
 pub(crate) fn set_of<'a>(features: impl Iterator<Item = &'a Feature>) -> WasmFeatures {
     features.fold(mvp(), |set, f| set | f.flags)
 }

@@ -30,10 +30,12 @@ const ALSO_CALLED_BY_ENVOY: &[&str] = &[
     "proxy_on_upstream_connection_close",
 ];
 
-/// Exports the host uses outside the callbacks: start-up and allocation.
+/// Exports the host uses outside the callbacks: start-up and allocation
+/// (cpp-host `getFunctions` looks up `__wasm_call_ctors` too).
 const START_AND_ALLOCATOR: &[&str] = &[
     "_initialize",
     "_start",
+    "__wasm_call_ctors",
     "main",
     "__main_void",
     "malloc",

@@ -1,9 +1,12 @@
-//! A [`Report`] as text for people: a summary, then each finding with its
-//! severity and what to do, then start-up.
+//! A [`Report`] as text for people: a summary, start-up, then each
+//! finding with its severity and what to do. Text the module controls
+//! (names of imports and exports, log lines, trap and panic messages) is
+//! printed with control characters escaped, as `harness run` prints it.
 
 use std::fmt::Write as _;
 
 use super::{Report, Severity};
+use crate::printable::escape_controls as esc;
 
 impl Report {
     /// The report as text: the verdict, what the module is, each finding
@@ -20,7 +23,12 @@ impl Report {
         } else {
             format!(" (built on {})", self.envoy)
         };
-        let _ = writeln!(out, "{}: {verdict} on {}{runs}", self.module, self.target);
+        let _ = writeln!(
+            out,
+            "{}: {verdict} on {}{runs}",
+            esc(&self.module),
+            self.target
+        );
         let _ = writeln!(
             out,
             "  ABI {}, {} bytes, {} functions, {} bytes of initial memory",
@@ -30,14 +38,19 @@ impl Report {
             self.initial_memory_bytes
         );
         if let Some(startup) = &self.startup {
-            let _ = writeln!(out, "  start-up: {}", startup.summary);
+            let _ = writeln!(out, "  start-up: {}", esc(&startup.summary));
             for entry in &startup.logs {
-                let _ = writeln!(out, "    [{}] {}", entry.level.name(), entry.message);
+                let _ = writeln!(out, "    [{}] {}", entry.level.name(), esc(&entry.message));
             }
         }
         for finding in &self.findings {
-            let _ = writeln!(out, "{}: {}", finding.severity.as_str(), finding.message);
-            let _ = writeln!(out, "  fix: {}", finding.fix);
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                finding.severity.as_str(),
+                esc(&finding.message)
+            );
+            let _ = writeln!(out, "  fix: {}", esc(&finding.fix));
         }
         let count = |severity| {
             self.findings

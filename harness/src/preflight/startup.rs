@@ -47,6 +47,9 @@ pub struct StartupReport {
 /// may be the filter rightly refusing to start unconfigured (a warning).
 pub const WITHOUT_CONFIG: &str = "startup-without-config";
 
+/// How a trap at the callback deadline reads (`limits::deadline_message`).
+const DEADLINE_TEXT: &str = "ms CPU deadline (callback_deadline_ms)";
+
 /// Callbacks whose failure may just mean the configuration was missing.
 const CONFIG_CALLBACKS: [&str; 2] = ["proxy_on_vm_start", "proxy_on_configure"];
 
@@ -137,6 +140,16 @@ pub(crate) fn run(name: &str, bytes: &[u8], input: &StartupInput) -> (StartupRep
                          proxy_on_vm_start or proxy_on_configure"
                     ),
                 )
+            } else if trap.contains(DEADLINE_TEXT) {
+                // A hang is not explained by a missing configuration.
+                (
+                    Severity::Error,
+                    "startup-deadline",
+                    format!(
+                        "make start-up return within {STARTUP_DEADLINE_MS} ms: Envoy's main \
+                         thread waits for it"
+                    ),
+                )
             } else if CONFIG_CALLBACKS.contains(&callback.as_str()) {
                 (
                     config_severity,
@@ -195,7 +208,14 @@ fn refused_call(trap: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::refused_call;
+    use super::{DEADLINE_TEXT, refused_call};
+
+    #[test]
+    fn the_deadline_text_is_the_one_the_harness_writes() {
+        assert!(
+            crate::limits::deadline_message("f", "proxy_on_vm_start", 5).contains(DEADLINE_TEXT)
+        );
+    }
 
     #[test]
     fn the_refused_function_is_named() {

@@ -219,6 +219,19 @@ fn an_export_envoy_never_calls_is_a_warning_not_a_failure() {
             .contains("proxy_on_reqeust_headers")
     );
     assert!(report.findings[0].fix.contains("name"));
+
+    // Names are the module's: printed with control characters escaped.
+    let hostile = wat_module("0_2_1", "", r#"(func (export "clear\1b[2J"))"#);
+    let report = check(&hostile);
+    assert_eq!(
+        report.findings[0].message,
+        "it exports clear\u{1b}[2J, which Envoy never calls"
+    );
+    let text = report.to_text();
+    assert!(
+        !text.contains('\u{1b}') && text.contains("clear\\x1b[2J"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -236,6 +249,20 @@ fn a_hostcall_during_initialize_is_refused_at_start_up() {
         startup.refused_call.as_deref(),
         Some("proxy_set_tick_period_milliseconds")
     );
+}
+
+#[test]
+fn start_up_that_never_returns_fails_the_check_at_its_deadline() {
+    let bytes = wat_module(
+        "0_2_1",
+        "",
+        r#"(func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop (br 0)) i32.const 1)"#,
+    );
+    let started = std::time::Instant::now();
+    let report = check(&bytes);
+    let message = only_error(&report, "startup-deadline");
+    assert!(message.contains("proxy_on_vm_start"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
 #[test]
