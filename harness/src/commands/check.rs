@@ -37,8 +37,11 @@ pub struct CheckArgs {
     /// VM configuration for the start-up run: inline text or @file.
     #[arg(long)]
     vm_config: Option<String>,
+    /// Root id for the start-up run (the WasmPlugin's/EnvoyFilter's root_id).
+    #[arg(long)]
+    root_id: Option<String>,
     /// Check the module without starting it in the harness.
-    #[arg(long, conflicts_with_all = ["config", "vm_config"])]
+    #[arg(long, conflicts_with_all = ["config", "vm_config", "root_id"])]
     no_startup: bool,
     /// Print the report as one JSON document.
     #[arg(long)]
@@ -85,6 +88,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, HarnessError> {
                 None => Vec::new(),
             },
             plugin_name: plugin_name_of(&name).unwrap_or_else(|| "filter".to_string()),
+            root_id: args.root_id.clone().unwrap_or_default(),
         })
     };
     let options = CheckOptions {

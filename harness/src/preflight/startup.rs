@@ -24,6 +24,8 @@ pub struct StartupInput {
     pub vm_config: Vec<u8>,
     /// The plugin's name (the `plugin_name` property, and log labels).
     pub plugin_name: String,
+    /// The root id (SDKs such as AssemblyScript's find the root context by it).
+    pub root_id: String,
 }
 
 /// How start-up went.
@@ -87,6 +89,7 @@ pub(crate) fn run(name: &str, bytes: &[u8], input: &StartupInput) -> (StartupRep
     let started = CompiledModule::from_bytes(name, bytes).and_then(|module| {
         let plugin = PluginConfig {
             name: input.plugin_name.clone(),
+            root_id: input.root_id.clone(),
             configuration: input.configuration.clone().unwrap_or_default().into(),
             vm_config: input.vm_config.clone().into(),
             callback_deadline_ms: STARTUP_DEADLINE_MS,
@@ -155,6 +158,14 @@ pub(crate) fn run(name: &str, bytes: &[u8], input: &StartupInput) -> (StartupRep
                     config_severity,
                     config_code("startup-trap"),
                     no_config_hint.to_string(),
+                )
+            } else if callback == "proxy_on_context_create" && input.root_id.is_empty() {
+                (
+                    Severity::Error,
+                    "startup-trap",
+                    "if the filter registers its root context under a root id, give it with \
+                     --root-id; else run it with `harness run` to see the backtrace"
+                        .to_string(),
                 )
             } else {
                 (

@@ -183,12 +183,23 @@ fn created_epoch(flag: Option<&str>) -> Result<Option<u64>> {
 
 /// `harness check` on the module before it is uploaded: refuses it, with
 /// every reason, when the target would not load it; prints its warnings.
-fn preflight(module: &Path, target: Option<&'static harness::preflight::Target>) -> Result<()> {
-    use harness::preflight::{CheckOptions, Severity, WITHOUT_CONFIG, check, default_target};
+/// Start-up runs under the first `--root-id`, the one Envoy would use.
+fn preflight(
+    module: &Path,
+    target: Option<&'static harness::preflight::Target>,
+    root_ids: &[String],
+) -> Result<()> {
+    use harness::preflight::{
+        CheckOptions, Severity, StartupInput, WITHOUT_CONFIG, check, default_target,
+    };
     let bytes =
         std::fs::read(module).map_err(|e| Error::io(format!("reading {}", module.display()), e))?;
     let options = CheckOptions {
         target: target.unwrap_or_else(default_target),
+        startup: Some(StartupInput {
+            root_id: root_ids.first().cloned().unwrap_or_default(),
+            ..StartupInput::default()
+        }),
         ..CheckOptions::default()
     };
     let report = check(&module.display().to_string(), &bytes, &options);
@@ -251,7 +262,7 @@ pub async fn push(args: PushArgs) -> Result<()> {
     // Validate and build before touching the network (and before reading a password).
     let (artifact, info) = crate::prepare(&request)?;
     if !args.no_check {
-        preflight(&request.module, args.target)?;
+        preflight(&request.module, args.target, &request.root_ids)?;
     }
     match args.layout {
         Layout::Single => eprintln!(
