@@ -32,6 +32,7 @@ pub mod hostcalls;
 pub mod limits;
 mod manager;
 pub mod model;
+pub mod preflight;
 pub mod printable;
 pub mod scenario;
 mod single;

@@ -16,14 +16,17 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 /// Shown by `harness --help`; README's "Exit status" says the same.
 const EXIT_STATUS: &str = "\
 Exit status:
-  0  run: the exchange ran; test: every case passed; bench, compile, new: done
+  0  run: the exchange ran; test: every case passed; check: the module would
+     load on the target; bench, compile, new: done
   1  test: a case failed, or a scenario file could not be loaded;
+     check: the module would not load (or start) on the target;
      run, bench, compile: an error to act on (missing file, not a Proxy-Wasm
      module, unknown import, configuration rejected, trap during start-up);
      new: the directory exists or cannot be written
   2  usage: unknown or missing flags or paths, a --case matching no case,
      a report file (--junit) that cannot be written, a crate name that is
-     not valid, no workspace for new without --dir
+     not valid, no workspace for new without --dir, a module file check
+     cannot read
   3  run: the filter trapped or the stream stalled";
 
 #[derive(Parser)]
@@ -50,6 +53,8 @@ enum Command {
     Bench(Box<commands::bench::BenchArgs>),
     /// Precompile a module (.cwasm) that run, test and bench load without compiling.
     Compile(commands::compile::CompileArgs),
+    /// Check whether a module would load in a given Envoy or Istio, and why not.
+    Check(commands::check::CheckArgs),
     /// Run scenario files (YAML) and report `N passed, N failed`.
     Test(commands::test::TestArgs),
     /// Create a new filter crate (filters/<name>) that builds, tests and runs as generated.
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::command(&args),
         Command::Bench(args) => commands::bench::command(&args),
         Command::Compile(args) => commands::compile::command(&args),
+        Command::Check(args) => commands::check::command(&args),
         Command::Test(args) => commands::test::command(&args),
         Command::New(args) => commands::new::command(&args),
         Command::Completions(args) => commands::docs::completions(&args, Cli::command()),

@@ -199,12 +199,34 @@ pub(crate) const EMSCRIPTEN_IMPORTS: [&str; 2] =
 /// ENOSYS). Returns the first import refused, as (module, field).
 pub(crate) fn refused_import<'a>(
     abi: AbiVersion,
-    mut imports: impl Iterator<Item = (&'a str, &'a str)>,
+    imports: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Option<(&'a str, &'a str)> {
-    imports.find(|(module, field)| match *module {
+    refused_imports(abi, imports).next()
+}
+
+/// Every import [`refused_import`]'s policy refuses, in import order
+/// (`harness check` reports them all).
+pub(crate) fn refused_imports<'a>(
+    abi: AbiVersion,
+    imports: impl Iterator<Item = (&'a str, &'a str)>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    imports.filter(move |(module, field)| match *module {
         "env" => !abi.offers(field) && !EMSCRIPTEN_IMPORTS.contains(field),
         other => !WASI_MODULES.contains(&other),
     })
+}
+
+/// The first export a Proxy-Wasm host requires that `has` says is missing
+/// (`memory`, `proxy_on_context_create`, an allocator), named as the error
+/// says it; `has` answers whether the module exports a name.
+pub(crate) fn missing_required_export(has: impl Fn(&str) -> bool) -> Option<&'static str> {
+    ["memory", "proxy_on_context_create"]
+        .into_iter()
+        .find(|required| !has(required))
+        .or_else(|| {
+            (!has("malloc") && !has("proxy_on_memory_allocate"))
+                .then_some("malloc or proxy_on_memory_allocate")
+        })
 }
 
 /// The start-up entry points a module exports.

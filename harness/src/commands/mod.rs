@@ -2,6 +2,7 @@
 //! parsing they share. Binary-side only: the library never sees clap.
 
 pub mod bench;
+pub mod check;
 pub mod compile;
 pub mod docs;
 pub mod new;

@@ -4,6 +4,7 @@
 
 mod abi_versions;
 mod chain;
+mod check;
 mod ci_reports;
 mod cli;
 mod cli_habits;

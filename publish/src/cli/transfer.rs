@@ -51,6 +51,14 @@ pub struct PushArgs {
     /// Refuse modules larger than this many bytes.
     #[arg(long, default_value_t = crate::module::DEFAULT_SIZE_CAP, value_name = "BYTES")]
     pub max_size: u64,
+    /// The Envoy or Istio release the preflight checks the module for
+    /// (as `harness check --target`) [default: the newest Envoy].
+    #[arg(long, value_name = "NAME", value_parser = harness::preflight::target_named)]
+    pub target: Option<&'static harness::preflight::Target>,
+    /// Skip the preflight (`harness check`: imports, wasm features, exports, start-up)
+    /// that refuses a module the target would not load.
+    #[arg(long, conflicts_with = "target")]
+    pub no_check: bool,
     #[command(flatten)]
     pub report: Report,
     #[command(flatten)]
@@ -173,6 +181,51 @@ fn created_epoch(flag: Option<&str>) -> Result<Option<u64>> {
     }
 }
 
+/// `harness check` on the module before it is uploaded: refuses it, with
+/// every reason, when the target would not load it; prints its warnings.
+/// Start-up runs under the first `--root-id`, the one Envoy would use.
+fn preflight(
+    module: &Path,
+    target: Option<&'static harness::preflight::Target>,
+    root_ids: &[String],
+) -> Result<()> {
+    use harness::preflight::{
+        CheckOptions, Severity, StartupInput, WITHOUT_CONFIG, check, default_target,
+    };
+    let bytes =
+        std::fs::read(module).map_err(|e| Error::io(format!("reading {}", module.display()), e))?;
+    let options = CheckOptions {
+        target: target.unwrap_or_else(default_target),
+        startup: Some(StartupInput {
+            root_id: root_ids.first().cloned().unwrap_or_default(),
+            ..StartupInput::default()
+        }),
+        ..CheckOptions::default()
+    };
+    let report = check(&module.display().to_string(), &bytes, &options);
+    // push has no plugin configuration: a filter refusing to start without
+    // one is expected, not worth a warning.
+    let warnings = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning && f.code != WITHOUT_CONFIG);
+    for warning in warnings {
+        eprintln!("publish: warning: preflight: {}", warning.message);
+    }
+    if report.loads() {
+        return Ok(());
+    }
+    Err(Error::InvalidModule {
+        path: module.to_path_buf(),
+        reason: format!(
+            "{} would not load it (`harness check {}` for the full report; --no-check pushes anyway):\n  {}",
+            report.target,
+            module.display(),
+            report.error_lines().join("\n  ")
+        ),
+    })
+}
+
 pub async fn push(args: PushArgs) -> Result<()> {
     let (module, references, media_type) = push_operands(&args.first, &args.second)?;
     if let Some(media_type) = &media_type {
@@ -208,6 +261,9 @@ pub async fn push(args: PushArgs) -> Result<()> {
     };
     // Validate and build before touching the network (and before reading a password).
     let (artifact, info) = crate::prepare(&request)?;
+    if !args.no_check {
+        preflight(&request.module, args.target, &request.root_ids)?;
+    }
     match args.layout {
         Layout::Single => eprintln!(
             "publish: warning: the single layout (the ASM article's one-layer oras push) has one layer; \

@@ -258,18 +258,10 @@ impl CompiledModule {
                 name: name.to_string(),
             });
         };
-        for required in ["memory", "proxy_on_context_create"] {
-            if !has(required) {
-                return Err(HarnessError::MissingExport {
-                    name: name.to_string(),
-                    export: required.to_string(),
-                });
-            }
-        }
-        if !has("malloc") && !has("proxy_on_memory_allocate") {
+        if let Some(export) = crate::backend::missing_required_export(has) {
             return Err(HarnessError::MissingExport {
                 name: name.to_string(),
-                export: "malloc or proxy_on_memory_allocate".to_string(),
+                export: export.to_string(),
             });
         }
         if let Some((module_name, field)) = crate::backend::refused_import(
