@@ -8,7 +8,7 @@ pub mod config;
 pub mod guard;
 
 use config::Config;
-use guard::{Routing, Tally};
+use guard::{ConnectionState, Opened, Step};
 use sdk_ext::metrics::{Metric, MetricFamily};
 use sdk_ext::network::{Connection, NetworkFilter, Side};
 use sdk_ext::types::MetricType;
@@ -60,14 +60,11 @@ pub struct Runtime {
 
 #[derive(Default)]
 pub struct TcpGuard {
-    tally: Tally,
-    /// The cluster is chosen (or nothing is routed by data).
-    routed: bool,
-    closed: bool,
+    state: ConnectionState,
 }
 
 impl TcpGuard {
-    fn close(&mut self, connection: &Connection<Self>, why: &str) {
+    fn close(connection: &Connection<Self>, why: &str) {
         log::info!("{}: closing the connection: {why}", connection.log_prefix());
         if let Err(status) = connection.close() {
             log::warn!(
@@ -75,7 +72,6 @@ impl TcpGuard {
                 connection.log_prefix()
             );
         }
-        self.closed = true;
     }
 
     fn choose(connection: &Connection<Self>, cluster: Option<&str>) {
@@ -91,19 +87,33 @@ impl TcpGuard {
         }
     }
 
-    /// Closes the connection if a buffer of `size` bytes would pass the cap.
-    fn over_cap(&mut self, connection: &Connection<Self>, size: usize) -> bool {
-        let max = connection.config().config.max_bytes;
-        match self.tally.check(size, max) {
-            Ok(()) => false,
-            Err(over) => {
-                add(connection.config().metrics.capped, 1);
+    /// Carries out a data step; `counter` counts the direction's bytes.
+    fn apply(
+        connection: &Connection<Self>,
+        step: Step<'_>,
+        size: usize,
+        counter: Option<Metric>,
+    ) -> Action {
+        let metrics = &connection.config().metrics;
+        match step {
+            Step::Forward { chosen } => {
+                if let Some(cluster) = chosen {
+                    Self::choose(connection, cluster);
+                }
+                add(counter, size as u64);
+                add(metrics.bytes, size as u64);
+                Action::Continue
+            }
+            // Envoy keeps held bytes and delivers them again with the next chunk.
+            Step::Hold | Step::Closing => Action::Pause,
+            Step::Close(over) => {
+                add(metrics.capped, 1);
                 let why = format!(
                     "{} bytes would pass the cap of {} per connection",
                     over.total, over.max
                 );
-                self.close(connection, &why);
-                true
+                Self::close(connection, &why);
+                Action::Pause
             }
         }
     }
@@ -126,21 +136,20 @@ impl NetworkFilter for TcpGuard {
     fn on_new_connection(&mut self, connection: &mut Connection<Self>) -> Action {
         let runtime = connection.config();
         add(runtime.metrics.connections, 1);
-        if let Some(source) = connection.source_ip()
-            && runtime.config.denies(source)
-        {
-            add(runtime.metrics.denied, 1);
-            self.close(connection, &format!("source {source} is denied"));
-            return Action::Pause;
-        }
-        if runtime.config.routes_by_data() {
+        match self.state.open(&runtime.config, connection.source_ip()) {
+            Opened::Deny(source) => {
+                add(runtime.metrics.denied, 1);
+                Self::close(connection, &format!("source {source} is denied"));
+                Action::Pause
+            }
             // tcp_proxy picks its cluster when iteration first reaches it:
             // hold it back until the first bytes have chosen.
-            return Action::Pause;
+            Opened::HoldForRouting => Action::Pause,
+            Opened::Continue(cluster) => {
+                Self::choose(connection, cluster);
+                Action::Continue
+            }
         }
-        self.routed = true;
-        Self::choose(connection, runtime.config.default_cluster.as_deref());
-        Action::Continue
     }
 
     fn on_downstream_data(
@@ -149,26 +158,14 @@ impl NetworkFilter for TcpGuard {
         size: usize,
         end_of_stream: bool,
     ) -> Action {
-        if self.closed || self.over_cap(connection, size) {
-            return Action::Pause;
-        }
         let runtime = connection.config();
-        if !self.routed {
-            let first_bytes = connection.data(Side::Downstream);
-            match runtime.config.route(&first_bytes, end_of_stream) {
-                // Envoy keeps the bytes and delivers them again with the next chunk.
-                Routing::Wait => return Action::Pause,
-                Routing::Cluster(cluster) => {
-                    self.routed = true;
-                    Self::choose(connection, cluster);
-                }
-            }
-        }
-        let size = size as u64;
-        self.tally.downstream = self.tally.downstream.saturating_add(size);
-        add(runtime.metrics.downstream_bytes, size);
-        add(runtime.metrics.bytes, size);
-        Action::Continue
+        let step = self.state.downstream(
+            &runtime.config,
+            size,
+            || connection.data(Side::Downstream),
+            end_of_stream,
+        );
+        Self::apply(connection, step, size, runtime.metrics.downstream_bytes)
     }
 
     fn on_upstream_data(
@@ -177,26 +174,21 @@ impl NetworkFilter for TcpGuard {
         size: usize,
         _end_of_stream: bool,
     ) -> Action {
-        if self.closed || self.over_cap(connection, size) {
-            return Action::Pause;
-        }
         let runtime = connection.config();
-        let size = size as u64;
-        self.tally.upstream = self.tally.upstream.saturating_add(size);
-        add(runtime.metrics.upstream_bytes, size);
-        add(runtime.metrics.bytes, size);
-        Action::Continue
+        let step = self.state.upstream(&runtime.config, size);
+        Self::apply(connection, step, size, runtime.metrics.upstream_bytes)
     }
 
     fn on_log(&mut self, connection: &mut Connection<Self>) {
+        let tally = self.state.tally();
         if let Some(histogram) = connection.config().metrics.connection_bytes {
-            histogram.record(self.tally.total());
+            histogram.record(tally.total());
         }
         log::debug!(
             "{}: {} bytes from the client, {} from the upstream",
             connection.log_prefix(),
-            self.tally.downstream,
-            self.tally.upstream
+            tally.downstream,
+            tally.upstream
         );
     }
 }
