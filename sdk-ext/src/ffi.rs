@@ -1,5 +1,8 @@
-//! The Proxy-Wasm ABI 0.2.1 import whose proxy-wasm wrapper cannot pass what
-//! we need (local-reply details, byte header values).
+//! The Proxy-Wasm ABI 0.2.1 imports whose proxy-wasm wrappers cannot pass what
+//! we need (local-reply details, byte header values) or panic on a status the
+//! host may legitimately answer (the network filter's buffer writes, stream
+//! continue/close and foreign calls: Envoy answers NOT_FOUND, BAD_ARGUMENT or
+//! UNIMPLEMENTED there, on which the SDK's wrappers panic and the VM traps).
 //! Statuses come back as raw `u32` so an unexpected code is reported, not UB.
 
 #[link(wasm_import_module = "env")]
@@ -13,6 +16,27 @@ unsafe extern "C" {
         headers_data: *const u8,
         headers_size: usize,
         grpc_status: i32,
+    ) -> u32;
+
+    pub(crate) fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+
+    pub(crate) fn proxy_continue_stream(stream_type: u32) -> u32;
+
+    pub(crate) fn proxy_close_stream(stream_type: u32) -> u32;
+
+    pub(crate) fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        arguments: *const u8,
+        arguments_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
     ) -> u32;
 }
 

@@ -20,6 +20,9 @@
 //! sdk_ext::plugin!(AddHeader);
 //! ```
 //!
+//! TCP filters implement [`network::NetworkFilter`] and use
+//! [`network_filter!`] instead; see [`network`].
+//!
 //! Filter logic stays plain Rust (testable with `cargo test` on the host); the
 //! hooks only move data between the host and that logic.
 
@@ -31,6 +34,7 @@ mod ffi;
 pub mod headers;
 mod http;
 pub mod metrics;
+pub mod network;
 mod plugin;
 pub mod property;
 pub mod query;
@@ -67,6 +71,19 @@ macro_rules! plugin {
     ($plugin:ty) => {
         $crate::proxy_wasm::main! {{
             $crate::runtime::install::<$plugin>();
+        }}
+    };
+}
+
+/// Makes `$filter` (a [`network::NetworkFilter`]) the module's TCP filter:
+/// emits `_initialize`, which registers a root context that parses and
+/// validates the configuration in `on_configure` and creates one stream
+/// context per downstream connection sharing that configuration.
+#[macro_export]
+macro_rules! network_filter {
+    ($filter:ty) => {
+        $crate::proxy_wasm::main! {{
+            $crate::network::runtime::install::<$filter>();
         }}
     };
 }

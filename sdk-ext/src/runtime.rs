@@ -119,6 +119,40 @@ impl<P: Plugin> Root<P> {
     }
 }
 
+/// The body of every root context's on_configure: adopts the host's log
+/// level, reads and validates the plugin configuration and sets the tick
+/// period. `None` (after one error line naming the plugin) rejects it.
+pub(crate) fn load_configuration<C>(
+    name: &str,
+    configure: impl FnOnce(&[u8]) -> Result<C, crate::ConfigError>,
+    tick_period: impl FnOnce(&C) -> Option<std::time::Duration>,
+) -> Option<C> {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+    let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+        Ok(raw) => raw.unwrap_or_default(),
+        Err(status) => {
+            log::error!("{name}: reading the plugin configuration failed: {status:?}");
+            return None;
+        }
+    };
+    let config = match configure(&raw) {
+        Ok(config) => config,
+        Err(error) => {
+            log::error!("{name}: {error}");
+            return None;
+        }
+    };
+    if let Some(period) = tick_period(&config)
+        && let Err(status) = hostcalls::set_tick_period(period)
+    {
+        log::error!("{name}: setting the tick period failed: {status:?}");
+        return None;
+    }
+    Some(config)
+}
+
 struct RootAdapter<P: Plugin> {
     context_id: u32,
     shared: Option<Rc<Shared<P>>>,
@@ -132,39 +166,15 @@ impl<P: Plugin> RootContext for RootAdapter<P> {
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
-        }
-        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => raw.unwrap_or_default(),
-            Err(status) => {
-                log::error!(
-                    "{}: reading the plugin configuration failed: {status:?}",
-                    P::NAME
-                );
-                return false;
-            }
+        let Some(config) = load_configuration(P::NAME, P::configure, P::tick_period) else {
+            return false;
         };
-        match P::configure(&raw) {
-            Ok(config) => {
-                if let Some(period) = P::tick_period(&config)
-                    && let Err(status) = hostcalls::set_tick_period(period)
-                {
-                    log::error!("{}: setting the tick period failed: {status:?}", P::NAME);
-                    return false;
-                }
-                self.shared = Some(Rc::new(Shared {
-                    config,
-                    root_context_id: self.context_id,
-                    delayed: RefCell::new(Vec::new()),
-                }));
-                true
-            }
-            Err(error) => {
-                log::error!("{}: {error}", P::NAME);
-                false
-            }
-        }
+        self.shared = Some(Rc::new(Shared {
+            config,
+            root_context_id: self.context_id,
+            delayed: RefCell::new(Vec::new()),
+        }));
+        true
     }
 
     fn on_tick(&mut self) {

@@ -20,9 +20,17 @@ fn fenced_blocks<'a>(markdown: &'a str, language: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Network filters whose scenarios wait for the harness's TCP support
+/// (issue 12); each must still have no scenario, so it leaves this list as
+/// soon as its scenarios land.
+const AWAITING_TCP_SCENARIOS: &[&str] = &["tcp-guard"];
+
 fn scenario_configs(filter: &Path) -> Vec<Value> {
     let mut configs = Vec::new();
-    for entry in std::fs::read_dir(filter.join("tests")).unwrap() {
+    let Ok(entries) = std::fs::read_dir(filter.join("tests")) else {
+        return configs;
+    };
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             let text = std::fs::read_to_string(&path).unwrap();
@@ -49,6 +57,14 @@ fn every_filter_readme_shows_a_configuration_its_scenarios_run() {
         let readme = std::fs::read_to_string(filter.join("README.md"))
             .unwrap_or_else(|_| panic!("{name}: README.md is missing"));
         let configs = scenario_configs(&filter);
+        if AWAITING_TCP_SCENARIOS.contains(&name.as_str()) {
+            if !configs.is_empty() {
+                problems.push(format!(
+                    "{name}: has scenarios now; take it off AWAITING_TCP_SCENARIOS"
+                ));
+            }
+            continue;
+        }
         if configs.is_empty() {
             problems.push(format!(
                 "{name}: no scenario file under tests/ sets plugin.config"

@@ -11,8 +11,8 @@ use super::directory::{self, DirectoryFile};
 use super::node_agent::AgentOptions;
 use super::output::{self, Part};
 use super::plugin_settings::{
-    EnvVar, FailStrategy, PluginSettings, PortSelector, PullPolicy, TargetRef, TrafficMatch,
-    parse_env_flag, parse_target_ref,
+    EnvVar, FailStrategy, FilterType, PluginSettings, PortSelector, PullPolicy, TargetRef,
+    TrafficMatch, parse_env_flag, parse_target_ref,
 };
 use super::schema::CrdSchemas;
 use super::{Bundle, Phase, RenderOptions, TrafficContext, input};
@@ -58,6 +58,12 @@ pub struct RenderArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
 
+    /// The filter's kind: `http` (an HTTP filter before the router) or `network` (a TCP
+    /// filter before tcp_proxy; WasmPlugin type NETWORK). A module's exports cannot tell
+    /// (SDKs export every callback). Default: spec.wasmPlugin.type, else http.
+    #[arg(long = "type", value_enum, value_name = "http|network")]
+    pub filter_type: Option<FilterType>,
+
     /// Put the filter on the workload's outbound listeners (SIDECAR_OUTBOUND) instead of inbound.
     #[arg(long, conflicts_with = "gateway")]
     pub outbound: bool,
@@ -71,7 +77,8 @@ pub struct RenderArgs {
     #[arg(long)]
     pub resolve: bool,
 
-    /// WasmPlugin phase (the EnvoyFilter always inserts the filter just before the router).
+    /// WasmPlugin phase (the EnvoyFilter always inserts the filter just before the router,
+    /// or before tcp_proxy for --type network).
     #[arg(long, value_enum, ignore_case = true)]
     pub phase: Option<Phase>,
 
@@ -140,6 +147,7 @@ impl RenderArgs {
     /// The WasmPlugin/EnvoyFilter settings the flags give.
     fn plugin_settings(&self) -> PluginSettings {
         PluginSettings {
+            filter_type: self.filter_type,
             fail_strategy: self.fail_strategy,
             image_pull_policy: self.image_pull_policy,
             image_pull_secret: self.image_pull_secret.clone(),

@@ -1,11 +1,15 @@
 //! The Istio EnvoyFilter the ASM controller creates: one HTTP_FILTER patch that
 //! inserts `envoy.filters.http.wasm` before the router of the HTTP connection
-//! manager, loading the module from the file the node agent writes.
+//! manager, loading the module from the file the node agent writes. A network
+//! (TCP) filter gets a NETWORK_FILTER patch instead, inserting
+//! `envoy.filters.network.wasm` before `envoy.filters.network.tcp_proxy` in the
+//! listener's filter chain (the same PluginConfig inside).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::plugin_settings::FilterType;
 use super::{FilterDeployment, MODULE_DIR, RenderOptions};
 
 pub const API_VERSION: &str = "networking.istio.io/v1alpha3";
@@ -13,6 +17,8 @@ pub const KIND: &str = "EnvoyFilter";
 pub const HCM: &str = "envoy.filters.network.http_connection_manager";
 pub const ROUTER: &str = "envoy.filters.http.router";
 pub const WASM_FILTER: &str = "envoy.filters.http.wasm";
+pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+pub const NETWORK_WASM_FILTER: &str = "envoy.filters.network.wasm";
 /// The typed config is the Wasm filter's own proto, not a `udpa.type.v1.TypedStruct`
 /// wrapping it. TypedStruct is what 2020-era Istio (1.5 to 1.8) and ASM examples
 /// used, when istiod could not decode the Wasm proto; since Istio 1.9 istiod knows
@@ -20,6 +26,8 @@ pub const WASM_FILTER: &str = "envoy.filters.http.wasm";
 /// a field fails then, not later in Envoy) and it is the same message Istio itself
 /// sends Envoy for a WasmPlugin.
 pub const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+pub const NETWORK_WASM_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
 pub const STRING_VALUE_TYPE_URL: &str = "type.googleapis.com/google.protobuf.StringValue";
 pub const V8_RUNTIME: &str = "envoy.wasm.runtime.v8";
 
@@ -93,7 +101,9 @@ pub struct FilterChainMatch {
 #[serde(rename_all = "camelCase")]
 pub struct FilterMatch {
     pub name: String,
-    pub sub_filter: SubFilterMatch,
+    /// The HTTP filter inside the connection manager; none for a network filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_filter: Option<SubFilterMatch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,17 +114,19 @@ pub struct SubFilterMatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Patch {
     pub operation: String,
-    pub value: HttpFilter,
+    pub value: InsertedFilter,
 }
 
-/// Envoy's `HttpFilter` (snake_case: it is Envoy config, not an Istio field).
+/// Envoy's `HttpFilter`, or a listener's network `Filter` (both `name` and
+/// `typed_config`; snake_case: it is Envoy config, not an Istio field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpFilter {
+pub struct InsertedFilter {
     pub name: String,
     pub typed_config: WasmTypedConfig,
 }
 
-/// `envoy.extensions.filters.http.wasm.v3.Wasm` as an Any.
+/// `envoy.extensions.filters.http.wasm.v3.Wasm` (or `...network.wasm.v3.Wasm`,
+/// the same single `config` field) as an Any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WasmTypedConfig {
     #[serde(rename = "@type")]
@@ -200,9 +212,47 @@ pub fn module_path(file_name: &str) -> String {
     format!("{MODULE_DIR}/{file_name}")
 }
 
+/// Where the patch goes and what it inserts, per filter type.
+struct Placement {
+    apply_to: &'static str,
+    filter_match: FilterMatch,
+    name: &'static str,
+    type_url: &'static str,
+}
+
+impl Placement {
+    fn of(filter_type: FilterType) -> Placement {
+        match filter_type {
+            FilterType::Http => Placement {
+                apply_to: "HTTP_FILTER",
+                filter_match: FilterMatch {
+                    name: HCM.into(),
+                    sub_filter: Some(SubFilterMatch {
+                        name: ROUTER.into(),
+                    }),
+                },
+                name: WASM_FILTER,
+                type_url: WASM_TYPE_URL,
+            },
+            // tcp_proxy chooses its cluster when iteration reaches it, so a
+            // filter routing by filter state must come before it.
+            FilterType::Network => Placement {
+                apply_to: "NETWORK_FILTER",
+                filter_match: FilterMatch {
+                    name: TCP_PROXY.into(),
+                    sub_filter: None,
+                },
+                name: NETWORK_WASM_FILTER,
+                type_url: NETWORK_WASM_TYPE_URL,
+            },
+        }
+    }
+}
+
 pub fn render(deployment: &FilterDeployment, options: &RenderOptions) -> EnvoyFilter {
     let filter = &deployment.filter;
     let settings = options.settings_for(deployment);
+    let placement = Placement::of(settings.filter_type.unwrap_or_default());
     let fail_open = settings.fail_strategy == Some(super::plugin_settings::FailStrategy::FailOpen);
     let file_name = super::node_list::file_name_for(&filter.id);
     EnvoyFilter {
@@ -215,26 +265,21 @@ pub fn render(deployment: &FilterDeployment, options: &RenderOptions) -> EnvoyFi
             },
             priority: settings.envoy_filter_priority,
             config_patches: vec![ConfigPatch {
-                apply_to: "HTTP_FILTER".into(),
+                apply_to: placement.apply_to.into(),
                 match_: PatchMatch {
                     context: options.context.envoy_filter_context().into(),
                     listener: ListenerMatch {
                         filter_chain: FilterChainMatch {
-                            filter: FilterMatch {
-                                name: HCM.into(),
-                                sub_filter: SubFilterMatch {
-                                    name: ROUTER.into(),
-                                },
-                            },
+                            filter: placement.filter_match,
                         },
                     },
                 },
                 patch: Patch {
                     operation: "INSERT_BEFORE".into(),
-                    value: HttpFilter {
-                        name: WASM_FILTER.into(),
+                    value: InsertedFilter {
+                        name: placement.name.into(),
                         typed_config: WasmTypedConfig {
-                            type_url: WASM_TYPE_URL.into(),
+                            type_url: placement.type_url.into(),
                             config: PluginConfig {
                                 name: filter.id.clone(),
                                 root_id: filter.root_id.clone(),

@@ -1,8 +1,9 @@
 //! `publish render`: turns the ASMFilterDeployment resource of Alibaba Cloud
 //! Service Mesh into the files a user can apply without the ASM controller:
 //!
-//! 1. an Istio EnvoyFilter inserting the Wasm filter before the router, loading
-//!    the module from the node's `/var/local/lib/wasm-filters`;
+//! 1. an Istio EnvoyFilter inserting the Wasm filter before the router (a
+//!    network filter, `--type network`: before tcp_proxy), loading the module
+//!    from the node's `/var/local/lib/wasm-filters`;
 //! 2. a strategic-merge patch for the workload's pod template that mounts that
 //!    host directory into the sidecar;
 //! 3. the list `publish sync` (the node agent) reads to put the modules there;
@@ -159,6 +160,7 @@ impl RenderOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderedFilter {
     pub source: FilterDeployment,
+    pub filter_type: plugin_settings::FilterType,
     pub envoy_filter: envoy_filter::EnvoyFilter,
     pub wasm_plugin: wasm_plugin::WasmPlugin,
     pub module: node_list::ModuleEntry,
@@ -216,6 +218,10 @@ pub fn render(
         );
         filters.push(RenderedFilter {
             source: deployment.clone(),
+            filter_type: options
+                .settings_for(deployment)
+                .filter_type
+                .unwrap_or_default(),
             envoy_filter: envoy_filter::render(deployment, options),
             wasm_plugin,
             module,

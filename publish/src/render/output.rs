@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::plugin_settings::FilterType;
 use super::{Bundle, MODULE_DIR, workload_patch};
 
 /// The four outputs; `--only` picks some of them.
@@ -65,6 +66,18 @@ pub fn files(bundle: &Bundle, parts: &[Part]) -> Result<Vec<OutputFile>, serde_y
         .collect()
 }
 
+/// Where the EnvoyFilter header says the filters go.
+fn insertion_points(bundle: &Bundle) -> &'static str {
+    let network = |f: &super::RenderedFilter| f.filter_type == FilterType::Network;
+    if bundle.filters.iter().all(network) {
+        "tcp_proxy (a network filter)"
+    } else if bundle.filters.iter().any(network) {
+        "the router (HTTP filters) or tcp_proxy (network filters)"
+    } else {
+        "the router"
+    }
+}
+
 fn names(bundle: &Bundle) -> String {
     bundle
         .filters
@@ -91,11 +104,12 @@ fn file_text(bundle: &Bundle, part: Part) -> Result<String, serde_yaml_ng::Error
             let _ = writeln!(
                 header,
                 "# Istio EnvoyFilter rendered by `publish render` from ASMFilterDeployment {}.\n\
-                 # Inserts the Wasm filter before the router; Envoy loads the module from\n\
+                 # Inserts the Wasm filter before {}; Envoy loads the module from\n\
                  # {MODULE_DIR} (mounted by workload-patch.yaml, filled by `publish sync`).\n\
                  #   kubectl apply -f {}\n\
                  # Apply this or wasmplugin.yaml, not both: the filter would run twice.",
                 names(bundle),
+                insertion_points(bundle),
                 part.file_name()
             );
             documents(bundle.filters.iter().map(|f| &f.envoy_filter))?

@@ -1,6 +1,6 @@
-//! The WasmPlugin fields users expect to set (phase, priority, failStrategy,
-//! imagePullPolicy, imagePullSecret, vmConfig.env, match, targetRefs) and the
-//! EnvoyFilter priority. They come from an optional `spec.wasmPlugin` block of
+//! The WasmPlugin fields users expect to set (type, phase, priority,
+//! failStrategy, imagePullPolicy, imagePullSecret, vmConfig.env, match,
+//! targetRefs) and the EnvoyFilter priority. They come from an optional `spec.wasmPlugin` block of
 //! the ASMFilterDeployment (publish's own extension; ASM's controller does not
 //! read it) and from flags, a flag winning over the block field by field.
 
@@ -18,6 +18,28 @@ pub enum FailStrategy {
     FailOpen,
     /// Reload the VM after a crash (Istio 1.24+).
     FailReload,
+}
+
+/// Which Envoy filter the module runs as. A module cannot tell: the Rust SDK
+/// (and others) export every callback, HTTP and network alike, so the user says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FilterType {
+    /// An HTTP filter in the HTTP connection manager, before the router.
+    #[default]
+    Http,
+    /// A network (TCP) filter in the listener's filter chain, before tcp_proxy.
+    Network,
+}
+
+impl FilterType {
+    /// WasmPlugin `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterType::Http => "HTTP",
+            FilterType::Network => "NETWORK",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -76,6 +98,9 @@ pub struct TargetRef {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginSettings {
+    /// HTTP (the default) or NETWORK; decides the EnvoyFilter patch too.
+    #[serde(default, rename = "type")]
+    pub filter_type: Option<FilterType>,
     #[serde(default)]
     pub phase: Option<Phase>,
     #[serde(default)]
@@ -157,6 +182,7 @@ impl PluginSettings {
             if over.is_empty() { base } else { over }.to_vec()
         }
         PluginSettings {
+            filter_type: over.filter_type.or(self.filter_type),
             phase: over.phase.or(self.phase),
             priority: over.priority.or(self.priority),
             fail_strategy: over.fail_strategy.or(self.fail_strategy),

@@ -159,7 +159,7 @@ pub fn render(
                 FailStrategy::FailReload => "FAIL_RELOAD",
             }
             .into(),
-            plugin_type: "HTTP".into(),
+            plugin_type: settings.filter_type.unwrap_or_default().as_str().into(),
             match_,
         },
     };

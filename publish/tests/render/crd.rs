@@ -3,6 +3,7 @@
 //! and proof that the checker refuses what the API server would refuse.
 
 use publish::render::output::Part;
+use publish::render::plugin_settings::{FilterType, PluginSettings};
 use publish::render::schema::{CrdSchemas, SchemaError};
 use publish::render::{RenderOptions, TrafficContext};
 use serde_json::{Value, json};
@@ -82,6 +83,9 @@ fn every_rendered_resource_satisfies_the_istio_crds() {
         (inputs.join("no-pull-secret.yaml"), RenderOptions::default()),
         (inputs.join("two-filters.yaml"), RenderOptions::default()),
         (inputs.join("yaml11-values.yaml"), RenderOptions::default()),
+        (inputs.join("tcp-filter.yaml"), RenderOptions::default()),
+        (article_example(), network(TrafficContext::Outbound)),
+        (article_example(), network(TrafficContext::Gateway)),
     ];
     let mut checked = 0;
     for (input, options) in runs {
@@ -98,7 +102,19 @@ fn every_rendered_resource_satisfies_the_istio_crds() {
             }
         }
     }
-    assert_eq!(checked, 18);
+    assert_eq!(checked, 26);
+}
+
+/// `--type network` in `context`.
+fn network(context: TrafficContext) -> RenderOptions {
+    RenderOptions {
+        context,
+        plugin: PluginSettings {
+            filter_type: Some(FilterType::Network),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// Each mutation is something a renderer bug could produce; the schema must catch it
@@ -374,4 +390,74 @@ fn misspelt_envoy_fields_are_caught() {
             "{what}: expected a violation at {path}, got {found:#?}"
         );
     }
+}
+
+/// Envoy's network `Filter` (envoy.config.listener.v3.Filter) has the
+/// HttpFilter's `name` and `typed_config` but no `is_optional`/`disabled`, and
+/// the network Wasm message has the same single `config` field: the HTTP
+/// schema with those two fields dropped and the network type URL.
+fn network_envoy_schema() -> Value {
+    let mut schema = envoy_schema();
+    let properties = schema["properties"].as_object_mut().expect("properties");
+    assert!(properties.remove("is_optional").is_some());
+    assert!(properties.remove("disabled").is_some());
+    schema["properties"]["typed_config"]["properties"]["@type"]["enum"] =
+        json!(["type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"]);
+    schema
+}
+
+#[test]
+fn the_inserted_network_filter_uses_only_envoy_fields() {
+    let network_schema = network_envoy_schema();
+    let http_schema = envoy_schema();
+    let rendered = files(&render_file(
+        &fixtures().join("inputs/tcp-filter.yaml"),
+        &RenderOptions::default(),
+    ));
+    let docs = parse_yaml_documents(file(&rendered, Part::EnvoyFilter));
+    assert_eq!(docs.len(), 2);
+    // The NETWORK deployment against the network schema (and not the HTTP
+    // one), the HTTP deployment next to it the other way round.
+    let network_value = patch_value(&docs[0]);
+    assert!(publish::render::schema::validate(&network_schema, network_value).is_empty());
+    assert!(!publish::render::schema::validate(&http_schema, network_value).is_empty());
+    let http_value = patch_value(&docs[1]);
+    assert!(publish::render::schema::validate(&http_schema, http_value).is_empty());
+    assert!(!publish::render::schema::validate(&network_schema, http_value).is_empty());
+
+    // The same by flag, with fail_open (a PluginConfig field both share).
+    let options = RenderOptions {
+        fail_open: true,
+        ..network(TrafficContext::Inbound)
+    };
+    let filter = article_docs(Part::EnvoyFilter, &options).remove(0);
+    let found = publish::render::schema::validate(&network_schema, patch_value(&filter));
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+/// What a network-patch bug could produce, caught by the CRD or the Envoy schema.
+#[test]
+fn network_patch_mistakes_are_caught() {
+    let schemas = schemas();
+    let filter = article_docs(Part::EnvoyFilter, &network(TrafficContext::Inbound)).remove(0);
+    let mut wrong_apply_to = filter.clone();
+    wrong_apply_to["spec"]["configPatches"][0]["applyTo"] = json!("NETWORK_FILTERS");
+    assert!(
+        violations(&schemas, &wrong_apply_to)
+            .iter()
+            .any(|v| v.starts_with(".spec.configPatches[0].applyTo:")),
+    );
+    let envoy = network_envoy_schema();
+    let mut http_type = patch_value(&filter).clone();
+    http_type["typed_config"]["@type"] =
+        json!("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+    let found = publish::render::schema::validate(&envoy, &http_type);
+    assert!(
+        found.iter().any(|v| v.path == ".typed_config.@type"),
+        "{found:#?}"
+    );
+    let mut http_only_field = patch_value(&filter).clone();
+    http_only_field["is_optional"] = json!(true);
+    let found = publish::render::schema::validate(&envoy, &http_only_field);
+    assert!(found.iter().any(|v| v.path == ".is_optional"), "{found:#?}");
 }

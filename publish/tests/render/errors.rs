@@ -178,6 +178,15 @@ fn each_bad_field_is_named() {
             "1 to 256 characters",
         ),
         (
+            "a filter type Istio does not have",
+            article_with(
+                "  workload:\n",
+                "  wasmPlugin:\n    type: TCP\n  workload:\n",
+            ),
+            "spec.wasmPlugin",
+            "expected `HTTP` or `NETWORK`",
+        ),
+        (
             "a spec that is a list",
             "apiVersion: istio.alibabacloud.com/v1beta1\nkind: ASMFilterDeployment\nmetadata: {name: x}\nspec: []\n".into(),
             "spec",

@@ -205,3 +205,42 @@ fn a_plain_http_registry_gets_the_insecure_registries_warning() {
     let (_, quiet) = render(INPUT, &[]);
     assert!(!quiet.contains("WASM_INSECURE_REGISTRIES"), "{quiet}");
 }
+
+/// `type: NETWORK` in the block, or `--type network`, moves the filter to the
+/// listener's filter chain before tcp_proxy; the flag wins over the block.
+#[test]
+fn the_filter_type_comes_from_the_block_or_the_flag() {
+    let network_block = INPUT.replace("  wasmPlugin:\n", "  wasmPlugin:\n    type: NETWORK\n");
+    let applied = |docs: &[Value]| {
+        let filter = kind(docs, "EnvoyFilter");
+        let plugin = kind(docs, "WasmPlugin");
+        (
+            filter["spec"]["configPatches"][0]["applyTo"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            plugin["spec"]["type"].as_str().unwrap().to_string(),
+        )
+    };
+    let (docs, _) = render(&network_block, &[]);
+    assert_eq!(applied(&docs), ("NETWORK_FILTER".into(), "NETWORK".into()));
+    let schemas = schemas();
+    for doc in [kind(&docs, "EnvoyFilter"), kind(&docs, "WasmPlugin")] {
+        schemas.check(doc).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (docs, _) = render(&network_block, &["--type", "http"]);
+    assert_eq!(applied(&docs), ("HTTP_FILTER".into(), "HTTP".into()));
+    let (docs, _) = render(INPUT, &["--type", "network"]);
+    assert_eq!(applied(&docs), ("NETWORK_FILTER".into(), "NETWORK".into()));
+    let filter = kind(&docs, "EnvoyFilter");
+    assert_eq!(
+        filter["spec"]["configPatches"][0]["match"]["listener"],
+        json!({"filterChain": {"filter": {"name": "envoy.filters.network.tcp_proxy"}}})
+    );
+    assert_eq!(
+        filter["spec"]["configPatches"][0]["patch"]["value"]["name"],
+        "envoy.filters.network.wasm"
+    );
+    let (docs, _) = render(INPUT, &[]);
+    assert_eq!(applied(&docs), ("HTTP_FILTER".into(), "HTTP".into()));
+}

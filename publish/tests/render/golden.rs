@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use publish::render::output::Part;
+use publish::render::plugin_settings::{FilterType, PluginSettings};
 use publish::render::{Phase, RenderOptions, TrafficContext};
 use serde_json::{Value, json};
 
@@ -32,6 +33,8 @@ struct Expect {
     /// WasmPlugin.pluginConfig.
     plugin_config: Option<Value>,
     sha256: Option<&'static str>,
+    /// A network (TCP) filter: NETWORK_FILTER before tcp_proxy, WasmPlugin type NETWORK.
+    network: bool,
 }
 
 struct Case {
@@ -61,8 +64,11 @@ fn article_filter() -> Expect {
         parameters_text: Some(r#"{"name":"hello","value":"hello details"}"#),
         plugin_config: Some(json!({"name": "hello", "value": "hello details"})),
         sha256: None,
+        network: false,
     }
 }
+
+const TCP_GUARD_PARAMETERS: &str = r#"{"deny_cidrs":["192.0.2.0/24"],"routes":[{"prefix":"*","cluster":"redis"}],"default_cluster":"plain"}"#;
 
 const ARTICLE_PATCH: &str = "kubectl get deployment -l app=details,version=v1 -o name | xargs -r -I{} kubectl patch {} --type strategic --patch-file workload-patch.yaml";
 
@@ -157,6 +163,7 @@ fn cases() -> Vec<Case> {
                     "name": "x-reviews", "value": "from wasm", "limits": {"max": 10, "ratio": 0.5}
                 })),
                 sha256: None,
+                network: false,
             }],
             patch_commands: vec![
                 "kubectl get deployment -n bookinfo -l app=reviews,app.kubernetes.io/part-of=bookinfo,tier=backend,version=v2 -o name | xargs -r -I{} kubectl patch -n bookinfo {} --type strategic --patch-file workload-patch.yaml",
@@ -181,6 +188,7 @@ fn cases() -> Vec<Case> {
                 parameters_text: Some(r#"{"emit": true}"#),
                 plugin_config: Some(json!({"emit": true})),
                 sha256: None,
+                network: false,
             }],
             patch_commands: vec![
                 "kubectl get deployment -l app=productpage -o name | xargs -r -I{} kubectl patch {} --type strategic --patch-file workload-patch.yaml",
@@ -206,6 +214,7 @@ fn cases() -> Vec<Case> {
                     parameters_text: Some(r#"{"header":"x-api-key"}"#),
                     plugin_config: Some(json!({"header": "x-api-key"})),
                     sha256: None,
+                    network: false,
                 },
                 Expect {
                     name: "ratings-stats",
@@ -218,6 +227,7 @@ fn cases() -> Vec<Case> {
                     parameters_text: None,
                     plugin_config: None,
                     sha256: None,
+                    network: false,
                 },
             ],
             // Both filters select the same pods: the command is listed once.
@@ -250,6 +260,7 @@ fn cases() -> Vec<Case> {
                 parameters_text: Some(r#"{"mode":"off","retries":"3","ratio":0.25}"#),
                 plugin_config: Some(json!({"mode": "off", "retries": "3", "ratio": 0.25})),
                 sha256: None,
+                network: false,
             }],
             patch_commands: vec![
                 "kubectl get statefulset -l app=legacy,build=1_000,canary=yes,enabled=on,release=1.10 -o name | xargs -r -I{} kubectl patch {} --type strategic --patch-file workload-patch.yaml",
@@ -260,6 +271,72 @@ fn cases() -> Vec<Case> {
                 RenderOptions::default(),
                 "SIDECAR_INBOUND",
                 Some("SERVER"),
+            )
+        },
+        Case {
+            filters: vec![
+                Expect {
+                    name: "redis-guard",
+                    namespace: Some("cache"),
+                    labels: &[("app", "redis")],
+                    id: "redis-guard",
+                    image: "registry.example.com/filters/tcp-guard:v0.1.0",
+                    pull_secret: None,
+                    root_id: None,
+                    parameters_text: Some(TCP_GUARD_PARAMETERS),
+                    plugin_config: Some(json!({
+                        "deny_cidrs": ["192.0.2.0/24"],
+                        "routes": [{"prefix": "*", "cluster": "redis"}],
+                        "default_cluster": "plain"
+                    })),
+                    sha256: None,
+                    network: true,
+                },
+                // The block of one deployment does not spill over to the next.
+                Expect {
+                    name: "redis-admin-header",
+                    namespace: Some("cache"),
+                    labels: &[("app", "redis")],
+                    id: "redis-admin-header",
+                    image: "registry.example.com/filters/response-header:v0.1.0",
+                    pull_secret: None,
+                    root_id: None,
+                    parameters_text: Some(r#"{"name":"x-admin","value":"1"}"#),
+                    plugin_config: Some(json!({"name": "x-admin", "value": "1"})),
+                    sha256: None,
+                    network: false,
+                },
+            ],
+            patch_commands: vec![
+                "kubectl get deployment -n cache -l app=redis -o name | xargs -r -I{} kubectl patch -n cache {} --type strategic --patch-file workload-patch.yaml",
+            ],
+            ..base(
+                "tcp-filter",
+                inputs.join("tcp-filter.yaml"),
+                RenderOptions::default(),
+                "SIDECAR_INBOUND",
+                Some("SERVER"),
+            )
+        },
+        // `--type network` on the article's resource, on a gateway.
+        Case {
+            filters: vec![Expect {
+                network: true,
+                ..article_filter()
+            }],
+            ..base(
+                "article-network-gateway",
+                article_example(),
+                RenderOptions {
+                    context: TrafficContext::Gateway,
+                    plugin: PluginSettings {
+                        filter_type: Some(FilterType::Network),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "GATEWAY",
+                None,
             )
         },
     ]
@@ -425,31 +502,43 @@ fn check_envoy_filters(case: &Case, docs: &[Value]) {
         let patches = at(doc, "/spec/configPatches").as_array().unwrap();
         assert_eq!(patches.len(), 1, "{what}");
         let patch = &patches[0];
-        assert_eq!(str_at(patch, "/applyTo"), "HTTP_FILTER", "{what}");
+        // (applyTo, filter matched, its subFilter, filter inserted, typed_config type)
+        let (apply_to, matched, sub_filter, inserted, type_url) = if expect.network {
+            (
+                "NETWORK_FILTER",
+                "envoy.filters.network.tcp_proxy",
+                None,
+                "envoy.filters.network.wasm",
+                "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+            )
+        } else {
+            (
+                "HTTP_FILTER",
+                "envoy.filters.network.http_connection_manager",
+                Some("envoy.filters.http.router"),
+                "envoy.filters.http.wasm",
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            )
+        };
+        assert_eq!(str_at(patch, "/applyTo"), apply_to, "{what}");
         assert_eq!(str_at(patch, "/match/context"), case.context, "{what}");
         assert_eq!(
             str_at(patch, "/match/listener/filterChain/filter/name"),
-            "envoy.filters.network.http_connection_manager",
+            matched,
             "{what}"
         );
         assert_eq!(
-            str_at(patch, "/match/listener/filterChain/filter/subFilter/name"),
-            "envoy.filters.http.router",
+            patch
+                .pointer("/match/listener/filterChain/filter/subFilter/name")
+                .and_then(Value::as_str),
+            sub_filter,
             "{what}"
         );
         assert_eq!(str_at(patch, "/patch/operation"), "INSERT_BEFORE", "{what}");
-        assert_eq!(
-            str_at(patch, "/patch/value/name"),
-            "envoy.filters.http.wasm",
-            "{what}"
-        );
+        assert_eq!(str_at(patch, "/patch/value/name"), inserted, "{what}");
 
         let typed = at(patch, "/patch/value/typed_config");
-        assert_eq!(
-            str_at(typed, "/@type"),
-            "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "{what}"
-        );
+        assert_eq!(str_at(typed, "/@type"), type_url, "{what}");
         let config = at(typed, "/config");
         assert_eq!(str_at(config, "/name"), expect.id, "{what}");
         assert_eq!(
@@ -622,7 +711,8 @@ fn check_wasm_plugins(case: &Case, docs: &[Value]) {
             }),
             "{what}"
         );
-        assert_eq!(opt("type"), Some("HTTP"), "{what}");
+        let plugin_type = if expect.network { "NETWORK" } else { "HTTP" };
+        assert_eq!(opt("type"), Some(plugin_type), "{what}");
         match case.mode {
             Some(mode) => assert_eq!(at(spec, "/match"), &json!([{"mode": mode}]), "{what}"),
             None => assert!(spec.get("match").is_none(), "{what}"),
