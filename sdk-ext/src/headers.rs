@@ -138,7 +138,10 @@ impl Headers {
         match hostcalls::get_map_value_bytes(self.map, name) {
             Ok(value) => value,
             Err(status) => {
-                log::debug!("reading header `{name}` failed: {status:?}");
+                log::debug!(
+                    "reading header `{name}` failed: {}",
+                    crate::status_name(status)
+                );
                 None
             }
         }
@@ -157,7 +160,11 @@ impl Headers {
         match hostcalls::get_map_bytes(self.map) {
             Ok(pairs) => pairs,
             Err(status) => {
-                log::debug!("reading header map {:?} failed: {status:?}", self.map);
+                log::debug!(
+                    "reading header map {:?} failed: {}",
+                    self.map,
+                    crate::status_name(status)
+                );
                 Vec::new()
             }
         }
@@ -169,7 +176,10 @@ impl Headers {
             return;
         }
         if let Err(status) = hostcalls::set_map_value_bytes(self.map, name, Some(value.as_ref())) {
-            log::warn!("setting header `{name}` failed: {status:?}");
+            log::warn!(
+                "setting header `{name}` failed: {}",
+                crate::status_name(status)
+            );
         }
     }
 
@@ -179,7 +189,10 @@ impl Headers {
             return;
         }
         if let Err(status) = hostcalls::add_map_value_bytes(self.map, name, value.as_ref()) {
-            log::warn!("adding header `{name}` failed: {status:?}");
+            log::warn!(
+                "adding header `{name}` failed: {}",
+                crate::status_name(status)
+            );
         }
     }
 
@@ -189,7 +202,10 @@ impl Headers {
             return;
         }
         if let Err(status) = hostcalls::remove_map_value(self.map, name) {
-            log::warn!("removing header `{name}` failed: {status:?}");
+            log::warn!(
+                "removing header `{name}` failed: {}",
+                crate::status_name(status)
+            );
         }
     }
 
@@ -203,7 +219,11 @@ impl Headers {
             .map(|(k, v)| (k.as_str(), v.as_slice()))
             .collect();
         if let Err(status) = hostcalls::set_map_bytes(self.map, pairs) {
-            log::warn!("replacing header map {:?} failed: {status:?}", self.map);
+            log::warn!(
+                "replacing header map {:?} failed: {}",
+                self.map,
+                crate::status_name(status)
+            );
         }
     }
 }

@@ -133,7 +133,10 @@ impl<P: Plugin> Http<P> {
         match hostcalls::get_buffer(buffer, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
-                log::debug!("reading buffer {buffer:?} failed: {status:?}");
+                log::debug!(
+                    "reading buffer {buffer:?} failed: {}",
+                    crate::status_name(status)
+                );
                 Vec::new()
             }
         }
@@ -146,7 +149,10 @@ impl<P: Plugin> Http<P> {
         }
         // start 0 with a size past the end replaces everything (Envoy's copyFrom).
         if let Err(status) = hostcalls::set_buffer(buffer, 0, usize::MAX, body) {
-            log::warn!("replacing buffer {buffer:?} failed: {status:?}");
+            log::warn!(
+                "replacing buffer {buffer:?} failed: {}",
+                crate::status_name(status)
+            );
         }
     }
 
@@ -168,8 +174,9 @@ impl<P: Plugin> Http<P> {
         self.reach.resumed(true);
         if let Err(status) = hostcalls::resume_http_request() {
             log::warn!(
-                "{}: resuming the request failed: {status:?}",
-                self.log_prefix()
+                "{}: resuming the request failed: {}",
+                self.log_prefix(),
+                crate::status_name(status)
             );
         }
     }
@@ -180,8 +187,9 @@ impl<P: Plugin> Http<P> {
         self.reach.resumed(false);
         if let Err(status) = hostcalls::resume_http_response() {
             log::warn!(
-                "{}: resuming the response failed: {status:?}",
-                self.log_prefix()
+                "{}: resuming the response failed: {}",
+                self.log_prefix(),
+                crate::status_name(status)
             );
         }
     }

@@ -87,3 +87,9 @@ macro_rules! network_filter {
         }}
     };
 }
+
+/// The ABI's name for a status the host answered (`BAD_ARGUMENT`), for
+/// log messages.
+pub(crate) fn status_name(status: proxy_wasm::types::Status) -> &'static str {
+    proxy_abi::Status::from_u32(status as u32).map_or("an unknown status", proxy_abi::Status::name)
+}

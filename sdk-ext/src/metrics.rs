@@ -22,8 +22,8 @@ impl Metric {
     pub fn define(kind: MetricType, name: &str) -> Option<Metric> {
         match hostcalls::define_metric(kind, name) {
             Ok(id) => Some(Metric { id, kind }),
-            Err(status) => {
-                log::warn!("defining metric `{name}` failed: {status:?}");
+            Err(_) => {
+                log::warn!("defining metric `{name}` failed: the host refused it");
                 None
             }
         }
@@ -45,17 +45,35 @@ impl Metric {
         self.kind
     }
 
-    /// Adds `delta` (counters: must be positive; gauges: may be negative).
+    /// Adds `delta` (gauges: may be negative). Envoy refuses a counter
+    /// increment that is not positive (`Context::incrementMetric` answers
+    /// BAD_ARGUMENT): adding 0 to a counter is skipped here, a negative
+    /// delta is refused with a warning.
     pub fn increment(&self, delta: i64) {
-        if let Err(status) = hostcalls::increment_metric(self.id, delta) {
-            log::warn!("incrementing metric {} failed: {status:?}", self.id);
+        if self.kind == MetricType::Counter && delta <= 0 {
+            if delta < 0 {
+                log::warn!(
+                    "counter {} cannot go down (increment by {delta} refused): use a gauge",
+                    self.id
+                );
+            }
+            return;
+        }
+        if hostcalls::increment_metric(self.id, delta).is_err() {
+            log::warn!(
+                "incrementing metric {} by {delta} failed: the host refused it",
+                self.id
+            );
         }
     }
 
     /// Sets a gauge, samples a histogram, or adds to a counter.
     pub fn record(&self, value: u64) {
-        if let Err(status) = hostcalls::record_metric(self.id, value) {
-            log::warn!("recording metric {} failed: {status:?}", self.id);
+        if hostcalls::record_metric(self.id, value).is_err() {
+            log::warn!(
+                "recording {value} in metric {} failed: the host refused it",
+                self.id
+            );
         }
     }
 }

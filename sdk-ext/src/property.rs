@@ -11,7 +11,11 @@ pub fn get(path: &[&str]) -> Option<Bytes> {
     match hostcalls::get_property(path.to_vec()) {
         Ok(value) => value,
         Err(status) => {
-            log::debug!("reading property {} failed: {status:?}", path.join("."));
+            log::debug!(
+                "reading property {} failed: {}",
+                path.join("."),
+                crate::status_name(status)
+            );
             None
         }
     }

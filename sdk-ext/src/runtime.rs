@@ -90,9 +90,10 @@ impl<P: Plugin> Shared<P> {
             };
             if let Err(status) = result {
                 log::warn!(
-                    "{}: resuming delayed stream {} failed: {status:?}",
+                    "{}: resuming delayed stream {} failed: {}",
                     P::NAME,
-                    resume.context_id
+                    resume.context_id,
+                    crate::status_name(status)
                 );
             }
         }
@@ -133,7 +134,10 @@ pub(crate) fn load_configuration<C>(
     let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
         Ok(raw) => raw.unwrap_or_default(),
         Err(status) => {
-            log::error!("{name}: reading the plugin configuration failed: {status:?}");
+            log::error!(
+                "{name}: reading the plugin configuration failed: {}",
+                crate::status_name(status)
+            );
             return None;
         }
     };
@@ -147,7 +151,10 @@ pub(crate) fn load_configuration<C>(
     if let Some(period) = tick_period(&config)
         && let Err(status) = hostcalls::set_tick_period(period)
     {
-        log::error!("{name}: setting the tick period failed: {status:?}");
+        log::error!(
+            "{name}: setting the tick period failed: {}",
+            crate::status_name(status)
+        );
         return None;
     }
     Some(config)

@@ -53,7 +53,11 @@ impl std::fmt::Display for UpdateError {
                     "shared data kept changing; gave up after {attempts} attempts"
                 )
             }
-            UpdateError::Host(status) => write!(f, "shared data access failed: {status:?}"),
+            UpdateError::Host(status) => write!(
+                f,
+                "shared data access failed: {}",
+                crate::status_name(*status)
+            ),
         }
     }
 }

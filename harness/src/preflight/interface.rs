@@ -23,11 +23,6 @@ const ALSO_CALLED_BY_ENVOY: &[&str] = &[
     "proxy_on_foreign_function",
     "proxy_on_request_metadata",
     "proxy_on_response_metadata",
-    "proxy_on_new_connection",
-    "proxy_on_downstream_data",
-    "proxy_on_upstream_data",
-    "proxy_on_downstream_connection_close",
-    "proxy_on_upstream_connection_close",
 ];
 
 /// Exports the host uses outside the callbacks: start-up and allocation
