@@ -5,7 +5,9 @@
 use crate::driver::Harness;
 use crate::error::HarnessError;
 use crate::manager::{self, Slot, Streams};
-use crate::model::{DownstreamRequest, Exchange, Outcome, Properties, UpstreamResponse};
+use crate::model::{
+    ConnectionExchange, DownstreamRequest, Exchange, Outcome, Properties, UpstreamResponse,
+};
 
 impl Harness {
     /// Runs one request/response exchange through the filter until the
@@ -18,6 +20,17 @@ impl Harness {
         let slots = [self.own_slot()];
         let filters = std::slice::from_mut(self);
         let mut outcomes = manager::exchange(filters, &slots, &mut Streams::default(), exchange);
+        Ok(outcomes.pop().unwrap_or_default())
+    }
+
+    /// Runs one whole TCP connection through the filter as a network
+    /// filter: the client's chunks, the upstream's, then each side's FIN,
+    /// until it closes. [`Outcome::connection`] says what each side got.
+    pub fn connection(&mut self, exchange: &ConnectionExchange) -> Result<Outcome, HarnessError> {
+        let slots = [self.own_slot()];
+        let filters = std::slice::from_mut(self);
+        let mut outcomes =
+            manager::connection_exchange(filters, &slots, &mut Streams::default(), exchange);
         Ok(outcomes.pop().unwrap_or_default())
     }
 

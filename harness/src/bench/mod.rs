@@ -25,6 +25,8 @@ use table::{Table, bytes, count, duration_ns, rate, signed_ns, times};
 use crate::error::HarnessError;
 use crate::model::{DownstreamRequest, UpstreamResponse};
 
+mod work;
+
 /// What a case sweeps over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +85,13 @@ pub struct BenchCase {
     /// Per-stream buffer limit (bodies above 1 MiB need more).
     #[serde(default)]
     pub buffer_limit_bytes: Option<u64>,
+    /// A network filter: each iteration is this whole TCP connection
+    /// (instead of `request`/`upstream`/`sweep`).
+    #[serde(default)]
+    pub connection: Option<crate::model::ConnectionExchange>,
+    /// Clusters the filter may call, or tcp_proxy connect to.
+    #[serde(default)]
+    pub clusters: Vec<crate::model::ClusterSpec>,
 }
 
 fn config_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -456,15 +465,26 @@ mod tests {
             upstream: UpstreamResponse::default(),
             sweep,
             buffer_limit_bytes: None,
+            connection: None,
+            clusters: Vec::new(),
         };
-        let headers = variants(&case(Sweep::Headers));
+        let http = |case: BenchCase| -> Vec<(String, crate::model::Exchange)> {
+            variants(&case)
+                .into_iter()
+                .map(|(label, work)| match work {
+                    work::Work::Http(ex) => (label, ex),
+                    work::Work::Tcp(_) => panic!("an HTTP case made a connection"),
+                })
+                .collect()
+        };
+        let headers = http(case(Sweep::Headers));
         let counts: Vec<usize> = headers
             .iter()
             .map(|(_, e)| e.request.headers.len())
             .collect();
         assert_eq!(counts, [1, 10, 50]);
         assert_eq!(headers[2].1.upstream.headers.len(), 50);
-        let bodies = variants(&case(Sweep::ResponseBody));
+        let bodies = http(case(Sweep::ResponseBody));
         let sizes: Vec<(usize, usize)> = bodies
             .iter()
             .map(|(_, e)| (e.upstream.body.total_len(), e.upstream.body.0.len()))

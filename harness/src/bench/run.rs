@@ -19,6 +19,8 @@ use crate::error::HarnessError;
 use crate::host::{GuestTraffic, Host, SharedHost};
 use crate::model::{Body, ByteString, Exchange, HarnessConfig, LogLevel, TraceLevel};
 
+use super::work::Work;
+
 /// How long and how much to measure.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchOptions {
@@ -182,6 +184,7 @@ fn harness_config(case: &BenchCase) -> HarnessConfig {
     let mut config = HarnessConfig::default();
     config.plugin.name = case.name.clone();
     config.plugin.configuration = ByteString(case.config.clone().into_bytes());
+    config.clusters.clone_from(&case.clusters);
     // What Envoy logs by default; debug lines would be dropped by the host anyway.
     config.plugin.log_level = LogLevel::Info;
     config.trace = TraceLevel::Off;
@@ -191,8 +194,20 @@ fn harness_config(case: &BenchCase) -> HarnessConfig {
     config
 }
 
-/// The exchanges of a case: its base request, then the sweep points.
-pub fn variants(case: &BenchCase) -> Vec<(String, Exchange)> {
+/// What a case runs: its connection, or its base request and then the
+/// sweep points.
+pub fn variants(case: &BenchCase) -> Vec<(String, Work)> {
+    if let Some(connection) = &case.connection {
+        return vec![("connection".to_string(), Work::Tcp(connection.clone()))];
+    }
+    http_variants(case)
+        .into_iter()
+        .map(|(label, ex)| (label, Work::Http(ex)))
+        .collect()
+}
+
+/// The exchanges of an HTTP case: its base request, then the sweep points.
+fn http_variants(case: &BenchCase) -> Vec<(String, Exchange)> {
     let base = Exchange {
         request: case.request.clone(),
         upstream: case.upstream.clone(),
@@ -310,37 +325,38 @@ fn new_harness(module: &FilterModule, config: &HarnessConfig) -> Result<Harness,
     Harness::with_shared(module.clone(), config.clone(), SharedHost::new())
 }
 
-/// One exchange, checked: no trap, the stream completed.
-fn exchange_checked(h: &mut Harness, ex: &Exchange, what: &str) -> Result<u16, HarnessError> {
-    let outcome = h.exchange(ex)?;
+/// One iteration, checked: no trap, it ran to its end.
+fn exchange_checked(h: &mut Harness, work: &Work, what: &str) -> Result<u16, HarnessError> {
+    let outcome = work.run_on(h)?;
     if let Some(trap) = &outcome.trap {
         return Err(HarnessError::Usage(format!(
             "{what}: the filter trapped in {}: {}",
             trap.callback, trap.trap
         )));
     }
-    match outcome.response {
-        Some(r) => Ok(r.status),
-        None => Err(HarnessError::Usage(format!(
-            "{what}: the stream did not complete ({:?})",
-            outcome.end
-        ))),
+    if !work.completed(&outcome) {
+        return Err(HarnessError::Usage(format!(
+            "{what}: the stream did not complete ({})",
+            crate::printable::stream_end(&outcome.end)
+        )));
     }
+    Ok(Work::status(&outcome))
 }
 
-/// The wasm and native outcomes of one exchange must be the same: the twin
+/// The wasm and native outcomes of one iteration must be the same: the twin
 /// is only a baseline if it does the same work.
 fn check_faithful(
     wasm: &FilterModule,
     native: &FilterModule,
     config: &HarnessConfig,
-    ex: &Exchange,
+    work: &Work,
     label: &str,
 ) -> Result<u16, HarnessError> {
-    let mut outcomes = Vec::new();
+    let mut observed = Vec::new();
+    let mut status = 0;
     for module in [wasm, native] {
         let mut h = new_harness(module, config)?;
-        let o = h.exchange(ex)?;
+        let o = work.run_on(&mut h)?;
         if let Some(trap) = &o.trap {
             return Err(HarnessError::Usage(format!(
                 "{label}: the {} filter trapped in {}: {}",
@@ -349,41 +365,21 @@ fn check_faithful(
                 trap.trap
             )));
         }
-        // WASI calls exist only in the wasm build (the twin uses the host's libc).
-        let proxy_calls: std::collections::BTreeMap<String, u64> = o
-            .hostcalls
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("proxy_"))
-            .collect();
-        // The request id comes from the seeded generator, which the wasm
-        // build's WASI start-up (random_get) has already advanced.
-        let upstream = o.upstream_request.map(|mut m| {
-            m.headers.0.retain(|(k, _)| k.as_bytes() != b"x-request-id");
-            m
-        });
-        outcomes.push((o.response, upstream, o.local_reply, proxy_calls));
+        status = Work::status(&o);
+        observed.push(work.observed(&o));
     }
-    let (w, n) = (&outcomes[0], &outcomes[1]);
-    let differs = [
-        ("response", format!("{:?}", w.0), format!("{:?}", n.0)),
-        (
-            "upstream request",
-            format!("{:?}", w.1),
-            format!("{:?}", n.1),
-        ),
-        ("local reply", format!("{:?}", w.2), format!("{:?}", n.2)),
-        ("hostcalls", format!("{:?}", w.3), format!("{:?}", n.3)),
-    ]
-    .into_iter()
-    .find(|(_, a, b)| a != b);
-    if let Some((what, a, b)) = differs {
+    let differs = observed[0]
+        .iter()
+        .zip(&observed[1])
+        .find(|((_, a), (_, b))| a != b);
+    if let Some(((what, a), (_, b))) = differs {
         return Err(HarnessError::Usage(format!(
             "{label}: the wasm module and the native twin answered differently ({what}: \
              wasm {a}, native {b}); they are not builds of the same filter (or the twin \
              is stale: rebuild both)"
         )));
     }
-    Ok(outcomes[0].0.as_ref().map_or(0, |r| r.status))
+    Ok(status)
 }
 
 fn elapsed_ns(since: Instant) -> u64 {
@@ -399,7 +395,7 @@ fn measure_pair(
     native: &FilterModule,
     wasm: &FilterModule,
     config: &HarnessConfig,
-    ex: &Exchange,
+    ex: &Work,
     options: &BenchOptions,
 ) -> Result<(BackendRun, BackendRun), HarnessError> {
     let modules = [native, wasm];
@@ -427,7 +423,7 @@ fn measure_pair(
             let mut n = 0u64;
             while n < per_round && (n < 10 || started.elapsed() < slice) {
                 let t = Instant::now();
-                let outcome = h.exchange(ex)?;
+                let outcome = ex.run_on(h)?;
                 recorders[k].record(elapsed_ns(t));
                 if let Some(trap) = outcome.trap {
                     return Err(HarnessError::Usage(format!(
@@ -480,16 +476,12 @@ fn order(round: u32) -> [usize; 2] {
     }
 }
 
-fn throughput(
-    h: &mut Harness,
-    ex: &Exchange,
-    run_time: Duration,
-) -> Result<(u64, f64), HarnessError> {
+fn throughput(h: &mut Harness, ex: &Work, run_time: Duration) -> Result<(u64, f64), HarnessError> {
     let started = Instant::now();
     let mut n = 0u64;
     loop {
         for _ in 0..16 {
-            h.exchange(ex)?;
+            ex.run_on(h)?;
         }
         n += 16;
         let t = started.elapsed();
@@ -503,7 +495,7 @@ fn throughput(
 fn two_workers(
     module: &FilterModule,
     config: &HarnessConfig,
-    ex: &Exchange,
+    ex: &Work,
     options: &BenchOptions,
     run_time: Duration,
 ) -> Result<(u64, f64), HarnessError> {
@@ -524,13 +516,13 @@ fn two_workers(
                     barrier.wait();
                     let mut h = built?;
                     for _ in 0..options.warmup.min(50) {
-                        h.exchange(ex)?;
+                        ex.run_on(&mut h)?;
                     }
                     let started = Instant::now();
                     let mut n = 0u64;
                     while started.elapsed() < run_time {
                         for _ in 0..16 {
-                            h.exchange(ex)?;
+                            ex.run_on(&mut h)?;
                         }
                         n += 16;
                     }

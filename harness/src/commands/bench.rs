@@ -97,6 +97,8 @@ fn suite_of(args: &BenchArgs) -> Result<Suite, HarnessError> {
             upstream,
             sweep: args.sweep,
             buffer_limit_bytes: args.buffer_limit,
+            connection: None,
+            clusters: Vec::new(),
         }],
     })
 }

@@ -40,7 +40,9 @@ use crate::model::{
 };
 
 use capture::Owners;
-pub(crate) use connection::{Connection, open as connect, outcomes as connection_outcomes};
+pub(crate) use connection::{
+    Connection, exchange as connection_exchange, open as connect, outcomes as connection_outcomes,
+};
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};

@@ -103,3 +103,16 @@ pub struct ConnectionRecord {
     /// Why, in Envoy's terms (`wasm_downstream_close`, `remote close`, ...).
     pub close_reason: Option<String>,
 }
+
+/// One whole connection, for [`crate::Harness::connection`] and benchmarks:
+/// the client's chunks, then the upstream's, then each side's FIN.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionExchange {
+    /// How the connection opens.
+    pub connection: ConnectionSpec,
+    /// What the client sends, chunk by chunk.
+    pub client: Vec<ByteString>,
+    /// What the upstream sends back, chunk by chunk.
+    pub upstream: Vec<ByteString>,
+}

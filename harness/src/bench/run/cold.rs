@@ -160,12 +160,12 @@ impl Samples {
 pub(super) fn vm_memory(
     module: &FilterModule,
     config: &HarnessConfig,
-    ex: &Exchange,
+    ex: &Work,
     options: &BenchOptions,
 ) -> Result<VmMemory, HarnessError> {
     let mut first = new_harness(module, config)?;
     for _ in 0..options.warmup {
-        first.exchange(ex)?;
+        ex.run_on(&mut first)?;
     }
     let read = || rss::current().unwrap_or_default();
     let base: Memory = read();
@@ -181,7 +181,7 @@ pub(super) fn vm_memory(
         let started = Instant::now();
         let mut n = 0;
         while n < requests {
-            h.exchange(ex)?;
+            ex.run_on(h)?;
             n += 1;
             if started.elapsed() > options.run_time * 3 {
                 break;

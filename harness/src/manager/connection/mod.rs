@@ -393,3 +393,51 @@ pub(crate) fn outcomes(
     }
     outs
 }
+
+/// Runs one whole connection to its close (see [`crate::model::ConnectionExchange`]);
+/// each chain position's outcome, in order. Bytes a filter refuses to
+/// take (it closed the connection) are not sent.
+pub(crate) fn exchange(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    streams: &mut Streams,
+    ex: &crate::model::ConnectionExchange,
+) -> Vec<crate::model::Outcome> {
+    for f in filters.iter_mut() {
+        f.begin_exchange();
+    }
+    let key = open(filters, slots, streams, &ex.connection, &Properties::new());
+    let settle = |filters: &mut [Harness], streams: &mut Streams| {
+        let at = now(filters);
+        super::run(filters, slots, streams, super::Goal::Until(at));
+    };
+    settle(filters, streams);
+    let client = ex.client.iter().map(|c| ConnectionInput::Client {
+        data: c.0.clone(),
+        end_stream: false,
+    });
+    let upstream = ex.upstream.iter().map(|c| ConnectionInput::Upstream {
+        data: c.0.clone(),
+        end_stream: false,
+    });
+    let ends = [
+        ConnectionInput::Client {
+            data: Vec::new(),
+            end_stream: true,
+        },
+        ConnectionInput::Upstream {
+            data: Vec::new(),
+            end_stream: true,
+        },
+    ];
+    for input in client.chain(upstream).chain(ends) {
+        if apply(streams, key, input).is_ok() {
+            settle(filters, streams);
+        }
+    }
+    super::run(filters, slots, streams, super::Goal::Ends(key));
+    match streams.take_finished_connection(key) {
+        Some(mut conn) => outcomes(filters, slots, streams, &mut conn),
+        None => Vec::new(),
+    }
+}
