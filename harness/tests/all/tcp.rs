@@ -632,3 +632,77 @@ fn harness_run_tcp_prints_the_connection_like_nc() {
     );
     assert!(crate::cli::stderr(&refused).contains("--tcp runs a connection"));
 }
+
+/// `GET /check` to cluster `c` (the test config's), as a header map.
+const CHECK_CALL: &str = r#"(data (i32.const 600) "c")
+  (data (i32.const 640) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\06\00\00\00\0a\00\00\00\01\00\00\00\3a\6d\65\74\68\6f\64\00\47\45\54\00\3a\70\61\74\68\00\2f\63\68\65\63\6b\00\3a\61\75\74\68\6f\72\69\74\79\00\63\00")"#;
+
+#[test]
+fn a_connection_can_wait_for_a_callout_and_continue_from_its_answer() {
+    // The first chunk asks cluster `c` and pauses; the answer (to the root
+    // context) sets the connection as effective context and continues it.
+    let funcs = format!(
+        r#"{HELPERS}
+  {CHECK_CALL}
+  (global $asked (mut i32) (i32.const 0))
+  (func (export "proxy_on_new_connection") (param $ctx i32) (result i32)
+    (global.set $conn (local.get $ctx)) i32.const 0)
+  (func (export "proxy_on_downstream_data") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
+    (if (result i32) (global.get $asked)
+      (then i32.const 0)
+      (else
+        (global.set $asked (i32.const 1))
+        (call $log_status (call $http_call (i32.const 600) (i32.const 1) (i32.const 640) (i32.const 66)
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8)))
+        i32.const 1)))
+  (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+    (drop (call $effective (global.get $conn)))
+    (drop (call $continue (i32.const 2))))"#
+    );
+    let imports = format!(
+        r#"{IMPORTS}
+  (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"#
+    );
+    let module = compile("callout.wat", &filter(&imports, DATA, &funcs));
+    let mut envoy = start(&module, config());
+    let (c, _) = connect(&mut envoy);
+    let sent = envoy
+        .send(
+            c,
+            StreamInput::Downstream {
+                data: b"abc".to_vec(),
+                end_stream: false,
+            },
+        )
+        .expect("send")
+        .outcome;
+    assert_eq!(logs(&sent), ["status 00"]);
+    assert_eq!(sent.http_calls.len(), 1);
+    let record = sent.connection.expect("record");
+    assert_eq!(
+        record.upstream_received.to_text(),
+        "abc",
+        "the answer continued the connection"
+    );
+}
+
+#[test]
+fn connections_go_round_robin_over_workers_each_with_its_own_contexts() {
+    let module = tcp_filter("workers.wat", Bodies::default());
+    let mut envoy = Envoy::builder()
+        .plugin(&module, config())
+        .workers(2)
+        .build()
+        .expect("start-up");
+    let (a, _) = connect(&mut envoy);
+    let (b, _) = connect(&mut envoy);
+    assert_ne!(a.worker(), b.worker());
+    for c in [a, b] {
+        let sent = client(&mut envoy, c, "x", false);
+        assert_eq!(
+            calls(&sent),
+            ["downstream_data(2,1,0)=0"],
+            "context 2 on each worker"
+        );
+    }
+}
