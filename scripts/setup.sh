@@ -47,6 +47,9 @@ ensure_apt_packages() {
     command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
     command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    # harness serve's tests: real clients and servers.
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
     [ ${#need[@]} -eq 0 ] && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
         missing+=("${need[*]} (no apt-get here: install them with your package manager)")

@@ -28,8 +28,8 @@ use crate::error::HarnessError;
 use crate::host::SharedHost;
 use crate::manager::{self, Goal, Opening, Slot, StreamHandle, StreamInput, Streams, handles};
 use crate::model::{
-    ConnectionSpec, Exchange, HarnessConfig, HttpCalloutAnswer, LogEntry, LogLevel, Outcome,
-    Properties, StreamEnd, UpstreamResponse,
+    ConnectionSpec, Exchange, HarnessConfig, HttpCallRecord, HttpCalloutAnswer, HttpMessage,
+    LogEntry, LogLevel, Outcome, Properties, StreamEnd, UpstreamResponse,
 };
 
 /// One worker's filter chain: one VM per plugin, in chain order, and the
@@ -40,6 +40,16 @@ pub(crate) struct Chain {
     /// Which VM and root context each chain position uses.
     slots: Vec<Slot>,
     streams: Streams,
+}
+
+/// An http_call waiting for an answer that the caller gives (its cluster
+/// answer has `hold: true`), for a caller with real clusters.
+#[derive(Clone, Debug)]
+pub struct HeldCallout {
+    /// The VM on the worker it belongs to (tokens are per VM).
+    pub vm: usize,
+    /// The call as the filter made it.
+    pub record: HttpCallRecord,
 }
 
 /// What one step on an Envoy (an exchange, a stream event, time passing)
@@ -298,6 +308,59 @@ impl Chain {
         Ok(self.finish_step(0, StreamEnd::NoStream))
     }
 
+    /// Requests that reached the router on streams opened without an
+    /// upstream answer, each once (see [`manager::take_upstream_requests`]).
+    pub(crate) fn take_upstream_requests(&mut self) -> Vec<(StreamHandle, HttpMessage)> {
+        manager::take_upstream_requests(&mut self.streams)
+    }
+
+    /// Every held callout still waiting on this worker: the VM it belongs
+    /// to (tokens are per VM) and its record.
+    pub(crate) fn held_callouts(&self) -> Vec<HeldCallout> {
+        let mut out = Vec::new();
+        for (vm, f) in self.filters.iter().enumerate() {
+            let host = f.vm.host_ref();
+            for record in &host.http_calls {
+                if host.is_held_http(record.token) {
+                    out.push(HeldCallout {
+                        vm,
+                        record: record.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Answers held callout `token` of VM `vm` (`None`: the cluster's
+    /// scripted answer); then what that makes due runs. False when it no
+    /// longer waits (its timeout fired).
+    pub(crate) fn answer_held(
+        &mut self,
+        vm: usize,
+        token: u32,
+        answer: Option<&HttpCalloutAnswer>,
+    ) -> Result<(bool, EnvoyOutcome), HarnessError> {
+        if vm >= self.filters.len() {
+            return Err(HarnessError::Usage(format!(
+                "there is no VM {vm} on this worker"
+            )));
+        }
+        self.begin_step();
+        let answered = self.filters[vm].vm.host().answer_held_http(token, answer);
+        self.settle();
+        Ok((answered, self.finish_step(0, StreamEnd::NoStream)))
+    }
+
+    /// The stream's outcome if it has ended, without running anything.
+    pub(crate) fn poll(&mut self, key: StreamHandle) -> Result<Option<EnvoyOutcome>, HarnessError> {
+        let ended = !self.streams.knows(key) || self.streams.is_finished(key);
+        if !ended {
+            return Ok(None);
+        }
+        self.collect(key).map(Some)
+    }
+
     /// Runs until the stream ends (virtual time jumps to each next event
     /// meanwhile; other streams move too) and returns its outcome: the
     /// client's response, the upstream request, how it ended, and the log
@@ -318,6 +381,11 @@ impl Chain {
             &mut self.streams,
             Goal::Ends(key),
         );
+        self.collect(key)
+    }
+
+    /// The outcome of a stream or connection that has ended.
+    fn collect(&mut self, key: StreamHandle) -> Result<EnvoyOutcome, HarnessError> {
         if let Some(mut conn) = self.streams.take_finished_connection(key) {
             let mut outcomes = manager::connection_outcomes(
                 &mut self.filters,

@@ -20,14 +20,14 @@
 
 pub use crate::driver::{DEFAULT_MAX_EVENTS_PER_STEP, DEFAULT_STEP_WALL_BUDGET_MS};
 
-use crate::chain::{Chain, EnvoyOutcome};
+use crate::chain::{Chain, EnvoyOutcome, HeldCallout};
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
 use crate::manager::{StreamHandle, StreamInput};
 use crate::model::{
-    ConnectionSpec, Exchange, HarnessConfig, HttpCalloutAnswer, Outcome, Properties, StreamEnd,
-    UpstreamResponse,
+    ConnectionSpec, Exchange, HarnessConfig, HttpCalloutAnswer, HttpMessage, Outcome, Properties,
+    StreamEnd, UpstreamResponse,
 };
 
 /// A simulated Envoy: workers x filter chain x plugins.
@@ -269,6 +269,62 @@ impl Envoy {
         answer: Option<&HttpCalloutAnswer>,
     ) -> Result<EnvoyOutcome, HarnessError> {
         self.on_worker(worker, |chain| chain.answer_callout(cluster, nth, answer))
+    }
+
+    /// When the next timer, callout answer or timeout of any worker is due
+    /// (virtual ms).
+    pub fn next_event_at(&self) -> Option<u64> {
+        self.workers.iter().filter_map(Chain::next_event_at).min()
+    }
+
+    /// Requests on `worker` that reached the router on streams opened
+    /// without an upstream answer, each handed out once: what Envoy's
+    /// router would send upstream. A caller with a real upstream sends it
+    /// and gives the answer with [`Envoy::send`] ([`StreamInput::Respond`]).
+    pub fn take_upstream_requests(&mut self, worker: usize) -> Vec<(StreamHandle, HttpMessage)> {
+        self.workers
+            .get_mut(worker)
+            .map(Chain::take_upstream_requests)
+            .unwrap_or_default()
+    }
+
+    /// The http_calls on `worker` waiting for an answer the caller gives
+    /// (their cluster answer has `hold: true`).
+    pub fn held_callouts(&self, worker: usize) -> Vec<HeldCallout> {
+        self.workers
+            .get(worker)
+            .map(Chain::held_callouts)
+            .unwrap_or_default()
+    }
+
+    /// Answers one held callout (`None`: with its cluster's scripted
+    /// answer). The flag is false when it no longer waited (its own
+    /// timeout had fired).
+    pub fn answer_held(
+        &mut self,
+        worker: usize,
+        callout: &HeldCallout,
+        answer: Option<&HttpCalloutAnswer>,
+    ) -> Result<(bool, EnvoyOutcome), HarnessError> {
+        let mut answered = false;
+        let outcome = self.on_worker(worker, |chain| {
+            let (done, outcome) = chain.answer_held(callout.vm, callout.record.token, answer)?;
+            answered = done;
+            Ok(outcome)
+        })?;
+        Ok((answered, outcome))
+    }
+
+    /// The stream's (or connection's) outcome if it has ended, without
+    /// running anything (unlike [`Envoy::finish`]); `None` while it is live.
+    pub fn poll(&mut self, key: StreamHandle) -> Result<Option<EnvoyOutcome>, HarnessError> {
+        match self.workers.get_mut(key.worker()) {
+            Some(chain) => chain.poll(key),
+            None => Err(HarnessError::Usage(format!(
+                "worker {} does not exist",
+                key.worker()
+            ))),
+        }
     }
 
     /// Runs until the stream ends (virtual time jumps to each next event

@@ -40,7 +40,7 @@ mod single;
 #[cfg(unix)]
 pub use backend::native::NativeLibrary;
 pub use backend::wasm::{CompiledModule, WasmEngine};
-pub use chain::EnvoyOutcome;
+pub use chain::{EnvoyOutcome, HeldCallout};
 pub use driver::{FilterModule, Harness};
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::HarnessError;

@@ -57,6 +57,8 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Run scenario files (YAML) and report `N passed, N failed`.
     Test(commands::test::TestArgs),
+    /// Serve real traffic through a filter: a listener, workers, a real upstream and clusters.
+    Serve(Box<commands::serve::ServeArgs>),
     /// Create a new filter crate (filters/<name>) that builds, tests and runs as generated.
     New(commands::new::NewArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => commands::compile::command(&args),
         Command::Check(args) => commands::check::command(&args),
         Command::Test(args) => commands::test::command(&args),
+        Command::Serve(args) => commands::serve::command(&args),
         Command::New(args) => commands::new::command(&args),
         Command::Completions(args) => commands::docs::completions(&args, Cli::command()),
         Command::Man(args) => commands::docs::man(&args, Cli::command()),

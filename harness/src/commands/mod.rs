@@ -7,6 +7,7 @@ pub mod compile;
 pub mod docs;
 pub mod new;
 pub mod run;
+pub mod serve;
 mod stale;
 pub mod tcp;
 pub mod test;

@@ -160,6 +160,13 @@ impl Host {
     }
 
     /// True while any held http callout waits for its answer.
+    /// True while callout `token` waits for an answer step.
+    pub(crate) fn is_held_http(&self, token: u32) -> bool {
+        self.http_pending
+            .get(&token)
+            .is_some_and(|p| p.held.is_some())
+    }
+
     pub(crate) fn has_held_http(&self) -> bool {
         self.http_pending.values().any(|p| p.held.is_some())
     }

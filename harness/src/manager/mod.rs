@@ -174,6 +174,11 @@ impl Streams {
         http.chain(tcp).chain(std::iter::once(also)).collect()
     }
 
+    /// True when `key` names a stream or connection that ended and is not collected yet.
+    pub(crate) fn is_finished(&self, key: StreamHandle) -> bool {
+        self.finished.iter().any(|s| s.key == key) || self.finished_tcp.iter().any(|c| c.key == key)
+    }
+
     /// True when `key` names a stream or connection that is live or ended
     /// but uncollected.
     pub(crate) fn knows(&self, key: StreamHandle) -> bool {
@@ -211,6 +216,8 @@ pub(crate) struct Stream {
     pub(crate) request_complete_ms: Option<u64>,
     /// Each hop keeps the log lines of its own context (streams a caller named).
     pub(crate) keep_logs: bool,
+    /// The request was handed to a real upstream ([`take_upstream_requests`]).
+    upstream_taken: bool,
 }
 
 /// What a stream runs until.
@@ -310,6 +317,7 @@ pub(crate) fn open(
         elapsed_ms: 0,
         request_complete_ms: None,
         keep_logs,
+        upstream_taken: false,
     });
     key
 }
@@ -622,6 +630,24 @@ fn waiting_for_peer(stream: &Stream, why: &str) -> String {
         "the stream waits at an unknown point"
     };
     format!("{waits_for}, and {why}")
+}
+
+/// Requests that passed the whole chain on streams opened without an
+/// upstream answer, each handed out once: what the router would send to
+/// the upstream (for a caller with a real one, `harness serve`).
+pub(crate) fn take_upstream_requests(
+    streams: &mut Streams,
+) -> Vec<(StreamHandle, crate::model::HttpMessage)> {
+    let mut ready = Vec::new();
+    for s in &mut streams.live.http {
+        let Some(last) = s.hops.last() else { continue };
+        let waiting = last.request_done && !s.response_started && s.upstream_answer.is_none();
+        if waiting && !s.upstream_taken && !s.upstream_refused && s.end.is_none() {
+            s.upstream_taken = true;
+            ready.push((s.key, last.sent_request.clone().unwrap_or_default()));
+        }
+    }
+    ready
 }
 
 /// Each chain position's outcome of an ended stream: what the position's

@@ -27,6 +27,7 @@ mod phases;
 mod properties;
 mod safe_output;
 mod scenarios;
+mod serve;
 mod signing;
 mod streams;
 mod support;

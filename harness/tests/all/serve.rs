@@ -1,0 +1,244 @@
+//! `harness serve` on real sockets: curl (HTTP/1.1 and HTTP/2 with prior
+//! knowledge) in front, python3 HTTP servers as the upstream and as a
+//! cluster the filter calls, with real delays and timeouts.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{wasm_dir, workspace_root};
+
+/// A process stopped (by its PID) when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A threaded python3 server on a free loopback port answering every GET
+/// after `delay` seconds with `body` (and an `x-user-id` header); its port.
+fn python_server(delay: f64, body: &str) -> (Running, u16) {
+    let script = r#"
+import sys, time
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+delay, body = float(sys.argv[1]), sys.argv[2].encode()
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(delay)
+        self.send_response(200)
+        self.send_header("x-user-id", "u1")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+ThreadingHTTPServer.request_queue_size = 128
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, &delay.to_string(), body])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/setup.sh installs it)");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the server prints its port");
+    let port = line.trim().parse().expect("a port number");
+    (Running(child), port)
+}
+
+/// `harness serve` with these arguments on a free port; its address.
+fn serve(args: &[&str]) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(workspace_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness serve starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .and_then(Result::ok)
+            .expect("harness serve says where it listens");
+        if let Some(rest) = line.strip_prefix("harness serve: listening on http://") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Running(child), address)
+}
+
+/// curl's status code, headers and body for `url`.
+fn curl(extra: &[&str], url: &str) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "--max-time", "20"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn module(file: &str) -> String {
+    crate::support::module(file);
+    wasm_dir().join(file).to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_filter_serves_real_requests_over_http1_and_h2c() {
+    let (_upstream, port) = python_server(0.0, "hello from upstream");
+    let response_header = module("response_header.wasm");
+    let config = json!({"name": "x-demo", "value": "served"}).to_string();
+    let upstream = format!("http://127.0.0.1:{port}");
+    let (_serve, at) = serve(&[
+        &response_header,
+        "--config",
+        &config,
+        "--upstream",
+        &upstream,
+    ]);
+    for extra in [&[][..], &["--http2-prior-knowledge"][..]] {
+        let (status, head, body) = curl(extra, &format!("http://{at}/index.html"));
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("x-demo: served"), "{head}");
+        assert!(head.contains("server: envoy"), "{head}");
+        assert_eq!(body, "hello from upstream");
+    }
+}
+
+/// The probe pauses every request on an http_call to `auth` and continues
+/// when the answer (or the router's timeout reply) arrives.
+fn callout_probe(timeout_ms: u64) -> String {
+    json!({"routes": {"/": {
+        "request_headers": {"action": "pause", "steps": [{
+            "op": "http_call", "cluster": "auth", "timeout_ms": timeout_ms,
+            "headers": [[":method", "GET"], [":path", "/check"], [":authority", "auth"]]
+        }]},
+        "callouts": {"http_call_response": [{"op": "continue_stream", "stream": "request"}]}
+    }}})
+    .to_string()
+}
+
+#[test]
+fn sixteen_requests_paused_on_a_one_second_callout_finish_together() {
+    let (_upstream, up) = python_server(0.0, "ok");
+    let (_auth, auth) = python_server(1.0, "");
+    let probe = module("test_filter_probe.wasm");
+    let config = callout_probe(0);
+    let (upstream, cluster) = (
+        format!("http://127.0.0.1:{up}"),
+        format!("auth=http://127.0.0.1:{auth}"),
+    );
+    let args = [
+        &*probe,
+        "--config",
+        &config,
+        "--upstream",
+        &upstream,
+        "--cluster",
+        &cluster,
+    ];
+    let (_serve, at) = serve(&args);
+    let url = format!("http://{at}/");
+    let started = Instant::now();
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || curl(&[], &url).0)
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap_or(0)).collect();
+    let took = started.elapsed();
+    assert_eq!(statuses, [200; 16]);
+    // One after another they would take 16 s; side by side about one callout.
+    assert!(took < Duration::from_secs(8), "16 callouts took {took:?}");
+}
+
+#[test]
+fn a_callout_timeout_fires_in_real_time_and_a_refused_cluster_answers() {
+    let (_upstream, up) = python_server(0.0, "ok");
+    let (_slow, slow) = python_server(5.0, "");
+    let probe = module("test_filter_probe.wasm");
+    let config = callout_probe(200);
+    let upstream = format!("http://127.0.0.1:{up}");
+    let cluster = format!("auth=http://127.0.0.1:{slow}");
+    let (_serve, at) = serve(&[
+        &probe,
+        "--config",
+        &config,
+        "--upstream",
+        &upstream,
+        "--cluster",
+        &cluster,
+    ]);
+    let started = Instant::now();
+    let (status, _, body) = curl(&[], &format!("http://{at}/"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok"),
+        "the probe continues after the 504"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the 200 ms timeout, not the 5 s answer"
+    );
+    // Nothing listens on port 9 here: the call is refused and answered at once.
+    let refused = ["--cluster", "auth=http://127.0.0.1:9"];
+    let (_serve, at) = serve(&[
+        &probe,
+        "--config",
+        &config,
+        "--upstream",
+        &upstream,
+        refused[0],
+        refused[1],
+    ]);
+    let (status, _, _) = curl(&[], &format!("http://{at}/"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_plugin_that_does_not_configure_stops_serve_before_it_listens() {
+    let response_header = module("response_header.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "serve",
+            &response_header,
+            "--config",
+            "{}",
+            "--upstream",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("harness serve runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did not start"), "{stderr}");
+    assert!(stderr.contains("invalid configuration"), "{stderr}");
+}
