@@ -8,7 +8,7 @@ WASM_DIR   := target/wasm32-wasip1/release
 HARNESS    := target/debug/harness
 DEMO_CONFIG := {"name":"resp-header-demo","value":"added by our filter"}
 
-.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as bench new-filter
+.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as bench new-filter coverage
 
 all: build
 
@@ -62,6 +62,14 @@ test-scenarios: build build-as
 	$(CARGO) build --lib $(addprefix -p ,$(FILTERS))
 	# harness/scenarios stays wasm-only: the WAT and AssemblyScript filters have no native twin.
 	$(HARNESS) test --native target/debug filters/*/tests
+
+# Which lines of each filter's own sources its scenarios reach: the scenarios
+# run on native twins built with -C instrument-coverage (in target/coverage);
+# lcov and HTML per filter in target/coverage/report/<filter>/.
+coverage:
+	scripts/setup.sh coverage
+	$(CARGO) build --quiet -p harness --bin harness
+	$(HARNESS) test --coverage filters/*/tests
 
 # A new filter crate in filters/$(NAME) from harness/templates/filter, which
 # builds, tests and runs as generated: `make new-filter NAME=add-tenant`.

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One place that installs what the build and the tests need on a fresh machine:
-# the wasm32-wasip1 Rust target, rustfmt and clippy, a real OCI registry
+# the wasm32-wasip1 Rust target, rustfmt and clippy, rustup's llvm-tools
+# (`harness test --coverage`), a real OCI registry
 # (Debian's docker-registry), skopeo, htpasswd, the oras Python client and
 # kubernetes-validate. Safe to run again: it only installs what is missing,
 # and it says clearly what it could not install.
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh wasm       only the Rust target (enough for build/demo)
+#   scripts/setup.sh coverage   the Rust target and llvm-tools (make coverage)
 set -u
 
 want=${1:-all}
@@ -39,6 +41,17 @@ ensure_rust_components() {
     say "installing the Rust components ${need[*]}"
     rustup component add "${need[@]}" >&2 ||
         missing+=("rust components ${need[*]} (run: rustup component add ${need[*]})")
+}
+
+# llvm-profdata and llvm-cov of the LLVM rustc is built on, in its sysroot:
+# they turn the profiles of `harness test --coverage` into lcov and HTML.
+ensure_llvm_tools() {
+    local bin
+    bin="$(rustc --print sysroot 2>/dev/null)/lib/rustlib/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/bin"
+    [ -x "$bin/llvm-profdata" ] && [ -x "$bin/llvm-cov" ] && return 0
+    say "installing the Rust component llvm-tools (harness test --coverage)"
+    rustup component add llvm-tools >&2 ||
+        missing+=("rust component llvm-tools, needed by harness test --coverage (run: rustup component add llvm-tools)")
 }
 
 ensure_apt_packages() {
@@ -92,6 +105,9 @@ ensure_node() {
 }
 
 ensure_wasm_target
+if [ "$want" = all ] || [ "$want" = coverage ]; then
+    ensure_llvm_tools
+fi
 if [ "$want" = all ]; then
     ensure_rust_components
     ensure_node

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod compile;
+mod coverage;
 pub mod docs;
 pub mod new;
 pub mod run;

@@ -31,10 +31,7 @@ fn check(module: &Path) -> Option<Stale> {
     let built = modified(&module)?;
     let crate_name = crate_file_name(&module)?;
     let root = module.ancestors().find(|dir| is_workspace(dir))?;
-    let (member, package) = workspace_members(root)
-        .into_iter()
-        .filter_map(|dir| package_name(&dir).map(|name| (dir, name)))
-        .find(|(_, name)| name.replace('-', "_") == crate_name)?;
+    let (member, package) = member_building(root, &crate_name)?;
     let (newer, changed) = newest_source(&member)?;
     log::debug!(
         "{}: newest source of package {package} is {}",
@@ -58,6 +55,15 @@ fn crate_file_name(module: &Path) -> Option<String> {
         "so" | "dylib" => stem.strip_prefix("lib").map(str::to_string),
         _ => None,
     }
+}
+
+/// The member of the workspace at `root` whose package builds the module
+/// `crate_name` (`response_header`): its directory and package name.
+pub(super) fn member_building(root: &Path, crate_name: &str) -> Option<(PathBuf, String)> {
+    workspace_members(root)
+        .into_iter()
+        .filter_map(|dir| package_name(&dir).map(|name| (dir, name)))
+        .find(|(_, name)| name.replace('-', "_") == crate_name)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -1,6 +1,7 @@
 //! `harness test`: runs scenario files and reports `N passed, N failed`;
 //! for CI also as JUnit XML (`--junit FILE`) or JSON (`--json`), and on a
-//! selection of cases (`--case PATTERN`).
+//! selection of cases (`--case PATTERN`); with `--coverage`, the lines of
+//! each filter's sources the scenarios reach (coverage.rs).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -33,6 +34,12 @@ pub struct TestArgs {
     /// debug build, or a copy under test).
     #[arg(long, value_name = "FILE")]
     module: Option<PathBuf>,
+    /// Run on native twins built with `-C instrument-coverage` and write, per
+    /// filter crate, lcov and HTML of the source lines the cases reached to
+    /// DIR/<crate>/ [default: target/coverage/report].
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true,
+          conflicts_with_all = ["native", "json", "module"])]
+    coverage: Option<Option<PathBuf>>,
 }
 
 /// Runs the selected cases of every scenario: 0 when every case passed, 1
@@ -49,6 +56,15 @@ pub fn command(args: &TestArgs) -> ExitCode {
         && let Err(message) = check_selection(&args.paths, &args.cases)
     {
         return super::usage_error(COMMAND, &message);
+    }
+    if let Some(report_dir) = &args.coverage {
+        let request = super::coverage::Request {
+            paths: &args.paths,
+            cases: &args.cases,
+            junit: args.junit.as_deref(),
+            report_dir: report_dir.as_deref(),
+        };
+        return super::coverage::command(&request);
     }
     let mut runner = match &args.native {
         Some(dir) => Runner::native(dir),
@@ -126,13 +142,19 @@ fn check_selection(paths: &[PathBuf], patterns: &[String]) -> Result<(), String>
 /// Every module the scenarios under `args.paths` would load (the
 /// override alone when `--module` is given), each once.
 fn modules_used(args: &TestArgs) -> BTreeSet<PathBuf> {
-    let mut modules = BTreeSet::new();
     if let Some(module) = &args.module {
-        modules.insert(module.clone());
-        return modules;
+        return BTreeSet::from([module.clone()]);
     }
-    for file in args
-        .paths
+    (module_specs(&args.paths).into_iter())
+        .filter_map(|(spec, base)| resolve_module(&spec, &base).ok())
+        .collect()
+}
+
+/// The module each plugin of the readable scenario files under `paths`
+/// names, as written, with the directory it is relative to.
+pub(super) fn module_specs(paths: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    let mut specs = Vec::new();
+    for file in paths
         .iter()
         .flat_map(|p| find_scenarios(p).unwrap_or_default())
     {
@@ -143,13 +165,13 @@ fn modules_used(args: &TestArgs) -> BTreeSet<PathBuf> {
             continue;
         };
         let base = file.parent().unwrap_or(Path::new("."));
-        let specs = (scenario.plugins.iter())
+        let named = (scenario.plugins.iter())
             .chain(std::iter::once(&scenario.plugin))
             .chain(scenario.cases.iter().map(|c| &c.plugin))
-            .filter_map(|p| p.module.as_deref());
-        modules.extend(specs.filter_map(|spec| resolve_module(spec, base).ok()));
+            .filter_map(|p| p.module.clone());
+        specs.extend(named.map(|spec| (spec, base.to_path_buf())));
     }
-    modules
+    specs
 }
 
 fn case_names(file: &Path) -> Vec<String> {

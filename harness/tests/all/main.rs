@@ -12,6 +12,7 @@ mod cli_new;
 mod cli_stale;
 mod cli_world;
 mod compile_limits;
+mod coverage;
 mod event_loop;
 mod foreign;
 mod fuzz_modules;
