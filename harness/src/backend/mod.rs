@@ -247,6 +247,11 @@ pub struct StartExports {
 pub struct CodeHash([u8; 32]);
 
 impl CodeHash {
+    /// Lower-case hex, for file names.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The hash of `bytes`.
     pub fn of(bytes: &[u8]) -> CodeHash {
         use sha2::Digest;

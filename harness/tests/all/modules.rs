@@ -221,3 +221,56 @@ fn out_of_bounds_pointers_get_invalid_memory_access_not_a_host_crash() {
     assert!(outcome.trap.is_none());
     assert_eq!(outcome.response.map(|r| r.status), Some(200));
 }
+
+/// The on-disk cache of compiled modules: a second run loads the entry
+/// the first wrote; a damaged entry is compiled again and replaced.
+#[test]
+fn a_second_run_loads_the_compiled_module_from_the_cache() {
+    let dir = std::env::temp_dir().join(format!("harness-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let wasm = crate::support::wasm_dir().join("response_header.wasm");
+    crate::support::module("response_header.wasm");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+            .env("HARNESS_CACHE_DIR", &dir)
+            .args(["run", &wasm.to_string_lossy()])
+            .args(["--config", r#"{"name":"x-cached","value":"1"}"#])
+            .output()
+            .expect("harness runs")
+    };
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let first = run();
+    assert!(first.status.success());
+    let written = entries();
+    assert_eq!(written.len(), 1, "one entry: {written:?}");
+    assert!(written[0].to_string_lossy().ends_with(".cwasm"));
+    let modified = std::fs::metadata(&written[0])
+        .and_then(|m| m.modified())
+        .ok();
+    let second = run();
+    assert_eq!(
+        second.stdout, first.stdout,
+        "same transcript from the cached module"
+    );
+    let still = std::fs::metadata(&written[0])
+        .and_then(|m| m.modified())
+        .ok();
+    assert_eq!(modified, still, "a hit does not rewrite the entry");
+    std::fs::write(&written[0], b"not an artifact").expect("damage the entry");
+    let third = run();
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let bytes = std::fs::read(&written[0]).expect("replaced entry");
+    assert!(
+        harness::CompiledModule::is_precompiled(&bytes),
+        "the entry was rewritten"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

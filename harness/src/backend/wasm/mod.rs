@@ -7,6 +7,7 @@
 //! version. Only memory access and export calls are written here.
 
 mod bounds;
+mod cache;
 mod linker;
 pub mod wasi;
 
@@ -144,7 +145,17 @@ impl CompiledModule {
         let len = std::fs::metadata(path).map_err(not_found)?.len();
         bounds::check_size(&name, len, &engine.limits)?;
         let bytes = std::fs::read(path).map_err(not_found)?;
-        Self::from_bytes_with(engine, &name, &bytes)
+        let code = CodeHash::of(&bytes);
+        let Some(entry) = cache::entry(engine, &code) else {
+            return Self::from_bytes_with(engine, &name, &bytes);
+        };
+        if let Some(module) = cache::load(engine, &entry) {
+            return Self::from_module(engine, &name, module, code);
+        }
+        let module = Self::compile(engine, &name, &bytes)?;
+        let compiled = Self::from_module(engine, &name, module, code)?;
+        cache::store(compiled.inner.pre.module(), &entry);
+        Ok(compiled)
     }
 
     /// Compiles module bytes (binary, or WAT text) with the shared engine.
@@ -159,6 +170,12 @@ impl CompiledModule {
         name: &str,
         bytes: &[u8],
     ) -> Result<CompiledModule, HarnessError> {
+        let module = Self::compile(engine, name, bytes)?;
+        Self::from_module(engine, name, module, CodeHash::of(bytes))
+    }
+
+    /// Checks and compiles module bytes (binary or WAT) within the engine's limits.
+    fn compile(engine: &WasmEngine, name: &str, bytes: &[u8]) -> Result<Module, HarnessError> {
         let is_binary = bytes.starts_with(b"\0asm");
         // WAT text starts with `(module` or a `;;` comment.
         let looks_like_text = matches!(
@@ -178,10 +195,9 @@ impl CompiledModule {
         }
         let binary = bounds::checked_binary(name, bytes, &engine.limits)?;
         let wasmtime_engine = engine.engine.clone();
-        let module = bounds::compile_bounded(name, binary, &engine.limits, move |binary| {
+        bounds::compile_bounded(name, binary, &engine.limits, move |binary| {
             Module::from_binary(&wasmtime_engine, binary)
-        })?;
-        Self::from_module(engine, name, module, CodeHash::of(bytes))
+        })
     }
 
     /// Compiles module bytes (binary or WAT) into a precompiled artifact
