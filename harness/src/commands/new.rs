@@ -19,6 +19,11 @@ pub struct NewArgs {
     /// workspace around the current directory].
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
+    /// A TCP (network) filter instead of an HTTP one: sdk-ext's
+    /// NetworkFilter, scenarios with `connect` steps, a WasmPlugin with
+    /// `type: NETWORK`.
+    #[arg(long)]
+    tcp: bool,
 }
 
 /// Each template and the path it is written to inside the new crate; both
@@ -47,6 +52,35 @@ const TEMPLATES: [(&str, &str); 6] = [
     (
         "tests/{{crate_name}}.yaml",
         include_str!("../../templates/filter/tests/filter.yaml.tmpl"),
+    ),
+];
+
+/// The TCP (network) filter's templates (`harness new --tcp`), written to
+/// the same paths.
+const TCP_TEMPLATES: [(&str, &str); 6] = [
+    (
+        "Cargo.toml",
+        include_str!("../../templates/tcp-filter/Cargo.toml.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/tcp-filter/README.md.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../templates/tcp-filter/src/lib.rs.tmpl"),
+    ),
+    (
+        "src/config.rs",
+        include_str!("../../templates/tcp-filter/src/config.rs.tmpl"),
+    ),
+    (
+        "src/policy.rs",
+        include_str!("../../templates/tcp-filter/src/policy.rs.tmpl"),
+    ),
+    (
+        "tests/{{crate_name}}.yaml",
+        include_str!("../../templates/tcp-filter/tests/filter.yaml.tmpl"),
     ),
 ];
 
@@ -126,7 +160,8 @@ fn create(args: &NewArgs) -> Result<String, Refused> {
     // create_dir, not create_dir_all: it fails if the directory appeared meanwhile.
     std::fs::create_dir(&dir)
         .map_err(|e| Refused::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    let written = write_files(&dir, &names).inspect_err(|_| {
+    let templates = if args.tcp { &TCP_TEMPLATES } else { &TEMPLATES };
+    let written = write_files(&dir, &names, templates).inspect_err(|_| {
         // Only what this call created: the directory did not exist before.
         let _ = std::fs::remove_dir_all(&dir);
     })?;
@@ -174,9 +209,13 @@ fn membership_note(root: &Path, crate_name: &str) -> String {
 }
 
 /// Writes every template into `dir`; returns the paths written, relative to `dir`.
-fn write_files(dir: &Path, names: &Names) -> Result<Vec<String>, Refused> {
+fn write_files(
+    dir: &Path,
+    names: &Names,
+    templates: &[(&str, &str)],
+) -> Result<Vec<String>, Refused> {
     let mut written = Vec::new();
-    for (path, template) in TEMPLATES {
+    for &(path, template) in templates {
         let relative = names.substitute(path);
         let file = dir.join(&relative);
         if let Some(parent) = file.parent() {
@@ -318,7 +357,7 @@ mod tests {
     #[test]
     fn every_placeholder_of_every_template_is_replaced() {
         let names = Names::of("add-tenant");
-        for (path, template) in TEMPLATES {
+        for (path, template) in TEMPLATES.into_iter().chain(TCP_TEMPLATES) {
             for text in [names.substitute(path), names.substitute(template)] {
                 assert!(!text.contains("{{"), "{path}: a placeholder is left");
             }

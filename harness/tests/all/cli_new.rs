@@ -157,7 +157,18 @@ fn test_counts(output: &Output) -> (usize, usize) {
 
 #[test]
 fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() {
-    const NAME: &str = "scaffold-probe";
+    generated_crate_passes("scaffold-probe", &[], 5, 5);
+}
+
+#[test]
+fn a_generated_tcp_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() {
+    generated_crate_passes("scaffold-tcp", &["--tcp"], 6, 4);
+}
+
+/// `harness new name FLAGS` in a throwaway workspace; the crate is fmt and
+/// clippy clean, builds for wasm, passes at least `unit_tests` unit tests
+/// and its `cases` scenario cases on the module and on its native twin.
+fn generated_crate_passes(name: &'static str, flags: &[&str], unit_tests: usize, cases: usize) {
     let started = Instant::now();
     let workspace = Scratch::new("workspace");
     let ws = &workspace.0;
@@ -170,33 +181,38 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
         "[workspace]\nmembers = [\"filters/*\"]\n",
     )
     .unwrap();
-    let created = harness_new(ws, &[NAME]);
+    let mut args = flags.to_vec();
+    args.push(name);
+    let created = harness_new(ws, &args);
     assert!(created.status.success(), "{}", stderr(&created));
     let printed = stdout(&created);
     assert!(!printed.contains("note:"), "{printed}");
-    let crate_dir = ws.join("filters").join(NAME);
+    let crate_dir = ws.join("filters").join(name);
     for file in [
         "Cargo.toml",
         "README.md",
         "src/lib.rs",
         "src/config.rs",
         "src/policy.rs",
-        "tests/scaffold-probe.yaml",
+        &format!("tests/{name}.yaml"),
     ] {
         let text = std::fs::read_to_string(crate_dir.join(file))
             .unwrap_or_else(|e| panic!("{file} was not written: {e}"));
         assert!(!text.contains("{{"), "{file} keeps a placeholder");
         assert!(
-            printed.contains(&format!("filters/{NAME}/{file}")),
+            printed.contains(&format!("filters/{name}/{file}")),
             "{printed}"
         );
     }
     for next in [
-        "cargo build --target wasm32-wasip1 --release -p scaffold-probe",
-        "cargo test -p scaffold-probe",
-        "harness test filters/scaffold-probe/tests/scaffold-probe.yaml",
+        format!("cargo build --target wasm32-wasip1 --release -p {name}"),
+        format!("cargo test -p {name}"),
+        format!("harness test filters/{name}/tests/{name}.yaml"),
     ] {
-        assert!(printed.contains(next), "`{next}` not suggested:\n{printed}");
+        assert!(
+            printed.contains(&next),
+            "`{next}` not suggested:\n{printed}"
+        );
     }
 
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
@@ -209,11 +225,11 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
     }
 
     // The generated code meets this workspace's own bar.
-    cargo(ws, &target_dir, &["fmt", "-p", NAME, "--", "--check"]);
+    cargo(ws, &target_dir, &["fmt", "-p", name, "--", "--check"]);
     let lint = [
         "clippy",
         "-p",
-        NAME,
+        name,
         "--all-targets",
         "--",
         "-D",
@@ -226,17 +242,20 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
         "wasm32-wasip1",
         "--release",
         "-p",
-        NAME,
+        name,
     ];
     cargo(ws, &target_dir, &wasm_args);
-    let wasm = target_dir.join("wasm32-wasip1/release/scaffold_probe.wasm");
+    let wasm = target_dir.join(format!(
+        "wasm32-wasip1/release/{}.wasm",
+        name.replace('-', "_")
+    ));
     assert!(wasm.is_file(), "{} was not built", wasm.display());
 
-    let tested = cargo(ws, &target_dir, &["test", "-p", NAME]);
+    let tested = cargo(ws, &target_dir, &["test", "-p", name]);
     let (passed, failed) = test_counts(&tested);
     assert_eq!(failed, 0, "{}", stdout(&tested));
     assert!(
-        passed >= 5,
+        passed >= unit_tests,
         "only {passed} unit tests ran:\n{}",
         stdout(&tested)
     );
@@ -244,9 +263,9 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
     // The scenario names `target/...`: the harness follows CARGO_TARGET_DIR
     // to the built module. Then the same file on the native twin, as
     // `make test-scenarios` runs every filter's scenarios.
-    let scenario = crate_dir.join("tests/scaffold-probe.yaml");
+    let scenario = crate_dir.join(format!("tests/{name}.yaml"));
     let wasm_run = harness_test(ws, &target_dir, &scenario, &[]);
-    cargo(ws, &target_dir, &["build", "--lib", "-p", NAME]);
+    cargo(ws, &target_dir, &["build", "--lib", "-p", name]);
     let native_dir = target_dir.join("debug");
     let native = native_dir.to_str().unwrap();
     let native_run = harness_test(ws, &target_dir, &scenario, &["--native", native]);
@@ -255,12 +274,12 @@ fn a_generated_filter_builds_for_wasm_passes_its_unit_tests_and_its_scenarios() 
         assert!(run.status.success(), "{backend}: {report}{}", stderr(&run));
         assert_eq!(
             report.lines().last(),
-            Some("5 passed, 0 failed"),
+            Some(format!("{cases} passed, 0 failed").as_str()),
             "{backend}: {report}"
         );
     }
     eprintln!(
-        "harness new: generated crate built, tested and run in {:.1}s",
+        "harness new {name}: generated crate built, tested and run in {:.1}s",
         started.elapsed().as_secs_f64()
     );
 }
