@@ -16,7 +16,7 @@ fn wasmtime_closure(selection: &[&str], edges: &str) -> BTreeSet<String> {
         ])
         .args(selection)
         .output()
-        .expect("cargo tree runs");
+        .unwrap_or_else(|e| panic!("cannot run cargo tree: {e}"));
     assert!(
         output.status.success(),
         "cargo tree {selection:?}: {}",
