@@ -10,6 +10,11 @@ fn builds() -> [FilterUnderTest; 2] {
 }
 
 #[test]
+fn both_builds_run_the_wasm_first_then_the_native_twin() {
+    assert_eq!(builds().map(|filter| filter.backend()), ["wasm", "native"]);
+}
+
+#[test]
 fn the_configured_header_is_added_to_the_response_only() {
     for filter in builds() {
         let mut envoy = filter
