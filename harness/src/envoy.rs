@@ -196,18 +196,9 @@ impl Envoy {
         upstream: Option<UpstreamResponse>,
         request_ends: bool,
     ) -> Result<(StreamHandle, EnvoyOutcome), HarnessError> {
-        let worker = match worker {
-            Some(w) => w,
-            None => self.round_robin(),
-        };
-        let mut key = None;
-        let outcome = self.on_worker(worker, |chain| {
-            let (opened, outcome) = chain.open_stream(exchange, upstream, request_ends);
-            key = Some(opened);
-            Ok(outcome)
-        })?;
-        let key = key.ok_or_else(|| HarnessError::Usage("the stream did not open".to_string()))?;
-        Ok((key, outcome))
+        self.open_on(worker, |chain| {
+            chain.open_stream(exchange, upstream, request_ends)
+        })
     }
 
     /// Opens a TCP connection on `worker` (round robin when `None`)
@@ -222,18 +213,27 @@ impl Envoy {
         spec: &ConnectionSpec,
         properties: &Properties,
     ) -> Result<(StreamHandle, EnvoyOutcome), HarnessError> {
+        self.open_on(worker, |chain| chain.connect(spec, properties))
+    }
+
+    /// Opens a stream or connection with `open` on `worker` (round robin
+    /// when `None`), the way [`Envoy::on_worker`] runs a step.
+    fn open_on(
+        &mut self,
+        worker: Option<usize>,
+        open: impl FnOnce(&mut Chain) -> (StreamHandle, EnvoyOutcome),
+    ) -> Result<(StreamHandle, EnvoyOutcome), HarnessError> {
         let worker = match worker {
             Some(w) => w,
             None => self.round_robin(),
         };
         let mut key = None;
         let outcome = self.on_worker(worker, |chain| {
-            let (opened, outcome) = chain.connect(spec, properties);
+            let (opened, outcome) = open(chain);
             key = Some(opened);
             Ok(outcome)
         })?;
-        let key =
-            key.ok_or_else(|| HarnessError::Usage("the connection did not open".to_string()))?;
+        let key = key.ok_or_else(|| HarnessError::Usage("nothing was opened".to_string()))?;
         Ok((key, outcome))
     }
 

@@ -144,18 +144,14 @@ fn callout_probe(timeout_ms: u64) -> String {
     .to_string()
 }
 
-#[test]
-fn sixteen_requests_paused_on_a_one_second_callout_finish_together() {
-    let (_upstream, up) = python_server(0.0, "ok");
-    let (_auth, auth) = python_server(1.0, "");
+/// serve with the callout probe (`timeout_ms`), upstream port `up`, and
+/// cluster `auth` at `auth_url`.
+fn serve_probe(timeout_ms: u64, up: u16, auth_url: &str) -> (Running, String) {
     let probe = module("test_filter_probe.wasm");
-    let config = callout_probe(0);
-    let (upstream, cluster) = (
-        format!("http://127.0.0.1:{up}"),
-        format!("auth=http://127.0.0.1:{auth}"),
-    );
+    let config = callout_probe(timeout_ms);
+    let upstream = format!("http://127.0.0.1:{up}");
+    let cluster = format!("auth={auth_url}");
     let args = [
-        &*probe,
         "--config",
         &config,
         "--upstream",
@@ -163,7 +159,16 @@ fn sixteen_requests_paused_on_a_one_second_callout_finish_together() {
         "--cluster",
         &cluster,
     ];
-    let (_serve, at) = serve(&args);
+    let mut all = vec![probe.as_str()];
+    all.extend(args);
+    serve(&all)
+}
+
+#[test]
+fn sixteen_requests_paused_on_a_one_second_callout_finish_together() {
+    let (_upstream, up) = python_server(0.0, "ok");
+    let (_auth, auth) = python_server(1.0, "");
+    let (_serve, at) = serve_probe(0, up, &format!("http://127.0.0.1:{auth}"));
     let url = format!("http://{at}/");
     let started = Instant::now();
     let clients: Vec<_> = (0..16)
@@ -183,19 +188,7 @@ fn sixteen_requests_paused_on_a_one_second_callout_finish_together() {
 fn a_callout_timeout_fires_in_real_time_and_a_refused_cluster_answers() {
     let (_upstream, up) = python_server(0.0, "ok");
     let (_slow, slow) = python_server(5.0, "");
-    let probe = module("test_filter_probe.wasm");
-    let config = callout_probe(200);
-    let upstream = format!("http://127.0.0.1:{up}");
-    let cluster = format!("auth=http://127.0.0.1:{slow}");
-    let (_serve, at) = serve(&[
-        &probe,
-        "--config",
-        &config,
-        "--upstream",
-        &upstream,
-        "--cluster",
-        &cluster,
-    ]);
+    let (_serve, at) = serve_probe(200, up, &format!("http://127.0.0.1:{slow}"));
     let started = Instant::now();
     let (status, _, body) = curl(&[], &format!("http://{at}/"));
     assert_eq!(
@@ -208,16 +201,7 @@ fn a_callout_timeout_fires_in_real_time_and_a_refused_cluster_answers() {
         "the 200 ms timeout, not the 5 s answer"
     );
     // Nothing listens on port 9 here: the call is refused and answered at once.
-    let refused = ["--cluster", "auth=http://127.0.0.1:9"];
-    let (_serve, at) = serve(&[
-        &probe,
-        "--config",
-        &config,
-        "--upstream",
-        &upstream,
-        refused[0],
-        refused[1],
-    ]);
+    let (_serve, at) = serve_probe(200, up, "http://127.0.0.1:9");
     let (status, _, _) = curl(&[], &format!("http://{at}/"));
     assert_eq!(status, 200);
 }

@@ -155,6 +155,12 @@ fn calls(outcome: &Outcome) -> Vec<String> {
         .collect()
 }
 
+/// Runs the connection until it closes; what each side received.
+fn closed_record(envoy: &mut Envoy, c: StreamHandle) -> harness::ConnectionRecord {
+    let done = envoy.finish(c).expect("finish").outcome;
+    done.connection.expect("a connection record")
+}
+
 fn logs(outcome: &Outcome) -> Vec<String> {
     outcome.logs.iter().map(|l| l.message.clone()).collect()
 }
@@ -215,12 +221,7 @@ fn envoys_own_fin_last_closes_the_connection_locally() {
         names.contains(&"downstream_connection_close(2,1)".to_string()),
         "{names:?}"
     );
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert_eq!(record.closed_by, Some(ConnectionClose::Envoy));
 }
 
@@ -242,12 +243,7 @@ fn tcp_proxy_takes_the_cluster_chosen_before_it_is_reached() {
         client(&mut envoy, c, "GET", false);
         upstream(&mut envoy, c, "", true);
         client(&mut envoy, c, "", true);
-        let record = envoy
-            .finish(c)
-            .expect("finish")
-            .outcome
-            .connection
-            .expect("record");
+        let record = closed_record(&mut envoy, c);
         assert_eq!(
             record.cluster.as_deref(),
             Some(expected),
@@ -284,12 +280,7 @@ fn paused_client_data_accumulates_until_the_filter_continues() {
     envoy.advance(10).expect("advance");
     client(&mut envoy, c, "", true);
     upstream(&mut envoy, c, "", true);
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert_eq!(record.upstream_received.to_text(), "abcd");
 }
 
@@ -317,12 +308,7 @@ fn the_data_buffers_follow_buffer_copy_rules_and_their_reach() {
     );
     client(&mut envoy, c, "", true);
     upstream(&mut envoy, c, "", true);
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     // The FIN's callback (size 0) prepends once more.
     assert_eq!(record.upstream_received.to_text(), "HELLOHELLO");
 }
@@ -349,12 +335,7 @@ fn close_stream_closes_the_client_connection_after_the_callback() {
             "delete(2)"
         ]
     );
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert!(
         record.upstream_received.0.is_empty(),
         "the close stops the data"
@@ -407,12 +388,7 @@ fn a_refused_upstream_or_unknown_cluster_closes_the_client_connection() {
             "delete(2)"
         ]
     );
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert!(record.upstream_failed);
     assert_eq!(record.closed_by, Some(ConnectionClose::Envoy));
 
@@ -429,12 +405,7 @@ fn a_refused_upstream_or_unknown_cluster_closes_the_client_connection() {
     let mut envoy = start(&module, without_blue);
     let (c, _) = connect(&mut envoy);
     client(&mut envoy, c, "x", false);
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert!(record.upstream_failed);
     assert!(
         record
@@ -462,12 +433,7 @@ fn a_trap_closes_the_connection_unless_fail_open() {
             .any(|n| n.starts_with("downstream_connection_close")),
         "a failed VM gets no more callbacks: {names:?}"
     );
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert_eq!(record.close_reason.as_deref(), Some("wasm_fail_stream"));
     assert!(record.upstream_received.0.is_empty());
 
@@ -484,12 +450,7 @@ fn a_trap_closes_the_connection_unless_fail_open() {
     let (c, _) = connect(&mut envoy);
     client(&mut envoy, c, "through", true);
     upstream(&mut envoy, c, "", true);
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert_eq!(
         record.upstream_received.to_text(),
         "through",
@@ -549,12 +510,7 @@ fn read_filters_run_in_chain_order_and_write_filters_in_reverse() {
     assert_eq!(each, [["context_create(2,1)", "new_connection(2)=0"]; 2]);
     client(&mut envoy, c, "c", true);
     upstream(&mut envoy, c, "r", true);
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert_eq!(
         record.upstream_received.to_text(),
         "EHc",
@@ -580,12 +536,7 @@ fn an_http_filter_on_a_tcp_connection_is_named_as_such() {
         .into_iter()
         .find(|l| l.contains("HTTP filter on a TCP listener"));
     assert!(hint.is_some(), "{:?}", opened.outcome.logs);
-    let record = envoy
-        .finish(c)
-        .expect("finish")
-        .outcome
-        .connection
-        .expect("record");
+    let record = closed_record(&mut envoy, c);
     assert_eq!(
         record.closed_by,
         Some(ConnectionClose::Envoy),
