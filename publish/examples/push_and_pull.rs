@@ -23,7 +23,9 @@ fn synthetic_module(payload: usize) -> Vec<u8> {
              (memory (export "memory") {pages})
              (data (i32.const 1024) "{data}")
              (func (export "proxy_abi_version_0_2_1"))
-             (func (export "proxy_on_context_create") (param i32 i32)))"#
+             (func (export "proxy_on_context_create") (param i32 i32))
+             (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
+             (func (export "malloc") (param i32) (result i32) i32.const 0))"#
     ))
     .expect("the synthetic module is valid WAT")
 }

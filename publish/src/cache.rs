@@ -11,6 +11,12 @@ use crate::module::sha256_digest;
 /// Writes `bytes` to `path` through a temporary file in the same directory and a
 /// rename, so readers see the old file or the whole new one, never a part.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_file(path, bytes, mode, true)
+}
+
+/// [`write_atomically`], with `durable` false skipping the fsync (for hints
+/// whose loss costs only time).
+fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -28,7 +34,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
     }
     file.write_all(bytes)
-        .and_then(|()| file.as_file().sync_all())
+        .and_then(|()| {
+            if durable {
+                file.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     file.persist(path).map_err(|e| {
         Error::io(
@@ -89,5 +101,85 @@ impl BlobCache {
             return Ok(());
         };
         write_atomically(&path, bytes, 0o644)
+    }
+}
+
+/// Where publish has seen each blob on each registry (pushed, mounted or
+/// pulled), like skopeo's blob-info cache: `<root>/<registry>/<hex>` lists
+/// repositories, most recent first, so a push to another repository of the
+/// same registry can mount the blob instead of uploading it. Only hints: a
+/// wrong one costs one refused mount, and losing the files costs uploads.
+#[derive(Debug, Clone)]
+pub struct BlobLocations {
+    root: PathBuf,
+}
+
+/// Repositories remembered per blob and registry.
+const LOCATIONS_PER_BLOB: usize = 4;
+
+impl BlobLocations {
+    pub fn new(root: PathBuf) -> Self {
+        BlobLocations { root }
+    }
+
+    fn path_for(&self, registry: &str, digest: &str) -> Option<PathBuf> {
+        let hex = digest.strip_prefix("sha256:")?;
+        let safe = |text: &str| {
+            !text.is_empty()
+                && !text.starts_with('.')
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:_[]".contains(&b))
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || !safe(registry) {
+            return None;
+        }
+        Some(self.root.join(registry).join(hex))
+    }
+
+    /// Repositories of `registry` that held `digest`, most recent first.
+    pub fn repositories(&self, registry: &str, digest: &str) -> Vec<String> {
+        self.path_for(registry, digest)
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .map(|text| {
+                text.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Notes `repository` as the latest place of `digest` (best effort).
+    pub fn record(&self, registry: &str, digest: &str, repository: &str) {
+        let mut repositories = self.repositories(registry, digest);
+        if repositories.first().map(String::as_str) == Some(repository) {
+            return;
+        }
+        repositories.retain(|r| r != repository);
+        repositories.insert(0, repository.to_string());
+        repositories.truncate(LOCATIONS_PER_BLOB);
+        self.store(registry, digest, &repositories);
+    }
+
+    /// Drops `repository` after the registry would not mount from it.
+    pub fn forget(&self, registry: &str, digest: &str, repository: &str) {
+        let mut repositories = self.repositories(registry, digest);
+        let before = repositories.len();
+        repositories.retain(|r| r != repository);
+        if repositories.len() != before {
+            self.store(registry, digest, &repositories);
+        }
+    }
+
+    fn store(&self, registry: &str, digest: &str, repositories: &[String]) {
+        let Some(path) = self.path_for(registry, digest) else {
+            return;
+        };
+        let mut text = repositories.join("\n");
+        text.push('\n');
+        if let Err(error) = write_file(&path, text.as_bytes(), 0o644, false) {
+            tracing::debug!("not remembering where {digest} is: {error}");
+        }
     }
 }

@@ -287,9 +287,6 @@ pub async fn copy(source: &Endpoint<'_>, destination: &Endpoint<'_>) -> Result<C
     if let Endpoint::Registry { client, reference } = source {
         client.authenticate(reference, false).await?;
     }
-    if let Endpoint::Registry { client, reference } = destination {
-        client.authenticate(reference, true).await?;
-    }
     let (bytes, media_type, digest) = source.manifest(None).await?;
     let mut report = CopyReport {
         source: source.describe(),

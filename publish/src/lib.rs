@@ -63,8 +63,17 @@ pub struct PushReport {
     pub uploaded: Vec<String>,
     /// Digests of the blobs the registry already had.
     pub reused: Vec<String>,
+    /// Blobs the registry linked from another of its repositories (no bytes sent).
+    pub mounted: Vec<Mounted>,
     pub uploaded_bytes: u64,
     pub istio: layout::IstioVerdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mounted {
+    pub digest: String,
+    /// The repository it was mounted from.
+    pub from: String,
 }
 
 /// Builds the artifact for a validated module, without any network access.
@@ -140,7 +149,8 @@ pub async fn push_prepared(
     let primary = references
         .first()
         .ok_or_else(|| Error::Usage("no reference to push to".into()))?;
-    client.authenticate(primary, true).await?;
+    // No authentication up front: the first request that gets a 401 answers
+    // the challenge (a registry without auth costs no extra round trip).
     // Distinct blobs (the oci layout's config is also its first layer), each
     // checked and uploaded concurrently: registry latency, not bandwidth,
     // dominates small pushes.
@@ -158,13 +168,17 @@ pub async fn push_prepared(
     .await?;
     let mut uploaded: Vec<String> = Vec::new();
     let mut reused: Vec<String> = Vec::new();
+    let mut mounted: Vec<Mounted> = Vec::new();
     let mut uploaded_bytes = 0;
-    for (blob, sent) in blobs.iter().zip(outcomes) {
-        if sent {
-            uploaded_bytes += blob.bytes.len() as u64;
-            uploaded.push(blob.digest().to_string());
-        } else {
-            reused.push(blob.digest().to_string());
+    for (blob, stored) in blobs.iter().zip(outcomes) {
+        let digest = blob.digest().to_string();
+        match stored {
+            client::Stored::Uploaded => {
+                uploaded_bytes += blob.bytes.len() as u64;
+                uploaded.push(digest);
+            }
+            client::Stored::Present => reused.push(digest),
+            client::Stored::Mounted { from } => mounted.push(Mounted { digest, from }),
         }
     }
     for reference in references {
@@ -194,6 +208,7 @@ pub async fn push_prepared(
         abi_versions: info.abi_versions,
         uploaded,
         reused,
+        mounted,
         uploaded_bytes,
         istio: layout::istio_verdict(&artifact.manifest.media_type, &image, None),
     })
@@ -306,6 +321,9 @@ pub async fn fetch_blob(
     cache: Option<&cache::BlobCache>,
 ) -> Result<(Vec<u8>, bool)> {
     let size = u64::try_from(descriptor.size).unwrap_or(u64::MAX);
+    // The manifest names it, so the registry holds it here: a later push to
+    // another repository can mount it.
+    client.remember(reference, &descriptor.digest);
     if let Some(bytes) = cache.and_then(|c| c.get(&descriptor.digest, size)) {
         return Ok((bytes, true));
     }

@@ -134,6 +134,7 @@ impl Transfer {
     pub fn options(&self) -> Options {
         Options {
             progress: !self.no_progress,
+            blob_locations: crate::cache::BlobCache::default_root().map(|r| r.join("locations")),
             ..self.connection.options()
         }
     }
@@ -142,10 +143,11 @@ impl Transfer {
 /// Upload settings (push, copy), with the transfer flags they come with.
 #[derive(Args, Clone, Debug)]
 pub struct Upload {
-    /// Upload each blob with one PUT instead of chunks.
+    /// Upload each blob with one PUT, however large.
     #[arg(long)]
     pub monolithic: bool,
-    /// Bytes per PATCH request in chunked uploads.
+    /// A blob larger than this goes up as PATCH chunks of this size, the last
+    /// one in the closing PUT; a smaller one in a single PUT.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     pub chunk_size: usize,
     #[command(flatten)]

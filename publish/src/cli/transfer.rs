@@ -297,8 +297,15 @@ pub async fn push(args: PushArgs) -> Result<()> {
         report.module_size,
         report.abi_versions.join(", ")
     );
+    let mounted = match report.mounted.as_slice() {
+        [] => String::new(),
+        [first, rest @ ..] if rest.iter().all(|m| m.from == first.from) => {
+            format!(", {} mounted from {}", report.mounted.len(), first.from)
+        }
+        many => format!(", {} mounted from other repositories", many.len()),
+    };
     out!(
-        "blobs:             {} uploaded ({} bytes), {} already in the registry",
+        "blobs:             {} uploaded ({} bytes), {} already in the registry{mounted}",
         report.uploaded.len(),
         report.uploaded_bytes,
         report.reused.len()

@@ -1,16 +1,17 @@
-//! The registry client: oci-client's `Client` (token negotiation, uploads,
-//! manifests, streaming digest checks) wrapped with what it lacks: a blob-exists
-//! check before each upload, retries with backoff on 5xx/429/dropped
-//! connections, descriptor size checks on download, exact manifest bytes, and
-//! error messages that say what to do (never a bare 401).
+//! The registry client: oci-client's `Client` (token negotiation, manifests,
+//! streaming digest checks on download) wrapped with what it lacks: retries
+//! with backoff on 5xx/429/dropped connections, descriptor size checks on
+//! download, exact manifest bytes, and error messages that say what to do
+//! (never a bare 401). The push path (blob checks, mounts, uploads, manifest
+//! PUTs) makes its own requests: see `session` and `upload`.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -18,6 +19,10 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
 mod diagnose;
+mod session;
+mod upload;
+
+pub use upload::Stored;
 
 use crate::auth::Credentials;
 use crate::errors::{Error, Result};
@@ -32,9 +37,9 @@ pub struct Options {
     /// Accept any TLS certificate.
     pub insecure: bool,
     pub ca_file: Option<PathBuf>,
-    /// One PUT per blob instead of POST + PATCH chunks + PUT.
+    /// One PUT per blob, however large (else blobs over `chunk_size` are chunked).
     pub monolithic: bool,
-    /// Size of each PATCH in a chunked upload.
+    /// Size of each PATCH in a chunked upload; smaller blobs go in one PUT.
     pub chunk_size: usize,
     /// Attempts after the first one for a request that failed transiently.
     pub retries: u32,
@@ -43,6 +48,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Draw a progress bar for large blobs when stderr is a terminal.
     pub progress: bool,
+    /// Where to remember which repositories hold each blob (see
+    /// [`crate::cache::BlobLocations`]), so pushes can mount instead of upload.
+    pub blob_locations: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -57,6 +65,7 @@ impl Default for Options {
             backoff: Duration::from_millis(200),
             timeout: Duration::from_secs(60),
             progress: true,
+            blob_locations: None,
         }
     }
 }
@@ -67,8 +76,14 @@ const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
 /// A client bound to one registry and one set of credentials.
 pub struct RegistryClient {
     inner: oci_client::Client,
-    /// For the few requests oci-client lacks (manifest DELETE), same TLS settings.
+    /// For the requests publish makes itself (the push path, manifest DELETE),
+    /// same TLS settings; its pool keeps the connections open between requests.
     http: reqwest::Client,
+    /// What the registry asked for so far (the push path authenticates lazily).
+    authorization: tokio::sync::Mutex<session::Authorization>,
+    locations: Option<crate::cache::BlobLocations>,
+    /// The highest connection retry announced so far.
+    connect_retries_said: AtomicU32,
     /// `http` or `https`, as oci-client chose for this registry.
     scheme: &'static str,
     registry: String,
@@ -139,6 +154,12 @@ impl RegistryClient {
             registry: registry.to_string(),
             credentials,
             auth,
+            authorization: Default::default(),
+            connect_retries_said: AtomicU32::new(0),
+            locations: options
+                .blob_locations
+                .clone()
+                .map(crate::cache::BlobLocations::new),
             options,
         })
     }
@@ -168,60 +189,6 @@ impl RegistryClient {
         let probe = crate::module::sha256_digest(b"");
         self.retry("checking the credentials", || {
             self.inner.blob_exists(reference, &probe)
-        })
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn blob_exists(&self, reference: &Reference, digest: &str) -> Result<bool> {
-        self.retry(&format!("checking for blob {digest}"), || {
-            self.inner.blob_exists(reference, digest)
-        })
-        .await
-    }
-
-    /// Uploads a blob unless the registry has it; true when bytes were sent.
-    pub async fn push_blob_if_missing(&self, reference: &Reference, blob: &Blob) -> Result<bool> {
-        let digest = blob.digest();
-        if self.blob_exists(reference, digest).await? {
-            return Ok(false);
-        }
-        let data = blob.bytes.clone();
-        let size = data.len() as u64;
-        let progress = self.progress_bar(size, digest);
-        let chunk_size = self.options.chunk_size.max(1);
-        self.retry(&format!("uploading blob {digest}"), || {
-            progress.set_position(0);
-            let chunks: Vec<bytes::Bytes> = (0..data.len())
-                .step_by(chunk_size)
-                .map(|start| data.slice(start..(start + chunk_size).min(data.len())))
-                .collect();
-            let bar = progress.clone();
-            let stream = futures_util::stream::iter(chunks).map(move |chunk| {
-                bar.inc(chunk.len() as u64);
-                Ok(chunk)
-            });
-            self.inner
-                .push_blob_stream(reference, stream, digest, Some(size))
-        })
-        .await?;
-        progress.finish_and_clear();
-        Ok(true)
-    }
-
-    /// Puts the manifest's exact bytes under `reference` (a tag or a digest).
-    pub async fn push_manifest(
-        &self,
-        reference: &Reference,
-        media_type: &str,
-        bytes: &[u8],
-    ) -> Result<()> {
-        let content_type = reqwest::header::HeaderValue::from_str(media_type)
-            .map_err(|e| Error::Layout(format!("media type {media_type:?}: {e}")))?;
-        let body = bytes::Bytes::from(bytes.to_vec());
-        self.retry(&format!("uploading the manifest for {reference}"), || {
-            self.inner
-                .push_manifest_raw(reference, body.clone(), content_type.clone())
         })
         .await
         .map(|_| ())
@@ -380,8 +347,9 @@ impl RegistryClient {
         })
     }
 
-    /// Uploads raw bytes as a blob unless the registry has it, checking they
-    /// hash to `digest`; true when bytes were sent.
+    /// Stores raw bytes the repository lacks as a blob (mounted when publish
+    /// saw it in another repository), checking they hash to `digest`; true
+    /// when bytes were sent.
     pub async fn copy_blob_in(
         &self,
         reference: &Reference,
@@ -396,7 +364,9 @@ impl RegistryClient {
                 actual: blob.digest().to_string(),
             });
         }
-        self.push_blob_if_missing(reference, &blob).await
+        // The caller has checked the registry lacks it.
+        let stored = self.put_blob(reference, &blob, false).await?;
+        Ok(stored == Stored::Uploaded)
     }
 
     fn progress_bar(&self, size: u64, digest: &str) -> ProgressBar {
@@ -445,7 +415,13 @@ impl RegistryClient {
             match error {
                 error if tries < limit && is_transient(&error) => {
                     tries += 1;
+                    // Concurrent requests to a registry that is down say so once per retry.
+                    let first_to_say = self
+                        .connect_retries_said
+                        .fetch_max(tries, Ordering::Relaxed)
+                        < tries;
                     match failure {
+                        Some(_) if !first_to_say => {}
                         Some(kind) => eprintln!(
                             "publish: cannot connect to {} ({}), retry {tries}/{limit} in {} ms",
                             self.registry,

@@ -9,6 +9,7 @@ mod diagnostics;
 mod faults;
 mod habits;
 mod interop;
+mod mount;
 mod preflight;
 // `publish render` tests live beside this binary, in tests/render/.
 #[path = "../render/mod.rs"]
