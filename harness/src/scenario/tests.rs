@@ -253,7 +253,7 @@ fn invalid_cases_are_explained() {
     );
     assert!(
         err("plugin: {module: m}\ncases: [{name: a, steps: [{}]}]\n")
-            .contains("needs one of `request`, `advance_ms`, `open`, `send`, `respond`")
+            .contains("needs one of `request`, `advance_ms`, `open`, `connect`, `send`, `respond`")
     );
     assert!(
         err("plugin: {module: m}\ncases: [{name: a, steps: [{request: /, advance_ms: 1}]}]\n")

@@ -293,11 +293,11 @@ fn scenario_steps_on_named_streams_are_checked_before_anything_runs() {
     for (steps, message) in [
         (
             "      - finish: a\n",
-            r#"step 1: stream "a" is not opened by an earlier step"#,
+            r#"step 1: "a" is not opened by an earlier step"#,
         ),
         (
             "      - {open: a, request: GET /}\n      - {open: a, request: GET /}\n",
-            r#"step 2: stream "a" is opened twice"#,
+            r#"step 2: "a" is opened twice"#,
         ),
         ("      - open: a\n", "step 1: `open: a` needs a `request`"),
         (
@@ -306,7 +306,7 @@ fn scenario_steps_on_named_streams_are_checked_before_anything_runs() {
         ),
         (
             "      - {send: a, body: [x]}\n",
-            r#"step 1: stream "a" is not opened by an earlier step"#,
+            r#"step 1: "a" is not opened by an earlier step"#,
         ),
         (
             "      - {open: a, request: GET /}\n      - {finish: a, body: [x]}\n",
@@ -314,7 +314,7 @@ fn scenario_steps_on_named_streams_are_checked_before_anything_runs() {
         ),
         (
             "      - {open: a, request: GET /}\n      - {finish: a}\n      - {reset: a}\n",
-            r#"step 3: stream "a" was finished by an earlier step"#,
+            r#"step 3: "a" was finished by an earlier step"#,
         ),
         (
             "      - {answer: {cluster: auth, nth: 0}}\n",
