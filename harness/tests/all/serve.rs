@@ -57,6 +57,12 @@ server.serve_forever()
 
 /// `harness serve` with these arguments on a free port; its address.
 fn serve(args: &[&str]) -> (Running, String) {
+    let (running, at, _) = serve_with_admin(args);
+    (running, at)
+}
+
+/// [`serve`], also returning the admin address when `--admin` was given.
+fn serve_with_admin(args: &[&str]) -> (Running, String, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("serve")
         .args(args)
@@ -68,11 +74,15 @@ fn serve(args: &[&str]) -> (Running, String) {
         .expect("harness serve starts");
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
+    let mut admin = None;
     let address = loop {
         let line = lines
             .next()
             .and_then(Result::ok)
             .expect("harness serve says where it listens");
+        if let Some(rest) = line.strip_prefix("harness serve: admin on http://") {
+            admin = Some(rest.trim().to_string());
+        }
         if let Some(rest) = line.strip_prefix("harness serve: listening on http://") {
             break rest
                 .split_whitespace()
@@ -83,7 +93,7 @@ fn serve(args: &[&str]) -> (Running, String) {
     };
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (Running(child), address)
+    (Running(child), address, admin)
 }
 
 /// curl's status code, headers and body for `url`.
@@ -225,4 +235,50 @@ fn a_plugin_that_does_not_configure_stops_serve_before_it_listens() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("did not start"), "{stderr}");
     assert!(stderr.contains("invalid configuration"), "{stderr}");
+}
+
+#[test]
+fn the_admin_listener_serves_ready_stats_prometheus_and_quitquitquit() {
+    let (_upstream, up) = python_server(0.0, "ok");
+    let probe = module("test_filter_probe.wasm");
+    let config = json!({
+        "configure": [{"op": "define_metric", "kind": "counter",
+                       "name": "route=.=all;.;probe_requests", "save": "requests"}],
+        "http": {"request_headers": {"steps": [
+            {"op": "increment_metric", "id": "$requests", "offset": 1}]}}
+    })
+    .to_string();
+    let upstream = format!("http://127.0.0.1:{up}");
+    let args = [&*probe, "--config", &config, "--upstream", &upstream];
+    let (mut running, at, admin) =
+        serve_with_admin(&[&args[..], &["--admin", "127.0.0.1:0"]].concat());
+    let admin = admin.expect("serve says where its admin listens");
+    assert_eq!(curl(&[], &format!("http://{admin}/ready")).0, 200);
+    for _ in 0..2 {
+        assert_eq!(curl(&[], &format!("http://{at}/")).0, 200);
+    }
+    let (_, _, stats) = curl(&[], &format!("http://{admin}/stats"));
+    assert!(
+        stats.contains("wasmcustom.route=.=all;.;probe_requests: 2"),
+        "{stats}"
+    );
+    let (_, _, prometheus) = curl(&[], &format!("http://{admin}/stats/prometheus"));
+    assert!(
+        prometheus.contains("# TYPE probe_requests counter"),
+        "{prometheus}"
+    );
+    assert!(
+        prometheus.contains("probe_requests{route=\"all\"} 2"),
+        "{prometheus}"
+    );
+    let (status, _, _) = curl(&["-X", "POST"], &format!("http://{admin}/quitquitquit"));
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.0.try_wait().ok().flatten().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after /quitquitquit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -9,6 +9,7 @@
 //! --listen 127.0.0.1:10000 --upstream http://127.0.0.1:8080 [--cluster
 //! NAME=http://host:port]... [--concurrency N]`.
 
+mod admin;
 mod http;
 mod worker;
 
@@ -66,6 +67,10 @@ pub struct ServeArgs {
     /// Let traffic through when the filter traps (Envoy's fail_open).
     #[arg(long)]
     fail_open: bool,
+    /// The admin listener (`/ready`, `/stats`, `/stats/prometheus`,
+    /// `POST /quitquitquit`), e.g. 127.0.0.1:9901 as Envoy's.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
 }
 
 /// Runs `harness serve` until Ctrl-C / SIGTERM.
@@ -170,7 +175,13 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
         .enable_all()
         .build()
         .map_err(|e| usage(format!("cannot start the listener's runtime: {e}")))?;
-    let result = runtime.block_on(listen(args.listen, queues, workers));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let result = runtime.block_on(async {
+        if let Some(addr) = args.admin {
+            admin::serve(addr, shared.clone(), Arc::clone(&stop)).await?;
+        }
+        listen(args.listen, queues, workers, stop).await
+    });
     drop(runtime);
     for thread in threads {
         let _ = thread.join();
@@ -182,6 +193,7 @@ async fn listen(
     addr: SocketAddr,
     queues: Vec<mpsc::UnboundedSender<Job>>,
     workers: usize,
+    quit: Arc<tokio::sync::Notify>,
 ) -> Result<(), HarnessError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -196,6 +208,7 @@ async fn listen(
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
+            () = quit.notified() => break,
         };
         let (stream, _peer) = match accepted {
             Ok(pair) => pair,
