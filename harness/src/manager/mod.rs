@@ -24,6 +24,7 @@ mod downstream;
 mod flow;
 pub(crate) mod handles;
 mod reply;
+mod streams;
 mod teardown;
 #[cfg(test)]
 mod tests;
@@ -35,8 +36,7 @@ use crate::backend::Callback;
 use crate::driver::{Budget, EventKind, Harness};
 use crate::host::{Deferred, Event};
 use crate::model::{
-    ConnectionRecord, DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd,
-    UpstreamResponse,
+    DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
 };
 
 use capture::Owners;
@@ -48,6 +48,7 @@ pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
 pub use handles::StreamInput;
 use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
+pub(crate) use streams::{Live, Streams};
 
 /// A live stream, named by the caller (see [`crate::Envoy::open`]): the
 /// worker it runs on and its number there.
@@ -82,110 +83,6 @@ pub(crate) fn own_slots(vms: &[Harness]) -> Vec<Slot> {
             root: h.vm.host_ref().root_context_id,
         })
         .collect()
-}
-
-/// What is live on one worker: HTTP streams and TCP connections.
-#[derive(Default)]
-pub(crate) struct Live {
-    pub(crate) http: Vec<Stream>,
-    pub(crate) tcp: Vec<Connection>,
-}
-
-/// The streams and connections of one worker: live ones, and ended ones
-/// not yet collected.
-#[derive(Default)]
-pub(crate) struct Streams {
-    live: Live,
-    finished: Vec<Stream>,
-    finished_tcp: Vec<Connection>,
-    next_key: u64,
-    /// The worker these streams run on (named in their handles).
-    pub(crate) worker: usize,
-}
-
-impl Streams {
-    fn is_live(&self, key: StreamHandle) -> bool {
-        self.live.http.iter().any(|s| s.key == key) || self.live.tcp.iter().any(|c| c.key == key)
-    }
-
-    fn live_mut(&mut self, key: StreamHandle) -> Option<&mut Stream> {
-        self.live
-            .http
-            .iter_mut()
-            .find(|s| s.key == key && s.end.is_none())
-    }
-
-    /// A live connection, if `key` names one.
-    fn live_connection(&mut self, key: StreamHandle) -> Option<&mut Connection> {
-        self.live.tcp.iter_mut().find(|c| c.key == key)
-    }
-
-    /// A handle for a new stream or connection.
-    fn new_key(&mut self) -> StreamHandle {
-        let key = StreamHandle {
-            worker: self.worker,
-            id: self.next_key,
-        };
-        self.next_key += 1;
-        key
-    }
-
-    /// Takes an ended stream's record.
-    pub(crate) fn take_finished(&mut self, key: StreamHandle) -> Option<Stream> {
-        let at = self.finished.iter().position(|s| s.key == key)?;
-        Some(self.finished.remove(at))
-    }
-
-    /// What connection `key` carried so far (live or closed), if it is one.
-    pub(crate) fn connection_record(&self, key: StreamHandle) -> Option<ConnectionRecord> {
-        let all = self.live.tcp.iter().chain(&self.finished_tcp);
-        all.into_iter()
-            .find(|c| c.key == key)
-            .map(|c| c.record.clone())
-    }
-
-    /// Takes a closed connection's record.
-    pub(crate) fn take_finished_connection(&mut self, key: StreamHandle) -> Option<Connection> {
-        let at = self.finished_tcp.iter().position(|c| c.key == key)?;
-        Some(self.finished_tcp.remove(at))
-    }
-
-    /// Every stream (live or ended) that keeps its own log lines.
-    pub(crate) fn log_keepers(&mut self) -> impl Iterator<Item = &mut Stream> {
-        self.live
-            .http
-            .iter_mut()
-            .chain(self.finished.iter_mut())
-            .filter(|s| s.keep_logs)
-    }
-
-    /// Every connection (live or closed) that keeps its own log lines.
-    pub(crate) fn connection_log_keepers(&mut self) -> impl Iterator<Item = &mut Connection> {
-        self.live.tcp.iter_mut().chain(self.finished_tcp.iter_mut())
-    }
-
-    /// The context ids, by chain position, of every stream and connection
-    /// (and of `also`), for telling whose a context is.
-    fn context_lists(&self, also: Vec<u32>) -> Vec<Vec<u32>> {
-        let http = self.live.http.iter().chain(&self.finished);
-        let http = http.map(|s| s.hops.iter().map(|h| h.context_id).collect());
-        let tcp = self.live.tcp.iter().chain(&self.finished_tcp);
-        let tcp = tcp.map(|c| c.hops.iter().map(|h| h.context_id).collect());
-        http.chain(tcp).chain(std::iter::once(also)).collect()
-    }
-
-    /// True when `key` names a stream or connection that ended and is not collected yet.
-    pub(crate) fn is_finished(&self, key: StreamHandle) -> bool {
-        self.finished.iter().any(|s| s.key == key) || self.finished_tcp.iter().any(|c| c.key == key)
-    }
-
-    /// True when `key` names a stream or connection that is live or ended
-    /// but uncollected.
-    pub(crate) fn knows(&self, key: StreamHandle) -> bool {
-        self.is_live(key)
-            || self.finished.iter().any(|s| s.key == key)
-            || self.finished_tcp.iter().any(|c| c.key == key)
-    }
 }
 
 /// One HTTP stream through the chain.
