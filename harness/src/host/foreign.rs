@@ -11,7 +11,7 @@ use std::io::Write;
 
 use flate2::{Compression, Decompress, FlushDecompress, write::ZlibEncoder};
 
-use super::{Host, StreamState};
+use super::Host;
 use crate::abi::Status;
 use crate::model::LogLevel;
 use wire::{Malformed, Value};
@@ -172,7 +172,7 @@ fn set_envoy_filter_state(host: &mut Host, args: &[u8]) -> Result<(), Status> {
     let stream = host.effective_stream().ok_or(Status::NotFound)?;
     // The span decides how long Envoy keeps the object; the harness's
     // stream state lives as long as the stream, which covers all three.
-    stream.envoy_filter_state.insert(path, object);
+    stream.filter_state_mut().objects.insert(path, object);
     Ok(())
 }
 
@@ -193,13 +193,17 @@ fn filter_state_arguments(args: &[u8]) -> Result<(String, String, i32), Malforme
 /// `proxy_get_property(["filter_state", name])` for an object set through
 /// `set_envoy_filter_state`: its serialized form (Envoy's
 /// `FilterStateWrapper` answers `serializeAsString()`).
-pub(crate) fn lookup_filter_state(stream: &StreamState, path: &[u8], out: &mut Vec<u8>) -> bool {
+pub(crate) fn lookup_filter_state(
+    objects: &EnvoyFilterState,
+    path: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
     let Some(name) = path.strip_prefix(b"filter_state\0") else {
         return false;
     };
     let Some(value) = std::str::from_utf8(name)
         .ok()
-        .and_then(|name| stream.envoy_filter_state.get(name))
+        .and_then(|name| objects.get(name))
     else {
         return false;
     };

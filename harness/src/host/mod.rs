@@ -7,6 +7,7 @@ mod callouts;
 pub mod caps;
 pub mod counters;
 mod fields;
+pub(crate) mod filter_state;
 pub(crate) mod foreign;
 pub mod headers;
 pub mod properties;
@@ -121,8 +122,9 @@ pub struct StreamState {
     pub response_body: Vec<u8>,
     /// Response trailers (once delivered).
     pub response_trailers: Option<HeaderMap>,
-    /// Filter state set by the filter (`proxy_set_property`), by key.
-    pub filter_properties: PropertyStore,
+    /// The stream's filter state (`proxy_set_property`,
+    /// `set_envoy_filter_state`), shared by every filter of the stream.
+    pub filter_state: Option<filter_state::SharedFilterState>,
     /// Properties given for this stream's exchange (they override the
     /// harness-level ones).
     pub properties: PropertyStore,
@@ -138,8 +140,6 @@ pub struct StreamState {
     pub reach: Reach,
     /// The stream's HTTP version (`request.protocol`).
     pub protocol: HttpProtocol,
-    /// Objects set through the `set_envoy_filter_state` foreign function.
-    pub envoy_filter_state: foreign::EnvoyFilterState,
     /// A TCP connection's context (a network filter's), not an HTTP stream's.
     pub is_connection: bool,
     /// DOWNSTREAM_DATA: the connection's read buffer while this filter has
@@ -441,9 +441,12 @@ impl Host {
     }
 
     fn lookup_property_into(&self, path: &[u8], out: &mut Vec<u8>) -> properties::Found {
+        let state = self
+            .effective_stream_ref()
+            .and_then(StreamState::filter_state);
         // Objects set through set_envoy_filter_state (host/foreign.rs).
-        if let Some(s) = self.effective_stream_ref()
-            && foreign::lookup_filter_state(s, path, out)
+        if let Some(state) = &state
+            && foreign::lookup_filter_state(&state.objects, path, out)
         {
             return properties::Found::Value;
         }
@@ -453,7 +456,7 @@ impl Host {
             .effective_stream_ref()
             .map(|s| properties::StreamSources {
                 exchange: &s.properties,
-                filter_state: &s.filter_properties,
+                filter_state: state.as_ref().map(|state| &state.properties),
                 facts: properties::StreamFacts {
                     request_headers: s.readable_map(Field::RequestHeaders, self.access_log),
                     response_headers: s.readable_map(Field::ResponseHeaders, self.access_log),
@@ -491,12 +494,19 @@ impl Host {
     }
 
     /// Creates the host side of a new stream context.
-    pub(crate) fn open_stream(&mut self, id: u32, root_id: u32) {
+    /// `filter_state`: the stream's, shared with its other contexts.
+    pub(crate) fn open_stream(
+        &mut self,
+        id: u32,
+        root_id: u32,
+        filter_state: Option<filter_state::SharedFilterState>,
+    ) {
         let start_unix_ns = self.now_unix_ns();
         self.streams.push(StreamState {
             id,
             root_id,
             start_unix_ns,
+            filter_state,
             ..Default::default()
         });
     }

@@ -42,11 +42,10 @@ pub fn proxy_set_property<G: Guest>(
             let Some(s) = h.effective_stream() else {
                 return Status::NotFound;
             };
-            // A read-only declared property takes its first value only.
-            if readonly && s.filter_properties.lookup(&key, &mut Vec::new()) {
+            let set = s.filter_state_mut().set_property(&key, v, readonly);
+            if set == crate::host::filter_state::SetProperty::ReadOnly {
                 return Status::BadArgument;
             }
-            s.filter_properties.set_raw(&key, v);
             if let Some((key, message)) = crate::host::properties::unreachable_set(p) {
                 crate::host::properties::warn_once(h, key, message);
             }

@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 use crate::abi::StreamType;
 use crate::backend::Callback;
 use crate::driver::{Budget, EventKind, Harness};
+use crate::host::filter_state::SharedFilterState;
 use crate::host::{Deferred, Event};
 use crate::model::{
     DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
@@ -107,6 +108,9 @@ pub(crate) struct Stream {
     pub(crate) is_head: bool,
     pub(crate) protocol: HttpProtocol,
     properties: Properties,
+    /// The filter state every hop's context shares (only with two or
+    /// more filters; a lone filter's context keeps its own).
+    filter_state: Option<SharedFilterState>,
     start_ms: u64,
     pub(crate) elapsed_ms: u64,
     /// When the end of the request passed the last filter (reached the router).
@@ -210,6 +214,7 @@ pub(crate) fn open(
         is_head,
         protocol: req.protocol,
         properties: exchange.properties.clone(),
+        filter_state: (slots.len() > 1).then(SharedFilterState::default),
         start_ms: now(filters),
         elapsed_ms: 0,
         request_complete_ms: None,

@@ -15,7 +15,7 @@ pub(crate) fn new_stream_context(filter: &mut Harness, root: u32, stream: &Strea
     let host = filter.vm.host();
     let id = host.next_context_id;
     host.next_context_id += 1;
-    host.open_stream(id, root);
+    host.open_stream(id, root, stream.filter_state.clone());
     if let Some(s) = host.stream_mut(id) {
         s.protocol = stream.protocol;
         if !stream.properties.is_empty() {

@@ -285,6 +285,62 @@ fn a_readonly_declared_property_takes_its_first_value_only() {
 }
 
 #[test]
+fn filter_state_is_the_streams_and_every_filter_of_the_chain_shares_it() {
+    // Context::setProperty / setEnvoyFilterState write to the stream
+    // info's filter state, which is one per stream; a key created read-only
+    // by one filter's declaration refuses a later write from any filter.
+    let mut readonly = message(&[(1, "my_prop")]);
+    readonly.extend_from_slice(&[0x10, 1]);
+    let set = |label: &str, path: &str, value: &str| json!({"op": "set_property", "path": [path], "value": value, "label": label});
+    let read =
+        |label: &str, path: &[&str]| json!({"op": "get_property", "path": path, "label": label});
+    let first = json!({
+        "configure": [foreign("declare", "declare_property", &hex(&readonly), "str")],
+        "http": {
+            "request_headers": {"steps": [
+                set("ro", "my_prop", "a"),
+                set("free", "free", "x"),
+                foreign("object", "set_envoy_filter_state",
+                    &filter_state_args("envoy.tcp_proxy.cluster", "backend"), "str")]},
+            "response_headers": {"steps": [read("free later", &["free"])]}
+        }
+    });
+    let second = json!({"http": {"request_headers": {"steps": [
+        read("ro seen", &["my_prop"]),
+        read("object seen", &["filter_state", "envoy.tcp_proxy.cluster"]),
+        set("ro overwrite", "my_prop", "b"),
+        set("free overwrite", "free", "y")]}}});
+    for shared_vm in [false, true] {
+        let out = probe_chain_get(vec![first.clone(), second.clone()], |i, plugin| {
+            plugin.vm_id = if shared_vm {
+                "one".into()
+            } else {
+                format!("vm-{i}")
+            };
+        });
+        let (a, b) = (&out.filters[0], &out.filters[1]);
+        let case = if shared_vm { "one VM" } else { "two VMs" };
+        assert_eq!(result(b, "ro seen"), r#"ro seen: OK value="a""#, "{case}");
+        assert_eq!(
+            result(b, "object seen"),
+            r#"object seen: OK value="backend""#,
+            "{case}"
+        );
+        assert_eq!(
+            result(b, "ro overwrite"),
+            "ro overwrite: BAD_ARGUMENT",
+            "{case}"
+        );
+        assert_eq!(result(b, "free overwrite"), "free overwrite: OK", "{case}");
+        assert_eq!(
+            result(a, "free later"),
+            r#"free later: OK value="y""#,
+            "{case}"
+        );
+    }
+}
+
+#[test]
 fn signing_functions_refuse_bad_arguments_like_envoy_then_report_bad_keys_in_the_result() {
     let verify = hex(&message(&[
         (1, "sha256"),

@@ -76,7 +76,7 @@ pub(crate) struct StreamSources<'a> {
     /// `Exchange::properties` for this stream.
     pub exchange: &'a PropertyStore,
     /// What the filter stored with `proxy_set_property`, by filter-state key.
-    pub filter_state: &'a PropertyStore,
+    pub filter_state: Option<&'a PropertyStore>,
     /// What the stream itself tells (`request.*`, `response.*`).
     pub facts: StreamFacts<'a>,
 }
@@ -132,7 +132,7 @@ pub(crate) fn find(path: &[u8], src: &Sources<'_>, out: &mut Vec<u8>) -> Found {
         };
         if top == b"filter_state"
             && let Some(key) = second
-            && let Some(value) = s.filter_state.exact(key)
+            && let Some(value) = s.filter_state.and_then(|state| state.exact(key))
         {
             return filter_state_value(value, deeper, out);
         }
@@ -149,7 +149,9 @@ pub(crate) fn find(path: &[u8], src: &Sources<'_>, out: &mut Vec<u8>) -> Found {
         );
     }
     if let Some(s) = stream
-        && let Some(value) = s.filter_state.exact(&filter_state_key(top))
+        && let Some(value) = s
+            .filter_state
+            .and_then(|state| state.exact(&filter_state_key(top)))
     {
         return filter_state_value(value, second.is_some(), out);
     }
@@ -235,7 +237,7 @@ mod tests {
             plugin: &plugin,
             stream: Some(StreamSources {
                 exchange: &empty,
-                filter_state: &empty,
+                filter_state: None,
                 facts: facts(None),
             }),
         };
@@ -333,7 +335,7 @@ mod tests {
             plugin: &plugin,
             stream: Some(StreamSources {
                 exchange: &empty,
-                filter_state: &state,
+                filter_state: Some(&state),
                 facts: facts(Some(&h)),
             }),
         };

@@ -166,7 +166,7 @@ fn read_iteration(
 /// its configured one), then takes everything read so far to the upstream.
 fn tcp_proxy(filters: &mut [Harness], slots: &[Slot], conn: &mut Connection, accept: bool) {
     if conn.proxy == Proxy::NotReached {
-        let chosen = chosen_cluster(filters, slots, conn);
+        let chosen = chosen_cluster(conn);
         let cluster = chosen.unwrap_or_else(|| conn.spec.cluster.clone());
         let host = filters.last().map(|f| f.vm.host_ref());
         let accepts = match host.and_then(|h| h.tcp_cluster_accepts(&cluster)) {
@@ -211,12 +211,10 @@ fn tcp_proxy(filters: &mut [Harness], slots: &[Slot], conn: &mut Connection, acc
 }
 
 /// The `envoy.tcp_proxy.cluster` filter state any filter of the connection set.
-fn chosen_cluster(filters: &[Harness], slots: &[Slot], conn: &Connection) -> Option<String> {
-    conn.hops.iter().zip(slots).rev().find_map(|(hop, slot)| {
-        let s = filters[slot.vm].vm.host_ref().stream_ref(hop.context_id)?;
-        let name = s.envoy_filter_state.get("envoy.tcp_proxy.cluster")?;
-        Some(String::from_utf8_lossy(name).into_owned())
-    })
+fn chosen_cluster(conn: &Connection) -> Option<String> {
+    let state = conn.filter_state.lock();
+    let name = state.objects.get("envoy.tcp_proxy.cluster")?;
+    Some(String::from_utf8_lossy(name).into_owned())
 }
 
 /// `upstream.address` becomes readable once tcp_proxy connected.

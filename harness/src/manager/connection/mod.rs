@@ -42,6 +42,7 @@ use std::collections::VecDeque;
 use crate::abi::{PeerType, StreamType};
 use crate::driver::Harness;
 use crate::host::Deferred;
+use crate::host::filter_state::SharedFilterState;
 use crate::host::properties::PropertyStore;
 use crate::model::{
     ConnectionClose, ConnectionRecord, ConnectionSpec, FailurePolicyApplied, LogEntry, LogLevel,
@@ -86,6 +87,8 @@ pub(crate) struct Connection {
     pub(crate) hops: Vec<NetHop>,
     spec: ConnectionSpec,
     properties: Properties,
+    /// The connection's filter state: its network filters and tcp_proxy share it.
+    filter_state: SharedFilterState,
     /// initializeReadFilters ran.
     opened: bool,
     /// Envoy's read buffer: client bytes tcp_proxy has not taken yet.
@@ -170,6 +173,7 @@ pub(crate) fn open(
         hops,
         spec: spec.clone(),
         properties: all,
+        filter_state: SharedFilterState::default(),
         opened: false,
         read_buffer: Vec::new(),
         read_end: false,
@@ -346,7 +350,7 @@ fn new_connection_context(filter: &mut Harness, root: u32, conn: &Connection) ->
     let host = filter.vm.host();
     let id = host.next_context_id;
     host.next_context_id += 1;
-    host.open_stream(id, root);
+    host.open_stream(id, root, Some(conn.filter_state.clone()));
     if let Some(s) = host.stream_mut(id) {
         s.is_connection = true;
         s.properties = PropertyStore::from_properties(&conn.properties);
