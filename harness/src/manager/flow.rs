@@ -16,7 +16,7 @@ use crate::driver::Harness;
 use crate::host::{Deferred, Field, Gone, HeaderMap};
 use crate::model::{Headers, HttpMessage, LocalReply, LogEntry};
 
-use super::reply::{after_trap, buffer_overflow};
+use super::reply::{after_trap, buffer_overflow, vm_already_failed};
 use super::{Stream, downstream};
 
 /// One frame of a message, in one direction.
@@ -151,6 +151,14 @@ fn stream_callback(
     // flight lets frames pass without calling into its failed VM.
     if stream.hops[i].bypass || stream.hops[i].failed {
         return Some(Action::Continue);
+    }
+    // The VM failed since this stream last called into it: the stream
+    // meets the failure now, before any call (CHECK_FAIL_HTTP at the top of
+    // proxy-wasm-cpp-host's ContextBase::onRequestHeaders and the other
+    // stream callbacks, src/context.cc).
+    if filter.failure.is_some() {
+        vm_already_failed(filter, stream, i);
+        return stream.hops[i].bypass.then_some(Action::Continue);
     }
     let ctx = stream.hops[i].context_id;
     match filter.invoke(cb) {

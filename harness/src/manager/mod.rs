@@ -254,6 +254,11 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
                     let held = filters.iter().any(|f| f.vm.host_ref().has_held_http());
                     let why = if held {
                         "only held callouts are pending (an `answer` step answers them)"
+                    } else if filters.iter().any(|f| f.failure.is_some()) {
+                        "no event is pending: a VM of this chain failed, and Envoy drops the \
+                         callout answers, ticks and queue notifications of a failed VM (in \
+                         Envoy this stream waits for the stream idle timeout, 5 min by default, \
+                         and gets 408)"
                     } else {
                         "no callout, timer or queue event is pending"
                     };
@@ -483,17 +488,9 @@ fn after_callback(filter: &mut Harness, v: usize, slots: &[Slot], live: &mut Liv
             }
         }
     }
-    if filter.failure.is_some() {
-        connection::after_vm_failure(filter, &on_vm, &mut live.tcp);
-        for stream in live.http.iter_mut() {
-            for i in (0..stream.hops.len()).filter(on_vm) {
-                let hop = &stream.hops[i];
-                if stream.end.is_none() && hop.context_id != 0 && !hop.failed {
-                    after_trap(filter, stream, i);
-                }
-            }
-        }
-    }
+    // Other streams and connections on a VM that just failed meet the
+    // failure when they next call into it (flow::stream_callback,
+    // connection::flow::callback); until then they wait.
 }
 
 fn stall_reason(stream: &Stream, why: &str) -> String {

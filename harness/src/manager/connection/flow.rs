@@ -59,6 +59,11 @@ fn callback(
     if conn.hops[i].failed {
         return None;
     }
+    // A VM that failed since: CHECK_FAIL_NET before the call.
+    if filter.failure.is_some() {
+        fail(filter, conn, i);
+        return conn.hops[i].bypass.then_some(Action::Continue);
+    }
     let result = filter.invoke(cb);
     if result.is_none() {
         fail(filter, conn, i);

@@ -299,21 +299,6 @@ pub(crate) fn apply_deferred(
     true
 }
 
-/// The failure policy for every connection using VM `v`, which just failed.
-pub(crate) fn after_vm_failure(
-    filter: &mut Harness,
-    on_vm: &dyn Fn(&usize) -> bool,
-    live: &mut [Connection],
-) {
-    for conn in live.iter_mut().filter(|c| c.end.is_none()) {
-        for i in (0..conn.hops.len()).filter(on_vm) {
-            if conn.hops[i].context_id != 0 && !conn.hops[i].failed {
-                fail(filter, conn, i);
-            }
-        }
-    }
-}
-
 /// Envoy's policy for filter `i` on a failed VM (`CHECK_FAIL_NET` in
 /// proxy-wasm-cpp-host src/context.cc): fail_open lets data pass it;
 /// otherwise `failStream` closes the connection.

@@ -323,7 +323,6 @@ fn a_local_reply_after_the_client_got_headers_resets_the_stream() {
 }
 
 #[test]
-#[ignore = "divergence: manager/mod.rs after_callback applies the failure policy to every live stream on a VM that just failed; Envoy fails a stream only when it next calls into that stream's context"]
 fn a_trap_leaves_other_paused_streams_waiting_as_envoy_does() {
     // proxy-wasm-cpp-host checks the failure when it calls into a context
     // (CHECK_FAIL_HTTP in ContextBase::onRequestHeaders and the other
