@@ -165,7 +165,9 @@ impl Chain {
 
     /// When the next timer, callout answer or queue event of any filter is due.
     pub(crate) fn next_event_at(&self) -> Option<u64> {
-        self.filters.iter().filter_map(Harness::next_event_at).min()
+        let route = self.streams.next_route_deadline().map(|(at, _)| at);
+        let vms = self.filters.iter().filter_map(Harness::next_event_at);
+        vms.chain(route).min()
     }
 
     /// Runs one exchange through every filter (see the module docs). Other

@@ -105,11 +105,14 @@ pub(crate) const DEFAULT_ROUTE_TIMEOUT_MS: u64 = 15_000;
 /// the upstream can expect (`FilterUtility::setTimeoutHeaders` in
 /// source/common/router/router.cc, called from `finalTimeout` with 0 ms
 /// elapsed: the global timeout starts when the router gets the request).
-pub(crate) fn router_adds_to_request(map: &mut HeaderMap) {
-    map.replace(
-        b"x-envoy-expected-rq-timeout-ms",
-        DEFAULT_ROUTE_TIMEOUT_MS.to_string().as_bytes(),
-    );
+/// A route without a timeout (0) sets no header.
+pub(crate) fn router_adds_to_request(map: &mut HeaderMap, route_timeout_ms: u64) {
+    if route_timeout_ms > 0 {
+        map.replace(
+            b"x-envoy-expected-rq-timeout-ms",
+            route_timeout_ms.to_string().as_bytes(),
+        );
+    }
 }
 
 /// What the connection manager adds to the response headers after every

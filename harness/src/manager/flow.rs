@@ -386,7 +386,7 @@ fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir
         // the access log (on_log) reads too.
         (Some(map), None) => {
             match dir {
-                Dir::Request => downstream::router_adds_to_request(map),
+                Dir::Request => downstream::router_adds_to_request(map, stream.route_timeout_ms),
                 Dir::Response => downstream::connection_manager_adds_to_response(map, now_unix_ns),
             }
             map.to_headers()

@@ -24,6 +24,7 @@ mod downstream;
 mod flow;
 pub(crate) mod handles;
 mod reply;
+mod route;
 mod streams;
 mod teardown;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use capture::Owners;
 pub(crate) use connection::{
     Connection, exchange as connection_exchange, open as connect, outcomes as connection_outcomes,
 };
+pub(crate) use downstream::DEFAULT_ROUTE_TIMEOUT_MS;
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
@@ -119,6 +121,9 @@ pub(crate) struct Stream {
     pub(crate) keep_logs: bool,
     /// The request was handed to a real upstream ([`take_upstream_requests`]).
     upstream_taken: bool,
+    /// The route's timeout (0: none), and whether it fired.
+    route_timeout_ms: u64,
+    upstream_timed_out: bool,
 }
 
 /// What a stream runs until.
@@ -220,6 +225,10 @@ pub(crate) fn open(
         request_complete_ms: None,
         keep_logs,
         upstream_taken: false,
+        route_timeout_ms: filters.first().map_or(DEFAULT_ROUTE_TIMEOUT_MS, |f| {
+            f.vm.host_ref().route_timeout_ms
+        }),
+        upstream_timed_out: false,
     });
     key
 }
@@ -248,6 +257,20 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
             .enumerate()
             .filter_map(|(i, f)| f.next_event_at().map(|at| (at, i)))
             .min();
+        // A route timeout is the worker's own event.
+        if let Some((at, k)) = streams.next_route_deadline()
+            && next.is_none_or(|(vm_at, _)| at <= vm_at)
+        {
+            if let Goal::Until(t) = goal
+                && at > t
+            {
+                sync(filters, t);
+                return;
+            }
+            sync(filters, now(filters).max(at));
+            route::time_out(filters, slots, streams, k);
+            continue;
+        }
         let Some((at, i)) = next else {
             match goal {
                 Goal::Ends(key) => {

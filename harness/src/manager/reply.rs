@@ -245,6 +245,18 @@ pub(crate) fn upstream_unreachable_reply() -> LocalReplySpec {
     }
 }
 
+/// The router's reply when the route's timeout fires before the response
+/// started (`Router::Filter::onResponseTimeout`, details `response_timeout`).
+pub(crate) fn upstream_timeout_reply() -> LocalReplySpec {
+    LocalReplySpec {
+        status: 504,
+        details: "response_timeout".to_string(),
+        body: b"upstream request timeout".to_vec(),
+        headers: HeaderMap::default(),
+        grpc_status: 14,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

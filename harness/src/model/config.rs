@@ -416,6 +416,10 @@ pub struct HarnessConfig {
     /// A stream paused with only timer ticks pending is declared stalled
     /// after this many virtual milliseconds.
     pub stall_timeout_ms: u64,
+    /// The route's timeout (Envoy's `route.timeout`, 15 s unless the route
+    /// sets one; 0: none): from the moment the router has the whole
+    /// request until the upstream's response ends.
+    pub route_timeout_ms: u64,
     /// Events (ticks, callout answers, queue notifications) one step may
     /// deliver before the VM that keeps the loop busy fails.
     pub max_events_per_step: u64,
@@ -436,6 +440,7 @@ impl Default for HarnessConfig {
             trace: TraceLevel::Callbacks,
             buffer_limit_bytes: 1024 * 1024,
             stall_timeout_ms: 300_000,
+            route_timeout_ms: crate::manager::DEFAULT_ROUTE_TIMEOUT_MS,
             max_events_per_step: crate::driver::DEFAULT_MAX_EVENTS_PER_STEP,
             step_wall_budget_ms: crate::driver::DEFAULT_STEP_WALL_BUDGET_MS,
         }

@@ -126,6 +126,9 @@ pub struct HostSpec {
     /// Per-stream buffer limit (bytes); a paused body past it gets 413/500.
     #[serde(default)]
     pub buffer_limit_bytes: Option<u64>,
+    /// The route's timeout (ms; 0: none; Envoy's default 15 s).
+    #[serde(default)]
+    pub route_timeout_ms: Option<u64>,
     /// Events one step may deliver before the VM keeping the loop busy fails.
     #[serde(default)]
     pub max_events_per_step: Option<u64>,

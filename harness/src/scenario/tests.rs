@@ -203,7 +203,7 @@ plugin:
   env: {A: b}
 properties: {source.port: 80, xds.route_name: r, connection.mtls: true}
 clusters: [{name: auth, http: [{status: 503, delay_ms: 5}, {failure: timeout}]}]
-host: {buffer_limit_bytes: 10}
+host: {buffer_limit_bytes: 10, route_timeout_ms: 250}
 cases:
   - name: short
     request: POST /x
@@ -235,6 +235,7 @@ cases:
     assert_eq!(merged.fail_open, Some(true));
     let config = super::harness_config(&scenario, long, &scenario.plugin.merged(&long.plugin));
     assert_eq!(config.buffer_limit_bytes, 10);
+    assert_eq!(config.route_timeout_ms, 250);
     assert_eq!(config.plugin.env.get("A").map(String::as_str), Some("b"));
     assert_eq!(config.clusters[0].http.len(), 2);
     let steps = long.effective_steps();

@@ -169,6 +169,92 @@ fn envoy_adds_its_own_headers_where_envoy_does() {
     }
 }
 
+/// A stream held at the upstream, through one probe filter that reads the
+/// response status, on a route with `route_timeout_ms`.
+fn held_at_upstream(route_timeout_ms: u64) -> (harness::Envoy, harness::StreamHandle) {
+    let script = json!({"http": {"response_headers": {"steps": [
+        get_header("status", "response_headers", ":status")]}}});
+    let mut config = probe_config(script);
+    config.route_timeout_ms = route_timeout_ms;
+    let plugins = [(harness::FilterModule::from(probe_module()), config)];
+    let mut envoy = harness::Envoy::builder().plugins(&plugins).build().unwrap();
+    let exchange = harness::Exchange {
+        request: get("/slow"),
+        upstream: ok_upstream(),
+        properties: Default::default(),
+    };
+    let (key, _) = envoy.open(&exchange, None).unwrap();
+    (envoy, key)
+}
+
+#[test]
+fn the_route_timeout_answers_504_through_the_filters_and_resets_a_started_response() {
+    // Router::Filter::onRequestComplete arms the route's timeout; when it
+    // fires (onResponseTimeout -> onUpstreamAbort) the client gets the
+    // router's 504 if no response started, a reset otherwise.
+    let (mut envoy, key) = held_at_upstream(1_000);
+    envoy.advance(999).unwrap();
+    envoy.respond(key, ok_upstream()).unwrap();
+    let on_time = envoy.finish(key).unwrap().outcome;
+    assert_eq!(on_time.response.as_ref().map(|r| r.status), Some(200));
+
+    let (mut envoy, key) = held_at_upstream(1_000);
+    envoy.advance(1_000).unwrap();
+    let late = envoy.respond(key, ok_upstream());
+    assert!(late.is_err(), "the stream ended at the timeout");
+    let out = envoy.finish(key).unwrap_or_else(|e| panic!("{e}")).outcome;
+    let response = out.response.as_ref().expect("the router's reply");
+    assert_eq!(response.status, 504);
+    assert_eq!(
+        response.message.body.0,
+        b"upstream request timeout".to_vec()
+    );
+    assert_eq!(result(&out, "status"), r#"status: OK value="504""#);
+    let reply = out.local_reply.as_ref().expect("a local reply");
+    assert_eq!(reply.details, "response_timeout");
+
+    let (mut envoy, key) = held_at_upstream(1_000);
+    envoy
+        .send(
+            key,
+            harness::StreamInput::Respond {
+                answer: ok_upstream(),
+                end_stream: false,
+            },
+        )
+        .unwrap();
+    envoy.advance(5_000).unwrap();
+    let reset = envoy.finish(key).unwrap().outcome;
+    assert_eq!(
+        reset.end,
+        harness::StreamEnd::Reset,
+        "the response had started"
+    );
+    assert!(
+        reset.response.as_ref().is_some_and(|r| r.reset),
+        "{:?}",
+        reset.response
+    );
+}
+
+#[test]
+fn a_route_without_a_timeout_waits_and_sets_no_timeout_header() {
+    let (mut envoy, key) = held_at_upstream(0);
+    envoy.advance(60_000).unwrap();
+    envoy.respond(key, ok_upstream()).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+    assert_eq!(out.response.as_ref().map(|r| r.status), Some(200));
+    let upstream = out.upstream_request.as_ref().expect("forwarded");
+    assert!(
+        upstream
+            .headers
+            .get_text("x-envoy-expected-rq-timeout-ms")
+            .is_none(),
+        "{:?}",
+        upstream.headers
+    );
+}
+
 #[test]
 fn local_replies_get_date_and_server_too() {
     let script = json!({"http": {"request_headers": {"steps": [
