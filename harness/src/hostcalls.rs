@@ -99,7 +99,9 @@ fn allowed_in(phase: Phase, index: usize) -> bool {
     match phase {
         Phase::Callback => true,
         Phase::Startup => {
-            index == Hostcall::proxy_log as usize || index >= PROXY_HOSTCALL_NAMES.len()
+            index == Hostcall::proxy_log as usize
+                || (index >= PROXY_HOSTCALL_NAMES.len()
+                    && !proxy_abi::WASI_REFUSED_AT_STARTUP.contains(&hostcall_name(index)))
         }
         Phase::Allocator => {
             index == Hostcall::proxy_log as usize
@@ -128,7 +130,8 @@ pub fn dispatch<G: Guest>(
     if !allowed_in(host.phase, index) {
         let when = match host.phase {
             Phase::Startup => {
-                "during VM start-up (_initialize/main); only proxy_log and WASI are allowed there"
+                "during VM start-up (_initialize/main); Envoy allows only proxy_log and WASI \
+                 there, without fd_read, fd_seek, fd_close, sched_yield, proc_exit and path_open"
             }
             Phase::Allocator => {
                 "from inside the guest allocator; only logging and clocks are allowed there"

@@ -24,6 +24,6 @@ pub use map::{
     encoded_map_size, split_property_path,
 };
 pub use tables::{
-    ArgKind, CALLBACKS, CallbackResult, CallbackSpec, HOSTCALLS, HostcallSpec, WASI_FUNCTIONS,
-    WASI_MODULES, WasiSpec, hostcall_versions,
+    ArgKind, CALLBACKS, CallbackResult, CallbackSpec, HOST_WASI_FUNCTIONS, HOSTCALLS, HostcallSpec,
+    WASI_FUNCTIONS, WASI_MODULES, WASI_REFUSED_AT_STARTUP, WasiSpec, hostcall_versions,
 };

@@ -145,6 +145,72 @@ macro_rules! for_each_wasi_function {
 /// The import modules WASI functions are served under.
 pub const WASI_MODULES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
 
+/// Every WASI function proxy-wasm-cpp-host registers under both modules
+/// (`FOR_ALL_WASI_FUNCTIONS` in include/proxy-wasm/exports.h, registered by
+/// `WasmBase::registerCallbacks` in src/wasm.cc); a module importing any
+/// other WASI function fails to link there. Those not in
+/// [`WASI_FUNCTIONS`] are stubs that answer an error.
+pub const HOST_WASI_FUNCTIONS: &[&str] = &[
+    "fd_write",
+    "fd_read",
+    "fd_seek",
+    "fd_close",
+    "fd_fdstat_get",
+    "fd_fdstat_set_flags",
+    "fd_fdstat_set_rights",
+    "environ_get",
+    "environ_sizes_get",
+    "args_get",
+    "args_sizes_get",
+    "clock_time_get",
+    "clock_res_get",
+    "fd_advise",
+    "fd_allocate",
+    "fd_datasync",
+    "fd_filestat_set_size",
+    "fd_filestat_set_times",
+    "fd_pread",
+    "fd_pwrite",
+    "fd_readdir",
+    "fd_renumber",
+    "fd_sync",
+    "fd_tell",
+    "path_create_directory",
+    "path_filestat_set_times",
+    "path_link",
+    "path_readlink",
+    "path_remove_directory",
+    "path_rename",
+    "path_symlink",
+    "path_unlink_file",
+    "sock_accept",
+    "sock_recv",
+    "sock_send",
+    "sock_shutdown",
+    "random_get",
+    "sched_yield",
+    "poll_oneoff",
+    "proc_exit",
+    "path_open",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "path_filestat_get",
+    "fd_filestat_get",
+];
+
+/// The host WASI functions a module may not call while it starts
+/// (`_initialize`, `main`, `_start`): `WasmBase::startVm` (src/wasm.cc)
+/// restricts callbacks to a list that holds every other one, and V8 traps a
+/// call outside it (`restricted_callback`).
+pub const WASI_REFUSED_AT_STARTUP: &[&str] = &[
+    "fd_read",
+    "fd_seek",
+    "fd_close",
+    "sched_yield",
+    "proc_exit",
+    "path_open",
+];
+
 /// The kind of one argument in a table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArgKind {
@@ -398,5 +464,16 @@ mod tests {
             .map(|w| w.name)
             .collect();
         assert_eq!(never, ["proc_exit"]);
+    }
+
+    #[test]
+    fn the_host_registers_every_implemented_wasi_function() {
+        for w in WASI_FUNCTIONS {
+            assert!(HOST_WASI_FUNCTIONS.contains(&w.name), "{}", w.name);
+        }
+        for name in WASI_REFUSED_AT_STARTUP {
+            assert!(HOST_WASI_FUNCTIONS.contains(name), "{name}");
+        }
+        assert!(all_distinct(HOST_WASI_FUNCTIONS.iter().copied()));
     }
 }

@@ -195,8 +195,9 @@ pub(crate) const EMSCRIPTEN_IMPORTS: [&str; 2] =
 
 /// Envoy's import policy, for every engine: an `env` import must be a host
 /// function the module's ABI version offers (or one of Emscripten's two),
-/// anything else must come from a WASI module (served, or answering
-/// ENOSYS). Returns the first import refused, as (module, field).
+/// anything else must be a WASI function proxy-wasm-cpp-host registers
+/// (served, or a stub answering an error). Returns the first import
+/// refused, as (module, field).
 pub(crate) fn refused_import<'a>(
     abi: AbiVersion,
     imports: impl Iterator<Item = (&'a str, &'a str)>,
@@ -212,7 +213,7 @@ pub(crate) fn refused_imports<'a>(
 ) -> impl Iterator<Item = (&'a str, &'a str)> {
     imports.filter(move |(module, field)| match *module {
         "env" => !abi.offers(field) && !EMSCRIPTEN_IMPORTS.contains(field),
-        other => !WASI_MODULES.contains(&other),
+        other => !WASI_MODULES.contains(&other) || !proxy_abi::HOST_WASI_FUNCTIONS.contains(field),
     })
 }
 

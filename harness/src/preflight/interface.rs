@@ -158,6 +158,9 @@ fn refused_import_finding(module: &str, name: &str, abi: Option<AbiVersion>) -> 
             if module == "env" {
                 "remove the call, or provide it inside the module (an SDK or libc built for \
                  another host may pull it in)"
+            } else if crate::abi::WASI_MODULES.contains(&module) {
+                "Envoy registers only part of WASI (no sockets but accept/recv/send/shutdown, \
+                 no threads); remove the dependency that needs this function"
             } else {
                 "Envoy provides only `env` (Proxy-Wasm) and WASI (wasi_snapshot_preview1) imports; \
                  remove the dependency that needs this module"

@@ -809,6 +809,89 @@ fn a_hostcall_during_start_up_other_than_logging_fails_start_up() {
     assert_process_serves_traffic();
 }
 
+#[test]
+fn wasi_calls_envoy_restricts_at_start_up_fail_start_up() {
+    // WasmBase::startVm (proxy-wasm-cpp-host src/wasm.cc) allows every
+    // registered WASI function during start-up but these.
+    for (name, kinds) in [
+        ("fd_read", &["u32", "u32", "u32", "u32"][..]),
+        ("fd_seek", &["u32", "u64", "u32", "u32"][..]),
+        ("sched_yield", &[][..]),
+    ] {
+        let args: String = kinds
+            .iter()
+            .map(|k| {
+                if *k == "u64" {
+                    " (i64.const 0)"
+                } else {
+                    " (i32.const 0)"
+                }
+            })
+            .collect();
+        let call = format!("(drop (call ${name}{args}))");
+        let funcs = format!(r#"(func (export "_initialize") {call})"#);
+        let imports = import("wasi_snapshot_preview1", name, kinds);
+        let module = compile(&format!("init-{name}.wat"), &filter(&imports, "", &funcs));
+        match Harness::new(&module, config()) {
+            Err(HarnessError::Trap { callback, trap, .. }) => {
+                assert_eq!(callback, "_initialize", "{name}");
+                assert!(
+                    trap.starts_with(&format!("{name} called during VM start-up")),
+                    "{trap}"
+                );
+            }
+            Err(e) => panic!("{name}: unexpected error {e}"),
+            Ok(_) => panic!("{name}: start-up must fail"),
+        }
+    }
+    // clock_time_get is on Envoy's start-up list.
+    let clock = compile(
+        "init-clock.wat",
+        &filter(
+            &import(
+                "wasi_snapshot_preview1",
+                "clock_time_get",
+                &["u32", "u64", "u32"],
+            ),
+            "",
+            r#"(func (export "_initialize") (drop (call $clock_time_get (i32.const 0) (i64.const 1) (i32.const 0))))"#,
+        ),
+    );
+    assert!(Harness::new(&clock, config()).is_ok());
+    assert_process_serves_traffic();
+}
+
+#[test]
+fn a_wasi_function_envoy_does_not_register_is_refused_at_load() {
+    // Only FOR_ALL_WASI_FUNCTIONS (include/proxy-wasm/exports.h) link.
+    let m = filter(
+        &import(
+            "wasi_snapshot_preview1",
+            "sock_open",
+            &["u32", "u32", "u32"],
+        ),
+        "",
+        "",
+    );
+    let err = CompiledModule::from_bytes("sock-open.wat", m.as_bytes())
+        .err()
+        .expect("refused");
+    match &err {
+        HarnessError::UnknownImport { module, field, .. } => assert_eq!(
+            (module.as_str(), field.as_str()),
+            ("wasi_snapshot_preview1", "sock_open")
+        ),
+        other => panic!("unexpected error {other}"),
+    }
+    // A registered stub links and answers an error.
+    let m = filter(
+        &import("wasi_snapshot_preview1", "path_open", &["u32"; 9]),
+        "",
+        "",
+    );
+    assert!(CompiledModule::from_bytes("path-open.wat", m.as_bytes()).is_ok());
+}
+
 // ---------------------------------------------------------------------------
 // Broken modules
 // ---------------------------------------------------------------------------

@@ -283,7 +283,15 @@ pub(super) fn build_linker(
                     &mut guest,
                     hostcalls::wasi_index("wasi:other"),
                     &[],
-                    |_| {
+                    |g| {
+                        if g.host().phase == Phase::Startup
+                            && proxy_abi::WASI_REFUSED_AT_STARTUP.contains(&name.as_str())
+                        {
+                            return Err(Fault(format!(
+                                "{name} called during VM start-up (_initialize/main); Envoy \
+                                 refuses it there (restricted_callback)"
+                            )));
+                        }
                         if returns_errno {
                             Ok(wasi::errno::NOSYS)
                         } else {
