@@ -78,8 +78,8 @@ fn key_not_simulated(host: &mut Host, name: &[u8]) -> Status {
     host.harness_log(
         LogLevel::Warn,
         format!(
-            "foreign function {name}: the harness simulates RSA and P-256 keys only, \
-             not this EC curve (Envoy supports it): NOT_FOUND"
+            "foreign function {name}: the harness simulates RSA keys and EC keys on P-256, P-384 and P-521 \
+             only, not this curve (Envoy supports P-224 too): NOT_FOUND"
         ),
     );
     Status::NotFound

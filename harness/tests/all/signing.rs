@@ -267,25 +267,124 @@ fn p256_signatures_verify_and_both_private_key_forms_sign() {
 }
 
 #[test]
+fn p384_and_p521_signatures_from_openssl_verify_and_ours_verify_there_too() {
+    let text = data("text.txt");
+    let outcome = run(vec![
+        call(
+            "p384 openssl",
+            "verify_signature",
+            &verify(
+                "sha256",
+                5,
+                &data("p384.pub.pem"),
+                &data("p384.sha256.sig"),
+                &text,
+            ),
+        ),
+        call(
+            "p521 openssl",
+            "verify_signature",
+            &verify(
+                "sha512",
+                5,
+                &data("p521.pub.pem"),
+                &data("p521.sha512.sig"),
+                &text,
+            ),
+        ),
+        call(
+            "p521 short digest",
+            "verify_signature",
+            &verify(
+                "sha256",
+                5,
+                &data("p521.pub.pem"),
+                &data("p521.sha256.sig"),
+                &text,
+            ),
+        ),
+        call(
+            "p384 wrong key",
+            "verify_signature",
+            &verify(
+                "sha256",
+                5,
+                &data("p521.pub.pem"),
+                &data("p384.sha256.sig"),
+                &text,
+            ),
+        ),
+        call(
+            "p384 sign",
+            "sign",
+            &sign("sha384", 4, &data("p384.pem"), &text),
+        ),
+        call(
+            "p521 sign",
+            "sign",
+            &sign("sha512", 2, &data("p521.pk8.der"), &text),
+        ),
+    ]);
+    for label in ["p384 openssl", "p521 openssl", "p521 short digest"] {
+        assert_eq!(
+            answer(&outcome, label),
+            ("OK".into(), RESULT_TRUE.to_vec()),
+            "{label}"
+        );
+    }
+    assert_eq!(
+        answer(&outcome, "p384 wrong key"),
+        (
+            "OK".into(),
+            error_field(2, "Failed to verify digest. Error code: 0")
+        )
+    );
+    // What the harness signs, OpenSSL verifies.
+    let sig_path = std::env::temp_dir().join(format!("harness-sig-{}", std::process::id()));
+    for (label, public, hash) in [
+        ("p384 sign", "p384.pub.pem", "-sha384"),
+        ("p521 sign", "p521.pub.pem", "-sha512"),
+    ] {
+        let signature = signature_of(&answer(&outcome, label).1);
+        std::fs::write(&sig_path, signature).unwrap();
+        let data_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/signing");
+        let status = std::process::Command::new("openssl")
+            .args(["dgst", hash, "-verify"])
+            .arg(data_dir.join(public))
+            .arg("-signature")
+            .arg(&sig_path)
+            .arg(data_dir.join("text.txt"))
+            .output()
+            .expect("openssl runs");
+        assert!(
+            status.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+    }
+    let _ = std::fs::remove_file(&sig_path);
+}
+
+#[test]
 fn other_ec_curves_are_not_simulated_and_say_so() {
     let text = data("text.txt");
     let outcome = run(vec![call(
-        "p384",
+        "p224",
         "verify_signature",
         &verify(
-            "sha384",
+            "sha256",
             5,
-            &data("p384.pub.pem"),
-            &data("ec.sha384.sig"),
+            &data("p224.pub.pem"),
+            &data("p384.sha256.sig"),
             &text,
         ),
     )]);
-    assert_eq!(answer(&outcome, "p384"), ("NOT_FOUND".into(), Vec::new()));
+    assert_eq!(answer(&outcome, "p224"), ("NOT_FOUND".into(), Vec::new()));
     assert!(
         outcome
             .logs
             .iter()
-            .any(|l| l.level == LogLevel::Warn && l.message.contains("RSA and P-256 keys only")),
+            .any(|l| l.level == LogLevel::Warn && l.message.contains("P-256, P-384 and P-521")),
         "{:#?}",
         outcome.logs
     );

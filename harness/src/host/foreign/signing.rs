@@ -7,8 +7,8 @@
 //! `EVP_DigestSign` semantics: RSA keys use PKCS#1 v1.5, EC keys ECDSA with
 //! DER-encoded signatures. Crypto failures are not statuses: the call
 //! answers OK with a result message carrying `result: false` and Envoy's
-//! error text. RSA and P-256 keys are simulated; other EC curves are
-//! reported as not simulated.
+//! error text. RSA keys and EC keys on P-256, P-384 and P-521 are
+//! simulated; other EC curves are reported as not simulated.
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -139,16 +139,55 @@ macro_rules! with_digest {
 
 enum PublicKey {
     Rsa(rsa::PublicKey),
-    P256(p256::PublicKey),
+    Ec(Curve<p256::PublicKey, p384::PublicKey, p521::PublicKey>),
 }
 
 enum PrivateKey {
     Rsa(Box<rsa::PrivateKey>),
-    P256(p256::SecretKey),
+    Ec(Curve<p256::SecretKey, p384::SecretKey, p521::SecretKey>),
+}
+
+/// Something of one of the NIST curves.
+enum Curve<A, B, C> {
+    P256(A),
+    P384(B),
+    P521(C),
+}
+
+/// Evaluates `$body` with `$k` bound to the curve's value and `$c` naming
+/// the curve's crate, whichever curve `$value` is on.
+macro_rules! on_curve {
+    ($value:expr, |$k:ident, $c:ident| $body:expr) => {
+        match $value {
+            Curve::P256($k) => {
+                use p256 as $c;
+                $body
+            }
+            Curve::P384($k) => {
+                use p384 as $c;
+                $body
+            }
+            Curve::P521($k) => {
+                use p521 as $c;
+                $body
+            }
+        }
+    };
+}
+
+/// Tries `$decode` of each curve's `$kind` (PublicKey / SecretKey) on
+/// `$der`, the NIST curves in turn.
+macro_rules! decode_curve {
+    ($kind:ident :: $decode:ident ($der:expr)) => {
+        p256::$kind::$decode($der)
+            .map(Curve::P256)
+            .or_else(|_| p384::$kind::$decode($der).map(Curve::P384))
+            .or_else(|_| p521::$kind::$decode($der).map(Curve::P521))
+    };
 }
 
 /// A key that decodes as a key Envoy would use but the harness does not
-/// simulate (an EC key on a curve other than P-256).
+/// simulate (an EC key on a curve other than P-256, P-384 and P-521).
 pub(super) struct NotSimulated;
 
 /// The id-ecPublicKey algorithm: an EC key, whatever its curve.
@@ -179,8 +218,8 @@ fn public_key(form: &KeyForm<'_>) -> Result<Option<PublicKey>, NotSimulated> {
     if let Ok(key) = rsa::PublicKey::from_public_key_der(&der) {
         return Ok(Some(PublicKey::Rsa(key)));
     }
-    if let Ok(key) = p256::PublicKey::from_public_key_der(&der) {
-        return Ok(Some(PublicKey::P256(key)));
+    if let Ok(key) = decode_curve!(PublicKey::from_public_key_der(&der)) {
+        return Ok(Some(PublicKey::Ec(key)));
     }
     if is_ec_spki(&der) {
         return Err(NotSimulated);
@@ -202,8 +241,8 @@ fn private_key(form: &KeyForm<'_>) -> Result<Option<PrivateKey>, NotSimulated> {
         "PRIVATE KEY" => {
             if let Ok(key) = rsa::PrivateKey::from_pkcs8_der(&der) {
                 Some(PrivateKey::Rsa(Box::new(key)))
-            } else if let Ok(key) = p256::SecretKey::from_pkcs8_der(&der) {
-                Some(PrivateKey::P256(key))
+            } else if let Ok(key) = decode_curve!(SecretKey::from_pkcs8_der(&der)) {
+                Some(PrivateKey::Ec(key))
             } else if is_ec_pkcs8(&der) {
                 return Err(NotSimulated);
             } else {
@@ -213,8 +252,8 @@ fn private_key(form: &KeyForm<'_>) -> Result<Option<PrivateKey>, NotSimulated> {
         "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_der(&der)
             .ok()
             .map(|key| PrivateKey::Rsa(Box::new(key))),
-        "EC PRIVATE KEY" => match p256::SecretKey::from_sec1_der(&der) {
-            Ok(key) => Some(PrivateKey::P256(key)),
+        "EC PRIVATE KEY" => match decode_curve!(SecretKey::from_sec1_der(&der)) {
+            Ok(key) => Some(PrivateKey::Ec(key)),
             Err(_) => return Err(NotSimulated),
         },
         _ => None,
@@ -232,10 +271,12 @@ where
                 .verify(text, &sig)
                 .is_ok()
         }),
-        PublicKey::P256(key) => p256::ecdsa::Signature::from_der(signature).is_ok_and(|sig| {
-            p256::ecdsa::VerifyingKey::from(key)
-                .verify_prehash(&D::digest(text), &sig)
-                .is_ok()
+        PublicKey::Ec(key) => on_curve!(key, |key, c| {
+            c::ecdsa::Signature::from_der(signature).is_ok_and(|sig| {
+                c::ecdsa::VerifyingKey::from(key)
+                    .verify_prehash(&D::digest(text), &sig)
+                    .is_ok()
+            })
         }),
     }
 }
@@ -249,11 +290,11 @@ where
             .try_sign(text)
             .ok()
             .map(|sig| sig.to_vec()),
-        PrivateKey::P256(key) => {
-            let signer = p256::ecdsa::SigningKey::from(key);
-            let sig: p256::ecdsa::Signature = signer.sign_prehash(&D::digest(text)).ok()?;
+        PrivateKey::Ec(key) => on_curve!(key, |key, c| {
+            let signer = c::ecdsa::SigningKey::from(key);
+            let sig: c::ecdsa::Signature = signer.sign_prehash(&D::digest(text)).ok()?;
             Some(sig.to_der().as_bytes().to_vec())
-        }
+        }),
     }
 }
 
