@@ -5,7 +5,7 @@
 
 use crate::backend::Callback;
 use crate::host::{Event, GrpcPlan, HeaderMap, HttpPlan, Scheduled, grpc_stream_metadata};
-use crate::model::CalloutResult;
+use crate::model::{CalloutResult, GrpcCalloutAnswer};
 
 use super::{Budget, EventKind, Harness};
 
@@ -278,12 +278,38 @@ enum GrpcStep {
 
 fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
     match plan {
-        GrpcPlan::Fail { code, reason } => {
-            vec![GrpcStep::Close {
+        GrpcPlan::Fail {
+            code,
+            reason,
+            router_reply,
+        } => {
+            let close = GrpcStep::Close {
                 status: *code,
                 message: reason.to_string(),
                 failed: true,
-            }]
+            };
+            if !streaming {
+                // A unary call's handler sees only onFailure.
+                return vec![close];
+            }
+            if *router_reply {
+                // A trailers-only answer: AsyncStreamImpl::onHeaders gives
+                // empty initial metadata, then onTrailers the whole block.
+                let reply = GrpcCalloutAnswer {
+                    status: *code,
+                    message: reason.to_string(),
+                    ..GrpcCalloutAnswer::default()
+                };
+                let (initial, trailing) = grpc_stream_metadata(&reply);
+                vec![
+                    GrpcStep::Initial(initial),
+                    GrpcStep::Trailing(trailing),
+                    close,
+                ]
+            } else {
+                // streamError: empty trailing metadata, then the close.
+                vec![GrpcStep::Trailing(HeaderMap::default()), close]
+            }
         }
         GrpcPlan::Answer(a) if !streaming => {
             if a.status == 0 {

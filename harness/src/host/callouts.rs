@@ -40,7 +40,14 @@ pub(crate) struct HeldHttp {
 #[derive(Clone, Debug)]
 pub(crate) enum GrpcPlan {
     Answer(GrpcCalloutAnswer),
-    Fail { code: u32, reason: &'static str },
+    /// The call fails. `router_reply`: the async client's router answered
+    /// it with a local reply (in gRPC form, trailers-only: the stream's
+    /// metadata callbacks see it); otherwise the stream was reset.
+    Fail {
+        code: u32,
+        reason: &'static str,
+        router_reply: bool,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -94,18 +94,26 @@ fn start_grpc<G: Guest>(
             (a.delay_ms, a.failure)
         });
     let (after, failure) = resolve_timing(delay, failure, timeout_ms);
+    // Envoy's async gRPC client (source/common/grpc/async_client_impl.cc)
+    // runs the call as an HTTP stream through a router: a timeout or an
+    // unreachable cluster is the router's local reply (504 / 503, in gRPC
+    // form: grpc-status 14 as httpToGrpcStatus maps both), a reset is
+    // `onReset` -> `streamError(Internal)` with no message.
     let plan = match (failure, answer) {
         (Some(CalloutFailure::Timeout), _) => GrpcPlan::Fail {
-            code: 4,
-            reason: "deadline exceeded",
+            code: 14,
+            reason: "upstream request timeout",
+            router_reply: true,
         },
         (Some(CalloutFailure::Unreachable), _) => GrpcPlan::Fail {
             code: 14,
             reason: "no healthy upstream",
+            router_reply: true,
         },
         (Some(CalloutFailure::Reset), _) | (None, None) => GrpcPlan::Fail {
-            code: 14,
-            reason: "upstream reset",
+            code: 13,
+            reason: "",
+            router_reply: false,
         },
         (None, Some(a)) => GrpcPlan::Answer(a),
     };

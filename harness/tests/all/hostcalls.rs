@@ -922,8 +922,8 @@ fn grpc_unary_call_answers_and_errors() {
         lines
             .iter()
             .any(|l| l.starts_with("cb grpc_call_response ctx=1 token=")
-                && l.ends_with("status=14 size=0")),
-        "a reset call closes with UNAVAILABLE: {lines:#?}"
+                && l.ends_with("status=13 size=0")),
+        "a reset call closes with INTERNAL (AsyncStreamImpl::onReset): {lines:#?}"
     );
     let record = &startup.grpc_calls[0];
     assert_eq!(
@@ -1048,6 +1048,72 @@ fn a_grpc_stream_answer_without_metadata_gets_envoys_defaults() {
             "cb grpc_stream_close ctx=1 token=1 status=5",
         ],
     );
+}
+
+#[test]
+fn grpc_stream_failures_reach_the_metadata_callbacks_as_envoys_async_client_delivers_them() {
+    // The async gRPC client is an HTTP stream through a router: an
+    // unreachable cluster or a timeout is the router's local reply in gRPC
+    // form (trailers-only, grpc-status 14); a reset is streamError(Internal):
+    // empty trailing metadata, then the close (async_client_impl.cc).
+    for (failure, expected) in [
+        (
+            CalloutFailure::Unreachable,
+            vec![
+                "cb grpc_stream_initial_metadata ctx=1 token=1 count=0",
+                r#"trailing: OK pairs=[":status"="200", "content-type"="application/grpc", "grpc-status"="14", "grpc-message"="no healthy upstream"]"#,
+                "cb grpc_stream_close ctx=1 token=1 status=14",
+                r#"get_status: OK code=14 message="no healthy upstream""#,
+            ],
+        ),
+        (
+            CalloutFailure::Timeout,
+            vec![
+                "cb grpc_stream_initial_metadata ctx=1 token=1 count=0",
+                r#"trailing: OK pairs=[":status"="200", "content-type"="application/grpc", "grpc-status"="14", "grpc-message"="upstream request timeout"]"#,
+                "cb grpc_stream_close ctx=1 token=1 status=14",
+            ],
+        ),
+        (
+            CalloutFailure::Reset,
+            vec![
+                "cb grpc_stream_trailing_metadata ctx=1 token=1 count=0",
+                "cb grpc_stream_close ctx=1 token=1 status=13",
+                r#"get_status: OK code=13 message="""#,
+            ],
+        ),
+    ] {
+        let clusters = vec![ClusterSpec {
+            name: "grpc-svc".into(),
+            http: vec![],
+            grpc: vec![GrpcCalloutAnswer {
+                failure: Some(failure),
+                delay_ms: 5,
+                ..GrpcCalloutAnswer::default()
+            }],
+            refuse_connections: false,
+        }];
+        let mut envoy = probe_with_clusters(
+            json!({"trace": true,
+                "configure": [
+                    {"op": "grpc_stream", "cluster": "grpc-svc", "service": "pkg.Svc", "method": "Watch"}],
+                "root_callouts": {
+                    "grpc_stream_trailing_metadata": [step("get_headers", "trailing", json!({"map": "grpc_trailing_metadata"}))],
+                    "grpc_stream_close": [{"op": "get_status"}]
+                }
+            }),
+            clusters,
+        );
+        let later = envoy.advance(60_000).expect("advance");
+        let lines: Vec<String> = later.logs.iter().map(|l| l.message.clone()).collect();
+        assert_in_order(&lines, &expected);
+        if failure == CalloutFailure::Reset {
+            assert!(
+                !lines.iter().any(|l| l.contains("initial_metadata")),
+                "{lines:#?}"
+            );
+        }
+    }
 }
 
 #[test]
