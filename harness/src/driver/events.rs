@@ -300,7 +300,7 @@ fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
                     message: reason.to_string(),
                     ..GrpcCalloutAnswer::default()
                 };
-                let (initial, trailing) = grpc_stream_metadata(&reply);
+                let (initial, trailing) = grpc_stream_metadata(&reply, None);
                 vec![
                     GrpcStep::Initial(initial),
                     GrpcStep::Trailing(trailing),
@@ -326,7 +326,7 @@ fn grpc_steps(streaming: bool, plan: &GrpcPlan) -> Vec<GrpcStep> {
         GrpcPlan::Answer(a) => {
             // Envoy always delivers both metadata callbacks of a stream that
             // got an answer (see `grpc_stream_metadata`).
-            let (initial, trailing) = grpc_stream_metadata(a);
+            let (initial, trailing) = grpc_stream_metadata(a, Some(a.delay_ms));
             let mut steps = vec![GrpcStep::Initial(initial)];
             for m in &a.messages {
                 steps.push(GrpcStep::Message(m.0.clone()));

@@ -33,6 +33,8 @@ pub(crate) struct HeldHttp {
     pub cluster: String,
     /// When the filter's timeout fires (`None`: no timeout).
     pub deadline: Option<u64>,
+    /// When the call went out.
+    pub sent_ms: u64,
     /// The cluster's scripted answer, given when the step names none.
     pub scripted: Option<HttpCalloutAnswer>,
 }
@@ -94,10 +96,21 @@ fn router_reply(status: u16, body: &str) -> HttpPlan {
     }
 }
 
+/// The header the router puts on an upstream's response headers
+/// (`Filter::onUpstreamHeaders`); the async client's router does it too:
+/// `AsyncClientImpl` builds its `Router::FilterConfig` without
+/// `suppress_envoy_headers` (source/common/http/async_client_impl.cc).
+pub(crate) const UPSTREAM_SERVICE_TIME: &[u8] = b"x-envoy-upstream-service-time";
+
 /// What the filter receives for an http callout answered by `answer`
 /// (`None`: the cluster has no answer left, the call is reset), and after
-/// how many virtual ms, given the filter's timeout.
-pub(crate) fn http_plan(answer: Option<&HttpCalloutAnswer>, timeout_ms: u32) -> (u64, HttpPlan) {
+/// how many virtual ms, given the filter's timeout; `sent_ms_ago`: how long
+/// ago the call went out (for the service time of an upstream answer).
+pub(crate) fn http_plan(
+    answer: Option<&HttpCalloutAnswer>,
+    timeout_ms: u32,
+    sent_ms_ago: u64,
+) -> (u64, HttpPlan) {
     let (delay, failure) = answer.map_or((0, Some(CalloutFailure::Reset)), |a| {
         (a.delay_ms, a.failure)
     });
@@ -118,6 +131,8 @@ pub(crate) fn http_plan(answer: Option<&HttpCalloutAnswer>, timeout_ms: u32) -> 
             for (k, v) in a.headers.iter() {
                 headers.add(k, v);
             }
+            let service_ms = sent_ms_ago + after;
+            headers.replace(UPSTREAM_SERVICE_TIME, service_ms.to_string().as_bytes());
             HttpPlan::Respond {
                 headers,
                 body: a.body.concat(),
@@ -139,7 +154,7 @@ impl Host {
         answer: Option<HttpCalloutAnswer>,
         timeout_ms: u32,
     ) {
-        let (after, plan) = http_plan(answer.as_ref(), timeout_ms);
+        let (after, plan) = http_plan(answer.as_ref(), timeout_ms, 0);
         if !answer.as_ref().is_some_and(|a| a.hold) {
             self.schedule(self.now_ms + after, Event::HttpAnswer { token });
             self.http_pending
@@ -147,12 +162,14 @@ impl Host {
             return;
         }
         let deadline = (timeout_ms > 0).then(|| self.now_ms + u64::from(timeout_ms));
+        let sent_ms = self.now_ms;
         if let Some(at) = deadline {
             self.schedule(at, Event::HttpAnswer { token });
         }
         let held = HeldHttp {
             cluster: cluster.to_string(),
             deadline,
+            sent_ms,
             scripted: answer,
         };
         // Until a step answers, the only thing that can arrive is the timeout.
@@ -206,7 +223,8 @@ impl Host {
         let Some(held) = pending.held.take() else {
             return false;
         };
-        let (after, plan) = http_plan(answer.or(held.scripted.as_ref()), 0);
+        let sent_ms_ago = now.saturating_sub(held.sent_ms);
+        let (after, plan) = http_plan(answer.or(held.scripted.as_ref()), 0, sent_ms_ago);
         let at = now + after;
         if held.deadline.is_some_and(|deadline| at >= deadline) {
             return true;
@@ -237,8 +255,13 @@ pub(crate) const GRPC_MESSAGE_ENCODING: &percent_encoding::AsciiSet =
 /// ones. An answer with neither messages nor initial metadata is a
 /// trailers-only response: Envoy still calls the initial-metadata callback,
 /// with an empty map, and the trailing map holds the whole header block.
+/// `service_ms`: the router's service time for an upstream's answer
+/// (`None` for the router's own reply), the last of the response headers.
 /// Returns (initial, trailing).
-pub(crate) fn grpc_stream_metadata(answer: &GrpcCalloutAnswer) -> (HeaderMap, HeaderMap) {
+pub(crate) fn grpc_stream_metadata(
+    answer: &GrpcCalloutAnswer,
+    service_ms: Option<u64>,
+) -> (HeaderMap, HeaderMap) {
     let mut headers = HeaderMap::default();
     headers.add(b":status", b"200");
     headers.add(b"content-type", b"application/grpc");
@@ -259,6 +282,7 @@ pub(crate) fn grpc_stream_metadata(answer: &GrpcCalloutAnswer) -> (HeaderMap, He
     };
     put(&mut headers, &answer.initial_metadata);
     put(&mut trailers, &answer.trailing_metadata);
+    let service = service_ms.map(|ms| ms.to_string());
     // The answer's own status decides the close: scripted metadata does not
     // contradict it.
     trailers.replace(b"grpc-status", answer.status.to_string().as_bytes());
@@ -266,7 +290,13 @@ pub(crate) fn grpc_stream_metadata(answer: &GrpcCalloutAnswer) -> (HeaderMap, He
         for (k, v) in trailers.iter() {
             headers.add(k, v);
         }
+        if let Some(ms) = &service {
+            headers.replace(UPSTREAM_SERVICE_TIME, ms.as_bytes());
+        }
         return (HeaderMap::default(), headers);
+    }
+    if let Some(ms) = &service {
+        headers.replace(UPSTREAM_SERVICE_TIME, ms.as_bytes());
     }
     (headers, trailers)
 }
@@ -299,7 +329,7 @@ mod tests {
             trailing_metadata: Headers::from_pairs([("x-t", "2")]),
             ..GrpcCalloutAnswer::default()
         };
-        let (initial, trailing) = grpc_stream_metadata(&answer);
+        let (initial, trailing) = grpc_stream_metadata(&answer, None);
         assert_eq!(
             pairs(&initial),
             owned(&[
@@ -321,7 +351,7 @@ mod tests {
             message: "no such key: 100%".into(),
             ..GrpcCalloutAnswer::default()
         };
-        let (initial, trailing) = grpc_stream_metadata(&answer);
+        let (initial, trailing) = grpc_stream_metadata(&answer, None);
         assert!(initial.is_empty());
         assert_eq!(
             pairs(&trailing),

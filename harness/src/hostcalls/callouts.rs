@@ -44,6 +44,12 @@ pub fn proxy_http_call<G: Guest>(
     if !body.is_empty() {
         sent.replace(b"content-length", body.len().to_string().as_bytes());
     }
+    // The async client's router sets it as the router of a stream does
+    // (FilterUtility::finalTimeout; envoy headers are not suppressed there).
+    if timeout_ms > 0 {
+        let timeout = timeout_ms.to_string();
+        sent.replace(b"x-envoy-expected-rq-timeout-ms", timeout.as_bytes());
+    }
     let token = host.new_token();
     let context_id = host.effective_context;
     let cluster = String::from_utf8_lossy(&cluster).into_owned();

@@ -616,13 +616,14 @@ fn http_call_response_reaches_the_root_with_headers_body_trailers() {
         headers: Headers::from_pairs([("x-answer", "a")]),
         body: Body::single("answer-body"),
         trailers: Headers::from_pairs([("x-trailer", "t")]),
+        delay_ms: 7,
         ..HttpCalloutAnswer::default()
     };
     let mut envoy = probe_with_clusters(
         json!({
             "trace": true,
             "configure": [
-                step("http_call", "first", json!({"cluster": "auth", "body": "ping", "timeout_ms": 0,
+                step("http_call", "first", json!({"cluster": "auth", "body": "ping", "timeout_ms": 500,
                     "headers": [[":method", "POST"], [":path", "/a"], [":authority", "auth"], ["X-Custom", "c"]]})),
                 step("http_call", "second", json!({"cluster": "auth", "timeout_ms": 0,
                     "headers": [[":method", "GET"], [":path", "/b"], [":authority", "auth"]]}))
@@ -655,6 +656,13 @@ fn http_call_response_reaches_the_root_with_headers_body_trailers() {
         Some("4".into()),
         "a body sets content-length"
     );
+    // The async client's router sets the timeout header (none without a timeout).
+    let timeout = |i: usize| {
+        startup.http_calls[i]
+            .headers
+            .get_text("x-envoy-expected-rq-timeout-ms")
+    };
+    assert_eq!((timeout(0), timeout(1)), (Some("500".into()), None));
 
     // Answers arrive when time moves (they may already have, with delay 0).
     let later = envoy.advance(10).expect("advance");
@@ -664,8 +672,8 @@ fn http_call_response_reaches_the_root_with_headers_body_trailers() {
     assert_in_order(
         &lines,
         &[
-            "cb http_call_response ctx=1 token=1 headers=2 body=11 trailers=1",
-            r#"headers: OK pairs=[":status"="201", "x-answer"="a"]"#,
+            "cb http_call_response ctx=1 token=1 headers=3 body=11 trailers=1",
+            r#"headers: OK pairs=[":status"="201", "x-answer"="a", "x-envoy-upstream-service-time"="7"]"#,
             r#"body: OK bytes="answer-body""#,
             r#"trailers: OK pairs=["x-trailer"="t"]"#,
             // Envoy: the callout maps are read-only, and sizing one is BAD_ARGUMENT.
@@ -993,8 +1001,8 @@ fn grpc_stream_delivers_metadata_messages_trailers_and_close() {
         &lines,
         &[
             // The server's response headers, then the scripted metadata.
-            "cb grpc_stream_initial_metadata ctx=1 token=1 count=3",
-            r#"initial: OK pairs=[":status"="200", "content-type"="application/grpc", "x-initial"="i"]"#,
+            "cb grpc_stream_initial_metadata ctx=1 token=1 count=4",
+            r#"initial: OK pairs=[":status"="200", "content-type"="application/grpc", "x-initial"="i", "x-envoy-upstream-service-time"="0"]"#,
             "cb grpc_stream_message ctx=1 token=1 size=2",
             r#"message: OK bytes="m1""#,
             "cb grpc_stream_message ctx=1 token=1 size=3",
@@ -1043,8 +1051,8 @@ fn a_grpc_stream_answer_without_metadata_gets_envoys_defaults() {
         &[
             "cb grpc_stream_initial_metadata ctx=1 token=1 count=0",
             "initial: OK pairs=[]",
-            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=4",
-            r#"trailing: OK pairs=[":status"="200", "content-type"="application/grpc", "grpc-status"="5", "grpc-message"="not found"]"#,
+            "cb grpc_stream_trailing_metadata ctx=1 token=1 count=5",
+            r#"trailing: OK pairs=[":status"="200", "content-type"="application/grpc", "grpc-status"="5", "grpc-message"="not found", "x-envoy-upstream-service-time"="0"]"#,
             "cb grpc_stream_close ctx=1 token=1 status=5",
         ],
     );
@@ -1696,8 +1704,13 @@ fn every_header_map_op_on_every_map() {
         &[(":status", "200"), ("x-set", "2")],
     );
     let (resp_t, resp_t_want) = all_map_ops("response_trailers", "respt", &[("x-set", "rt")]);
-    let (call_h, call_h_want) =
+    let (call_h, mut call_h_want) =
         read_only_map_ops("http_call_response_headers", "callh", ":status", "200");
+    // The async client's router adds the service time (onUpstreamHeaders).
+    if let Some(h) = call_h_want.last_mut() {
+        *h = r#"callh pairs: OK pairs=[":status"="200", "x-envoy-upstream-service-time"="0"]"#
+            .into();
+    }
     let (call_t, call_t_want) =
         read_only_map_ops("http_call_response_trailers", "callt", "x-ct", "v");
     let (grpc_i, mut grpc_i_want) =
@@ -1707,7 +1720,7 @@ fn every_header_map_op_on_every_map() {
     // The server's own headers and trailers come first, as Envoy's async
     // gRPC client passes them on (async_client_impl.cc onHeaders/onTrailers).
     if let (Some(i), Some(t)) = (grpc_i_want.last_mut(), grpc_t_want.last_mut()) {
-        *i = r#"grpci pairs: OK pairs=[":status"="200", "content-type"="application/grpc", "x-gi"="i"]"#.into();
+        *i = r#"grpci pairs: OK pairs=[":status"="200", "content-type"="application/grpc", "x-gi"="i", "x-envoy-upstream-service-time"="0"]"#.into();
         *t = r#"grpct pairs: OK pairs=["grpc-status"="0", "x-gt"="t"]"#.into();
     }
     let mut outside = Vec::new();

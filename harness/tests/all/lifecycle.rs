@@ -393,7 +393,7 @@ fn resume_from_http_call_response_is_deferred_until_the_callback_returns() {
         &info(&outcome),
         &[
             "cb request_headers ctx=2 headers=7 eos=false",
-            "cb http_call_response ctx=2 token=1 headers=2 body=7 trailers=0",
+            "cb http_call_response ctx=2 token=1 headers=3 body=7 trailers=0",
             "continue_stream: OK",
             "after continue_stream",
             // The chunks that arrived while paused come as one buffered callback.

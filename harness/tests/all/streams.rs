@@ -101,7 +101,7 @@ fn two_streams_paused_on_callouts_answered_in_reverse_order_each_get_their_own_a
     assert_in_order(
         &info(&b_done),
         &[
-            "cb http_call_response ctx=3 token=2 headers=1 body=5 trailers=0",
+            "cb http_call_response ctx=3 token=2 headers=2 body=5 trailers=0",
             r#"answer: OK bytes="for-b""#,
         ],
     );

@@ -99,7 +99,7 @@ fn a_stream_paused_on_a_callout_waits_while_another_runs_to_its_end() {
         log.calls("f"),
         [
             // The answer goes to the root context (1), token 1.
-            "http_call_response(1,1,1,8,0)",
+            "http_call_response(1,1,2,8,0)",
             "response_headers(2,2,1)",
             "log(2)",
             "done(2)",
@@ -122,7 +122,7 @@ fn callout_answers_in_reverse_order_reach_their_own_streams() {
     assert_eq!(
         log.calls("f"),
         [
-            "http_call_response(1,2,1,8,0)",
+            "http_call_response(1,2,2,8,0)",
             "response_headers(3,2,1)",
             "log(3)",
             "done(3)",
@@ -134,7 +134,7 @@ fn callout_answers_in_reverse_order_reach_their_own_streams() {
     let a = chain.finish(a).expect("finish a").outcome;
     assert_eq!(
         log.calls("f")[..2],
-        ["http_call_response(1,1,1,8,0)", "response_headers(2,2,1)"]
+        ["http_call_response(1,1,2,8,0)", "response_headers(2,2,1)"]
     );
     assert_eq!(upstream_header(&a, "x-answer").as_deref(), Some("answer-1"));
 }
@@ -253,7 +253,7 @@ fn a_callout_outlives_the_stream_that_made_it() {
             "log(2)",
             "done(2)",
             "delete(2)",
-            "http_call_response(1,1,1,8,0)"
+            "http_call_response(1,1,2,8,0)"
         ]
     );
     assert_eq!(log.reads("f"), ["HTTP_CALL_RESPONSE_BODY -> answer-1"]);
