@@ -11,7 +11,7 @@ use crate::abi::{self, AbiVersion, BufferType, MapType, MetricType, Status, Stre
 use crate::host::{Deferred, Event, Field, GrpcPlan, Host, LocalReplySpec, PendingGrpc, Phase};
 use crate::model::{
     ByteString, CalloutFailure, CalloutResult, GrpcCallRecord, Headers, HttpCallRecord, LogLevel,
-    TraceEvent, TraceLevel,
+    TraceLevel,
 };
 
 /// A fault that must stop the guest (a trap): the host cannot continue the call.
@@ -141,15 +141,21 @@ pub fn dispatch<G: Guest>(
         return Err(Fault(format!("{} called {when}", hostcall_name(index))));
     }
     let result = f(guest)?;
-    let host = guest.host();
-    if host.trace_level == TraceLevel::Hostcalls {
-        host.trace.push(TraceEvent::Hostcall {
-            name: hostcall_name(index).to_string(),
-            args: args.to_vec(),
-            status: result,
-        });
+    if guest.host().trace_level == TraceLevel::Hostcalls {
+        record(guest, index, args, result);
     }
     Ok(result)
+}
+
+/// Adds the traced call to the trace, its arguments read back from guest
+/// memory; kept out of line so the untraced path stays as small as it was.
+#[cold]
+#[inline(never)]
+fn record<G: Guest>(guest: &mut G, index: usize, args: &[u64], status: u32) {
+    guest.with_memory(|host, memory| {
+        let event = trace::event(&*memory, index, args, status);
+        host.trace.push(event);
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -293,6 +299,7 @@ mod metrics;
 mod properties;
 mod shared;
 mod stream;
+mod trace;
 pub use buffers::*;
 pub use callouts::*;
 pub use logging::*;

@@ -33,15 +33,34 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 pub fn yaml_quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => push_char(&mut out, c),
+    push_quoted(&mut out, text);
+    out.push('"');
+    out
+}
+
+/// Guest bytes double-quoted as [`yaml_quoted`] quotes text, each byte
+/// that is not UTF-8 shown as `\xNN` (nothing is lost, unlike a lossy view).
+pub fn quoted_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('"');
+    for chunk in bytes.utf8_chunks() {
+        push_quoted(&mut out, chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
     out.push('"');
     out
+}
+
+fn push_quoted(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => push_char(out, c),
+        }
+    }
 }
 
 /// How a callout ended, in the scenario format's `result:` words first:
@@ -110,6 +129,12 @@ mod tests {
         // C1 controls (0x9b is an 8-bit CSI on some terminals).
         assert_eq!(escape_controls("x\u{9b}2Jy\u{85}"), "x\\u009b2Jy\\u0085");
         assert_eq!(escape_bytes(b"ok\xff\n"), "ok\u{fffd}\\n");
+    }
+
+    #[test]
+    fn quoted_bytes_keep_what_is_not_utf8() {
+        assert_eq!(quoted_bytes(b"a\"b\xff\n\xc3"), "\"a\\\"b\\xff\\n\\xc3\"");
+        assert_eq!(quoted_bytes("ü".as_bytes()), "\"ü\"");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use harness::printable::{callout_result, escape_bytes, escape_controls, metric_kind};
-use harness::{Outcome, StreamEnd, TraceEvent};
+use harness::{Outcome, StreamEnd, TraceArg, TraceEvent};
 
 /// The reason phrase curl would show after the status code.
 fn reason(status: u16) -> &'static str {
@@ -75,16 +75,38 @@ fn print_trace(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
                 let r = result.map_or("trap".to_string(), |v| v.to_string());
                 writeln!(out, "# {at_ms:>6}ms {name}({}) -> {r}", join(args))?;
             }
-            TraceEvent::Hostcall { name, args, status } => {
-                let meaning = match harness::abi::Status::from_u32(*status) {
-                    Some(s) if name.starts_with("proxy_") => s.name().to_string(),
-                    _ => format!("errno {status}"),
+            TraceEvent::Hostcall {
+                name,
+                args,
+                status_name,
+                decoded,
+                returned,
+                ..
+            } => {
+                // Proxy-Wasm calls by what they meant; WASI ones as passed.
+                let shown = if name.starts_with("proxy_") {
+                    named(decoded)
+                } else {
+                    join(args)
                 };
-                writeln!(out, "#            {name}({}) = {meaning}", join(args))?;
+                write!(out, "#            {name}({shown}) = {status_name}")?;
+                if !returned.is_empty() {
+                    write!(out, " -> {}", named(returned))?;
+                }
+                writeln!(out)?;
             }
         }
     }
     Ok(())
+}
+
+/// `name: value, ...`, guest text escaped once more should a value carry
+/// a control character.
+fn named(args: &[TraceArg]) -> String {
+    args.iter()
+        .map(|a| format!("{}: {}", a.name, escape_controls(&a.value)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn join(args: &[u64]) -> String {

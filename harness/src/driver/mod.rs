@@ -600,11 +600,14 @@ impl Harness {
     /// policy applies to its streams, and the report is this step's trap.
     pub(crate) fn fail_vm(&mut self, report: TrapReport) {
         let host = self.vm.host();
+        // The cause only: the backtrace is in the trap report, which every
+        // output prints (a second copy here was printed twice).
+        let cause = report.trap.lines().next().unwrap_or_default();
         host.harness_log(
             LogLevel::Critical,
             format!(
-                "VM failed: trap in {} (context {}): {}",
-                report.callback, report.context_id, report.trap
+                "VM failed: trap in {} (context {}): {cause}",
+                report.callback, report.context_id
             ),
         );
         host.deferred.clear();

@@ -173,7 +173,28 @@ pub enum TraceEvent {
         args: Vec<u64>,
         /// Status returned (WASI errno for WASI calls).
         status: u32,
+        /// `status` by name (`NOT_FOUND`), or `errno N` for WASI calls.
+        #[serde(default)]
+        status_name: String,
+        /// The arguments as the call meant them: texts and property paths
+        /// read from guest memory, ABI enums by name.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        decoded: Vec<TraceArg>,
+        /// What the call handed back through its out-parameters (a value
+        /// cut short past 80 bytes), when it answered OK.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        returned: Vec<TraceArg>,
     },
+}
+
+/// One argument or result of a traced hostcall, as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceArg {
+    /// The ABI's name for it (`key`, `path`, `map_type`...).
+    pub name: String,
+    /// Its meaning: a double-quoted text (escaped; bytes that are not
+    /// UTF-8 as `\xNN`), a segment list, an enum name or a number.
+    pub value: String,
 }
 
 /// How the stream of an exchange ended.

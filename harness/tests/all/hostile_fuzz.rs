@@ -177,9 +177,9 @@ fn random_hostcall_arguments_never_crash_the_host() {
         // No random call may trap: each answers with a status.
         if let Some(trap) = &outcome.trap {
             let last = outcome.trace.iter().rev().find_map(|e| match e {
-                harness::TraceEvent::Hostcall { name, args, status } => {
-                    Some(format!("{name}{args:?} -> {status}"))
-                }
+                harness::TraceEvent::Hostcall {
+                    name, args, status, ..
+                } => Some(format!("{name}{args:?} -> {status}")),
                 _ => None,
             });
             findings.push(format!(

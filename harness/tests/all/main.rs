@@ -34,5 +34,6 @@ mod streams;
 mod support;
 mod tcp;
 mod toolchain;
+mod trace;
 mod wasi;
 mod workers;

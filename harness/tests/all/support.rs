@@ -64,6 +64,36 @@ fn build_filters() {
     }
 }
 
+/// The probe built in the dev profile (DWARF kept, for backtraces with
+/// source lines), once per process; its own target directory keeps the
+/// build off the lock of the running test build.
+pub fn debug_probe_wasm() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let target = workspace_root().join("target/debug-filters");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let output = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--target", "wasm32-wasip1"])
+            .args(["-p", "test-filter-probe", "--target-dir"])
+            .arg(&target)
+            .output()
+            .map_err(|e| format!("cannot run cargo to build the debug probe: {e}"))?;
+        if output.status.success() {
+            Ok(target.join("wasm32-wasip1/debug/test_filter_probe.wasm"))
+        } else {
+            Err(format!(
+                "building the probe in the dev profile failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    match built {
+        Ok(path) => path.clone(),
+        Err(message) => panic!("{message}"),
+    }
+}
+
 /// A built filter, compiled once per process. `file` is e.g. `test_filter_probe.wasm`.
 pub fn module(file: &str) -> CompiledModule {
     static MODULES: OnceLock<Mutex<HashMap<String, CompiledModule>>> = OnceLock::new();

@@ -1,7 +1,9 @@
 //! An on-disk cache of compiled modules, so a second `harness test` or
 //! `harness run` of the same module compiles nothing (as wasmtime's own
 //! cache does). An entry is keyed by the module's bytes and the engine's
-//! compilation settings (wasmtime's `precompile_compatibility_hash`), and
+//! compilation settings (wasmtime's `precompile_compatibility_hash`, which
+//! hashes its tunables: backtrace details, kept DWARF included, so an entry
+//! compiled without them is never loaded by an engine that wants them), and
 //! holds the artifact `harness compile` would write.
 //!
 //! Where: `$HARNESS_CACHE_DIR`, else `$XDG_CACHE_HOME/proxy-wasm-harness`,
