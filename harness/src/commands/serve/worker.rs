@@ -3,7 +3,9 @@
 //! real milliseconds since the worker started, so timers and callout
 //! timeouts fire when they would in Envoy; requests the chain lets through
 //! go to the real upstream, held http_calls to the real clusters, and the
-//! answers come back into the chain as events.
+//! answers come back into the chain as events. Each listener has its own
+//! Envoy (its own filter chain and VMs) on every worker; shared data,
+//! queues and metrics are shared by all of them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,17 +14,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use harness::{
-    DownstreamRequest, DownstreamResponse, Envoy, Exchange, FilterModule, HarnessConfig,
-    HeldCallout, HttpCalloutAnswer, LogEntry, Outcome, SharedHost, StreamHandle, StreamInput,
+    ByteString, DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
+    HttpCalloutAnswer, HttpMessage, LogEntry, Outcome, SharedHost, StreamHandle, StreamInput,
     UpstreamResponse,
 };
 
 use super::http::{self, HttpClient, Upstream};
+use super::plan::ListenerPlan;
+use super::routes::{Action, DEFAULT_TIMEOUT_MS, Forward};
 
 /// What the listener hands a worker.
 pub enum Job {
     /// A client's whole request, and where its response goes.
     Request {
+        /// Which listener took it (its index in the plan).
+        listener: usize,
         request: DownstreamRequest,
         reply: oneshot::Sender<Reply>,
     },
@@ -34,20 +40,22 @@ pub type Reply = Option<DownstreamResponse>;
 /// What a worker needs to start.
 pub struct Setup {
     pub index: usize,
-    pub module: FilterModule,
-    pub config: HarnessConfig,
+    pub listeners: Arc<Vec<ListenerPlan>>,
     pub shared: SharedHost,
-    pub upstream: Upstream,
     pub clusters: Arc<Vec<(String, Upstream)>>,
 }
+
+/// A stream on one of the worker's Envoys.
+type Key = (usize, StreamHandle);
 
 /// An answer from the outside world.
 enum Event {
     Upstream {
-        key: StreamHandle,
+        key: Key,
         answer: UpstreamResponse,
     },
     Callout {
+        listener: usize,
         callout: HeldCallout,
         answer: HttpCalloutAnswer,
     },
@@ -61,17 +69,24 @@ struct InFlight {
     bytes_received: usize,
 }
 
+/// One listener's Envoy on this worker.
+struct Served {
+    envoy: Envoy,
+    plan_index: usize,
+    /// Its plugins' names in chain order, for log lines.
+    names: Vec<String>,
+}
+
 struct Worker {
     index: usize,
-    envoy: Envoy,
-    plugin: String,
+    served: Vec<Served>,
+    plans: Arc<Vec<ListenerPlan>>,
     start: Instant,
     client: HttpClient,
-    upstream: Upstream,
     clusters: Arc<Vec<(String, Upstream)>>,
-    in_flight: HashMap<StreamHandle, InFlight>,
-    /// Held callouts already sent out: (VM, token).
-    asked: HashSet<(usize, u32)>,
+    in_flight: HashMap<Key, InFlight>,
+    /// Held callouts already sent out: (listener, VM, token).
+    asked: HashSet<(usize, usize, u32)>,
 }
 
 /// The worker thread's body: starts its Envoy, reports start-up on
@@ -92,29 +107,39 @@ pub fn run(
         }
     };
     runtime.block_on(async move {
-        let plugin = setup.config.plugin.name.clone();
-        let built = Envoy::builder()
-            .plugin(setup.module, setup.config)
-            .shared(setup.shared)
-            .build();
-        let envoy = match built {
-            Ok(envoy) => envoy,
-            Err(e) => {
-                let _ = ready.send(Err(format!("the plugin did not start: {e}")));
-                return;
+        let mut served = Vec::new();
+        for (plan_index, plan) in setup.listeners.iter().enumerate() {
+            let built = Envoy::builder()
+                .plugins(&plan.chain)
+                .shared(setup.shared.clone())
+                .build();
+            let envoy = match built {
+                Ok(envoy) => envoy,
+                Err(e) => {
+                    let _ = ready.send(Err(format!(
+                        "the plugin did not start (listener {}): {e}",
+                        plan.name
+                    )));
+                    return;
+                }
+            };
+            let names = plan.plugin_names();
+            if setup.index == 0 {
+                print_logs(0, &names.join(","), &envoy.startup().logs);
             }
-        };
-        if setup.index == 0 {
-            print_logs(0, &plugin, &envoy.startup().logs);
+            served.push(Served {
+                envoy,
+                plan_index,
+                names,
+            });
         }
         let _ = ready.send(Ok(()));
         let worker = Worker {
             index: setup.index,
-            envoy,
-            plugin,
+            served,
+            plans: setup.listeners,
             start: Instant::now(),
             client: http::client(),
-            upstream: setup.upstream,
             clusters: setup.clusters,
             in_flight: HashMap::new(),
             asked: HashSet::new(),
@@ -145,32 +170,62 @@ impl Worker {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// How long until the Envoy's next timer or callout timeout is due.
+    /// How long until an Envoy's next timer or callout timeout is due.
     fn until_next_event(&self) -> Duration {
-        match self.envoy.next_event_at() {
+        let next = self
+            .served
+            .iter()
+            .filter_map(|s| s.envoy.next_event_at())
+            .min();
+        match next {
             Some(at) => Duration::from_millis(at.saturating_sub(self.real_ms())),
             None => Duration::from_secs(3600),
         }
     }
 
-    /// Moves the virtual clock to the real one: what fell due runs.
+    /// Moves the virtual clocks to the real one: what fell due runs.
     fn catch_up(&mut self) {
-        let lag = self.real_ms().saturating_sub(self.envoy.now_ms());
-        if lag > 0 {
-            match self.envoy.advance(lag) {
-                Ok(outcome) => self.show(&outcome),
-                Err(e) => log::warn!("worker {}: {e}", self.index),
+        let now = self.real_ms();
+        for listener in 0..self.served.len() {
+            let served = &mut self.served[listener];
+            let lag = now.saturating_sub(served.envoy.now_ms());
+            if lag > 0 {
+                match served.envoy.advance(lag) {
+                    Ok(outcome) => self.show(listener, &outcome),
+                    Err(e) => log::warn!("worker {}: {e}", self.index),
+                }
             }
         }
     }
 
-    fn show(&self, outcome: &Outcome) {
-        print_logs(self.index, &self.plugin, &outcome.logs);
+    /// Log lines under the chain's plugin names.
+    fn show(&self, listener: usize, outcome: &Outcome) {
+        print_logs(
+            self.index,
+            &self.served[listener].names.join(","),
+            &outcome.logs,
+        );
+    }
+
+    /// Log lines of one step, each under its own plugin's name.
+    fn show_step(&self, listener: usize, step: &EnvoyOutcome) {
+        let names = &self.served[listener].names;
+        if step.filters.len() == names.len() {
+            for (filter, name) in step.filters.iter().zip(names) {
+                print_logs(self.index, name, &filter.logs);
+            }
+        } else {
+            self.show(listener, &step.outcome);
+        }
     }
 
     fn take_job(&mut self, job: Job) {
         self.catch_up();
-        let Job::Request { request, reply } = job;
+        let Job::Request {
+            listener,
+            request,
+            reply,
+        } = job;
         let line = request_line(&request);
         let bytes_received = request.body.total_len();
         let exchange = Exchange {
@@ -178,9 +233,13 @@ impl Worker {
             upstream: UpstreamResponse::default(),
             properties: Default::default(),
         };
-        match self.envoy.open_stream(Some(0), &exchange, None, true) {
+        let Some(served) = self.served.get_mut(listener) else {
+            let _ = reply.send(None);
+            return;
+        };
+        match served.envoy.open_stream(Some(0), &exchange, None, true) {
             Ok((key, outcome)) => {
-                self.show(&outcome.outcome);
+                self.show_step(listener, &outcome);
                 let started = Instant::now();
                 let entry = InFlight {
                     reply,
@@ -188,7 +247,7 @@ impl Worker {
                     line,
                     bytes_received,
                 };
-                self.in_flight.insert(key, entry);
+                self.in_flight.insert((listener, key), entry);
             }
             Err(e) => {
                 log::warn!("worker {}: {e}", self.index);
@@ -200,40 +259,127 @@ impl Worker {
     fn take_event(&mut self, event: Event) {
         self.catch_up();
         match event {
-            Event::Upstream { key, answer } => {
+            Event::Upstream {
+                key: (listener, key),
+                answer,
+            } => {
                 let end_stream = true;
+                let input = StreamInput::Respond { answer, end_stream };
                 // A stream that ended meanwhile (a local reply) drops it.
-                if let Ok(outcome) = self
-                    .envoy
-                    .send(key, StreamInput::Respond { answer, end_stream })
+                if let Some(served) = self.served.get_mut(listener)
+                    && let Ok(outcome) = served.envoy.send(key, input)
                 {
-                    self.show(&outcome.outcome);
+                    self.show_step(listener, &outcome);
                 }
             }
-            Event::Callout { callout, answer } => {
-                match self.envoy.answer_held(0, &callout, Some(&answer)) {
-                    Ok((_, outcome)) => self.show(&outcome.outcome),
+            Event::Callout {
+                listener,
+                callout,
+                answer,
+            } => {
+                let Some(served) = self.served.get_mut(listener) else {
+                    return;
+                };
+                match served.envoy.answer_held(0, &callout, Some(&answer)) {
+                    Ok((_, outcome)) => self.show_step(listener, &outcome),
                     Err(e) => log::warn!("worker {}: {e}", self.index),
                 }
             }
         }
     }
 
-    /// Sends out what the chain produced (upstream requests, callouts)
+    /// Sends out what the chains produced (upstream requests, callouts)
     /// and answers the clients whose streams ended.
     fn pump(&mut self, events: &mpsc::UnboundedSender<Event>) {
-        for (key, message) in self.envoy.take_upstream_requests(0) {
-            let (client, to, events) = (self.client.clone(), self.upstream.clone(), events.clone());
+        for listener in 0..self.served.len() {
+            self.route(listener, events);
+            self.call_out(listener, events);
+        }
+        let keys: Vec<Key> = self.in_flight.keys().copied().collect();
+        for (listener, key) in keys {
+            let Some(served) = self.served.get_mut(listener) else {
+                continue;
+            };
+            let Ok(Some(done)) = served.envoy.poll(key) else {
+                continue;
+            };
+            if let Some(flight) = self.in_flight.remove(&(listener, key)) {
+                access_log(&flight, done.outcome.response.as_ref());
+                let _ = flight.reply.send(done.outcome.response);
+            }
+        }
+    }
+
+    /// The router: each request the chain let through goes where its
+    /// route says (a cluster, or the route's own answer; none: 404).
+    fn route(&mut self, listener: usize, events: &mpsc::UnboundedSender<Event>) {
+        let served = &mut self.served[listener];
+        let routes = &self.plans[served.plan_index].routes;
+        for (key, mut message) in served.envoy.take_upstream_requests(0) {
+            let key = (listener, key);
+            let forward = match routes.pick(&message.headers) {
+                None => {
+                    let answer = http::local_answer(404, b"");
+                    let _ = events.send(Event::Upstream { key, answer });
+                    continue;
+                }
+                Some(route) => match &route.action {
+                    Action::Direct { status, body } => {
+                        let answer = http::local_answer(*status, body);
+                        let _ = events.send(Event::Upstream { key, answer });
+                        continue;
+                    }
+                    Action::Forward(forward) => {
+                        if let Some(rewrite) = &forward.prefix_rewrite {
+                            let path = message.headers.get_text(":path").unwrap_or_default();
+                            let path = route.rewritten_path(&path, rewrite);
+                            set_header(&mut message, ":path", &path);
+                        }
+                        forward.clone()
+                    }
+                },
+            };
+            let Forward {
+                upstream,
+                timeout_ms,
+                ..
+            } = forward;
+            if timeout_ms != DEFAULT_TIMEOUT_MS {
+                // The router announces the route's own timeout (0: none).
+                if timeout_ms == 0 {
+                    message.headers.0.retain(|(n, _)| {
+                        !n.0.eq_ignore_ascii_case(b"x-envoy-expected-rq-timeout-ms")
+                    });
+                } else {
+                    set_header(
+                        &mut message,
+                        "x-envoy-expected-rq-timeout-ms",
+                        &timeout_ms.to_string(),
+                    );
+                }
+            }
+            let (client, events) = (self.client.clone(), events.clone());
             tokio::spawn(async move {
-                let answer = http::forward(client, to, message).await;
+                let answer = http::forward(client, upstream, message, timeout_ms).await;
                 let _ = events.send(Event::Upstream { key, answer });
             });
         }
-        let held = self.envoy.held_callouts(0);
-        let waiting: HashSet<(usize, u32)> = held.iter().map(|c| (c.vm, c.record.token)).collect();
-        self.asked.retain(|k| waiting.contains(k));
+    }
+
+    /// Held http_calls go to their real cluster, each once.
+    fn call_out(&mut self, listener: usize, events: &mpsc::UnboundedSender<Event>) {
+        let held = self.served[listener].envoy.held_callouts(0);
+        let waiting: HashSet<(usize, usize, u32)> = held
+            .iter()
+            .map(|c| (listener, c.vm, c.record.token))
+            .collect();
+        self.asked
+            .retain(|k| k.0 != listener || waiting.contains(k));
         for callout in held {
-            if !self.asked.insert((callout.vm, callout.record.token)) {
+            if !self
+                .asked
+                .insert((listener, callout.vm, callout.record.token))
+            {
                 continue;
             }
             let Some((_, to)) = self
@@ -246,20 +392,21 @@ impl Worker {
             let (client, to, events) = (self.client.clone(), to.clone(), events.clone());
             tokio::spawn(async move {
                 let answer = http::callout(client, to, callout.record.clone()).await;
-                let _ = events.send(Event::Callout { callout, answer });
+                let _ = events.send(Event::Callout {
+                    listener,
+                    callout,
+                    answer,
+                });
             });
         }
-        let keys: Vec<StreamHandle> = self.in_flight.keys().copied().collect();
-        for key in keys {
-            let Ok(Some(done)) = self.envoy.poll(key) else {
-                continue;
-            };
-            if let Some(flight) = self.in_flight.remove(&key) {
-                access_log(&flight, done.outcome.response.as_ref());
-                let _ = flight.reply.send(done.outcome.response);
-            }
-        }
     }
+}
+
+/// Replaces (or adds) a request header the router sets.
+fn set_header(message: &mut HttpMessage, name: &str, value: &str) {
+    let headers = &mut message.headers.0;
+    headers.retain(|(n, _)| !n.0.eq_ignore_ascii_case(name.as_bytes()));
+    headers.push((ByteString::from(name), ByteString::from(value)));
 }
 
 /// `"GET /path HTTP/1.1"` as Envoy's access log writes it.
