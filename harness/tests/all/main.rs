@@ -29,6 +29,7 @@ mod properties;
 mod safe_output;
 mod scenarios;
 mod serve;
+mod serve_bootstrap;
 mod signing;
 mod streams;
 mod support;

@@ -107,10 +107,22 @@ pub fn run(
         }
     };
     runtime.block_on(async move {
+        // Virtual time 0 is now: the filters' clock reads the wall clock.
+        let start = Instant::now();
+        let wall_ms = u64::try_from(utc_now().timestamp_millis()).unwrap_or_default();
         let mut served = Vec::new();
         for (plan_index, plan) in setup.listeners.iter().enumerate() {
+            let chain: Vec<_> = plan
+                .chain
+                .iter()
+                .map(|(module, config)| {
+                    let mut config = config.clone();
+                    config.start_time_unix_ms = wall_ms;
+                    (module.clone(), config)
+                })
+                .collect();
             let built = Envoy::builder()
-                .plugins(&plan.chain)
+                .plugins(&chain)
                 .shared(setup.shared.clone())
                 .build();
             let envoy = match built {
@@ -138,7 +150,7 @@ pub fn run(
             index: setup.index,
             served,
             plans: setup.listeners,
-            start: Instant::now(),
+            start,
             client: http::client(),
             clusters: setup.clusters,
             in_flight: HashMap::new(),
