@@ -14,6 +14,7 @@
 mod admin;
 mod bootstrap;
 mod http;
+mod logs;
 mod plan;
 mod routes;
 mod worker;

@@ -15,11 +15,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use harness::{
     ByteString, DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
-    HttpCalloutAnswer, HttpMessage, LogEntry, Outcome, SharedHost, StreamHandle, StreamInput,
+    HttpCalloutAnswer, HttpMessage, Outcome, SharedHost, StreamHandle, StreamInput,
     UpstreamResponse,
 };
 
 use super::http::{self, HttpClient, Upstream};
+use super::logs::{InFlight, access_log, print_logs, request_line, utc_now};
 use super::plan::ListenerPlan;
 use super::routes::{Action, DEFAULT_TIMEOUT_MS, Forward};
 
@@ -59,14 +60,6 @@ enum Event {
         callout: HeldCallout,
         answer: HttpCalloutAnswer,
     },
-}
-
-/// A request in flight, for its access-log line.
-struct InFlight {
-    reply: oneshot::Sender<Reply>,
-    started: Instant,
-    line: String,
-    bytes_received: usize,
 }
 
 /// One listener's Envoy on this worker.
@@ -419,45 +412,4 @@ fn set_header(message: &mut HttpMessage, name: &str, value: &str) {
     let headers = &mut message.headers.0;
     headers.retain(|(n, _)| !n.0.eq_ignore_ascii_case(name.as_bytes()));
     headers.push((ByteString::from(name), ByteString::from(value)));
-}
-
-/// `"GET /path HTTP/1.1"` as Envoy's access log writes it.
-fn request_line(request: &DownstreamRequest) -> String {
-    let protocol = match request.protocol {
-        harness::HttpProtocol::Http2 => "HTTP/2",
-        _ => "HTTP/1.1",
-    };
-    format!("\"{} {} {protocol}\"", request.method, request.path)
-}
-
-/// Envoy's default access-log line, the fields the harness knows.
-fn access_log(flight: &InFlight, response: Option<&DownstreamResponse>) {
-    let (status, sent) = response.map_or((0, 0), |r| (r.status, r.message.body.0.len()));
-    let ms = flight.started.elapsed().as_millis();
-    let time = utc_now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-    println!(
-        "[{time}] {} {status} - {} {sent} {ms}",
-        flight.line, flight.bytes_received
-    );
-}
-
-/// Filter log lines the way Envoy's wasm logger prints them.
-fn print_logs(worker: usize, plugin: &str, logs: &[LogEntry]) {
-    for entry in logs {
-        let time = utc_now().format("%Y-%m-%d %H:%M:%S%.3f");
-        eprintln!(
-            "[{time}][{worker}][{}][wasm] wasm log {plugin}: {}",
-            entry.level.name().to_ascii_lowercase(),
-            harness::printable::escape_controls(&entry.message)
-        );
-    }
-}
-
-/// The wall clock (chrono is built without its clock feature here).
-fn utc_now() -> chrono::DateTime<chrono::Utc> {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }

@@ -139,6 +139,7 @@ fn connection_manager(
         let is_last = index + 1 == filters.len();
         match label.kind.as_str() {
             WASM => chain.push(wasm::filter(&message, &label.name, modules, notes)?),
+            ROUTER if is_last && message.value.is_null() => {}
             ROUTER if is_last => message.fields(
                 &[],
                 &[

@@ -8,6 +8,8 @@ mod cluster;
 mod listener;
 mod node;
 mod route_config;
+#[cfg(test)]
+mod tests;
 mod wasm;
 
 use std::path::Path;
@@ -142,7 +144,11 @@ pub(crate) fn typed_config<'a>(filter: &Node<'a>, notes: &mut Notes) -> Parsed<(
                 )));
             }
         };
-        return Ok((label(name, kind), filter.clone()));
+        let empty = Node {
+            value: &ABSENT,
+            path: format!("{}.typed_config", filter.path),
+        };
+        return Ok((label(name, kind), empty));
     };
     let kind = typed.need("@type")?.str()?;
     if TYPED_STRUCTS.contains(&kind) {
