@@ -212,13 +212,16 @@ const FRONT_ROUTES: &str = r#"
               - match: { prefix: /api }
                 route: { cluster: api, timeout: 5s }
               - match: { prefix: /web }
-                route: { cluster: web }"#;
+                route: { cluster: web }
+              - match: { prefix: /slow }
+                route: { cluster: slow, timeout: 0.3s }"#;
 
 #[test]
 fn an_envoy_yaml_serves_two_listeners_chains_routes_and_a_callout_to_its_cluster() {
     let (_api, api) = python_server(0.0, "from api");
     let (_web, web) = python_server(0.0, "from web");
     let (_auth, auth) = python_server(0.0, "auth says yes");
+    let (_slow, slow) = python_server(3.0, "too late");
     let header = module("response_header.wasm");
     let probe = module("test_filter_probe.wasm");
     // Two filters with the same code and vm_id: one VM, two root contexts.
@@ -266,6 +269,7 @@ fn an_envoy_yaml_serves_two_listeners_chains_routes_and_a_callout_to_its_cluster
                 cluster("api", api),
                 cluster("web", web),
                 cluster("auth", auth),
+                cluster("slow", slow),
             ],
         ),
     );
@@ -289,6 +293,14 @@ fn an_envoy_yaml_serves_two_listeners_chains_routes_and_a_callout_to_its_cluster
     }
     let (status, head, _) = curl(&[], &served.url("front", "/elsewhere"));
     assert_eq!(status, 404, "no route matches: the router's 404\n{head}");
+    let started = Instant::now();
+    let (status, _, body) = curl(&[], &served.url("front", "/slow"));
+    assert_eq!((status, body.as_str()), (504, "upstream request timeout"));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the route's 0.3 s timeout, not the 3 s answer: {took:?}"
+    );
 
     let (status, _, body) = curl(&[], &served.url("calls", "/"));
     assert_eq!((status, body.as_str()), (200, "from api"));

@@ -97,6 +97,15 @@ pub(crate) fn parse(text: &str, notes: &mut Notes) -> Parsed<Plan> {
     let mut listeners = Vec::new();
     for node in statics.list_at("listeners")? {
         let mut plan = listener::listener(&node, &clusters, &mut modules, notes)?;
+        if listeners
+            .iter()
+            .any(|l: &super::plan::ListenerPlan| l.name == plan.name)
+        {
+            return Err(node.error(&format!(
+                "a second listener named '{}'; listener names must differ",
+                plan.name
+            )));
+        }
         plan.chain = plan
             .chain
             .into_iter()
