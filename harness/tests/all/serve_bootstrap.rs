@@ -116,10 +116,11 @@ fn serve_file(file: &TempFile, count: usize) -> Served {
     }
 }
 
-/// `harness serve -c file`, expected to fail; its stderr.
+/// `harness serve --config-path file` (Envoy's long flag), expected to
+/// fail; its stderr.
 fn refused(file: &TempFile) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["serve", "-c", &file.arg()])
+        .args(["serve", "--config-path", &file.arg()])
         .current_dir(workspace_root())
         .output()
         .expect("harness serve runs");

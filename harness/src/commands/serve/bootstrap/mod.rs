@@ -40,11 +40,8 @@ pub(crate) fn load(path: &Path) -> Result<Plan, HarnessError> {
         .map_err(|e| HarnessError::Usage(format!("cannot read the bootstrap file {shown}: {e}")))?;
     let mut notes = Notes::default();
     let planned = parse(&text, &mut notes);
-    let mut seen = std::collections::HashSet::new();
     for warning in &notes.warnings {
-        if seen.insert(warning) {
-            eprintln!("harness serve: warning: {shown}: {warning}");
-        }
+        eprintln!("harness serve: warning: {shown}: {warning}");
     }
     planned.map_err(|e| {
         HarnessError::Usage(format!(

@@ -10,8 +10,12 @@ pub(crate) struct Notes {
 }
 
 impl Notes {
+    /// Records a warning once (a note about the runtime, say, is the same
+    /// for every filter).
     pub fn warn(&mut self, message: String) {
-        self.warnings.push(message);
+        if !self.warnings.contains(&message) {
+            self.warnings.push(message);
+        }
     }
 }
 

@@ -235,3 +235,23 @@ fn durations_take_protobuf_forms() {
     assert!(ms("15").is_err());
     assert!(ms("-1s").is_err());
 }
+
+#[test]
+fn the_committed_example_reads_cleanly() {
+    let example = include_str!("../../../../examples/envoy.yaml").replace(
+        "code: { local: { filename: target/wasm32-wasip1/release/response_header.wasm } }",
+        CODE,
+    );
+    let (plan, warnings) = parsed(&example);
+    let plan = plan.unwrap();
+    let listener = &plan.listeners[0];
+    assert_eq!(listener.plugin_names(), ["served-by", "demo-header"]);
+    assert!(listener.chain[0].0.same_module(&listener.chain[1].0));
+    assert_eq!(
+        listener.chain[1].1.plugin.configuration.0,
+        br#"{"name":"x-demo","value":"chained"}"#
+    );
+    assert_eq!(plan.admin.map(|a| a.port()), Some(9901));
+    // Only the two notes the example means to show.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+}
