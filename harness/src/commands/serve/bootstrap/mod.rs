@@ -134,11 +134,19 @@ pub(crate) struct Label {
 /// A filter entry (`name`, `typed_config`) as its label and its message.
 pub(crate) fn typed_config<'a>(filter: &Node<'a>, notes: &mut Notes) -> Parsed<(Label, Node<'a>)> {
     filter.fields(
-        &["name", "typed_config"],
-        &["disabled", "is_optional"],
+        &["name", "typed_config", "disabled"],
+        &["is_optional"],
         notes,
     )?;
     let name = filter.str_at("name")?.unwrap_or_default().to_string();
+    if let Some(disabled) = filter.get("disabled")
+        && disabled.bool()?
+    {
+        return Err(filter.error(&format!(
+            "({name}) is disabled, to be enabled per route, which harness serve does not do; \
+             remove the filter or `disabled: true`"
+        )));
+    }
     let Some(typed) = filter.get("typed_config") else {
         // Filters written by name only: Envoy still knows these two.
         let kind = match name.as_str() {

@@ -185,6 +185,10 @@ fn what_serve_cannot_run_is_refused_with_its_path() {
             "the top level: dynamic_resources (xDS) needs a control plane".to_string(),
         ),
         (
+            file(&ok.replace("- name: w", "- name: w\n            disabled: true"), ""),
+            format!("{http}[0]: (w) is disabled"),
+        ),
+        (
             file(&ok, "").replace("route: { cluster: api", "route: { cluster: other"),
             "route.cluster: no cluster named 'other'".to_string(),
         ),
