@@ -45,6 +45,11 @@ impl Upstream {
     pub fn at(authority: String) -> Upstream {
         Upstream { authority }
     }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
 }
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;

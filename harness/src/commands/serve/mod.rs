@@ -36,7 +36,7 @@ use harness::{ByteString, FilterModule, HarnessConfig, HarnessError, SharedHost}
 
 use super::text_or_file;
 use http::Upstream;
-use plan::{ListenerPlan, Plan};
+use plan::{ListenerKind, ListenerPlan, Plan};
 use routes::RouteTable;
 use worker::{Job, Reply};
 
@@ -152,7 +152,7 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
         name: address.to_string(),
         address,
         chain: vec![(FilterModule::from_file(module)?, config)],
-        routes: Arc::new(RouteTable::everything_to(upstream)),
+        kind: ListenerKind::Http(Arc::new(RouteTable::everything_to(upstream))),
     };
     Ok(Plan {
         listeners: vec![listener],
@@ -247,12 +247,14 @@ async fn listen(
     let next = Arc::new(AtomicUsize::new(0));
     for (index, (listener, plan)) in bound.into_iter().zip(plans).enumerate() {
         let at = listener.local_addr().unwrap_or(plan.address);
+        let tcp = matches!(plan.kind, ListenerKind::Tcp { .. });
+        let scheme = if tcp { "tcp" } else { "http" };
         eprintln!(
-            "harness serve: listening on http://{at} with {workers} worker(s) (listener {})",
+            "harness serve: listening on {scheme}://{at} with {workers} worker(s) (listener {})",
             plan.name
         );
         let (queues, next) = (Arc::clone(&queues), Arc::clone(&next));
-        tokio::spawn(accept_loop(listener, index, queues, next));
+        tokio::spawn(accept_loop(listener, index, tcp, queues, next));
     }
     tokio::select! {
         () = shutdown_signal() => {}
@@ -266,6 +268,7 @@ async fn listen(
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     index: usize,
+    tcp: bool,
     queues: Arc<Vec<mpsc::UnboundedSender<Job>>>,
     next: Arc<AtomicUsize>,
 ) {
@@ -281,6 +284,19 @@ async fn accept_loop(
         // Envoy hands each connection to one worker for its whole life.
         let worker = next.fetch_add(1, Ordering::Relaxed) % queues.len();
         let queue = queues[worker].clone();
+        if tcp {
+            // The worker's own runtime drives the proxied sockets.
+            match stream.into_std() {
+                Ok(stream) => {
+                    let _ = queue.send(Job::Connection {
+                        listener: index,
+                        stream,
+                    });
+                }
+                Err(e) => log::warn!("a connection failed: {e}"),
+            }
+            continue;
+        }
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let queue = queue.clone();

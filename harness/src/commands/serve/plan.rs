@@ -23,9 +23,18 @@ pub(crate) struct ListenerPlan {
     /// For log lines (`listener <name>`).
     pub name: String,
     pub address: SocketAddr,
-    /// The wasm filters in chain order; the router comes after them.
+    /// The wasm filters in chain order (HTTP filters before the router,
+    /// or network filters before tcp_proxy).
     pub chain: Vec<(FilterModule, HarnessConfig)>,
-    pub routes: Arc<RouteTable>,
+    pub kind: ListenerKind,
+}
+
+pub(crate) enum ListenerKind {
+    /// An HTTP connection manager: its routes.
+    Http(Arc<RouteTable>),
+    /// Network filters, then tcp_proxy to this cluster (unless a filter
+    /// picks another through `envoy.tcp_proxy.cluster`).
+    Tcp { cluster: String },
 }
 
 /// A plugin configuration as serve runs it: no trace, and every cluster's

@@ -1,5 +1,6 @@
-//! `static_resources.listeners`: each listener's address, its one filter
-//! chain (an HTTP connection manager) and the HTTP filters in it.
+//! `static_resources.listeners`: each listener's address and its one
+//! filter chain: an HTTP connection manager and the HTTP filters in it,
+//! or network wasm filters before tcp_proxy.
 
 use std::sync::Arc;
 
@@ -7,9 +8,9 @@ use super::cluster::bind_address;
 use super::node::{Node, Notes, Parsed};
 use super::route_config::route_config;
 use super::wasm::{self, Modules};
-use super::{HCM, ROUTER, WASM, typed_config};
+use super::{HCM, NETWORK_WASM, ROUTER, TCP_PROXY, WASM, typed_config};
 use crate::commands::serve::http::Upstream;
-use crate::commands::serve::plan::ListenerPlan;
+use crate::commands::serve::plan::{ListenerKind, ListenerPlan};
 
 /// One listener as a plan (its chain compiled, its routes resolved).
 pub(crate) fn listener(
@@ -62,33 +63,89 @@ pub(crate) fn listener(
         ));
     }
     let filters = chain.list_at("filters")?;
-    let Some(first) = filters.first() else {
-        return Err(chain.error("the filter chain has no filters"));
-    };
-    // A network filter serve cannot run is named first, wherever it is.
+    let mut labelled = Vec::new();
     for filter in &filters {
-        let (label, _) = typed_config(filter, notes)?;
-        if label.kind != HCM {
-            let why = if label.kind.contains("network.wasm") || label.kind.contains("tcp_proxy") {
-                "harness serve has no TCP listener yet (`harness run --tcp` runs a network filter on one connection)"
-            } else {
-                "harness serve takes an HTTP listener: one envoy.filters.network.http_connection_manager"
-            };
-            return Err(filter.error(&format!("({}) is not served: {why}", label.name)));
+        labelled.push((typed_config(filter, notes)?, filter));
+    }
+    let kinds: Vec<&str> = labelled.iter().map(|((l, _), _)| l.kind.as_str()).collect();
+    let (chain, kind) = match kinds.as_slice() {
+        [] => return Err(chain.error("the filter chain has no filters")),
+        [HCM] => {
+            let ((_, message), _) = &labelled[0];
+            let (chain, routes) = connection_manager(message, clusters, modules, notes)?;
+            (chain, ListenerKind::Http(Arc::new(routes)))
         }
-    }
-    if let Some(second) = filters.get(1) {
-        return Err(second
-            .error("the http_connection_manager must be the only network filter of its chain"));
-    }
-    let (_, message) = typed_config(first, notes)?;
-    let (chain, routes) = connection_manager(&message, clusters, modules, notes)?;
+        [.., TCP_PROXY] => network_chain(&labelled, clusters, modules, notes)?,
+        _ => {
+            // Name the first filter that does not fit either shape.
+            let at = kinds
+                .iter()
+                .position(|k| *k != NETWORK_WASM && *k != TCP_PROXY)
+                .or_else(|| (kinds.len() > 1).then_some(1))
+                .unwrap_or(0);
+            let ((label, _), filter) = &labelled[at];
+            return Err(filter.error(&format!(
+                "({}) is not served: harness serve takes one envoy.filters.network.http_connection_manager, \
+                 or envoy.filters.network.wasm filters ending with envoy.filters.network.tcp_proxy",
+                label.name
+            )));
+        }
+    };
     Ok(ListenerPlan {
         name,
         address,
         chain,
-        routes: Arc::new(routes),
+        kind,
     })
+}
+
+type Labelled<'a, 'b> = ((super::Label, Node<'a>), &'b Node<'a>);
+
+/// Network wasm filters, then tcp_proxy (`cluster`).
+fn network_chain(
+    labelled: &[Labelled],
+    clusters: &[(String, Upstream)],
+    modules: &mut Modules,
+    notes: &mut Notes,
+) -> Parsed<(Chain, ListenerKind)> {
+    let Some((((_, proxy), _), filters)) = labelled.split_last() else {
+        return Err("a network filter chain needs tcp_proxy".to_string());
+    };
+    let mut chain = Vec::new();
+    for ((label, message), filter) in filters {
+        if label.kind != NETWORK_WASM {
+            return Err(filter.error(&format!(
+                "({}) is not served before tcp_proxy: only envoy.filters.network.wasm filters are",
+                label.name
+            )));
+        }
+        chain.push(wasm::filter(message, &label.name, modules, notes)?);
+    }
+    if chain.is_empty() {
+        return Err(proxy.error(
+            "this chain has no envoy.filters.network.wasm filter; harness serve serves wasm filters",
+        ));
+    }
+    proxy.fields(
+        &["stat_prefix", "cluster", "weighted_clusters"],
+        &[
+            "idle_timeout",
+            "access_log",
+            "max_connect_attempts",
+            "upstream_idle_timeout",
+        ],
+        notes,
+    )?;
+    let Some(name_node) = proxy.get("cluster") else {
+        return Err(proxy.error("give tcp_proxy a cluster (weighted_clusters is not served yet)"));
+    };
+    let cluster = name_node.str()?.to_string();
+    if !clusters.iter().any(|(n, _)| *n == cluster) {
+        return Err(name_node.error(&format!(
+            "no cluster named '{cluster}' in static_resources.clusters; add it or fix the name"
+        )));
+    }
+    Ok((chain, ListenerKind::Tcp { cluster }))
 }
 
 type Chain = Vec<(harness::FilterModule, harness::HarnessConfig)>;

@@ -23,6 +23,10 @@ use node::{Node, Notes, Parsed};
 
 pub(crate) const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 pub(crate) const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+pub(crate) const NETWORK_WASM: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
+pub(crate) const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 pub(crate) const ROUTER: &str =
     "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 /// A field that is absent, for a TypedStruct without `value`.
@@ -152,6 +156,7 @@ pub(crate) fn typed_config<'a>(filter: &Node<'a>, notes: &mut Notes) -> Parsed<(
         let kind = match name.as_str() {
             "envoy.filters.http.router" => ROUTER,
             "envoy.filters.network.http_connection_manager" => HCM,
+            "envoy.filters.network.tcp_proxy" => TCP_PROXY,
             _ => {
                 return Err(filter.error(&format!(
                     "({name}) has no typed_config; give its typed_config with an @type"

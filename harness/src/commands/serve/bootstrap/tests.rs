@@ -3,7 +3,7 @@
 
 use super::node::Notes;
 use super::parse;
-use crate::commands::serve::plan::Plan;
+use crate::commands::serve::plan::{ListenerKind, Plan};
 use crate::commands::serve::routes::Action;
 
 /// A module small enough to compile in a unit test (WAT, inline): what
@@ -92,8 +92,10 @@ fn a_wasm_filter_becomes_a_plugin_with_its_settings() {
     assert_eq!(p.env.get("MODE").map(String::as_str), Some("strict"));
     assert_eq!(p.configuration.0, br#"{"limit":3}"#);
     // The route's cluster, its timeout; the first of two endpoints, said so.
-    let Action::Forward(forward) = &plan.listeners[0].routes.virtual_hosts[0].routes[0].action
-    else {
+    let ListenerKind::Http(routes) = &plan.listeners[0].kind else {
+        panic!("an HTTP listener");
+    };
+    let Action::Forward(forward) = &routes.virtual_hosts[0].routes[0].action else {
         panic!("a forwarding route");
     };
     assert_eq!(forward.timeout_ms, 250);
@@ -209,7 +211,7 @@ fn what_serve_cannot_run_is_refused_with_its_path() {
                 "typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             ),
-            format!("{filters0}: (hcm) is not served: harness serve has no TCP listener yet"),
+            format!("{filters0}.typed_config: this chain has no envoy.filters.network.wasm filter"),
         ),
         (
             file(&wasm("w", "{ vm_config: { code: { local: { inline_string: 'not wasm' } } } }"), ""),

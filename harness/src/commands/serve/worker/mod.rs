@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use harness::{
-    ByteString, DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
-    HttpCalloutAnswer, HttpMessage, Outcome, SharedHost, StreamHandle, StreamInput,
-    UpstreamResponse,
+    DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
+    HttpCalloutAnswer, Outcome, SharedHost, StreamHandle, StreamInput, UpstreamResponse,
 };
 
 use super::http::{self, HttpClient, Upstream};
 use super::logs::{InFlight, access_log, print_logs, request_line, utc_now};
-use super::plan::ListenerPlan;
-use super::routes::{Action, DEFAULT_TIMEOUT_MS, Forward};
+use super::plan::{ListenerKind, ListenerPlan};
+
+mod router;
+mod tcp;
 
 /// What the listener hands a worker.
 pub enum Job {
@@ -32,6 +33,11 @@ pub enum Job {
         listener: usize,
         request: DownstreamRequest,
         reply: oneshot::Sender<Reply>,
+    },
+    /// A client's TCP connection to a tcp_proxy listener.
+    Connection {
+        listener: usize,
+        stream: std::net::TcpStream,
     },
 }
 
@@ -60,6 +66,12 @@ enum Event {
         callout: HeldCallout,
         answer: HttpCalloutAnswer,
     },
+    /// Bytes on a proxied TCP connection (see [`tcp`]).
+    Bytes {
+        key: Key,
+        from_client: bool,
+        bytes: Option<(Vec<u8>, bool)>,
+    },
 }
 
 /// One listener's Envoy on this worker.
@@ -80,6 +92,8 @@ struct Worker {
     in_flight: HashMap<Key, InFlight>,
     /// Held callouts already sent out: (listener, VM, token).
     asked: HashSet<(usize, usize, u32)>,
+    /// Proxied TCP connections.
+    tcp: HashMap<Key, tcp::Proxied>,
 }
 
 /// The worker thread's body: starts its Envoy, reports start-up on
@@ -148,6 +162,7 @@ pub fn run(
             clusters: setup.clusters,
             in_flight: HashMap::new(),
             asked: HashSet::new(),
+            tcp: HashMap::new(),
         };
         worker.serve(jobs).await;
     });
@@ -160,10 +175,10 @@ impl Worker {
             let wait = self.until_next_event();
             tokio::select! {
                 job = jobs.recv() => match job {
-                    Some(job) => self.take_job(job),
+                    Some(job) => self.take_job(job, &events_tx),
                     None => break,
                 },
-                Some(event) = events.recv() => self.take_event(event),
+                Some(event) = events.recv() => self.take_event(event, &events_tx),
                 () = tokio::time::sleep(wait) => {}
             }
             self.catch_up();
@@ -224,13 +239,23 @@ impl Worker {
         }
     }
 
-    fn take_job(&mut self, job: Job) {
+    fn take_job(&mut self, job: Job, events: &mpsc::UnboundedSender<Event>) {
         self.catch_up();
-        let Job::Request {
-            listener,
-            request,
-            reply,
-        } = job;
+        let (listener, request, reply) = match job {
+            Job::Request {
+                listener,
+                request,
+                reply,
+            } => (listener, request, reply),
+            Job::Connection { listener, stream } => {
+                let plan = self.served.get(listener).map(|s| &self.plans[s.plan_index]);
+                if let Some(ListenerKind::Tcp { cluster }) = plan.map(|p| &p.kind) {
+                    let cluster = cluster.clone();
+                    self.take_connection(listener, stream, &cluster, events);
+                }
+                return;
+            }
+        };
         let line = request_line(&request);
         let bytes_received = request.body.total_len();
         let exchange = Exchange {
@@ -261,7 +286,7 @@ impl Worker {
         }
     }
 
-    fn take_event(&mut self, event: Event) {
+    fn take_event(&mut self, event: Event, events: &mpsc::UnboundedSender<Event>) {
         self.catch_up();
         match event {
             Event::Upstream {
@@ -290,6 +315,11 @@ impl Worker {
                     Err(e) => log::warn!("worker {}: {e}", self.index),
                 }
             }
+            Event::Bytes {
+                key,
+                from_client,
+                bytes,
+            } => self.take_bytes(key, from_client, bytes, events),
         }
     }
 
@@ -312,62 +342,6 @@ impl Worker {
                 access_log(&flight, done.outcome.response.as_ref());
                 let _ = flight.reply.send(done.outcome.response);
             }
-        }
-    }
-
-    /// The router: each request the chain let through goes where its
-    /// route says (a cluster, or the route's own answer; none: 404).
-    fn route(&mut self, listener: usize, events: &mpsc::UnboundedSender<Event>) {
-        let served = &mut self.served[listener];
-        let routes = &self.plans[served.plan_index].routes;
-        for (key, mut message) in served.envoy.take_upstream_requests(0) {
-            let key = (listener, key);
-            let forward = match routes.pick(&message.headers) {
-                None => {
-                    let answer = http::local_answer(404, b"");
-                    let _ = events.send(Event::Upstream { key, answer });
-                    continue;
-                }
-                Some(route) => match &route.action {
-                    Action::Direct { status, body } => {
-                        let answer = http::local_answer(*status, body);
-                        let _ = events.send(Event::Upstream { key, answer });
-                        continue;
-                    }
-                    Action::Forward(forward) => {
-                        if let Some(rewrite) = &forward.prefix_rewrite {
-                            let path = message.headers.get_text(":path").unwrap_or_default();
-                            let path = route.rewritten_path(&path, rewrite);
-                            set_header(&mut message, ":path", &path);
-                        }
-                        forward.clone()
-                    }
-                },
-            };
-            let Forward {
-                upstream,
-                timeout_ms,
-                ..
-            } = forward;
-            if timeout_ms != DEFAULT_TIMEOUT_MS {
-                // The router announces the route's own timeout (0: none).
-                if timeout_ms == 0 {
-                    message.headers.0.retain(|(n, _)| {
-                        !n.0.eq_ignore_ascii_case(b"x-envoy-expected-rq-timeout-ms")
-                    });
-                } else {
-                    set_header(
-                        &mut message,
-                        "x-envoy-expected-rq-timeout-ms",
-                        &timeout_ms.to_string(),
-                    );
-                }
-            }
-            let (client, events) = (self.client.clone(), events.clone());
-            tokio::spawn(async move {
-                let answer = http::forward(client, upstream, message, timeout_ms).await;
-                let _ = events.send(Event::Upstream { key, answer });
-            });
         }
     }
 
@@ -405,11 +379,4 @@ impl Worker {
             });
         }
     }
-}
-
-/// Replaces (or adds) a request header the router sets.
-fn set_header(message: &mut HttpMessage, name: &str, value: &str) {
-    let headers = &mut message.headers.0;
-    headers.retain(|(n, _)| !n.0.eq_ignore_ascii_case(name.as_bytes()));
-    headers.push((ByteString::from(name), ByteString::from(value)));
 }
