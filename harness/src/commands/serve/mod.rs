@@ -1,9 +1,9 @@
-//! `harness serve`: a filter on real traffic. A listener (HTTP/1.1 and
-//! HTTP/2 cleartext) takes requests; each worker thread runs its own
-//! simulated Envoy (its own VMs) on the real clock: every request goes
-//! through the filter chain, the router sends it to the real upstream,
-//! http_calls go to real clusters with the filter's own timeouts, timers
-//! fire in real time.
+//! `harness serve`: filters on real traffic. Listeners (HTTP/1.1 and
+//! HTTP/2 cleartext, or TCP) take requests and connections; each worker
+//! thread runs its own simulated Envoy per listener (its own VMs) on the
+//! real clock: every request goes through the filter chain, the router
+//! sends it where its route says, http_calls go to real clusters with the
+//! filter's own timeouts, timers fire in real time.
 //!
 //! Two ways to configure it, one [`plan::Plan`] to run: the quick form
 //! `harness serve filter.wasm --config @c.json --listen 127.0.0.1:10000
