@@ -215,6 +215,8 @@ const FRONT_ROUTES: &str = r#"
                   prefix: /
                   headers: [{ name: x-pick, string_match: { exact: web } }]
                 route: { cluster: web }
+              - match: { safe_regex: { regex: "/v[0-9]+/.*" } }
+                route: { cluster: web }
               - match: { prefix: /api }
                 route: { cluster: api, timeout: 5s }
               - match: { prefix: /web }
@@ -284,6 +286,7 @@ fn an_envoy_yaml_serves_two_listeners_chains_routes_and_a_callout_to_its_cluster
     for (path, extra, want) in [
         ("/api/users", &[][..], "from api"),
         ("/web/index.html", &[][..], "from web"),
+        ("/v2/users", &[][..], "from web"),
         ("/api/users", &["-H", "x-pick: web"][..], "from web"),
         ("/hello", &[][..], "hi from envoy.yaml"),
     ] {

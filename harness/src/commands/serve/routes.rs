@@ -39,6 +39,8 @@ pub(crate) enum PathMatch {
     Prefix(String),
     /// `path`: the whole path before any `?`.
     Exact(String),
+    /// `safe_regex`: matches the whole path before any `?`.
+    Regex(regex::Regex),
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,8 @@ pub(crate) enum HeaderRule {
     Contains(String),
     /// `present_match: true` (present) or `false` (absent).
     Present(bool),
+    /// `safe_regex`: matches the whole value.
+    Regex(regex::Regex),
 }
 
 #[derive(Clone, Debug)]
@@ -161,6 +165,7 @@ impl Route {
         let path_fits = match &self.path {
             PathMatch::Prefix(p) => fold(path).starts_with(&fold(p)),
             PathMatch::Exact(p) => fold(path.split('?').next().unwrap_or_default()) == fold(p),
+            PathMatch::Regex(r) => r.is_match(path.split('?').next().unwrap_or_default()),
         };
         path_fits && self.headers.iter().all(|h| h.matches(headers))
     }
@@ -192,6 +197,7 @@ impl HeaderMatch {
             (HeaderRule::Prefix(s), Some(v)) => v.starts_with(s.as_str()),
             (HeaderRule::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
             (HeaderRule::Contains(s), Some(v)) => v.contains(s.as_str()),
+            (HeaderRule::Regex(r), Some(v)) => r.is_match(v),
         };
         fits != self.invert
     }
@@ -293,6 +299,19 @@ mod tests {
         assert_eq!(
             r.rewritten_path("/api/users?id=1", "/v2/"),
             "/v2/users?id=1"
+        );
+        let whole = |p: &str| regex::Regex::new(&format!("^(?:{p})$")).unwrap();
+        let by_regex = route(PathMatch::Regex(whole("/v[0-9]+/.*")), vec![], 200);
+        assert!(by_regex.matches("/v2/users?x=/", &Headers::new()));
+        assert!(!by_regex.matches("/api/v2/users", &Headers::new()));
+        let digits = HeaderMatch {
+            name: "x-a".into(),
+            rule: HeaderRule::Regex(whole("[0-9]")),
+            invert: false,
+        };
+        assert!(
+            !digits.matches(&headers),
+            "the whole value \"1,2\" must match"
         );
     }
 }

@@ -70,7 +70,6 @@ fn route(node: &Node, clusters: &[(String, Upstream)], notes: &mut Notes) -> Par
     )?;
     let matcher = node.need("match")?;
     let unserved = [
-        "safe_regex",
         "path_separated_prefix",
         "path_match_policy",
         "query_parameters",
@@ -79,7 +78,7 @@ fn route(node: &Node, clusters: &[(String, Upstream)], notes: &mut Notes) -> Par
         "dynamic_metadata",
         "tls_context",
     ];
-    let mut known = vec!["prefix", "path", "headers", "case_sensitive"];
+    let mut known = vec!["prefix", "path", "safe_regex", "headers", "case_sensitive"];
     known.extend(unserved);
     matcher.fields(&known, &[], notes)?;
     if let Some(key) = unserved.iter().find(|k| matcher.get(k).is_some()) {
@@ -87,14 +86,12 @@ fn route(node: &Node, clusters: &[(String, Upstream)], notes: &mut Notes) -> Par
             "match.{key} is not served yet; match on prefix, path and headers"
         )));
     }
-    let path = match (matcher.str_at("prefix")?, matcher.str_at("path")?) {
-        (Some(prefix), None) => PathMatch::Prefix(prefix.to_string()),
-        (None, Some(path)) => PathMatch::Exact(path.to_string()),
-        _ => {
-            return Err(matcher.error(
-                "give exactly one of prefix or path (safe_regex and other matchers are not served yet)",
-            ));
-        }
+    let regex = matcher.get("safe_regex");
+    let path = match (matcher.str_at("prefix")?, matcher.str_at("path")?, regex) {
+        (Some(prefix), None, None) => PathMatch::Prefix(prefix.to_string()),
+        (None, Some(path), None) => PathMatch::Exact(path.to_string()),
+        (None, None, Some(regex)) => PathMatch::Regex(safe_regex(&regex, notes)?),
+        _ => return Err(matcher.error("give exactly one of prefix, path or safe_regex")),
     };
     let case_sensitive = matcher
         .get("case_sensitive")
@@ -193,6 +190,7 @@ fn header_match(node: &Node, notes: &mut Notes) -> Parsed<HeaderMatch> {
         "prefix_match",
         "suffix_match",
         "contains_match",
+        "safe_regex_match",
     ];
     let mut known = vec!["name", "invert_match", "present_match", "string_match"];
     known.extend(legacy);
@@ -210,6 +208,9 @@ fn header_match(node: &Node, notes: &mut Notes) -> Parsed<HeaderMatch> {
             rules.push(make(value));
         }
     }
+    if let Some(regex) = node.get("safe_regex_match") {
+        rules.push(HeaderRule::Regex(safe_regex(&regex, notes)?));
+    }
     if let Some(present) = node.get("present_match") {
         rules.push(HeaderRule::Present(present.bool()?));
     }
@@ -225,13 +226,16 @@ fn header_match(node: &Node, notes: &mut Notes) -> Parsed<HeaderMatch> {
     Ok(HeaderMatch { name, rule, invert })
 }
 
-/// `string_match` (envoy.type.matcher.v3.StringMatcher), without regex.
+/// `string_match` (envoy.type.matcher.v3.StringMatcher).
 fn string_match(node: &Node, notes: &mut Notes) -> Parsed<HeaderRule> {
     node.fields(
-        &["exact", "prefix", "suffix", "contains"],
+        &["exact", "prefix", "suffix", "contains", "safe_regex"],
         &["ignore_case"],
         notes,
     )?;
+    if let Some(regex) = node.get("safe_regex") {
+        return Ok(HeaderRule::Regex(safe_regex(&regex, notes)?));
+    }
     for (key, make) in [
         ("exact", HeaderRule::Exact as fn(String) -> HeaderRule),
         ("prefix", HeaderRule::Prefix),
@@ -242,5 +246,18 @@ fn string_match(node: &Node, notes: &mut Notes) -> Parsed<HeaderRule> {
             return Ok(make(value.to_string()));
         }
     }
-    Err(node.error("give exact, prefix, suffix or contains (safe_regex is not served yet)"))
+    Err(node.error("give exact, prefix, suffix, contains or safe_regex"))
+}
+
+/// A RegexMatcher (`{regex}`), which must match the whole text, as
+/// Envoy's RE2 matchers do.
+fn safe_regex(node: &Node, notes: &mut Notes) -> Parsed<regex::Regex> {
+    node.fields(&["regex"], &["google_re2"], notes)?;
+    let pattern = node.need("regex")?;
+    let text = pattern.str()?;
+    regex::Regex::new(&format!("^(?:{text})$")).map_err(|e| {
+        pattern.error(&format!(
+            "'{text}' is not a regular expression serve can use (RE2 syntax): {e}"
+        ))
+    })
 }

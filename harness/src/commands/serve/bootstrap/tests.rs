@@ -195,8 +195,12 @@ fn what_serve_cannot_run_is_refused_with_its_path() {
             "route.cluster: no cluster named 'other'".to_string(),
         ),
         (
-            file(&ok, "").replace("match: { prefix: / }", "match: { safe_regex: { regex: x } }"),
-            "match.safe_regex is not served yet".to_string(),
+            file(&ok, "").replace("match: { prefix: / }", "match: { safe_regex: { regex: '(' } }"),
+            "match.safe_regex.regex: '(' is not a regular expression".to_string(),
+        ),
+        (
+            file(&ok, "").replace("match: { prefix: / }", "match: { grpc: {} }"),
+            "match.grpc is not served yet".to_string(),
         ),
         (
             file(&ok, "").replace("STRICT_DNS", "STATIC"),
