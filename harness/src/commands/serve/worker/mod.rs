@@ -330,6 +330,7 @@ impl Worker {
             self.route(listener, events);
             self.call_out(listener, events);
         }
+        self.reap_connections();
         let keys: Vec<Key> = self.in_flight.keys().copied().collect();
         for (listener, key) in keys {
             let Some(served) = self.served.get_mut(listener) else {

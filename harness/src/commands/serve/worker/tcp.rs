@@ -133,6 +133,24 @@ impl Worker {
         }
     }
 
+    /// Connections that ended outside a step of their own (a filter
+    /// closed one from a timer or a callout answer): their last bytes go
+    /// out, then they close.
+    pub(super) fn reap_connections(&mut self) {
+        let keys: Vec<Key> = self.tcp.keys().copied().collect();
+        for key in keys {
+            let Ok(Some(done)) = self.served[key.0].envoy.poll(key.1) else {
+                continue;
+            };
+            if let (Some(proxied), Some(record)) =
+                (self.tcp.get_mut(&key), done.outcome.connection.as_ref())
+            {
+                proxied.carry(record);
+            }
+            self.tcp.remove(&key);
+        }
+    }
+
     /// Envoy closed the connection (a filter, tcp_proxy, or both sides
     /// done): dropping the writers closes both sockets.
     fn close(&mut self, key: Key) {
