@@ -30,6 +30,7 @@ mod safe_output;
 mod scenarios;
 mod serve;
 mod serve_bootstrap;
+mod serve_tcp;
 mod signing;
 mod streams;
 mod support;
