@@ -397,11 +397,29 @@ fn a_broken_file_is_refused_before_any_listener_binds() {
             ),
             "is not valid YAML or JSON",
         ),
+        (
+            // A plugin that does not configure (response-header needs a
+            // header name) on the second listener: the first never binds.
+            bootstrap(
+                &[
+                    listener("one", first, &filters, good),
+                    listener(
+                        "two",
+                        second,
+                        &wasm_filter("bad", &header, "bad", "{}"),
+                        good,
+                    ),
+                ],
+                &[cluster("api", 9)],
+            ),
+            "the plugin did not start (listener two)",
+        ),
     ];
     for (text, error) in cases {
         let file = TempFile::new("yaml", &text);
         let stderr = refused(&file);
         assert!(stderr.contains(error), "{stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
         for port in [first, second] {
             assert!(
                 std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
