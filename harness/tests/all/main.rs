@@ -29,6 +29,8 @@ mod properties;
 mod safe_output;
 mod scenarios;
 mod serve;
+mod serve_bootstrap;
+mod serve_tcp;
 mod signing;
 mod streams;
 mod support;

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::support::{wasm_dir, workspace_root};
 
 /// A process stopped (by its PID) when dropped.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -22,7 +22,7 @@ impl Drop for Running {
 
 /// A threaded python3 server on a free loopback port answering every GET
 /// after `delay` seconds with `body` (and an `x-user-id` header); its port.
-fn python_server(delay: f64, body: &str) -> (Running, u16) {
+pub(crate) fn python_server(delay: f64, body: &str) -> (Running, u16) {
     let script = r#"
 import sys, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
@@ -97,7 +97,7 @@ fn serve_with_admin(args: &[&str]) -> (Running, String, Option<String>) {
 }
 
 /// curl's status code, headers and body for `url`.
-fn curl(extra: &[&str], url: &str) -> (u16, String, String) {
+pub(crate) fn curl(extra: &[&str], url: &str) -> (u16, String, String) {
     let out = Command::new("curl")
         .args(["-s", "-D", "-", "--max-time", "20"])
         .args(extra)
@@ -114,7 +114,7 @@ fn curl(extra: &[&str], url: &str) -> (u16, String, String) {
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
-fn module(file: &str) -> String {
+pub(crate) fn module(file: &str) -> String {
     crate::support::module(file);
     wasm_dir().join(file).to_string_lossy().into_owned()
 }

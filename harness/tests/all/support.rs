@@ -13,7 +13,7 @@ use harness::{
 use serde_json::Value;
 
 /// Packages the tests load, built together by one cargo invocation.
-const PACKAGES: [&str; 2] = ["test-filter-probe", "response-header"];
+const PACKAGES: [&str; 3] = ["test-filter-probe", "response-header", "tcp-guard"];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

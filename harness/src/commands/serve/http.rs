@@ -2,6 +2,8 @@
 //! the response the filter chain let through out, and the real upstream
 //! and clusters the router and http_calls reach.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -36,9 +38,17 @@ impl Upstream {
                 "{flag} '{url}' must be http://host:port, without a path"
             )));
         }
-        Ok(Upstream {
-            authority: authority.to_string(),
-        })
+        Ok(Upstream::at(authority.to_string()))
+    }
+
+    /// The upstream at `host:port`.
+    pub fn at(authority: String) -> Upstream {
+        Upstream { authority }
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -120,8 +130,47 @@ fn outgoing(message: &HttpMessage, to: &Upstream) -> Result<hyper::Request<Full<
 }
 
 /// Sends the router's request to the upstream; an upstream that cannot be
-/// reached is the router's 503 (`unreachable`).
-pub async fn forward(client: HttpClient, to: Upstream, message: HttpMessage) -> UpstreamResponse {
+/// reached is the router's 503 (`unreachable`), one that has not answered
+/// within `timeout_ms` (0: no limit) the router's 504.
+pub async fn forward(
+    client: HttpClient,
+    to: Upstream,
+    message: HttpMessage,
+    timeout_ms: u64,
+) -> UpstreamResponse {
+    let exchange = exchange(client, to, message);
+    if timeout_ms == 0 {
+        return exchange.await;
+    }
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange).await {
+        Ok(answer) => answer,
+        // Envoy's router on its global timeout (`Filter::onResponseTimeout`
+        // in source/common/router/router.cc).
+        Err(_) => local_answer(504, b"upstream request timeout"),
+    }
+}
+
+/// An answer the router gives itself (a timeout, a direct_response, no
+/// route): Envoy's local replies carry `content-type: text/plain` when
+/// they have a body.
+pub fn local_answer(status: u16, body: &[u8]) -> UpstreamResponse {
+    let mut headers = Headers::new();
+    if !body.is_empty() {
+        headers.push("content-type", "text/plain");
+    }
+    UpstreamResponse {
+        status,
+        headers,
+        body: if body.is_empty() {
+            Body::empty()
+        } else {
+            Body::single(body.to_vec())
+        },
+        ..UpstreamResponse::default()
+    }
+}
+
+async fn exchange(client: HttpClient, to: Upstream, message: HttpMessage) -> UpstreamResponse {
     let unreachable = UpstreamResponse {
         unreachable: true,
         ..UpstreamResponse::default()

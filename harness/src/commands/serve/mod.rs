@@ -1,16 +1,22 @@
-//! `harness serve`: a filter on real traffic. A listener (HTTP/1.1 and
-//! HTTP/2 cleartext) takes requests; each worker thread runs its own
-//! simulated Envoy (its own VMs) on the real clock: every request goes
-//! through the filter chain, the router sends it to the real upstream,
-//! http_calls go to real clusters with the filter's own timeouts, timers
-//! fire in real time.
+//! `harness serve`: filters on real traffic. Listeners (HTTP/1.1 and
+//! HTTP/2 cleartext, or TCP) take requests and connections; each worker
+//! thread runs its own simulated Envoy per listener (its own VMs) on the
+//! real clock: every request goes through the filter chain, the router
+//! sends it where its route says, http_calls go to real clusters with the
+//! filter's own timeouts, timers fire in real time.
 //!
-//! Quick form only (for now): `harness serve filter.wasm --config @c.json
-//! --listen 127.0.0.1:10000 --upstream http://127.0.0.1:8080 [--cluster
-//! NAME=http://host:port]... [--concurrency N]`.
+//! Two ways to configure it, one [`plan::Plan`] to run: the quick form
+//! `harness serve filter.wasm --config @c.json --listen 127.0.0.1:10000
+//! --upstream http://127.0.0.1:8080 [--cluster NAME=http://host:port]...`,
+//! or an Envoy bootstrap file, `harness serve -c envoy.yaml` (see
+//! [`bootstrap`]).
 
 mod admin;
+mod bootstrap;
 mod http;
+mod logs;
+mod plan;
+mod routes;
 mod worker;
 
 use std::net::SocketAddr;
@@ -26,29 +32,39 @@ use hyper_util::server::conn::auto;
 use tokio::sync::{mpsc, oneshot};
 
 use harness::scenario::plugin_name_of;
-use harness::{
-    ByteString, ClusterSpec, FilterModule, HarnessConfig, HarnessError, HttpCalloutAnswer,
-    SharedHost, TraceLevel,
-};
+use harness::{ByteString, FilterModule, HarnessConfig, HarnessError, SharedHost};
 
 use super::text_or_file;
 use http::Upstream;
+use plan::{ListenerKind, ListenerPlan, Plan};
+use routes::RouteTable;
 use worker::{Job, Reply};
 
 /// `harness serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The filter module (.wasm; a native twin .so works too).
-    module: PathBuf,
+    #[arg(required_unless_present = "config_path")]
+    module: Option<PathBuf>,
+    /// An Envoy bootstrap file (YAML or JSON): its static listeners,
+    /// clusters and admin instead of the flags below.
+    #[arg(
+        short = 'c',
+        long = "config-path",
+        value_name = "FILE",
+        conflicts_with_all = ["module", "config", "listen", "upstream", "clusters", "name", "root_id", "vm_id", "fail_open"]
+    )]
+    config_path: Option<PathBuf>,
     /// Plugin configuration: inline text (usually JSON) or @file.
     #[arg(long)]
     config: Option<String>,
-    /// Where to listen (HTTP/1.1, and HTTP/2 with prior knowledge).
-    #[arg(long, default_value = "127.0.0.1:10000")]
-    listen: SocketAddr,
+    /// Where to listen (HTTP/1.1, and HTTP/2 with prior knowledge)
+    /// [default: 127.0.0.1:10000].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// The upstream every request is routed to, `http://host:port`.
-    #[arg(long, value_name = "URL")]
-    upstream: String,
+    #[arg(long, value_name = "URL", required_unless_present = "config_path")]
+    upstream: Option<String>,
     /// A cluster the filter may http_call, `NAME=http://host:port` (repeatable).
     #[arg(long = "cluster", value_name = "NAME=URL")]
     clusters: Vec<String>,
@@ -68,7 +84,8 @@ pub struct ServeArgs {
     #[arg(long)]
     fail_open: bool,
     /// The admin listener (`/ready`, `/stats`, `/stats/prometheus`,
-    /// `POST /quitquitquit`), e.g. 127.0.0.1:9901 as Envoy's.
+    /// `POST /quitquitquit`), e.g. 127.0.0.1:9901 as Envoy's (over the
+    /// bootstrap's `admin`).
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
 }
@@ -85,18 +102,13 @@ fn usage(message: String) -> HarnessError {
     HarnessError::Usage(message)
 }
 
-/// The plugin's configuration: every cluster's callouts wait for the
-/// real answer (`hold`), which the worker fetches.
-fn config(
-    args: &ServeArgs,
-    clusters: &[(String, Upstream)],
-) -> Result<HarnessConfig, HarnessError> {
+/// The quick form's one plugin.
+fn quick_config(args: &ServeArgs, module: &std::path::Path) -> Result<HarnessConfig, HarnessError> {
     let mut config = HarnessConfig::default();
     let plugin = &mut config.plugin;
     plugin.name = match &args.name {
         Some(name) => name.clone(),
-        None => args
-            .module
+        None => module
             .to_str()
             .and_then(plugin_name_of)
             .unwrap_or_else(|| "filter".to_string()),
@@ -111,23 +123,18 @@ fn config(
         plugin.configuration = ByteString(text_or_file(text, "--config")?);
     }
     plugin.fail_open = args.fail_open;
-    config.trace = TraceLevel::Off;
-    config.clusters = clusters
-        .iter()
-        .map(|(name, _)| ClusterSpec {
-            name: name.clone(),
-            http: vec![HttpCalloutAnswer {
-                hold: true,
-                ..HttpCalloutAnswer::default()
-            }],
-            ..ClusterSpec::default()
-        })
-        .collect();
     Ok(config)
 }
 
-fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
-    let upstream = Upstream::parse(&args.upstream, "--upstream")?;
+/// The quick form as a plan: one listener, one plugin, every request to
+/// `--upstream`.
+fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
+    let (Some(module), Some(upstream)) = (&args.module, &args.upstream) else {
+        return Err(usage(
+            "give a module and --upstream, or an Envoy bootstrap with -c envoy.yaml".to_string(),
+        ));
+    };
+    let upstream = Upstream::parse(upstream, "--upstream")?;
     let mut clusters = Vec::new();
     for spec in &args.clusters {
         let (name, url) = spec.split_once('=').ok_or_else(|| {
@@ -137,14 +144,44 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
         })?;
         clusters.push((name.to_string(), Upstream::parse(url, "--cluster")?));
     }
-    let config = config(args, &clusters)?;
-    let module = FilterModule::from_file(&args.module)?;
+    let config = plan::served(quick_config(args, module)?, &clusters);
+    let address = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 10000)));
+    let listener = ListenerPlan {
+        name: address.to_string(),
+        address,
+        chain: vec![(FilterModule::from_file(module)?, config)],
+        kind: ListenerKind::Http(Arc::new(RouteTable::everything_to(upstream))),
+    };
+    Ok(Plan {
+        listeners: vec![listener],
+        clusters,
+        admin: None,
+    })
+}
+
+fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
+    let mut plan = match &args.config_path {
+        Some(path) => bootstrap::load(path)?,
+        None => quick_plan(args)?,
+    };
+    if args.admin.is_some() {
+        plan.admin = args.admin;
+    }
     let workers = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    run(plan, workers)
+}
+
+/// Starts the workers (every plugin configures before anything listens),
+/// binds every listener, and serves until stopped.
+fn run(plan: Plan, workers: usize) -> Result<(), HarnessError> {
     let shared = SharedHost::new();
-    let clusters = Arc::new(clusters);
+    let clusters = Arc::new(plan.clusters);
+    let listeners = Arc::new(plan.listeners);
     let mut queues = Vec::new();
     let mut threads = Vec::new();
     for index in 0..workers {
@@ -152,10 +189,8 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let setup = worker::Setup {
             index,
-            module: module.clone(),
-            config: config.clone(),
+            listeners: Arc::clone(&listeners),
             shared: shared.clone(),
-            upstream: upstream.clone(),
             clusters: Arc::clone(&clusters),
         };
         let thread = std::thread::Builder::new()
@@ -177,10 +212,10 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
         .map_err(|e| usage(format!("cannot start the listener's runtime: {e}")))?;
     let stop = Arc::new(tokio::sync::Notify::new());
     let result = runtime.block_on(async {
-        if let Some(addr) = args.admin {
+        if let Some(addr) = plan.admin {
             admin::serve(addr, shared.clone(), Arc::clone(&stop)).await?;
         }
-        listen(args.listen, queues, workers, stop).await
+        listen(&listeners, queues, workers, stop).await
     });
     drop(runtime);
     for thread in threads {
@@ -189,27 +224,56 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
     result
 }
 
+/// Binds every listener (all or none), then accepts on each until a
+/// signal or `/quitquitquit`.
 async fn listen(
-    addr: SocketAddr,
+    plans: &[ListenerPlan],
     queues: Vec<mpsc::UnboundedSender<Job>>,
     workers: usize,
     quit: Arc<tokio::sync::Notify>,
 ) -> Result<(), HarnessError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| usage(format!("cannot listen on {addr}: {e}")))?;
-    let bound = listener.local_addr().unwrap_or(addr);
-    eprintln!("harness serve: listening on http://{bound} with {workers} worker(s)");
+    let mut bound = Vec::new();
+    for plan in plans {
+        let addr = plan.address;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            usage(format!(
+                "cannot listen on {addr} (listener {}): {e}",
+                plan.name
+            ))
+        })?;
+        bound.push(listener);
+    }
     let queues = Arc::new(queues);
     let next = Arc::new(AtomicUsize::new(0));
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
+    for (index, (listener, plan)) in bound.into_iter().zip(plans).enumerate() {
+        let at = listener.local_addr().unwrap_or(plan.address);
+        let tcp = matches!(plan.kind, ListenerKind::Tcp { .. });
+        let scheme = if tcp { "tcp" } else { "http" };
+        eprintln!(
+            "harness serve: listening on {scheme}://{at} with {workers} worker(s) (listener {})",
+            plan.name
+        );
+        let (queues, next) = (Arc::clone(&queues), Arc::clone(&next));
+        tokio::spawn(accept_loop(listener, index, tcp, queues, next));
+    }
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = quit.notified() => {}
+    }
+    eprintln!("harness serve: shutting down");
+    Ok(())
+}
+
+/// One listener's connections, each handed to one worker.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    index: usize,
+    tcp: bool,
+    queues: Arc<Vec<mpsc::UnboundedSender<Job>>>,
+    next: Arc<AtomicUsize>,
+) {
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut stop => break,
-            () = quit.notified() => break,
-        };
+        let accepted = listener.accept().await;
         let (stream, _peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
@@ -220,10 +284,23 @@ async fn listen(
         // Envoy hands each connection to one worker for its whole life.
         let worker = next.fetch_add(1, Ordering::Relaxed) % queues.len();
         let queue = queues[worker].clone();
+        if tcp {
+            // The worker's own runtime drives the proxied sockets.
+            match stream.into_std() {
+                Ok(stream) => {
+                    let _ = queue.send(Job::Connection {
+                        listener: index,
+                        stream,
+                    });
+                }
+                Err(e) => log::warn!("a connection failed: {e}"),
+            }
+            continue;
+        }
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let queue = queue.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(queue, request).await) }
+                async move { Ok::<_, std::convert::Infallible>(handle(queue, index, request).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
@@ -234,14 +311,13 @@ async fn listen(
             }
         });
     }
-    eprintln!("harness serve: shutting down");
-    Ok(())
 }
 
 /// One request: read it whole, hand it to the connection's worker, wait
 /// for what the client should receive.
 async fn handle(
     queue: mpsc::UnboundedSender<Job>,
+    listener: usize,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
     let request = match http::downstream_request(request).await {
@@ -249,7 +325,12 @@ async fn handle(
         Err(message) => return http::plain(400, &message),
     };
     let (reply, answer) = oneshot::channel::<Reply>();
-    if queue.send(Job::Request { request, reply }).is_err() {
+    let job = Job::Request {
+        listener,
+        request,
+        reply,
+    };
+    if queue.send(job).is_err() {
         return http::plain(503, "harness serve: the worker stopped");
     }
     match answer.await {

@@ -1,0 +1,59 @@
+//! What serve prints: Envoy's default access-log line per request on
+//! stdout, the filters' log lines in Envoy's wasm log format on stderr.
+
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use harness::{DownstreamRequest, DownstreamResponse, LogEntry};
+
+use super::worker::Reply;
+
+/// A request in flight, for its access-log line.
+pub(crate) struct InFlight {
+    pub reply: oneshot::Sender<Reply>,
+    pub started: Instant,
+    pub line: String,
+    pub bytes_received: usize,
+}
+
+/// `"GET /path HTTP/1.1"` as Envoy's access log writes it.
+pub(crate) fn request_line(request: &DownstreamRequest) -> String {
+    let protocol = match request.protocol {
+        harness::HttpProtocol::Http2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    };
+    format!("\"{} {} {protocol}\"", request.method, request.path)
+}
+
+/// Envoy's default access-log line, the fields the harness knows.
+pub(crate) fn access_log(flight: &InFlight, response: Option<&DownstreamResponse>) {
+    let (status, sent) = response.map_or((0, 0), |r| (r.status, r.message.body.0.len()));
+    let ms = flight.started.elapsed().as_millis();
+    let time = utc_now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    println!(
+        "[{time}] {} {status} - {} {sent} {ms}",
+        flight.line, flight.bytes_received
+    );
+}
+
+/// Filter log lines the way Envoy's wasm logger prints them.
+pub(crate) fn print_logs(worker: usize, plugin: &str, logs: &[LogEntry]) {
+    for entry in logs {
+        let time = utc_now().format("%Y-%m-%d %H:%M:%S%.3f");
+        eprintln!(
+            "[{time}][{worker}][{}][wasm] wasm log {plugin}: {}",
+            entry.level.name().to_ascii_lowercase(),
+            harness::printable::escape_controls(&entry.message)
+        );
+    }
+}
+
+/// The wall clock (chrono is built without its clock feature here).
+pub(crate) fn utc_now() -> chrono::DateTime<chrono::Utc> {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

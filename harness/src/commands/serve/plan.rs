@@ -1,0 +1,66 @@
+//! What `harness serve` runs, however it was configured (the quick flags
+//! or an Envoy bootstrap file): listeners, each with its filter chain and
+//! route table, the clusters http_calls reach, the admin listener.
+//! Everything in a plan is checked and every module compiled, so running
+//! it only binds sockets and starts workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use harness::{ClusterSpec, FilterModule, HarnessConfig, HttpCalloutAnswer, TraceLevel};
+
+use super::http::Upstream;
+use super::routes::RouteTable;
+
+pub(crate) struct Plan {
+    pub listeners: Vec<ListenerPlan>,
+    /// Clusters the filters may http_call, by name.
+    pub clusters: Vec<(String, Upstream)>,
+    pub admin: Option<SocketAddr>,
+}
+
+pub(crate) struct ListenerPlan {
+    /// For log lines (`listener <name>`).
+    pub name: String,
+    pub address: SocketAddr,
+    /// The wasm filters in chain order (HTTP filters before the router,
+    /// or network filters before tcp_proxy).
+    pub chain: Vec<(FilterModule, HarnessConfig)>,
+    pub kind: ListenerKind,
+}
+
+pub(crate) enum ListenerKind {
+    /// An HTTP connection manager: its routes.
+    Http(Arc<RouteTable>),
+    /// Network filters, then tcp_proxy to this cluster (unless a filter
+    /// picks another through `envoy.tcp_proxy.cluster`).
+    Tcp { cluster: String },
+}
+
+/// A plugin configuration as serve runs it: no trace, and every cluster's
+/// callouts held for the real answer, which the worker fetches.
+pub(crate) fn served(mut config: HarnessConfig, clusters: &[(String, Upstream)]) -> HarnessConfig {
+    config.trace = TraceLevel::Off;
+    config.clusters = clusters
+        .iter()
+        .map(|(name, _)| ClusterSpec {
+            name: name.clone(),
+            http: vec![HttpCalloutAnswer {
+                hold: true,
+                ..HttpCalloutAnswer::default()
+            }],
+            ..ClusterSpec::default()
+        })
+        .collect();
+    config
+}
+
+impl ListenerPlan {
+    /// The plugins' names in chain order, for log lines.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.chain
+            .iter()
+            .map(|(_, c)| c.plugin.name.clone())
+            .collect()
+    }
+}

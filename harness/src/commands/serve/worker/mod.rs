@@ -1,0 +1,383 @@
+//! One worker thread: its own simulated Envoy (its own VMs, as each Envoy
+//! worker has), driven on the real clock. The virtual clock is kept at the
+//! real milliseconds since the worker started, so timers and callout
+//! timeouts fire when they would in Envoy; requests the chain lets through
+//! go to the real upstream, held http_calls to the real clusters, and the
+//! answers come back into the chain as events. Each listener has its own
+//! Envoy (its own filter chain and VMs) on every worker; shared data,
+//! queues and metrics are shared by all of them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use harness::{
+    DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
+    HttpCalloutAnswer, Outcome, SharedHost, StreamHandle, StreamInput, UpstreamResponse,
+};
+
+use super::http::{self, HttpClient, Upstream};
+use super::logs::{InFlight, access_log, print_logs, request_line, utc_now};
+use super::plan::{ListenerKind, ListenerPlan};
+
+mod router;
+mod tcp;
+
+/// What the listener hands a worker.
+pub enum Job {
+    /// A client's whole request, and where its response goes.
+    Request {
+        /// Which listener took it (its index in the plan).
+        listener: usize,
+        request: DownstreamRequest,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// A client's TCP connection to a tcp_proxy listener.
+    Connection {
+        listener: usize,
+        stream: std::net::TcpStream,
+    },
+}
+
+/// The response the client receives (`None`: the stream ended without one).
+pub type Reply = Option<DownstreamResponse>;
+
+/// What a worker needs to start.
+pub struct Setup {
+    pub index: usize,
+    pub listeners: Arc<Vec<ListenerPlan>>,
+    pub shared: SharedHost,
+    pub clusters: Arc<Vec<(String, Upstream)>>,
+}
+
+/// A stream on one of the worker's Envoys.
+type Key = (usize, StreamHandle);
+
+/// An answer from the outside world.
+enum Event {
+    Upstream {
+        key: Key,
+        answer: UpstreamResponse,
+    },
+    Callout {
+        listener: usize,
+        callout: HeldCallout,
+        answer: HttpCalloutAnswer,
+    },
+    /// Bytes on a proxied TCP connection (see [`tcp`]).
+    Bytes {
+        key: Key,
+        from_client: bool,
+        bytes: Option<(Vec<u8>, bool)>,
+    },
+}
+
+/// One listener's Envoy on this worker.
+struct Served {
+    envoy: Envoy,
+    plan_index: usize,
+    /// Its plugins' names in chain order, for log lines.
+    names: Vec<String>,
+}
+
+struct Worker {
+    index: usize,
+    served: Vec<Served>,
+    plans: Arc<Vec<ListenerPlan>>,
+    start: Instant,
+    client: HttpClient,
+    clusters: Arc<Vec<(String, Upstream)>>,
+    in_flight: HashMap<Key, InFlight>,
+    /// Held callouts already sent out: (listener, VM, token).
+    asked: HashSet<(usize, usize, u32)>,
+    /// Proxied TCP connections.
+    tcp: HashMap<Key, tcp::Proxied>,
+}
+
+/// The worker thread's body: starts its Envoy, reports start-up on
+/// `ready`, then serves jobs until the listener goes away.
+pub fn run(
+    setup: Setup,
+    jobs: mpsc::UnboundedReceiver<Job>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("worker {}: no runtime: {e}", setup.index)));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // Virtual time 0 is now: the filters' clock reads the wall clock.
+        let start = Instant::now();
+        let wall_ms = u64::try_from(utc_now().timestamp_millis()).unwrap_or_default();
+        let mut served = Vec::new();
+        for (plan_index, plan) in setup.listeners.iter().enumerate() {
+            let chain: Vec<_> = plan
+                .chain
+                .iter()
+                .map(|(module, config)| {
+                    let mut config = config.clone();
+                    config.start_time_unix_ms = wall_ms;
+                    (module.clone(), config)
+                })
+                .collect();
+            let built = Envoy::builder()
+                .plugins(&chain)
+                .shared(setup.shared.clone())
+                .build();
+            let envoy = match built {
+                Ok(envoy) => envoy,
+                Err(e) => {
+                    let _ = ready.send(Err(format!(
+                        "the plugin did not start (listener {}): {e}",
+                        plan.name
+                    )));
+                    return;
+                }
+            };
+            let names = plan.plugin_names();
+            if setup.index == 0 {
+                print_logs(0, &names.join(","), &envoy.startup().logs);
+            }
+            served.push(Served {
+                envoy,
+                plan_index,
+                names,
+            });
+        }
+        let _ = ready.send(Ok(()));
+        let worker = Worker {
+            index: setup.index,
+            served,
+            plans: setup.listeners,
+            start,
+            client: http::client(),
+            clusters: setup.clusters,
+            in_flight: HashMap::new(),
+            asked: HashSet::new(),
+            tcp: HashMap::new(),
+        };
+        worker.serve(jobs).await;
+    });
+}
+
+impl Worker {
+    async fn serve(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        loop {
+            let wait = self.until_next_event();
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => self.take_job(job, &events_tx),
+                    None => break,
+                },
+                Some(event) = events.recv() => self.take_event(event, &events_tx),
+                () = tokio::time::sleep(wait) => {}
+            }
+            self.catch_up();
+            self.pump(&events_tx);
+        }
+    }
+
+    fn real_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long until an Envoy's next timer or callout timeout is due.
+    fn until_next_event(&self) -> Duration {
+        let next = self
+            .served
+            .iter()
+            .filter_map(|s| s.envoy.next_event_at())
+            .min();
+        match next {
+            Some(at) => Duration::from_millis(at.saturating_sub(self.real_ms())),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    /// Moves the virtual clocks to the real one: what fell due runs.
+    fn catch_up(&mut self) {
+        let now = self.real_ms();
+        for listener in 0..self.served.len() {
+            let served = &mut self.served[listener];
+            let lag = now.saturating_sub(served.envoy.now_ms());
+            if lag > 0 {
+                match served.envoy.advance(lag) {
+                    Ok(outcome) => self.show(listener, &outcome),
+                    Err(e) => log::warn!("worker {}: {e}", self.index),
+                }
+            }
+        }
+    }
+
+    /// Log lines under the chain's plugin names.
+    fn show(&self, listener: usize, outcome: &Outcome) {
+        print_logs(
+            self.index,
+            &self.served[listener].names.join(","),
+            &outcome.logs,
+        );
+    }
+
+    /// Log lines of one step, each under its own plugin's name.
+    fn show_step(&self, listener: usize, step: &EnvoyOutcome) {
+        let names = &self.served[listener].names;
+        if step.filters.len() == names.len() {
+            for (filter, name) in step.filters.iter().zip(names) {
+                print_logs(self.index, name, &filter.logs);
+            }
+        } else {
+            self.show(listener, &step.outcome);
+        }
+    }
+
+    fn take_job(&mut self, job: Job, events: &mpsc::UnboundedSender<Event>) {
+        self.catch_up();
+        let (listener, request, reply) = match job {
+            Job::Request {
+                listener,
+                request,
+                reply,
+            } => (listener, request, reply),
+            Job::Connection { listener, stream } => {
+                let plan = self.served.get(listener).map(|s| &self.plans[s.plan_index]);
+                if let Some(ListenerKind::Tcp { cluster }) = plan.map(|p| &p.kind) {
+                    let cluster = cluster.clone();
+                    self.take_connection(listener, stream, &cluster, events);
+                }
+                return;
+            }
+        };
+        let line = request_line(&request);
+        let bytes_received = request.body.total_len();
+        let exchange = Exchange {
+            request,
+            upstream: UpstreamResponse::default(),
+            properties: Default::default(),
+        };
+        let Some(served) = self.served.get_mut(listener) else {
+            let _ = reply.send(None);
+            return;
+        };
+        match served.envoy.open_stream(Some(0), &exchange, None, true) {
+            Ok((key, outcome)) => {
+                self.show_step(listener, &outcome);
+                let started = Instant::now();
+                let entry = InFlight {
+                    reply,
+                    started,
+                    line,
+                    bytes_received,
+                };
+                self.in_flight.insert((listener, key), entry);
+            }
+            Err(e) => {
+                log::warn!("worker {}: {e}", self.index);
+                let _ = reply.send(None);
+            }
+        }
+    }
+
+    fn take_event(&mut self, event: Event, events: &mpsc::UnboundedSender<Event>) {
+        self.catch_up();
+        match event {
+            Event::Upstream {
+                key: (listener, key),
+                answer,
+            } => {
+                let end_stream = true;
+                let input = StreamInput::Respond { answer, end_stream };
+                // A stream that ended meanwhile (a local reply) drops it.
+                if let Some(served) = self.served.get_mut(listener)
+                    && let Ok(outcome) = served.envoy.send(key, input)
+                {
+                    self.show_step(listener, &outcome);
+                }
+            }
+            Event::Callout {
+                listener,
+                callout,
+                answer,
+            } => {
+                let Some(served) = self.served.get_mut(listener) else {
+                    return;
+                };
+                match served.envoy.answer_held(0, &callout, Some(&answer)) {
+                    Ok((_, outcome)) => self.show_step(listener, &outcome),
+                    Err(e) => log::warn!("worker {}: {e}", self.index),
+                }
+            }
+            Event::Bytes {
+                key,
+                from_client,
+                bytes,
+            } => self.take_bytes(key, from_client, bytes, events),
+        }
+    }
+
+    /// Sends out what the chains produced (upstream requests, callouts)
+    /// and answers the clients whose streams ended.
+    fn pump(&mut self, events: &mpsc::UnboundedSender<Event>) {
+        for listener in 0..self.served.len() {
+            self.route(listener, events);
+            self.call_out(listener, events);
+        }
+        self.reap_connections();
+        let keys: Vec<Key> = self.in_flight.keys().copied().collect();
+        for (listener, key) in keys {
+            let Some(served) = self.served.get_mut(listener) else {
+                continue;
+            };
+            let Ok(Some(done)) = served.envoy.poll(key) else {
+                continue;
+            };
+            if let Some(flight) = self.in_flight.remove(&(listener, key)) {
+                access_log(&flight, done.outcome.response.as_ref());
+                let _ = flight.reply.send(done.outcome.response);
+            }
+        }
+    }
+
+    /// Held http_calls go to their real cluster, each once.
+    fn call_out(&mut self, listener: usize, events: &mpsc::UnboundedSender<Event>) {
+        let held = self.served[listener].envoy.held_callouts(0);
+        let waiting: HashSet<(usize, usize, u32)> = held
+            .iter()
+            .map(|c| (listener, c.vm, c.record.token))
+            .collect();
+        self.asked
+            .retain(|k| k.0 != listener || waiting.contains(k));
+        for callout in held {
+            if !self
+                .asked
+                .insert((listener, callout.vm, callout.record.token))
+            {
+                continue;
+            }
+            let Some((_, to)) = self
+                .clusters
+                .iter()
+                .find(|(n, _)| *n == callout.record.cluster)
+            else {
+                continue;
+            };
+            let (client, to, events) = (self.client.clone(), to.clone(), events.clone());
+            tokio::spawn(async move {
+                let answer = http::callout(client, to, callout.record.clone()).await;
+                let _ = events.send(Event::Callout {
+                    listener,
+                    callout,
+                    answer,
+                });
+            });
+        }
+    }
+}
