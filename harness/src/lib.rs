@@ -45,5 +45,5 @@ pub use driver::{FilterModule, Harness};
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::HarnessError;
 pub use host::SharedHost;
-pub use manager::{StreamHandle, StreamInput};
+pub use manager::{DEFAULT_ROUTE_TIMEOUT_MS, StreamHandle, StreamInput};
 pub use model::*;

@@ -99,7 +99,7 @@ pub(crate) fn body_frames(
 
 /// Envoy's route timeout when the route sets none (`RouteEntry` timeout
 /// default, 15 s).
-pub(crate) const DEFAULT_ROUTE_TIMEOUT_MS: u64 = 15_000;
+pub const DEFAULT_ROUTE_TIMEOUT_MS: u64 = 15_000;
 
 /// What the router adds to the request after the last filter: the timeout
 /// the upstream can expect (`FilterUtility::setTimeoutHeaders` in

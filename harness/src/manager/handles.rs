@@ -3,6 +3,7 @@
 //! sends more of its response. Each only queues frames or marks the
 //! stream; [`super::run`] moves them through the chain.
 
+use crate::host::{HeaderMap, LocalReplySpec};
 use crate::model::{Body, Headers, StreamEnd, UpstreamResponse};
 
 use super::connection::{self, ConnectionInput};
@@ -29,6 +30,19 @@ pub enum StreamInput {
         body: Body,
         trailers: Option<Headers>,
         end_stream: bool,
+    },
+    /// The router picked the request's route (a caller routing it, as
+    /// `harness serve` does from an envoy.yaml): its timeout (0: none)
+    /// replaces the default route timeout of the stream.
+    Route { timeout_ms: u64 },
+    /// The router answers the request itself, as Envoy's router does for
+    /// a `direct_response` (details `direct_response`) or a request no
+    /// route takes (404, `route_not_found`): a local reply through every
+    /// filter's response path.
+    RouterReply {
+        status: u16,
+        body: Vec<u8>,
+        details: String,
     },
     /// The client resets the stream (or the TCP connection).
     Reset,
@@ -85,6 +99,16 @@ pub(crate) fn apply(
             end_stream,
         } => send_response(streams, key, &body, trailers.as_ref(), end_stream),
         StreamInput::Reset => reset(streams, key).map(|()| false),
+        StreamInput::Route { timeout_ms } => {
+            let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
+            stream.route_timeout_ms = timeout_ms;
+            Ok(false)
+        }
+        StreamInput::RouterReply {
+            status,
+            body,
+            details,
+        } => router_reply(streams, key, status, body, details).map(|()| false),
         StreamInput::Downstream { .. } | StreamInput::Upstream { .. } | StreamInput::UpstreamReset => {
             Err("this is an HTTP stream: bytes (`data`) and upstream resets are for TCP connections (open one with `connect`)".to_string())
         }
@@ -130,7 +154,8 @@ fn respond(
     ends: bool,
 ) -> Result<(), String> {
     let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
-    if stream.response_started || stream.upstream_answer.is_some() {
+    if stream.response_started || stream.upstream_answer.is_some() || stream.router_reply.is_some()
+    {
         return Err("the upstream already answered this stream".to_string());
     }
     stream.upstream_open = !ends && answer.trailers.is_none();
@@ -168,6 +193,28 @@ fn send_response(
     };
     downstream::body_frames(body, trailers, ends, protocol, input);
     Ok(false)
+}
+
+/// The router's own answer, given before the upstream answered.
+fn router_reply(
+    streams: &mut Streams,
+    key: StreamHandle,
+    status: u16,
+    body: Vec<u8>,
+    details: String,
+) -> Result<(), String> {
+    let stream = streams.live_mut(key).ok_or_else(|| not_live(key))?;
+    if stream.response_started || stream.upstream_answer.is_some() {
+        return Err("the upstream already answered this stream".to_string());
+    }
+    stream.router_reply = Some(LocalReplySpec {
+        status: u32::from(status),
+        details,
+        body,
+        headers: HeaderMap::default(),
+        grpc_status: -1,
+    });
+    Ok(())
 }
 
 /// The client resets the stream (it goes away mid-request or

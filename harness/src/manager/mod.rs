@@ -36,7 +36,7 @@ use crate::abi::StreamType;
 use crate::backend::Callback;
 use crate::driver::{Budget, EventKind, Harness};
 use crate::host::filter_state::SharedFilterState;
-use crate::host::{Deferred, Event};
+use crate::host::{Deferred, Event, LocalReplySpec};
 use crate::model::{
     DownstreamResponse, Exchange, HttpProtocol, Outcome, Properties, StreamEnd, UpstreamResponse,
 };
@@ -45,7 +45,7 @@ use capture::Owners;
 pub(crate) use connection::{
     Connection, exchange as connection_exchange, open as connect, outcomes as connection_outcomes,
 };
-pub(crate) use downstream::DEFAULT_ROUTE_TIMEOUT_MS;
+pub use downstream::DEFAULT_ROUTE_TIMEOUT_MS;
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
@@ -124,6 +124,9 @@ pub(crate) struct Stream {
     /// The route's timeout (0: none), and whether it fired.
     route_timeout_ms: u64,
     upstream_timed_out: bool,
+    /// The router's own answer ([`StreamInput::RouterReply`]), sent when
+    /// the request has reached it.
+    router_reply: Option<LocalReplySpec>,
 }
 
 /// What a stream runs until.
@@ -229,6 +232,7 @@ pub(crate) fn open(
             f.vm.host_ref().route_timeout_ms
         }),
         upstream_timed_out: false,
+        router_reply: None,
     });
     key
 }
@@ -427,10 +431,14 @@ fn drive(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usiz
 
 /// The upstream answers the request that reached it; false while no answer is given.
 fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
+    let n = stream.hops.len();
+    if let Some(reply) = stream.router_reply.take() {
+        local_reply(last, stream, n - 1, reply, "harness", false);
+        return true;
+    }
     let Some(answer) = stream.upstream_answer.take() else {
         return false;
     };
-    let n = stream.hops.len();
     if answer.unreachable {
         // The request never reached a live upstream: the router (after the
         // last filter) answers, before any response started.

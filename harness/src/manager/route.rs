@@ -22,7 +22,7 @@ impl Stream {
         let waiting = if self.response_started {
             self.upstream_open
         } else {
-            self.upstream_answer.is_none()
+            self.upstream_answer.is_none() && self.router_reply.is_none()
         };
         (waiting && !replied).then_some(complete.saturating_add(self.route_timeout_ms))
     }

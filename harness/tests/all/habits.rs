@@ -238,6 +238,47 @@ fn the_route_timeout_answers_504_through_the_filters_and_resets_a_started_respon
 }
 
 #[test]
+fn a_caller_routing_the_request_sets_its_timeout_or_has_the_router_answer() {
+    // What `harness serve` does from an envoy.yaml route.
+    let (mut envoy, key) = held_at_upstream(15_000);
+    envoy
+        .send(key, harness::StreamInput::Route { timeout_ms: 100 })
+        .unwrap();
+    envoy.advance(100).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+    assert_eq!(out.response.as_ref().map(|r| r.status), Some(504));
+
+    let (mut envoy, key) = held_at_upstream(15_000);
+    let direct = harness::StreamInput::RouterReply {
+        status: 200,
+        body: b"direct".to_vec(),
+        details: "direct_response".into(),
+    };
+    envoy.send(key, direct).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+    assert_eq!(
+        result(&out, "status"),
+        r#"status: OK value="200""#,
+        "through the filter"
+    );
+    let reply = out.local_reply.as_ref().expect("a local reply");
+    assert_eq!(reply.details, "direct_response");
+    let response = out.response.as_ref().expect("response");
+    assert_eq!(response.message.body.0, b"direct".to_vec());
+    assert!(
+        response
+            .message
+            .headers
+            .get_text("x-envoy-upstream-service-time")
+            .is_none()
+    );
+    assert!(
+        envoy.respond(key, ok_upstream()).is_err(),
+        "answered already"
+    );
+}
+
+#[test]
 fn a_route_without_a_timeout_waits_and_sets_no_timeout_header() {
     let (mut envoy, key) = held_at_upstream(0);
     envoy.advance(60_000).unwrap();

@@ -301,9 +301,15 @@ fn an_envoy_yaml_serves_two_listeners_chains_routes_and_a_callout_to_its_cluster
     }
     let (status, head, _) = curl(&[], &served.url("front", "/elsewhere"));
     assert_eq!(status, 404, "no route matches: the router's 404\n{head}");
+    // The router's own replies are local replies: no upstream service time.
+    let (_, direct_head, _) = curl(&[], &served.url("front", "/hello"));
+    for head in [&head, &direct_head] {
+        assert!(!head.contains("x-envoy-upstream-service-time"), "{head}");
+    }
     let started = Instant::now();
-    let (status, _, body) = curl(&[], &served.url("front", "/slow"));
+    let (status, head, body) = curl(&[], &served.url("front", "/slow"));
     assert_eq!((status, body.as_str()), (504, "upstream request timeout"));
+    assert!(!head.contains("x-envoy-upstream-service-time"), "{head}");
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(2),

@@ -130,43 +130,19 @@ fn outgoing(message: &HttpMessage, to: &Upstream) -> Result<hyper::Request<Full<
 }
 
 /// Sends the router's request to the upstream; an upstream that cannot be
-/// reached is the router's 503 (`unreachable`), one that has not answered
-/// within `timeout_ms` (0: no limit) the router's 504.
+/// reached is the router's 503 (`unreachable`). `bound`: how long to wait
+/// at most (`None`: no limit); past it nothing is answered, because the
+/// simulated router has answered the stream on its route timeout already.
 pub async fn forward(
     client: HttpClient,
     to: Upstream,
     message: HttpMessage,
-    timeout_ms: u64,
-) -> UpstreamResponse {
+    bound: Option<Duration>,
+) -> Option<UpstreamResponse> {
     let exchange = exchange(client, to, message);
-    if timeout_ms == 0 {
-        return exchange.await;
-    }
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange).await {
-        Ok(answer) => answer,
-        // Envoy's router on its global timeout (`Filter::onResponseTimeout`
-        // in source/common/router/router.cc).
-        Err(_) => local_answer(504, b"upstream request timeout"),
-    }
-}
-
-/// An answer the router gives itself (a timeout, a direct_response, no
-/// route): Envoy's local replies carry `content-type: text/plain` when
-/// they have a body.
-pub fn local_answer(status: u16, body: &[u8]) -> UpstreamResponse {
-    let mut headers = Headers::new();
-    if !body.is_empty() {
-        headers.push("content-type", "text/plain");
-    }
-    UpstreamResponse {
-        status,
-        headers,
-        body: if body.is_empty() {
-            Body::empty()
-        } else {
-            Body::single(body.to_vec())
-        },
-        ..UpstreamResponse::default()
+    match bound {
+        None => Some(exchange.await),
+        Some(bound) => tokio::time::timeout(bound, exchange).await.ok(),
     }
 }
 

@@ -10,7 +10,7 @@ use harness::{ByteString, Headers};
 use super::http::Upstream;
 
 /// Envoy's route timeout when a route sets none (15 s).
-pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+pub(crate) use harness::DEFAULT_ROUTE_TIMEOUT_MS as DEFAULT_TIMEOUT_MS;
 
 /// Every virtual host of one listener's connection manager.
 #[derive(Clone, Debug, Default)]

@@ -1,14 +1,22 @@
 //! The router on a worker: each request the HTTP chain let through goes
-//! where its route says.
+//! where its route says. The route's decisions go to the simulated Envoy
+//! ([`StreamInput::Route`], [`StreamInput::RouterReply`]), which answers
+//! timeouts, direct responses and unrouted requests as Envoy's router does.
+
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use harness::{ByteString, HttpMessage};
+use harness::{ByteString, HttpMessage, StreamInput};
 
 use super::{Event, Worker};
 use crate::commands::serve::http;
 use crate::commands::serve::plan::ListenerKind;
-use crate::commands::serve::routes::{Action, DEFAULT_TIMEOUT_MS, Forward};
+use crate::commands::serve::routes::{Action, Forward};
+
+/// How long a forwarded request may outlive its route timeout before the
+/// task sending it gives up (the stream has had its 504 by then).
+const FORWARD_GRACE: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// The router: each request the chain let through goes where its
@@ -18,18 +26,16 @@ impl Worker {
         let ListenerKind::Http(routes) = &self.plans[served.plan_index].kind else {
             return;
         };
+        let mut decided = Vec::new();
         for (key, mut message) in served.envoy.take_upstream_requests(0) {
-            let key = (listener, key);
             let forward = match routes.pick(&message.headers) {
                 None => {
-                    let answer = http::local_answer(404, b"");
-                    let _ = events.send(Event::Upstream { key, answer });
+                    decided.push((key, router_reply(404, b"", "route_not_found")));
                     continue;
                 }
                 Some(route) => match &route.action {
                     Action::Direct { status, body } => {
-                        let answer = http::local_answer(*status, body);
-                        let _ = events.send(Event::Upstream { key, answer });
+                        decided.push((key, router_reply(*status, body, "direct_response")));
                         continue;
                     }
                     Action::Forward(forward) => {
@@ -47,26 +53,44 @@ impl Worker {
                 timeout_ms,
                 ..
             } = forward;
-            if timeout_ms != DEFAULT_TIMEOUT_MS {
-                // The router announces the route's own timeout (0: none).
-                if timeout_ms == 0 {
-                    message.headers.0.retain(|(n, _)| {
-                        !n.0.eq_ignore_ascii_case(b"x-envoy-expected-rq-timeout-ms")
-                    });
-                } else {
-                    set_header(
-                        &mut message,
-                        "x-envoy-expected-rq-timeout-ms",
-                        &timeout_ms.to_string(),
-                    );
-                }
+            decided.push((key, StreamInput::Route { timeout_ms }));
+            // The router announces the route's own timeout (0: none).
+            if timeout_ms == 0 {
+                message
+                    .headers
+                    .0
+                    .retain(|(n, _)| !n.0.eq_ignore_ascii_case(b"x-envoy-expected-rq-timeout-ms"));
+            } else {
+                set_header(
+                    &mut message,
+                    "x-envoy-expected-rq-timeout-ms",
+                    &timeout_ms.to_string(),
+                );
             }
+            let bound = (timeout_ms > 0)
+                .then(|| Duration::from_millis(timeout_ms).saturating_add(FORWARD_GRACE));
             let (client, events) = (self.client.clone(), events.clone());
+            let key = (listener, key);
             tokio::spawn(async move {
-                let answer = http::forward(client, upstream, message, timeout_ms).await;
-                let _ = events.send(Event::Upstream { key, answer });
+                if let Some(answer) = http::forward(client, upstream, message, bound).await {
+                    let _ = events.send(Event::Upstream { key, answer });
+                }
             });
         }
+        for (key, input) in decided {
+            if let Ok(outcome) = self.served[listener].envoy.send(key, input) {
+                self.show_step(listener, &outcome);
+            }
+        }
+    }
+}
+
+/// The router's own answer to a request.
+fn router_reply(status: u16, body: &[u8], details: &str) -> StreamInput {
+    StreamInput::RouterReply {
+        status,
+        body: body.to_vec(),
+        details: details.to_string(),
     }
 }
 
