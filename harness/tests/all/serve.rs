@@ -282,3 +282,40 @@ fn the_admin_listener_serves_ready_stats_prometheus_and_quitquitquit() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn sigterm_stops_accepting_and_drains_the_requests_in_flight() {
+    let (_upstream, up) = python_server(1.0, "slow but answered");
+    let response_header = module("response_header.wasm");
+    let upstream = format!("http://127.0.0.1:{up}");
+    let config = json!({"name": "x-demo", "value": "drained"}).to_string();
+    let args = [&*response_header, "--config", &config, "--upstream", &upstream];
+    let (mut running, at) = serve(&args);
+    let url = format!("http://{at}/");
+    let in_flight = std::thread::spawn(move || curl(&[], &url));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = running.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    // The listener closes at once; the request in flight still gets its answer.
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = std::net::TcpStream::connect(&at);
+    assert!(
+        refused.is_err(),
+        "a new connection during the drain must be refused"
+    );
+    let (status, _, body) = in_flight.join().expect("curl thread");
+    assert_eq!((status, body.as_str()), (200, "slow but answered"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = running.0.try_wait().ok().flatten() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after the drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}

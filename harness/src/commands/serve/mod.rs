@@ -24,11 +24,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clap::Args;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot};
 
 use harness::scenario::plugin_name_of;
@@ -88,6 +90,11 @@ pub struct ServeArgs {
     /// bootstrap's `admin`).
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    /// On SIGTERM, Ctrl-C or `/quitquitquit`: stop accepting, then let
+    /// requests in flight finish for at most this many seconds (Envoy's
+    /// flag name; Istio drains its sidecar for 5 s by default).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    drain_time_s: u64,
 }
 
 /// Runs `harness serve` until Ctrl-C / SIGTERM.
@@ -173,12 +180,12 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    run(plan, workers)
+    run(plan, workers, Duration::from_secs(args.drain_time_s))
 }
 
 /// Starts the workers (every plugin configures before anything listens),
 /// binds every listener, and serves until stopped.
-fn run(plan: Plan, workers: usize) -> Result<(), HarnessError> {
+fn run(plan: Plan, workers: usize, drain: Duration) -> Result<(), HarnessError> {
     let shared = SharedHost::new();
     let clusters = Arc::new(plan.clusters);
     let listeners = Arc::new(plan.listeners);
@@ -215,7 +222,7 @@ fn run(plan: Plan, workers: usize) -> Result<(), HarnessError> {
         if let Some(addr) = plan.admin {
             admin::serve(addr, shared.clone(), Arc::clone(&stop)).await?;
         }
-        listen(&listeners, queues, workers, stop).await
+        listen(&listeners, queues, workers, stop, drain).await
     });
     drop(runtime);
     for thread in threads {
@@ -231,6 +238,7 @@ async fn listen(
     queues: Vec<mpsc::UnboundedSender<Job>>,
     workers: usize,
     quit: Arc<tokio::sync::Notify>,
+    drain: Duration,
 ) -> Result<(), HarnessError> {
     let mut bound = Vec::new();
     for plan in plans {
@@ -245,6 +253,8 @@ async fn listen(
     }
     let queues = Arc::new(queues);
     let next = Arc::new(AtomicUsize::new(0));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut accepting = Vec::new();
     for (index, (listener, plan)) in bound.into_iter().zip(plans).enumerate() {
         let at = listener.local_addr().unwrap_or(plan.address);
         let tcp = matches!(plan.kind, ListenerKind::Tcp { .. });
@@ -254,11 +264,34 @@ async fn listen(
             plan.name
         );
         let (queues, next) = (Arc::clone(&queues), Arc::clone(&next));
-        tokio::spawn(accept_loop(listener, index, tcp, queues, next));
+        let watched = Arc::clone(&graceful);
+        accepting.push(tokio::spawn(accept_loop(
+            listener, index, tcp, queues, next, watched,
+        )));
     }
     tokio::select! {
         () = shutdown_signal() => {}
         () = quit.notified() => {}
+    }
+    // Drain: no new connections (the listeners close), then each HTTP
+    // connection finishes the requests it has in flight and closes
+    // (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY), for at most the drain time.
+    for task in accepting {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Ok(graceful) = Arc::try_unwrap(graceful) {
+        let open = graceful.count();
+        eprintln!(
+            "harness serve: draining {open} connection(s) (at most {} s)",
+            drain.as_secs()
+        );
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            eprintln!("harness serve: the drain time ran out with requests unanswered");
+        }
     }
     eprintln!("harness serve: shutting down");
     Ok(())
@@ -271,6 +304,7 @@ async fn accept_loop(
     tcp: bool,
     queues: Arc<Vec<mpsc::UnboundedSender<Job>>>,
     next: Arc<AtomicUsize>,
+    graceful: Arc<GracefulShutdown>,
 ) {
     loop {
         let accepted = listener.accept().await;
@@ -297,16 +331,17 @@ async fn accept_loop(
             }
             continue;
         }
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let queue = queue.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(queue, index, request).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
+            let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 log::debug!("connection ended: {e}");
             }
         });
