@@ -36,6 +36,7 @@ pub mod preflight;
 pub mod printable;
 pub mod scenario;
 mod single;
+pub mod symbols;
 
 #[cfg(unix)]
 pub use backend::native::NativeLibrary;

@@ -65,6 +65,9 @@ enum Command {
     Completions(commands::docs::CompletionsArgs),
     /// Print the man page (roff) of harness or of one subcommand.
     Man(commands::docs::ManArgs),
+    /// Demangle the Rust symbols read from stdin (llvm-cov's demangler).
+    #[command(hide = true)]
+    Demangle,
 }
 
 /// RUST_LOG's filters, with `-v` raising the harness's own level over them;
@@ -100,5 +103,6 @@ fn main() -> ExitCode {
         Command::New(args) => commands::new::command(&args),
         Command::Completions(args) => commands::docs::completions(&args, Cli::command()),
         Command::Man(args) => commands::docs::man(&args, Cli::command()),
+        Command::Demangle => commands::coverage::demangle_stdin(),
     }
 }

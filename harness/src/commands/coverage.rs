@@ -317,7 +317,7 @@ impl LlvmTools {
                 .arg(library);
             command
         };
-        let lcov = output_of(cov("export").arg("-format=lcov").arg(sources))?;
+        let lcov = demangle_lcov(&output_of(cov("export").arg("-format=lcov").arg(sources))?);
         let lcov_file = out.join("lcov.info");
         std::fs::write(&lcov_file, &lcov)
             .map_err(|e| format!("cannot write {}: {e}", lcov_file.display()))?;
@@ -325,9 +325,51 @@ impl LlvmTools {
         show.arg("-format=html")
             .arg(format!("-output-dir={}", html.display()))
             .arg(sources);
+        // llvm-cov pipes the names through a demangler program: this one.
+        if let Ok(me) = std::env::current_exe() {
+            show.arg(format!("-Xdemangler={}", me.display()))
+                .arg("-Xdemangler=demangle");
+        }
         output_of(&mut show)?;
         Ok(count_lines(&lcov))
     }
+}
+
+/// The lcov report with Rust function names (`FN:`, `FNDA:` records)
+/// demangled, without their hashes.
+fn demangle_lcov(lcov: &str) -> String {
+    let mut out = String::with_capacity(lcov.len());
+    for line in lcov.lines() {
+        let record = ["FN:", "FNDA:"].into_iter().find(|p| line.starts_with(p));
+        match record.and_then(|p| {
+            line[p.len()..]
+                .split_once(',')
+                .map(|(n, name)| (p, n, name))
+        }) {
+            Some((prefix, number, name)) => {
+                let name = harness::symbols::demangled(name);
+                out.push_str(&format!("{prefix}{number},{name}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `harness demangle` (hidden; llvm-cov's `-Xdemangler`): each stdin line,
+/// a symbol, demangled on stdout.
+pub fn demangle_stdin() -> std::process::ExitCode {
+    use std::io::{BufRead, Write};
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if writeln!(out, "{}", harness::symbols::demangled(&line)).is_err() {
+            break;
+        }
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 /// The `LF` (lines found) and `LH` (lines hit) records of an lcov file, summed.

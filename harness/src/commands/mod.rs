@@ -4,7 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod compile;
-mod coverage;
+pub(crate) mod coverage;
 pub mod docs;
 pub mod new;
 pub mod run;

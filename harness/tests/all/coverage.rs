@@ -56,7 +56,19 @@ fn coverage_of(files: &[PathBuf]) -> PathBuf {
         stdout(&output)
     );
     assert!(report.join("response-header/html/index.html").is_file());
-    report.join("response-header/lcov.info")
+    let lcov = report.join("response-header/lcov.info");
+    // Function names as written in the source, not mangled symbols.
+    let text = std::fs::read_to_string(&lcov).expect("read lcov.info");
+    let names: Vec<&str> = text.lines().filter(|l| l.starts_with("FN:")).collect();
+    assert!(
+        names.iter().any(|l| l.contains("response_header::")),
+        "{names:#?}"
+    );
+    assert!(
+        !names.iter().any(|l| l.contains(",_ZN") || l.contains(",_R")),
+        "{names:#?}"
+    );
+    lcov
 }
 
 #[test]

@@ -289,7 +289,13 @@ fn sigterm_stops_accepting_and_drains_the_requests_in_flight() {
     let response_header = module("response_header.wasm");
     let upstream = format!("http://127.0.0.1:{up}");
     let config = json!({"name": "x-demo", "value": "drained"}).to_string();
-    let args = [&*response_header, "--config", &config, "--upstream", &upstream];
+    let args = [
+        &*response_header,
+        "--config",
+        &config,
+        "--upstream",
+        &upstream,
+    ];
     let (mut running, at) = serve(&args);
     let url = format!("http://{at}/");
     let in_flight = std::thread::spawn(move || curl(&[], &url));
