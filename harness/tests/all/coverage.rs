@@ -65,7 +65,9 @@ fn coverage_of(files: &[PathBuf]) -> PathBuf {
         "{names:#?}"
     );
     assert!(
-        !names.iter().any(|l| l.contains(",_ZN") || l.contains(",_R")),
+        !names
+            .iter()
+            .any(|l| l.contains(",_ZN") || l.contains(",_R")),
         "{names:#?}"
     );
     lcov

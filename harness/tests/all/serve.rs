@@ -325,3 +325,112 @@ fn sigterm_stops_accepting_and_drains_the_requests_in_flight() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn watch_reloads_a_changed_configuration_without_losing_a_request_and_keeps_a_broken_one_out() {
+    let (_upstream, up) = python_server(0.0, "ok");
+    let response_header = module("response_header.wasm");
+    let dir = crate::cli_world::tempdir();
+    let config = dir.join("config.json");
+    let write = |value: &str| {
+        std::fs::write(
+            &config,
+            json!({"name": "x-demo", "value": value}).to_string(),
+        )
+        .expect("write the configuration")
+    };
+    write("one");
+    let upstream = format!("http://127.0.0.1:{up}");
+    let at_config = format!("@{}", config.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["serve", &response_header, "--config", &at_config])
+        .args([
+            "--upstream",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--watch",
+        ])
+        .current_dir(workspace_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness serve starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let said = std::sync::Arc::clone(&said);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("harness serve: listening on http://") {
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+                said.lock().unwrap().push(line);
+            }
+        });
+    }
+    let _running = Running(child);
+    let at = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve listens");
+    let url = format!("http://{at}/");
+    let header = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-demo: "))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(header(&curl(&[], &url).1).as_deref(), Some("one"));
+
+    // Requests keep going while the configuration changes: none is lost.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (std::sync::Arc::clone(&stop), url.clone());
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                statuses.push(curl(&[], &url).0);
+            }
+            statuses
+        })
+    };
+    write("two");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while header(&curl(&[], &url).1).as_deref() != Some("two") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload: {:#?}",
+            said.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = load.join().expect("load thread");
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+
+    // A configuration the filter rejects keeps the running one.
+    std::fs::write(&config, "{not json").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !said
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("reload refused"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal: {:#?}",
+            said.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(header(&curl(&[], &url).1).as_deref(), Some("two"));
+}

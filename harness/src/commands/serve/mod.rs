@@ -17,6 +17,7 @@ mod http;
 mod logs;
 mod plan;
 mod routes;
+mod watch;
 mod worker;
 
 use std::net::SocketAddr;
@@ -43,7 +44,7 @@ use routes::RouteTable;
 use worker::{Job, Reply};
 
 /// `harness serve`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// The filter module (.wasm; a native twin .so works too).
     #[arg(required_unless_present = "config_path")]
@@ -95,6 +96,11 @@ pub struct ServeArgs {
     /// flag name; Istio drains its sidecar for 5 s by default).
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     drain_time_s: u64,
+    /// Reload when a module or configuration file changes: new streams get
+    /// fresh VMs, streams in flight finish on the old ones, and a module or
+    /// configuration that does not load keeps the old one serving.
+    #[arg(long)]
+    watch: bool,
 }
 
 /// Runs `harness serve` until Ctrl-C / SIGTERM.
@@ -161,31 +167,57 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
         chain: vec![(FilterModule::from_file(module)?, config)],
         kind: ListenerKind::Http(Arc::new(RouteTable::everything_to(upstream))),
     };
+    let mut watched = vec![module.clone()];
+    if let Some(file) = args.config.as_deref().and_then(|c| c.strip_prefix('@'))
+        && file != "-"
+    {
+        watched.push(PathBuf::from(file));
+    }
     Ok(Plan {
         listeners: vec![listener],
         clusters,
         admin: None,
+        watched,
     })
 }
 
+/// The plan the flags or the bootstrap file describe (again on a reload).
+fn make_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
+    match &args.config_path {
+        Some(path) => bootstrap::load(path),
+        None => quick_plan(args),
+    }
+}
+
 fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
-    let mut plan = match &args.config_path {
-        Some(path) => bootstrap::load(path)?,
-        None => quick_plan(args)?,
-    };
+    let mut plan = make_plan(args)?;
     if args.admin.is_some() {
         plan.admin = args.admin;
     }
+    let reload = args.watch.then(|| {
+        let args = args.clone();
+        Box::new(move || make_plan(&args)) as watch::Rebuild
+    });
     let workers = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    run(plan, workers, Duration::from_secs(args.drain_time_s))
+    run(
+        plan,
+        workers,
+        Duration::from_secs(args.drain_time_s),
+        reload,
+    )
 }
 
 /// Starts the workers (every plugin configures before anything listens),
 /// binds every listener, and serves until stopped.
-fn run(plan: Plan, workers: usize, drain: Duration) -> Result<(), HarnessError> {
+fn run(
+    plan: Plan,
+    workers: usize,
+    drain: Duration,
+    reload: Option<watch::Rebuild>,
+) -> Result<(), HarnessError> {
     let shared = SharedHost::new();
     let clusters = Arc::new(plan.clusters);
     let listeners = Arc::new(plan.listeners);
@@ -212,6 +244,10 @@ fn run(plan: Plan, workers: usize, drain: Duration) -> Result<(), HarnessError> 
         }
         queues.push(tx);
         threads.push(thread);
+    }
+    if let Some(rebuild) = reload {
+        let addresses = listeners.iter().map(|l| l.address).collect();
+        watch::spawn(plan.watched, addresses, rebuild, queues.clone());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@
 //! it only binds sockets and starts workers.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use harness::{ClusterSpec, FilterModule, HarnessConfig, HttpCalloutAnswer, TraceLevel};
@@ -17,6 +18,8 @@ pub(crate) struct Plan {
     /// Clusters the filters may http_call, by name.
     pub clusters: Vec<(String, Upstream)>,
     pub admin: Option<SocketAddr>,
+    /// The files it was made from (`--watch` reloads when one changes).
+    pub watched: Vec<PathBuf>,
 }
 
 pub(crate) struct ListenerPlan {

@@ -47,11 +47,13 @@ pub(crate) fn load(path: &Path) -> Result<Plan, HarnessError> {
     for warning in &notes.warnings {
         eprintln!("harness serve: warning: {shown}: {warning}");
     }
-    planned.map_err(|e| {
+    let mut plan = planned.map_err(|e| {
         HarnessError::Usage(format!(
             "{shown}: {e}\n(nothing was started; fix the file and run serve again)"
         ))
-    })
+    })?;
+    plan.watched.insert(0, path.to_path_buf());
+    Ok(plan)
 }
 
 /// The file's text (YAML, of which JSON is a subset) as a plan.
@@ -125,6 +127,7 @@ pub(crate) fn parse(text: &str, notes: &mut Notes) -> Parsed<Plan> {
         listeners,
         clusters,
         admin,
+        watched: modules.files(),
     })
 }
 

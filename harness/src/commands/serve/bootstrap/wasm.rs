@@ -29,6 +29,22 @@ enum Code {
     Inline(Vec<u8>),
 }
 
+impl Modules {
+    /// The module files loaded (what `--watch` watches).
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .by_code
+            .keys()
+            .filter_map(|code| match code {
+                Code::File(path) => Some(path.clone()),
+                Code::Inline(_) => None,
+            })
+            .collect();
+        files.sort();
+        files
+    }
+}
+
 /// The wasm filter's message (`envoy.extensions.filters.http.wasm.v3.Wasm`).
 pub(crate) fn filter(
     message: &Node,

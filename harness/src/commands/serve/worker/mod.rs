@@ -39,6 +39,13 @@ pub enum Job {
         listener: usize,
         stream: std::net::TcpStream,
     },
+    /// `--watch` saw a change: new streams go to fresh VMs of these
+    /// listeners (the same listeners, in the same order) while streams in
+    /// flight finish on the old ones.
+    Reload {
+        listeners: Arc<Vec<ListenerPlan>>,
+        clusters: Arc<Vec<(String, Upstream)>>,
+    },
 }
 
 /// The response the client receives (`None`: the stream ended without one).
@@ -74,18 +81,29 @@ enum Event {
     },
 }
 
-/// One listener's Envoy on this worker.
+/// One listener's Envoy on this worker (one generation of it: a reload
+/// starts another, and the old one serves its streams in flight).
 struct Served {
     envoy: Envoy,
+    /// The plans it was built from, and its listener's index there.
+    plans: Arc<Vec<ListenerPlan>>,
     plan_index: usize,
+    /// The worker's real ms at this Envoy's virtual time 0.
+    epoch_ms: u64,
     /// Its plugins' names in chain order, for log lines.
     names: Vec<String>,
 }
 
 struct Worker {
     index: usize,
-    served: Vec<Served>,
-    plans: Arc<Vec<ListenerPlan>>,
+    /// Every generation's Envoys, by slot (a stream's key names its slot);
+    /// a retired generation's slot is emptied once its streams ended.
+    served: Vec<Option<Served>>,
+    /// The slot each listener's new streams go to.
+    current: Vec<usize>,
+    shared: SharedHost,
+    /// The wall clock when the worker started (its virtual time 0).
+    wall_ms: u64,
     start: Instant,
     client: HttpClient,
     clusters: Arc<Vec<(String, Upstream)>>,
@@ -117,46 +135,26 @@ pub fn run(
         // Virtual time 0 is now: the filters' clock reads the wall clock.
         let start = Instant::now();
         let wall_ms = u64::try_from(utc_now().timestamp_millis()).unwrap_or_default();
-        let mut served = Vec::new();
-        for (plan_index, plan) in setup.listeners.iter().enumerate() {
-            let chain: Vec<_> = plan
-                .chain
-                .iter()
-                .map(|(module, config)| {
-                    let mut config = config.clone();
-                    config.start_time_unix_ms = wall_ms;
-                    (module.clone(), config)
-                })
-                .collect();
-            let built = Envoy::builder()
-                .plugins(&chain)
-                .shared(setup.shared.clone())
-                .build();
-            let envoy = match built {
-                Ok(envoy) => envoy,
-                Err(e) => {
-                    let _ = ready.send(Err(format!(
-                        "the plugin did not start (listener {}): {e}",
-                        plan.name
-                    )));
-                    return;
-                }
-            };
-            let names = plan.plugin_names();
-            if setup.index == 0 {
-                print_logs(0, &names.join(","), &envoy.startup().logs);
+        let served = match build_served(&setup.listeners, &setup.shared, wall_ms, 0) {
+            Ok(served) => served,
+            Err(message) => {
+                let _ = ready.send(Err(message));
+                return;
             }
-            served.push(Served {
-                envoy,
-                plan_index,
-                names,
-            });
+        };
+        if setup.index == 0 {
+            for s in &served {
+                print_logs(0, &s.names.join(","), &s.envoy.startup().logs);
+            }
         }
+        let current = (0..served.len()).collect();
         let _ = ready.send(Ok(()));
         let worker = Worker {
             index: setup.index,
-            served,
-            plans: setup.listeners,
+            served: served.into_iter().map(Some).collect(),
+            current,
+            shared: setup.shared,
+            wall_ms,
             start,
             client: http::client(),
             clusters: setup.clusters,
@@ -166,6 +164,42 @@ pub fn run(
         };
         worker.serve(jobs).await;
     });
+}
+
+/// One Envoy per listener, each with its plugins started (the first
+/// failure stops it, naming the listener).
+/// `epoch_ms`: the worker's real ms now, which is the new Envoys' virtual 0.
+fn build_served(
+    plans: &Arc<Vec<ListenerPlan>>,
+    shared: &SharedHost,
+    wall_ms: u64,
+    epoch_ms: u64,
+) -> Result<Vec<Served>, String> {
+    let mut served = Vec::new();
+    for (plan_index, plan) in plans.iter().enumerate() {
+        let chain: Vec<_> = plan
+            .chain
+            .iter()
+            .map(|(module, config)| {
+                let mut config = config.clone();
+                config.start_time_unix_ms = wall_ms + epoch_ms;
+                (module.clone(), config)
+            })
+            .collect();
+        let envoy = Envoy::builder()
+            .plugins(&chain)
+            .shared(shared.clone())
+            .build()
+            .map_err(|e| format!("the plugin did not start (listener {}): {e}", plan.name))?;
+        served.push(Served {
+            envoy,
+            plans: Arc::clone(plans),
+            plan_index,
+            epoch_ms,
+            names: plan.plugin_names(),
+        });
+    }
+    Ok(served)
 }
 
 impl Worker {
@@ -195,7 +229,8 @@ impl Worker {
         let next = self
             .served
             .iter()
-            .filter_map(|s| s.envoy.next_event_at())
+            .flatten()
+            .filter_map(|s| s.envoy.next_event_at().map(|at| at + s.epoch_ms))
             .min();
         match next {
             Some(at) => Duration::from_millis(at.saturating_sub(self.real_ms())),
@@ -206,36 +241,101 @@ impl Worker {
     /// Moves the virtual clocks to the real one: what fell due runs.
     fn catch_up(&mut self) {
         let now = self.real_ms();
-        for listener in 0..self.served.len() {
-            let served = &mut self.served[listener];
-            let lag = now.saturating_sub(served.envoy.now_ms());
+        for slot in 0..self.served.len() {
+            let Some(served) = self.slot_mut(slot) else {
+                continue;
+            };
+            let lag = now
+                .saturating_sub(served.epoch_ms)
+                .saturating_sub(served.envoy.now_ms());
             if lag > 0 {
                 match served.envoy.advance(lag) {
-                    Ok(outcome) => self.show(listener, &outcome),
+                    Ok(outcome) => self.show(slot, &outcome),
                     Err(e) => log::warn!("worker {}: {e}", self.index),
                 }
             }
         }
     }
 
+    fn slot(&self, slot: usize) -> Option<&Served> {
+        self.served.get(slot).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, slot: usize) -> Option<&mut Served> {
+        self.served.get_mut(slot).and_then(Option::as_mut)
+    }
+
     /// Log lines under the chain's plugin names.
-    fn show(&self, listener: usize, outcome: &Outcome) {
-        print_logs(
-            self.index,
-            &self.served[listener].names.join(","),
-            &outcome.logs,
-        );
+    fn show(&self, slot: usize, outcome: &Outcome) {
+        if let Some(served) = self.slot(slot) {
+            print_logs(self.index, &served.names.join(","), &outcome.logs);
+        }
     }
 
     /// Log lines of one step, each under its own plugin's name.
-    fn show_step(&self, listener: usize, step: &EnvoyOutcome) {
-        let names = &self.served[listener].names;
-        if step.filters.len() == names.len() {
-            for (filter, name) in step.filters.iter().zip(names) {
+    fn show_step(&self, slot: usize, step: &EnvoyOutcome) {
+        let Some(served) = self.slot(slot) else {
+            return;
+        };
+        if step.filters.len() == served.names.len() {
+            for (filter, name) in step.filters.iter().zip(&served.names) {
                 print_logs(self.index, name, &filter.logs);
             }
         } else {
-            self.show(listener, &step.outcome);
+            self.show(slot, &step.outcome);
+        }
+    }
+
+    /// New streams go to fresh VMs; the old generation serves the streams
+    /// it has until they end (see [`Worker::retire`]). A plugin that does
+    /// not start keeps the old generation serving.
+    fn reload(&mut self, plans: Arc<Vec<ListenerPlan>>, clusters: Arc<Vec<(String, Upstream)>>) {
+        if plans.len() != self.current.len() {
+            log::warn!(
+                "worker {}: a reload must keep the listeners; restart serve",
+                self.index
+            );
+            return;
+        }
+        let epoch = self.real_ms();
+        match build_served(&plans, &self.shared, self.wall_ms, epoch) {
+            Ok(fresh) => {
+                for (listener, served) in fresh.into_iter().enumerate() {
+                    self.served.push(Some(served));
+                    self.current[listener] = self.served.len() - 1;
+                }
+                self.clusters = clusters;
+                if self.index == 0 {
+                    eprintln!(
+                        "harness serve: reloaded; new streams use the new modules and configuration"
+                    );
+                }
+            }
+            Err(message) => {
+                if self.index == 0 {
+                    eprintln!(
+                        "harness serve: reload refused, the old one keeps serving: {message}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Empties the slots of old generations with no stream left.
+    fn retire(&mut self) {
+        for slot in 0..self.served.len() {
+            if self.current.contains(&slot) || self.served[slot].is_none() {
+                continue;
+            }
+            let busy = self
+                .in_flight
+                .keys()
+                .chain(self.tcp.keys())
+                .any(|k| k.0 == slot)
+                || self.asked.iter().any(|k| k.0 == slot);
+            if !busy {
+                self.served[slot] = None;
+            }
         }
     }
 
@@ -248,14 +348,23 @@ impl Worker {
                 reply,
             } => (listener, request, reply),
             Job::Connection { listener, stream } => {
-                let plan = self.served.get(listener).map(|s| &self.plans[s.plan_index]);
+                let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
+                let plan = self.slot(slot).map(|s| &s.plans[s.plan_index]);
                 if let Some(ListenerKind::Tcp { cluster }) = plan.map(|p| &p.kind) {
                     let cluster = cluster.clone();
-                    self.take_connection(listener, stream, &cluster, events);
+                    self.take_connection(slot, stream, &cluster, events);
                 }
                 return;
             }
+            Job::Reload {
+                listeners,
+                clusters,
+            } => {
+                self.reload(listeners, clusters);
+                return;
+            }
         };
+        let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
         let line = request_line(&request);
         let bytes_received = request.body.total_len();
         let exchange = Exchange {
@@ -263,13 +372,13 @@ impl Worker {
             upstream: UpstreamResponse::default(),
             properties: Default::default(),
         };
-        let Some(served) = self.served.get_mut(listener) else {
+        let Some(served) = self.slot_mut(slot) else {
             let _ = reply.send(None);
             return;
         };
         match served.envoy.open_stream(Some(0), &exchange, None, true) {
             Ok((key, outcome)) => {
-                self.show_step(listener, &outcome);
+                self.show_step(slot, &outcome);
                 let started = Instant::now();
                 let entry = InFlight {
                     reply,
@@ -277,7 +386,7 @@ impl Worker {
                     line,
                     bytes_received,
                 };
-                self.in_flight.insert((listener, key), entry);
+                self.in_flight.insert((slot, key), entry);
             }
             Err(e) => {
                 log::warn!("worker {}: {e}", self.index);
@@ -290,28 +399,28 @@ impl Worker {
         self.catch_up();
         match event {
             Event::Upstream {
-                key: (listener, key),
+                key: (slot, key),
                 answer,
             } => {
                 let end_stream = true;
                 let input = StreamInput::Respond { answer, end_stream };
                 // A stream that ended meanwhile (a local reply) drops it.
-                if let Some(served) = self.served.get_mut(listener)
+                if let Some(served) = self.slot_mut(slot)
                     && let Ok(outcome) = served.envoy.send(key, input)
                 {
-                    self.show_step(listener, &outcome);
+                    self.show_step(slot, &outcome);
                 }
             }
             Event::Callout {
-                listener,
+                listener: slot,
                 callout,
                 answer,
             } => {
-                let Some(served) = self.served.get_mut(listener) else {
+                let Some(served) = self.slot_mut(slot) else {
                     return;
                 };
                 match served.envoy.answer_held(0, &callout, Some(&answer)) {
-                    Ok((_, outcome)) => self.show_step(listener, &outcome),
+                    Ok((_, outcome)) => self.show_step(slot, &outcome),
                     Err(e) => log::warn!("worker {}: {e}", self.index),
                 }
             }
@@ -326,20 +435,23 @@ impl Worker {
     /// Sends out what the chains produced (upstream requests, callouts)
     /// and answers the clients whose streams ended.
     fn pump(&mut self, events: &mpsc::UnboundedSender<Event>) {
-        for listener in 0..self.served.len() {
-            self.route(listener, events);
-            self.call_out(listener, events);
+        self.retire();
+        for slot in 0..self.served.len() {
+            if self.slot(slot).is_some() {
+                self.route(slot, events);
+                self.call_out(slot, events);
+            }
         }
         self.reap_connections();
         let keys: Vec<Key> = self.in_flight.keys().copied().collect();
-        for (listener, key) in keys {
-            let Some(served) = self.served.get_mut(listener) else {
+        for (slot, key) in keys {
+            let Some(served) = self.slot_mut(slot) else {
                 continue;
             };
             let Ok(Some(done)) = served.envoy.poll(key) else {
                 continue;
             };
-            if let Some(flight) = self.in_flight.remove(&(listener, key)) {
+            if let Some(flight) = self.in_flight.remove(&(slot, key)) {
                 access_log(&flight, done.outcome.response.as_ref());
                 let _ = flight.reply.send(done.outcome.response);
             }
@@ -347,19 +459,16 @@ impl Worker {
     }
 
     /// Held http_calls go to their real cluster, each once.
-    fn call_out(&mut self, listener: usize, events: &mpsc::UnboundedSender<Event>) {
-        let held = self.served[listener].envoy.held_callouts(0);
-        let waiting: HashSet<(usize, usize, u32)> = held
-            .iter()
-            .map(|c| (listener, c.vm, c.record.token))
-            .collect();
-        self.asked
-            .retain(|k| k.0 != listener || waiting.contains(k));
+    fn call_out(&mut self, slot: usize, events: &mpsc::UnboundedSender<Event>) {
+        let Some(served) = self.slot(slot) else {
+            return;
+        };
+        let held = served.envoy.held_callouts(0);
+        let waiting: HashSet<(usize, usize, u32)> =
+            held.iter().map(|c| (slot, c.vm, c.record.token)).collect();
+        self.asked.retain(|k| k.0 != slot || waiting.contains(k));
         for callout in held {
-            if !self
-                .asked
-                .insert((listener, callout.vm, callout.record.token))
-            {
+            if !self.asked.insert((slot, callout.vm, callout.record.token)) {
                 continue;
             }
             let Some((_, to)) = self
@@ -373,7 +482,7 @@ impl Worker {
             tokio::spawn(async move {
                 let answer = http::callout(client, to, callout.record.clone()).await;
                 let _ = events.send(Event::Callout {
-                    listener,
+                    listener: slot,
                     callout,
                     answer,
                 });

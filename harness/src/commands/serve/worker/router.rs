@@ -3,6 +3,7 @@
 //! ([`StreamInput::Route`], [`StreamInput::RouterReply`]), which answers
 //! timeouts, direct responses and unrouted requests as Envoy's router does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -21,9 +22,12 @@ const FORWARD_GRACE: Duration = Duration::from_secs(1);
 impl Worker {
     /// The router: each request the chain let through goes where its
     /// route says (a cluster, or the route's own answer; none: 404).
-    pub(super) fn route(&mut self, listener: usize, events: &mpsc::UnboundedSender<Event>) {
-        let served = &mut self.served[listener];
-        let ListenerKind::Http(routes) = &self.plans[served.plan_index].kind else {
+    pub(super) fn route(&mut self, slot: usize, events: &mpsc::UnboundedSender<Event>) {
+        let Some(served) = self.slot_mut(slot) else {
+            return;
+        };
+        let plans = Arc::clone(&served.plans);
+        let ListenerKind::Http(routes) = &plans[served.plan_index].kind else {
             return;
         };
         let mut decided = Vec::new();
@@ -70,7 +74,7 @@ impl Worker {
             let bound = (timeout_ms > 0)
                 .then(|| Duration::from_millis(timeout_ms).saturating_add(FORWARD_GRACE));
             let (client, events) = (self.client.clone(), events.clone());
-            let key = (listener, key);
+            let key = (slot, key);
             tokio::spawn(async move {
                 if let Some(answer) = http::forward(client, upstream, message, bound).await {
                     let _ = events.send(Event::Upstream { key, answer });
@@ -78,8 +82,10 @@ impl Worker {
             });
         }
         for (key, input) in decided {
-            if let Ok(outcome) = self.served[listener].envoy.send(key, input) {
-                self.show_step(listener, &outcome);
+            if let Some(served) = self.slot_mut(slot)
+                && let Ok(outcome) = served.envoy.send(key, input)
+            {
+                self.show_step(slot, &outcome);
             }
         }
     }

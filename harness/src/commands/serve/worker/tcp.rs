@@ -57,9 +57,10 @@ impl Worker {
             Ok(s) => s,
             Err(e) => return log::warn!("worker {}: a connection failed: {e}", self.index),
         };
-        let opened = self.served[listener]
-            .envoy
-            .connect(Some(0), &spec, &Properties::new());
+        let Some(served) = self.slot_mut(listener) else {
+            return;
+        };
+        let opened = served.envoy.connect(Some(0), &spec, &Properties::new());
         let (key, outcome) = match opened {
             Ok(opened) => opened,
             Err(e) => return log::warn!("worker {}: {e}", self.index),
@@ -99,7 +100,11 @@ impl Worker {
             (None, true) => StreamInput::Reset,
             (None, false) => StreamInput::UpstreamReset,
         };
-        match self.served[key.0].envoy.send(key.1, input) {
+        let sent = match self.slot_mut(key.0) {
+            Some(served) => served.envoy.send(key.1, input),
+            None => return self.close(key),
+        };
+        match sent {
             Ok(outcome) => {
                 self.show_step(key.0, &outcome);
                 self.carry(key, &outcome, events);
@@ -139,7 +144,7 @@ impl Worker {
     pub(super) fn reap_connections(&mut self) {
         let keys: Vec<Key> = self.tcp.keys().copied().collect();
         for key in keys {
-            let Ok(Some(done)) = self.served[key.0].envoy.poll(key.1) else {
+            let Some(Ok(Some(done))) = self.slot_mut(key.0).map(|s| s.envoy.poll(key.1)) else {
                 continue;
             };
             if let (Some(proxied), Some(record)) =
@@ -155,7 +160,9 @@ impl Worker {
     /// done): dropping the writers closes both sockets.
     fn close(&mut self, key: Key) {
         self.tcp.remove(&key);
-        let _ = self.served[key.0].envoy.poll(key.1);
+        if let Some(served) = self.slot_mut(key.0) {
+            let _ = served.envoy.poll(key.1);
+        }
     }
 }
 
