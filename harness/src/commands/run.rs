@@ -320,7 +320,7 @@ struct Advance<'a> {
     outcome: &'a Outcome,
 }
 
-fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+pub(crate) fn parse_log_level(text: &str) -> Result<LogLevel, String> {
     LogLevel::ALL
         .into_iter()
         .find(|level| level.name().eq_ignore_ascii_case(text))

@@ -238,7 +238,7 @@ fn a_plugin_that_does_not_configure_stops_serve_before_it_listens() {
 }
 
 #[test]
-fn the_admin_listener_serves_ready_stats_prometheus_and_quitquitquit() {
+fn the_admin_listener_serves_ready_stats_server_info_config_dump_logging_and_quitquitquit() {
     let (_upstream, up) = python_server(0.0, "ok");
     let probe = module("test_filter_probe.wasm");
     let config = json!({
@@ -271,6 +271,43 @@ fn the_admin_listener_serves_ready_stats_prometheus_and_quitquitquit() {
         prometheus.contains("probe_requests{route=\"all\"} 2"),
         "{prometheus}"
     );
+    let (status, _, info) = curl(&[], &format!("http://{admin}/server_info"));
+    let info: serde_json::Value = serde_json::from_str(&info).expect("server_info is JSON");
+    assert_eq!(
+        (status, info["state"].as_str()),
+        (200, Some("LIVE")),
+        "{info}"
+    );
+    // /config_dump names the module loaded by its digest.
+    let (_, _, dump) = curl(&[], &format!("http://{admin}/config_dump"));
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");
+    let digest = {
+        use sha2::Digest;
+        let bytes = std::fs::read(&probe).expect("read the module");
+        let hash = sha2::Sha256::digest(bytes);
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let filter = &dump["listeners"][0]["filters"][0];
+    assert_eq!(
+        filter["module"]["sha256"].as_str(),
+        Some(digest.as_str()),
+        "{dump}"
+    );
+    assert_eq!(filter["configuration"].as_str(), Some(config.as_str()));
+    let (_, _, logging) = curl(&[], &format!("http://{admin}/logging"));
+    assert!(logging.contains("wasm: trace"), "{logging}");
+    let (status, _, logging) = curl(
+        &["-X", "POST"],
+        &format!("http://{admin}/logging?level=warn"),
+    );
+    assert_eq!(status, 200);
+    assert!(logging.contains("wasm: warn"), "{logging}");
+    let (status, _, _) = curl(
+        &["-X", "POST"],
+        &format!("http://{admin}/logging?level=loud"),
+    );
+    assert_eq!(status, 400);
+
     let (status, _, _) = curl(&["-X", "POST"], &format!("http://{admin}/quitquitquit"));
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);

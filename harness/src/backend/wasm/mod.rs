@@ -132,6 +132,11 @@ impl CompiledModule {
         Arc::ptr_eq(&self.inner, &other.inner) || self.inner.code_hash == other.inner.code_hash
     }
 
+    /// SHA-256 of the bytes loaded, lower-case hex.
+    pub fn sha256(&self) -> String {
+        self.inner.code_hash.hex()
+    }
+
     /// Reads and compiles a `.wasm` (or `.wat`) file with the shared engine.
     pub fn from_file(path: impl AsRef<Path>) -> Result<CompiledModule, HarnessError> {
         Self::from_file_with(&WasmEngine::shared()?, path)

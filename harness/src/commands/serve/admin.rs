@@ -1,10 +1,12 @@
 //! The admin listener, on Envoy's conventions: `/ready`, `/stats` (one
 //! `name: value` line per stat), `/stats/prometheus` (Envoy's text format;
 //! the filters' metrics under their own names, Istio-style `tag=.=value;.;`
-//! tags turned into labels) and `POST /quitquitquit`.
+//! tags turned into labels), `/server_info`, `/config_dump` (what is
+//! loaded, module digests included), `/logging` and `POST /quitquitquit`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,13 +18,22 @@ use tokio::sync::Notify;
 use harness::{HarnessError, MetricKind, MetricSnapshot, SharedHost};
 
 use super::http::plain;
+use super::logs;
+
+/// What the admin endpoints read.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub shared: SharedHost,
+    pub stop: Arc<Notify>,
+    /// `/config_dump`: the plan serving now (a reload replaces it).
+    pub loaded: Arc<Mutex<serde_json::Value>>,
+    pub started: Instant,
+    /// `/server_info`'s command_line_options.
+    pub options: serde_json::Value,
+}
 
 /// Serves the admin endpoints until `stop` is notified.
-pub async fn serve(
-    addr: SocketAddr,
-    shared: SharedHost,
-    stop: Arc<Notify>,
-) -> Result<(), HarnessError> {
+pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> Result<(), HarnessError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| HarnessError::Usage(format!("cannot listen for admin on {addr}: {e}")))?;
@@ -33,11 +44,11 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (shared, stop) = (shared.clone(), Arc::clone(&stop));
+            let state = state.clone();
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                        let answer = answer(&request, &shared, &stop);
+                        let answer = answer(&request, &state);
                         async move { Ok::<_, std::convert::Infallible>(answer) }
                     });
                 let builder = auto::Builder::new(TokioExecutor::new());
@@ -50,24 +61,81 @@ pub async fn serve(
     Ok(())
 }
 
-fn answer(
-    request: &hyper::Request<Incoming>,
-    shared: &SharedHost,
-    stop: &Notify,
-) -> hyper::Response<Full<Bytes>> {
+fn answer(request: &hyper::Request<Incoming>, state: &AdminState) -> hyper::Response<Full<Bytes>> {
+    let shared = &state.shared;
     match (request.method().as_str(), request.uri().path()) {
         ("GET", "/ready") => plain(200, "LIVE"),
         ("GET", "/stats") => text(stats(&shared.metrics())),
         ("GET", "/stats/prometheus") => text(prometheus(&shared.metrics())),
+        ("GET", "/server_info") => json(&server_info(state)),
+        ("GET", "/config_dump") => {
+            let loaded = state.loaded.lock().map(|v| v.clone()).unwrap_or_default();
+            json(&loaded)
+        }
+        ("GET", "/logging") => text(logging()),
+        ("POST", "/logging") => set_logging(request.uri().query().unwrap_or_default()),
         ("POST", "/quitquitquit") => {
-            stop.notify_one();
+            state.stop.notify_one();
             plain(200, "OK")
         }
         (_, "/quitquitquit") => plain(405, "use POST /quitquitquit"),
         _ => plain(
             404,
-            "harness serve admin: /ready, /stats, /stats/prometheus, POST /quitquitquit",
+            "harness serve admin: /ready, /stats, /stats/prometheus, /server_info, \
+             /config_dump, /logging, POST /logging?level=LEVEL, POST /quitquitquit",
         ),
+    }
+}
+
+fn json(value: &serde_json::Value) -> hyper::Response<Full<Bytes>> {
+    let body = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut response = text(body + "\n");
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Envoy's `/server_info`: version, state, uptime, the options it runs with.
+fn server_info(state: &AdminState) -> serde_json::Value {
+    let uptime = format!("{}s", state.started.elapsed().as_secs());
+    serde_json::json!({
+        "version": format!("harness {}", env!("CARGO_PKG_VERSION")),
+        "state": "LIVE",
+        "uptime_current_epoch": uptime,
+        "uptime_all_epochs": uptime,
+        "command_line_options": state.options,
+    })
+}
+
+/// Envoy's `/logging` listing, for the one logger serve has: the filters'.
+fn logging() -> String {
+    format!(
+        "active loggers:\n  wasm: {}\n",
+        logs::printed_level().name()
+    )
+}
+
+/// `POST /logging?level=LEVEL` (or `?wasm=LEVEL`): the lowest filter log
+/// level printed from now on.
+fn set_logging(query: &str) -> hyper::Response<Full<Bytes>> {
+    let asked = query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == "level" || key == "wasm").then_some(value)
+    });
+    let Some(asked) = asked else {
+        return plain(
+            400,
+            "give the level: POST /logging?level=debug (or ?wasm=debug)",
+        );
+    };
+    match crate::commands::run::parse_log_level(asked) {
+        Ok(level) => {
+            logs::set_printed_level(level);
+            text(logging())
+        }
+        Err(message) => plain(400, &message),
     }
 }
 

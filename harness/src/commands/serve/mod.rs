@@ -23,9 +23,9 @@ mod worker;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use hyper::body::Incoming;
@@ -35,7 +35,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot};
 
 use harness::scenario::plugin_name_of;
-use harness::{ByteString, FilterModule, HarnessConfig, HarnessError, SharedHost};
+use harness::{ByteString, FilterModule, HarnessConfig, HarnessError, LogLevel, SharedHost};
 
 use super::text_or_file;
 use http::Upstream;
@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// configuration that does not load keeps the old one serving.
     #[arg(long)]
     watch: bool,
+    /// The filters' log level (what proxy_get_log_level reports; lower
+    /// lines are dropped) and the lowest printed: trace, debug, info, warn,
+    /// error, critical [default: info, Envoy's]. `POST /logging?level=`
+    /// on the admin listener changes what is printed.
+    #[arg(long, value_name = "LEVEL", value_parser = super::run::parse_log_level)]
+    log_level: Option<LogLevel>,
 }
 
 /// Runs `harness serve` until Ctrl-C / SIGTERM.
@@ -183,10 +189,18 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
 
 /// The plan the flags or the bootstrap file describe (again on a reload).
 fn make_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
-    match &args.config_path {
-        Some(path) => bootstrap::load(path),
-        None => quick_plan(args),
+    let mut plan = match &args.config_path {
+        Some(path) => bootstrap::load(path)?,
+        None => quick_plan(args)?,
+    };
+    if let Some(level) = args.log_level {
+        for listener in &mut plan.listeners {
+            for (_, config) in &mut listener.chain {
+                config.plugin.log_level = level;
+            }
+        }
     }
+    Ok(plan)
 }
 
 fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
@@ -194,6 +208,16 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
     if args.admin.is_some() {
         plan.admin = args.admin;
     }
+    if let Some(level) = args.log_level {
+        logs::set_printed_level(level);
+    }
+    let options = serde_json::json!({
+        "concurrency": args.concurrency,
+        "config_path": args.config_path,
+        "drain_time_s": args.drain_time_s,
+        "watch": args.watch,
+        "log_level": args.log_level.map(LogLevel::name),
+    });
     let reload = args.watch.then(|| {
         let args = args.clone();
         Box::new(move || make_plan(&args)) as watch::Rebuild
@@ -202,12 +226,8 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    run(
-        plan,
-        workers,
-        Duration::from_secs(args.drain_time_s),
-        reload,
-    )
+    let drain = Duration::from_secs(args.drain_time_s);
+    run(plan, workers, drain, reload, options)
 }
 
 /// Starts the workers (every plugin configures before anything listens),
@@ -217,10 +237,13 @@ fn run(
     workers: usize,
     drain: Duration,
     reload: Option<watch::Rebuild>,
+    options: serde_json::Value,
 ) -> Result<(), HarnessError> {
+    let started = Instant::now();
     let shared = SharedHost::new();
     let clusters = Arc::new(plan.clusters);
     let listeners = Arc::new(plan.listeners);
+    let loaded = Arc::new(Mutex::new(plan::config_dump(&listeners, &clusters)));
     let mut queues = Vec::new();
     let mut threads = Vec::new();
     for index in 0..workers {
@@ -231,6 +254,7 @@ fn run(
             listeners: Arc::clone(&listeners),
             shared: shared.clone(),
             clusters: Arc::clone(&clusters),
+            loaded: Arc::clone(&loaded),
         };
         let thread = std::thread::Builder::new()
             .name(format!("worker-{index}"))
@@ -256,7 +280,14 @@ fn run(
     let stop = Arc::new(tokio::sync::Notify::new());
     let result = runtime.block_on(async {
         if let Some(addr) = plan.admin {
-            admin::serve(addr, shared.clone(), Arc::clone(&stop)).await?;
+            let state = admin::AdminState {
+                shared: shared.clone(),
+                stop: Arc::clone(&stop),
+                loaded: Arc::clone(&loaded),
+                started,
+                options,
+            };
+            admin::serve(addr, state).await?;
         }
         listen(&listeners, queues, workers, stop, drain).await
     });

@@ -67,3 +67,46 @@ impl ListenerPlan {
             .collect()
     }
 }
+
+/// What `/config_dump` shows of a plan: listeners with their filters
+/// (plugin, root id, VM id, configuration, the module's SHA-256) and the
+/// clusters.
+pub(crate) fn config_dump(
+    listeners: &[ListenerPlan],
+    clusters: &[(String, Upstream)],
+) -> serde_json::Value {
+    use serde_json::json;
+    let listeners: Vec<_> = listeners
+        .iter()
+        .map(|l| {
+            let filters: Vec<_> = l
+                .chain
+                .iter()
+                .map(|(module, config)| {
+                    let p = &config.plugin;
+                    let (file, sha256) = match module {
+                        harness::FilterModule::Wasm(m) => (m.name().to_string(), Some(m.sha256())),
+                        #[cfg(unix)]
+                        harness::FilterModule::Native(_) => ("native twin".to_string(), None),
+                    };
+                    json!({
+                        "name": p.name, "root_id": p.root_id, "vm_id": p.vm_id,
+                        "configuration": String::from_utf8_lossy(&p.configuration.0),
+                        "fail_open": p.fail_open,
+                        "module": {"file": file, "sha256": sha256},
+                    })
+                })
+                .collect();
+            let kind = match &l.kind {
+                ListenerKind::Http(_) => json!("http"),
+                ListenerKind::Tcp { cluster } => json!({"tcp_proxy": cluster}),
+            };
+            json!({"name": l.name, "address": l.address.to_string(), "kind": kind, "filters": filters})
+        })
+        .collect();
+    let clusters: Vec<_> = clusters
+        .iter()
+        .map(|(name, up)| json!({"name": name, "address": up.authority()}))
+        .collect();
+    json!({"listeners": listeners, "clusters": clusters})
+}

@@ -57,6 +57,8 @@ pub struct Setup {
     pub listeners: Arc<Vec<ListenerPlan>>,
     pub shared: SharedHost,
     pub clusters: Arc<Vec<(String, Upstream)>>,
+    /// What `/config_dump` shows; worker 0 replaces it after a reload.
+    pub loaded: Arc<std::sync::Mutex<serde_json::Value>>,
 }
 
 /// A stream on one of the worker's Envoys.
@@ -102,6 +104,7 @@ struct Worker {
     /// The slot each listener's new streams go to.
     current: Vec<usize>,
     shared: SharedHost,
+    loaded: Arc<std::sync::Mutex<serde_json::Value>>,
     /// The wall clock when the worker started (its virtual time 0).
     wall_ms: u64,
     start: Instant,
@@ -154,6 +157,7 @@ pub fn run(
             served: served.into_iter().map(Some).collect(),
             current,
             shared: setup.shared,
+            loaded: setup.loaded,
             wall_ms,
             start,
             client: http::client(),
@@ -303,6 +307,12 @@ impl Worker {
                 for (listener, served) in fresh.into_iter().enumerate() {
                     self.served.push(Some(served));
                     self.current[listener] = self.served.len() - 1;
+                }
+                if self.index == 0 {
+                    let dump = crate::commands::serve::plan::config_dump(&plans, &clusters);
+                    if let Ok(mut loaded) = self.loaded.lock() {
+                        *loaded = dump;
+                    }
                 }
                 self.clusters = clusters;
                 if self.index == 0 {
