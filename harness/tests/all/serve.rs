@@ -2,8 +2,10 @@
 //! knowledge) in front, python3 HTTP servers as the upstream and as a
 //! cluster the filter calls, with real delays and timeouts.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -55,18 +57,42 @@ server.serve_forever()
     (Running(child), port)
 }
 
-/// `harness serve` with these arguments on a free port; its address.
-fn serve(args: &[&str]) -> (Running, String) {
-    let (running, at, _) = serve_with_admin(args);
-    (running, at)
+/// A running `harness serve`: its process, its listeners by name, its
+/// admin address, and every stderr line so far.
+pub(crate) struct Served {
+    pub(crate) process: Running,
+    pub(crate) listeners: HashMap<String, String>,
+    pub(crate) admin: Option<String>,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
-/// [`serve`], also returning the admin address when `--admin` was given.
-fn serve_with_admin(args: &[&str]) -> (Running, String, Option<String>) {
+impl Served {
+    /// The address of its one listener.
+    pub(crate) fn address(&self) -> String {
+        self.listeners.values().next().cloned().unwrap_or_default()
+    }
+
+    /// Waits (up to 20 s) for a stderr line containing `text`.
+    pub(crate) fn log_line_with(&self, text: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let lines = self.log.lock().unwrap();
+            if let Some(line) = lines.iter().find(|l| l.contains(text)) {
+                return Some(line.clone());
+            }
+            drop(lines);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// `harness serve ARGS` until `count` listeners are up; its stderr keeps
+/// being read (and kept) so it never blocks on a full pipe.
+pub(crate) fn spawn_serve(args: &[&str], count: usize) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("serve")
         .args(args)
-        .args(["--listen", "127.0.0.1:0"])
         .current_dir(workspace_root())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -74,26 +100,47 @@ fn serve_with_admin(args: &[&str]) -> (Running, String, Option<String>) {
         .expect("harness serve starts");
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
-    let mut admin = None;
-    let address = loop {
+    let (mut listeners, mut admin, mut seen) = (HashMap::new(), None, Vec::new());
+    while listeners.len() < count {
         let line = lines
             .next()
             .and_then(Result::ok)
-            .expect("harness serve says where it listens");
+            .unwrap_or_else(|| panic!("harness serve stopped before listening:\n{seen:#?}"));
         if let Some(rest) = line.strip_prefix("harness serve: admin on http://") {
             admin = Some(rest.trim().to_string());
         }
-        if let Some(rest) = line.strip_prefix("harness serve: listening on http://") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
+        let listening = line
+            .strip_prefix("harness serve: listening on ")
+            .and_then(|rest| rest.split_once("://"))
+            .map(|(_, rest)| rest);
+        if let Some(rest) = listening {
+            let address = rest.split_whitespace().next().unwrap_or_default();
+            let name = rest
+                .rsplit_once("(listener ")
+                .map(|(_, n)| n.trim_end_matches(')'))
+                .unwrap_or_default();
+            listeners.insert(name.to_string(), address.to_string());
         }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Running(child), address, admin)
+        seen.push(line);
+    }
+    let log = Arc::new(Mutex::new(seen));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Served {
+        process: Running(child),
+        listeners,
+        admin,
+        log,
+    }
+}
+
+/// `harness serve` with these arguments on a free port.
+fn serve(args: &[&str]) -> Served {
+    spawn_serve(&[args, &["--listen", "127.0.0.1:0"]].concat(), 1)
 }
 
 /// curl's status code, headers and body for `url`.
@@ -125,13 +172,14 @@ fn a_filter_serves_real_requests_over_http1_and_h2c() {
     let response_header = module("response_header.wasm");
     let config = json!({"name": "x-demo", "value": "served"}).to_string();
     let upstream = format!("http://127.0.0.1:{port}");
-    let (_serve, at) = serve(&[
+    let served = serve(&[
         &response_header,
         "--config",
         &config,
         "--upstream",
         &upstream,
     ]);
+    let at = served.address();
     for extra in [&[][..], &["--http2-prior-knowledge"][..]] {
         let (status, head, body) = curl(extra, &format!("http://{at}/index.html"));
         assert_eq!(status, 200, "{head}");
@@ -156,7 +204,7 @@ fn callout_probe(timeout_ms: u64) -> String {
 
 /// serve with the callout probe (`timeout_ms`), upstream port `up`, and
 /// cluster `auth` at `auth_url`.
-fn serve_probe(timeout_ms: u64, up: u16, auth_url: &str) -> (Running, String) {
+fn serve_probe(timeout_ms: u64, up: u16, auth_url: &str) -> (Served, String) {
     let probe = module("test_filter_probe.wasm");
     let config = callout_probe(timeout_ms);
     let upstream = format!("http://127.0.0.1:{up}");
@@ -171,7 +219,9 @@ fn serve_probe(timeout_ms: u64, up: u16, auth_url: &str) -> (Running, String) {
     ];
     let mut all = vec![probe.as_str()];
     all.extend(args);
-    serve(&all)
+    let served = serve(&all);
+    let at = served.address();
+    (served, at)
 }
 
 #[test]
@@ -250,9 +300,12 @@ fn the_admin_listener_serves_ready_stats_server_info_config_dump_logging_and_qui
     .to_string();
     let upstream = format!("http://127.0.0.1:{up}");
     let args = [&*probe, "--config", &config, "--upstream", &upstream];
-    let (mut running, at, admin) =
-        serve_with_admin(&[&args[..], &["--admin", "127.0.0.1:0"]].concat());
-    let admin = admin.expect("serve says where its admin listens");
+    let mut served = serve(&[&args[..], &["--admin", "127.0.0.1:0"]].concat());
+    let at = served.address();
+    let admin = served
+        .admin
+        .clone()
+        .expect("serve says where its admin listens");
     assert_eq!(curl(&[], &format!("http://{admin}/ready")).0, 200);
     for _ in 0..2 {
         assert_eq!(curl(&[], &format!("http://{at}/")).0, 200);
@@ -311,7 +364,7 @@ fn the_admin_listener_serves_ready_stats_server_info_config_dump_logging_and_qui
     let (status, _, _) = curl(&["-X", "POST"], &format!("http://{admin}/quitquitquit"));
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while running.0.try_wait().ok().flatten().is_none() {
+    while served.process.0.try_wait().ok().flatten().is_none() {
         assert!(
             Instant::now() < deadline,
             "serve did not stop after /quitquitquit"
@@ -333,11 +386,12 @@ fn sigterm_stops_accepting_and_drains_the_requests_in_flight() {
         "--upstream",
         &upstream,
     ];
-    let (mut running, at) = serve(&args);
+    let mut served = serve(&args);
+    let at = served.address();
     let url = format!("http://{at}/");
     let in_flight = std::thread::spawn(move || curl(&[], &url));
     std::thread::sleep(Duration::from_millis(300));
-    let pid = running.0.id().to_string();
+    let pid = served.process.0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();
     assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
     // The listener closes at once; the request in flight still gets its answer.
@@ -351,7 +405,7 @@ fn sigterm_stops_accepting_and_drains_the_requests_in_flight() {
     assert_eq!((status, body.as_str()), (200, "slow but answered"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(exit) = running.0.try_wait().ok().flatten() {
+        if let Some(exit) = served.process.0.try_wait().ok().flatten() {
             break exit;
         }
         assert!(
@@ -379,43 +433,15 @@ fn watch_reloads_a_changed_configuration_without_losing_a_request_and_keeps_a_br
     write("one");
     let upstream = format!("http://127.0.0.1:{up}");
     let at_config = format!("@{}", config.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["serve", &response_header, "--config", &at_config])
-        .args([
-            "--upstream",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
-            "--watch",
-        ])
-        .current_dir(workspace_root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harness serve starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let said = std::sync::Arc::clone(&said);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("harness serve: listening on http://") {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-                said.lock().unwrap().push(line);
-            }
-        });
-    }
-    let _running = Running(child);
-    let at = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("serve listens");
+    let served = serve(&[
+        &response_header,
+        "--config",
+        &at_config,
+        "--upstream",
+        &upstream,
+        "--watch",
+    ]);
+    let at = served.address();
     let url = format!("http://{at}/");
     let header = |head: &str| {
         head.lines()
@@ -442,7 +468,7 @@ fn watch_reloads_a_changed_configuration_without_losing_a_request_and_keeps_a_br
         assert!(
             Instant::now() < deadline,
             "no reload: {:#?}",
-            said.lock().unwrap()
+            served.log.lock().unwrap()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -455,19 +481,11 @@ fn watch_reloads_a_changed_configuration_without_losing_a_request_and_keeps_a_br
 
     // A configuration the filter rejects keeps the running one.
     std::fs::write(&config, "{not json").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !said
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("reload refused"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no refusal: {:#?}",
-            said.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let refusal = served.log_line_with("reload refused");
+    assert!(
+        refusal.is_some(),
+        "no refusal: {:#?}",
+        served.log.lock().unwrap()
+    );
     assert_eq!(header(&curl(&[], &url).1).as_deref(), Some("two"));
 }

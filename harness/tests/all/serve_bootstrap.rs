@@ -3,17 +3,14 @@
 //! python3 clusters and a direct_response, an http_call to a cluster
 //! from the file; and files serve refuses before it listens.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::serve::{Running, curl, module, python_server};
+use crate::serve::{Served, curl, module, python_server, spawn_serve};
 use crate::support::workspace_root;
 
 /// A bootstrap file of this test process, removed when dropped.
@@ -42,81 +39,14 @@ impl Drop for TempFile {
     }
 }
 
-/// A running `harness serve -c`: its listeners by name, its admin, and
-/// every stderr line so far.
-pub(crate) struct Served {
-    _process: Running,
-    pub(crate) listeners: HashMap<String, String>,
-    admin: Option<String>,
-    log: Arc<Mutex<Vec<String>>>,
+/// `harness serve -c file` until its `count` listeners are up.
+pub(crate) fn serve_file(file: &TempFile, count: usize) -> Served {
+    spawn_serve(&["-c", &file.arg(), "--concurrency", "2"], count)
 }
 
 impl Served {
     fn url(&self, listener: &str, path: &str) -> String {
         format!("http://{}{path}", self.listeners[listener])
-    }
-
-    /// Waits (up to 10 s) for a stderr line containing `text`.
-    fn log_line_with(&self, text: &str) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let lines = self.log.lock().unwrap();
-            if let Some(line) = lines.iter().find(|l| l.contains(text)) {
-                return Some(line.clone());
-            }
-            drop(lines);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-/// `harness serve -c file` until its `count` listeners are up.
-pub(crate) fn serve_file(file: &TempFile, count: usize) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["serve", "-c", &file.arg(), "--concurrency", "2"])
-        .current_dir(workspace_root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harness serve starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let (mut listeners, mut admin, mut seen) = (HashMap::new(), None, Vec::new());
-    while listeners.len() < count {
-        let line = lines
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| panic!("harness serve stopped before listening:\n{seen:#?}"));
-        if let Some(rest) = line.strip_prefix("harness serve: admin on http://") {
-            admin = Some(rest.trim().to_string());
-        }
-        let listening = line
-            .strip_prefix("harness serve: listening on ")
-            .and_then(|rest| rest.split_once("://"))
-            .map(|(_, rest)| rest);
-        if let Some(rest) = listening {
-            let address = rest.split_whitespace().next().unwrap_or_default();
-            let name = rest
-                .rsplit_once("(listener ")
-                .map(|(_, n)| n.trim_end_matches(')'))
-                .unwrap_or_default();
-            listeners.insert(name.to_string(), address.to_string());
-        }
-        seen.push(line);
-    }
-    let log = Arc::new(Mutex::new(seen));
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    Served {
-        _process: Running(child),
-        listeners,
-        admin,
-        log,
     }
 }
 
