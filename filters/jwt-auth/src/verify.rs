@@ -467,6 +467,32 @@ mod tests {
     }
 
     #[test]
+    fn a_tampered_rs256_signature_is_refused() {
+        let config = config();
+        let valid = token("valid_rs256");
+        let (signing_input, signature_b64) = valid.rsplit_once('.').unwrap();
+        let mut signature = BASE64URL.decode(signature_b64).unwrap();
+        for position in [0, signature.len() / 2, signature.len() - 1] {
+            let mut flipped = signature.clone();
+            flipped[position] ^= 0x01;
+            let tampered = format!("{signing_input}.{}", BASE64URL.encode(&flipped));
+            assert_eq!(
+                config.verify(&tampered, now()),
+                Err(Reject::BadSignature),
+                "byte {position} flipped"
+            );
+        }
+        // A signature one byte short, and one as large as the modulus allows.
+        signature.pop();
+        let short = format!("{signing_input}.{}", BASE64URL.encode(&signature));
+        assert_eq!(config.verify(&short, now()), Err(Reject::BadSignature));
+        let too_large = format!("{signing_input}.{}", BASE64URL.encode([0xff; 256]));
+        assert_eq!(config.verify(&too_large, now()), Err(Reject::BadSignature));
+        // The untouched token still passes.
+        assert!(config.verify(&valid, now()).is_ok());
+    }
+
+    #[test]
     fn time_comes_from_the_caller() {
         let config = config();
         // The valid token expires at now + 3600; skew is 60 s.
