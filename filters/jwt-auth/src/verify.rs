@@ -279,7 +279,11 @@ impl Config {
             Some(signed) => signed,
             None => {
                 let signed = self.check_signature(token)?;
-                self.cache.borrow_mut().insert(token, signed.clone());
+                let mut cache = self.cache.borrow_mut();
+                // Cloning the claims only for a cache that will keep them.
+                if cache.capacity > 0 {
+                    cache.insert(token, signed.clone());
+                }
                 signed
             }
         };
