@@ -1,6 +1,6 @@
 //! What gets redacted, in which bodies.
 
-use regex_guest::bytes::{NoExpand, Regex, RegexBuilder};
+use regex_guest::bytes::{Regex, RegexBuilder};
 use sdk_ext::ConfigError;
 use serde::Deserialize;
 
@@ -107,20 +107,38 @@ impl Config {
             })
     }
 
-    /// Every match of every pattern replaced; `None` when nothing matched.
+    /// Every match of every pattern replaced, pattern after pattern (a later
+    /// pattern sees the earlier ones' replacements); `None` when nothing matched.
     pub fn redact(&self, body: &[u8]) -> Option<(Vec<u8>, usize)> {
-        let mut current = body.to_vec();
+        let mut redacted: Option<Vec<u8>> = None;
         let mut count = 0;
         for pattern in &self.patterns {
-            let found = pattern.find_iter(&current).count();
-            if found > 0 {
+            let current = redacted.as_deref().unwrap_or(body);
+            if let Some((next, found)) = self.replace_matches(pattern, current) {
                 count += found;
-                current = pattern
-                    .replace_all(&current, NoExpand(&self.replacement))
-                    .into_owned();
+                redacted = Some(next);
             }
         }
-        (count > 0).then_some((current, count))
+        redacted.map(|body| (body, count))
+    }
+
+    /// One scan of `haystack`: the same non-overlapping, leftmost-first matches
+    /// as `replace_all`, spliced as they are found (counting them first would
+    /// scan the body twice); `None` when `pattern` does not match.
+    fn replace_matches(&self, pattern: &Regex, haystack: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let mut matches = pattern.find_iter(haystack);
+        let first = matches.next()?;
+        let mut out = Vec::with_capacity(haystack.len());
+        let mut copied_to = 0;
+        let mut found = 0;
+        for m in std::iter::once(first).chain(matches) {
+            out.extend_from_slice(&haystack[copied_to..m.start()]);
+            out.extend_from_slice(&self.replacement);
+            copied_to = m.end();
+            found += 1;
+        }
+        out.extend_from_slice(&haystack[copied_to..]);
+        Some((out, found))
     }
 }
 
@@ -142,6 +160,42 @@ mod tests {
             body,
             br#"{"card":"[REDACTED]",[REDACTED],"other":"[REDACTED]"}"#.to_vec()
         );
+    }
+
+    #[test]
+    fn one_scan_gives_what_replace_all_gives_pattern_after_pattern() {
+        // The second pattern matches text the first one's replacement made.
+        let config =
+            Config::parse(br#"{"patterns":["a+","\\[X\\]b","\\d{2}"],"replacement":"[X]"}"#)
+                .unwrap();
+        let reference = |body: &[u8]| {
+            let mut current = body.to_vec();
+            let mut count = 0;
+            for pattern in &config.patterns {
+                count += pattern.find_iter(&current).count();
+                current = pattern
+                    .replace_all(&current, regex_guest::bytes::NoExpand(b"[X]"))
+                    .into_owned();
+            }
+            (count > 0).then_some((current, count))
+        };
+        for body in [
+            &b"aab aab"[..],
+            b"aaaa1234b",
+            b"12345",
+            b"a",
+            b"[X]b",
+            b"nothing here",
+            b"",
+        ] {
+            assert_eq!(
+                config.redact(body),
+                reference(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(config.redact(b"aab aab"), Some((b"[X] [X]".to_vec(), 4)));
     }
 
     #[test]

@@ -37,7 +37,9 @@ impl Algorithm {
 
 #[derive(Clone)]
 enum Material {
-    Hmac(Vec<u8>),
+    /// Keyed once at configuration: the inner and outer pads are hashed
+    /// here, not again for every token.
+    Hmac(Box<hmac::Hmac<Sha256>>),
     Rsa(Box<rsa::pkcs1v15::VerifyingKey<Sha256>>),
     Ec(p256::ecdsa::VerifyingKey),
 }
@@ -75,10 +77,8 @@ impl Key {
     /// Checks `signature` over `signing_input` (the ASCII `header.payload`).
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            Material::Hmac(secret) => {
-                let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(secret) else {
-                    return false;
-                };
+            Material::Hmac(keyed) => {
+                let mut mac = (**keyed).clone();
                 mac.update(signing_input);
                 // Constant-time comparison inside `verify_slice`.
                 mac.verify_slice(signature).is_ok()
@@ -179,7 +179,9 @@ fn parse_jwk(jwk: &RawJwk) -> Result<Option<Key>, ConfigError> {
                     "an HS256 secret needs at least 32 bytes (256 bits)",
                 ));
             }
-            Material::Hmac(secret)
+            let keyed = hmac::Hmac::<Sha256>::new_from_slice(&secret)
+                .map_err(|e| ConfigError::new("k", format!("is not a usable HMAC key: {e}")))?;
+            Material::Hmac(Box::new(keyed))
         }
         Algorithm::Rs256 => {
             let n = decode(&jwk.n, "n")?;
@@ -280,7 +282,9 @@ mod tests {
     fn hmac_verification_rejects_other_messages() {
         let key = Key {
             kid: None,
-            material: Material::Hmac(vec![1; 32]),
+            material: Material::Hmac(Box::new(
+                hmac::Hmac::<Sha256>::new_from_slice(&[1; 32]).unwrap(),
+            )),
         };
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&[1; 32]).unwrap();
         mac.update(b"a.b");

@@ -279,7 +279,11 @@ impl Config {
             Some(signed) => signed,
             None => {
                 let signed = self.check_signature(token)?;
-                self.cache.borrow_mut().insert(token, signed.clone());
+                let mut cache = self.cache.borrow_mut();
+                // Cloning the claims only for a cache that will keep them.
+                if cache.capacity > 0 {
+                    cache.insert(token, signed.clone());
+                }
                 signed
             }
         };
@@ -464,6 +468,32 @@ mod tests {
             config.verify("a.b.c", now()),
             Err(Reject::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_tampered_rs256_signature_is_refused() {
+        let config = config();
+        let valid = token("valid_rs256");
+        let (signing_input, signature_b64) = valid.rsplit_once('.').unwrap();
+        let mut signature = BASE64URL.decode(signature_b64).unwrap();
+        for position in [0, signature.len() / 2, signature.len() - 1] {
+            let mut flipped = signature.clone();
+            flipped[position] ^= 0x01;
+            let tampered = format!("{signing_input}.{}", BASE64URL.encode(&flipped));
+            assert_eq!(
+                config.verify(&tampered, now()),
+                Err(Reject::BadSignature),
+                "byte {position} flipped"
+            );
+        }
+        // A signature one byte short, and one as large as the modulus allows.
+        signature.pop();
+        let short = format!("{signing_input}.{}", BASE64URL.encode(&signature));
+        assert_eq!(config.verify(&short, now()), Err(Reject::BadSignature));
+        let too_large = format!("{signing_input}.{}", BASE64URL.encode([0xff; 256]));
+        assert_eq!(config.verify(&too_large, now()), Err(Reject::BadSignature));
+        // The untouched token still passes.
+        assert!(config.verify(&valid, now()).is_ok());
     }
 
     #[test]
