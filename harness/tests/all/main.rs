@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod abi_versions;
+mod callouts;
 mod chain;
 mod check;
 mod ci_reports;
@@ -23,6 +24,7 @@ mod hostile;
 mod hostile_fuzz;
 mod lifecycle;
 mod local_reply;
+mod maps;
 mod modules;
 mod phases;
 mod properties;
@@ -31,6 +33,7 @@ mod scenarios;
 mod serve;
 mod serve_bootstrap;
 mod serve_tcp;
+mod shared_data;
 mod signing;
 mod streams;
 mod support;
