@@ -8,7 +8,7 @@ WASM_DIR   := target/wasm32-wasip1/release
 HARNESS    := target/debug/harness
 DEMO_CONFIG := {"name":"resp-header-demo","value":"added by our filter"}
 
-.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as bench new-filter coverage
+.PHONY: all setup setup-wasm build build-host demo test test-unit test-scenarios lint fmt clean publish registry build-as bench bench-serve new-filter coverage
 
 all: build
 
@@ -82,6 +82,11 @@ new-filter:
 # target/bench/report.json). Builds both sides with the same release profile.
 bench: setup-wasm
 	scripts/bench.sh
+
+# harness serve on real sockets under wrk, against nginx alone and with the
+# response-header filter as wasm and as its native twin (one run, side by side).
+bench-serve: setup-wasm
+	scripts/bench-serve.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

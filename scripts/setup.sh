@@ -9,6 +9,7 @@
 #   scripts/setup.sh            everything
 #   scripts/setup.sh wasm       only the Rust target (enough for build/demo)
 #   scripts/setup.sh coverage   the Rust target and llvm-tools (make coverage)
+#   scripts/setup.sh serve-bench  nginx and wrk (make bench-serve)
 set -u
 
 want=${1:-all}
@@ -104,6 +105,23 @@ ensure_node() {
         missing+=("nodejs npm (apt-get install failed: run it as root)")
 }
 
+# make bench-serve: a fast real upstream (nginx) and a load generator (wrk).
+ensure_serve_bench() {
+    local need=()
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+    command -v wrk >/dev/null 2>&1 || need+=(wrk)
+    [ ${#need[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        missing+=("${need[*]} (no apt-get here: install them with your package manager)")
+        return 0
+    fi
+    say "installing Debian packages: ${need[*]}"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
+       ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; then
+        missing+=("${need[*]} (apt-get install failed: run it as root)")
+    fi
+}
+
 ensure_wasm_target
 if [ "$want" = all ] || [ "$want" = coverage ]; then
     ensure_llvm_tools
@@ -114,6 +132,10 @@ if [ "$want" = all ]; then
     ensure_apt_packages
     ensure_oras_python
     ensure_kubernetes_validate
+fi
+
+if [ "$want" = serve-bench ]; then
+    ensure_serve_bench
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
