@@ -55,6 +55,20 @@ ensure_llvm_tools() {
         missing+=("rust component llvm-tools, needed by harness test --coverage (run: rustup component add llvm-tools)")
 }
 
+# Installs these Debian packages (none given: nothing to do), or records why not.
+apt_install() {
+    [ $# -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        missing+=("$* (no apt-get here: install them with your package manager)")
+        return 0
+    fi
+    say "installing Debian packages: $*"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
+       ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2; then
+        missing+=("$* (apt-get install failed: run it as root)")
+    fi
+}
+
 ensure_apt_packages() {
     local need=()
     command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
@@ -64,16 +78,7 @@ ensure_apt_packages() {
     # harness serve's tests: real clients and servers.
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
-    [ ${#need[@]} -eq 0 ] && return 0
-    if ! command -v apt-get >/dev/null 2>&1; then
-        missing+=("${need[*]} (no apt-get here: install them with your package manager)")
-        return 0
-    fi
-    say "installing Debian packages: ${need[*]}"
-    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
-       ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; then
-        missing+=("${need[*]} (apt-get install failed: run it as root)")
-    fi
+    apt_install "${need[@]}"
 }
 
 ensure_oras_python() {
@@ -110,16 +115,7 @@ ensure_serve_bench() {
     local need=()
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
     command -v wrk >/dev/null 2>&1 || need+=(wrk)
-    [ ${#need[@]} -eq 0 ] && return 0
-    if ! command -v apt-get >/dev/null 2>&1; then
-        missing+=("${need[*]} (no apt-get here: install them with your package manager)")
-        return 0
-    fi
-    say "installing Debian packages: ${need[*]}"
-    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
-       ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; then
-        missing+=("${need[*]} (apt-get install failed: run it as root)")
-    fi
+    apt_install "${need[@]}"
 }
 
 ensure_wasm_target

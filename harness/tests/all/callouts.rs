@@ -18,6 +18,16 @@ fn auth_cluster(answers: Vec<HttpCalloutAnswer>) -> ClusterSpec {
     }
 }
 
+/// The `grpc-svc` cluster answering with `answers` in turn.
+fn grpc_svc(answers: Vec<GrpcCalloutAnswer>) -> Vec<ClusterSpec> {
+    vec![ClusterSpec {
+        name: "grpc-svc".into(),
+        http: vec![],
+        grpc: answers,
+        refuse_connections: false,
+    }]
+}
+
 fn call(label: &str, cluster: &str, headers: Value) -> Value {
     step(
         "http_call",
@@ -300,27 +310,22 @@ fn callouts_outlive_their_stream_and_answer_the_root_context() {
 
 #[test]
 fn grpc_unary_call_answers_and_errors() {
-    let clusters = vec![ClusterSpec {
-        name: "grpc-svc".into(),
-        http: vec![],
-        grpc: vec![
-            GrpcCalloutAnswer {
-                status: 0,
-                messages: vec!["reply-bytes".into()],
-                ..GrpcCalloutAnswer::default()
-            },
-            GrpcCalloutAnswer {
-                status: 7,
-                message: "denied".into(),
-                ..GrpcCalloutAnswer::default()
-            },
-            GrpcCalloutAnswer {
-                failure: Some(CalloutFailure::Reset),
-                ..GrpcCalloutAnswer::default()
-            },
-        ],
-        refuse_connections: false,
-    }];
+    let clusters = grpc_svc(vec![
+        GrpcCalloutAnswer {
+            status: 0,
+            messages: vec!["reply-bytes".into()],
+            ..GrpcCalloutAnswer::default()
+        },
+        GrpcCalloutAnswer {
+            status: 7,
+            message: "denied".into(),
+            ..GrpcCalloutAnswer::default()
+        },
+        GrpcCalloutAnswer {
+            failure: Some(CalloutFailure::Reset),
+            ..GrpcCalloutAnswer::default()
+        },
+    ]);
     let grpc_call = |label: &str, cluster: &str| {
         step(
             "grpc_call",
@@ -395,18 +400,13 @@ fn grpc_unary_call_answers_and_errors() {
 
 #[test]
 fn grpc_stream_delivers_metadata_messages_trailers_and_close() {
-    let clusters = vec![ClusterSpec {
-        name: "grpc-svc".into(),
-        http: vec![],
-        grpc: vec![GrpcCalloutAnswer {
-            status: 0,
-            initial_metadata: Headers::from_pairs([("x-initial", "i")]),
-            messages: vec!["m1".into(), "m22".into()],
-            trailing_metadata: Headers::from_pairs([("x-trailing", "t")]),
-            ..GrpcCalloutAnswer::default()
-        }],
-        refuse_connections: false,
-    }];
+    let clusters = grpc_svc(vec![GrpcCalloutAnswer {
+        status: 0,
+        initial_metadata: Headers::from_pairs([("x-initial", "i")]),
+        messages: vec!["m1".into(), "m22".into()],
+        trailing_metadata: Headers::from_pairs([("x-trailing", "t")]),
+        ..GrpcCalloutAnswer::default()
+    }]);
     let mut envoy = probe_with_clusters(
         json!({"trace": true,
             "configure": [
@@ -465,16 +465,11 @@ fn a_grpc_stream_answer_without_metadata_gets_envoys_defaults() {
     // No scripted metadata and no message: a trailers-only answer. Envoy's
     // async client still calls on_grpc_receive_initial_metadata (with an
     // empty map), then hands the whole header block on as trailing metadata.
-    let clusters = vec![ClusterSpec {
-        name: "grpc-svc".into(),
-        http: vec![],
-        grpc: vec![GrpcCalloutAnswer {
-            status: 5,
-            message: "not found".into(),
-            ..GrpcCalloutAnswer::default()
-        }],
-        refuse_connections: false,
-    }];
+    let clusters = grpc_svc(vec![GrpcCalloutAnswer {
+        status: 5,
+        message: "not found".into(),
+        ..GrpcCalloutAnswer::default()
+    }]);
     let mut envoy = probe_with_clusters(
         json!({"trace": true,
             "configure": [
@@ -534,16 +529,11 @@ fn grpc_stream_failures_reach_the_metadata_callbacks_as_envoys_async_client_deli
             ],
         ),
     ] {
-        let clusters = vec![ClusterSpec {
-            name: "grpc-svc".into(),
-            http: vec![],
-            grpc: vec![GrpcCalloutAnswer {
-                failure: Some(failure),
-                delay_ms: 5,
-                ..GrpcCalloutAnswer::default()
-            }],
-            refuse_connections: false,
-        }];
+        let clusters = grpc_svc(vec![GrpcCalloutAnswer {
+            failure: Some(failure),
+            delay_ms: 5,
+            ..GrpcCalloutAnswer::default()
+        }]);
         let mut envoy = probe_with_clusters(
             json!({"trace": true,
                 "configure": [
@@ -569,16 +559,11 @@ fn grpc_stream_failures_reach_the_metadata_callbacks_as_envoys_async_client_deli
 
 #[test]
 fn grpc_cancel_ends_a_pending_call() {
-    let clusters = vec![ClusterSpec {
-        name: "grpc-svc".into(),
-        http: vec![],
-        grpc: vec![GrpcCalloutAnswer {
-            delay_ms: 1000,
-            messages: vec!["late".into()],
-            ..GrpcCalloutAnswer::default()
-        }],
-        refuse_connections: false,
-    }];
+    let clusters = grpc_svc(vec![GrpcCalloutAnswer {
+        delay_ms: 1000,
+        messages: vec!["late".into()],
+        ..GrpcCalloutAnswer::default()
+    }]);
     let mut envoy = probe_with_clusters(
         json!({"trace": true, "configure": [
             {"op": "grpc_call", "cluster": "grpc-svc", "service": "s", "method": "m", "message": "x", "timeout_ms": 5000, "save": "call"},
@@ -600,16 +585,11 @@ fn grpc_cancel_ends_a_pending_call() {
 
 #[test]
 fn grpc_close_and_cancel_on_a_live_stream() {
-    let clusters = vec![ClusterSpec {
-        name: "grpc-svc".into(),
-        http: vec![],
-        grpc: vec![GrpcCalloutAnswer {
-            delay_ms: 1000,
-            messages: vec!["m".into()],
-            ..GrpcCalloutAnswer::default()
-        }],
-        refuse_connections: false,
-    }];
+    let clusters = grpc_svc(vec![GrpcCalloutAnswer {
+        delay_ms: 1000,
+        messages: vec!["m".into()],
+        ..GrpcCalloutAnswer::default()
+    }]);
     let mut envoy = probe_with_clusters(
         json!({"trace": true, "configure": [
             {"op": "grpc_stream", "cluster": "grpc-svc", "service": "s", "method": "m", "save": "closing"},
