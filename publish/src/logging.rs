@@ -85,8 +85,8 @@ pub fn init(verbosity: u8) {
             Ok(value) if !value.trim().is_empty() => EnvFilter::new(value),
             _ => return,
         },
-        1 => EnvFilter::new("warn,publish=debug,oci_client=debug"),
-        _ => EnvFilter::new("debug,publish=trace,oci_client=trace"),
+        1 => EnvFilter::new("warn,publish=debug,oci_registry=debug,oci_client=debug"),
+        _ => EnvFilter::new("debug,publish=trace,oci_registry=trace,oci_client=trace"),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -3,24 +3,16 @@
 
 pub mod http;
 pub mod proxy;
-pub mod registry;
 pub mod terminal;
 pub mod token;
+
+// The registry fixture lives in oci-registry (feature test-support), shared
+// with harness's tests.
+pub use oci_registry::test_support::{registry, require_tool};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-
-/// Fails the test (never skips it) when a tool that scripts/setup.sh installs is missing.
-pub fn require_tool(name: &str, install: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is not installed; these tests need it. Run scripts/setup.sh (or: {install})"
-    );
-}
 
 pub fn require_oras_python() {
     let ok = Command::new("python3")
