@@ -33,6 +33,7 @@ mod scenarios;
 mod serve;
 mod serve_bootstrap;
 mod serve_tcp;
+mod serve_wasmplugin;
 mod shared_data;
 mod signing;
 mod streams;

@@ -90,9 +90,15 @@ impl Served {
 /// `harness serve ARGS` until `count` listeners are up; its stderr keeps
 /// being read (and kept) so it never blocks on a full pipe.
 pub(crate) fn spawn_serve(args: &[&str], count: usize) -> Served {
+    spawn_serve_with_env(args, count, &[])
+}
+
+/// [`spawn_serve`] with these environment variables set for serve.
+pub(crate) fn spawn_serve_with_env(args: &[&str], count: usize, env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("serve")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

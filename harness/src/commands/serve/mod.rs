@@ -9,7 +9,8 @@
 //! `harness serve filter.wasm --config @c.json --listen 127.0.0.1:10000
 //! --upstream http://127.0.0.1:8080 [--cluster NAME=http://host:port]...`,
 //! or an Envoy bootstrap file, `harness serve -c envoy.yaml` (see
-//! [`bootstrap`]).
+//! [`bootstrap`]), or Istio WasmPlugin resources on the quick form's listener,
+//! `harness serve --wasmplugin plugin.yaml --upstream ...` (see [`wasmplugin`]).
 
 mod admin;
 mod bootstrap;
@@ -17,6 +18,7 @@ mod http;
 mod logs;
 mod plan;
 mod routes;
+mod wasmplugin;
 mod watch;
 mod worker;
 
@@ -47,7 +49,7 @@ use worker::{Job, Reply};
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// The filter module (.wasm; a native twin .so works too).
-    #[arg(required_unless_present = "config_path")]
+    #[arg(required_unless_present_any = ["config_path", "wasmplugin"])]
     module: Option<PathBuf>,
     /// An Envoy bootstrap file (YAML or JSON): its static listeners,
     /// clusters and admin instead of the flags below.
@@ -55,9 +57,24 @@ pub struct ServeArgs {
         short = 'c',
         long = "config-path",
         value_name = "FILE",
-        conflicts_with_all = ["module", "config", "listen", "upstream", "clusters", "name", "root_id", "vm_id", "fail_open"]
+        conflicts_with_all = ["module", "config", "listen", "upstream", "clusters", "name", "root_id", "vm_id", "fail_open", "wasmplugin"]
     )]
     config_path: Option<PathBuf>,
+    /// Istio WasmPlugin files (extensions.istio.io/v1alpha1, `---` between
+    /// documents): their plugins in one chain in Istio's phase/priority
+    /// order, on --listen / --upstream / --cluster. `oci://` images are
+    /// pulled with the Docker config's credentials (as publish does) and
+    /// checked (sha256 = the manifest digest); pulled modules are cached in
+    /// $PUBLISH_CACHE_DIR, else $XDG_CACHE_HOME/publish-wasm, else
+    /// ~/.cache/publish-wasm, so imagePullPolicy IfNotPresent starts without
+    /// the registry. `file://` or a plain path loads a local module.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 1..,
+        conflicts_with_all = ["module", "config", "name", "root_id", "vm_id", "fail_open"]
+    )]
+    wasmplugin: Vec<PathBuf>,
     /// Plugin configuration: inline text (usually JSON) or @file.
     #[arg(long)]
     config: Option<String>,
@@ -98,7 +115,9 @@ pub struct ServeArgs {
     drain_time_s: u64,
     /// Reload when a module or configuration file changes: new streams get
     /// fresh VMs, streams in flight finish on the old ones, and a module or
-    /// configuration that does not load keeps the old one serving.
+    /// configuration that does not load keeps the old one serving. With
+    /// --wasmplugin: when a WasmPlugin file or a local module changes (images
+    /// are fetched again as their imagePullPolicy says).
     #[arg(long)]
     watch: bool,
     /// The filters' log level (what proxy_get_log_level reports; lower
@@ -145,12 +164,13 @@ fn quick_config(args: &ServeArgs, module: &std::path::Path) -> Result<HarnessCon
     Ok(config)
 }
 
-/// The quick form as a plan: one listener, one plugin, every request to
-/// `--upstream`.
+/// The quick form as a plan: one listener, every request to `--upstream`;
+/// its chain the module given, or the plugins of the `--wasmplugin` files.
 fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
-    let (Some(module), Some(upstream)) = (&args.module, &args.upstream) else {
+    let Some(upstream) = &args.upstream else {
         return Err(usage(
-            "give a module and --upstream, or an Envoy bootstrap with -c envoy.yaml".to_string(),
+            "give a module (or --wasmplugin files) and --upstream, or an Envoy bootstrap with -c envoy.yaml"
+                .to_string(),
         ));
     };
     let upstream = Upstream::parse(upstream, "--upstream")?;
@@ -163,22 +183,41 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
         })?;
         clusters.push((name.to_string(), Upstream::parse(url, "--cluster")?));
     }
-    let config = plan::served(quick_config(args, module)?, &clusters);
+    let (chain, origins, watched) = if args.wasmplugin.is_empty() {
+        let Some(module) = &args.module else {
+            return Err(usage("give a module or --wasmplugin files".to_string()));
+        };
+        let config = plan::served(quick_config(args, module)?, &clusters);
+        let mut watched = vec![module.clone()];
+        if let Some(file) = args.config.as_deref().and_then(|c| c.strip_prefix('@'))
+            && file != "-"
+        {
+            watched.push(PathBuf::from(file));
+        }
+        (
+            vec![(FilterModule::from_file(module)?, config)],
+            Vec::new(),
+            watched,
+        )
+    } else {
+        let loaded = wasmplugin::load(&args.wasmplugin)?;
+        let chain = loaded
+            .chain
+            .into_iter()
+            .map(|(module, config)| (module, plan::served(config, &clusters)))
+            .collect();
+        (chain, loaded.origins, loaded.watched)
+    };
     let address = args
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 10000)));
     let listener = ListenerPlan {
         name: address.to_string(),
         address,
-        chain: vec![(FilterModule::from_file(module)?, config)],
+        chain,
+        origins,
         kind: ListenerKind::Http(Arc::new(RouteTable::everything_to(upstream))),
     };
-    let mut watched = vec![module.clone()];
-    if let Some(file) = args.config.as_deref().and_then(|c| c.strip_prefix('@'))
-        && file != "-"
-    {
-        watched.push(PathBuf::from(file));
-    }
     Ok(Plan {
         listeners: vec![listener],
         clusters,
@@ -214,6 +253,7 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
     let options = serde_json::json!({
         "concurrency": args.concurrency,
         "config_path": args.config_path,
+        "wasmplugin": args.wasmplugin,
         "drain_time_s": args.drain_time_s,
         "watch": args.watch,
         "log_level": args.log_level.map(LogLevel::name),

@@ -29,6 +29,9 @@ pub(crate) struct ListenerPlan {
     /// The wasm filters in chain order (HTTP filters before the router,
     /// or network filters before tcp_proxy).
     pub chain: Vec<(FilterModule, HarnessConfig)>,
+    /// Where each chain entry came from when a WasmPlugin named it (url,
+    /// resolved digests), in chain order; empty otherwise.
+    pub origins: Vec<serde_json::Value>,
     pub kind: ListenerKind,
 }
 
@@ -82,19 +85,24 @@ pub(crate) fn config_dump(
             let filters: Vec<_> = l
                 .chain
                 .iter()
-                .map(|(module, config)| {
+                .enumerate()
+                .map(|(index, (module, config))| {
                     let p = &config.plugin;
                     let (file, sha256) = match module {
                         harness::FilterModule::Wasm(m) => (m.name().to_string(), Some(m.sha256())),
                         #[cfg(unix)]
                         harness::FilterModule::Native(_) => ("native twin".to_string(), None),
                     };
-                    json!({
+                    let mut filter = json!({
                         "name": p.name, "root_id": p.root_id, "vm_id": p.vm_id,
                         "configuration": String::from_utf8_lossy(&p.configuration.0),
                         "fail_open": p.fail_open,
                         "module": {"file": file, "sha256": sha256},
-                    })
+                    });
+                    if let Some(origin) = l.origins.get(index) {
+                        filter["wasmplugin"] = origin.clone();
+                    }
+                    filter
                 })
                 .collect();
             let kind = match &l.kind {

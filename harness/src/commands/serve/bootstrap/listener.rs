@@ -95,6 +95,7 @@ pub(crate) fn listener(
         name,
         address,
         chain,
+        origins: Vec::new(),
         kind,
     })
 }

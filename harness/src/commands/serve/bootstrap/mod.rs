@@ -6,7 +6,8 @@
 
 mod cluster;
 mod listener;
-mod node;
+// The WasmPlugin reader walks its YAML with the same paths and notes.
+pub(crate) mod node;
 mod route_config;
 #[cfg(test)]
 mod tests;
