@@ -164,25 +164,63 @@ fn an_oci_plugin_serves_then_starts_from_the_cache_with_the_registry_stopped() {
         );
         assert_eq!(filter["wasmplugin"]["from_cache"], false);
     }
-    // IfNotPresent (a v1 tag, a pinned sha256): the second start needs no registry.
+    // A `:latest` url without a policy is pulled Always (Istio's default).
+    push(
+        &registry,
+        &module("response_header.wasm"),
+        "filters/resp:latest",
+    );
+    let latest_url = format!("oci://{}/filters/resp:latest", registry.host());
+    let latest = write(
+        dir.path(),
+        "latest.yaml",
+        &[plugin(
+            "resp",
+            &latest_url,
+            json!({"pluginConfig": {"name": "x-latest", "value": "1"}}),
+        )],
+    );
+    let served = serve(&[&latest], port, &cache, &[]);
+    let filter = &config_dump(&served)["listeners"][0]["filters"][0]["wasmplugin"];
+    assert_eq!(filter["image_pull_policy"], "Always", "{filter}");
+    drop(served);
+    // IfNotPresent (a v1 tag, a pinned sha256): the next start needs no registry.
     registry.kill();
     let served = serve(&[&file], port, &cache, &[]);
     let (_, head, _) = curl(&[], &format!("http://{}/", served.address()));
     assert_eq!(header_values(&head, "x-wasmplugin"), ["from-oci"], "{head}");
-    assert_eq!(
-        config_dump(&served)["listeners"][0]["filters"][0]["wasmplugin"]["from_cache"],
-        true
-    );
+    let filter = &config_dump(&served)["listeners"][0]["filters"][0]["wasmplugin"];
+    assert_eq!(filter["from_cache"], true, "{filter}");
+    assert!(served.log_line_with("(from the cache)").is_some());
     drop(served);
-    // Always asks the registry, which is gone: a clear error, nothing bound.
-    let always = write(
+    // Pinned content comes from the cache even with Always, as in istio-agent.
+    let pinned_always = write(
         dir.path(),
-        "always.yaml",
-        &[plugin("resp", &url, json!({"imagePullPolicy": "Always"}))],
+        "pinned-always.yaml",
+        &[plugin(
+            "resp",
+            &url,
+            json!({
+                "sha256": report.wasmplugin_sha256,
+                "imagePullPolicy": "Always",
+                "pluginConfig": {"name": "x-pinned", "value": "1"},
+            }),
+        )],
     );
-    let stderr = refused(&[&always], &cache);
-    assert!(stderr.contains(&format!("cannot pull {url}")), "{stderr}");
-    assert!(stderr.contains("cannot reach"), "{stderr}");
+    drop(serve(&[&pinned_always], port, &cache, &[]));
+    // A tag to resolve again asks the registry, which is gone: a clear error.
+    for (name, documents) in [
+        (
+            "always.yaml",
+            plugin("resp", &url, json!({"imagePullPolicy": "Always"})),
+        ),
+        ("latest-again.yaml", plugin("resp", &latest_url, json!({}))),
+    ] {
+        let file = write(dir.path(), name, &[documents]);
+        let stderr = refused(&[&file], &cache);
+        assert!(stderr.contains("cannot pull oci://"), "{stderr}");
+        assert!(stderr.contains("cannot reach"), "{stderr}");
+    }
 }
 
 #[test]

@@ -63,10 +63,14 @@ impl Fetcher {
             oci_registry::reference::parse(text).map_err(|e| format!("spec.url: {e}"))?;
         let policy = plugin
             .pull_policy
-            .unwrap_or_else(|| default_policy(&reference));
+            .unwrap_or_else(|| default_policy(&plugin.url));
         let pin = plugin.sha256.as_ref().map(|hex| format!("sha256:{hex}"));
+        // Pinned content (sha256, or a digest in the url) is taken from the
+        // cache whatever the policy, as istio-agent's cache does: Always only
+        // makes a tag be resolved again.
+        let pinned = pin.is_some() || reference.digest().is_some();
         let key = pin.clone().unwrap_or_else(|| reference.whole());
-        if policy == PullPolicy::IfNotPresent
+        if (policy == PullPolicy::IfNotPresent || pinned)
             && let Some((remembered, bytes)) = self.cached(&key)
         {
             return Ok(Fetched {
@@ -145,11 +149,10 @@ impl Fetcher {
     }
 }
 
-/// Istio's default: Always for the `latest` tag (written or implied) without a
-/// digest, IfNotPresent otherwise.
-fn default_policy(reference: &Reference) -> PullPolicy {
-    let latest = reference.digest().is_none() && reference.tag().is_none_or(|t| t == "latest");
-    if latest {
+/// Istio's default (pkg/wasm/cache.go, pullIfNotPresent): Always when the
+/// url ends in `:latest`, IfNotPresent otherwise (a url without a tag too).
+fn default_policy(url: &str) -> PullPolicy {
+    if url.ends_with(":latest") {
         PullPolicy::Always
     } else {
         PullPolicy::IfNotPresent
