@@ -220,6 +220,11 @@ fn an_oci_plugin_serves_then_starts_from_the_cache_with_the_registry_stopped() {
         let stderr = refused(&[&file], &cache);
         assert!(stderr.contains("cannot pull oci://"), "{stderr}");
         assert!(stderr.contains("cannot reach"), "{stderr}");
+        // Retries are announced in serve's name.
+        assert!(
+            stderr.contains("harness serve: cannot connect to"),
+            "{stderr}"
+        );
     }
 }
 

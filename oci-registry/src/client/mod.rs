@@ -51,6 +51,8 @@ pub struct Options {
     /// Where to remember which repositories hold each blob (see
     /// [`crate::cache::BlobLocations`]), so pushes can mount instead of upload.
     pub blob_locations: Option<PathBuf>,
+    /// The program named at the start of retry lines on stderr.
+    pub speaker: &'static str,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             timeout: Duration::from_secs(60),
             progress: true,
             blob_locations: None,
+            speaker: "publish",
         }
     }
 }
@@ -423,13 +426,15 @@ impl RegistryClient {
                     match failure {
                         Some(_) if !first_to_say => {}
                         Some(kind) => eprintln!(
-                            "publish: cannot connect to {} ({}), retry {tries}/{limit} in {} ms",
+                            "{}: cannot connect to {} ({}), retry {tries}/{limit} in {} ms",
+                            self.options.speaker,
                             self.registry,
                             kind.describe(),
                             delay.as_millis()
                         ),
                         None => eprintln!(
-                            "publish: {what} failed ({}), retry {tries}/{limit} in {} ms",
+                            "{}: {what} failed ({}), retry {tries}/{limit} in {} ms",
+                            self.options.speaker,
                             short(&error),
                             delay.as_millis()
                         ),

@@ -83,6 +83,7 @@ impl Fetcher {
             let credentials = auth::from_docker_config(&registry)?;
             let options = Options {
                 progress: false,
+                speaker: "harness serve",
                 ..Options::default()
             };
             let client = RegistryClient::new(&registry, credentials, options)?;
