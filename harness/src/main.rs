@@ -9,6 +9,11 @@
 
 mod commands;
 
+/// Counts heap allocations per thread for `harness bench`'s report; the
+/// system allocator does the work.
+#[global_allocator]
+static ALLOCATOR: harness::bench::allocations::Counting = harness::bench::allocations::Counting;
+
 use std::process::ExitCode;
 
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};

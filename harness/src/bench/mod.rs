@@ -7,6 +7,7 @@
 //! A suite file (YAML) lists cases; `harness bench <module.wasm> --native
 //! <lib.so>` builds a one-case suite from the command line.
 
+pub mod allocations;
 pub mod rss;
 mod run;
 pub mod stats;
@@ -20,7 +21,7 @@ pub use run::{
     Backend, BackendRun, BenchOptions, CaseReport, ColdStart, PerRequest, VariantReport, VmMemory,
     run_case, sample_body, variants,
 };
-use table::{Table, bytes, count, duration_ns, rate, signed_ns, times};
+use table::{Table, allocs, bytes, count, duration_ns, rate, signed_ns, times};
 
 use crate::error::HarnessError;
 use crate::model::{DownstreamRequest, UpstreamResponse};
@@ -302,6 +303,8 @@ impl BenchReport {
                 "guest entries",
                 "hostcalls",
                 "bytes copied",
+                "heap allocs native",
+                "heap allocs wasm",
             ],
         )
         .with_text_columns(2);
@@ -355,6 +358,8 @@ impl BenchReport {
                     count(w.per_request.guest_entries),
                     count(w.per_request.hostcalls),
                     bytes(w.per_request.bytes_copied),
+                    allocs(n.per_request.host_allocations),
+                    allocs(w.per_request.host_allocations),
                 ]);
             }
             for (backend, c) in [

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::backend::wasm::{CompiledModule, WasmEngine};
+use crate::bench::allocations;
 use crate::bench::rss::{self, Memory};
 use crate::bench::stats::{Latency, LatencyRecorder, median, ratio};
 use crate::bench::{BenchCase, Sweep};
@@ -70,12 +71,17 @@ pub struct PerRequest {
     pub hostcalls: f64,
     /// Payload bytes copied out of and into guest memory.
     pub bytes_copied: f64,
+    /// Heap allocations per request on the measuring thread: the host's,
+    /// plus a native twin's own (a wasm guest allocates in its linear
+    /// memory). `None` when the allocator does not count (library use).
+    pub host_allocations: Option<f64>,
 }
 
 impl PerRequest {
     fn from_traffic(before: GuestTraffic, after: GuestTraffic, requests: u64) -> PerRequest {
         let per = |a: u64, b: u64| (b - a) as f64 / requests.max(1) as f64;
         PerRequest {
+            host_allocations: None,
             guest_entries: per(
                 before.callbacks + before.allocations,
                 after.callbacks + after.allocations,
@@ -414,6 +420,7 @@ fn measure_pair(
     ];
     let before: Vec<GuestTraffic> = harnesses.iter().map(Harness::guest_traffic).collect();
     let mut counts = [0u64; 2];
+    let mut allocated = [Some(0u64); 2];
     let slice = options.run_time / ROUNDS;
     let per_round = (options.max_samples / u64::from(ROUNDS)).max(10);
     for round in 0..ROUNDS {
@@ -421,6 +428,7 @@ fn measure_pair(
             let h = &mut harnesses[k];
             let started = Instant::now();
             let mut n = 0u64;
+            let allocs_before = allocations::on_this_thread();
             while n < per_round && (n < 10 || started.elapsed() < slice) {
                 let t = Instant::now();
                 let outcome = ex.run_on(h)?;
@@ -435,6 +443,12 @@ fn measure_pair(
                 }
                 n += 1;
             }
+            // Counted over the latency runs only: the recorder's own
+            // bookkeeping is preallocated, the clock reads allocate nothing.
+            allocated[k] = match (allocated[k], allocs_before, allocations::on_this_thread()) {
+                (Some(sum), Some(a), Some(b)) => Some(sum + (b - a)),
+                _ => None,
+            };
             counts[k] += n;
         }
     }
@@ -462,7 +476,10 @@ fn measure_pair(
         latency: recorders[k].summary(),
         per_core_rps: ratio(done[k].0 as f64, done[k].1),
         two_worker_rps: ratio(two[k].0 as f64, two[k].1),
-        per_request: PerRequest::from_traffic(before[k], traffic[k], counts[k] + done[k].0),
+        per_request: PerRequest {
+            host_allocations: allocated[k].map(|n| n as f64 / counts[k].max(1) as f64),
+            ..PerRequest::from_traffic(before[k], traffic[k], counts[k] + done[k].0)
+        },
     };
     Ok((run(0), run(1)))
 }

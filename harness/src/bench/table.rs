@@ -155,6 +155,11 @@ pub fn count(n: f64) -> String {
     }
 }
 
+/// A per-request count the harness could not take (`-`).
+pub fn allocs(n: Option<f64>) -> String {
+    n.map_or_else(|| "-".to_string(), count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

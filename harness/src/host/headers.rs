@@ -3,10 +3,33 @@
 
 use crate::model::Headers;
 
-/// Ordered header pairs, keys stored lower-case.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Ordered header pairs, keys stored lower-case. Every pair lives in one
+/// byte buffer (`bytes`), indexed by `entries`: building, cloning or
+/// copying a map costs two allocations however many headers it holds,
+/// where a vector of owned pairs cost two per header (the host builds and
+/// copies every stream's maps several times per request).
+#[derive(Clone, Default)]
 pub struct HeaderMap {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+    /// Bytes of `bytes` no entry points at any more (replaced or removed
+    /// pairs); reclaimed once they outweigh the live ones.
+    garbage: usize,
+}
+
+/// One pair: its key at `bytes[start..start + key_len]`, its value right
+/// after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    start: usize,
+    key_len: usize,
+    value_len: usize,
+}
+
+impl Entry {
+    fn len(&self) -> usize {
+        self.key_len + self.value_len
+    }
 }
 
 fn eq_lower(stored: &[u8], key: &[u8]) -> bool {
@@ -20,76 +43,176 @@ fn eq_lower(stored: &[u8], key: &[u8]) -> bool {
 impl HeaderMap {
     /// Builds from model headers, lower-casing keys.
     pub fn from_headers(h: &Headers) -> Self {
-        let mut m = HeaderMap::default();
+        let mut m =
+            HeaderMap::with_capacity(h.iter().map(|(k, v)| k.len() + v.len()).sum(), h.len());
         for (k, v) in h.iter() {
             m.add(k, v);
         }
         m
     }
+    /// An empty map with room for `pairs` pairs of `bytes` bytes in all.
+    pub fn with_capacity(bytes: usize, pairs: usize) -> Self {
+        HeaderMap {
+            bytes: Vec::with_capacity(bytes),
+            entries: Vec::with_capacity(pairs),
+            garbage: 0,
+        }
+    }
     /// To model headers (bytes exact).
     pub fn to_headers(&self) -> Headers {
-        Headers::from_pairs(self.pairs.iter().map(|(k, v)| (k, v)))
+        Headers::from_pairs(self.iter())
+    }
+    fn key(&self, e: &Entry) -> &[u8] {
+        &self.bytes[e.start..e.start + e.key_len]
+    }
+    fn value(&self, e: &Entry) -> &[u8] {
+        let from = e.start + e.key_len;
+        &self.bytes[from..from + e.value_len]
+    }
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        self.entries.iter().position(|e| eq_lower(self.key(e), key))
     }
     /// First value for `key` (compared lower-cased).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| eq_lower(k, key))
-            .map(|(_, v)| v.as_slice())
+        self.position(key).map(|i| self.value(&self.entries[i]))
     }
     /// Appends a pair (key lower-cased).
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
-        self.pairs.push((key.to_ascii_lowercase(), value.to_vec()));
+        let start = self.push_bytes(key, value);
+        self.entries.push(Entry {
+            start,
+            key_len: key.len(),
+            value_len: value.len(),
+        });
+    }
+    /// Writes a lower-cased key and its value at the end of the buffer.
+    fn push_bytes(&mut self, key: &[u8], value: &[u8]) -> usize {
+        let start = self.bytes.len();
+        self.bytes.extend(key.iter().map(u8::to_ascii_lowercase));
+        self.bytes.extend_from_slice(value);
+        start
     }
     /// Sets the first entry's value and removes the others, or appends.
     pub fn replace(&mut self, key: &[u8], value: &[u8]) {
-        match self.pairs.iter().position(|(k, _)| eq_lower(k, key)) {
-            Some(first) => {
-                self.pairs[first].1.clear();
-                self.pairs[first].1.extend_from_slice(value);
-                let mut i = 0;
-                self.pairs.retain(|(k, _)| {
-                    let keep = i <= first || !eq_lower(k, key);
-                    i += 1;
-                    keep
-                });
-            }
-            None => self.add(key, value),
+        let Some(first) = self.position(key) else {
+            return self.add(key, value);
+        };
+        let old = self.entries[first];
+        if value.len() <= old.value_len {
+            // Fits where the old value was: overwrite in place.
+            let from = old.start + old.key_len;
+            self.bytes[from..from + value.len()].copy_from_slice(value);
+            self.garbage += old.value_len - value.len();
+            self.entries[first].value_len = value.len();
+        } else {
+            let start = self.bytes.len();
+            self.bytes
+                .extend_from_within(old.start..old.start + old.key_len);
+            self.bytes.extend_from_slice(value);
+            self.garbage += old.len();
+            self.entries[first] = Entry {
+                start,
+                key_len: old.key_len,
+                value_len: value.len(),
+            };
         }
+        let mut i = 0;
+        let bytes = &self.bytes;
+        let mut dropped = 0;
+        self.entries.retain(|e| {
+            let keep = i <= first || !eq_lower(&bytes[e.start..e.start + e.key_len], key);
+            i += 1;
+            if !keep {
+                dropped += e.len();
+            }
+            keep
+        });
+        self.garbage += dropped;
+        self.reclaim();
     }
     /// Removes every value of `key`.
     pub fn remove(&mut self, key: &[u8]) {
-        self.pairs.retain(|(k, _)| !eq_lower(k, key));
+        let bytes = &self.bytes;
+        let mut dropped = 0;
+        self.entries.retain(|e| {
+            let keep = !eq_lower(&bytes[e.start..e.start + e.key_len], key);
+            if !keep {
+                dropped += e.len();
+            }
+            keep
+        });
+        self.garbage += dropped;
+        self.reclaim();
+    }
+    /// Rewrites the buffer without dead bytes once they outweigh the live
+    /// ones, so a guest replacing one header in a loop keeps memory bounded.
+    fn reclaim(&mut self) {
+        if self.garbage <= self.bytes.len() / 2 {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(self.bytes.len() - self.garbage);
+        for e in &mut self.entries {
+            let start = bytes.len();
+            bytes.extend_from_slice(&self.bytes[e.start..e.start + e.len()]);
+            e.start = start;
+        }
+        self.bytes = bytes;
+        self.garbage = 0;
     }
     /// Replaces everything with these pairs (keys lower-cased).
     pub fn set_all<'a>(&mut self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
-        self.pairs.clear();
+        self.bytes.clear();
+        self.entries.clear();
+        self.garbage = 0;
         for (k, v) in pairs {
             self.add(k, v);
         }
     }
     /// The sum of key and value lengths (Envoy's `byteSize()`).
     pub fn byte_size(&self) -> usize {
-        self.pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+        self.bytes.len() - self.garbage
     }
     /// Whether one more pair of `key` and `value` stays within the caps the
     /// harness puts on any map a guest builds: the 1 MiB and 1024 pairs it
     /// also decodes (`proxy_abi::MAX_MAP_BYTES`, `MAX_MAP_PAIRS`).
     pub fn has_room_for(&self, key: &[u8], value: &[u8]) -> bool {
-        self.pairs.len() < proxy_abi::MAX_MAP_PAIRS
+        self.entries.len() < proxy_abi::MAX_MAP_PAIRS
             && self.byte_size() + key.len() + value.len() <= proxy_abi::MAX_MAP_BYTES
     }
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.entries.len()
     }
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.entries.is_empty()
     }
     /// Pairs as slices.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        self.pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone {
+        self.entries.iter().map(|e| (self.key(e), self.value(e)))
+    }
+}
+
+/// Equal when they hold the same pairs in the same order, however their
+/// buffers are laid out.
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl std::fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            }))
+            .finish()
     }
 }
 
@@ -114,5 +237,39 @@ mod tests {
         assert_eq!(m.len(), 1);
         m.replace(b"New", b"v");
         assert_eq!(m.get(b"new"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn replaced_and_removed_pairs_leave_no_trace_and_memory_stays_bounded() {
+        let mut m = HeaderMap::default();
+        m.add(b"a", b"short");
+        m.add(b"b", b"2");
+        m.add(b"A", b"dup");
+        // Longer than the slot: moves to the end; shorter: stays in place.
+        m.replace(b"a", b"a much longer value");
+        assert_eq!(
+            m.iter().collect::<Vec<_>>(),
+            vec![
+                (&b"a"[..], &b"a much longer value"[..]),
+                (&b"b"[..], &b"2"[..])
+            ]
+        );
+        m.replace(b"a", b"x");
+        assert_eq!(m.get(b"a"), Some(&b"x"[..]));
+        assert_eq!(m.byte_size(), 1 + 1 + 1 + 1);
+        for i in 0..10_000 {
+            m.replace(b"b", format!("value number {i}").as_bytes());
+        }
+        assert_eq!(m.get(b"b"), Some(&b"value number 9999"[..]));
+        assert!(
+            m.bytes.len() < 200,
+            "garbage reclaimed: {} bytes",
+            m.bytes.len()
+        );
+        m.remove(b"a");
+        assert_eq!(m.len(), 1);
+        let mut same = HeaderMap::default();
+        same.add(b"b", b"value number 9999");
+        assert_eq!(m, same, "equality ignores the buffer's layout");
     }
 }
