@@ -165,7 +165,7 @@ impl Chain {
 
     /// When the next timer, callout answer or queue event of any filter is due.
     pub(crate) fn next_event_at(&self) -> Option<u64> {
-        let route = self.streams.next_route_deadline().map(|(at, _)| at);
+        let route = self.streams.next_deadline().map(|(at, _, _)| at);
         let vms = self.filters.iter().filter_map(Harness::next_event_at);
         vms.chain(route).min()
     }
@@ -265,7 +265,17 @@ impl Chain {
         key: StreamHandle,
         input: StreamInput,
     ) -> Result<EnvoyOutcome, HarnessError> {
+        let codec = matches!(
+            input,
+            StreamInput::Request { .. }
+                | StreamInput::Respond { .. }
+                | StreamInput::Response { .. }
+        );
         let dropped = handles::apply(&mut self.streams, key, input).map_err(HarnessError::Usage)?;
+        if codec {
+            let now = self.now_ms();
+            self.streams.touch(key, now);
+        }
         self.begin_step();
         if dropped && let Some(last) = self.filters.last_mut() {
             last.vm.host().harness_log(

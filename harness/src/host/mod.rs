@@ -199,6 +199,7 @@ pub struct Host {
     pub(crate) buffer_limit: u64,
     pub(crate) stall_timeout_ms: u64,
     pub(crate) route_timeout_ms: u64,
+    pub(crate) stream_idle_timeout_ms: u64,
     /// Bytes of filter log text in `logs`, against `caps::MAX_LOG_BYTES_PER_STEP`.
     log_bytes: usize,
     /// The log cap was reached in this capture (warned once).
@@ -297,6 +298,7 @@ impl Host {
             buffer_limit: config.buffer_limit_bytes,
             stall_timeout_ms: config.stall_timeout_ms,
             route_timeout_ms: config.route_timeout_ms,
+            stream_idle_timeout_ms: config.stream_idle_timeout_ms,
             log_bytes: 0,
             logs_full: false,
             max_events_per_step: config.max_events_per_step,

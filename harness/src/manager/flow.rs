@@ -354,7 +354,16 @@ fn end_passed(filter: &Harness, stream: &mut Stream, i: usize, dir: Dir) {
     }
 }
 
+/// Response frames leaving the first filter go to the client: the codec
+/// moved the stream, so its idle timer starts again.
+fn to_client(filter: &Harness, stream: &mut Stream, i: usize, dir: Dir) {
+    if i == 0 && dir == Dir::Response {
+        stream.touch(filter.now_ms());
+    }
+}
+
 fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, eos: bool) {
+    to_client(filter, stream, i, dir);
     let ctx = stream.hops[i].context_id;
     let next = next_hop(stream, i, dir);
     let host = filter.vm.host();
@@ -402,6 +411,7 @@ fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir
 }
 
 fn forward_body(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, eos: bool) {
+    to_client(filter, stream, i, dir);
     let ctx = stream.hops[i].context_id;
     let host = filter.vm.host();
     let data = host.stream_mut(ctx).map(|s| match dir {

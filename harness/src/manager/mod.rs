@@ -23,6 +23,7 @@ mod connection;
 mod downstream;
 mod flow;
 pub(crate) mod handles;
+mod idle;
 mod reply;
 mod route;
 mod streams;
@@ -50,6 +51,7 @@ use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
 pub use handles::StreamInput;
+pub use idle::DEFAULT_STREAM_IDLE_TIMEOUT_MS;
 use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
 pub(crate) use streams::{Live, Streams};
 
@@ -123,6 +125,10 @@ pub(crate) struct Stream {
     upstream_taken: bool,
     /// The route's timeout (0: none), and whether it fired.
     route_timeout_ms: u64,
+    /// The stream idle timeout (0: none, or fired) and when the codec last
+    /// moved the stream (see `idle`).
+    idle_timeout_ms: u64,
+    last_activity_ms: u64,
     upstream_timed_out: bool,
     /// The router's own answer ([`StreamInput::RouterReply`]), sent when
     /// the request has reached it.
@@ -228,6 +234,10 @@ pub(crate) fn open(
         request_complete_ms: None,
         keep_logs,
         upstream_taken: false,
+        idle_timeout_ms: filters
+            .first()
+            .map_or(0, |f| f.vm.host_ref().stream_idle_timeout_ms),
+        last_activity_ms: now(filters),
         route_timeout_ms: filters.first().map_or(DEFAULT_ROUTE_TIMEOUT_MS, |f| {
             f.vm.host_ref().route_timeout_ms
         }),
@@ -261,9 +271,14 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
             .enumerate()
             .filter_map(|(i, f)| f.next_event_at().map(|at| (at, i)))
             .min();
-        // A route timeout is the worker's own event.
-        if let Some((at, k)) = streams.next_route_deadline()
+        // Route and idle timeouts are the worker's own events. An idle
+        // timeout with nothing else pending is left to the stall report
+        // below, which says why the stream waits (Envoy would answer it
+        // with the idle timeout's 408).
+        let stalling = next.is_none() && matches!(goal, Goal::Ends(_));
+        if let Some((at, k, which)) = streams.next_deadline()
             && next.is_none_or(|(vm_at, _)| at <= vm_at)
+            && !(stalling && which == idle::Timeout::Idle)
         {
             if let Goal::Until(t) = goal
                 && at > t
@@ -272,7 +287,10 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
                 return;
             }
             sync(filters, now(filters).max(at));
-            route::time_out(filters, slots, streams, k);
+            match which {
+                idle::Timeout::Route => route::time_out(filters, slots, streams, k),
+                idle::Timeout::Idle => idle::time_out(filters, slots, streams, k),
+            }
             continue;
         }
         let Some((at, i)) = next else {

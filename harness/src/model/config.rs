@@ -420,6 +420,11 @@ pub struct HarnessConfig {
     /// sets one; 0: none): from the moment the router has the whole
     /// request until the upstream's response ends.
     pub route_timeout_ms: u64,
+    /// The connection manager's stream idle timeout (Envoy's
+    /// `stream_idle_timeout`, 5 min unless set; 0: none): a stream the
+    /// client and the response leave still this long gets 408 (504 once
+    /// the whole request arrived), or a reset once its response started.
+    pub stream_idle_timeout_ms: u64,
     /// Events (ticks, callout answers, queue notifications) one step may
     /// deliver before the VM that keeps the loop busy fails.
     pub max_events_per_step: u64,
@@ -441,6 +446,7 @@ impl Default for HarnessConfig {
             buffer_limit_bytes: 1024 * 1024,
             stall_timeout_ms: 300_000,
             route_timeout_ms: crate::manager::DEFAULT_ROUTE_TIMEOUT_MS,
+            stream_idle_timeout_ms: crate::manager::DEFAULT_STREAM_IDLE_TIMEOUT_MS,
             max_events_per_step: crate::driver::DEFAULT_MAX_EVENTS_PER_STEP,
             step_wall_budget_ms: crate::driver::DEFAULT_STEP_WALL_BUDGET_MS,
         }

@@ -129,6 +129,9 @@ pub struct HostSpec {
     /// The route's timeout (ms; 0: none; Envoy's default 15 s).
     #[serde(default)]
     pub route_timeout_ms: Option<u64>,
+    /// The stream idle timeout (ms; 0: none; Envoy's default 5 min).
+    #[serde(default)]
+    pub stream_idle_timeout_ms: Option<u64>,
     /// Events one step may deliver before the VM keeping the loop busy fails.
     #[serde(default)]
     pub max_events_per_step: Option<u64>,

@@ -420,6 +420,9 @@ pub fn harness_config(scenario: &Scenario, case: &Case, plugin: &PluginSpec) -> 
     if let Some(bytes) = scenario.host.buffer_limit_bytes {
         config.buffer_limit_bytes = bytes;
     }
+    if let Some(ms) = scenario.host.stream_idle_timeout_ms {
+        config.stream_idle_timeout_ms = ms;
+    }
     if let Some(ms) = scenario.host.route_timeout_ms {
         config.route_timeout_ms = ms;
     }

@@ -237,6 +237,101 @@ fn the_route_timeout_answers_504_through_the_filters_and_resets_a_started_respon
     );
 }
 
+/// A stream through the status probe with no route timeout and this idle
+/// timeout; `request_ends` false: the client still has body to send.
+fn idle_stream(idle_ms: u64, request_ends: bool) -> (harness::Envoy, harness::StreamHandle) {
+    let script = json!({"http": {"response_headers": {"steps": [
+        get_header("status", "response_headers", ":status")]}}});
+    let mut config = probe_config(script);
+    config.route_timeout_ms = 0;
+    config.stream_idle_timeout_ms = idle_ms;
+    let plugins = [(harness::FilterModule::from(probe_module()), config)];
+    let mut envoy = harness::Envoy::builder().plugins(&plugins).build().unwrap();
+    let exchange = harness::Exchange {
+        request: get("/idle"),
+        upstream: ok_upstream(),
+        properties: Default::default(),
+    };
+    let (key, _) = envoy
+        .open_stream(None, &exchange, None, request_ends)
+        .unwrap();
+    (envoy, key)
+}
+
+#[test]
+fn the_stream_idle_timeout_answers_through_the_filters_and_activity_rearms_it() {
+    // ActiveStream::onIdleTimeout: "stream timeout", details
+    // stream_idle_timeout, 504 once the whole request arrived
+    // (Utility::maybeRequestTimeoutCode), 408 before; resetIdleTimer on
+    // every codec event.
+    let (mut envoy, key) = idle_stream(1_000, true);
+    envoy.advance(999).unwrap();
+    assert!(
+        envoy.poll(key).unwrap().is_none(),
+        "still waiting at 999 ms"
+    );
+    envoy.advance(1).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+    let response = out
+        .response
+        .as_ref()
+        .expect("the connection manager's reply");
+    assert_eq!(response.status, 504);
+    assert_eq!(response.message.body.0, b"stream timeout".to_vec());
+    assert_eq!(result(&out, "status"), r#"status: OK value="504""#);
+    assert_eq!(
+        out.local_reply.as_ref().map(|r| r.details.as_str()),
+        Some("stream_idle_timeout")
+    );
+
+    let (mut envoy, key) = idle_stream(1_000, false);
+    envoy.advance(600).unwrap();
+    let more = harness::StreamInput::Request {
+        body: harness::Body::single("part"),
+        trailers: None,
+        end_stream: false,
+    };
+    envoy.send(key, more).unwrap();
+    envoy.advance(999).unwrap();
+    assert!(envoy.poll(key).unwrap().is_none(), "the body re-armed it");
+    envoy.advance(1).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+    assert_eq!(out.response.as_ref().map(|r| r.status), Some(408));
+
+    let (mut envoy, key) = idle_stream(1_000, true);
+    envoy.advance(500).unwrap();
+    let started = harness::StreamInput::Respond {
+        answer: ok_upstream(),
+        end_stream: false,
+    };
+    envoy.send(key, started).unwrap();
+    envoy.advance(999).unwrap();
+    assert!(
+        envoy.poll(key).unwrap().is_none(),
+        "the response re-armed it"
+    );
+    envoy.advance(1).unwrap();
+    let out = envoy.finish(key).unwrap().outcome;
+    assert_eq!(
+        out.end,
+        harness::StreamEnd::Reset,
+        "the response had started"
+    );
+}
+
+#[test]
+fn a_stream_with_nothing_pending_is_reported_stalled_before_the_idle_timeout() {
+    // Envoy would answer it with the idle timeout's 408 after 5 minutes;
+    // the harness says why it waits instead (a stall fails a test at once).
+    let (mut envoy, key) = idle_stream(harness::DEFAULT_STREAM_IDLE_TIMEOUT_MS, false);
+    let out = envoy.finish(key).unwrap().outcome;
+    assert!(
+        matches!(out.end, harness::StreamEnd::Stalled { .. }),
+        "{:?}",
+        out.end
+    );
+}
+
 #[test]
 fn a_caller_routing_the_request_sets_its_timeout_or_has_the_router_answer() {
     // What `harness serve` does from an envoy.yaml route.

@@ -165,6 +165,7 @@ fn connection_manager(
             "codec_type",
             "rds",
             "scoped_routes",
+            "stream_idle_timeout",
         ],
         &[
             "access_log",
@@ -177,7 +178,6 @@ fn connection_manager(
             "common_http_protocol_options",
             "http_protocol_options",
             "http2_protocol_options",
-            "stream_idle_timeout",
             "request_timeout",
             "tracing",
             "upgrade_configs",
@@ -238,6 +238,14 @@ fn connection_manager(
         return Err(hcm.error(
             "http_filters has no envoy.filters.http.wasm filter; harness serve serves wasm filters",
         ));
+    }
+    // The connection manager's, so every filter of its chain carries it
+    // (the library reads it from the chain's first).
+    if let Some(idle) = hcm.get("stream_idle_timeout") {
+        let ms = idle.duration_ms()?;
+        for (_, config) in &mut chain {
+            config.stream_idle_timeout_ms = ms;
+        }
     }
     Ok((chain, routes))
 }

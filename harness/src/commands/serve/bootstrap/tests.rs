@@ -110,6 +110,31 @@ fn a_wasm_filter_becomes_a_plugin_with_its_settings() {
             .any(|w| w.contains("Struct reaches the plugin as JSON"))
     );
     assert_eq!(plan.clusters[0].0, "api");
+    assert_eq!(
+        harness.stream_idle_timeout_ms,
+        harness::DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+        "Envoy's 5 min when the connection manager sets none"
+    );
+}
+
+#[test]
+fn the_connection_managers_stream_idle_timeout_reaches_every_filter() {
+    let filters = format!(
+        "{}\n{}",
+        wasm("a", &format!("{{ vm_config: {{ {CODE} }} }}")),
+        wasm("b", &format!("{{ vm_config: {{ {CODE} }} }}"))
+    );
+    let text = file(&filters, "").replace(
+        "stat_prefix: in",
+        "stat_prefix: in\n          stream_idle_timeout: 2.5s",
+    );
+    let plan = parsed(&text).0.unwrap();
+    let idle: Vec<u64> = plan.listeners[0]
+        .chain
+        .iter()
+        .map(|(_, c)| c.stream_idle_timeout_ms)
+        .collect();
+    assert_eq!(idle, [2_500, 2_500]);
 }
 
 #[test]
