@@ -46,5 +46,7 @@ pub use driver::{FilterModule, Harness};
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::HarnessError;
 pub use host::SharedHost;
-pub use manager::{DEFAULT_ROUTE_TIMEOUT_MS, StreamHandle, StreamInput};
+pub use manager::{
+    DEFAULT_ROUTE_TIMEOUT_MS, Forwarded, Leaving, QueuedBytes, StreamHandle, StreamInput,
+};
 pub use model::*;

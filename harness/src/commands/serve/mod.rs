@@ -13,6 +13,7 @@
 
 mod admin;
 mod bootstrap;
+mod carry;
 mod http;
 mod logs;
 mod plan;
@@ -41,7 +42,7 @@ use super::text_or_file;
 use http::Upstream;
 use plan::{ListenerKind, ListenerPlan, Plan};
 use routes::RouteTable;
-use worker::{Job, Reply};
+use worker::{ClientReply, Job};
 
 /// `harness serve`.
 #[derive(Args, Debug, Clone)]
@@ -415,28 +416,29 @@ async fn accept_loop(
     }
 }
 
-/// One request: read it whole, hand it to the connection's worker, wait
-/// for what the client should receive.
+/// One request: its head goes to the connection's worker at once (the
+/// body follows as the worker reads it), then the response head the
+/// worker sends back goes out, its body streaming.
 async fn handle(
     queue: mpsc::UnboundedSender<Job>,
     listener: usize,
     request: hyper::Request<Incoming>,
-) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    let request = match http::downstream_request(request).await {
-        Ok(r) => r,
-        Err(message) => return http::plain(400, &message),
-    };
-    let (reply, answer) = oneshot::channel::<Reply>();
+) -> hyper::Response<carry::OutBody> {
+    let (parts, body) = request.into_parts();
+    let request = Box::new(http::downstream_request(&parts));
+    let body = (!hyper::body::Body::is_end_stream(&body)).then_some(body);
+    let (reply, answer) = oneshot::channel::<ClientReply>();
     let job = Job::Request {
         listener,
         request,
+        body,
         reply,
     };
     if queue.send(job).is_err() {
         return http::plain(503, "harness serve: the worker stopped");
     }
     match answer.await {
-        Ok(reply) => http::client_response(reply),
+        Ok(response) => response,
         Err(_) => http::plain(503, "harness serve: the worker dropped the request"),
     }
 }

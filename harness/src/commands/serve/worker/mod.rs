@@ -13,26 +13,34 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use hyper::body::Incoming;
+
 use harness::{
-    DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
-    HttpCalloutAnswer, Outcome, SharedHost, StreamHandle, StreamInput, UpstreamResponse,
+    DownstreamRequest, Envoy, EnvoyOutcome, HeldCallout, HttpCalloutAnswer, Outcome, SharedHost,
+    StreamHandle,
 };
 
+use super::carry::BodyPart;
 use super::http::{self, HttpClient, Upstream};
-use super::logs::{InFlight, access_log, print_logs, request_line, utc_now};
+use super::logs::{print_logs, utc_now};
 use super::plan::{ListenerKind, ListenerPlan};
 
+mod carried;
 mod router;
 mod tcp;
 
+pub use carried::ClientReply;
+
 /// What the listener hands a worker.
 pub enum Job {
-    /// A client's whole request, and where its response goes.
+    /// A client's request head, its body to read (`None`: it has none),
+    /// and where the response goes.
     Request {
         /// Which listener took it (its index in the plan).
         listener: usize,
-        request: DownstreamRequest,
-        reply: oneshot::Sender<Reply>,
+        request: Box<DownstreamRequest>,
+        body: Option<Incoming>,
+        reply: oneshot::Sender<ClientReply>,
     },
     /// A client's TCP connection to a tcp_proxy listener.
     Connection {
@@ -47,9 +55,6 @@ pub enum Job {
         clusters: Arc<Vec<(String, Upstream)>>,
     },
 }
-
-/// The response the client receives (`None`: the stream ended without one).
-pub type Reply = Option<DownstreamResponse>;
 
 /// What a worker needs to start.
 pub struct Setup {
@@ -66,10 +71,16 @@ type Key = (usize, StreamHandle);
 
 /// An answer from the outside world.
 enum Event {
-    Upstream {
+    /// The upstream's response head (and what of its body was there).
+    Upstream { key: Key, answer: http::Answer },
+    /// A part of the client's (`from_client`) or the upstream's body.
+    Body {
         key: Key,
-        answer: UpstreamResponse,
+        from_client: bool,
+        part: BodyPart,
     },
+    /// A peer's connection took bytes the worker waits on (see [`carried`]).
+    Drained,
     Callout {
         listener: usize,
         callout: HeldCallout,
@@ -110,7 +121,8 @@ struct Worker {
     start: Instant,
     client: HttpClient,
     clusters: Arc<Vec<(String, Upstream)>>,
-    in_flight: HashMap<Key, InFlight>,
+    /// HTTP streams in flight.
+    http: HashMap<Key, carried::Carried>,
     /// Held callouts already sent out: (listener, VM, token).
     asked: HashSet<(usize, usize, u32)>,
     /// Proxied TCP connections.
@@ -162,7 +174,7 @@ pub fn run(
             start,
             client: http::client(),
             clusters: setup.clusters,
-            in_flight: HashMap::new(),
+            http: HashMap::new(),
             asked: HashSet::new(),
             tcp: HashMap::new(),
         };
@@ -337,11 +349,7 @@ impl Worker {
             if self.current.contains(&slot) || self.served[slot].is_none() {
                 continue;
             }
-            let busy = self
-                .in_flight
-                .keys()
-                .chain(self.tcp.keys())
-                .any(|k| k.0 == slot)
+            let busy = self.http.keys().chain(self.tcp.keys()).any(|k| k.0 == slot)
                 || self.asked.iter().any(|k| k.0 == slot);
             if !busy {
                 self.served[slot] = None;
@@ -351,12 +359,13 @@ impl Worker {
 
     fn take_job(&mut self, job: Job, events: &mpsc::UnboundedSender<Event>) {
         self.catch_up();
-        let (listener, request, reply) = match job {
+        match job {
             Job::Request {
                 listener,
                 request,
+                body,
                 reply,
-            } => (listener, request, reply),
+            } => self.take_request(listener, *request, body, reply, events),
             Job::Connection { listener, stream } => {
                 let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
                 let plan = self.slot(slot).map(|s| &s.plans[s.plan_index]);
@@ -364,63 +373,25 @@ impl Worker {
                     let cluster = cluster.clone();
                     self.take_connection(slot, stream, &cluster, events);
                 }
-                return;
             }
             Job::Reload {
                 listeners,
                 clusters,
-            } => {
-                self.reload(listeners, clusters);
-                return;
-            }
-        };
-        let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
-        let line = request_line(&request);
-        let bytes_received = request.body.total_len();
-        let exchange = Exchange {
-            request,
-            upstream: UpstreamResponse::default(),
-            properties: Default::default(),
-        };
-        let Some(served) = self.slot_mut(slot) else {
-            let _ = reply.send(None);
-            return;
-        };
-        match served.envoy.open_stream(Some(0), &exchange, None, true) {
-            Ok((key, outcome)) => {
-                self.show_step(slot, &outcome);
-                let started = Instant::now();
-                let entry = InFlight {
-                    reply,
-                    started,
-                    line,
-                    bytes_received,
-                };
-                self.in_flight.insert((slot, key), entry);
-            }
-            Err(e) => {
-                log::warn!("worker {}: {e}", self.index);
-                let _ = reply.send(None);
-            }
+            } => self.reload(listeners, clusters),
         }
     }
 
     fn take_event(&mut self, event: Event, events: &mpsc::UnboundedSender<Event>) {
         self.catch_up();
         match event {
-            Event::Upstream {
-                key: (slot, key),
-                answer,
-            } => {
-                let end_stream = true;
-                let input = StreamInput::Respond { answer, end_stream };
-                // A stream that ended meanwhile (a local reply) drops it.
-                if let Some(served) = self.slot_mut(slot)
-                    && let Ok(outcome) = served.envoy.send(key, input)
-                {
-                    self.show_step(slot, &outcome);
-                }
-            }
+            Event::Upstream { key, answer } => self.take_upstream_answer(key, answer, events),
+            Event::Body {
+                key,
+                from_client,
+                part,
+            } => self.take_body_part(key, from_client, part),
+            // The watermark is looked at again after every event.
+            Event::Drained => {}
             Event::Callout {
                 listener: slot,
                 callout,
@@ -442,30 +413,17 @@ impl Worker {
         }
     }
 
-    /// Sends out what the chains produced (upstream requests, callouts)
-    /// and answers the clients whose streams ended.
+    /// Sends out what the chains produced (requests and responses,
+    /// callouts) and answers the clients whose streams ended.
     fn pump(&mut self, events: &mpsc::UnboundedSender<Event>) {
         self.retire();
         for slot in 0..self.served.len() {
             if self.slot(slot).is_some() {
-                self.route(slot, events);
                 self.call_out(slot, events);
             }
         }
+        self.carry_streams(events);
         self.reap_connections();
-        let keys: Vec<Key> = self.in_flight.keys().copied().collect();
-        for (slot, key) in keys {
-            let Some(served) = self.slot_mut(slot) else {
-                continue;
-            };
-            let Ok(Some(done)) = served.envoy.poll(key) else {
-                continue;
-            };
-            if let Some(flight) = self.in_flight.remove(&(slot, key)) {
-                access_log(&flight, done.outcome.response.as_ref());
-                let _ = flight.reply.send(done.outcome.response);
-            }
-        }
     }
 
     /// Held http_calls go to their real cluster, each once.
