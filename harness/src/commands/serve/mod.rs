@@ -399,21 +399,44 @@ async fn accept_loop(
             }
             continue;
         }
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let queue = queue.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(queue, index, request).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                log::debug!("connection ended: {e}");
+        // The worker's own runtime serves the connection, as an Envoy
+        // worker owns its connections: hyper, the chain and the upstream
+        // client on one thread, no hop between threads per request.
+        match stream.into_std() {
+            Ok(stream) => {
+                let watcher = graceful.watcher();
+                let _ = queue.send(Job::HttpConnection {
+                    listener: index,
+                    stream,
+                    watcher,
+                });
             }
-        });
+            Err(e) => log::warn!("a connection failed: {e}"),
+        }
     }
+}
+
+/// Serves one HTTP connection on the current (a worker's) runtime; its
+/// requests go to `requests`. `watcher` lets the drain wait for it.
+pub(crate) fn serve_connection(
+    stream: tokio::net::TcpStream,
+    listener: usize,
+    requests: mpsc::UnboundedSender<Job>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let requests = requests.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(requests, listener, request).await) }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(e) = watcher.watch(connection).await {
+            log::debug!("connection ended: {e}");
+        }
+    });
 }
 
 /// One request: its head goes to the connection's worker at once (the

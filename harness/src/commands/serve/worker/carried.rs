@@ -266,9 +266,15 @@ impl Worker {
         forwarded: Forwarded,
         events: &mpsc::UnboundedSender<Event>,
     ) {
-        let Forwarded { upstream, client } = forwarded;
+        let Forwarded {
+            mut upstream,
+            client,
+        } = forwarded;
         if let Some(headers) = upstream.headers {
-            carried.to_upstream = self.route(key, headers, events);
+            // A request that left the chain whole in this step goes out whole.
+            let whole = (upstream.ended && upstream.trailers.is_none())
+                .then(|| OutBody::whole(std::mem::take(&mut upstream.body)));
+            carried.to_upstream = self.route(key, headers, whole, events);
         }
         if let Some(out) = &carried.to_upstream {
             out.data(upstream.body);

@@ -42,6 +42,13 @@ pub enum Job {
         body: Option<Incoming>,
         reply: oneshot::Sender<ClientReply>,
     },
+    /// A client's connection to an HTTP listener: the worker serves it
+    /// on its own runtime (`watcher`: the drain waits for it).
+    HttpConnection {
+        listener: usize,
+        stream: std::net::TcpStream,
+        watcher: hyper_util::server::graceful::Watcher,
+    },
     /// A client's TCP connection to a tcp_proxy listener.
     Connection {
         listener: usize,
@@ -127,6 +134,8 @@ struct Worker {
     asked: HashSet<(usize, usize, u32)>,
     /// Proxied TCP connections.
     tcp: HashMap<Key, tcp::Proxied>,
+    /// Where the HTTP connections this worker serves send their requests.
+    requests: mpsc::UnboundedSender<Job>,
 }
 
 /// The worker thread's body: starts its Envoy, reports start-up on
@@ -163,6 +172,7 @@ pub fn run(
             }
         }
         let current = (0..served.len()).collect();
+        let (requests, local) = mpsc::unbounded_channel();
         let _ = ready.send(Ok(()));
         let worker = Worker {
             index: setup.index,
@@ -177,8 +187,9 @@ pub fn run(
             http: HashMap::new(),
             asked: HashSet::new(),
             tcp: HashMap::new(),
+            requests,
         };
-        worker.serve(jobs).await;
+        worker.serve(jobs, local).await;
     });
 }
 
@@ -219,7 +230,13 @@ fn build_served(
 }
 
 impl Worker {
-    async fn serve(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    /// `jobs` from the listeners and the admin (serving ends when they go
+    /// away), `local` requests from the connections the worker serves.
+    async fn serve(
+        mut self,
+        mut jobs: mpsc::UnboundedReceiver<Job>,
+        mut local: mpsc::UnboundedReceiver<Job>,
+    ) {
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
         loop {
             let wait = self.until_next_event();
@@ -228,6 +245,7 @@ impl Worker {
                     Some(job) => self.take_job(job, &events_tx),
                     None => break,
                 },
+                Some(job) = local.recv() => self.take_job(job, &events_tx),
                 Some(event) = events.recv() => self.take_event(event, &events_tx),
                 () = tokio::time::sleep(wait) => {}
             }
@@ -366,6 +384,22 @@ impl Worker {
                 body,
                 reply,
             } => self.take_request(listener, *request, body, reply, events),
+            Job::HttpConnection {
+                listener,
+                stream,
+                watcher,
+            } => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                match stream {
+                    Ok(stream) => {
+                        let requests = self.requests.clone();
+                        super::serve_connection(stream, listener, requests, watcher);
+                    }
+                    Err(e) => log::warn!("worker {}: a connection failed: {e}", self.index),
+                }
+            }
             Job::Connection { listener, stream } => {
                 let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
                 let plan = self.slot(slot).map(|s| &s.plans[s.plan_index]);

@@ -22,13 +22,15 @@ const FORWARD_GRACE: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// The router: the request head the chain let through goes where its
-    /// route says (a cluster, or the route's own answer; none: 404). For a
+    /// route says (a cluster, or the route's own answer; none: 404), with
+    /// `whole`, the whole body when the request ended already. Else, for a
     /// cluster, the worker's end of the request body is returned: the body
     /// follows as it leaves the chain.
     pub(super) fn route(
         &mut self,
         key: Key,
         mut headers: Headers,
+        whole: Option<OutBody>,
         events: &mpsc::UnboundedSender<Event>,
     ) -> Option<Outbound> {
         let served = self.slot_mut(key.0)?;
@@ -79,14 +81,20 @@ impl Worker {
         }
         let bound = (timeout_ms > 0)
             .then(|| Duration::from_millis(timeout_ms).saturating_add(FORWARD_GRACE));
-        let (outbound, body) = Worker::outbound(events);
+        let (outbound, body) = match whole {
+            Some(body) => (None, body),
+            None => {
+                let (outbound, body) = Worker::outbound(events);
+                (Some(outbound), body)
+            }
+        };
         let (client, events) = (self.client.clone(), events.clone());
         tokio::spawn(async move {
             if let Some(answer) = http::forward(client, upstream, headers, body, bound).await {
                 let _ = events.send(Event::Upstream { key, answer });
             }
         });
-        Some(outbound)
+        outbound
     }
 
     /// A carried body, waking the worker when its connection takes bytes
