@@ -83,8 +83,10 @@ new-filter:
 bench: setup-wasm
 	scripts/bench.sh
 
-# harness serve on real sockets under wrk, against nginx alone and with the
-# response-header filter as wasm and as its native twin (one run, side by side).
+# harness serve on real sockets under wrk, side by side in one run: nginx
+# alone and nginx proxying (the baseline), serve with a no-op filter, and
+# response-header, body-redact 64 KiB and jwt-auth as wasm and native twin;
+# then a 60 s soak sampling serve's RSS (scripts/bench-serve.sh [s] [conns] [soak]).
 bench-serve: setup-wasm
 	scripts/bench-serve.sh
 

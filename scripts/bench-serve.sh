@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
 # make bench-serve: harness serve on real sockets under load. One run, side
-# by side: wrk against nginx directly (the upstream alone), then through
-# `harness serve` with the response-header filter as wasm and as its native
-# twin, each for the same duration and connections. Everything binds
-# 127.0.0.1 and is stopped by its PID when the script ends.
-# Usage: scripts/bench-serve.sh [seconds] [connections]   (defaults: 10 16)
+# by side, wrk at fixed connections on loopback against:
+#   - nginx answering directly (the upstream alone),
+#   - nginx proxying to that upstream (proxy_pass, keepalive; the baseline
+#     serve is measured against, with as many worker processes as serve has
+#     workers),
+#   - harness serve with a native filter that does next to nothing (the
+#     simulated Envoy needs one plugin; this is the nearest to no filter),
+#   - serve with response-header, body-redact (a 64 KiB JSON response with
+#     card numbers to redact) and jwt-auth (an HS256 token), each as wasm
+#     and as its native twin;
+# then a soak: serve with the wasm response-header filter under wrk for
+# SOAK seconds, its VmRSS sampled every 10 s. Everything binds 127.0.0.1
+# and is stopped by its PID when the script ends.
+# Usage: scripts/bench-serve.sh [seconds] [connections] [soak-seconds]
+#        (defaults: 10 16 60; soak 0 skips it)
+# BEFORE=path/to/an/older/harness adds its no-op and response-header rows
+# to the same run, for a before/after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
 connections="${2:-16}"
+soak="${3:-60}"
+workers=1
 target="${CARGO_TARGET_DIR:-target}"
 scripts/setup.sh serve-bench
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --quiet --target wasm32-wasip1 --release -p response-header
-cargo build --quiet --release -p response-header
+filters=(response-header body-redact jwt-auth request-block)
+for f in "${filters[@]}"; do
+    cargo build --quiet --target wasm32-wasip1 --release -p "$f"
+    cargo build --quiet --release -p "$f"
+done
 cargo build --quiet --profile host-release -p harness
 
 work=$(mktemp -d)
@@ -28,7 +45,18 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The upstream: "ok" on /, a 64 KiB JSON document with card numbers on /redact.
+python3 - "$work/redact.json" <<'EOF'
+import json, sys
+rows, size = [], 0
+while size < 64 * 1024 - 200:
+    row = {"id": len(rows), "card": "4111-1111-1111-%04d" % len(rows), "note": "x" * 40}
+    rows.append(row)
+    size += len(json.dumps(row)) + 2
+open(sys.argv[1], "w").write(json.dumps(rows).ljust(64 * 1024))
+EOF
 up=$(free_port)
+proxy=$(free_port)
 cat > "$work/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -41,10 +69,33 @@ http {
     server {
         listen 127.0.0.1:$up;
         location / { return 200 "ok"; }
+        location = /redact { default_type application/json; alias $work/redact.json; }
+    }
+}
+EOF
+cat > "$work/nginx-proxy.conf" <<EOF
+daemon off;
+worker_processes $workers;
+pid $work/nginx-proxy.pid;
+error_log $work/error-proxy.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work;
+    upstream backend { server 127.0.0.1:$up; keepalive 64; }
+    server {
+        listen 127.0.0.1:$proxy;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
     }
 }
 EOF
 "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+"$nginx_bin" -c "$work/nginx-proxy.conf" -p "$work" &
 pids+=($!)
 
 # Waits until something answers on the port.
@@ -57,36 +108,132 @@ wait_for() {
     exit 1
 }
 wait_for "$up"
+wait_for "$proxy"
 
-config='{"name":"x-bench","value":"on"}'
+# An HS256 token valid for an hour, signed with the key jwt-auth is given.
+hs_key='wDyGaFbQ-lenXv27XQ-hTqMtVrdxpe4J-HA5tWkx-no'
+token=$(python3 - "$hs_key" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+key = base64.urlsafe_b64decode(sys.argv[1] + "=" * (-len(sys.argv[1]) % 4))
+now = int(time.time())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "hs-1"}).encode())
+claims = {"iss": "https://auth.example.com", "sub": "user-42", "aud": "shop-api",
+          "iat": now - 60, "nbf": now - 60, "exp": now + 3600}
+body = b64(json.dumps(claims).encode())
+sig = b64(hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest())
+print(f"{head}.{body}.{sig}")
+EOF
+)
+jwt_config=$(printf '{"providers":[{"issuer":"https://auth.example.com","audiences":["shop-api"],"jwks":{"keys":[{"kty":"oct","kid":"hs-1","alg":"HS256","k":"%s"}]}}],"claims_to_headers":[{"claim":"sub","header":"x-jwt-sub"}]}' "$hs_key")
+redact_config='{"patterns":["\\b\\d{4}-\\d{4}-\\d{4}-\\d{4}\\b"],"replacement":"[REDACTED]","content_types":["application/json"],"max_body_bytes":131072}'
+
+# run_wrk NAME PORT PATH [wrk args...]: one table row.
+rows=()
 run_wrk() {
-    local name=$1 port=$2
+    local name=$1 port=$2 path=$3
+    shift 3
     local out
-    out=$(wrk -t 2 -c "$connections" -d "${seconds}s" --latency "http://127.0.0.1:$port/")
-    local rps p50 p99
+    out=$(wrk -t 2 -c "$connections" -d "${seconds}s" --latency "$@" "http://127.0.0.1:$port$path")
+    local rps p50 p99 errors
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '| %-30s | %12s | %8s | %8s |\n' "$name" "$rps" "$p50" "$p99"
+    errors=$(awk '/Non-2xx|Socket errors/ {$1=$1; printf "%s; ", $0}' <<<"$out")
+    rows+=("$name=$rps")
+    printf '| %-34s | %12s | %8s | %8s |%s\n' "$name" "$rps" "$p50" "$p99" "${errors:+ $errors}"
+}
+rps_of() {
+    local row
+    for row in "${rows[@]}"; do [ "${row%%=*}" = "$1" ] && echo "${row#*=}"; done
+}
+
+# start_serve PORT LOG ARGS...: serve in the background until it answers.
+start_serve() {
+    local port=$1 log=$2
+    shift 2
+    "${harness_bin:-$target/host-release/harness}" serve "$@" --concurrency "$workers" >/dev/null 2>"$log" &
+    serve_pid=$!
+    pids+=("$serve_pid")
+    wait_for "$port"
+}
+stop_serve() { kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; }
+
+# serve_filter NAME FILE CONFIG PATH [wrk args...]: wasm and native rows.
+serve_filter() {
+    local name=$1 file=$2 config=$3 path=$4
+    shift 4
+    local side module port
+    for side in wasm native; do
+        if [ "$side" = wasm ]; then
+            module="$target/wasm32-wasip1/release/$file.wasm"
+        else
+            module="$target/release/lib$file.so"
+        fi
+        port=$(free_port)
+        start_serve "$port" "$work/serve-$file-$side.log" "$module" --config "$config" \
+            --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port"
+        run_wrk "serve, $name $side" "$port" "$path" "$@"
+        stop_serve
+    done
 }
 
 echo "harness serve under wrk: ${seconds} s each, $connections connections, 2 wrk threads, loopback"
-echo "machine: $(nproc) cores; serve --concurrency 1 (one worker), nginx 1 worker"
+echo "machine: $(nproc) cores; serve --concurrency $workers, nginx proxy $workers worker(s)"
 echo
-printf '| %-30s | %12s | %8s | %8s |\n' "path" "requests/s" "p50" "p99"
-printf '|%s|%s|%s|%s|\n' "--------------------------------" "--------------" "----------" "----------"
-run_wrk "nginx alone" "$up"
-for side in wasm native; do
-    if [ "$side" = wasm ]; then
-        module="$target/wasm32-wasip1/release/response_header.wasm"
-    else
-        module="$target/release/libresponse_header.so"
-    fi
+printf '| %-34s | %12s | %8s | %8s |\n' "path" "requests/s" "p50" "p99"
+printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "----------" "----------"
+run_wrk "nginx alone (the upstream)" "$up" /
+run_wrk "nginx proxy_pass" "$proxy" /
+
+# The nearest to no filter: the Envoy serve simulates needs one plugin in
+# its chain, so a native filter that does next to nothing stands in
+# (request-block refusing only TRACE: one header lookup per request).
+port=$(free_port)
+start_serve "$port" "$work/serve-none.log" "$target/release/librequest_block.so" \
+    --config '{"methods":["TRACE"]}' --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port"
+run_wrk "serve, no-op filter (native)" "$port" /
+stop_serve
+
+serve_filter response-header response_header '{"name":"x-bench","value":"on"}' /
+serve_filter "body-redact 64 KiB" body_redact "$redact_config" /redact
+serve_filter "jwt-auth HS256" jwt_auth "$jwt_config" / -H "authorization: Bearer $token"
+
+if [ -n "${BEFORE:-}" ]; then
+    harness_bin=$BEFORE
     port=$(free_port)
-    "$target/host-release/harness" serve "$module" --config "$config" \
-        --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port" \
-        --concurrency 1 >/dev/null 2>"$work/serve-$side.log" &
-    pids+=($!)
-    wait_for "$port"
-    run_wrk "serve, response-header $side" "$port"
-done
+    start_serve "$port" "$work/serve-before-none.log" "$target/release/librequest_block.so" \
+        --config '{"methods":["TRACE"]}' --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port"
+    run_wrk "before: no-op filter (native)" "$port" /
+    stop_serve
+    port=$(free_port)
+    start_serve "$port" "$work/serve-before-rh.log" "$target/wasm32-wasip1/release/response_header.wasm" \
+        --config '{"name":"x-bench","value":"on"}' --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port"
+    run_wrk "before: response-header wasm" "$port" /
+    stop_serve
+    harness_bin=
+fi
+
+ratio() { python3 -c "import sys; a, b = float(sys.argv[1] or 0), float(sys.argv[2] or 0); print(f'{a / b:.2f}' if b else 'n/a')" "$1" "$2"; }
+echo
+echo "wasm response-header / no-op filter: $(ratio "$(rps_of 'serve, response-header wasm')" "$(rps_of 'serve, no-op filter (native)')") (target >= 0.90)"
+echo "serve no-op filter / nginx proxy_pass: $(ratio "$(rps_of 'serve, no-op filter (native)')" "$(rps_of 'nginx proxy_pass')") (target >= 0.50)"
+
+if [ "$soak" -gt 0 ]; then
+    port=$(free_port)
+    start_serve "$port" "$work/serve-soak.log" "$target/wasm32-wasip1/release/response_header.wasm" \
+        --config '{"name":"x-bench","value":"on"}' --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port"
+    rss() { awk '/^VmRSS/ {print $2}' "/proc/$serve_pid/status"; }
+    samples="start $(rss) kB"
+    wrk -t 2 -c "$connections" -d "${soak}s" "http://127.0.0.1:$port/" >"$work/soak.txt" &
+    soak_wrk=$!
+    for t in $(seq 10 10 "$soak"); do
+        sleep 10
+        samples="$samples, ${t}s $(rss) kB"
+    done
+    wait "$soak_wrk" || true
+    echo
+    echo "soak: serve, response-header wasm, ${soak} s under wrk ($(awk '/Requests\/sec/ {print $2}' "$work/soak.txt") requests/s)"
+    echo "VmRSS: $samples"
+    stop_serve
+fi

@@ -211,12 +211,44 @@ impl Chain {
         upstream: Option<UpstreamResponse>,
         request_ends: bool,
     ) -> (StreamHandle, EnvoyOutcome) {
+        self.open_with(exchange, upstream, request_ends, false)
+    }
+
+    /// A stream whose caller carries the bodies (see
+    /// [`manager::take_forwarded`]); the upstream answers with
+    /// [`StreamInput::Respond`].
+    pub(crate) fn open_carried(
+        &mut self,
+        exchange: &Exchange,
+        request_ends: bool,
+    ) -> (StreamHandle, EnvoyOutcome) {
+        self.open_with(exchange, None, request_ends, true)
+    }
+
+    /// What left the chain of carried stream `key` since the last call.
+    pub(crate) fn take_forwarded(&mut self, key: StreamHandle) -> Option<manager::Forwarded> {
+        manager::take_forwarded(&mut self.streams, key)
+    }
+
+    /// The body bytes carried stream `key` holds between filters and at the chain's ends.
+    pub(crate) fn queued_bytes(&mut self, key: StreamHandle) -> manager::QueuedBytes {
+        manager::queued_bytes(&mut self.streams, key)
+    }
+
+    fn open_with(
+        &mut self,
+        exchange: &Exchange,
+        upstream: Option<UpstreamResponse>,
+        request_ends: bool,
+        carried: bool,
+    ) -> (StreamHandle, EnvoyOutcome) {
         self.begin_step();
         let opening = Opening {
             exchange,
             upstream,
             request_ends,
             keep_logs: true,
+            carried,
         };
         let key = manager::open(&mut self.filters, &self.slots, &mut self.streams, opening);
         self.settle();

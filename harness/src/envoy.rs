@@ -24,7 +24,7 @@ use crate::chain::{Chain, EnvoyOutcome, HeldCallout};
 use crate::driver::{FilterModule, Harness};
 use crate::error::HarnessError;
 use crate::host::SharedHost;
-use crate::manager::{StreamHandle, StreamInput};
+use crate::manager::{Forwarded, QueuedBytes, StreamHandle, StreamInput};
 use crate::model::{
     ConnectionSpec, Exchange, HarnessConfig, HttpCalloutAnswer, HttpMessage, Outcome, Properties,
     StreamEnd, UpstreamResponse,
@@ -199,6 +199,42 @@ impl Envoy {
         self.open_on(worker, |chain| {
             chain.open_stream(exchange, upstream, request_ends)
         })
+    }
+
+    /// Opens a stream on `worker` (round robin when `None`) whose caller
+    /// carries the bodies between real sockets, as `harness serve` does:
+    /// what leaves the chain at either end is taken as it passes with
+    /// [`Envoy::take_forwarded`] and no outcome keeps a body, so bodies of
+    /// any size stream through. The upstream answers with
+    /// [`StreamInput::Respond`] (and [`StreamInput::Response`] parts);
+    /// `request_ends` false: the client's body follows
+    /// ([`StreamInput::Request`]).
+    pub fn open_carried(
+        &mut self,
+        worker: Option<usize>,
+        exchange: &Exchange,
+        request_ends: bool,
+    ) -> Result<(StreamHandle, EnvoyOutcome), HarnessError> {
+        self.open_on(worker, |chain| chain.open_carried(exchange, request_ends))
+    }
+
+    /// What left the chain of a stream opened with [`Envoy::open_carried`]
+    /// since the last call (it may have ended, until [`Envoy::poll`]
+    /// collects it): towards the upstream and towards the client. `None`
+    /// for other streams.
+    pub fn take_forwarded(&mut self, key: StreamHandle) -> Option<Forwarded> {
+        let chain = self.workers.get_mut(key.worker())?;
+        chain.take_forwarded(key)
+    }
+
+    /// The body bytes a carried stream holds outside its filters' own
+    /// buffers (see [`QueuedBytes`]): the caller stops reading a peer while
+    /// these and its own buffers reach the limit, as Envoy's watermarks do.
+    pub fn queued_bytes(&mut self, key: StreamHandle) -> QueuedBytes {
+        self.workers
+            .get_mut(key.worker())
+            .map(|chain| chain.queued_bytes(key))
+            .unwrap_or_default()
     }
 
     /// Opens a TCP connection on `worker` (round robin when `None`)

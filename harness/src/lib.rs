@@ -47,6 +47,7 @@ pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::HarnessError;
 pub use host::SharedHost;
 pub use manager::{
-    DEFAULT_ROUTE_TIMEOUT_MS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamHandle, StreamInput,
+    DEFAULT_ROUTE_TIMEOUT_MS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, Forwarded, Leaving, QueuedBytes,
+    StreamHandle, StreamInput,
 };
 pub use model::*;

@@ -440,11 +440,14 @@ fn forward_body(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, e
             input.push_back(Frame::Trailers { map: map.clone() });
         }
     }
+    // A carried stream's body is kept only where it leaves the chain,
+    // until the caller takes it (see `handout`).
+    let keep = stream.handout.is_none() || next_hop(stream, i, dir).is_none();
     let hop = &mut stream.hops[i];
     let sent = hop.sent(dir);
-    if sent.body.0.is_empty() {
+    if keep && sent.body.0.is_empty() {
         sent.body.0 = data;
-    } else {
+    } else if keep {
         sent.body.0.extend_from_slice(&data);
     }
     if let Some(map) = created {

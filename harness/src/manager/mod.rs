@@ -23,6 +23,7 @@ mod connection;
 mod downstream;
 mod flow;
 pub(crate) mod handles;
+mod handout;
 mod idle;
 mod reply;
 mod route;
@@ -51,6 +52,8 @@ use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, process, resume};
 pub use handles::StreamInput;
+pub use handout::{Forwarded, Leaving, QueuedBytes};
+pub(crate) use handout::{queued_bytes, take_forwarded};
 pub use idle::DEFAULT_STREAM_IDLE_TIMEOUT_MS;
 use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
 pub(crate) use streams::{Live, Streams};
@@ -133,6 +136,9 @@ pub(crate) struct Stream {
     /// The router's own answer ([`StreamInput::RouterReply`]), sent when
     /// the request has reached it.
     router_reply: Option<LocalReplySpec>,
+    /// The caller carries the bodies (see `handout`): `Some` with what it
+    /// took already.
+    handout: Option<handout::HandedOut>,
 }
 
 /// What a stream runs until.
@@ -165,6 +171,9 @@ pub(crate) struct Opening<'a> {
     pub(crate) request_ends: bool,
     /// Each hop keeps its own context's log lines (a stream a caller named).
     pub(crate) keep_logs: bool,
+    /// The caller carries the bodies: it takes what leaves the chain as it
+    /// passes, and no hop keeps a copy (see `handout`).
+    pub(crate) carried: bool,
 }
 
 /// Opens a stream with the request queued for the first filter. Nothing
@@ -180,6 +189,7 @@ pub(crate) fn open(
         upstream,
         request_ends,
         keep_logs,
+        carried,
     } = opening;
     let key = streams.new_key();
     let mut random = [0u8; 16];
@@ -243,6 +253,7 @@ pub(crate) fn open(
         }),
         upstream_timed_out: false,
         router_reply: None,
+        handout: carried.then(handout::HandedOut::default),
     });
     key
 }
@@ -582,7 +593,8 @@ fn waiting_for_peer(stream: &Stream, why: &str) -> String {
 
 /// Requests that passed the whole chain on streams opened without an
 /// upstream answer, each handed out once: what the router would send to
-/// the upstream (for a caller with a real one, `harness serve`).
+/// the upstream (for a caller with a real one). Carried streams hand
+/// their request out as it passes instead ([`take_forwarded`]).
 pub(crate) fn take_upstream_requests(
     streams: &mut Streams,
 ) -> Vec<(StreamHandle, crate::model::HttpMessage)> {
@@ -590,7 +602,8 @@ pub(crate) fn take_upstream_requests(
     for s in &mut streams.live.http {
         let Some(last) = s.hops.last() else { continue };
         let waiting = last.request_done && !s.response_started && s.upstream_answer.is_none();
-        if waiting && !s.upstream_taken && !s.upstream_refused && s.end.is_none() {
+        let handed = s.upstream_taken || s.handout.is_some();
+        if waiting && !handed && !s.upstream_refused && s.end.is_none() {
             s.upstream_taken = true;
             ready.push((s.key, last.sent_request.clone().unwrap_or_default()));
         }
@@ -672,6 +685,7 @@ pub(crate) fn exchange(
         upstream: Some(exchange.upstream.clone()),
         request_ends: true,
         keep_logs: false,
+        carried: false,
     };
     let key = open(filters, slots, streams, opening);
     run(filters, slots, streams, Goal::Ends(key));

@@ -36,6 +36,12 @@ impl Streams {
             .find(|s| s.key == key && s.end.is_none())
     }
 
+    /// The stream `key` names, live or ended and not collected yet.
+    pub(super) fn any_mut(&mut self, key: StreamHandle) -> Option<&mut Stream> {
+        let live = self.live.http.iter_mut();
+        live.chain(self.finished.iter_mut()).find(|s| s.key == key)
+    }
+
     /// A live connection, if `key` names one.
     pub(super) fn live_connection(&mut self, key: StreamHandle) -> Option<&mut Connection> {
         self.live.tcp.iter_mut().find(|c| c.key == key)

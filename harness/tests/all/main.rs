@@ -32,6 +32,7 @@ mod safe_output;
 mod scenarios;
 mod serve;
 mod serve_bootstrap;
+mod serve_streaming;
 mod serve_tcp;
 mod serve_wasmplugin;
 mod shared_data;

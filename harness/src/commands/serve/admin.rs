@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -17,6 +15,7 @@ use tokio::sync::Notify;
 
 use harness::{HarnessError, MetricKind, MetricSnapshot, SharedHost};
 
+use super::carry::OutBody;
 use super::http::plain;
 use super::logs;
 
@@ -61,7 +60,7 @@ pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> Result<(), Har
     Ok(())
 }
 
-fn answer(request: &hyper::Request<Incoming>, state: &AdminState) -> hyper::Response<Full<Bytes>> {
+fn answer(request: &hyper::Request<Incoming>, state: &AdminState) -> hyper::Response<OutBody> {
     let shared = &state.shared;
     match (request.method().as_str(), request.uri().path()) {
         ("GET", "/ready") => plain(200, "LIVE"),
@@ -87,7 +86,7 @@ fn answer(request: &hyper::Request<Incoming>, state: &AdminState) -> hyper::Resp
     }
 }
 
-fn json(value: &serde_json::Value) -> hyper::Response<Full<Bytes>> {
+fn json(value: &serde_json::Value) -> hyper::Response<OutBody> {
     let body = serde_json::to_string_pretty(value).unwrap_or_default();
     let mut response = text(body + "\n");
     response.headers_mut().insert(
@@ -119,7 +118,7 @@ fn logging() -> String {
 
 /// `POST /logging?level=LEVEL` (or `?wasm=LEVEL`): the lowest filter log
 /// level printed from now on.
-fn set_logging(query: &str) -> hyper::Response<Full<Bytes>> {
+fn set_logging(query: &str) -> hyper::Response<OutBody> {
     let asked = query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == "level" || key == "wasm").then_some(value)
@@ -139,8 +138,8 @@ fn set_logging(query: &str) -> hyper::Response<Full<Bytes>> {
     }
 }
 
-fn text(body: String) -> hyper::Response<Full<Bytes>> {
-    hyper::Response::new(Full::new(Bytes::from(body)))
+fn text(body: String) -> hyper::Response<OutBody> {
+    hyper::Response::new(OutBody::whole(body))
 }
 
 /// Envoy's `/stats`: the filters' metrics as Envoy names them

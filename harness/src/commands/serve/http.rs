@@ -1,23 +1,26 @@
-//! Between hyper's messages and the harness's: the client's request in,
-//! the response the filter chain let through out, and the real upstream
-//! and clusters the router and http_calls reach.
+//! Between hyper's messages and the harness's: the client's request
+//! headers in, the response headers the filter chain let through out, and
+//! the real upstream and clusters the router and http_calls reach (bodies
+//! travel frame by frame, see [`super::carry`]).
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use harness::{
-    Body, ByteString, CalloutFailure, DownstreamRequest, DownstreamResponse, HarnessError, Headers,
-    HttpCallRecord, HttpCalloutAnswer, HttpMessage, HttpProtocol, UpstreamResponse,
+    Body, CalloutFailure, DownstreamRequest, HarnessError, Headers, HttpCallRecord,
+    HttpCalloutAnswer, HttpProtocol, UpstreamResponse,
 };
 
-/// The most of a request or response body read into memory.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+use super::carry::{OutBody, header_map, headers_of};
+
+/// The most of an http_call's answer read into memory (Envoy's async
+/// client buffers the whole answer for the filter too).
+const MAX_CALLOUT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// A plain-HTTP upstream or cluster: `http://host:port`.
 #[derive(Clone, Debug)]
@@ -52,41 +55,22 @@ impl Upstream {
     }
 }
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpConnector, OutBody>;
 
 pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-async fn read_body(body: Incoming, what: &str) -> Result<Vec<u8>, String> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) => Err(format!("reading the {what} body failed: {e}")),
-    }
-}
-
-fn headers_of(map: &hyper::HeaderMap) -> Headers {
-    let mut headers = Headers::new();
-    for (name, value) in map {
-        headers.push(name.as_str(), ByteString(value.as_bytes().to_vec()));
-    }
-    headers
-}
-
-/// The client's request as the harness describes it (`host` becomes
-/// `:authority` as Envoy's HTTP/1 codec does; HTTP/2's authority too).
-pub async fn downstream_request(
-    request: hyper::Request<Incoming>,
-) -> Result<DownstreamRequest, String> {
-    let (parts, body) = request.into_parts();
-    let body = read_body(body, "request").await?;
+/// The client's request head as the harness describes it (`host` becomes
+/// `:authority` as Envoy's HTTP/1 codec does; HTTP/2's authority too); its
+/// body follows frame by frame.
+pub fn downstream_request(parts: &hyper::http::request::Parts) -> DownstreamRequest {
     let protocol = if parts.version == hyper::Version::HTTP_2 {
         HttpProtocol::Http2
     } else {
         HttpProtocol::default()
     };
-    let req = DownstreamRequest {
+    DownstreamRequest {
         method: parts.method.as_str().to_string(),
         path: parts
             .uri
@@ -96,20 +80,18 @@ pub async fn downstream_request(
         authority: parts.uri.authority().map(|a| a.as_str().to_string()),
         headers: headers_of(&parts.headers),
         protocol,
-        body: if body.is_empty() {
-            Body::empty()
-        } else {
-            Body::single(body)
-        },
         ..DownstreamRequest::default()
-    };
-    Ok(req)
+    }
 }
 
 /// A request the filters let through (pseudo-headers included) as hyper's,
 /// sent to `to`.
-fn outgoing(message: &HttpMessage, to: &Upstream) -> Result<hyper::Request<Full<Bytes>>, String> {
-    let pseudo = |name: &str| message.headers.get(name).map(|v| v.to_text());
+fn outgoing(
+    headers: &Headers,
+    body: OutBody,
+    to: &Upstream,
+) -> Result<hyper::Request<OutBody>, String> {
+    let pseudo = |name: &str| headers.get(name).map(|v| v.to_text());
     let method = pseudo(":method").unwrap_or_else(|| "GET".to_string());
     let path = pseudo(":path").unwrap_or_else(|| "/".to_string());
     let mut builder = hyper::Request::builder()
@@ -118,59 +100,102 @@ fn outgoing(message: &HttpMessage, to: &Upstream) -> Result<hyper::Request<Full<
     if let Some(authority) = pseudo(":authority") {
         builder = builder.header(hyper::header::HOST, authority);
     }
-    for (name, value) in message.headers.iter() {
-        if name.starts_with(b":") || name.eq_ignore_ascii_case(b"host") {
+    // hyper frames the body: by its size when whole, else by the
+    // content-length the chain let through (as Envoy's codec does), else chunked.
+    let whole = matches!(body, OutBody::Whole(_));
+    for (name, value) in headers.iter() {
+        if name.starts_with(b":")
+            || name.eq_ignore_ascii_case(b"host")
+            || (whole && name.eq_ignore_ascii_case(b"content-length"))
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+        {
             continue;
         }
         builder = builder.header(name, value);
     }
     builder
-        .body(Full::new(Bytes::from(message.body.0.clone())))
+        .body(body)
         .map_err(|e| format!("the request cannot be sent as HTTP: {e}"))
 }
 
-/// Sends the router's request to the upstream; an upstream that cannot be
-/// reached is the router's 503 (`unreachable`). `bound`: how long to wait
-/// at most (`None`: no limit); past it nothing is answered, because the
+/// The upstream's answer: its head with the first body bytes that were
+/// there already (one step for a short response), and the rest of the
+/// body to read (`None`: it ended).
+pub struct Answer {
+    pub answer: UpstreamResponse,
+    pub end_stream: bool,
+    pub rest: Option<Incoming>,
+}
+
+/// Sends the router's request (its head; `body` carries the rest) to the
+/// upstream; an upstream that cannot be reached is the router's 503
+/// (`unreachable`). `bound`: how long to wait for the response head at
+/// most (`None`: no limit); past it nothing is answered, because the
 /// simulated router has answered the stream on its route timeout already.
 pub async fn forward(
     client: HttpClient,
     to: Upstream,
-    message: HttpMessage,
+    headers: Headers,
+    body: OutBody,
     bound: Option<Duration>,
-) -> Option<UpstreamResponse> {
-    let exchange = exchange(client, to, message);
+) -> Option<Answer> {
+    let exchange = exchange(client, to, headers, body);
     match bound {
         None => Some(exchange.await),
         Some(bound) => tokio::time::timeout(bound, exchange).await.ok(),
     }
 }
 
-async fn exchange(client: HttpClient, to: Upstream, message: HttpMessage) -> UpstreamResponse {
-    let unreachable = UpstreamResponse {
-        unreachable: true,
-        ..UpstreamResponse::default()
+async fn exchange(client: HttpClient, to: Upstream, headers: Headers, body: OutBody) -> Answer {
+    let unreachable = Answer {
+        answer: UpstreamResponse {
+            unreachable: true,
+            ..UpstreamResponse::default()
+        },
+        end_stream: true,
+        rest: None,
     };
-    let Ok(request) = outgoing(&message, &to) else {
+    let Ok(request) = outgoing(&headers, body, &to) else {
         return unreachable;
     };
     let Ok(response) = client.request(request).await else {
         return unreachable;
     };
-    let (parts, body) = response.into_parts();
-    let Ok(body) = read_body(body, "upstream response").await else {
-        return unreachable;
-    };
-    UpstreamResponse {
+    let (parts, mut body) = response.into_parts();
+    let mut answer = UpstreamResponse {
         status: parts.status.as_u16(),
         headers: headers_of(&parts.headers),
-        body: if body.is_empty() {
-            Body::empty()
-        } else {
-            Body::single(body)
+        ..UpstreamResponse::default()
+    };
+    if body.is_end_stream() {
+        return Answer {
+            answer,
+            end_stream: true,
+            rest: None,
+        };
+    }
+    // Only what is there already: a slow body must not hold the head back.
+    let first = tokio::time::timeout(Duration::ZERO, body.frame()).await;
+    let end_stream = match first {
+        Err(_pending) => false,
+        Ok(None) => true,
+        // Broken off before its first byte: as if it never answered.
+        Ok(Some(Err(_))) => return unreachable,
+        Ok(Some(Ok(frame))) => match frame.into_data() {
+            Ok(data) => {
+                answer.body = Body::single(data.to_vec());
+                body.is_end_stream()
+            }
+            Err(frame) => {
+                answer.trailers = frame.into_trailers().ok().map(|t| headers_of(&t));
+                true
+            }
         },
-        trailers: None,
-        unreachable: false,
+    };
+    Answer {
+        answer,
+        end_stream,
+        rest: (!end_stream).then_some(body),
     }
 }
 
@@ -181,16 +206,12 @@ pub async fn callout(
     to: Upstream,
     record: HttpCallRecord,
 ) -> HttpCalloutAnswer {
-    let message = HttpMessage {
-        headers: record.headers.clone(),
-        body: record.body.clone(),
-        trailers: None,
-    };
     let failed = |failure| HttpCalloutAnswer {
         failure: Some(failure),
         ..HttpCalloutAnswer::default()
     };
-    let Ok(request) = outgoing(&message, &to) else {
+    let body = OutBody::whole(record.body.0.clone());
+    let Ok(request) = outgoing(&record.headers, body, &to) else {
         return failed(CalloutFailure::Reset);
     };
     let response = match client.request(request).await {
@@ -199,7 +220,8 @@ pub async fn callout(
         Err(_) => return failed(CalloutFailure::Reset),
     };
     let (parts, body) = response.into_parts();
-    let Ok(body) = read_body(body, "callout response").await else {
+    let limited = http_body_util::Limited::new(body, MAX_CALLOUT_BODY_BYTES);
+    let Ok(body) = limited.collect().await.map(|c| c.to_bytes().to_vec()) else {
         return failed(CalloutFailure::Reset);
     };
     HttpCalloutAnswer {
@@ -211,36 +233,28 @@ pub async fn callout(
 }
 
 /// A short text response from the harness itself.
-pub fn plain(status: u16, text: &str) -> hyper::Response<Full<Bytes>> {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+pub fn plain(status: u16, text: &str) -> hyper::Response<OutBody> {
+    let mut response = hyper::Response::new(OutBody::whole(format!("{text}\n")));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
 
-/// What the client receives: the response the first filter let through.
-pub fn client_response(response: Option<DownstreamResponse>) -> hyper::Response<Full<Bytes>> {
-    let Some(response) = response else {
-        return plain(503, "harness serve: the stream ended without a response");
-    };
-    let body = Full::new(Bytes::from(response.message.body.0));
+/// What the client receives: the response head the first filter let
+/// through (`:status` and headers), with `body`.
+pub fn client_response(headers: &Headers, body: OutBody) -> hyper::Response<OutBody> {
+    // hyper frames the body as in [`outgoing`].
+    let whole = matches!(body, OutBody::Whole(_));
     let mut out = hyper::Response::new(body);
-    *out.status_mut() = hyper::StatusCode::from_u16(response.status)
+    *out.status_mut() = hyper::StatusCode::from_u16(headers.status())
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in response.message.headers.iter() {
-        // hyper frames the body itself.
-        if name.starts_with(b":")
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
+    for (name, value) in header_map(headers).iter() {
+        if (whole && name == hyper::header::CONTENT_LENGTH)
+            || name == hyper::header::TRANSFER_ENCODING
         {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(name),
-            hyper::header::HeaderValue::from_bytes(value),
-        ) {
-            out.headers_mut().append(name, value);
-        }
+        out.headers_mut().append(name.clone(), value.clone());
     }
     out
 }

@@ -4,18 +4,15 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
-use harness::{DownstreamRequest, DownstreamResponse, LogEntry, LogLevel};
-
-use super::worker::Reply;
+use harness::{DownstreamRequest, LogEntry, LogLevel};
 
 /// A request in flight, for its access-log line.
 pub(crate) struct InFlight {
-    pub reply: oneshot::Sender<Reply>,
     pub started: Instant,
     pub line: String,
-    pub bytes_received: usize,
+    /// Request body bytes from the client, response body bytes to it.
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
 }
 
 /// `"GET /path HTTP/1.1"` as Envoy's access log writes it.
@@ -27,9 +24,10 @@ pub(crate) fn request_line(request: &DownstreamRequest) -> String {
     format!("\"{} {} {protocol}\"", request.method, request.path)
 }
 
-/// Envoy's default access-log line, the fields the harness knows.
-pub(crate) fn access_log(flight: &InFlight, response: Option<&DownstreamResponse>) {
-    let (status, sent) = response.map_or((0, 0), |r| (r.status, r.message.body.0.len()));
+/// Envoy's default access-log line, the fields the harness knows
+/// (`status` 0: no response).
+pub(crate) fn access_log(flight: &InFlight, status: u16) {
+    let sent = flight.bytes_sent;
     let ms = flight.started.elapsed().as_millis();
     let time = utc_now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
     println!(

@@ -14,6 +14,7 @@
 
 mod admin;
 mod bootstrap;
+mod carry;
 mod http;
 mod logs;
 mod plan;
@@ -43,7 +44,7 @@ use super::text_or_file;
 use http::Upstream;
 use plan::{ListenerKind, ListenerPlan, Plan};
 use routes::RouteTable;
-use worker::{Job, Reply};
+use worker::{ClientReply, Job};
 
 /// `harness serve`.
 #[derive(Args, Debug, Clone)]
@@ -438,45 +439,69 @@ async fn accept_loop(
             }
             continue;
         }
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let queue = queue.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(queue, index, request).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                log::debug!("connection ended: {e}");
+        // The worker's own runtime serves the connection, as an Envoy
+        // worker owns its connections: hyper, the chain and the upstream
+        // client on one thread, no hop between threads per request.
+        match stream.into_std() {
+            Ok(stream) => {
+                let watcher = graceful.watcher();
+                let _ = queue.send(Job::HttpConnection {
+                    listener: index,
+                    stream,
+                    watcher,
+                });
             }
-        });
+            Err(e) => log::warn!("a connection failed: {e}"),
+        }
     }
 }
 
-/// One request: read it whole, hand it to the connection's worker, wait
-/// for what the client should receive.
+/// Serves one HTTP connection on the current (a worker's) runtime; its
+/// requests go to `requests`. `watcher` lets the drain wait for it.
+pub(crate) fn serve_connection(
+    stream: tokio::net::TcpStream,
+    listener: usize,
+    requests: mpsc::UnboundedSender<Job>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let requests = requests.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(requests, listener, request).await) }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(e) = watcher.watch(connection).await {
+            log::debug!("connection ended: {e}");
+        }
+    });
+}
+
+/// One request: its head goes to the connection's worker at once (the
+/// body follows as the worker reads it), then the response head the
+/// worker sends back goes out, its body streaming.
 async fn handle(
     queue: mpsc::UnboundedSender<Job>,
     listener: usize,
     request: hyper::Request<Incoming>,
-) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    let request = match http::downstream_request(request).await {
-        Ok(r) => r,
-        Err(message) => return http::plain(400, &message),
-    };
-    let (reply, answer) = oneshot::channel::<Reply>();
+) -> hyper::Response<carry::OutBody> {
+    let (parts, body) = request.into_parts();
+    let request = Box::new(http::downstream_request(&parts));
+    let body = (!hyper::body::Body::is_end_stream(&body)).then_some(body);
+    let (reply, answer) = oneshot::channel::<ClientReply>();
     let job = Job::Request {
         listener,
         request,
+        body,
         reply,
     };
     if queue.send(job).is_err() {
         return http::plain(503, "harness serve: the worker stopped");
     }
     match answer.await {
-        Ok(reply) => http::client_response(reply),
+        Ok(response) => response,
         Err(_) => http::plain(503, "harness serve: the worker dropped the request"),
     }
 }

@@ -13,26 +13,41 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use hyper::body::Incoming;
+
 use harness::{
-    DownstreamRequest, DownstreamResponse, Envoy, EnvoyOutcome, Exchange, HeldCallout,
-    HttpCalloutAnswer, Outcome, SharedHost, StreamHandle, StreamInput, UpstreamResponse,
+    DownstreamRequest, Envoy, EnvoyOutcome, HeldCallout, HttpCalloutAnswer, Outcome, SharedHost,
+    StreamHandle,
 };
 
+use super::carry::BodyPart;
 use super::http::{self, HttpClient, Upstream};
-use super::logs::{InFlight, access_log, print_logs, request_line, utc_now};
+use super::logs::{print_logs, utc_now};
 use super::plan::{ListenerKind, ListenerPlan};
 
+mod carried;
 mod router;
 mod tcp;
 
+pub use carried::ClientReply;
+
 /// What the listener hands a worker.
 pub enum Job {
-    /// A client's whole request, and where its response goes.
+    /// A client's request head, its body to read (`None`: it has none),
+    /// and where the response goes.
     Request {
         /// Which listener took it (its index in the plan).
         listener: usize,
-        request: DownstreamRequest,
-        reply: oneshot::Sender<Reply>,
+        request: Box<DownstreamRequest>,
+        body: Option<Incoming>,
+        reply: oneshot::Sender<ClientReply>,
+    },
+    /// A client's connection to an HTTP listener: the worker serves it
+    /// on its own runtime (`watcher`: the drain waits for it).
+    HttpConnection {
+        listener: usize,
+        stream: std::net::TcpStream,
+        watcher: hyper_util::server::graceful::Watcher,
     },
     /// A client's TCP connection to a tcp_proxy listener.
     Connection {
@@ -47,9 +62,6 @@ pub enum Job {
         clusters: Arc<Vec<(String, Upstream)>>,
     },
 }
-
-/// The response the client receives (`None`: the stream ended without one).
-pub type Reply = Option<DownstreamResponse>;
 
 /// What a worker needs to start.
 pub struct Setup {
@@ -66,10 +78,16 @@ type Key = (usize, StreamHandle);
 
 /// An answer from the outside world.
 enum Event {
-    Upstream {
+    /// The upstream's response head (and what of its body was there).
+    Upstream { key: Key, answer: http::Answer },
+    /// A part of the client's (`from_client`) or the upstream's body.
+    Body {
         key: Key,
-        answer: UpstreamResponse,
+        from_client: bool,
+        part: BodyPart,
     },
+    /// A peer's connection took bytes the worker waits on (see [`carried`]).
+    Drained,
     Callout {
         listener: usize,
         callout: HeldCallout,
@@ -110,11 +128,14 @@ struct Worker {
     start: Instant,
     client: HttpClient,
     clusters: Arc<Vec<(String, Upstream)>>,
-    in_flight: HashMap<Key, InFlight>,
+    /// HTTP streams in flight.
+    http: HashMap<Key, carried::Carried>,
     /// Held callouts already sent out: (listener, VM, token).
     asked: HashSet<(usize, usize, u32)>,
     /// Proxied TCP connections.
     tcp: HashMap<Key, tcp::Proxied>,
+    /// Where the HTTP connections this worker serves send their requests.
+    requests: mpsc::UnboundedSender<Job>,
 }
 
 /// The worker thread's body: starts its Envoy, reports start-up on
@@ -151,6 +172,7 @@ pub fn run(
             }
         }
         let current = (0..served.len()).collect();
+        let (requests, local) = mpsc::unbounded_channel();
         let _ = ready.send(Ok(()));
         let worker = Worker {
             index: setup.index,
@@ -162,11 +184,12 @@ pub fn run(
             start,
             client: http::client(),
             clusters: setup.clusters,
-            in_flight: HashMap::new(),
+            http: HashMap::new(),
             asked: HashSet::new(),
             tcp: HashMap::new(),
+            requests,
         };
-        worker.serve(jobs).await;
+        worker.serve(jobs, local).await;
     });
 }
 
@@ -207,7 +230,13 @@ fn build_served(
 }
 
 impl Worker {
-    async fn serve(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    /// `jobs` from the listeners and the admin (serving ends when they go
+    /// away), `local` requests from the connections the worker serves.
+    async fn serve(
+        mut self,
+        mut jobs: mpsc::UnboundedReceiver<Job>,
+        mut local: mpsc::UnboundedReceiver<Job>,
+    ) {
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
         loop {
             let wait = self.until_next_event();
@@ -216,6 +245,7 @@ impl Worker {
                     Some(job) => self.take_job(job, &events_tx),
                     None => break,
                 },
+                Some(job) = local.recv() => self.take_job(job, &events_tx),
                 Some(event) = events.recv() => self.take_event(event, &events_tx),
                 () = tokio::time::sleep(wait) => {}
             }
@@ -337,11 +367,7 @@ impl Worker {
             if self.current.contains(&slot) || self.served[slot].is_none() {
                 continue;
             }
-            let busy = self
-                .in_flight
-                .keys()
-                .chain(self.tcp.keys())
-                .any(|k| k.0 == slot)
+            let busy = self.http.keys().chain(self.tcp.keys()).any(|k| k.0 == slot)
                 || self.asked.iter().any(|k| k.0 == slot);
             if !busy {
                 self.served[slot] = None;
@@ -351,12 +377,29 @@ impl Worker {
 
     fn take_job(&mut self, job: Job, events: &mpsc::UnboundedSender<Event>) {
         self.catch_up();
-        let (listener, request, reply) = match job {
+        match job {
             Job::Request {
                 listener,
                 request,
+                body,
                 reply,
-            } => (listener, request, reply),
+            } => self.take_request(listener, *request, body, reply, events),
+            Job::HttpConnection {
+                listener,
+                stream,
+                watcher,
+            } => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                match stream {
+                    Ok(stream) => {
+                        let requests = self.requests.clone();
+                        super::serve_connection(stream, listener, requests, watcher);
+                    }
+                    Err(e) => log::warn!("worker {}: a connection failed: {e}", self.index),
+                }
+            }
             Job::Connection { listener, stream } => {
                 let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
                 let plan = self.slot(slot).map(|s| &s.plans[s.plan_index]);
@@ -364,63 +407,25 @@ impl Worker {
                     let cluster = cluster.clone();
                     self.take_connection(slot, stream, &cluster, events);
                 }
-                return;
             }
             Job::Reload {
                 listeners,
                 clusters,
-            } => {
-                self.reload(listeners, clusters);
-                return;
-            }
-        };
-        let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
-        let line = request_line(&request);
-        let bytes_received = request.body.total_len();
-        let exchange = Exchange {
-            request,
-            upstream: UpstreamResponse::default(),
-            properties: Default::default(),
-        };
-        let Some(served) = self.slot_mut(slot) else {
-            let _ = reply.send(None);
-            return;
-        };
-        match served.envoy.open_stream(Some(0), &exchange, None, true) {
-            Ok((key, outcome)) => {
-                self.show_step(slot, &outcome);
-                let started = Instant::now();
-                let entry = InFlight {
-                    reply,
-                    started,
-                    line,
-                    bytes_received,
-                };
-                self.in_flight.insert((slot, key), entry);
-            }
-            Err(e) => {
-                log::warn!("worker {}: {e}", self.index);
-                let _ = reply.send(None);
-            }
+            } => self.reload(listeners, clusters),
         }
     }
 
     fn take_event(&mut self, event: Event, events: &mpsc::UnboundedSender<Event>) {
         self.catch_up();
         match event {
-            Event::Upstream {
-                key: (slot, key),
-                answer,
-            } => {
-                let end_stream = true;
-                let input = StreamInput::Respond { answer, end_stream };
-                // A stream that ended meanwhile (a local reply) drops it.
-                if let Some(served) = self.slot_mut(slot)
-                    && let Ok(outcome) = served.envoy.send(key, input)
-                {
-                    self.show_step(slot, &outcome);
-                }
-            }
+            Event::Upstream { key, answer } => self.take_upstream_answer(key, answer, events),
+            Event::Body {
+                key,
+                from_client,
+                part,
+            } => self.take_body_part(key, from_client, part),
+            // The watermark is looked at again after every event.
+            Event::Drained => {}
             Event::Callout {
                 listener: slot,
                 callout,
@@ -442,30 +447,17 @@ impl Worker {
         }
     }
 
-    /// Sends out what the chains produced (upstream requests, callouts)
-    /// and answers the clients whose streams ended.
+    /// Sends out what the chains produced (requests and responses,
+    /// callouts) and answers the clients whose streams ended.
     fn pump(&mut self, events: &mpsc::UnboundedSender<Event>) {
         self.retire();
         for slot in 0..self.served.len() {
             if self.slot(slot).is_some() {
-                self.route(slot, events);
                 self.call_out(slot, events);
             }
         }
+        self.carry_streams(events);
         self.reap_connections();
-        let keys: Vec<Key> = self.in_flight.keys().copied().collect();
-        for (slot, key) in keys {
-            let Some(served) = self.slot_mut(slot) else {
-                continue;
-            };
-            let Ok(Some(done)) = served.envoy.poll(key) else {
-                continue;
-            };
-            if let Some(flight) = self.in_flight.remove(&(slot, key)) {
-                access_log(&flight, done.outcome.response.as_ref());
-                let _ = flight.reply.send(done.outcome.response);
-            }
-        }
     }
 
     /// Held http_calls go to their real cluster, each once.

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use harness::{ByteString, HttpMessage, StreamInput};
+use harness::{ByteString, Headers, StreamInput};
 
-use super::{Event, Worker};
+use super::{Event, Key, Worker};
+use crate::commands::serve::carry::{OutBody, Outbound};
 use crate::commands::serve::http;
 use crate::commands::serve::plan::ListenerKind;
 use crate::commands::serve::routes::{Action, Forward};
@@ -20,74 +21,89 @@ use crate::commands::serve::routes::{Action, Forward};
 const FORWARD_GRACE: Duration = Duration::from_secs(1);
 
 impl Worker {
-    /// The router: each request the chain let through goes where its
-    /// route says (a cluster, or the route's own answer; none: 404).
-    pub(super) fn route(&mut self, slot: usize, events: &mpsc::UnboundedSender<Event>) {
-        let Some(served) = self.slot_mut(slot) else {
-            return;
-        };
+    /// The router: the request head the chain let through goes where its
+    /// route says (a cluster, or the route's own answer; none: 404), with
+    /// `whole`, the whole body when the request ended already. Else, for a
+    /// cluster, the worker's end of the request body is returned: the body
+    /// follows as it leaves the chain.
+    pub(super) fn route(
+        &mut self,
+        key: Key,
+        mut headers: Headers,
+        whole: Option<OutBody>,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Option<Outbound> {
+        let served = self.slot_mut(key.0)?;
         let plans = Arc::clone(&served.plans);
         let ListenerKind::Http(routes) = &plans[served.plan_index].kind else {
-            return;
+            return None;
         };
-        let mut decided = Vec::new();
-        for (key, mut message) in served.envoy.take_upstream_requests(0) {
-            let forward = match routes.pick(&message.headers) {
-                None => {
-                    decided.push((key, router_reply(404, b"", "route_not_found")));
-                    continue;
+        let decided = match routes.pick(&headers) {
+            None => Err(router_reply(404, b"", "route_not_found")),
+            Some(route) => match &route.action {
+                Action::Direct { status, body } => {
+                    Err(router_reply(*status, body, "direct_response"))
                 }
-                Some(route) => match &route.action {
-                    Action::Direct { status, body } => {
-                        decided.push((key, router_reply(*status, body, "direct_response")));
-                        continue;
+                Action::Forward(forward) => {
+                    if let Some(rewrite) = &forward.prefix_rewrite {
+                        let path = headers.get_text(":path").unwrap_or_default();
+                        let path = route.rewritten_path(&path, rewrite);
+                        set_header(&mut headers, ":path", &path);
                     }
-                    Action::Forward(forward) => {
-                        if let Some(rewrite) = &forward.prefix_rewrite {
-                            let path = message.headers.get_text(":path").unwrap_or_default();
-                            let path = route.rewritten_path(&path, rewrite);
-                            set_header(&mut message, ":path", &path);
-                        }
-                        forward.clone()
-                    }
-                },
-            };
-            let Forward {
-                upstream,
-                timeout_ms,
-                ..
-            } = forward;
-            decided.push((key, StreamInput::Route { timeout_ms }));
-            // The router announces the route's own timeout (0: none).
-            if timeout_ms == 0 {
-                message
-                    .headers
-                    .0
-                    .retain(|(n, _)| !n.0.eq_ignore_ascii_case(b"x-envoy-expected-rq-timeout-ms"));
-            } else {
-                set_header(
-                    &mut message,
-                    "x-envoy-expected-rq-timeout-ms",
-                    &timeout_ms.to_string(),
-                );
-            }
-            let bound = (timeout_ms > 0)
-                .then(|| Duration::from_millis(timeout_ms).saturating_add(FORWARD_GRACE));
-            let (client, events) = (self.client.clone(), events.clone());
-            let key = (slot, key);
-            tokio::spawn(async move {
-                if let Some(answer) = http::forward(client, upstream, message, bound).await {
-                    let _ = events.send(Event::Upstream { key, answer });
+                    Ok(forward.clone())
                 }
-            });
-        }
-        for (key, input) in decided {
-            if let Some(served) = self.slot_mut(slot)
-                && let Ok(outcome) = served.envoy.send(key, input)
-            {
-                self.show_step(slot, &outcome);
+            },
+        };
+        let forward = match decided {
+            Ok(forward) => forward,
+            Err(reply) => {
+                self.send_input(key, reply);
+                return None;
             }
+        };
+        let Forward {
+            upstream,
+            timeout_ms,
+            ..
+        } = forward;
+        self.send_input(key, StreamInput::Route { timeout_ms });
+        // The router announces the route's own timeout (0: none).
+        if timeout_ms == 0 {
+            headers
+                .0
+                .retain(|(n, _)| !n.0.eq_ignore_ascii_case(b"x-envoy-expected-rq-timeout-ms"));
+        } else {
+            set_header(
+                &mut headers,
+                "x-envoy-expected-rq-timeout-ms",
+                &timeout_ms.to_string(),
+            );
         }
+        let bound = (timeout_ms > 0)
+            .then(|| Duration::from_millis(timeout_ms).saturating_add(FORWARD_GRACE));
+        let (outbound, body) = match whole {
+            Some(body) => (None, body),
+            None => {
+                let (outbound, body) = Worker::outbound(events);
+                (Some(outbound), body)
+            }
+        };
+        let (client, events) = (self.client.clone(), events.clone());
+        tokio::spawn(async move {
+            if let Some(answer) = http::forward(client, upstream, headers, body, bound).await {
+                let _ = events.send(Event::Upstream { key, answer });
+            }
+        });
+        outbound
+    }
+
+    /// A carried body, waking the worker when its connection takes bytes
+    /// the worker waits on.
+    pub(super) fn outbound(events: &mpsc::UnboundedSender<Event>) -> (Outbound, OutBody) {
+        let events = events.clone();
+        Outbound::channel(Box::new(move || {
+            let _ = events.send(Event::Drained);
+        }))
     }
 }
 
@@ -101,8 +117,8 @@ fn router_reply(status: u16, body: &[u8], details: &str) -> StreamInput {
 }
 
 /// Replaces (or adds) a request header the router sets.
-fn set_header(message: &mut HttpMessage, name: &str, value: &str) {
-    let headers = &mut message.headers.0;
+fn set_header(headers: &mut Headers, name: &str, value: &str) {
+    let headers = &mut headers.0;
     headers.retain(|(n, _)| !n.0.eq_ignore_ascii_case(name.as_bytes()));
     headers.push((ByteString::from(name), ByteString::from(value)));
 }
