@@ -379,9 +379,15 @@ impl Host {
 
     // ---- logs -----------------------------------------------------------
 
+    /// The plugin's log level: the process's once set at run time
+    /// ([`SharedHost::set_log_level`]), else the configured one.
+    pub(crate) fn log_level(&self) -> LogLevel {
+        self.shared().log_level().unwrap_or(self.plugin.log_level)
+    }
+
     /// Captures a log line unless below the plugin's log level.
     pub fn log(&mut self, level: LogLevel, message: &[u8]) {
-        if level < self.plugin.log_level {
+        if level < self.log_level() {
             return;
         }
         self.log_bytes += message.len();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::abi::{MetricType, Status};
-use crate::model::{MetricKind, MetricSnapshot};
+use crate::model::{LogLevel, MetricKind, MetricSnapshot};
 
 /// State shared by every worker (harness) of one simulated Envoy process.
 /// Cheap to clone; clones share the same state.
@@ -22,6 +22,10 @@ struct SharedInner {
     cas_counter: AtomicU32,
     queues: Mutex<Queues>,
     metrics: Mutex<Metrics>,
+    /// The process's wasm log level once set at run time (0: not set;
+    /// otherwise the level's number + 1), as Envoy's admin `/logging`
+    /// sets its wasm logger for every plugin.
+    log_level: AtomicU32,
 }
 
 /// Shared data per vm_id, and the bytes it holds (keys and values).
@@ -83,6 +87,20 @@ impl SharedHost {
     /// Fresh, empty shared state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every plugin's log level from now on, what `proxy_get_log_level`
+    /// reports and below which log lines are dropped (Envoy's `POST
+    /// /logging?level=`, which sets the wasm logger they all share).
+    pub fn set_log_level(&self, level: LogLevel) {
+        let stored = level.as_u32() + 1;
+        self.inner.log_level.store(stored, Ordering::Relaxed);
+    }
+
+    /// The level [`SharedHost::set_log_level`] set, if any.
+    pub fn log_level(&self) -> Option<LogLevel> {
+        let stored = self.inner.log_level.load(Ordering::Relaxed);
+        stored.checked_sub(1).and_then(LogLevel::from_u32)
     }
 
     fn next_cas(&self) -> u32 {

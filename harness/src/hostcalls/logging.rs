@@ -18,7 +18,7 @@ pub fn proxy_log<G: Guest>(
 
 /// `proxy_get_log_level`.
 pub fn proxy_get_log_level<G: Guest>(g: &mut G, return_level: u64) -> HostcallResult {
-    let level = g.host().plugin.log_level.as_u32();
+    let level = g.host().log_level().as_u32();
     write_u32(g, return_level, level)?;
     Ok(Status::Ok)
 }

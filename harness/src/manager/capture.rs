@@ -7,9 +7,9 @@
 //! counted per VM); metrics are process-wide, so each position gets them.
 
 use crate::driver::Harness;
-use crate::model::{Outcome, StreamEnd, TraceEvent};
+use crate::model::{DownstreamResponse, Outcome, StreamEnd, TraceEvent};
 
-use super::{Slot, Streams};
+use super::{Slot, Stream, Streams};
 
 /// Which position a context of a VM belongs to.
 pub(crate) struct Owners<'a> {
@@ -78,6 +78,64 @@ pub(crate) fn capture_into(
         let owner = |ctx: u32| owners.of(vm, ctx).unwrap_or(first);
         split(capture, first, &positions, owner, outs);
     }
+}
+
+/// Each chain position's outcome of an ended stream: what the position's
+/// filter let through, and its share of the capture since the step began
+/// (see `capture`). The hops' messages move into the outcomes (the stream
+/// is done with them).
+pub(crate) fn outcomes(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    streams: &Streams,
+    stream: &mut Stream,
+) -> Vec<Outcome> {
+    let end = stream.end.clone().unwrap_or_default();
+    let mut outs: Vec<Outcome> = stream
+        .hops
+        .iter()
+        .map(|hop| Outcome {
+            context_id: hop.context_id,
+            ..Outcome::default()
+        })
+        .collect();
+    let ids = stream.hops.iter().map(|h| h.context_id);
+    let owners = Owners::new(slots, streams, ids);
+    capture_into(filters, &owners, &mut outs, &end, stream.elapsed_ms);
+    let last = stream.hops.len().saturating_sub(1);
+    for (i, (outcome, hop)) in outs.iter_mut().zip(stream.hops.iter_mut()).enumerate() {
+        outcome.response = match end {
+            StreamEnd::Stalled { .. } => None,
+            _ => hop.sent_response.take().map(|m| DownstreamResponse {
+                status: m.headers.status(),
+                message: m,
+                reset: matches!(end, StreamEnd::Reset),
+            }),
+        };
+        // A request cut short (local reply, reset, stall) never completed upstream.
+        let refused = stream.upstream_refused && i == last;
+        outcome.upstream_request = if hop.request_done && !refused {
+            hop.sent_request.take()
+        } else {
+            None
+        };
+        outcome.local_reply = hop.local_reply.take();
+    }
+    outs
+}
+
+/// Each position's share of the capture for a step with no stream of its own.
+pub(crate) fn step_outcomes(
+    filters: &mut [Harness],
+    slots: &[Slot],
+    streams: &Streams,
+    end: StreamEnd,
+    elapsed_ms: u64,
+) -> Vec<Outcome> {
+    let mut outs = vec![Outcome::default(); slots.len()];
+    let owners = Owners::new(slots, streams, std::iter::empty());
+    capture_into(filters, &owners, &mut outs, &end, elapsed_ms);
+    outs
 }
 
 fn split(

@@ -301,7 +301,8 @@ fn the_admin_listener_serves_ready_stats_server_info_config_dump_logging_and_qui
         "configure": [{"op": "define_metric", "kind": "counter",
                        "name": "route=.=all;.;probe_requests", "save": "requests"}],
         "http": {"request_headers": {"steps": [
-            {"op": "increment_metric", "id": "$requests", "offset": 1}]}}
+            {"op": "increment_metric", "id": "$requests", "offset": 1},
+            {"op": "log", "level": 1, "message": "a debug line"}]}}
     })
     .to_string();
     let upstream = format!("http://127.0.0.1:{up}");
@@ -354,7 +355,29 @@ fn the_admin_listener_serves_ready_stats_server_info_config_dump_logging_and_qui
     );
     assert_eq!(filter["configuration"].as_str(), Some(config.as_str()));
     let (_, _, logging) = curl(&[], &format!("http://{admin}/logging"));
-    assert!(logging.contains("wasm: trace"), "{logging}");
+    assert!(logging.contains("wasm: info"), "{logging}");
+    assert!(
+        !served
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("a debug line")),
+        "below info, the filter's debug line is dropped"
+    );
+    // Envoy's /logging sets the wasm logger every plugin logs through: the
+    // filters see the new level at once, on every worker.
+    let (status, _, logging) = curl(
+        &["-X", "POST"],
+        &format!("http://{admin}/logging?level=debug"),
+    );
+    assert_eq!(status, 200);
+    assert!(logging.contains("wasm: debug"), "{logging}");
+    assert_eq!(curl(&[], &format!("http://{at}/")).0, 200);
+    assert!(
+        served.log_line_with("a debug line").is_some(),
+        "the filter logs at debug after POST /logging?level=debug"
+    );
     let (status, _, logging) = curl(
         &["-X", "POST"],
         &format!("http://{admin}/logging?level=warn"),

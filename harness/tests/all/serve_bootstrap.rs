@@ -364,3 +364,46 @@ fn a_broken_file_is_refused_before_any_listener_binds() {
         }
     }
 }
+
+#[test]
+fn the_connection_managers_stream_idle_timeout_answers_a_stream_nothing_moves() {
+    // A filter paused on a 10 s callout to a cluster that answers after 5 s:
+    // nothing moves the stream, so the 0.5 s stream_idle_timeout fires
+    // first (ActiveStream::onIdleTimeout): 504 "stream timeout", since the
+    // whole request had arrived.
+    let (_api, api) = python_server(0.0, "from api");
+    let (_auth, auth) = python_server(5.0, "late");
+    let probe = module("test_filter_probe.wasm");
+    let calling = json!({"http": {
+        "request_headers": {"action": "pause", "steps": [{
+            "op": "http_call", "cluster": "auth", "timeout_ms": 10_000,
+            "headers": [[":method", "GET"], [":path", "/check"], [":authority", "auth"]]
+        }]},
+        "callouts": {"http_call_response": [{"op": "continue_stream", "stream": "request"}]}
+    }})
+    .to_string();
+    let routes = "\n              - match: { prefix: / }\n                route: { cluster: api }";
+    let idle = listener(
+        "idle",
+        0,
+        &wasm_filter("caller", &probe, "probe", &calling),
+        routes,
+    )
+    .replace(
+        "stat_prefix: idle",
+        "stat_prefix: idle\n          stream_idle_timeout: 0.5s",
+    );
+    let file = TempFile::new(
+        "yaml",
+        &bootstrap(&[idle], &[cluster("api", api), cluster("auth", auth)]),
+    );
+    let served = serve_file(&file, 1);
+    let started = Instant::now();
+    let (status, _, body) = curl(&[], &served.url("idle", "/"));
+    assert_eq!((status, body.as_str()), (504, "stream timeout"));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "the 0.5 s idle timeout, not the 5 s answer: {took:?}"
+    );
+}

@@ -17,7 +17,6 @@ use harness::{HarnessError, MetricKind, MetricSnapshot, SharedHost};
 
 use super::carry::OutBody;
 use super::http::plain;
-use super::logs;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -71,8 +70,8 @@ fn answer(request: &hyper::Request<Incoming>, state: &AdminState) -> hyper::Resp
             let loaded = state.loaded.lock().map(|v| v.clone()).unwrap_or_default();
             json(&loaded)
         }
-        ("GET", "/logging") => text(logging()),
-        ("POST", "/logging") => set_logging(request.uri().query().unwrap_or_default()),
+        ("GET", "/logging") => text(logging(shared)),
+        ("POST", "/logging") => set_logging(request.uri().query().unwrap_or_default(), shared),
         ("POST", "/quitquitquit") => {
             state.stop.notify_one();
             plain(200, "OK")
@@ -109,16 +108,15 @@ fn server_info(state: &AdminState) -> serde_json::Value {
 }
 
 /// Envoy's `/logging` listing, for the one logger serve has: the filters'.
-fn logging() -> String {
-    format!(
-        "active loggers:\n  wasm: {}\n",
-        logs::printed_level().name()
-    )
+fn logging(shared: &SharedHost) -> String {
+    let level = shared.log_level().unwrap_or(harness::LogLevel::Info);
+    format!("active loggers:\n  wasm: {}\n", level.name())
 }
 
-/// `POST /logging?level=LEVEL` (or `?wasm=LEVEL`): the lowest filter log
-/// level printed from now on.
-fn set_logging(query: &str) -> hyper::Response<OutBody> {
+/// `POST /logging?level=LEVEL` (or `?wasm=LEVEL`): the filters' log level
+/// from now on, on every worker: what `proxy_get_log_level` reports, and
+/// the lowest level captured (and so printed).
+fn set_logging(query: &str, shared: &SharedHost) -> hyper::Response<OutBody> {
     let asked = query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == "level" || key == "wasm").then_some(value)
@@ -131,8 +129,8 @@ fn set_logging(query: &str) -> hyper::Response<OutBody> {
     };
     match crate::commands::run::parse_log_level(asked) {
         Ok(level) => {
-            logs::set_printed_level(level);
-            text(logging())
+            shared.set_log_level(level);
+            text(logging(shared))
         }
         Err(message) => plain(400, &message),
     }

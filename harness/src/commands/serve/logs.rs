@@ -1,10 +1,9 @@
 //! What serve prints: Envoy's default access-log line per request on
 //! stdout, the filters' log lines in Envoy's wasm log format on stderr.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use harness::{DownstreamRequest, LogEntry, LogLevel};
+use harness::{DownstreamRequest, LogEntry};
 
 /// A request in flight, for its access-log line.
 pub(crate) struct InFlight {
@@ -36,23 +35,10 @@ pub(crate) fn access_log(flight: &InFlight, status: u16) {
     );
 }
 
-/// The lowest filter log level printed (`--log-level`, `POST /logging`).
-static PRINTED_FROM: AtomicU32 = AtomicU32::new(0);
-
-/// Prints filter log lines from `level` up.
-pub(crate) fn set_printed_level(level: LogLevel) {
-    PRINTED_FROM.store(level.as_u32(), Ordering::Relaxed);
-}
-
-/// The lowest level printed.
-pub(crate) fn printed_level() -> LogLevel {
-    LogLevel::from_u32(PRINTED_FROM.load(Ordering::Relaxed)).unwrap_or(LogLevel::Trace)
-}
-
 /// Filter log lines the way Envoy's wasm logger prints them.
 pub(crate) fn print_logs(worker: usize, plugin: &str, logs: &[LogEntry]) {
-    let from = PRINTED_FROM.load(Ordering::Relaxed);
-    for entry in logs.iter().filter(|e| e.level.as_u32() >= from) {
+    // Lines below the process's wasm log level were never captured.
+    for entry in logs {
         let time = utc_now().format("%Y-%m-%d %H:%M:%S%.3f");
         eprintln!(
             "[{time}][{worker}][{}][wasm] wasm log {plugin}: {}",

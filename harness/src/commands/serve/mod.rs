@@ -248,9 +248,6 @@ fn serve(args: &ServeArgs) -> Result<(), HarnessError> {
     if args.admin.is_some() {
         plan.admin = args.admin;
     }
-    if let Some(level) = args.log_level {
-        logs::set_printed_level(level);
-    }
     let options = serde_json::json!({
         "concurrency": args.concurrency,
         "config_path": args.config_path,
@@ -282,6 +279,10 @@ fn run(
 ) -> Result<(), HarnessError> {
     let started = Instant::now();
     let shared = SharedHost::new();
+    // One wasm log level for the process, as Envoy's (--log-level gave it
+    // to every plugin): /logging changes it.
+    let configured = plan.listeners.iter().flat_map(|l| &l.chain).next();
+    shared.set_log_level(configured.map_or(LogLevel::Info, |(_, c)| c.plugin.log_level));
     let clusters = Arc::new(plan.clusters);
     let listeners = Arc::new(plan.listeners);
     let loaded = Arc::new(Mutex::new(plan::config_dump(&listeners, &clusters)));
