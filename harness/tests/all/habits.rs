@@ -172,10 +172,26 @@ fn envoy_adds_its_own_headers_where_envoy_does() {
 /// A stream held at the upstream, through one probe filter that reads the
 /// response status, on a route with `route_timeout_ms`.
 fn held_at_upstream(route_timeout_ms: u64) -> (harness::Envoy, harness::StreamHandle) {
+    status_probe_stream(
+        route_timeout_ms,
+        harness::DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+        true,
+    )
+}
+
+/// A stream through one probe filter that reads the response status, with
+/// these timeouts, waiting for its upstream answer; `request_ends` false:
+/// the client still has body to send.
+fn status_probe_stream(
+    route_timeout_ms: u64,
+    idle_ms: u64,
+    request_ends: bool,
+) -> (harness::Envoy, harness::StreamHandle) {
     let script = json!({"http": {"response_headers": {"steps": [
         get_header("status", "response_headers", ":status")]}}});
     let mut config = probe_config(script);
     config.route_timeout_ms = route_timeout_ms;
+    config.stream_idle_timeout_ms = idle_ms;
     let plugins = [(harness::FilterModule::from(probe_module()), config)];
     let mut envoy = harness::Envoy::builder().plugins(&plugins).build().unwrap();
     let exchange = harness::Exchange {
@@ -183,7 +199,9 @@ fn held_at_upstream(route_timeout_ms: u64) -> (harness::Envoy, harness::StreamHa
         upstream: ok_upstream(),
         properties: Default::default(),
     };
-    let (key, _) = envoy.open(&exchange, None).unwrap();
+    let (key, _) = envoy
+        .open_stream(None, &exchange, None, request_ends)
+        .unwrap();
     (envoy, key)
 }
 
@@ -240,22 +258,7 @@ fn the_route_timeout_answers_504_through_the_filters_and_resets_a_started_respon
 /// A stream through the status probe with no route timeout and this idle
 /// timeout; `request_ends` false: the client still has body to send.
 fn idle_stream(idle_ms: u64, request_ends: bool) -> (harness::Envoy, harness::StreamHandle) {
-    let script = json!({"http": {"response_headers": {"steps": [
-        get_header("status", "response_headers", ":status")]}}});
-    let mut config = probe_config(script);
-    config.route_timeout_ms = 0;
-    config.stream_idle_timeout_ms = idle_ms;
-    let plugins = [(harness::FilterModule::from(probe_module()), config)];
-    let mut envoy = harness::Envoy::builder().plugins(&plugins).build().unwrap();
-    let exchange = harness::Exchange {
-        request: get("/idle"),
-        upstream: ok_upstream(),
-        properties: Default::default(),
-    };
-    let (key, _) = envoy
-        .open_stream(None, &exchange, None, request_ends)
-        .unwrap();
-    (envoy, key)
+    status_probe_stream(0, idle_ms, request_ends)
 }
 
 #[test]

@@ -43,8 +43,15 @@ server = ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
+    python_script(script, &[&delay.to_string(), body])
+}
+
+/// Runs a python3 server `script` (with `args`) that prints the loopback
+/// port it listens on as its first line; the process and that port.
+pub(crate) fn python_script(script: &str, args: &[&str]) -> (Running, u16) {
     let mut child = Command::new("python3")
-        .args(["-c", script, &delay.to_string(), body])
+        .args(["-c", script])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 runs (scripts/setup.sh installs it)");

@@ -4,14 +4,14 @@
 //! response; and a filter that buffers past the limit still gets Envoy's
 //! 413 (a request) or a reset (a response whose head went out).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::serve::{Running, module, spawn_serve};
+use crate::serve::{Running, module, python_script, spawn_serve};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -69,17 +69,7 @@ server = ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/setup.sh installs it)");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("piped stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the server prints its port");
-    (Running(child), line.trim().parse().expect("a port number"))
+    python_script(script, &[])
 }
 
 /// The probe: every request and response body chunk logs a line and
