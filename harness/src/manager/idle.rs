@@ -52,22 +52,22 @@ impl Streams {
     }
 
     /// The first of the worker's own timers due among the live streams:
-    /// (when, stream index, which). A route timeout wins a tie.
+    /// (when, stream index, which); a route timeout wins a tie. One pass
+    /// over the streams, since the event loop asks on every turn.
     pub(crate) fn next_deadline(&self) -> Option<(u64, usize, Timeout)> {
-        let route = self
-            .next_route_deadline()
-            .map(|(at, k)| (at, k, Timeout::Route));
-        let idle = self
-            .live
-            .http
-            .iter()
-            .enumerate()
-            .filter_map(|(k, s)| s.idle_deadline_ms().map(|at| (at, k, Timeout::Idle)))
-            .min_by_key(|(at, k, _)| (*at, *k));
-        match (route, idle) {
-            (Some(r), Some(i)) => Some(if i.0 < r.0 { i } else { r }),
-            (r, i) => r.or(i),
+        let mut first: Option<(u64, usize, Timeout)> = None;
+        for (k, s) in self.live.http.iter().enumerate() {
+            let due = [
+                s.route_deadline_ms().map(|at| (at, Timeout::Route)),
+                s.idle_deadline_ms().map(|at| (at, Timeout::Idle)),
+            ];
+            for (at, which) in due.into_iter().flatten() {
+                if first.is_none_or(|(best, _, _)| at < best) {
+                    first = Some((at, k, which));
+                }
+            }
         }
+        first
     }
 }
 

@@ -13,7 +13,7 @@ use super::{Slot, Stream, Streams};
 
 impl Stream {
     /// When the route's timeout fires for this stream, if it is armed.
-    fn route_deadline_ms(&self) -> Option<u64> {
+    pub(super) fn route_deadline_ms(&self) -> Option<u64> {
         if self.route_timeout_ms == 0 || self.end.is_some() || self.upstream_timed_out {
             return None;
         }
@@ -25,16 +25,6 @@ impl Stream {
             self.upstream_answer.is_none() && self.router_reply.is_none()
         };
         (waiting && !replied).then_some(complete.saturating_add(self.route_timeout_ms))
-    }
-}
-
-impl Streams {
-    /// The first route timeout due among the live streams: (when, index).
-    pub(crate) fn next_route_deadline(&self) -> Option<(u64, usize)> {
-        let streams = self.live.http.iter().enumerate();
-        streams
-            .filter_map(|(k, s)| s.route_deadline_ms().map(|at| (at, k)))
-            .min()
     }
 }
 
