@@ -43,11 +43,12 @@ impl Work {
     /// What the wasm module and its native twin must agree on, each part
     /// as JSON (the form users read): name and value.
     pub fn observed(&self, o: &Outcome) -> Vec<(&'static str, String)> {
-        let proxy_calls: std::collections::BTreeMap<&String, &u64> = o
+        let proxy_calls: std::collections::BTreeMap<&str, &u64> = o
             .hostcalls
             .iter()
             // WASI calls exist only in the wasm build (the twin uses the host's libc).
             .filter(|(name, _)| name.starts_with("proxy_"))
+            .map(|(name, n)| (name.as_ref(), n))
             .collect();
         let mut parts = vec![("hostcalls", json(&proxy_calls))];
         match self {

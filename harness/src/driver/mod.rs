@@ -12,6 +12,7 @@ mod events;
 pub(crate) use budget::{Budget, EventKind};
 pub use budget::{DEFAULT_MAX_EVENTS_PER_STEP, DEFAULT_STEP_WALL_BUDGET_MS};
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::backend::wasm::CompiledModule;
@@ -458,12 +459,12 @@ impl Harness {
         elapsed_ms: u64,
     ) -> Outcome {
         let host = self.vm.host();
-        let hostcalls: BTreeMap<String, u64> = host
+        let hostcalls: BTreeMap<Cow<'static, str>, u64> = host
             .hostcall_counts
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (hostcall_name(i).to_string(), *c))
+            .map(|(i, c)| (Cow::Borrowed(hostcall_name(i)), *c))
             .collect();
         Outcome {
             context_id,

@@ -1,5 +1,6 @@
 //! Outputs: what one exchange (or step) produced.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -267,8 +268,9 @@ pub struct Outcome {
     pub http_calls: Vec<HttpCallRecord>,
     /// gRPC callouts made during this exchange.
     pub grpc_calls: Vec<GrpcCallRecord>,
-    /// How many times each host function was called during this exchange.
-    pub hostcalls: BTreeMap<String, u64>,
+    /// How many times each host function was called during this exchange
+    /// (names borrowed from the host's table: counting allocates no name).
+    pub hostcalls: BTreeMap<Cow<'static, str>, u64>,
     /// Callback (and, with [`TraceLevel::Hostcalls`](super::TraceLevel::Hostcalls), hostcall) trace.
     pub trace: Vec<TraceEvent>,
     /// A trap in this exchange: the VM is failed from now on.

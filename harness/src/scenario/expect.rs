@@ -114,7 +114,7 @@ pub fn check(step: &str, expect: &Expect, outcome: &Outcome, failures: &mut Vec<
         }
     }
     for (name, count) in &expect.hostcalls {
-        let got = outcome.hostcalls.get(name).copied().unwrap_or(0);
+        let got = outcome.hostcalls.get(name.as_str()).copied().unwrap_or(0);
         if got != *count {
             c.mismatch(
                 format!("calls of {name}"),

@@ -53,7 +53,7 @@ fn outcome() -> Outcome {
             timeout_ms: 100,
             result: CalloutResult::Answered { status: 200 },
         }],
-        hostcalls: [("proxy_log".to_string(), 2u64)].into_iter().collect(),
+        hostcalls: [("proxy_log".into(), 2u64)].into_iter().collect(),
         ..Outcome::default()
     }
 }
