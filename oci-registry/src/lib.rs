@@ -122,6 +122,7 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
         .or_insert_with(|| title.trim_end_matches(".wasm").to_string());
     let input = layout::BuildInput {
         module: &module_bytes,
+        module_digest: &info.digest,
         module_title: &title,
         runtime_config: &runtime_config,
         runtime_type: &runtime_type,
