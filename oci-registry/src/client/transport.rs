@@ -142,3 +142,49 @@ fn built<T>(cell: &OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T>
     let value = build()?;
     Ok(cell.get_or_init(|| value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Transport;
+    use crate::client::Options;
+
+    #[test]
+    fn a_plain_http_request_builds_no_tls_client_and_no_oci_client() {
+        let transport = Transport::new("127.0.0.1:5000", true, &Options::default()).unwrap();
+        let url = url::Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        let first: *const reqwest::Client = transport.http_for(&url).unwrap();
+        let again: *const reqwest::Client = transport.http_for(&url).unwrap();
+        assert_eq!(first, again, "the plain client was built twice");
+        assert!(transport.tls.get().is_none(), "TLS roots were loaded");
+        assert!(
+            transport.oci.get().is_none(),
+            "oci-client's client was built"
+        );
+    }
+
+    #[test]
+    fn an_https_url_gets_the_tls_client_and_oci_client_is_built_on_demand() {
+        let transport = Transport::new("127.0.0.1:5000", true, &Options::default()).unwrap();
+        let realm = url::Url::parse("https://auth.example/token").unwrap();
+        transport.http_for(&realm).unwrap();
+        assert!(transport.tls.get().is_some());
+        assert!(transport.plain_only.get().is_none());
+        transport.oci().unwrap();
+        assert!(transport.oci.get().is_some());
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_refused_when_the_client_is_made_not_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let options = Options {
+            ca_file: Some(path),
+            ..Options::default()
+        };
+        let error = Transport::new("registry.example", false, &options)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("no PEM certificate"), "{error}");
+    }
+}
