@@ -45,6 +45,8 @@ impl std::fmt::Display for Layout {
 #[derive(Debug, Clone)]
 pub struct BuildInput<'a> {
     pub module: &'a [u8],
+    /// `sha256:<hex>` of `module` ([`crate::module::ModuleInfo::digest`]), so it is hashed once.
+    pub module_digest: &'a str,
     /// Title of the module layer (the file name oras and others extract to).
     pub module_title: &'a str,
     pub runtime_config: &'a [u8],
@@ -88,8 +90,12 @@ pub fn build(layout: Layout, input: &BuildInput<'_>) -> Result<Artifact> {
                 input.abi_versions.join(","),
             );
             let config = Blob::new(manifest::WASM_IMAGE_CONFIG, input.runtime_config.to_vec());
-            let module = Blob::new(manifest::WASM_IMAGE_LAYER, input.module.to_vec())
-                .titled(input.module_title);
+            let module = Blob::with_digest(
+                manifest::WASM_IMAGE_LAYER,
+                input.module.to_vec(),
+                input.module_digest,
+            )
+            .titled(input.module_title);
             let layers = if layout == Layout::Oci {
                 vec![config.clone().titled(RUNTIME_CONFIG_NAME), module]
             } else {
@@ -113,8 +119,12 @@ pub fn build(layout: Layout, input: &BuildInput<'_>) -> Result<Artifact> {
             (config, vec![layer], manifest::OCI_MANIFEST)
         }
         Layout::Cncf => {
-            let module = Blob::new(manifest::CNCF_WASM_LAYER, input.module.to_vec())
-                .titled(input.module_title);
+            let module = Blob::with_digest(
+                manifest::CNCF_WASM_LAYER,
+                input.module.to_vec(),
+                input.module_digest,
+            )
+            .titled(input.module_title);
             let config = serde_json::json!({
                 "created": created,
                 "architecture": "wasm",
@@ -370,6 +380,7 @@ mod tests {
     fn input<'a>(annotations: &'a BTreeMap<String, String>, abi: &'a [String]) -> BuildInput<'a> {
         BuildInput {
             module: b"\0asm\x01\0\0\0",
+            module_digest: Box::leak(sha256_digest(b"\0asm\x01\0\0\0").into_boxed_str()),
             module_title: "f.wasm",
             runtime_config: br#"{"type":"envoy_proxy"}"#,
             runtime_type: "envoy_proxy",

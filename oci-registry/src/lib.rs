@@ -122,6 +122,7 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
         .or_insert_with(|| title.trim_end_matches(".wasm").to_string());
     let input = layout::BuildInput {
         module: &module_bytes,
+        module_digest: &info.digest,
         module_title: &title,
         runtime_config: &runtime_config,
         runtime_type: &runtime_type,
@@ -146,6 +147,27 @@ pub async fn push_prepared(
     artifact: &layout::Artifact,
     info: module::ModuleInfo,
 ) -> Result<PushReport> {
+    push_prepared_gated(
+        client,
+        references,
+        artifact,
+        info,
+        std::future::ready(Ok(())),
+    )
+    .await
+}
+
+/// [`push_prepared`], with `gate` (e.g. a check of the module that takes a
+/// while) run while the blobs upload: no manifest is put unless it passes,
+/// and its error ends the push as soon as it comes (uploads in flight are
+/// dropped, so untagged blobs may stay in the repository).
+pub async fn push_prepared_gated(
+    client: &RegistryClient,
+    references: &[Reference],
+    artifact: &layout::Artifact,
+    info: module::ModuleInfo,
+    gate: impl std::future::Future<Output = Result<()>>,
+) -> Result<PushReport> {
     let primary = references
         .first()
         .ok_or_else(|| Error::Usage("no reference to push to".into()))?;
@@ -160,12 +182,12 @@ pub async fn push_prepared(
             blobs.push(blob);
         }
     }
-    let outcomes = futures_util::future::try_join_all(
+    let uploads = futures_util::future::try_join_all(
         blobs
             .iter()
             .map(|blob| async move { client.push_blob_if_missing(primary, blob).await }),
-    )
-    .await?;
+    );
+    let (outcomes, ()) = futures_util::future::try_join(uploads, gate).await?;
     let mut uploaded: Vec<String> = Vec::new();
     let mut reused: Vec<String> = Vec::new();
     let mut mounted: Vec<Mounted> = Vec::new();

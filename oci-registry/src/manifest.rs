@@ -64,6 +64,21 @@ impl Blob {
         }
     }
 
+    /// A blob whose digest the caller already computed over these same bytes
+    /// (the module, hashed once by [`crate::module::validate`]).
+    pub(crate) fn with_digest(
+        media_type: &str,
+        bytes: impl Into<bytes::Bytes>,
+        digest: &str,
+    ) -> Self {
+        Blob {
+            media_type: media_type.to_string(),
+            bytes: bytes.into(),
+            annotations: BTreeMap::new(),
+            digest: digest.to_string(),
+        }
+    }
+
     pub fn titled(mut self, title: &str) -> Self {
         self.annotations
             .insert(ANNOTATION_TITLE.to_string(), title.to_string());

@@ -13,13 +13,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
 mod diagnose;
 mod session;
+mod transport;
 mod upload;
 
 pub use upload::Stored;
@@ -78,10 +78,10 @@ const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
 
 /// A client bound to one registry and one set of credentials.
 pub struct RegistryClient {
-    inner: oci_client::Client,
-    /// For the requests publish makes itself (the push path, manifest DELETE),
-    /// same TLS settings; its pool keeps the connections open between requests.
-    http: reqwest::Client,
+    /// oci-client's client and the reqwest clients for the requests made
+    /// here (the push path, manifest DELETE), built when first needed; their
+    /// pools keep the connections open between requests.
+    transport: transport::Transport,
     /// What the registry asked for so far (the push path authenticates lazily).
     authorization: tokio::sync::Mutex<session::Authorization>,
     locations: Option<crate::cache::BlobLocations>,
@@ -100,59 +100,10 @@ impl RegistryClient {
         // Loopback registries speak plain HTTP unless TLS options say otherwise.
         let wants_tls = options.ca_file.is_some() || options.insecure;
         let plain = options.plain_http || (crate::reference::is_loopback(registry) && !wants_tls);
-        let mut extra_root_certificates = Vec::new();
-        let mut http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(options.insecure)
-            .read_timeout(options.timeout)
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(path) = &options.ca_file {
-            let data = std::fs::read(path)
-                .map_err(|e| Error::io(format!("reading the CA file {}", path.display()), e))?;
-            let parsed = reqwest::Certificate::from_pem_bundle(&data).map_err(|e| {
-                Error::Usage(format!(
-                    "{}: not a PEM certificate bundle: {e}",
-                    path.display()
-                ))
-            })?;
-            if parsed.is_empty() {
-                return Err(Error::Usage(format!(
-                    "{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
-                    path.display()
-                )));
-            }
-            for certificate in parsed {
-                http = http.add_root_certificate(certificate);
-            }
-            extra_root_certificates.push(Certificate {
-                encoding: CertificateEncoding::Pem,
-                data,
-            });
-        }
-        let config = ClientConfig {
-            protocol: if plain {
-                ClientProtocol::HttpsExcept(vec![registry.to_string()])
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: options.insecure,
-            use_monolithic_push: options.monolithic,
-            extra_root_certificates,
-            read_timeout: Some(options.timeout),
-            connect_timeout: Some(Duration::from_secs(10)),
-            ..Default::default()
-        };
+        let transport = transport::Transport::new(registry, plain, &options)?;
         let auth = credentials.to_registry_auth();
-        // Not Client::new: it falls back to a default client on error, which
-        // would silently drop a bad --ca-file.
-        let inner = oci_client::Client::try_from(config).map_err(|e| {
-            Error::Usage(format!("cannot set up the HTTP client for {registry}: {e}"))
-        })?;
-        let http = http.build().map_err(|e| {
-            Error::Usage(format!("cannot set up the HTTP client for {registry}: {e}"))
-        })?;
         Ok(RegistryClient {
-            inner,
-            http,
+            transport,
             scheme: if plain { "http" } else { "https" },
             registry: registry.to_string(),
             credentials,
@@ -179,8 +130,9 @@ impl RegistryClient {
         } else {
             RegistryOperation::Pull
         };
+        let oci = self.transport.oci()?;
         self.retry("contacting the registry", || {
-            self.inner.auth(reference, &self.auth, op)
+            oci.auth(reference, &self.auth, op)
         })
         .await
         .map(|_| ())
@@ -190,8 +142,9 @@ impl RegistryClient {
     pub async fn check_login(&self, reference: &Reference) -> Result<()> {
         self.authenticate(reference, false).await?;
         let probe = crate::module::sha256_digest(b"");
+        let oci = self.transport.oci()?;
         self.retry("checking the credentials", || {
-            self.inner.blob_exists(reference, &probe)
+            oci.blob_exists(reference, &probe)
         })
         .await
         .map(|_| ())
@@ -199,13 +152,10 @@ impl RegistryClient {
 
     /// The manifest's bytes and digest (checked against the reference's digest if it has one).
     pub async fn pull_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String)> {
+        let oci = self.transport.oci()?;
         let (bytes, digest) = self
             .retry(&format!("fetching the manifest of {reference}"), || {
-                self.inner.pull_manifest_raw(
-                    reference,
-                    &self.auth,
-                    crate::manifest::ACCEPTED_MANIFESTS,
-                )
+                oci.pull_manifest_raw(reference, &self.auth, crate::manifest::ACCEPTED_MANIFESTS)
             })
             .await?;
         Ok((bytes.to_vec(), digest))
@@ -225,14 +175,13 @@ impl RegistryClient {
             ))
         })?;
         let what = format!("blob {}", descriptor.digest);
+        let oci = self.transport.oci()?;
         let progress = self.progress_bar(expected, &descriptor.digest);
         let result = self
             .retry(&format!("downloading {what}"), || async {
                 progress.set_position(0);
                 let mut sink = CappedBuffer::new(expected, progress.clone());
-                self.inner
-                    .pull_blob(reference, descriptor, &mut sink)
-                    .await?;
+                oci.pull_blob(reference, descriptor, &mut sink).await?;
                 Ok(sink)
             })
             .await;
@@ -260,16 +209,14 @@ impl RegistryClient {
 
     /// Every tag of the reference's repository, following the registry's pages.
     pub async fn list_tags(&self, reference: &Reference) -> Result<Vec<String>> {
+        let oci = self.transport.oci()?;
         let mut tags: Vec<String> = Vec::new();
         loop {
             let last = tags.last().cloned();
             let page = self
                 .retry(
                     &format!("listing the tags of {}", reference.repository()),
-                    || {
-                        self.inner
-                            .list_tags(reference, &self.auth, Some(1000), last.as_deref())
-                    },
+                    || oci.list_tags(reference, &self.auth, Some(1000), last.as_deref()),
                 )
                 .await?;
             let before = tags.len();
@@ -288,10 +235,10 @@ impl RegistryClient {
             "deleting the manifest {digest} of {}",
             reference.repository()
         );
+        let oci = self.transport.oci()?;
         let token = self
             .retry("contacting the registry", || {
-                self.inner
-                    .auth(reference, &self.auth, RegistryOperation::Push)
+                oci.auth(reference, &self.auth, RegistryOperation::Push)
             })
             .await?;
         let url = format!(
@@ -300,7 +247,9 @@ impl RegistryClient {
             reference.resolve_registry(),
             reference.repository()
         );
-        let mut request = self.http.delete(&url);
+        let parsed = url::Url::parse(&url)
+            .map_err(|e| Error::Usage(format!("{what}: the URL {url} is not valid: {e}")))?;
+        let mut request = self.transport.http_for(&parsed)?.delete(parsed);
         request = match (&token, &self.credentials) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Credentials::Basic { username, password }) => {

@@ -70,9 +70,21 @@ impl RegistryClient {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> OciResult<Response> {
         let mut answered = false;
+        let http = self
+            .transport
+            .http_for_scheme(self.scheme)
+            .map_err(setup_error)?;
         loop {
-            let request = self.authorize(build(&self.http), scope).await;
-            let response = request.send().await?;
+            let request = self.authorize(build(http), scope).await.build()?;
+            // A Location may send an upload elsewhere (another scheme, other roots).
+            let client = if request.url().scheme() == self.scheme {
+                http
+            } else {
+                self.transport
+                    .http_for(request.url())
+                    .map_err(setup_error)?
+            };
+            let response = client.execute(request).await?;
             tracing::debug!(registry = %self.registry, "{} {}", response.status(), response.url());
             if response.status() != StatusCode::UNAUTHORIZED || answered {
                 return Ok(response);
@@ -129,7 +141,13 @@ impl RegistryClient {
         if let Some(service) = params.get("service") {
             query.push(("service", service.as_str()));
         }
-        let mut request = self.http.get(realm.as_str()).query(&query);
+        let realm_url = url::Url::parse(realm).map_err(|e| {
+            OciDistributionError::AuthenticationFailure(format!(
+                "the token realm {realm} is not a URL: {e}"
+            ))
+        })?;
+        let http = self.transport.http_for(&realm_url).map_err(setup_error)?;
+        let mut request = http.get(realm_url).query(&query);
         if let Credentials::Basic { username, password } = &self.credentials {
             request = request.basic_auth(username, Some(password));
         }
@@ -156,6 +174,11 @@ impl RegistryClient {
         authorization.tokens.insert(scope.to_string(), token);
         Ok(true)
     }
+}
+
+/// A client that could not be built, as oci-client's errors carry it.
+fn setup_error(error: crate::errors::Error) -> OciDistributionError {
+    OciDistributionError::GenericError(Some(error.to_string()))
 }
 
 /// The scheme and parameters of `Bearer realm="...",service="...",scope="..."`.

@@ -181,13 +181,15 @@ fn created_epoch(flag: Option<&str>) -> Result<Option<u64>> {
     }
 }
 
-/// `harness check` on the module before it is uploaded: refuses it, with
-/// every reason, when the target would not load it; prints its warnings.
-/// Start-up runs under the first `--root-id`, the one Envoy would use.
+/// `harness check` on the module: refuses it, with every reason, when the
+/// target would not load it; prints its warnings. With `startup`, the
+/// module is also started, under the first `--root-id` (the one Envoy would
+/// use); without, only the static checks run (imports, features, exports).
 fn preflight(
     module: &Path,
     target: Option<&'static harness::preflight::Target>,
     root_ids: &[String],
+    startup: bool,
 ) -> Result<()> {
     use harness::preflight::{
         CheckOptions, Severity, StartupInput, WITHOUT_CONFIG, check, default_target,
@@ -196,7 +198,7 @@ fn preflight(
         std::fs::read(module).map_err(|e| Error::io(format!("reading {}", module.display()), e))?;
     let options = CheckOptions {
         target: target.unwrap_or_else(default_target),
-        startup: Some(StartupInput {
+        startup: startup.then(|| StartupInput {
             root_id: root_ids.first().cloned().unwrap_or_default(),
             ..StartupInput::default()
         }),
@@ -261,9 +263,31 @@ pub async fn push(args: PushArgs) -> Result<()> {
     };
     // Validate and build before touching the network (and before reading a password).
     let (artifact, info) = crate::prepare(&request)?;
-    if !args.no_check {
-        preflight(&request.module, args.target, &request.root_ids)?;
-    }
+    // The static checks refuse before any connection; start-up (compiling
+    // and starting the module, most of the preflight's time) runs while the
+    // blobs upload, and the manifest is put only if it passes.
+    let startup = if args.no_check {
+        None
+    } else {
+        preflight(&request.module, args.target, &request.root_ids, false)?;
+        let (module, target, root_ids) = (
+            request.module.clone(),
+            args.target,
+            request.root_ids.clone(),
+        );
+        Some(tokio::task::spawn_blocking(move || {
+            preflight(&module, target, &root_ids, true)
+        }))
+    };
+    let gate = async move {
+        match startup {
+            None => Ok(()),
+            Some(task) => task.await.map_err(|e| Error::InvalidModule {
+                path: request.module.clone(),
+                reason: format!("the preflight did not finish: {e}"),
+            })?,
+        }
+    };
     match args.layout {
         Layout::Single => eprintln!(
             "publish: warning: the single layout (the ASM article's one-layer oras push) has one layer; \
@@ -279,7 +303,8 @@ pub async fn push(args: PushArgs) -> Result<()> {
         .upload
         .connection()
         .client_for(&registry, args.upload.options())?;
-    let report = crate::push_prepared(&client, &request.references, &artifact, info).await?;
+    let report =
+        crate::push_prepared_gated(&client, &request.references, &artifact, info, gate).await?;
     if args.report.is_json() {
         return print_json(&report);
     }

@@ -87,3 +87,38 @@ fn push_names_the_wasm_feature_the_target_lacks() {
         refused.stderr()
     );
 }
+
+/// Start-up runs while the blobs upload: a module that passes the static
+/// checks but traps when Envoy would start it is refused before the
+/// manifest is put, so no tag points at it.
+#[test]
+fn push_refused_at_start_up_tags_no_manifest() {
+    let registry = Registry::start(RegistryAuth::None);
+    let cli = Cli::new();
+    let bytes = wat::parse_str(
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "proxy_on_context_create") (param i32 i32) unreachable)
+            (func (export "malloc") (param i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let module = cli.file("trapping.wasm", &bytes);
+    let reference = format!("{}/preflight/trapping:v1", registry.host());
+
+    let refused = cli.run(&["push", module.to_str().unwrap(), &reference]);
+    refused.fails_saying("would not load it");
+    refused.fails_saying("proxy_on_context_create");
+    cli.run(&["manifest", "fetch", &reference])
+        .fails_saying("not found");
+    let tags = cli.run(&["repo", "tags", &reference]);
+    assert!(!tags.stdout().contains("v1"), "{}", tags.stdout());
+
+    // The same module with --no-check is tagged: the refusal above was the preflight's.
+    cli.push(&module, &reference, &["--no-check"]);
+    assert!(
+        cli.run(&["manifest", "fetch", &reference])
+            .stdout()
+            .contains("schemaVersion")
+    );
+}
