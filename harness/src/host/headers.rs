@@ -116,26 +116,21 @@ impl HeaderMap {
                 value_len: value.len(),
             };
         }
-        let mut i = 0;
-        let bytes = &self.bytes;
-        let mut dropped = 0;
-        self.entries.retain(|e| {
-            let keep = i <= first || !eq_lower(&bytes[e.start..e.start + e.key_len], key);
-            i += 1;
-            if !keep {
-                dropped += e.len();
-            }
-            keep
-        });
-        self.garbage += dropped;
-        self.reclaim();
+        self.remove_from(first + 1, key);
     }
     /// Removes every value of `key`.
     pub fn remove(&mut self, key: &[u8]) {
+        self.remove_from(0, key);
+    }
+    /// Removes the values of `key` at index `from` and after; their bytes
+    /// become garbage.
+    fn remove_from(&mut self, from: usize, key: &[u8]) {
         let bytes = &self.bytes;
         let mut dropped = 0;
+        let mut i = 0;
         self.entries.retain(|e| {
-            let keep = !eq_lower(&bytes[e.start..e.start + e.key_len], key);
+            let keep = i < from || !eq_lower(&bytes[e.start..e.start + e.key_len], key);
+            i += 1;
             if !keep {
                 dropped += e.len();
             }

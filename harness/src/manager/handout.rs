@@ -43,15 +43,43 @@ pub struct QueuedBytes {
     pub response: u64,
 }
 
-/// What a carried stream has handed out already.
+/// What a carried stream has handed out already, per direction.
 #[derive(Default)]
 pub(crate) struct HandedOut {
-    request_headers: bool,
-    request_trailers: bool,
-    request_ended: bool,
-    response_headers: bool,
-    response_trailers: bool,
-    response_ended: bool,
+    request: Handed,
+    response: Handed,
+}
+
+#[derive(Default)]
+struct Handed {
+    headers: bool,
+    trailers: bool,
+    ended: bool,
+}
+
+impl Handed {
+    /// What of `sent` leaves now: its headers and trailers once each, the
+    /// body bytes since the last call, and the end once (`ended`; with
+    /// `after_headers`, only once the headers went: a response's end means
+    /// nothing to the client before its status).
+    fn take(
+        &mut self,
+        sent: &mut crate::model::HttpMessage,
+        ended: bool,
+        after_headers: bool,
+    ) -> Leaving {
+        let mut leaving = Leaving::default();
+        if !sent.headers.is_empty() && !std::mem::replace(&mut self.headers, true) {
+            leaving.headers = Some(sent.headers.clone());
+        }
+        leaving.body = std::mem::take(&mut sent.body.0);
+        if sent.trailers.is_some() && !std::mem::replace(&mut self.trailers, true) {
+            leaving.trailers = sent.trailers.clone();
+        }
+        let ended = ended && (self.headers || !after_headers);
+        leaving.ended = ended && !std::mem::replace(&mut self.ended, true);
+        leaving
+    }
 }
 
 /// What left the chain of stream `key` (live, or ended and not collected
@@ -63,29 +91,12 @@ pub(crate) fn take_forwarded(streams: &mut Streams, key: StreamHandle) -> Option
     if let Some(last) = stream.hops.last_mut()
         && let Some(sent) = last.sent_request.as_mut()
     {
-        let leaving = &mut out.upstream;
-        if !sent.headers.is_empty() && !std::mem::replace(&mut handed.request_headers, true) {
-            leaving.headers = Some(sent.headers.clone());
-        }
-        leaving.body = std::mem::take(&mut sent.body.0);
-        if sent.trailers.is_some() && !std::mem::replace(&mut handed.request_trailers, true) {
-            leaving.trailers = sent.trailers.clone();
-        }
-        leaving.ended = last.request_done && !std::mem::replace(&mut handed.request_ended, true);
+        out.upstream = handed.request.take(sent, last.request_done, false);
     }
     if let Some(first) = stream.hops.first_mut()
         && let Some(sent) = first.sent_response.as_mut()
     {
-        let leaving = &mut out.client;
-        if !sent.headers.is_empty() && !std::mem::replace(&mut handed.response_headers, true) {
-            leaving.headers = Some(sent.headers.clone());
-        }
-        leaving.body = std::mem::take(&mut sent.body.0);
-        if sent.trailers.is_some() && !std::mem::replace(&mut handed.response_trailers, true) {
-            leaving.trailers = sent.trailers.clone();
-        }
-        let ended = first.resp.ended && handed.response_headers;
-        leaving.ended = ended && !std::mem::replace(&mut handed.response_ended, true);
+        out.client = handed.response.take(sent, first.resp.ended, true);
     }
     Some(out)
 }
