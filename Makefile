@@ -30,8 +30,12 @@ build-host:
 	$(CARGO) build -p harness -p publish --bins
 
 # The Alibaba Cloud Service Mesh demo, without a cluster: the filter built for
-# wasm32-wasip1, loaded into the simulated Envoy, adding its header.
-demo: build build-host
+# wasm32-wasip1, loaded into the simulated Envoy, adding its header. Builds
+# only what it runs: one filter, and the harness without OCI pulls (no TLS
+# stack; `make test` adds them later without compiling wasmtime again).
+demo: setup-wasm
+	$(CARGO) build --target wasm32-wasip1 --release -p response-header
+	$(CARGO) build -p harness --bin harness --no-default-features
 	$(HARNESS) run $(WASM_DIR)/response_header.wasm \
 	    --config '$(DEMO_CONFIG)' \
 	    --request 'GET /details/123' -H 'host: details:9080'

@@ -74,7 +74,7 @@ fn every_selection_builds_wasmtime_with_the_same_features() {
         "the closure was read: {} packages",
         workspace.len()
     );
-    let selections: [(&str, &[&str], &str); 5] = [
+    let selections: [(&str, &[&str], &str); 6] = [
         ("cargo test -p harness", &["-p", "harness"], all),
         (
             "cargo test -p response-header",
@@ -88,8 +88,13 @@ fn every_selection_builds_wasmtime_with_the_same_features() {
             "normal,build",
         ),
         (
-            "cargo build -p harness -p publish --bins (make demo)",
+            "cargo build -p harness -p publish --bins (make build-host)",
             &["-p", "harness", "-p", "publish"],
+            "normal,build",
+        ),
+        (
+            "cargo build -p harness --no-default-features --bin harness (make demo)",
+            &["-p", "harness", "--no-default-features"],
             "normal,build",
         ),
     ];

@@ -5,6 +5,8 @@
 
 mod fetch;
 mod order;
+#[cfg(feature = "oci")]
+mod pull;
 mod spec;
 
 use std::path::{Path, PathBuf};

@@ -56,7 +56,9 @@ pub(crate) struct PluginSpec {
     pub source: Source,
     /// 64 lowercase hex digits, or None.
     pub sha256: Option<String>,
-    /// What the document says; [`super::fetch`] applies Istio's default.
+    /// What the document says; the pull applies Istio's default (read only
+    /// with the `oci` feature: a module file has no policy).
+    #[cfg_attr(not(feature = "oci"), allow(dead_code))]
     pub pull_policy: Option<PullPolicy>,
     pub root_id: String,
     /// pluginConfig as JSON text (empty when absent).
