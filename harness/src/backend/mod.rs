@@ -7,6 +7,7 @@
 mod elf;
 #[cfg(unix)]
 pub mod native;
+pub(crate) mod passthrough;
 #[cfg(test)]
 pub(crate) mod scripted;
 pub mod wasm;

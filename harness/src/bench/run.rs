@@ -309,8 +309,7 @@ pub fn sample_body(size: usize) -> Vec<u8> {
 fn load(case: &BenchCase) -> Result<(CompiledModule, FilterModule), HarnessError> {
     let wasm = match FilterModule::from_file(&case.module)? {
         FilterModule::Wasm(m) => m,
-        #[cfg(unix)]
-        FilterModule::Native(_) => {
+        _ => {
             return Err(HarnessError::Usage(format!(
                 "{} is a native library; give the .wasm module first and the native twin with --native",
                 case.module.display()

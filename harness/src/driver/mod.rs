@@ -35,6 +35,10 @@ pub enum FilterModule {
     /// (no sandbox; the VM must stay on the thread that created it).
     #[cfg(unix)]
     Native(crate::backend::native::NativeLibrary),
+    /// No filter: a chain position that continues every stream, for a
+    /// listener whose connection manager has only the router (see
+    /// `backend::passthrough`).
+    PassThrough,
 }
 
 impl FilterModule {
@@ -80,17 +84,18 @@ impl FilterModule {
             (FilterModule::Wasm(a), FilterModule::Wasm(b)) => a.same_module(b),
             #[cfg(unix)]
             (FilterModule::Native(a), FilterModule::Native(b)) => a.same_module(b),
-            #[cfg(unix)]
+            (FilterModule::PassThrough, FilterModule::PassThrough) => true,
             _ => false,
         }
     }
 
-    /// `"wasm"` or `"native"`.
+    /// `"wasm"`, `"native"` or `"none"` (pass-through).
     pub fn backend_name(&self) -> &'static str {
         match self {
             FilterModule::Wasm(_) => "wasm",
             #[cfg(unix)]
             FilterModule::Native(_) => "native",
+            FilterModule::PassThrough => "none",
         }
     }
 }
@@ -231,6 +236,9 @@ impl Harness {
             FilterModule::Wasm(m) => Box::new(m.instantiate(host)?),
             #[cfg(unix)]
             FilterModule::Native(lib) => Box::new(lib.instantiate(host)?),
+            FilterModule::PassThrough => {
+                Box::new(crate::backend::passthrough::PassThroughVm::new(host))
+            }
         })
     }
 

@@ -202,6 +202,57 @@ fn a_filter_serves_real_requests_over_http1_and_h2c() {
     }
 }
 
+#[test]
+fn without_a_module_serve_is_the_router_alone() {
+    // The upstream answers with the request headers it received.
+    let script = r#"
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = "".join(f"{k.lower()}: {v}\n" for k, v in self.headers.items()).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let (_upstream, port) = python_script(script, &[]);
+    let upstream = format!("http://127.0.0.1:{port}");
+    let served = spawn_serve(
+        &[
+            "--upstream",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    let (status, head, body) = curl(&[], &format!("http://{}/r", served.address()));
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("server: envoy"), "{head}");
+    assert!(head.contains("x-envoy-upstream-service-time: "), "{head}");
+    for added in ["x-request-id: ", "x-forwarded-proto: http", "x-envoy-expected-rq-timeout-ms: 15000"] {
+        assert!(body.contains(added), "{added} in {body}");
+    }
+    let admin = served.admin.clone().expect("an admin address");
+    let (_, _, dump) = curl(&[], &format!("http://{admin}/config_dump"));
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");
+    assert_eq!(dump["listeners"][0]["filters"], json!([]), "{dump}");
+    // A plugin's flags without a plugin are a usage error, not ignored.
+    let refused = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["serve", "--upstream", &upstream, "--config", "{}"])
+        .output()
+        .expect("harness runs");
+    assert_eq!(refused.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("<MODULE>"), "{text}");
+}
+
 /// The probe pauses every request on an http_call to `auth` and continues
 /// when the answer (or the router's timeout reply) arrives.
 fn callout_probe(timeout_ms: u64) -> String {

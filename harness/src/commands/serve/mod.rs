@@ -49,8 +49,9 @@ use worker::{ClientReply, Job};
 /// `harness serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// The filter module (.wasm; a native twin .so works too).
-    #[arg(required_unless_present_any = ["config_path", "wasmplugin"])]
+    /// The filter module (.wasm; a native twin .so works too). Without one
+    /// (and without --wasmplugin), the router alone: a floor to compare
+    /// filters against.
     module: Option<PathBuf>,
     /// An Envoy bootstrap file (YAML or JSON): its static listeners,
     /// clusters and admin instead of the flags below.
@@ -77,7 +78,7 @@ pub struct ServeArgs {
     )]
     wasmplugin: Vec<PathBuf>,
     /// Plugin configuration: inline text (usually JSON) or @file.
-    #[arg(long)]
+    #[arg(long, requires = "module")]
     config: Option<String>,
     /// Where to listen (HTTP/1.1, and HTTP/2 with prior knowledge)
     /// [default: 127.0.0.1:10000].
@@ -93,16 +94,16 @@ pub struct ServeArgs {
     #[arg(long)]
     concurrency: Option<usize>,
     /// Plugin name [default: the module's file name].
-    #[arg(long)]
+    #[arg(long, requires = "module")]
     name: Option<String>,
     /// Root id of the plugin.
-    #[arg(long)]
+    #[arg(long, requires = "module")]
     root_id: Option<String>,
     /// VM id.
-    #[arg(long)]
+    #[arg(long, requires = "module")]
     vm_id: Option<String>,
     /// Let traffic through when the filter traps (Envoy's fail_open).
-    #[arg(long)]
+    #[arg(long, requires = "module")]
     fail_open: bool,
     /// The admin listener (`/ready`, `/stats`, `/stats/prometheus`,
     /// `POST /quitquitquit`), e.g. 127.0.0.1:9901 as Envoy's (over the
@@ -170,7 +171,8 @@ fn quick_config(args: &ServeArgs, module: &std::path::Path) -> Result<HarnessCon
 fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
     let Some(upstream) = &args.upstream else {
         return Err(usage(
-            "give a module (or --wasmplugin files) and --upstream, or an Envoy bootstrap with -c envoy.yaml"
+            "give --upstream (with a module, --wasmplugin files, or neither for the router alone), \
+             or an Envoy bootstrap with -c envoy.yaml"
                 .to_string(),
         ));
     };
@@ -186,7 +188,16 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
     }
     let (chain, origins, watched) = if args.wasmplugin.is_empty() {
         let Some(module) = &args.module else {
-            return Err(usage("give a module or --wasmplugin files".to_string()));
+            // No filter: the connection manager with the router alone.
+            let (module, config) = plan::router_only();
+            return Ok(one_listener(
+                args,
+                upstream,
+                vec![(module, plan::served(config, &clusters))],
+                Vec::new(),
+                clusters,
+                Vec::new(),
+            ));
         };
         let config = plan::served(quick_config(args, module)?, &clusters);
         let mut watched = vec![module.clone()];
@@ -209,6 +220,20 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
             .collect();
         (chain, loaded.origins, loaded.watched)
     };
+    Ok(one_listener(
+        args, upstream, chain, origins, clusters, watched,
+    ))
+}
+
+/// The quick form's one listener, every request to `upstream`.
+fn one_listener(
+    args: &ServeArgs,
+    upstream: Upstream,
+    chain: Vec<(FilterModule, HarnessConfig)>,
+    origins: Vec<serde_json::Value>,
+    clusters: Vec<(String, Upstream)>,
+    watched: Vec<PathBuf>,
+) -> Plan {
     let address = args
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 10000)));
@@ -219,12 +244,12 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
         origins,
         kind: ListenerKind::Http(Arc::new(RouteTable::everything_to(upstream))),
     };
-    Ok(Plan {
+    Plan {
         listeners: vec![listener],
         clusters,
         admin: None,
         watched,
-    })
+    }
 }
 
 /// The plan the flags or the bootstrap file describe (again on a reload).

@@ -27,7 +27,8 @@ pub(crate) struct ListenerPlan {
     pub name: String,
     pub address: SocketAddr,
     /// The wasm filters in chain order (HTTP filters before the router,
-    /// or network filters before tcp_proxy).
+    /// or network filters before tcp_proxy); one [`FilterModule::PassThrough`]
+    /// when the connection manager has only the router ([`router_only`]).
     pub chain: Vec<(FilterModule, HarnessConfig)>,
     /// Where each chain entry came from when a WasmPlugin named it (url,
     /// resolved digests), in chain order; empty otherwise.
@@ -61,13 +62,27 @@ pub(crate) fn served(mut config: HarnessConfig, clusters: &[(String, Upstream)])
     config
 }
 
+/// The chain of a connection manager with no wasm filter: one position
+/// that continues every stream, so requests still go through the filter
+/// manager, the router (timeouts, x-request-id, ...) and the access log.
+/// (Give its configuration to [`served`] like any other's.)
+pub(crate) fn router_only() -> (FilterModule, HarnessConfig) {
+    let mut config = HarnessConfig::default();
+    config.plugin.name = "router".to_string();
+    (FilterModule::PassThrough, config)
+}
+
 impl ListenerPlan {
-    /// The plugins' names in chain order, for log lines.
-    pub fn plugin_names(&self) -> Vec<String> {
+    /// The wasm filters of the chain (not a pass-through position).
+    pub fn filters(&self) -> impl Iterator<Item = &(FilterModule, HarnessConfig)> {
         self.chain
             .iter()
-            .map(|(_, c)| c.plugin.name.clone())
-            .collect()
+            .filter(|(module, _)| !matches!(module, FilterModule::PassThrough))
+    }
+
+    /// The plugins' names in chain order, for log lines.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.filters().map(|(_, c)| c.plugin.name.clone()).collect()
     }
 }
 
@@ -83,8 +98,7 @@ pub(crate) fn config_dump(
         .iter()
         .map(|l| {
             let filters: Vec<_> = l
-                .chain
-                .iter()
+                .filters()
                 .enumerate()
                 .map(|(index, (module, config))| {
                     let p = &config.plugin;
@@ -92,6 +106,7 @@ pub(crate) fn config_dump(
                         harness::FilterModule::Wasm(m) => (m.name().to_string(), Some(m.sha256())),
                         #[cfg(unix)]
                         harness::FilterModule::Native(_) => ("native twin".to_string(), None),
+                        harness::FilterModule::PassThrough => ("none".to_string(), None),
                     };
                     let mut filter = json!({
                         "name": p.name, "root_id": p.root_id, "vm_id": p.vm_id,

@@ -235,9 +235,8 @@ fn connection_manager(
         }
     }
     if chain.is_empty() {
-        return Err(hcm.error(
-            "http_filters has no envoy.filters.http.wasm filter; harness serve serves wasm filters",
-        ));
+        // The router alone: streams still go through the filter manager.
+        chain.push(super::super::plan::router_only());
     }
     // The connection manager's, so every filter of its chain carries it
     // (the library reads it from the chain's first).

@@ -200,10 +200,6 @@ fn what_serve_cannot_run_is_refused_with_its_path() {
             format!("{http}[0]: (envoy.filters.http.router) must be the last HTTP filter"),
         ),
         (
-            file("", ""),
-            format!("{filters0}.typed_config: http_filters has no envoy.filters.http.wasm filter"),
-        ),
-        (
             file(&wasm("w", "{ vm_config: { code: { remote: { http_uri: { uri: x } } } } }"), ""),
             "code.remote downloads the module".to_string(),
         ),
@@ -269,6 +265,18 @@ fn durations_take_protobuf_forms() {
     assert_eq!(ms("{seconds: 2, nanos: 500000000}"), Ok(2_500));
     assert!(ms("15").is_err());
     assert!(ms("-1s").is_err());
+}
+
+#[test]
+fn a_connection_manager_with_the_router_alone_serves_through_a_pass_through_position() {
+    let (plan, _) = parsed(&file("", ""));
+    let plan = plan.unwrap();
+    let listener = &plan.listeners[0];
+    assert!(listener.plugin_names().is_empty());
+    assert_eq!(listener.chain.len(), 1);
+    assert_eq!(listener.chain[0].0.backend_name(), "none");
+    // Serve's own settings (held callouts for every cluster) reach it too.
+    assert_eq!(listener.chain[0].1.clusters.len(), 1);
 }
 
 #[test]
