@@ -160,6 +160,16 @@ fn respond(
     }
     stream.upstream_open = !ends && answer.trailers.is_none();
     stream.upstream_answer = Some(answer);
+    // An upstream that answers while the request still streams to it: the
+    // router sends the response on at once (`Router::Filter::onUpstreamHeaders`
+    // runs whenever the codec has the headers, source/common/router/router.cc).
+    // An answer given before the request reached the upstream is its answer
+    // to the whole request, given once that has arrived.
+    let last = stream.hops.last();
+    let reached = last
+        .and_then(|h| h.sent_request.as_ref())
+        .is_some_and(|sent| !sent.headers.0.is_empty());
+    stream.answered_early = reached && last.is_some_and(|h| !h.request_done);
     Ok(())
 }
 

@@ -98,6 +98,9 @@ pub(crate) struct Stream {
     /// The upstream's answer, sent when the whole request has reached it
     /// (`None`: not given yet, or already sent).
     pub(crate) upstream_answer: Option<UpstreamResponse>,
+    /// The upstream answered while the request was still reaching it: the
+    /// response starts without waiting for the request's end.
+    pub(crate) answered_early: bool,
     /// The client has more of the request to send ([`handles::send_request`]).
     pub(crate) request_open: bool,
     /// The upstream has more of its response to send ([`handles::send_response`]).
@@ -226,6 +229,7 @@ pub(crate) fn open(
         key,
         hops,
         upstream_answer: upstream,
+        answered_early: false,
         request_open: !request_ends && req.trailers.is_none(),
         upstream_open: false,
         upstream_later: VecDeque::new(),
@@ -423,7 +427,9 @@ fn drive(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usiz
         // The request frame furthest along the chain goes first.
         let next = match (0..n).rev().find(|&i| stream.hops[i].req.has_work()) {
             Some(i) => Some((i, Dir::Request)),
-            None if !stream.response_started && stream.hops[n - 1].request_done => {
+            None if !stream.response_started
+                && (stream.hops[n - 1].request_done || stream.answered_early) =>
+            {
                 if !start_response(&mut filters[slots[n - 1].vm], stream) {
                     return progressed;
                 }

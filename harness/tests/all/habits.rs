@@ -255,6 +255,34 @@ fn the_route_timeout_answers_504_through_the_filters_and_resets_a_started_respon
     );
 }
 
+#[test]
+fn an_upstream_answer_while_the_request_streams_reaches_the_client_at_once() {
+    // Router::Filter::onUpstreamHeaders passes the upstream's headers on
+    // whenever the codec has them, not only after the request ended
+    // (source/common/router/router.cc); the stream ends with the response.
+    let (mut envoy, key) = status_probe_stream(0, harness::DEFAULT_STREAM_IDLE_TIMEOUT_MS, false);
+    let answer = harness::StreamInput::Respond {
+        answer: ok_upstream(),
+        end_stream: true,
+    };
+    envoy.send(key, answer).unwrap();
+    let out = envoy
+        .poll(key)
+        .unwrap()
+        .expect("the stream ended with its response");
+    assert_eq!(out.outcome.response.as_ref().map(|r| r.status), Some(200));
+    assert_eq!(result(&out.outcome, "status"), r#"status: OK value="200""#);
+    let rest = harness::StreamInput::Request {
+        body: harness::Body::single("late"),
+        trailers: None,
+        end_stream: true,
+    };
+    assert!(
+        envoy.send(key, rest).is_err(),
+        "the rest of the request has no stream to go to"
+    );
+}
+
 /// A stream through the status probe with no route timeout and this idle
 /// timeout; `request_ends` false: the client still has body to send.
 fn idle_stream(idle_ms: u64, request_ends: bool) -> (harness::Envoy, harness::StreamHandle) {

@@ -102,12 +102,22 @@ pub(crate) fn spawn_serve(args: &[&str], count: usize) -> Served {
 
 /// [`spawn_serve`] with these environment variables set for serve.
 pub(crate) fn spawn_serve_with_env(args: &[&str], count: usize, env: &[(&str, &str)]) -> Served {
+    spawn_serve_to(args, count, env, Stdio::null())
+}
+
+/// [`spawn_serve_with_env`] with serve's stdout (the access log) to `stdout`.
+pub(crate) fn spawn_serve_to(
+    args: &[&str],
+    count: usize,
+    env: &[(&str, &str)],
+    stdout: Stdio,
+) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("serve")
         .args(args)
         .envs(env.iter().copied())
         .current_dir(workspace_root())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("harness serve starts");
@@ -221,7 +231,10 @@ server.serve_forever()
 "#;
     let (_upstream, port) = python_script(script, &[]);
     let upstream = format!("http://127.0.0.1:{port}");
-    let served = spawn_serve(
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log_path = dir.path().join("access.log");
+    let log = std::fs::File::create(&log_path).expect("the access log file");
+    let served = spawn_serve_to(
         &[
             "--upstream",
             &upstream,
@@ -231,14 +244,47 @@ server.serve_forever()
             "127.0.0.1:0",
         ],
         1,
+        &[],
+        Stdio::from(log),
     );
-    let (status, head, body) = curl(&[], &format!("http://{}/r", served.address()));
+    let (status, head, body) = curl(
+        &["-A", "probe/1", "-H", "x-forwarded-for: 10.0.0.7"],
+        &format!("http://{}/r", served.address()),
+    );
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("server: envoy"), "{head}");
     assert!(head.contains("x-envoy-upstream-service-time: "), "{head}");
-    for added in ["x-request-id: ", "x-forwarded-proto: http", "x-envoy-expected-rq-timeout-ms: 15000"] {
+    for added in [
+        "x-request-id: ",
+        "x-forwarded-proto: http",
+        "x-envoy-expected-rq-timeout-ms: 15000",
+    ] {
         assert!(body.contains(added), "{added} in {body}");
     }
+    // Envoy's default access-log line, with the request id the upstream got.
+    let request_id = body
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("a request id")
+        .to_string();
+    // The line is written when the stream is torn down, maybe just after
+    // curl has its response.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut line = String::new();
+    while line.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        line = std::fs::read_to_string(&log_path).expect("the access log");
+    }
+    let fields = format!("\"GET /r HTTP/1.1\" 200 - 0 {} ", body.len());
+    assert!(line.contains(&fields), "{fields} in {line}");
+    let tail = format!(
+        "\"10.0.0.7\" \"probe/1\" \"{request_id}\" \"{}\" \"127.0.0.1:{port}\"",
+        served.address()
+    );
+    assert!(
+        line.trim_end().ends_with(&tail),
+        "{tail} at the end of {line}"
+    );
     let admin = served.admin.clone().expect("an admin address");
     let (_, _, dump) = curl(&[], &format!("http://{admin}/config_dump"));
     let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");

@@ -354,3 +354,52 @@ fn a_filter_buffering_past_the_limit_gets_413_for_a_request_and_a_reset_for_a_re
         served.log_line_with("buffered response body exceeds the 1048576-byte buffer limit");
     assert!(overflow.is_some(), "the harness says why");
 }
+
+#[test]
+fn an_upstream_that_answers_before_the_request_ends_is_heard_at_once() {
+    // The upstream answers 413 as soon as it has the request head, and then
+    // reads (and drops) whatever body still comes.
+    let script = r#"
+import socket, threading
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 0))
+server.listen(16)
+print(server.getsockname()[1], flush=True)
+def serve(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            return
+        data += more
+    conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 5\r\n\r\nearly")
+    while conn.recv(65536):
+        pass
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+    let (_upstream, port) = python_script(script, &[]);
+    let upstream = format!("http://127.0.0.1:{port}");
+    let served = spawn_serve(&["--upstream", &upstream, "--listen", "127.0.0.1:0"], 1);
+    // A client that sends the head and a little of a 100 MiB body, then
+    // waits: the answer must come while its request is unfinished.
+    let mut socket = TcpStream::connect(served.address()).expect("serve accepts");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    let head = "POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 104857600\r\n\r\n";
+    socket.write_all(head.as_bytes()).expect("the head is sent");
+    socket.write_all(&[b'y'; 4096]).expect("some body is sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.ends_with(b"early") {
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let (status, body) = split_response(&answer);
+    assert_eq!((status, body), (413, b"early".to_vec()));
+}

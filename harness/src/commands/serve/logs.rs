@@ -3,36 +3,97 @@
 
 use std::time::Instant;
 
-use harness::{DownstreamRequest, LogEntry};
+use harness::{DownstreamRequest, Headers, LogEntry, Outcome};
 
 /// A request in flight, for its access-log line.
 pub(crate) struct InFlight {
     pub started: Instant,
+    /// `"GET /path HTTP/1.1"`.
     pub line: String,
+    /// x-forwarded-for, user-agent, x-request-id and :authority: from the
+    /// request as it left the chain (the filters' and the connection
+    /// manager's changes in, as Envoy's `%REQ()%` reads them at log time),
+    /// or as the client sent it when it never left.
+    pub request: [Option<String>; 4],
+    /// Where the router sent the request (`%UPSTREAM_HOST%`).
+    pub upstream_host: Option<String>,
     /// Request body bytes from the client, response body bytes to it.
     pub bytes_received: u64,
     pub bytes_sent: u64,
 }
 
-/// `"GET /path HTTP/1.1"` as Envoy's access log writes it.
-pub(crate) fn request_line(request: &DownstreamRequest) -> String {
-    let protocol = match request.protocol {
-        harness::HttpProtocol::Http2 => "HTTP/2",
-        _ => "HTTP/1.1",
-    };
-    format!("\"{} {} {protocol}\"", request.method, request.path)
+const LOGGED_REQUEST_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "user-agent",
+    "x-request-id",
+    ":authority",
+];
+
+impl InFlight {
+    pub fn new(request: &DownstreamRequest) -> InFlight {
+        let protocol = match request.protocol {
+            harness::HttpProtocol::Http2 => "HTTP/2",
+            _ => "HTTP/1.1",
+        };
+        let mut fields = LOGGED_REQUEST_HEADERS.map(|name| request.headers.get_text(name));
+        fields[3] = fields[3].take().or_else(|| request.authority.clone());
+        InFlight {
+            started: Instant::now(),
+            line: format!("\"{} {} {protocol}\"", request.method, request.path),
+            request: fields,
+            upstream_host: None,
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    /// The request as it left the chain for the router.
+    pub fn left_chain(&mut self, headers: &Headers) {
+        self.request = LOGGED_REQUEST_HEADERS.map(|name| headers.get_text(name));
+    }
 }
 
-/// Envoy's default access-log line, the fields the harness knows
-/// (`status` 0: no response).
-pub(crate) fn access_log(flight: &InFlight, status: u16) {
-    let sent = flight.bytes_sent;
+/// Envoy's default access-log line (the "Default format string" of its
+/// access-log docs: `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%
+/// %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%
+/// %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%"
+/// "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"`),
+/// a missing value as `-`.
+pub(crate) fn access_log(flight: &InFlight, outcome: &Outcome) {
+    let response = outcome.response.as_ref();
+    let status = response.map_or(0, |r| r.message.headers.status());
+    let service_time = response
+        .and_then(|r| r.message.headers.get_text("x-envoy-upstream-service-time"))
+        .unwrap_or_else(|| "-".to_string());
+    let flags = response_flags(outcome);
     let ms = flight.started.elapsed().as_millis();
     let time = utc_now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    let [forwarded_for, user_agent, request_id, authority] = flight
+        .request
+        .each_ref()
+        .map(|v| v.as_deref().unwrap_or("-"));
+    let upstream = flight.upstream_host.as_deref().unwrap_or("-");
     println!(
-        "[{time}] {} {status} - {} {sent} {ms}",
-        flight.line, flight.bytes_received
+        "[{time}] {} {status} {flags} {} {} {ms} {service_time} \"{forwarded_for}\" \"{user_agent}\" \
+         \"{request_id}\" \"{authority}\" \"{upstream}\"",
+        flight.line, flight.bytes_received, flight.bytes_sent
     );
+}
+
+/// `%RESPONSE_FLAGS%` for what the harness can tell from the outcome, by
+/// the reply's response code details (Envoy's short flag names,
+/// `StreamInfo::ResponseFlagUtils`): UF, UT, SI, NR; `-` otherwise.
+fn response_flags(outcome: &Outcome) -> &'static str {
+    let details = outcome.local_reply.as_ref().map(|r| r.details.as_str());
+    match details {
+        Some(d) if d.starts_with("upstream_reset_before_response_started{connection_failure") => {
+            "UF"
+        }
+        Some("response_timeout") => "UT",
+        Some("stream_idle_timeout") => "SI",
+        Some("route_not_found") => "NR",
+        _ => "-",
+    }
 }
 
 /// Filter log lines the way Envoy's wasm logger prints them.

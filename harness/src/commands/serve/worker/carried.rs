@@ -7,8 +7,6 @@
 //! what waits for the other side is under the listener's buffer limit
 //! (see [`crate::commands::serve::carry`]).
 
-use std::time::Instant;
-
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -17,7 +15,7 @@ use harness::{Body, DownstreamRequest, Exchange, Forwarded, StreamInput, Upstrea
 use super::{Event, Key, Worker};
 use crate::commands::serve::carry::{self, BodyPart, OutBody, Outbound};
 use crate::commands::serve::http;
-use crate::commands::serve::logs::{InFlight, access_log, request_line};
+use crate::commands::serve::logs::{InFlight, access_log};
 
 /// What the client receives: the response head, its body carried.
 pub type ClientReply = hyper::Response<OutBody>;
@@ -51,7 +49,7 @@ impl Worker {
         events: &mpsc::UnboundedSender<Event>,
     ) {
         let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
-        let line = request_line(&request);
+        let flight = InFlight::new(&request);
         let exchange = Exchange {
             request,
             upstream: UpstreamResponse::default(),
@@ -83,12 +81,6 @@ impl Worker {
         };
         let key = (slot, stream);
         let read_client = body.map(|body| read(body, key, true, events));
-        let flight = InFlight {
-            started: Instant::now(),
-            line,
-            bytes_received: 0,
-            bytes_sent: 0,
-        };
         let carried = Carried {
             flight,
             reply: Some(reply),
@@ -240,7 +232,6 @@ impl Worker {
             return true;
         };
         let response = done.outcome.response.as_ref();
-        let status = response.map_or(0, |r| r.message.headers.status());
         let reset = response.is_none_or(|r| r.reset);
         if let Some(reply) = carried.reply.take() {
             let why = "harness serve: the stream ended without a response";
@@ -253,7 +244,7 @@ impl Worker {
                 out.abort(why);
             }
         }
-        access_log(&carried.flight, status);
+        access_log(&carried.flight, &done.outcome);
         false
     }
 
@@ -274,7 +265,8 @@ impl Worker {
             // A request that left the chain whole in this step goes out whole.
             let whole = (upstream.ended && upstream.trailers.is_none())
                 .then(|| OutBody::whole(std::mem::take(&mut upstream.body)));
-            carried.to_upstream = self.route(key, headers, whole, events);
+            carried.flight.left_chain(&headers);
+            carried.to_upstream = self.route(key, headers, whole, &mut carried.flight, events);
         }
         if let Some(out) = &carried.to_upstream {
             out.data(upstream.body);

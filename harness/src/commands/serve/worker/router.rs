@@ -13,6 +13,7 @@ use harness::{ByteString, Headers, StreamInput};
 use super::{Event, Key, Worker};
 use crate::commands::serve::carry::{OutBody, Outbound};
 use crate::commands::serve::http;
+use crate::commands::serve::logs::InFlight;
 use crate::commands::serve::plan::ListenerKind;
 use crate::commands::serve::routes::{Action, Forward};
 
@@ -31,6 +32,7 @@ impl Worker {
         key: Key,
         mut headers: Headers,
         whole: Option<OutBody>,
+        flight: &mut InFlight,
         events: &mpsc::UnboundedSender<Event>,
     ) -> Option<Outbound> {
         let served = self.slot_mut(key.0)?;
@@ -66,6 +68,7 @@ impl Worker {
             timeout_ms,
             ..
         } = forward;
+        flight.upstream_host = Some(upstream.authority().to_string());
         self.send_input(key, StreamInput::Route { timeout_ms });
         // The router announces the route's own timeout (0: none).
         if timeout_ms == 0 {
