@@ -78,6 +78,7 @@ impl Chain {
         plugins: &[(FilterModule, HarnessConfig)],
         shared: &SharedHost,
         worker: usize,
+        lean: bool,
     ) -> Result<Chain, HarnessError> {
         let canary = worker == 0;
         let mut filters: Vec<Harness> = Vec::new();
@@ -114,6 +115,9 @@ impl Chain {
                     keys.push(plugin);
                 }
             }
+        }
+        for filter in &mut filters {
+            filter.lean = lean;
         }
         let mut chain = Self::with_slots(filters, slots)?;
         chain.streams.worker = worker;
@@ -182,11 +186,44 @@ impl Chain {
     /// Advances virtual time by `ms` on every filter (ticks, callout
     /// answers, queue notifications, and the streams they move).
     pub(crate) fn advance(&mut self, ms: u64) -> Result<EnvoyOutcome, HarnessError> {
+        if let Some(quiet) = self.advance_quietly(ms) {
+            return Ok(quiet);
+        }
         let outcomes = manager::advance(&mut self.filters, &self.slots, &mut self.streams, ms);
         self.keep_stream_logs(&outcomes);
         let mut out = merged(self.streams.worker, outcomes)?;
         out.outcome.elapsed_ms = ms;
         Ok(out)
+    }
+
+    /// A lean chain with nothing due within `ms` (no timer, callout answer,
+    /// route or idle deadline, queue notification): only its clocks move,
+    /// which is all a run would do, and the outcome is empty. (A full
+    /// chain's outcomes carry metric snapshots, so it always runs.)
+    fn advance_quietly(&mut self, ms: u64) -> Option<EnvoyOutcome> {
+        let lean = self.filters.iter().all(|f| f.lean);
+        let target = self.now_ms().saturating_add(ms);
+        let due = self.next_event_at().is_some_and(|at| at <= target)
+            || self
+                .filters
+                .iter()
+                .any(|f| f.vm.host_ref().has_queue_notifications());
+        if !lean || due {
+            return None;
+        }
+        for f in &mut self.filters {
+            f.sync_clock(target);
+        }
+        let quiet = Outcome {
+            elapsed_ms: ms,
+            end: StreamEnd::NoStream,
+            ..Outcome::default()
+        };
+        Some(EnvoyOutcome {
+            worker: self.streams.worker,
+            filters: vec![Outcome::default(); self.slots.len()],
+            outcome: quiet,
+        })
     }
 
     #[cfg(test)]

@@ -44,6 +44,7 @@ pub struct EnvoyBuilder {
     plugins: Vec<(FilterModule, HarnessConfig)>,
     workers: Option<usize>,
     shared: Option<SharedHost>,
+    lean: bool,
 }
 
 impl EnvoyBuilder {
@@ -72,6 +73,16 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Step outcomes carry only what a caller serving traffic reads: log
+    /// lines, traps, failure policies and how streams end. Metric
+    /// snapshots (read them from [`SharedHost::metrics`]), hostcall counts
+    /// and callout records are left out, so a step costs nothing per
+    /// metric or histogram sample kept (`harness serve` runs this way).
+    pub fn lean(mut self) -> Self {
+        self.lean = true;
+        self
+    }
+
     /// Starts every worker's VMs (start-up runs once per worker, as Envoy
     /// configures every worker's clone; each plugin's canary once, first).
     pub fn build(self) -> Result<Envoy, HarnessError> {
@@ -88,7 +99,7 @@ impl EnvoyBuilder {
         }
         let shared = self.shared.unwrap_or_default();
         let workers = (0..count)
-            .map(|worker| Chain::build(&self.plugins, &shared, worker))
+            .map(|worker| Chain::build(&self.plugins, &shared, worker, self.lean))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Envoy {
             workers,

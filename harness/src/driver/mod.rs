@@ -143,6 +143,9 @@ pub struct Harness {
     reload: Option<ReloadSource>,
     /// The failure policy applied in the current exchange.
     pub(crate) policy_applied: Option<FailurePolicyApplied>,
+    /// Step outcomes without metric snapshots, hostcall counts or callout
+    /// records (see [`crate::EnvoyBuilder::lean`]).
+    pub(crate) lean: bool,
 }
 
 /// The module and configuration a failed VM is rebuilt from.
@@ -288,6 +291,7 @@ impl Harness {
             startup_durations: Vec::new(),
             reload: None,
             policy_applied: None,
+            lean: false,
         };
         h.begin_capture();
         let se = h.vm.start_exports();
@@ -466,6 +470,9 @@ impl Harness {
         end: Option<StreamEnd>,
         elapsed_ms: u64,
     ) -> Outcome {
+        if self.lean {
+            return self.finish_lean_capture(context_id, end, elapsed_ms);
+        }
         let host = self.vm.host();
         let hostcalls: BTreeMap<Cow<'static, str>, u64> = host
             .hostcall_counts
@@ -498,6 +505,28 @@ impl Harness {
             trap: self.new_trap.take(),
             failure_policy: self.policy_applied.take(),
             elapsed_ms,
+        }
+    }
+
+    /// What a lean capture keeps: log lines, the trap and the failure
+    /// policy (the trace too, which a lean caller keeps off). Metrics stay
+    /// readable from [`SharedHost::metrics`].
+    fn finish_lean_capture(
+        &mut self,
+        context_id: u32,
+        end: Option<StreamEnd>,
+        elapsed_ms: u64,
+    ) -> Outcome {
+        let host = self.vm.host();
+        Outcome {
+            context_id,
+            end: end.unwrap_or_default(),
+            logs: host.take_logs(),
+            trace: std::mem::take(&mut host.trace),
+            trap: self.new_trap.take(),
+            failure_policy: self.policy_applied.take(),
+            elapsed_ms,
+            ..Outcome::default()
         }
     }
 

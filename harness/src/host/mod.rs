@@ -636,6 +636,15 @@ impl Host {
     }
 
     /// Takes queue notifications posted to this worker.
+    /// True when a queue notification waits for this VM's next run.
+    pub(crate) fn has_queue_notifications(&self) -> bool {
+        !self
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     pub(crate) fn take_queue_notifications(&self) -> Vec<QueueReady> {
         let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut *inbox)

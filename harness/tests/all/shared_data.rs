@@ -237,3 +237,82 @@ fn metrics_follow_envoys_rules() {
         (MetricKind::Histogram, 2, vec![12, 30])
     );
 }
+
+#[test]
+fn a_lean_envoy_leaves_metric_snapshots_out_of_its_outcomes_but_keeps_logs() {
+    let script = json!({"http": {"request_headers": {"steps": [
+        {"op": "define_metric", "kind": "histogram", "name": "latency", "save": "histogram"},
+        step("record_metric", "sample", json!({"id": "$histogram", "value": 12})),
+        {"op": "log", "level": 2, "message": "seen"}
+    ]}}});
+    let exchange = harness::Exchange {
+        request: get("/"),
+        upstream: ok_upstream(),
+        properties: Default::default(),
+    };
+    let plugins = [(
+        harness::FilterModule::from(probe_module()),
+        probe_config(script),
+    )];
+    let mut full = harness::Envoy::builder().plugins(&plugins).build().unwrap();
+    let full_out = full.exchange(&exchange).unwrap().outcome;
+    assert!(
+        full_out.metric("latency").is_some(),
+        "a full outcome has the snapshot"
+    );
+    assert!(!full_out.hostcalls.is_empty());
+
+    let mut lean = harness::Envoy::builder()
+        .plugins(&plugins)
+        .lean()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let out = lean.exchange(&exchange).unwrap().outcome;
+        assert!(
+            out.metrics.is_empty() && out.hostcalls.is_empty(),
+            "{out:?}"
+        );
+        assert_eq!(out.response.as_ref().map(|r| r.status), Some(200));
+        assert!(
+            out.logs.iter().any(|l| l.message == "seen"),
+            "{:?}",
+            out.logs
+        );
+    }
+    let shared = lean.shared().metrics();
+    let latency = shared
+        .iter()
+        .find(|m| m.name == "latency")
+        .expect("the histogram");
+    assert_eq!(
+        latency.samples,
+        vec![12, 12, 12],
+        "recorded in the shared host"
+    );
+}
+
+#[test]
+fn a_lean_envoy_moving_its_clock_with_nothing_due_still_fires_the_next_tick_on_time() {
+    let script = json!({
+        "configure": [{"op": "set_tick_period", "ms": 100}],
+        "tick": [{"op": "log", "level": 2, "message": "tick"}]
+    });
+    let plugins = [(
+        harness::FilterModule::from(probe_module()),
+        probe_config(script),
+    )];
+    let mut lean = harness::Envoy::builder()
+        .plugins(&plugins)
+        .lean()
+        .build()
+        .unwrap();
+    let ticks = |out: &harness::Outcome| out.logs.iter().filter(|l| l.message == "tick").count();
+    // Many small moves with nothing due take the quiet path.
+    for _ in 0..9 {
+        assert_eq!(ticks(&lean.advance(10).unwrap()), 0);
+    }
+    assert_eq!(lean.now_ms(), 90);
+    assert_eq!(ticks(&lean.advance(10).unwrap()), 1, "the tick at 100 ms");
+    assert_eq!(ticks(&lean.advance(250).unwrap()), 2, "200 and 300 ms");
+}

@@ -216,6 +216,7 @@ fn build_served(
         let envoy = Envoy::builder()
             .plugins(&chain)
             .shared(shared.clone())
+            .lean()
             .build()
             .map_err(|e| format!("the plugin did not start (listener {}): {e}", plan.name))?;
         served.push(Served {
