@@ -201,19 +201,11 @@ impl Chain {
     /// which is all a run would do, and the outcome is empty. (A full
     /// chain's outcomes carry metric snapshots, so it always runs.)
     fn advance_quietly(&mut self, ms: u64) -> Option<EnvoyOutcome> {
-        let lean = self.filters.iter().all(|f| f.lean);
         let target = self.now_ms().saturating_add(ms);
-        let due = self.next_event_at().is_some_and(|at| at <= target)
-            || self
-                .filters
-                .iter()
-                .any(|f| f.vm.host_ref().has_queue_notifications());
-        if !lean || due {
+        if !self.quiet_until(target) {
             return None;
         }
-        for f in &mut self.filters {
-            f.sync_clock(target);
-        }
+        self.sync_clock(target);
         let quiet = Outcome {
             elapsed_ms: ms,
             end: StreamEnd::NoStream,
@@ -224,6 +216,25 @@ impl Chain {
             filters: vec![Outcome::default(); self.slots.len()],
             outcome: quiet,
         })
+    }
+
+    /// True for a lean chain with nothing due by `target` (see
+    /// [`Chain::advance`]'s quiet path).
+    pub(crate) fn quiet_until(&self, target: u64) -> bool {
+        let lean = self.filters.iter().all(|f| f.lean);
+        let due = self.next_event_at().is_some_and(|at| at <= target)
+            || self
+                .filters
+                .iter()
+                .any(|f| f.vm.host_ref().has_queue_notifications());
+        lean && !due
+    }
+
+    /// Moves every VM's clock to `target` (no later time is lost).
+    pub(crate) fn sync_clock(&mut self, target: u64) {
+        for f in &mut self.filters {
+            f.sync_clock(target);
+        }
     }
 
     #[cfg(test)]

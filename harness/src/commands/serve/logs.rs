@@ -1,6 +1,7 @@
 //! What serve prints: Envoy's default access-log line per request on
 //! stdout, the filters' log lines in Envoy's wasm log format on stderr.
 
+use std::io::Write;
 use std::time::Instant;
 
 use harness::{DownstreamRequest, Headers, LogEntry, Outcome};
@@ -67,17 +68,73 @@ pub(crate) fn access_log(flight: &InFlight, outcome: &Outcome) {
         .unwrap_or_else(|| "-".to_string());
     let flags = response_flags(outcome);
     let ms = flight.started.elapsed().as_millis();
-    let time = utc_now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
     let [forwarded_for, user_agent, request_id, authority] = flight
         .request
         .each_ref()
         .map(|v| v.as_deref().unwrap_or("-"));
     let upstream = flight.upstream_host.as_deref().unwrap_or("-");
-    println!(
-        "[{time}] {} {status} {flags} {} {} {ms} {service_time} \"{forwarded_for}\" \"{user_agent}\" \
-         \"{request_id}\" \"{authority}\" \"{upstream}\"",
-        flight.line, flight.bytes_received, flight.bytes_sent
-    );
+    ACCESS_LOG.with_borrow_mut(|buffer| {
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(
+            buffer,
+            "[{}] {} {status} {flags} {} {} {ms} {service_time} \"{forwarded_for}\" \"{user_agent}\" \
+             \"{request_id}\" \"{authority}\" \"{upstream}\"",
+            Rfc3339Millis(utc_now()),
+            flight.line,
+            flight.bytes_received,
+            flight.bytes_sent
+        );
+        if buffer.len() >= ACCESS_LOG_BUFFER_BYTES {
+            write_out(buffer);
+        }
+    });
+}
+
+/// How much of the access log a worker keeps before writing it out.
+const ACCESS_LOG_BUFFER_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    // Each worker buffers its own lines (as Envoy's access log file buffers
+    // and flushes them), so a busy worker writes many per system call.
+    static ACCESS_LOG: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes out this thread's buffered access-log lines (a worker calls it
+/// whenever it has nothing queued, and when it stops).
+pub(crate) fn flush_access_log() {
+    ACCESS_LOG.with_borrow_mut(write_out);
+}
+
+fn write_out(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (serve | head) loses the lines, as println would.
+    let _ = out.write_all(buffer).and_then(|()| out.flush());
+    buffer.clear();
+}
+
+/// `%START_TIME%`'s default form, 2024-01-01T00:00:00.000Z, without
+/// parsing a strftime pattern per line.
+struct Rfc3339Millis(chrono::DateTime<chrono::Utc>);
+
+impl std::fmt::Display for Rfc3339Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let t = &self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_millis()
+        )
+    }
 }
 
 /// `%RESPONSE_FLAGS%` for what the harness can tell from the outcome, by
@@ -116,4 +173,20 @@ pub(crate) fn utc_now() -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_default();
     let ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_time_is_written_as_envoys_default() {
+        let t = chrono::DateTime::from_timestamp_millis(1_704_067_200_007).unwrap_or_default();
+        assert_eq!(
+            super::Rfc3339Millis(t).to_string(),
+            t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
+        assert_eq!(
+            super::Rfc3339Millis(t).to_string(),
+            "2024-01-01T00:00:00.007Z"
+        );
+    }
 }

@@ -22,7 +22,7 @@ use harness::{
 
 use super::carry::BodyPart;
 use super::http::{self, HttpClient, Upstream};
-use super::logs::{print_logs, utc_now};
+use super::logs::{self, print_logs, utc_now};
 use super::plan::{ListenerKind, ListenerPlan};
 
 mod carried;
@@ -252,7 +252,11 @@ impl Worker {
             }
             self.catch_up();
             self.pump(&events_tx);
+            if jobs.is_empty() && local.is_empty() && events.is_empty() {
+                logs::flush_access_log();
+            }
         }
+        logs::flush_access_log();
     }
 
     fn real_ms(&self) -> u64 {
