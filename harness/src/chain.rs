@@ -218,6 +218,12 @@ impl Chain {
         })
     }
 
+    /// The HTTP streams that moved since the last call (see
+    /// [`Envoy::take_moved`](crate::Envoy::take_moved)).
+    pub(crate) fn take_moved(&mut self) -> Vec<StreamHandle> {
+        self.streams.take_moved()
+    }
+
     /// True for a lean chain with nothing due by `target` (see
     /// [`Chain::advance`]'s quiet path).
     pub(crate) fn quiet_until(&self, target: u64) -> bool {

@@ -238,6 +238,18 @@ impl Envoy {
         chain.take_forwarded(key)
     }
 
+    /// The carried streams ([`Envoy::open_carried`]) on every worker that
+    /// moved since the last call (a frame ran through a filter, input came,
+    /// they ended), each once. A
+    /// caller carrying streams between sockets asks only these for
+    /// [`Envoy::take_forwarded`], [`Envoy::queued_bytes`] and [`Envoy::poll`].
+    pub fn take_moved(&mut self) -> Vec<StreamHandle> {
+        self.workers
+            .iter_mut()
+            .flat_map(Chain::take_moved)
+            .collect()
+    }
+
     /// The body bytes a carried stream holds outside its filters' own
     /// buffers (see [`QueuedBytes`]): the caller stops reading a peer while
     /// these and its own buffers reach the limit, as Envoy's watermarks do.

@@ -274,6 +274,7 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
             return;
         }
         if deliver_queue_notifications(filters, slots, streams, &mut budget) {
+            streams.mark_carried_moved();
             continue;
         }
         for f in filters.iter_mut() {
@@ -304,6 +305,7 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
                 idle::Timeout::Route => route::time_out(filters, slots, streams, k),
                 idle::Timeout::Idle => idle::time_out(filters, slots, streams, k),
             }
+            streams.mark_carried_moved();
             continue;
         }
         let Some((at, i)) = next else {
@@ -353,6 +355,7 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
         if let Some(report) = budget.spend(EventKind::of(&ev.event), ev.root) {
             filters[i].fail_vm(report);
             after_callback(&mut filters[i], i, slots, &mut streams.live);
+            streams.mark_carried_moved();
             continue;
         }
         let t = now(filters).max(ev.at_ms);
@@ -362,6 +365,9 @@ pub(crate) fn run(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams
         }
         let live = &mut streams.live;
         filters[i].deliver(ev, &mut |f| after_callback(f, i, slots, live));
+        // A callback outside a stream's own frames (a callout answer, a
+        // tick) can move any stream of the VM without a frame running.
+        streams.mark_carried_moved();
     }
 }
 
@@ -415,8 +421,21 @@ fn drive_all(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
     }
 }
 
-/// Moves stream `k` frame by frame until it ends or waits; true if anything ran.
+/// Moves stream `k` frame by frame until it ends or waits; true if
+/// anything ran (the stream is then marked as moved).
 fn drive(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usize) -> bool {
+    let (key, carried) = {
+        let stream = &streams.live.http[k];
+        (stream.key, stream.handout.is_some())
+    };
+    let progressed = drive_frames(filters, slots, streams, k);
+    if progressed && carried {
+        streams.moved.push(key);
+    }
+    progressed
+}
+
+fn drive_frames(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usize) -> bool {
     let mut progressed = false;
     loop {
         let stream = &mut streams.live.http[k];

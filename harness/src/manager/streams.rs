@@ -22,9 +22,29 @@ pub(crate) struct Streams {
     pub(super) next_key: u64,
     /// The worker these streams run on (named in their handles).
     pub(crate) worker: usize,
+    /// Carried HTTP streams (see `handout`) that moved (a frame ran,
+    /// input came, they ended) since [`Streams::take_moved`] was last called.
+    pub(super) moved: Vec<StreamHandle>,
 }
 
 impl Streams {
+    /// Marks every live carried stream as moved: after a callback that is
+    /// not one stream's own frame (a callout answer, a tick, a queue
+    /// notification, a timeout), which can move any of them.
+    pub(super) fn mark_carried_moved(&mut self) {
+        let carried = self.live.http.iter().filter(|s| s.handout.is_some());
+        self.moved.extend(carried.map(|s| s.key));
+    }
+
+    /// The streams that moved since the last call, each once: a caller
+    /// carrying streams between sockets looks only at these.
+    pub(crate) fn take_moved(&mut self) -> Vec<StreamHandle> {
+        let mut moved = std::mem::take(&mut self.moved);
+        moved.sort_unstable_by_key(|k| k.id);
+        moved.dedup();
+        moved
+    }
+
     pub(super) fn is_live(&self, key: StreamHandle) -> bool {
         self.live.http.iter().any(|s| s.key == key) || self.live.tcp.iter().any(|c| c.key == key)
     }

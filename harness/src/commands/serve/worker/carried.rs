@@ -7,6 +7,8 @@
 //! what waits for the other side is under the listener's buffer limit
 //! (see [`crate::commands::serve::carry`]).
 
+use std::collections::HashSet;
+
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -180,14 +182,31 @@ impl Worker {
 
     /// Moves what left every stream's chain out to its peers, opens or
     /// closes the readers by the watermark, and answers the streams that ended.
+    /// Only the streams that moved are looked at (all of them after a peer
+    /// drained, which changes every watermark); carrying one can move it
+    /// again (the router's decision), so this repeats until none moved.
     pub(super) fn carry_streams(&mut self, events: &mpsc::UnboundedSender<Event>) {
-        let keys: Vec<Key> = self.http.keys().copied().collect();
-        for key in keys {
-            let Some(mut carried) = self.http.remove(&key) else {
-                continue;
-            };
-            if self.carry_one(key, &mut carried, events) {
-                self.http.insert(key, carried);
+        let mut keys: HashSet<Key> = if std::mem::take(&mut self.drained) {
+            self.http.keys().copied().collect()
+        } else {
+            HashSet::new()
+        };
+        loop {
+            for slot in 0..self.served.len() {
+                if let Some(served) = self.slot_mut(slot) {
+                    keys.extend(served.envoy.take_moved().into_iter().map(|h| (slot, h)));
+                }
+            }
+            if keys.is_empty() {
+                return;
+            }
+            for key in std::mem::take(&mut keys) {
+                let Some(mut carried) = self.http.remove(&key) else {
+                    continue;
+                };
+                if self.carry_one(key, &mut carried, events) {
+                    self.http.insert(key, carried);
+                }
             }
         }
     }

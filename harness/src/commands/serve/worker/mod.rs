@@ -132,6 +132,8 @@ struct Worker {
     http: HashMap<Key, carried::Carried>,
     /// Held callouts already sent out: (listener, VM, token).
     asked: HashSet<(usize, usize, u32)>,
+    /// A peer's connection took bytes since the streams were last carried.
+    drained: bool,
     /// Proxied TCP connections.
     tcp: HashMap<Key, tcp::Proxied>,
     /// Where the HTTP connections this worker serves send their requests.
@@ -186,6 +188,7 @@ pub fn run(
             clusters: setup.clusters,
             http: HashMap::new(),
             asked: HashSet::new(),
+            drained: false,
             tcp: HashMap::new(),
             requests,
         };
@@ -429,8 +432,8 @@ impl Worker {
                 from_client,
                 part,
             } => self.take_body_part(key, from_client, part),
-            // The watermark is looked at again after every event.
-            Event::Drained => {}
+            // Every stream's watermark is looked at again.
+            Event::Drained => self.drained = true,
             Event::Callout {
                 listener: slot,
                 callout,
