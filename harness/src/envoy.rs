@@ -240,9 +240,9 @@ impl Envoy {
 
     /// The carried streams ([`Envoy::open_carried`]) on every worker that
     /// moved since the last call (a frame ran through a filter, input came,
-    /// they ended), each once. A
-    /// caller carrying streams between sockets asks only these for
-    /// [`Envoy::take_forwarded`], [`Envoy::queued_bytes`] and [`Envoy::poll`].
+    /// they ended), each once. A caller carrying streams between sockets
+    /// asks only these for [`Envoy::take_forwarded`], [`Envoy::queued_bytes`]
+    /// and [`Envoy::poll`].
     pub fn take_moved(&mut self) -> Vec<StreamHandle> {
         self.workers
             .iter_mut()
