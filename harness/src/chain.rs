@@ -206,15 +206,10 @@ impl Chain {
             return None;
         }
         self.sync_clock(target);
-        let quiet = Outcome {
-            elapsed_ms: ms,
-            end: StreamEnd::NoStream,
-            ..Outcome::default()
-        };
         Some(EnvoyOutcome {
             worker: self.streams.worker,
             filters: vec![Outcome::default(); self.slots.len()],
-            outcome: quiet,
+            outcome: quiet_outcome(ms),
         })
     }
 
@@ -560,6 +555,15 @@ impl Chain {
                 outcomes,
             );
         }
+    }
+}
+
+/// What `ms` of virtual time with nothing due produced: nothing.
+pub(crate) fn quiet_outcome(ms: u64) -> Outcome {
+    Outcome {
+        elapsed_ms: ms,
+        end: StreamEnd::NoStream,
+        ..Outcome::default()
     }
 }
 

@@ -238,9 +238,9 @@ impl Envoy {
         chain.take_forwarded(key)
     }
 
-    /// The carried streams ([`Envoy::open_carried`]) on every worker that
-    /// moved since the last call (a frame ran through a filter, input came,
-    /// they ended), each once. A caller carrying streams between sockets
+    /// The streams on every worker that moved since the last call (a frame
+    /// ran through a filter, input came, they ended), each once; noted on a
+    /// worker once a carried stream ([`Envoy::open_carried`]) was opened there. A caller carrying streams between sockets
     /// asks only these for [`Envoy::take_forwarded`], [`Envoy::queued_bytes`]
     /// and [`Envoy::poll`].
     pub fn take_moved(&mut self) -> Vec<StreamHandle> {
@@ -481,11 +481,7 @@ impl Envoy {
             for chain in &mut self.workers {
                 chain.sync_clock(target);
             }
-            return Ok(Outcome {
-                elapsed_ms: ms,
-                end: StreamEnd::NoStream,
-                ..Outcome::default()
-            });
+            return Ok(crate::chain::quiet_outcome(ms));
         }
         let mut outcomes = self.advance_each(ms)?.into_iter();
         let mut merged = outcomes.next().map(|o| o.outcome).unwrap_or_default();

@@ -13,7 +13,6 @@ pub(crate) use budget::{Budget, EventKind};
 pub use budget::{DEFAULT_MAX_EVENTS_PER_STEP, DEFAULT_STEP_WALL_BUDGET_MS};
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use crate::backend::wasm::CompiledModule;
 use crate::backend::{Callback, Vm};
@@ -470,55 +469,8 @@ impl Harness {
         end: Option<StreamEnd>,
         elapsed_ms: u64,
     ) -> Outcome {
-        if self.lean {
-            return self.finish_lean_capture(context_id, end, elapsed_ms);
-        }
         let host = self.vm.host();
-        let hostcalls: BTreeMap<Cow<'static, str>, u64> = host
-            .hostcall_counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (Cow::Borrowed(hostcall_name(i)), *c))
-            .collect();
-        Outcome {
-            context_id,
-            upstream_request: None,
-            response: None,
-            local_reply: None,
-            connection: None,
-            end: end.unwrap_or_default(),
-            logs: host.take_logs(),
-            metrics: host.shared().metrics(),
-            http_calls: host
-                .http_calls
-                .get(self.http_mark..)
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
-            grpc_calls: host
-                .grpc_calls
-                .get(self.grpc_mark..)
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
-            hostcalls,
-            trace: std::mem::take(&mut host.trace),
-            trap: self.new_trap.take(),
-            failure_policy: self.policy_applied.take(),
-            elapsed_ms,
-        }
-    }
-
-    /// What a lean capture keeps: log lines, the trap and the failure
-    /// policy (the trace too, which a lean caller keeps off). Metrics stay
-    /// readable from [`SharedHost::metrics`].
-    fn finish_lean_capture(
-        &mut self,
-        context_id: u32,
-        end: Option<StreamEnd>,
-        elapsed_ms: u64,
-    ) -> Outcome {
-        let host = self.vm.host();
-        Outcome {
+        let mut outcome = Outcome {
             context_id,
             end: end.unwrap_or_default(),
             logs: host.take_logs(),
@@ -527,7 +479,31 @@ impl Harness {
             failure_policy: self.policy_applied.take(),
             elapsed_ms,
             ..Outcome::default()
+        };
+        // A lean capture keeps only the above (metrics stay readable from
+        // SharedHost::metrics; the trace is off for a lean caller).
+        if !self.lean {
+            let host = self.vm.host();
+            outcome.metrics = host.shared().metrics();
+            outcome.http_calls = host
+                .http_calls
+                .get(self.http_mark..)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
+            outcome.grpc_calls = host
+                .grpc_calls
+                .get(self.grpc_mark..)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
+            outcome.hostcalls = host
+                .hostcall_counts
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| (Cow::Borrowed(hostcall_name(i)), *c))
+                .collect();
         }
+        outcome
     }
 
     // ---- calling the guest ------------------------------------------------

@@ -64,9 +64,7 @@ pub(crate) fn apply(
     key: StreamHandle,
     input: StreamInput,
 ) -> Result<bool, String> {
-    if streams.any_mut(key).is_some_and(|s| s.handout.is_some()) {
-        streams.moved.push(key);
-    }
+    streams.mark_moved(key);
     if streams.live_connection(key).is_some() {
         let input = match input {
             StreamInput::Downstream { data, end_stream } => {

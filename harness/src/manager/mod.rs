@@ -225,6 +225,7 @@ pub(crate) fn open(
             );
         }
     }
+    streams.carrying |= carried;
     streams.live.http.push(Stream {
         key,
         hops,
@@ -424,13 +425,10 @@ fn drive_all(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams) {
 /// Moves stream `k` frame by frame until it ends or waits; true if
 /// anything ran (the stream is then marked as moved).
 fn drive(filters: &mut [Harness], slots: &[Slot], streams: &mut Streams, k: usize) -> bool {
-    let (key, carried) = {
-        let stream = &streams.live.http[k];
-        (stream.key, stream.handout.is_some())
-    };
+    let key = streams.live.http[k].key;
     let progressed = drive_frames(filters, slots, streams, k);
-    if progressed && carried {
-        streams.moved.push(key);
+    if progressed {
+        streams.mark_moved(key);
     }
     progressed
 }

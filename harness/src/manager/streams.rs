@@ -22,8 +22,11 @@ pub(crate) struct Streams {
     pub(super) next_key: u64,
     /// The worker these streams run on (named in their handles).
     pub(crate) worker: usize,
-    /// Carried HTTP streams (see `handout`) that moved (a frame ran,
-    /// input came, they ended) since [`Streams::take_moved`] was last called.
+    /// A carried stream (see `handout`) was opened here: from then on the
+    /// streams that move are noted, for [`Streams::take_moved`].
+    pub(super) carrying: bool,
+    /// Streams that moved (a frame ran, input came, they ended) since
+    /// [`Streams::take_moved`] was last called.
     pub(super) moved: Vec<StreamHandle>,
 }
 
@@ -32,8 +35,18 @@ impl Streams {
     /// not one stream's own frame (a callout answer, a tick, a queue
     /// notification, a timeout), which can move any of them.
     pub(super) fn mark_carried_moved(&mut self) {
-        let carried = self.live.http.iter().filter(|s| s.handout.is_some());
-        self.moved.extend(carried.map(|s| s.key));
+        if self.carrying {
+            let carried = self.live.http.iter().filter(|s| s.handout.is_some());
+            self.moved.extend(carried.map(|s| s.key));
+        }
+    }
+
+    /// Notes that `key` moved (only once a carried stream exists: nobody
+    /// else takes the notes).
+    pub(super) fn mark_moved(&mut self, key: StreamHandle) {
+        if self.carrying {
+            self.moved.push(key);
+        }
     }
 
     /// The streams that moved since the last call, each once: a caller

@@ -51,9 +51,7 @@ pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut
                 &mut streams.live,
             );
         }
-        if stream.handout.is_some() {
-            streams.moved.push(stream.key);
-        }
+        streams.mark_moved(stream.key);
         streams.finished.push(stream);
     }
 }

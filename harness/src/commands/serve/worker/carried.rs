@@ -7,8 +7,6 @@
 //! what waits for the other side is under the listener's buffer limit
 //! (see [`crate::commands::serve::carry`]).
 
-use std::collections::HashSet;
-
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -186,21 +184,22 @@ impl Worker {
     /// drained, which changes every watermark); carrying one can move it
     /// again (the router's decision), so this repeats until none moved.
     pub(super) fn carry_streams(&mut self, events: &mpsc::UnboundedSender<Event>) {
-        let mut keys: HashSet<Key> = if std::mem::take(&mut self.drained) {
-            self.http.keys().copied().collect()
-        } else {
-            HashSet::new()
-        };
+        let mut everything = std::mem::take(&mut self.drained);
         loop {
+            // Each Envoy names a stream once, and slots differ: no repeats.
+            let mut keys: Vec<Key> = Vec::new();
             for slot in 0..self.served.len() {
                 if let Some(served) = self.slot_mut(slot) {
                     keys.extend(served.envoy.take_moved().into_iter().map(|h| (slot, h)));
                 }
             }
+            if std::mem::take(&mut everything) {
+                keys = self.http.keys().copied().collect();
+            }
             if keys.is_empty() {
                 return;
             }
-            for key in std::mem::take(&mut keys) {
+            for key in keys {
                 let Some(mut carried) = self.http.remove(&key) else {
                     continue;
                 };
