@@ -7,12 +7,17 @@
 //! Each subcommand lives in `commands/`. `-v` or `RUST_LOG` turn on the
 //! harness's own logging on stderr.
 
+mod allocator;
 mod commands;
 
-/// Counts heap allocations per thread for `harness bench`'s report; the
-/// system allocator does the work.
+/// Counts heap allocations per thread for `harness bench`'s report;
+/// mimalloc does the work. Envoy is built with tcmalloc for the same
+/// reason (a proxy allocates per request); under serve, glibc's malloc
+/// took a third of the instructions per request, mimalloc a tenth
+/// (BENCHMARKS.md, "harness serve: instructions per request").
 #[global_allocator]
-static ALLOCATOR: harness::bench::allocations::Counting = harness::bench::allocations::Counting;
+static ALLOCATOR: harness::bench::allocations::Counting<allocator::Mimalloc> =
+    harness::bench::allocations::Counting(allocator::Mimalloc);
 
 use std::process::ExitCode;
 

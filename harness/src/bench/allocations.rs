@@ -1,9 +1,10 @@
 //! Heap allocations counted per thread, so `harness bench` can report how
 //! many the host makes per request (the issue's "allocations per request
-//! counted and cut"). The harness binary installs [`Counting`] as its
-//! global allocator; a library user who does not gets `None` back.
+//! counted and cut"). The harness binary installs [`Counting`] around its
+//! allocator as the global allocator; a library user who does not gets
+//! `None` back.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 
 thread_local! {
@@ -12,9 +13,9 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The system allocator, counting allocations (and reallocations) on the
+/// An allocator `A`, counting allocations (and reallocations) on the
 /// thread that makes them.
-pub struct Counting;
+pub struct Counting<A>(pub A);
 
 fn bump() {
     // try_with: a thread being torn down has no counter left; not counting
@@ -22,27 +23,27 @@ fn bump() {
     let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments;
-// the counter is a thread-local Cell that never allocates.
-unsafe impl GlobalAlloc for Counting {
+// SAFETY: every method forwards to `A` with the caller's arguments; the
+// counter is a thread-local Cell that never allocates.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         bump();
         // SAFETY: forwarded unchanged; the caller upholds alloc's contract.
-        unsafe { System.alloc(layout) }
+        unsafe { self.0.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         bump();
         // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { self.0.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { self.0.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         bump();
         // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { self.0.realloc(ptr, layout, new_size) }
     }
 }
 
