@@ -63,7 +63,9 @@ pub struct EnvoyOutcome {
     /// the last one, the local reply from the filter that sent it; logs,
     /// trace, callouts in chain order; hostcall counts summed.
     pub outcome: Outcome,
-    /// Each filter's own outcome, in chain order.
+    /// Each filter's own outcome, in chain order. Empty for a lean Envoy
+    /// (see [`crate::EnvoyBuilder::lean`]) whose chain has one filter:
+    /// its outcome is `outcome`, not copied a second time.
     pub filters: Vec<Outcome>,
 }
 
@@ -180,7 +182,7 @@ impl Chain {
         let outcomes =
             manager::exchange(&mut self.filters, &self.slots, &mut self.streams, exchange);
         self.keep_stream_logs(&outcomes);
-        merged(self.streams.worker, outcomes)
+        self.merged(outcomes)
     }
 
     /// Advances virtual time by `ms` on every filter (ticks, callout
@@ -191,7 +193,7 @@ impl Chain {
         }
         let outcomes = manager::advance(&mut self.filters, &self.slots, &mut self.streams, ms);
         self.keep_stream_logs(&outcomes);
-        let mut out = merged(self.streams.worker, outcomes)?;
+        let mut out = self.merged(outcomes)?;
         out.outcome.elapsed_ms = ms;
         Ok(out)
     }
@@ -206,11 +208,11 @@ impl Chain {
             return None;
         }
         self.sync_clock(target);
-        Some(EnvoyOutcome {
-            worker: self.streams.worker,
-            filters: vec![Outcome::default(); self.slots.len()],
-            outcome: quiet_outcome(ms),
-        })
+        let mut quiet = vec![Outcome::default(); self.slots.len()];
+        if let Some(first) = quiet.first_mut() {
+            *first = quiet_outcome(ms);
+        }
+        self.merged(quiet).ok()
     }
 
     /// The HTTP streams that moved since the last call (see
@@ -222,13 +224,12 @@ impl Chain {
     /// True for a lean chain with nothing due by `target` (see
     /// [`Chain::advance`]'s quiet path).
     pub(crate) fn quiet_until(&self, target: u64) -> bool {
-        let lean = self.filters.iter().all(|f| f.lean);
         let due = self.next_event_at().is_some_and(|at| at <= target)
             || self
                 .filters
                 .iter()
                 .any(|f| f.vm.host_ref().has_queue_notifications());
-        lean && !due
+        self.is_lean() && !due
     }
 
     /// Moves every VM's clock to `target` (no later time is lost).
@@ -491,7 +492,7 @@ impl Chain {
             for (hop, outcome) in conn.hops.iter_mut().zip(outcomes.iter_mut()) {
                 outcome.logs = std::mem::take(&mut hop.logs);
             }
-            return merged(self.streams.worker, outcomes);
+            return self.merged(outcomes);
         }
         let Some(stream) = self.streams.take_finished(key) else {
             return Err(HarnessError::Usage("the stream did not end".to_string()));
@@ -506,7 +507,7 @@ impl Chain {
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
-        merged(self.streams.worker, outcomes)
+        self.merged(outcomes)
     }
 
     /// Runs whatever is due now (no time passes).
@@ -529,16 +530,34 @@ impl Chain {
             outcome.context_id = context_id;
         }
         self.keep_stream_logs(&outcomes);
-        let filters = outcomes.clone();
-        let mut merged_outcome = outcomes[0].clone();
-        for later in outcomes.into_iter().skip(1) {
-            merged_outcome.absorb(later);
+        let worker = self.streams.worker;
+        // A chain has at least one position, so a step has an outcome.
+        self.merged(outcomes).unwrap_or_else(|_| EnvoyOutcome {
+            worker,
+            outcome: Outcome::default(),
+            filters: Vec::new(),
+        })
+    }
+
+    /// Each position's outcome merged (see [`merged`]); a lean chain of one
+    /// position reports its one outcome once, without a copy in `filters`.
+    fn merged(&self, mut outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, HarnessError> {
+        let worker = self.streams.worker;
+        if outcomes.len() == 1 && self.is_lean() {
+            if let Some(outcome) = outcomes.pop() {
+                return Ok(EnvoyOutcome {
+                    worker,
+                    outcome,
+                    filters: Vec::new(),
+                });
+            }
         }
-        EnvoyOutcome {
-            worker: self.streams.worker,
-            outcome: merged_outcome,
-            filters,
-        }
+        merged(worker, outcomes)
+    }
+
+    /// Every VM is lean (see [`crate::EnvoyBuilder::lean`]).
+    fn is_lean(&self) -> bool {
+        self.filters.iter().all(|f| f.lean)
     }
 
     /// Named streams keep the log lines of their own contexts from each step.
@@ -588,11 +607,13 @@ fn merged(worker: usize, outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, Harness
         return Err(HarnessError::Usage("empty filter chain".to_string()));
     };
     let mut merged = first.clone();
-    for later in &outcomes[1..] {
-        merged.absorb(later.clone());
+    if outcomes.len() > 1 {
+        for later in &outcomes[1..] {
+            merged.absorb(later.clone());
+        }
+        merged.upstream_request = outcomes.last().and_then(|o| o.upstream_request.clone());
+        merged.local_reply = outcomes.iter().find_map(|o| o.local_reply.clone());
     }
-    merged.upstream_request = outcomes.last().and_then(|o| o.upstream_request.clone());
-    merged.local_reply = outcomes.iter().find_map(|o| o.local_reply.clone());
     Ok(EnvoyOutcome {
         worker,
         outcome: merged,

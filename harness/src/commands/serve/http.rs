@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use harness::{
     Body, CalloutFailure, DownstreamRequest, HarnessError, Headers, HttpCallRecord,
@@ -17,6 +16,7 @@ use harness::{
 };
 
 use super::carry::{OutBody, header_map, headers_of};
+use super::pool::{Pool, SendError};
 
 /// The most of an http_call's answer read into memory (Envoy's async
 /// client buffers the whole answer for the filter too).
@@ -55,10 +55,12 @@ impl Upstream {
     }
 }
 
-pub type HttpClient = Client<HttpConnector, OutBody>;
+/// A worker's connections to upstreams and clusters, shared by the tasks
+/// it spawns.
+pub type HttpClient = Arc<Pool>;
 
 pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    Arc::new(Pool::default())
 }
 
 /// The client's request head as the harness describes it (`host` becomes
@@ -85,7 +87,8 @@ pub fn downstream_request(parts: &hyper::http::request::Parts) -> DownstreamRequ
 }
 
 /// A request the filters let through (pseudo-headers included) as hyper's,
-/// sent to `to`.
+/// sent to `to`: origin-form (`/path?query`) with `host` from
+/// `:authority` (else `to`'s), as Envoy's HTTP/1 codec writes it.
 fn outgoing(
     headers: &Headers,
     body: OutBody,
@@ -94,12 +97,11 @@ fn outgoing(
     let pseudo = |name: &str| headers.get(name).map(|v| v.to_text());
     let method = pseudo(":method").unwrap_or_else(|| "GET".to_string());
     let path = pseudo(":path").unwrap_or_else(|| "/".to_string());
+    let authority = pseudo(":authority").unwrap_or_else(|| to.authority.clone());
     let mut builder = hyper::Request::builder()
         .method(method.as_str())
-        .uri(format!("http://{}{path}", to.authority));
-    if let Some(authority) = pseudo(":authority") {
-        builder = builder.header(hyper::header::HOST, authority);
-    }
+        .uri(path)
+        .header(hyper::header::HOST, authority);
     // hyper frames the body: by its size when whole, else by the
     // content-length the chain let through (as Envoy's codec does), else chunked.
     let whole = matches!(body, OutBody::Whole(_));
@@ -158,7 +160,7 @@ async fn exchange(client: HttpClient, to: Upstream, headers: Headers, body: OutB
     let Ok(request) = outgoing(&headers, body, &to) else {
         return unreachable;
     };
-    let Ok(response) = client.request(request).await else {
+    let Ok(response) = client.send(&to, request).await else {
         return unreachable;
     };
     let (parts, mut body) = response.into_parts();
@@ -214,10 +216,10 @@ pub async fn callout(
     let Ok(request) = outgoing(&record.headers, body, &to) else {
         return failed(CalloutFailure::Reset);
     };
-    let response = match client.request(request).await {
+    let response = match client.send(&to, request).await {
         Ok(r) => r,
-        Err(e) if e.is_connect() => return failed(CalloutFailure::Unreachable),
-        Err(_) => return failed(CalloutFailure::Reset),
+        Err(SendError::Connect) => return failed(CalloutFailure::Unreachable),
+        Err(SendError::Broken) => return failed(CalloutFailure::Reset),
     };
     let (parts, body) = response.into_parts();
     let limited = http_body_util::Limited::new(body, MAX_CALLOUT_BODY_BYTES);

@@ -18,6 +18,7 @@ mod carry;
 mod http;
 mod logs;
 mod plan;
+mod pool;
 mod routes;
 mod wasmplugin;
 mod watch;
