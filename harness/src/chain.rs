@@ -543,14 +543,15 @@ impl Chain {
     /// position reports its one outcome once, without a copy in `filters`.
     fn merged(&self, mut outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, HarnessError> {
         let worker = self.streams.worker;
-        if outcomes.len() == 1 && self.is_lean() {
-            if let Some(outcome) = outcomes.pop() {
-                return Ok(EnvoyOutcome {
-                    worker,
-                    outcome,
-                    filters: Vec::new(),
-                });
-            }
+        if outcomes.len() == 1
+            && self.is_lean()
+            && let Some(outcome) = outcomes.pop()
+        {
+            return Ok(EnvoyOutcome {
+                worker,
+                outcome,
+                filters: Vec::new(),
+            });
         }
         merged(worker, outcomes)
     }
