@@ -3,9 +3,8 @@
 //! the real upstream and clusters the router and http_calls reach (bodies
 //! travel frame by frame, see [`super::carry`]).
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};

@@ -48,25 +48,21 @@ impl Pool {
         request: hyper::Request<OutBody>,
     ) -> Result<hyper::Response<Incoming>, SendError> {
         let mut request = request;
-        while let Some(mut sender) = self.free_connection(to.authority()) {
+        loop {
+            let (mut sender, fresh) = match self.free_connection(to.authority()) {
+                Some(kept) => (kept, false),
+                None => (connect(to).await?, true),
+            };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.keep(to.authority(), sender);
                     return Ok(response);
                 }
                 Err(mut failed) => match failed.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(SendError::Broken),
+                    Some(unsent) if !fresh => request = unsent,
+                    _ => return Err(SendError::Broken),
                 },
             }
-        }
-        let mut sender = connect(to).await?;
-        match sender.try_send_request(request).await {
-            Ok(response) => {
-                self.keep(to.authority(), sender);
-                Ok(response)
-            }
-            Err(_) => Err(SendError::Broken),
         }
     }
 
