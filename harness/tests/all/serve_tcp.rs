@@ -104,3 +104,29 @@ fn a_tcp_listener_runs_network_filters_before_tcp_proxy_to_real_servers() {
     // Past max_bytes the filter closes the connection: nothing comes back.
     assert_eq!(tcp_exchange(at, &[b'x'; 100]), b"");
 }
+
+#[test]
+fn a_tcp_listener_with_tcp_proxy_alone_proxies_to_its_cluster() {
+    let (_a, a) = tagging_tcp_server("A:");
+    let listener = r#"
+  - name: plain
+    address:
+      socket_address: { address: 127.0.0.1, port_value: 0 }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: plain
+          cluster: a"#
+        .to_string();
+    let file = TempFile::new("yaml", &bootstrap(&[listener], &[cluster("a", a)]));
+    let served = serve_file(&file, 1);
+    let at = &served.listeners["plain"];
+    assert_eq!(tcp_exchange(at, b"hello"), b"A:hello");
+    // Bytes past any filter's limit pass too: nothing but tcp_proxy is here.
+    let big = vec![b'y'; 256 * 1024];
+    let answer = tcp_exchange(at, &big);
+    assert_eq!(answer.len(), big.len() + 2);
+    assert!(answer.starts_with(b"A:y"));
+}

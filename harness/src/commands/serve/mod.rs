@@ -190,7 +190,7 @@ fn quick_plan(args: &ServeArgs) -> Result<Plan, HarnessError> {
     let (chain, origins, watched) = if args.wasmplugin.is_empty() {
         let Some(module) = &args.module else {
             // No filter: the connection manager with the router alone.
-            let (module, config) = plan::router_only();
+            let (module, config) = plan::pass_through("router");
             return Ok(one_listener(
                 args,
                 upstream,

@@ -28,7 +28,8 @@ pub(crate) struct ListenerPlan {
     pub address: SocketAddr,
     /// The wasm filters in chain order (HTTP filters before the router,
     /// or network filters before tcp_proxy); one [`FilterModule::PassThrough`]
-    /// when the connection manager has only the router ([`router_only`]).
+    /// when the connection manager has only the router, or the network
+    /// chain only tcp_proxy ([`pass_through`]).
     pub chain: Vec<(FilterModule, HarnessConfig)>,
     /// Where each chain entry came from when a WasmPlugin named it (url,
     /// resolved digests), in chain order; empty otherwise.
@@ -62,13 +63,15 @@ pub(crate) fn served(mut config: HarnessConfig, clusters: &[(String, Upstream)])
     config
 }
 
-/// The chain of a connection manager with no wasm filter: one position
-/// that continues every stream, so requests still go through the filter
-/// manager, the router (timeouts, x-request-id, ...) and the access log.
+/// The chain of a connection manager or a network filter chain with no
+/// wasm filter: one position named `terminal` (the router, tcp_proxy) that
+/// continues every stream and connection, so requests still go through the
+/// filter manager, the router (timeouts, x-request-id, ...) and the access
+/// log, and connections through the network filter manager and tcp_proxy.
 /// (Give its configuration to [`served`] like any other's.)
-pub(crate) fn router_only() -> (FilterModule, HarnessConfig) {
+pub(crate) fn pass_through(terminal: &str) -> (FilterModule, HarnessConfig) {
     let mut config = HarnessConfig::default();
-    config.plugin.name = "router".to_string();
+    config.plugin.name = terminal.to_string();
     (FilterModule::PassThrough, config)
 }
 

@@ -1,6 +1,6 @@
 //! `static_resources.listeners`: each listener's address and its one
 //! filter chain: an HTTP connection manager and the HTTP filters in it,
-//! or network wasm filters before tcp_proxy.
+//! or network wasm filters (none or more) before tcp_proxy.
 
 use std::sync::Arc;
 
@@ -123,9 +123,9 @@ fn network_chain(
         chain.push(wasm::filter(message, &label.name, modules, notes)?);
     }
     if chain.is_empty() {
-        return Err(proxy.error(
-            "this chain has no envoy.filters.network.wasm filter; harness serve serves wasm filters",
-        ));
+        // tcp_proxy alone: connections still go through the network filter
+        // manager, and tcp_proxy connects and copies bytes as in Envoy.
+        chain.push(super::super::plan::pass_through("tcp_proxy"));
     }
     proxy.fields(
         &["stat_prefix", "cluster", "weighted_clusters"],
@@ -236,7 +236,7 @@ fn connection_manager(
     }
     if chain.is_empty() {
         // The router alone: streams still go through the filter manager.
-        chain.push(super::super::plan::router_only());
+        chain.push(super::super::plan::pass_through("router"));
     }
     // The connection manager's, so every filter of its chain carries it
     // (the library reads it from the chain's first).

@@ -236,7 +236,7 @@ fn what_serve_cannot_run_is_refused_with_its_path() {
                 "typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             ),
-            format!("{filters0}.typed_config: this chain has no envoy.filters.network.wasm filter"),
+            format!("{filters0}.typed_config: give tcp_proxy a cluster"),
         ),
         (
             file(&wasm("w", "{ vm_config: { code: { local: { inline_string: 'not wasm' } } } }"), ""),
