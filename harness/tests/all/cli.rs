@@ -182,3 +182,31 @@ fn run_prints_the_exchange_like_curl() {
     assert_eq!(doc["backend"], "wasm");
     assert_eq!(doc["outcome"]["response"]["status"], 200);
 }
+
+#[test]
+fn a_limited_address_space_runs_wasm_without_the_instance_pool() {
+    // The pooling allocator reserves terabytes of address space up front;
+    // under `ulimit -v` (or valgrind) that fails, and the engine falls back
+    // to mapping each instance's memory on its own.
+    let _ = probe_module();
+    let module = wasm_dir().join("test_filter_probe.wasm");
+    let script = json!({"http": {"response_headers": {"steps": [
+        {"op": "add_header", "map": "response_headers", "key": "x-probe", "value": "added"}
+    ]}}})
+    .to_string();
+    let out = Command::new("sh")
+        .current_dir(workspace_root())
+        .arg("-c")
+        .arg("ulimit -v 16777216 && exec \"$0\" run \"$1\" --config \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_harness"))
+        .arg(&module)
+        .arg(&script)
+        .output()
+        .expect("run the harness binary under sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("< x-probe: added"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -57,6 +57,8 @@ impl WasmEngine {
         // Instances come from pre-reserved slots whose memories are reset
         // copy-on-write images: instantiation drops from ~9 µs (mmap per
         // instance) to ~6 µs, and freed slots are reused (harness bench).
+        // Where the address space cannot be reserved (`ulimit -v`, valgrind)
+        // each instance maps its own memory instead.
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
             wasmtime::PoolingAllocationConfig::default(),
         ));
@@ -66,6 +68,10 @@ impl WasmEngine {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)
+            .or_else(|pooled| {
+                config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config).map_err(|_| pooled)
+            })
             .map_err(|e| HarnessError::Usage(format!("cannot create the wasmtime engine: {e}")))?;
         crate::limits::start_epoch_ticker(&engine).map_err(|e| {
             HarnessError::Usage(format!("cannot start the callback-deadline thread: {e}"))
