@@ -94,8 +94,10 @@ http {
 }
 EOF
 "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
+upstream_pid=$!
 pids+=($!)
 "$nginx_bin" -c "$work/nginx-proxy.conf" -p "$work" &
+proxy_pid=$!
 pids+=($!)
 
 # Waits until something answers on the port.
@@ -128,24 +130,49 @@ EOF
 jwt_config=$(printf '{"providers":[{"issuer":"https://auth.example.com","audiences":["shop-api"],"jwks":{"keys":[{"kty":"oct","kid":"hs-1","alg":"HS256","k":"%s"}]}}],"claims_to_headers":[{"claim":"sub","header":"x-jwt-sub"}]}' "$hs_key")
 redact_config='{"patterns":["\\b\\d{4}-\\d{4}-\\d{4}-\\d{4}\\b"],"replacement":"[REDACTED]","content_types":["application/json"],"max_body_bytes":131072}'
 
-# run_wrk NAME PORT PATH [wrk args...]: one table row.
+# cpu_ticks PID: CPU time (user + system, clock ticks) of a process and
+# its children (nginx's workers under its master), all threads counted.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        # Fields 14 and 15 of /proc/PID/stat, after the command in parentheses.
+        total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
+# run_wrk NAME PORT PATH [wrk args...]: one table row. With cpu_pid set, the
+# row also gives that process's CPU time per request (steadier than
+# requests/s when wrk and the server share two cores).
 rows=()
 run_wrk() {
     local name=$1 port=$2 path=$3
     shift 3
-    local out
+    local out before=""
+    [ -n "${cpu_pid:-}" ] && before=$(cpu_ticks "$cpu_pid")
     out=$(wrk -t 2 -c "$connections" -d "${seconds}s" --latency "$@" "http://127.0.0.1:$port$path")
-    local rps p50 p99 errors
+    local rps p50 p99 errors requests cpu="-"
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
     errors=$(awk '/Non-2xx|Socket errors/ {$1=$1; printf "%s; ", $0}' <<<"$out")
+    if [ -n "$before" ] && [ "${requests:-0}" -gt 0 ]; then
+        cpu=$(python3 -c "import os, sys; t = int(sys.argv[2]) - int(sys.argv[1]); print(f'{t / os.sysconf(\"SC_CLK_TCK\") * 1e6 / int(sys.argv[3]):.1f}us')" \
+            "$before" "$(cpu_ticks "$cpu_pid")" "$requests")
+    fi
     rows+=("$name=$rps")
-    printf '| %-34s | %12s | %8s | %8s |%s\n' "$name" "$rps" "$p50" "$p99" "${errors:+ $errors}"
+    cpus+=("$name=${cpu%us}")
+    printf '| %-34s | %12s | %8s | %8s | %10s |%s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "${errors:+ $errors}"
 }
+cpus=()
 rps_of() {
     local row
     for row in "${rows[@]}"; do [ "${row%%=*}" = "$1" ] && echo "${row#*=}"; done
+}
+cpu_of() {
+    local row
+    for row in "${cpus[@]}"; do [ "${row%%=*}" = "$1" ] && echo "${row#*=}"; done
 }
 
 # start_serve PORT LOG ARGS...: serve in the background until it answers.
@@ -154,6 +181,7 @@ start_serve() {
     shift 2
     "${harness_bin:-$target/host-release/harness}" serve "$@" --concurrency "$workers" >/dev/null 2>"$log" &
     serve_pid=$!
+    cpu_pid=$serve_pid
     pids+=("$serve_pid")
     wait_for "$port"
 }
@@ -181,10 +209,10 @@ serve_filter() {
 echo "harness serve under wrk: ${seconds} s each, $connections connections, 2 wrk threads, loopback"
 echo "machine: $(nproc) cores; serve --concurrency $workers, nginx proxy $workers worker(s)"
 echo
-printf '| %-34s | %12s | %8s | %8s |\n' "path" "requests/s" "p50" "p99"
-printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "----------" "----------"
-run_wrk "nginx alone (the upstream)" "$up" /
-run_wrk "nginx proxy_pass" "$proxy" /
+printf '| %-34s | %12s | %8s | %8s | %10s |\n' "path" "requests/s" "p50" "p99" "CPU/req"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "----------" "----------" "------------"
+cpu_pid=$upstream_pid run_wrk "nginx alone (the upstream)" "$up" /
+cpu_pid=$proxy_pid run_wrk "nginx proxy_pass" "$proxy" /
 
 # No filter: serve without a module is the connection manager with the
 # router alone (streams still go through the filter manager).
@@ -224,6 +252,8 @@ ratio() { python3 -c "import sys; a, b = float(sys.argv[1] or 0), float(sys.argv
 echo
 echo "wasm response-header / no filter: $(ratio "$(rps_of 'serve, response-header wasm')" "$(rps_of 'serve, no filter')") (target >= 0.90)"
 echo "serve no filter / nginx proxy_pass: $(ratio "$(rps_of 'serve, no filter')" "$(rps_of 'nginx proxy_pass')") (target >= 0.50)"
+echo "CPU per request, serve no filter / wasm response-header: $(ratio "$(cpu_of 'serve, no filter')" "$(cpu_of 'serve, response-header wasm')");" \
+    "nginx proxy_pass / serve no filter: $(ratio "$(cpu_of 'nginx proxy_pass')" "$(cpu_of 'serve, no filter')")"
 
 if [ "$soak" -gt 0 ]; then
     port=$(free_port)
