@@ -31,6 +31,7 @@ mod properties;
 mod safe_output;
 mod scenarios;
 mod serve;
+mod serve_access_log;
 mod serve_bootstrap;
 mod serve_streaming;
 mod serve_tcp;

@@ -28,6 +28,10 @@ impl TempFile {
         TempFile(path)
     }
 
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
     fn arg(&self) -> String {
         self.0.to_string_lossy().into_owned()
     }

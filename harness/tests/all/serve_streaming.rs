@@ -215,8 +215,11 @@ fn download_len(address: &str, path: &str) -> (u16, u64) {
     )
 }
 
-/// Bounds serve's memory: well below the 100 MiB bodies.
-const GROWTH_BOUND: u64 = 40 * MIB;
+/// Bounds serve's memory: well below the 100 MiB bodies (a body held whole
+/// would add at least 100 MiB). Under a loaded machine the peak moves with
+/// how far the allocator's caches of freed buffers reach (40 MiB was seen
+/// once with the whole suite running beside it), hence the margin.
+const GROWTH_BOUND: u64 = 64 * MIB;
 
 #[test]
 fn a_100_mib_request_and_a_100_mib_response_stream_through_serve() {

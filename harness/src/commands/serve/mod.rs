@@ -12,6 +12,7 @@
 //! [`bootstrap`]), or Istio WasmPlugin resources on the quick form's listener,
 //! `harness serve --wasmplugin plugin.yaml --upstream ...` (see [`wasmplugin`]).
 
+mod access_log;
 mod admin;
 mod bootstrap;
 mod carry;
@@ -244,6 +245,7 @@ fn one_listener(
         chain,
         origins,
         kind: ListenerKind::Http(Arc::new(RouteTable::everything_to(upstream))),
+        access_log: Arc::new(access_log::AccessLogs::default_stdout()),
     };
     Plan {
         listeners: vec![listener],

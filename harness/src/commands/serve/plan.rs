@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use harness::{ClusterSpec, FilterModule, HarnessConfig, HttpCalloutAnswer, TraceLevel};
 
+use super::access_log::AccessLogs;
 use super::http::Upstream;
 use super::routes::RouteTable;
 
@@ -35,6 +36,8 @@ pub(crate) struct ListenerPlan {
     /// resolved digests), in chain order; empty otherwise.
     pub origins: Vec<serde_json::Value>,
     pub kind: ListenerKind,
+    /// The connection manager's access loggers (none for a TCP listener).
+    pub access_log: Arc<AccessLogs>,
 }
 
 pub(crate) enum ListenerKind {

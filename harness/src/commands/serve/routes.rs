@@ -27,6 +27,8 @@ pub(crate) struct VirtualHost {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Route {
+    /// `name` (`%ROUTE_NAME%`).
+    pub name: Option<String>,
     pub path: PathMatch,
     pub case_sensitive: bool,
     pub headers: Vec<HeaderMatch>,
@@ -74,6 +76,8 @@ pub(crate) enum Action {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
+    /// The cluster's name (`%UPSTREAM_CLUSTER%`); none in quick mode.
+    pub cluster: Option<String>,
     pub upstream: Upstream,
     /// 0: no timeout (Envoy's `timeout: 0s`).
     pub timeout_ms: u64,
@@ -88,10 +92,12 @@ impl RouteTable {
             virtual_hosts: vec![VirtualHost {
                 domains: vec!["*".to_string()],
                 routes: vec![Route {
+                    name: None,
                     path: PathMatch::Prefix("/".to_string()),
                     case_sensitive: true,
                     headers: Vec::new(),
                     action: Action::Forward(Forward {
+                        cluster: None,
                         upstream,
                         timeout_ms: DEFAULT_TIMEOUT_MS,
                         prefix_rewrite: None,
@@ -216,6 +222,7 @@ mod tests {
 
     fn route(path: PathMatch, headers: Vec<HeaderMatch>, status: u16) -> Route {
         Route {
+            name: None,
             path,
             case_sensitive: true,
             headers,

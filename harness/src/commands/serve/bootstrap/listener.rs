@@ -9,6 +9,7 @@ use super::node::{Node, Notes, Parsed};
 use super::route_config::route_config;
 use super::wasm::{self, Modules};
 use super::{HCM, NETWORK_WASM, ROUTER, TCP_PROXY, WASM, typed_config};
+use crate::commands::serve::access_log::AccessLogs;
 use crate::commands::serve::http::Upstream;
 use crate::commands::serve::plan::{ListenerKind, ListenerPlan};
 
@@ -68,11 +69,13 @@ pub(crate) fn listener(
         labelled.push((typed_config(filter, notes)?, filter));
     }
     let kinds: Vec<&str> = labelled.iter().map(|((l, _), _)| l.kind.as_str()).collect();
+    let mut access_log = AccessLogs::default();
     let (chain, kind) = match kinds.as_slice() {
         [] => return Err(chain.error("the filter chain has no filters")),
         [HCM] => {
             let ((_, message), _) = &labelled[0];
             let (chain, routes) = connection_manager(message, clusters, modules, notes)?;
+            access_log = super::access_log::access_logs(message, notes)?;
             (chain, ListenerKind::Http(Arc::new(routes)))
         }
         [.., TCP_PROXY] => network_chain(&labelled, clusters, modules, notes)?,
@@ -97,6 +100,7 @@ pub(crate) fn listener(
         chain,
         origins: Vec::new(),
         kind,
+        access_log: Arc::new(access_log),
     })
 }
 
@@ -166,9 +170,9 @@ fn connection_manager(
             "rds",
             "scoped_routes",
             "stream_idle_timeout",
+            "access_log",
         ],
         &[
-            "access_log",
             "use_remote_address",
             "xff_num_trusted_hops",
             "generate_request_id",

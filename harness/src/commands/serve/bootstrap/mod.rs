@@ -4,6 +4,7 @@
 //! compiled here, before serve binds a socket; what serve cannot do is
 //! an error naming the place in the file, unknown fields a warning.
 
+mod access_log;
 mod cluster;
 mod listener;
 // The WasmPlugin reader walks its YAML with the same paths and notes.

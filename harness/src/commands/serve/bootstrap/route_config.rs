@@ -127,6 +127,7 @@ fn route(node: &Node, clusters: &[(String, Upstream)], notes: &mut Notes) -> Par
         }
     };
     Ok(Route {
+        name: node.str_at("name")?.map(str::to_string),
         path,
         case_sensitive,
         headers,
@@ -176,6 +177,7 @@ fn route_action(
         .get("timeout")
         .map_or(Ok(DEFAULT_TIMEOUT_MS), |t| t.duration_ms())?;
     Ok(Forward {
+        cluster: Some(name.to_string()),
         upstream,
         timeout_ms,
         prefix_rewrite: node.str_at("prefix_rewrite")?.map(str::to_string),

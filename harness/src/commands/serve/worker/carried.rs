@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use harness::{Body, DownstreamRequest, Exchange, Forwarded, StreamInput, UpstreamResponse};
 
 use super::{Event, Key, Worker};
+use crate::commands::serve::access_log::InFlight;
 use crate::commands::serve::carry::{self, BodyPart, OutBody, Outbound};
 use crate::commands::serve::http;
-use crate::commands::serve::logs::{InFlight, access_log};
 
 /// What the client receives: the response head, its body carried.
 pub type ClientReply = hyper::Response<OutBody>;
@@ -49,7 +49,6 @@ impl Worker {
         events: &mpsc::UnboundedSender<Event>,
     ) {
         let slot = self.current.get(listener).copied().unwrap_or(usize::MAX);
-        let flight = InFlight::new(&request);
         let exchange = Exchange {
             request,
             upstream: UpstreamResponse::default(),
@@ -59,7 +58,9 @@ impl Worker {
             let _ = reply.send(http::plain(503, "harness serve: the listener is gone"));
             return;
         };
-        let limit = served.plans[served.plan_index]
+        let plan = &served.plans[served.plan_index];
+        let flight = InFlight::new(&exchange.request, &plan.access_log);
+        let limit = plan
             .chain
             .first()
             .map_or(harness::HarnessConfig::default().buffer_limit_bytes, |c| {
@@ -262,7 +263,7 @@ impl Worker {
                 out.abort(why);
             }
         }
-        access_log(&carried.flight, &done.outcome);
+        carried.flight.log(&done.outcome);
         false
     }
 

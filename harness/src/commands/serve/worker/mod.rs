@@ -20,9 +20,10 @@ use harness::{
     StreamHandle,
 };
 
+use super::access_log;
 use super::carry::BodyPart;
 use super::http::{self, HttpClient, Upstream};
-use super::logs::{self, print_logs, utc_now};
+use super::logs::{print_logs, utc_now};
 use super::plan::{ListenerKind, ListenerPlan};
 
 mod carried;
@@ -256,10 +257,10 @@ impl Worker {
             self.catch_up();
             self.pump(&events_tx);
             if jobs.is_empty() && local.is_empty() && events.is_empty() {
-                logs::flush_access_log();
+                access_log::flush();
             }
         }
-        logs::flush_access_log();
+        access_log::flush();
     }
 
     fn real_ms(&self) -> u64 {

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use harness::{ByteString, Headers, StreamInput};
 
 use super::{Event, Key, Worker};
+use crate::commands::serve::access_log::InFlight;
 use crate::commands::serve::carry::{OutBody, Outbound};
 use crate::commands::serve::http;
-use crate::commands::serve::logs::InFlight;
 use crate::commands::serve::plan::ListenerKind;
 use crate::commands::serve::routes::{Action, Forward};
 
@@ -40,7 +40,9 @@ impl Worker {
         let ListenerKind::Http(routes) = &plans[served.plan_index].kind else {
             return None;
         };
-        let decided = match routes.pick(&headers) {
+        let picked = routes.pick(&headers);
+        flight.route_name = picked.and_then(|r| r.name.clone());
+        let decided = match picked {
             None => Err(router_reply(404, b"", "route_not_found")),
             Some(route) => match &route.action {
                 Action::Direct { status, body } => {
@@ -64,11 +66,13 @@ impl Worker {
             }
         };
         let Forward {
+            cluster,
             upstream,
             timeout_ms,
             ..
         } = forward;
         flight.upstream_host = Some(upstream.authority().to_string());
+        flight.upstream_cluster = cluster;
         self.send_input(key, StreamInput::Route { timeout_ms });
         // The router announces the route's own timeout (0: none).
         if timeout_ms == 0 {
