@@ -31,7 +31,7 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
     let start = out.len();
     let present = match op {
         Operator::StartTime(None) => {
-            let _ = write!(out, "{}", r.start.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+            let _ = write!(out, "{}", Rfc3339Millis(&r.start));
             true
         }
         Operator::StartTime(Some(pattern)) => {
@@ -160,4 +160,27 @@ fn json_object(fields: &[JsonField], r: &Record) -> serde_json::Map<String, serd
         object.insert(field.key.clone(), v);
     }
     object
+}
+
+/// `%START_TIME%`'s default form, 2024-01-01T00:00:00.000Z, written
+/// without interpreting a strftime pattern per line (a third of a line's
+/// cost through chrono's formatter).
+pub(super) struct Rfc3339Millis<'a>(pub &'a chrono::DateTime<chrono::Utc>);
+
+impl std::fmt::Display for Rfc3339Millis<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_millis()
+        )
+    }
 }

@@ -137,3 +137,12 @@ fn a_lone_operator_parses_to_one_piece() {
         [Piece::Op(Operator::Duration)]
     );
 }
+
+#[test]
+fn the_default_start_time_matches_chronos_pattern() {
+    let t = chrono::DateTime::from_timestamp_millis(1_704_067_200_007).unwrap_or_default();
+    assert_eq!(
+        super::render::Rfc3339Millis(&t).to_string(),
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    );
+}
