@@ -14,7 +14,8 @@
 # SOAK seconds, its VmRSS sampled every 10 s. Everything binds 127.0.0.1
 # and is stopped by its PID when the script ends.
 # Usage: scripts/bench-serve.sh [seconds] [connections] [soak-seconds]
-#        (defaults: 10 16 60; soak 0 skips it)
+#        (defaults: 10 16 60; soak 0 skips it). ROUNDS=n (default 3; 0
+#        skips them) adds rounds of the two target ratios, loaded in turn.
 # BEFORE=path/to/an/older/harness adds its no-op and response-header rows
 # to the same run, for a before/after.
 set -euo pipefail
@@ -254,6 +255,51 @@ echo "wasm response-header / no filter: $(ratio "$(rps_of 'serve, response-heade
 echo "serve no filter / nginx proxy_pass: $(ratio "$(rps_of 'serve, no filter')" "$(rps_of 'nginx proxy_pass')") (target >= 0.50)"
 echo "CPU per request, serve no filter / wasm response-header: $(ratio "$(cpu_of 'serve, no filter')" "$(cpu_of 'serve, response-header wasm')");" \
     "nginx proxy_pass / serve no filter: $(ratio "$(cpu_of 'nginx proxy_pass')" "$(cpu_of 'serve, no filter')")"
+
+# Rounds: nginx proxying, serve with no filter and serve with the wasm
+# response-header filter, all three up at once and loaded in turn (the
+# order rotating), ROUNDS times for 5 s each; each round's two ratios, then
+# their medians. One machine's other load moves all three alike within a
+# round, so the medians are steadier than the single rows above.
+rounds=${ROUNDS:-3}
+if [ "$rounds" -gt 0 ]; then
+    port_none=$(free_port)
+    start_serve "$port_none" "$work/serve-round-none.log" --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port_none"
+    pid_none=$serve_pid
+    port_rh=$(free_port)
+    start_serve "$port_rh" "$work/serve-round-rh.log" "$target/wasm32-wasip1/release/response_header.wasm" \
+        --config '{"name":"x-bench","value":"on"}' --upstream "http://127.0.0.1:$up" --listen "127.0.0.1:$port_rh"
+    pid_rh=$serve_pid
+    rps_at() { wrk -t 2 -c "$connections" -d 5s "http://127.0.0.1:$1/" | awk '/Requests\/sec/ {print $2}'; }
+    echo
+    echo "rounds (5 s each, order rotating): nginx proxy_pass, serve no filter, serve response-header wasm"
+    nofilter_ratios=()
+    rh_ratios=()
+    for r in $(seq "$rounds"); do
+        declare -A got=()
+        order=(proxy none rh)
+        for k in $(seq 0 2); do
+            which=${order[$(((k + r) % 3))]}
+            case $which in
+                proxy) got[proxy]=$(rps_at "$proxy") ;;
+                none) got[none]=$(rps_at "$port_none") ;;
+                rh) got[rh]=$(rps_at "$port_rh") ;;
+            esac
+        done
+        a=$(ratio "${got[none]}" "${got[proxy]}")
+        b=$(ratio "${got[rh]}" "${got[none]}")
+        nofilter_ratios+=("$a")
+        rh_ratios+=("$b")
+        echo "round $r: proxy ${got[proxy]}, no filter ${got[none]}, response-header wasm ${got[rh]} requests/s;" \
+            "no filter / proxy $a, wasm response-header / no filter $b"
+        unset got
+    done
+    median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+    echo "medians over $rounds rounds: serve no filter / nginx proxy_pass $(median "${nofilter_ratios[@]}") (target >= 0.50)," \
+        "wasm response-header / no filter $(median "${rh_ratios[@]}") (target >= 0.90)"
+    kill "$pid_none" "$pid_rh" 2>/dev/null || true
+    wait "$pid_none" "$pid_rh" 2>/dev/null || true
+fi
 
 if [ "$soak" -gt 0 ]; then
     port=$(free_port)
