@@ -29,6 +29,9 @@ fn listener(access_log: &str) -> String {
             - name: all
               domains: ["*"]
               routes:
+              - name: rewrite
+                match: {{ prefix: /old/ }}
+                route: {{ cluster: api, prefix_rewrite: /new/ }}
               - name: to-api
                 match: {{ prefix: / }}
                 route: {{ cluster: api }}
@@ -68,7 +71,7 @@ fn file_and_stderr_loggers_write_their_formats() {
               path: {}
               log_format:
                 text_format_source:
-                  inline_string: "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% %UPSTREAM_CLUSTER% %ROUTE_NAME% %REQ(X-TAG):4% %RESPONSE_CODE_DETAILS%\n"
+                  inline_string: "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %REQ(:PATH)% %RESPONSE_CODE% %UPSTREAM_CLUSTER% %ROUTE_NAME% %REQ(X-TAG):4% %RESPONSE_CODE_DETAILS%\n"
           - name: envoy.access_loggers.stderr
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog
@@ -94,8 +97,16 @@ fn file_and_stderr_loggers_write_their_formats() {
     let (status, _, body) = curl(&["-H", "x-tag: abcdefgh", "-A", "probe/1"], &url);
     assert_eq!((status, body.as_str()), (200, "from api"));
 
-    let text = lines_in(&text_log, 1);
-    assert_eq!(text, "GET /items?x=1 200 api to-api abcd via_upstream\n");
+    // A prefix_rewrite: the router keeps the client's path in
+    // x-envoy-original-path, which the default line's operator prefers.
+    let rewritten = format!("http://{}/old/x", served.listeners["front"]);
+    assert_eq!(curl(&[], &rewritten).0, 200);
+    let text = lines_in(&text_log, 2);
+    assert_eq!(
+        text,
+        "GET /items?x=1 /items?x=1 200 api to-api abcd via_upstream\n\
+         GET /old/x /new/x 200 api rewrite - via_upstream\n"
+    );
     let json_line = served
         .log_line_with("\"agent\"")
         .expect("the stderr logger's JSON line");

@@ -61,8 +61,8 @@ pub(crate) struct InFlight {
     start: chrono::DateTime<chrono::Utc>,
     protocol: &'static str,
     /// The captured request headers: as the client sent them, then as the
-    /// request left the chain (the filters' and the connection manager's
-    /// changes in, as Envoy's `%REQ()%` reads them at log time).
+    /// router sent them on (the filters', the connection manager's and the
+    /// router's changes in, as Envoy's `%REQ()%` reads them at log time).
     request: Vec<Option<String>>,
     /// Where the router sent the request.
     pub upstream_host: Option<String>,
@@ -107,7 +107,8 @@ impl InFlight {
         }
     }
 
-    /// The request as it left the chain for the router.
+    /// The request as it left the chain, with the router's own changes
+    /// (a prefix_rewrite, x-envoy-original-path).
     pub fn left_chain(&mut self, headers: &Headers) {
         for (value, name) in self.request.iter_mut().zip(&self.logs.captured.names) {
             *value = headers.get_text(name);

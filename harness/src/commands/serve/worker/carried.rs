@@ -284,7 +284,6 @@ impl Worker {
             // A request that left the chain whole in this step goes out whole.
             let whole = (upstream.ended && upstream.trailers.is_none())
                 .then(|| OutBody::whole(std::mem::take(&mut upstream.body)));
-            carried.flight.left_chain(&headers);
             carried.to_upstream = self.route(key, headers, whole, &mut carried.flight, events);
         }
         if let Some(out) = &carried.to_upstream {

@@ -51,13 +51,20 @@ impl Worker {
                 Action::Forward(forward) => {
                     if let Some(rewrite) = &forward.prefix_rewrite {
                         let path = headers.get_text(":path").unwrap_or_default();
-                        let path = route.rewritten_path(&path, rewrite);
-                        set_header(&mut headers, ":path", &path);
+                        let rewritten = route.rewritten_path(&path, rewrite);
+                        // Envoy's router keeps the path it rewrote
+                        // (RouteEntryImplBase::finalizePathHeader, unless
+                        // suppress_envoy_headers): the upstream sees it and
+                        // the default access-log line shows it.
+                        set_header(&mut headers, "x-envoy-original-path", &path);
+                        set_header(&mut headers, ":path", &rewritten);
                     }
                     Ok(forward.clone())
                 }
             },
         };
+        // The access log reads the request as the router left it.
+        flight.left_chain(&headers);
         let forward = match decided {
             Ok(forward) => forward,
             Err(reply) => {
