@@ -167,14 +167,14 @@ run_wrk() {
     printf '| %-34s | %12s | %8s | %8s | %10s |%s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "${errors:+ $errors}"
 }
 cpus=()
-rps_of() {
+# lookup ARRAY NAME: the value kept for row NAME in rows or cpus.
+lookup() {
+    local -n kept=$1
     local row
-    for row in "${rows[@]}"; do [ "${row%%=*}" = "$1" ] && echo "${row#*=}"; done
+    for row in "${kept[@]}"; do [ "${row%%=*}" = "$2" ] && echo "${row#*=}"; done
 }
-cpu_of() {
-    local row
-    for row in "${cpus[@]}"; do [ "${row%%=*}" = "$1" ] && echo "${row#*=}"; done
-}
+rps_of() { lookup rows "$1"; }
+cpu_of() { lookup cpus "$1"; }
 
 # start_serve PORT LOG ARGS...: serve in the background until it answers.
 start_serve() {

@@ -28,12 +28,9 @@ pub(crate) fn parse_object(
     for (key, value) in object {
         let value = match value {
             serde_json::Value::String(text) => {
-                let mut pieces = parse(text, captured).map_err(|e| format!("{key}: {e}"))?;
+                let pieces = parse(text, captured).map_err(|e| format!("{key}: {e}"))?;
                 match pieces.as_slice() {
-                    [Piece::Op(_)] => match pieces.pop() {
-                        Some(Piece::Op(op)) => JsonValue::Op(op),
-                        _ => JsonValue::Text(pieces),
-                    },
+                    [Piece::Op(op)] => JsonValue::Op(op.clone()),
                     _ => JsonValue::Text(pieces),
                 }
             }
