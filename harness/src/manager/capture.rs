@@ -9,6 +9,7 @@
 use crate::driver::Harness;
 use crate::model::{DownstreamResponse, Outcome, StreamEnd, TraceEvent};
 
+use super::flow::Sent;
 use super::{Slot, Stream, Streams};
 
 /// Which position a context of a VM belongs to.
@@ -106,16 +107,19 @@ pub(crate) fn outcomes(
     for (i, (outcome, hop)) in outs.iter_mut().zip(stream.hops.iter_mut()).enumerate() {
         outcome.response = match end {
             StreamEnd::Stalled { .. } => None,
-            _ => hop.sent_response.take().map(|m| DownstreamResponse {
-                status: m.headers.status(),
-                message: m,
-                reset: matches!(end, StreamEnd::Reset),
+            _ => hop.sent_response.take().map(|m| {
+                let message = m.into_message();
+                DownstreamResponse {
+                    status: message.headers.status(),
+                    message,
+                    reset: matches!(end, StreamEnd::Reset),
+                }
             }),
         };
         // A request cut short (local reply, reset, stall) never completed upstream.
         let refused = stream.upstream_refused && i == last;
         outcome.upstream_request = if hop.request_done && !refused {
-            hop.sent_request.take()
+            hop.sent_request.take().map(Sent::into_message)
         } else {
             None
         };

@@ -12,7 +12,10 @@ use super::flow::Frame;
 /// The request headers as Envoy's codec and connection manager hand them
 /// to the filter chain.
 pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> HeaderMap {
-    let mut m = HeaderMap::default();
+    // Sized once for what is added below (the defaults, x-forwarded-proto,
+    // x-request-id), with room for a header or two more: no regrowth.
+    let user_bytes: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut m = HeaderMap::with_capacity(user_bytes + req.path.len() + 192, req.headers.len() + 8);
     let user_has = |name: &str| req.headers.contains(name);
     let authority = req
         .authority
@@ -162,7 +165,8 @@ pub(crate) fn response_frames(
     service_ms: Option<u64>,
     out: &mut VecDeque<Frame>,
 ) {
-    let mut h = HeaderMap::default();
+    let user_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut h = HeaderMap::with_capacity(user_bytes + 128, answer.headers.len() + 6);
     h.add(b":status", answer.status.to_string().as_bytes());
     for (k, v) in answer.headers.iter() {
         h.add(k, v);

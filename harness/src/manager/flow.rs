@@ -14,7 +14,7 @@ use crate::abi::Action;
 use crate::backend::Callback;
 use crate::driver::Harness;
 use crate::host::{Deferred, Field, Gone, HeaderMap};
-use crate::model::{Headers, HttpMessage, LocalReply, LogEntry};
+use crate::model::{ByteString, HttpMessage, LocalReply, LogEntry};
 
 use super::reply::{after_trap, buffer_overflow, vm_already_failed};
 use super::{Stream, downstream};
@@ -103,11 +103,11 @@ pub(crate) struct Hop {
     /// The VM failed while this stream used it (policy already applied).
     pub(crate) failed: bool,
     /// What this filter let through towards the upstream.
-    pub(crate) sent_request: Option<HttpMessage>,
+    pub(crate) sent_request: Option<Sent>,
     /// The request's end of stream passed this filter.
     pub(crate) request_done: bool,
     /// What this filter let through towards the client.
-    pub(crate) sent_response: Option<HttpMessage>,
+    pub(crate) sent_response: Option<Sent>,
     /// The local reply this filter sent (or the harness sent for it).
     pub(crate) local_reply: Option<LocalReply>,
     /// Log lines of this context so far (for streams that keep them).
@@ -122,12 +122,43 @@ impl Hop {
         }
     }
 
-    fn sent(&mut self, dir: Dir) -> &mut HttpMessage {
+    fn sent(&mut self, dir: Dir) -> &mut Sent {
         let slot = match dir {
             Dir::Request => &mut self.sent_request,
             Dir::Response => &mut self.sent_response,
         };
-        slot.get_or_insert_with(HttpMessage::default)
+        slot.get_or_insert_with(Sent::default)
+    }
+}
+
+/// What a filter let through in one direction, kept in the host's form: a
+/// header map copies as two buffers whatever it holds, where the model's
+/// headers cost two allocations a pair. It becomes an [`HttpMessage`] only
+/// when something reads it (an outcome, a hand-out to serve).
+#[derive(Clone, Default)]
+pub(crate) struct Sent {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+    pub(crate) trailers: Option<HeaderMap>,
+}
+
+impl Sent {
+    /// A copy in the model's form.
+    pub(crate) fn to_message(&self) -> HttpMessage {
+        HttpMessage {
+            headers: self.headers.to_headers(),
+            body: ByteString(self.body.clone()),
+            trailers: self.trailers.as_ref().map(HeaderMap::to_headers),
+        }
+    }
+
+    /// The same, taking the body rather than copying it.
+    pub(crate) fn into_message(self) -> HttpMessage {
+        HttpMessage {
+            headers: self.headers.to_headers(),
+            body: ByteString(self.body),
+            trailers: self.trailers.as_ref().map(HeaderMap::to_headers),
+        }
     }
 }
 
@@ -374,21 +405,19 @@ fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir
     });
     let headers = match (map, next) {
         (Some(map), Some(next)) => {
-            let headers = map.to_headers();
-            let map = map.clone();
-            stream.hops[next]
-                .flow(dir)
-                .input
-                .push_back(Frame::Headers { map, eos });
-            headers
+            let sent = map.clone();
+            stream.hops[next].flow(dir).input.push_back(Frame::Headers {
+                map: map.clone(),
+                eos,
+            });
+            sent
         }
-        (map, Some(next)) => {
-            let map = map.cloned().unwrap_or_default();
-            stream.hops[next]
-                .flow(dir)
-                .input
-                .push_back(Frame::Headers { map, eos });
-            Headers::new()
+        (None, Some(next)) => {
+            stream.hops[next].flow(dir).input.push_back(Frame::Headers {
+                map: HeaderMap::default(),
+                eos,
+            });
+            HeaderMap::default()
         }
         // Past the last filter. Envoy's filters share one map per message,
         // so what the router or the connection manager adds is in the map
@@ -398,9 +427,9 @@ fn forward_headers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir
                 Dir::Request => downstream::router_adds_to_request(map, stream.route_timeout_ms),
                 Dir::Response => downstream::connection_manager_adds_to_response(map, now_unix_ns),
             }
-            map.to_headers()
+            map.clone()
         }
-        (None, None) => Headers::new(),
+        (None, None) => HeaderMap::default(),
     };
     let hop = &mut stream.hops[i];
     hop.sent(dir).headers = headers;
@@ -445,13 +474,13 @@ fn forward_body(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Dir, e
     let keep = stream.handout.is_none() || next_hop(stream, i, dir).is_none();
     let hop = &mut stream.hops[i];
     let sent = hop.sent(dir);
-    if keep && sent.body.0.is_empty() {
-        sent.body.0 = data;
+    if keep && sent.body.is_empty() {
+        sent.body = data;
     } else if keep {
-        sent.body.0.extend_from_slice(&data);
+        sent.body.extend_from_slice(&data);
     }
     if let Some(map) = created {
-        sent.trailers = Some(map.to_headers());
+        sent.trailers = Some(map);
     }
     let flow = hop.flow(dir);
     flow.body_paused = false;
@@ -480,7 +509,7 @@ fn forward_trailers(filter: &mut Harness, stream: &mut Stream, i: usize, dir: Di
             .push_back(Frame::Trailers { map: map.clone() });
     }
     let hop = &mut stream.hops[i];
-    hop.sent(dir).trailers = Some(map.to_headers());
+    hop.sent(dir).trailers = Some(map);
     hop.flow(dir).trailers_paused = false;
     end_passed(filter, stream, i, dir);
 }

@@ -169,7 +169,7 @@ fn respond(
     let last = stream.hops.last();
     let reached = last
         .and_then(|h| h.sent_request.as_ref())
-        .is_some_and(|sent| !sent.headers.0.is_empty());
+        .is_some_and(|sent| !sent.headers.is_empty());
     stream.answered_early = reached && last.is_some_and(|h| !h.request_done);
     Ok(())
 }

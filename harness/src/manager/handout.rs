@@ -8,7 +8,7 @@
 
 use crate::model::Headers;
 
-use super::flow::{Flow, Frame};
+use super::flow::{Flow, Frame, Sent};
 use super::{StreamHandle, Streams};
 
 /// What left one end of the chain since the caller last asked.
@@ -62,19 +62,16 @@ impl Handed {
     /// body bytes since the last call, and the end once (`ended`; with
     /// `after_headers`, only once the headers went: a response's end means
     /// nothing to the client before its status).
-    fn take(
-        &mut self,
-        sent: &mut crate::model::HttpMessage,
-        ended: bool,
-        after_headers: bool,
-    ) -> Leaving {
+    fn take(&mut self, sent: &mut Sent, ended: bool, after_headers: bool) -> Leaving {
         let mut leaving = Leaving::default();
         if !sent.headers.is_empty() && !std::mem::replace(&mut self.headers, true) {
-            leaving.headers = Some(sent.headers.clone());
+            leaving.headers = Some(sent.headers.to_headers());
         }
-        leaving.body = std::mem::take(&mut sent.body.0);
-        if sent.trailers.is_some() && !std::mem::replace(&mut self.trailers, true) {
-            leaving.trailers = sent.trailers.clone();
+        leaving.body = std::mem::take(&mut sent.body);
+        if let Some(trailers) = &sent.trailers
+            && !std::mem::replace(&mut self.trailers, true)
+        {
+            leaving.trailers = Some(trailers.to_headers());
         }
         let ended = ended && (self.headers || !after_headers);
         leaving.ended = ended && !std::mem::replace(&mut self.ended, true);
@@ -109,7 +106,7 @@ pub(crate) fn queued_bytes(streams: &mut Streams, key: StreamHandle) -> QueuedBy
     let waiting = |flows: &mut dyn Iterator<Item = &Flow>| -> u64 {
         flows.map(|f| frames_len(f.input.iter())).sum()
     };
-    let untaken = |m: &Option<crate::model::HttpMessage>| m.as_ref().map_or(0, |m| m.body.0.len());
+    let untaken = |m: &Option<Sent>| m.as_ref().map_or(0, |m| m.body.len());
     let request = waiting(&mut stream.hops.iter().map(|h| &h.req))
         + stream.hops.last().map_or(0, |h| untaken(&h.sent_request)) as u64;
     let response = waiting(&mut stream.hops.iter().map(|h| &h.resp))

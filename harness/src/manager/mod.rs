@@ -48,7 +48,7 @@ pub(crate) use connection::{
 pub use downstream::DEFAULT_ROUTE_TIMEOUT_MS;
 use downstream::{format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
-use flow::{Dir, Frame, process, resume};
+use flow::{Dir, Frame, Sent, process, resume};
 pub use handles::StreamInput;
 pub use handout::{Forwarded, Leaving, QueuedBytes};
 pub(crate) use handout::{queued_bytes, take_forwarded};
@@ -626,7 +626,13 @@ pub(crate) fn take_upstream_requests(
         let handed = s.upstream_taken || s.handout.is_some();
         if waiting && !handed && !s.upstream_refused && s.end.is_none() {
             s.upstream_taken = true;
-            ready.push((s.key, last.sent_request.clone().unwrap_or_default()));
+            ready.push((
+                s.key,
+                last.sent_request
+                    .as_ref()
+                    .map(Sent::to_message)
+                    .unwrap_or_default(),
+            ));
         }
     }
     ready

@@ -3,12 +3,10 @@
 
 use crate::driver::Harness;
 use crate::host::{HeaderMap, LocalReplySpec};
-use crate::model::{
-    ByteString, FailurePolicyApplied, HttpMessage, LocalReply, LogLevel, StreamEnd,
-};
+use crate::model::{ByteString, FailurePolicyApplied, LocalReply, LogLevel, StreamEnd};
 
 use super::Stream;
-use super::flow::{Dir, Frame, resume};
+use super::flow::{Dir, Frame, Sent, resume};
 
 /// Envoy's failure policy for the stream in flight on a failed VM: the
 /// filter is bypassed (fail_open; whatever it held back flows on) or the
@@ -135,9 +133,9 @@ pub(crate) fn local_reply(
             &mut headers,
             filter.vm.host_ref().now_unix_ns(),
         );
-        stream.hops[0].sent_response = Some(HttpMessage {
-            headers: headers.to_headers(),
-            body: ByteString(body),
+        stream.hops[0].sent_response = Some(Sent {
+            headers,
+            body,
             trailers: None,
         });
         stream.end = Some(StreamEnd::Completed);
