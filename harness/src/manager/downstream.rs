@@ -165,6 +165,8 @@ pub(crate) fn response_frames(
     service_ms: Option<u64>,
     out: &mut VecDeque<Frame>,
 ) {
+    // Sized once for :status, the service time and what the connection
+    // manager adds later (date, server), as the request map is.
     let user_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut h = HeaderMap::with_capacity(user_bytes + 128, answer.headers.len() + 6);
     h.add(b":status", answer.status.to_string().as_bytes());

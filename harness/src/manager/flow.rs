@@ -145,18 +145,19 @@ pub(crate) struct Sent {
 impl Sent {
     /// A copy in the model's form.
     pub(crate) fn to_message(&self) -> HttpMessage {
-        HttpMessage {
-            headers: self.headers.to_headers(),
-            body: ByteString(self.body.clone()),
-            trailers: self.trailers.as_ref().map(HeaderMap::to_headers),
-        }
+        self.message_with(self.body.clone())
     }
 
     /// The same, taking the body rather than copying it.
-    pub(crate) fn into_message(self) -> HttpMessage {
+    pub(crate) fn into_message(mut self) -> HttpMessage {
+        let body = std::mem::take(&mut self.body);
+        self.message_with(body)
+    }
+
+    fn message_with(&self, body: Vec<u8>) -> HttpMessage {
         HttpMessage {
             headers: self.headers.to_headers(),
-            body: ByteString(self.body),
+            body: ByteString(body),
             trailers: self.trailers.as_ref().map(HeaderMap::to_headers),
         }
     }
