@@ -74,10 +74,13 @@ impl EnvoyBuilder {
     }
 
     /// Step outcomes carry only what a caller serving traffic reads: log
-    /// lines, traps, failure policies and how streams end. Metric
-    /// snapshots (read them from [`SharedHost::metrics`]), hostcall counts
-    /// and callout records are left out, so a step costs nothing per
-    /// metric or histogram sample kept (`harness serve` runs this way).
+    /// lines, traps, failure policies, how streams end and the response's
+    /// status. Metric snapshots (read them from [`SharedHost::metrics`]),
+    /// hostcall counts, callout records and copies of the messages
+    /// (`upstream_request`, the response's headers and body) are left out:
+    /// what left the chain is read as it leaves, from the hand-out of a
+    /// carried stream. A step costs nothing per metric sample or header
+    /// kept (`harness serve` runs this way).
     pub fn lean(mut self) -> Self {
         self.lean = true;
         self

@@ -331,8 +331,8 @@ fn new_harness(module: &FilterModule, config: &HarnessConfig) -> Result<Harness,
 }
 
 /// A harness for the timed loops: lean, as serve runs the library (no metric
-/// snapshots, hostcall counts or callout records copied into each outcome;
-/// the loops read only the trap and the status, and the guest-boundary
+/// snapshots, hostcall counts, callout records or messages copied into each
+/// outcome; the loops read only the trap and the status, and the guest-boundary
 /// counts come from the host's own counters).
 fn measured_harness(
     module: &FilterModule,

@@ -142,8 +142,8 @@ pub struct Harness {
     reload: Option<ReloadSource>,
     /// The failure policy applied in the current exchange.
     pub(crate) policy_applied: Option<FailurePolicyApplied>,
-    /// Step outcomes without metric snapshots, hostcall counts or callout
-    /// records (see [`crate::EnvoyBuilder::lean`]).
+    /// Step outcomes without metric snapshots, hostcall counts, callout
+    /// records or message copies (see [`crate::EnvoyBuilder::lean`]).
     pub(crate) lean: bool,
 }
 

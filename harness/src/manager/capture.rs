@@ -7,7 +7,7 @@
 //! counted per VM); metrics are process-wide, so each position gets them.
 
 use crate::driver::Harness;
-use crate::model::{DownstreamResponse, Outcome, StreamEnd, TraceEvent};
+use crate::model::{DownstreamResponse, HttpMessage, Outcome, StreamEnd, TraceEvent};
 
 use super::flow::Sent;
 use super::{Slot, Stream, Streams};
@@ -104,21 +104,22 @@ pub(crate) fn outcomes(
     let owners = Owners::new(slots, streams, ids);
     capture_into(filters, &owners, &mut outs, &end, stream.elapsed_ms);
     let last = stream.hops.len().saturating_sub(1);
+    let reset = matches!(end, StreamEnd::Reset);
     for (i, (outcome, hop)) in outs.iter_mut().zip(stream.hops.iter_mut()).enumerate() {
+        // A lean caller reads what left the chain as it left (serve's
+        // hand-out), so its outcome keeps only the status: no copy of the
+        // messages in the model's form.
+        let lean = slots.get(i).is_some_and(|s| filters[s.vm].lean);
         outcome.response = match end {
             StreamEnd::Stalled { .. } => None,
-            _ => hop.sent_response.take().map(|m| {
-                let message = m.into_message();
-                DownstreamResponse {
-                    status: message.headers.status(),
-                    message,
-                    reset: matches!(end, StreamEnd::Reset),
-                }
-            }),
+            _ => hop
+                .sent_response
+                .take()
+                .map(|sent| response(sent, reset, lean)),
         };
         // A request cut short (local reply, reset, stall) never completed upstream.
         let refused = stream.upstream_refused && i == last;
-        outcome.upstream_request = if hop.request_done && !refused {
+        outcome.upstream_request = if hop.request_done && !refused && !lean {
             hop.sent_request.take().map(Sent::into_message)
         } else {
             None
@@ -126,6 +127,21 @@ pub(crate) fn outcomes(
         outcome.local_reply = hop.local_reply.take();
     }
     outs
+}
+
+/// The response a position let through; for a lean caller its status alone.
+fn response(sent: Sent, reset: bool, lean: bool) -> DownstreamResponse {
+    let (status, message) = if lean {
+        (sent.status(), HttpMessage::default())
+    } else {
+        let message = sent.into_message();
+        (message.headers.status(), message)
+    };
+    DownstreamResponse {
+        status,
+        message,
+        reset,
+    }
 }
 
 /// Each position's share of the capture for a step with no stream of its own.

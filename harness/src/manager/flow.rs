@@ -143,6 +143,11 @@ pub(crate) struct Sent {
 }
 
 impl Sent {
+    /// The `:status` it carries (0 when missing or malformed).
+    pub(crate) fn status(&self) -> u16 {
+        crate::model::parse_status(self.headers.get(b":status"))
+    }
+
     /// A copy in the model's form.
     pub(crate) fn to_message(&self) -> HttpMessage {
         self.message_with(self.body.clone())

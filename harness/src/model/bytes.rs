@@ -120,6 +120,13 @@ impl<'de> Deserialize<'de> for ByteString {
     }
 }
 
+/// A `:status` value as a number (0 when missing or malformed).
+pub(crate) fn parse_status(value: Option<&[u8]>) -> u16 {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// An ordered list of header (or metadata, or trailer) pairs, bytes exact.
 ///
 /// Order and duplicates are preserved. Serializes as a list of `[name, value]`
@@ -134,9 +141,7 @@ pub struct Headers(pub Vec<(ByteString, ByteString)>);
 impl Headers {
     /// The `:status` of a response header list (0 when missing or malformed).
     pub fn status(&self) -> u16 {
-        self.get(":status")
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok())
-            .unwrap_or(0)
+        parse_status(self.get(":status").map(ByteString::as_bytes))
     }
 
     /// An empty list.

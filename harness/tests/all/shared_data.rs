@@ -261,6 +261,9 @@ fn a_lean_envoy_leaves_metric_snapshots_out_of_its_outcomes_but_keeps_logs() {
         "a full outcome has the snapshot"
     );
     assert!(!full_out.hostcalls.is_empty());
+    let full_response = full_out.response.as_ref().expect("a response");
+    assert!(!full_response.message.headers.0.is_empty());
+    assert!(full_out.upstream_request.is_some());
 
     let mut lean = harness::Envoy::builder()
         .plugins(&plugins)
@@ -274,6 +277,14 @@ fn a_lean_envoy_leaves_metric_snapshots_out_of_its_outcomes_but_keeps_logs() {
             "{out:?}"
         );
         assert_eq!(out.response.as_ref().map(|r| r.status), Some(200));
+        assert!(
+            out.upstream_request.is_none()
+                && out
+                    .response
+                    .as_ref()
+                    .is_some_and(|r| r.message.headers.0.is_empty()),
+            "a lean outcome copies no message: {out:?}"
+        );
         assert!(
             out.logs.iter().any(|l| l.message == "seen"),
             "{:?}",

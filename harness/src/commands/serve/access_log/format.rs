@@ -15,10 +15,10 @@ pub(crate) enum Operator {
         alternative: Option<usize>,
         max: Option<usize>,
     },
-    /// `%RESP(A?B):N%`: response header names, read at log time.
+    /// `%RESP(A?B):N%`: indexes into the format's captured response headers.
     Response {
-        main: String,
-        alternative: Option<String>,
+        main: usize,
+        alternative: Option<usize>,
         max: Option<usize>,
     },
     Protocol,
@@ -68,21 +68,22 @@ pub(crate) const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% \
     \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \
     \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
 
-/// The request headers the formats of one listener read (lower case).
+/// The request and response headers the formats of one listener read
+/// (lower case).
 #[derive(Default, Debug)]
 pub(crate) struct Captured {
     pub names: Vec<String>,
+    pub response_names: Vec<String>,
 }
 
-impl Captured {
-    fn index(&mut self, name: &str) -> usize {
-        let name = name.to_ascii_lowercase();
-        if let Some(i) = self.names.iter().position(|n| *n == name) {
-            return i;
-        }
-        self.names.push(name);
-        self.names.len() - 1
+/// The position of `name` in `names`, added when new.
+fn index(names: &mut Vec<String>, name: &str) -> usize {
+    let name = name.to_ascii_lowercase();
+    if let Some(i) = names.iter().position(|n| *n == name) {
+        return i;
     }
+    names.push(name);
+    names.len() - 1
 }
 
 /// Parses a text format; `Err` names the operator it cannot serve.
@@ -156,16 +157,16 @@ fn operator(command: &str, captured: &mut Captured) -> Result<Operator, String> 
         ("REQ", Some(headers)) => {
             let (main, alternative) = alternatives(headers)?;
             Ok(Operator::Request {
-                main: captured.index(main),
-                alternative: alternative.map(|a| captured.index(a)),
+                main: index(&mut captured.names, main),
+                alternative: alternative.map(|a| index(&mut captured.names, a)),
                 max,
             })
         }
         ("RESP", Some(headers)) => {
             let (main, alternative) = alternatives(headers)?;
             Ok(Operator::Response {
-                main: main.to_ascii_lowercase(),
-                alternative: alternative.map(str::to_ascii_lowercase),
+                main: index(&mut captured.response_names, main),
+                alternative: alternative.map(|a| index(&mut captured.response_names, a)),
                 max,
             })
         }

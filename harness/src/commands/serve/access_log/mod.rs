@@ -64,6 +64,9 @@ pub(crate) struct InFlight {
     /// router sent them on (the filters', the connection manager's and the
     /// router's changes in, as Envoy's `%REQ()%` reads them at log time).
     request: Vec<Option<String>>,
+    /// The captured response headers, as the response left the chain for
+    /// the client (unset until it does).
+    response: Vec<Option<String>>,
     /// Where the router sent the request.
     pub upstream_host: Option<String>,
     pub upstream_cluster: Option<String>,
@@ -99,6 +102,7 @@ impl InFlight {
             start: crate::commands::serve::logs::utc_now(),
             protocol,
             request: request_values,
+            response: vec![None; logs.captured.response_names.len()],
             upstream_host: None,
             upstream_cluster: None,
             route_name: None,
@@ -111,6 +115,17 @@ impl InFlight {
     /// (a prefix_rewrite, x-envoy-original-path).
     pub fn left_chain(&mut self, headers: &Headers) {
         for (value, name) in self.request.iter_mut().zip(&self.logs.captured.names) {
+            *value = headers.get_text(name);
+        }
+    }
+
+    /// The response as it left the chain for the client.
+    pub fn responded(&mut self, headers: &Headers) {
+        for (value, name) in self
+            .response
+            .iter_mut()
+            .zip(&self.logs.captured.response_names)
+        {
             *value = headers.get_text(name);
         }
     }
@@ -130,9 +145,9 @@ impl InFlight {
             start: self.start,
             duration_ms: self.started.elapsed().as_millis(),
             request: &self.request,
-            response: response.map(|r| &r.message.headers),
+            response: &self.response,
             protocol: self.protocol,
-            status: response.map_or(0, |r| r.message.headers.status()),
+            status: response.map_or(0, |r| r.status),
             flags: response_flags(outcome),
             details,
             bytes_received: self.bytes_received,

@@ -2,8 +2,6 @@
 
 use std::fmt::Write;
 
-use harness::Headers;
-
 use super::format::{Format, Operator, Piece};
 use super::json::{JsonField, JsonValue};
 
@@ -13,7 +11,8 @@ pub(crate) struct Record<'a> {
     pub duration_ms: u128,
     /// The format's captured request headers, in [`super::Captured`] order.
     pub request: &'a [Option<String>],
-    pub response: Option<&'a Headers>,
+    /// The format's captured response headers, in [`super::Captured`] order.
+    pub response: &'a [Option<String>],
     pub protocol: &'static str,
     pub status: u16,
     pub flags: &'static str,
@@ -42,24 +41,12 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
             main,
             alternative,
             max,
-        } => {
-            let found =
-                r.request.get(*main).and_then(Option::as_deref).or_else(|| {
-                    alternative.and_then(|a| r.request.get(a).and_then(Option::as_deref))
-                });
-            push_truncated(out, found, *max)
-        }
+        } => push_truncated(out, captured(r.request, *main, *alternative), *max),
         Operator::Response {
             main,
             alternative,
             max,
-        } => {
-            let found = r.response.and_then(|h| {
-                h.get_text(main)
-                    .or_else(|| alternative.as_deref().and_then(|a| h.get_text(a)))
-            });
-            push_truncated(out, found.as_deref(), *max)
-        }
+        } => push_truncated(out, captured(r.response, *main, *alternative), *max),
         Operator::Protocol => push(out, Some(r.protocol)),
         Operator::ResponseCode => {
             let _ = write!(out, "{}", r.status);
@@ -88,6 +75,12 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
         out.truncate(start);
     }
     present
+}
+
+/// A captured header, else its alternative.
+fn captured(values: &[Option<String>], main: usize, alternative: Option<usize>) -> Option<&str> {
+    let at = |i: usize| values.get(i).and_then(Option::as_deref);
+    at(main).or_else(|| alternative.and_then(at))
 }
 
 fn push(out: &mut String, v: Option<&str>) -> bool {

@@ -1,9 +1,7 @@
-use harness::Headers;
-
 use super::format::{Captured, DEFAULT_FORMAT, Format, Operator, Piece, parse};
 use super::render::{Record, render};
 
-fn record<'a>(request: &'a [Option<String>], response: Option<&'a Headers>) -> Record<'a> {
+fn record<'a>(request: &'a [Option<String>], response: &'a [Option<String>]) -> Record<'a> {
     Record {
         start: chrono::DateTime::from_timestamp_millis(1_704_067_200_007).unwrap_or_default(),
         duration_ms: 12,
@@ -48,9 +46,10 @@ fn the_default_format_writes_envoys_default_line() {
         .iter()
         .map(|v| (!v.is_empty()).then(|| v.to_string()))
         .collect();
-    let response = Headers(vec![("x-envoy-upstream-service-time".into(), "7".into())]);
+    assert_eq!(captured.response_names, ["x-envoy-upstream-service-time"]);
+    let response = [Some("7".to_string())];
     assert_eq!(
-        line(&format, &record(&request, Some(&response))),
+        line(&format, &record(&request, &response)),
         "[2024-01-01T00:00:00.007Z] \"GET /a?b HTTP/1.1\" 200 - 3 45 12 7 \"-\" \"curl/8\" \
          \"id-1\" \"svc\" \"127.0.0.1:8080\"\n"
     );
@@ -66,9 +65,10 @@ fn operators_take_alternatives_truncation_and_patterns() {
     )
     .unwrap();
     assert_eq!(captured.names, ["x-a", "x-b"]);
+    assert_eq!(captured.response_names, ["x-missing"]);
     let request = [None, Some("abcdef".to_string())];
     assert_eq!(
-        line(&Format::Text(pieces), &record(&request, None)),
+        line(&Format::Text(pieces), &record(&request, &[None])),
         "abc - api - 1704067200.007 100% via_upstream node-1"
     );
 }
@@ -111,7 +111,7 @@ fn json_values_keep_their_types() {
     };
     let fields = super::json::parse_object(&object, &mut captured).unwrap();
     let request = [Some("curl/8".to_string()), None];
-    let text = line(&Format::Json(fields), &record(&request, None));
+    let text = line(&Format::Json(fields), &record(&request, &[]));
     assert!(text.ends_with('\n'));
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(

@@ -298,6 +298,7 @@ impl Worker {
         let mut body = client.body;
         carried.flight.bytes_sent += body.len() as u64;
         if let Some(headers) = client.headers {
+            carried.flight.responded(&headers);
             // A response that ended in this step goes out whole.
             let out = if client.ended && client.trailers.is_none() {
                 OutBody::whole(std::mem::take(&mut body))
