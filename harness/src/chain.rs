@@ -295,7 +295,7 @@ impl Chain {
         self.begin_step();
         let opening = Opening {
             exchange,
-            upstream,
+            upstream: upstream.as_ref(),
             request_ends,
             keep_logs: true,
             carried,

@@ -11,7 +11,7 @@ use super::flow::Frame;
 
 /// The request headers as Envoy's codec and connection manager hand them
 /// to the filter chain.
-pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> HeaderMap {
+pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &[u8]) -> HeaderMap {
     // Sized once for what is added below (the defaults, x-forwarded-proto,
     // x-request-id), with room for a header or two more: no regrowth.
     let user_bytes: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -53,7 +53,7 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &str) -> H
         m.add(b"x-forwarded-proto", req.scheme.as_bytes());
     }
     if !user_has("x-request-id") {
-        m.add(b"x-request-id", request_id.as_bytes());
+        m.add(b"x-request-id", request_id);
     }
     m
 }
@@ -111,9 +111,10 @@ pub const DEFAULT_ROUTE_TIMEOUT_MS: u64 = 15_000;
 /// A route without a timeout (0) sets no header.
 pub(crate) fn router_adds_to_request(map: &mut HeaderMap, route_timeout_ms: u64) {
     if route_timeout_ms > 0 {
+        let mut digits = Decimal::default();
         map.replace(
             b"x-envoy-expected-rq-timeout-ms",
-            route_timeout_ms.to_string().as_bytes(),
+            digits.of(route_timeout_ms),
         );
     }
 }
@@ -151,35 +152,74 @@ pub(crate) fn http_date(unix_ns: u64) -> String {
         .to_string()
 }
 
-/// The upstream's answer as response frames (`:status` first), framed as
-/// `protocol` frames it (the upstream speaks the client's protocol);
-/// `ends` false: more frames follow later. `service_ms`: how long after
-/// the whole request reached the router the answer came, which the router
-/// adds as `x-envoy-upstream-service-time` before any filter sees the
-/// response (`Filter::onUpstreamHeaders` in source/common/router/router.cc;
-/// `None`, a response before the request was complete, gets none).
-pub(crate) fn response_frames(
-    answer: &UpstreamResponse,
-    ends: bool,
-    protocol: HttpProtocol,
-    service_ms: Option<u64>,
-    out: &mut VecDeque<Frame>,
-) {
-    // Sized once for :status, the service time and what the connection
-    // manager adds later (date, server), as the request map is.
-    let user_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-    let mut h = HeaderMap::with_capacity(user_bytes + 128, answer.headers.len() + 6);
-    h.add(b":status", answer.status.to_string().as_bytes());
-    for (k, v) in answer.headers.iter() {
-        h.add(k, v);
+/// The upstream's answer, framed when it is given and sent when the
+/// request has reached the upstream.
+pub(crate) enum UpstreamAnswer {
+    /// The connection failed before any response: the router answers.
+    Unreachable,
+    /// The response frames, `:status` first.
+    Frames(VecDeque<Frame>),
+}
+
+impl UpstreamAnswer {
+    /// `answer` as response frames, framed as `protocol` frames it (the
+    /// upstream speaks the client's protocol); `ends` false: more frames
+    /// follow later.
+    pub(crate) fn new(answer: &UpstreamResponse, ends: bool, protocol: HttpProtocol) -> Self {
+        if answer.unreachable {
+            return UpstreamAnswer::Unreachable;
+        }
+        // Sized once for :status, the service time and what the connection
+        // manager adds later (date, server), as the request map is.
+        let user_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut h = HeaderMap::with_capacity(user_bytes + 128, answer.headers.len() + 6);
+        h.add(b":status", Decimal::default().of(u64::from(answer.status)));
+        for (k, v) in answer.headers.iter() {
+            h.add(k, v);
+        }
+        let mut frames = VecDeque::new();
+        let eos = ends && answer.body.is_empty() && answer.trailers.is_none();
+        frames.push_back(Frame::Headers { map: h, eos });
+        if !eos {
+            body_frames(
+                &answer.body,
+                answer.trailers.as_ref(),
+                ends,
+                protocol,
+                &mut frames,
+            );
+        }
+        UpstreamAnswer::Frames(frames)
     }
-    if let Some(ms) = service_ms {
-        h.replace(b"x-envoy-upstream-service-time", ms.to_string().as_bytes());
+}
+
+/// The router adds `x-envoy-upstream-service-time` to the upstream's
+/// response headers before any filter sees them (`Filter::onUpstreamHeaders`
+/// in source/common/router/router.cc): `service_ms` after the whole request
+/// reached it.
+pub(crate) fn add_service_time(frames: &mut VecDeque<Frame>, service_ms: u64) {
+    if let Some(Frame::Headers { map, .. }) = frames.front_mut() {
+        let mut digits = Decimal::default();
+        map.replace(b"x-envoy-upstream-service-time", digits.of(service_ms));
     }
-    let eos = ends && answer.body.is_empty() && answer.trailers.is_none();
-    out.push_back(Frame::Headers { map: h, eos });
-    if !eos {
-        body_frames(&answer.body, answer.trailers.as_ref(), ends, protocol, out);
+}
+
+/// A number's decimal digits, written on the stack (a header value per
+/// request without an allocation).
+#[derive(Default)]
+pub(crate) struct Decimal([u8; 20]);
+
+impl Decimal {
+    pub(crate) fn of(&mut self, mut n: u64) -> &[u8] {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &self.0[at..];
+            }
+        }
     }
 }
 
@@ -188,8 +228,8 @@ pub(crate) fn is_grpc_request(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with(b"application/grpc"))
 }
 
-/// A version-4-shaped UUID from 16 random bytes, built in one allocation.
-pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
+/// A version-4-shaped UUID from 16 random bytes, built on the stack.
+pub(crate) fn format_uuid(b: &[u8; 16]) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 32];
     for (i, byte) in b.iter().enumerate() {
@@ -198,12 +238,14 @@ pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
     }
     hex[12] = b'4';
     hex[16] = b'a';
-    let mut out = String::with_capacity(36);
+    let mut out = [b'-'; 36];
+    let mut at = 0;
     for (i, c) in hex.iter().enumerate() {
         if matches!(i, 8 | 12 | 16 | 20) {
-            out.push('-');
+            at += 1;
         }
-        out.push(char::from(*c));
+        out[at] = *c;
+        at += 1;
     }
     out
 }
@@ -290,7 +332,11 @@ mod tests {
     #[test]
     fn request_ids_look_like_uuids() {
         let id = format_uuid(&[0xab; 16]);
-        assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
+        assert_eq!(&id[..], b"abababab-abab-4bab-abab-abababababab");
+        let mut digits = Decimal::default();
+        assert_eq!(digits.of(0), b"0");
+        assert_eq!(digits.of(15_000), b"15000");
+        assert_eq!(digits.of(u64::MAX), u64::MAX.to_string().as_bytes());
     }
 
     #[test]
@@ -298,7 +344,7 @@ mod tests {
         let mut req = DownstreamRequest::from_request_line("POST /x").unwrap();
         req.headers.push("Host", "svc:80");
         req.headers.push("X-A", "1");
-        let m = request_header_map(&req, "id");
+        let m = request_header_map(&req, b"id");
         let keys: Vec<&[u8]> = m.iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,

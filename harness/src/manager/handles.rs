@@ -160,7 +160,8 @@ fn respond(
         return Err("the upstream already answered this stream".to_string());
     }
     stream.upstream_open = !ends && answer.trailers.is_none();
-    stream.upstream_answer = Some(answer);
+    let framed = downstream::UpstreamAnswer::new(&answer, !stream.upstream_open, stream.protocol);
+    stream.upstream_answer = Some(framed);
     // An upstream that answers while the request still streams to it: the
     // router sends the response on at once (`Router::Filter::onUpstreamHeaders`
     // runs whenever the codec has the headers, source/common/router/router.cc).

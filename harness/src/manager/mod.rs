@@ -46,7 +46,7 @@ pub(crate) use connection::{
     Connection, exchange as connection_exchange, open as connect, outcomes as connection_outcomes,
 };
 pub use downstream::DEFAULT_ROUTE_TIMEOUT_MS;
-use downstream::{format_uuid, is_grpc_request, request_header_map};
+use downstream::{UpstreamAnswer, format_uuid, is_grpc_request, request_header_map};
 pub(crate) use flow::Hop;
 use flow::{Dir, Frame, Sent, process, resume};
 pub use handles::StreamInput;
@@ -97,7 +97,7 @@ pub(crate) struct Stream {
     pub(crate) hops: Vec<Hop>,
     /// The upstream's answer, sent when the whole request has reached it
     /// (`None`: not given yet, or already sent).
-    pub(crate) upstream_answer: Option<UpstreamResponse>,
+    pub(crate) upstream_answer: Option<UpstreamAnswer>,
     /// The upstream answered while the request was still reaching it: the
     /// response starts without waiting for the request's end.
     pub(crate) answered_early: bool,
@@ -167,7 +167,7 @@ pub(crate) struct Opening<'a> {
     pub(crate) exchange: &'a Exchange,
     /// The answer the upstream gives once the request has reached it, or
     /// `None` to wait for [`handles::respond`].
-    pub(crate) upstream: Option<UpstreamResponse>,
+    pub(crate) upstream: Option<&'a UpstreamResponse>,
     /// False: the client sends more later ([`handles::send_request`]).
     pub(crate) request_ends: bool,
     /// Each hop keeps its own context's log lines (a stream a caller named).
@@ -198,6 +198,9 @@ pub(crate) fn open(
         first.vm.host().fill_random(&mut random);
     }
     let headers = request_header_map(&exchange.request, &format_uuid(&random));
+    // Framed now (the stream opens with the upstream closed), so the
+    // answer is never copied whole.
+    let upstream = upstream.map(|a| UpstreamAnswer::new(a, true, exchange.request.protocol));
     let req = &exchange.request;
     let mut hops: Vec<Hop> = slots
         .iter()
@@ -489,27 +492,34 @@ fn start_response(last: &mut Harness, stream: &mut Stream) -> bool {
     let Some(answer) = stream.upstream_answer.take() else {
         return false;
     };
-    if answer.unreachable {
-        // The request never reached a live upstream: the router (after the
-        // last filter) answers, before any response started.
-        stream.upstream_refused = true;
-        local_reply(
-            last,
-            stream,
-            n - 1,
-            upstream_unreachable_reply(),
-            "harness",
-            false,
-        );
-    } else {
-        stream.response_started = true;
-        let input = &mut stream.hops[n - 1].resp.input;
-        let service_ms = stream
-            .request_complete_ms
-            .map(|at| last.now_ms().saturating_sub(at));
-        let ends = !stream.upstream_open;
-        downstream::response_frames(&answer, ends, stream.protocol, service_ms, input);
-        input.append(&mut stream.upstream_later);
+    match answer {
+        UpstreamAnswer::Unreachable => {
+            // The request never reached a live upstream: the router (after
+            // the last filter) answers, before any response started.
+            stream.upstream_refused = true;
+            local_reply(
+                last,
+                stream,
+                n - 1,
+                upstream_unreachable_reply(),
+                "harness",
+                false,
+            );
+        }
+        UpstreamAnswer::Frames(mut frames) => {
+            stream.response_started = true;
+            // A response before the request was complete gets no service time.
+            if let Some(at) = stream.request_complete_ms {
+                downstream::add_service_time(&mut frames, last.now_ms().saturating_sub(at));
+            }
+            let input = &mut stream.hops[n - 1].resp.input;
+            if input.is_empty() {
+                std::mem::swap(input, &mut frames);
+            } else {
+                input.append(&mut frames);
+            }
+            input.append(&mut stream.upstream_later);
+        }
     }
     true
 }
@@ -651,7 +661,7 @@ pub(crate) fn exchange(
     sync(filters, now(filters));
     let opening = Opening {
         exchange,
-        upstream: Some(exchange.upstream.clone()),
+        upstream: Some(&exchange.upstream),
         request_ends: true,
         keep_logs: false,
         carried: false,
