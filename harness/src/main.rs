@@ -102,6 +102,7 @@ fn init_logging(verbose: u8) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    harness::bench::rss::release_freed_with(allocator::release_freed);
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => commands::run::command(&args),

@@ -58,8 +58,24 @@ pub fn page_size_from_auxv(auxv: &[u8]) -> Option<u64> {
     None
 }
 
+/// How the binary's allocator returns the memory it holds freed to the
+/// system, run before each reading. Without it a reading taken after more
+/// work can come out lower than one before (an allocator that purges
+/// freed pages lazily gives back an earlier case's pages in between), and
+/// the memory added per VM comes out negative.
+static RELEASE_FREED: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets [`RELEASE_FREED`] (once; the binary that picks the allocator
+/// knows how).
+pub fn release_freed_with(release: fn()) {
+    let _ = RELEASE_FREED.set(release);
+}
+
 /// This process's memory now; `None` where `/proc` is not available.
 pub fn current() -> Option<Memory> {
+    if let Some(release) = RELEASE_FREED.get() {
+        release();
+    }
     let page_size = std::fs::read("/proc/self/auxv")
         .ok()
         .and_then(|a| page_size_from_auxv(&a))
