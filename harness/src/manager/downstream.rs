@@ -17,27 +17,28 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &[u8]) -> 
     let user_bytes: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut m = HeaderMap::with_capacity(user_bytes + req.path.len() + 192, req.headers.len() + 8);
     let user_has = |name: &str| req.headers.contains(name);
-    let authority = req
+    let authority: &[u8] = req
         .authority
-        .clone()
-        .or_else(|| req.headers.get_text("host"))
-        .unwrap_or_else(|| "localhost".to_string());
+        .as_deref()
+        .map(str::as_bytes)
+        .or_else(|| req.headers.get("host").map(|v| v.as_bytes()))
+        .unwrap_or(b"localhost");
     // Pseudo-headers in the order Envoy creates them for an HTTP/1 request
     // (pseudo-headers stay ahead of the others in its header map): the
     // codec turns Host into :authority while parsing the header block
     // (`ConnectionImpl::completeLastHeader`), then adds :path and :method
     // (`ServerConnectionImpl::onHeadersComplete`); the connection manager
     // adds :scheme last.
-    let defaults: [(&str, &str); 4] = [
-        (":authority", &authority),
-        (":path", &req.path),
-        (":method", &req.method),
-        (":scheme", &req.scheme),
+    let defaults: [(&str, &[u8]); 4] = [
+        (":authority", authority),
+        (":path", req.path.as_bytes()),
+        (":method", req.method.as_bytes()),
+        (":scheme", req.scheme.as_bytes()),
     ];
     for (k, v) in defaults {
         match req.headers.get(k) {
             Some(user) => m.add(k.as_bytes(), user.as_bytes()),
-            None => m.add(k.as_bytes(), v.as_bytes()),
+            None => m.add(k.as_bytes(), v),
         }
     }
     for (k, v) in req.headers.iter() {

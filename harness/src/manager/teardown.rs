@@ -165,17 +165,17 @@ impl LogSources {
             (Field::ResponseHeaders, self.response_headers),
             (Field::ResponseTrailers, self.response_trailers),
         ] {
-            if source == Some(i) {
+            // No source: no hop has the map, this one included, so there
+            // is nothing to set (and a one-filter chain copies nothing).
+            let Some(src) = source.filter(|src| *src != i) else {
                 continue;
-            }
-            let map = source.and_then(|src| {
-                let ctx = stream.hops[src].context_id;
-                let s = filters[slots[src].vm].vm.host_ref().stream_ref(ctx)?;
-                match field {
-                    Field::RequestHeaders => s.request_headers.clone(),
-                    Field::ResponseHeaders => s.response_headers.clone(),
-                    _ => s.response_trailers.clone(),
-                }
+            };
+            let ctx = stream.hops[src].context_id;
+            let state = filters[slots[src].vm].vm.host_ref().stream_ref(ctx);
+            let map = state.and_then(|s| match field {
+                Field::RequestHeaders => s.request_headers.clone(),
+                Field::ResponseHeaders => s.response_headers.clone(),
+                _ => s.response_trailers.clone(),
             });
             copies.push((field, map));
         }
