@@ -88,8 +88,8 @@ impl HeaderMap {
     /// Writes a lower-cased key and its value at the end of the buffer.
     fn push_bytes(&mut self, key: &[u8], value: &[u8]) -> usize {
         let start = self.bytes.len();
-        // Copied whole, then lower-cased in place: a byte-at-a-time map
-        // was the map's largest cost per header.
+        // Copied whole, then lower-cased in place: both are loops the
+        // compiler vectorises; a push per byte does not vectorise.
         self.bytes.reserve(key.len() + value.len());
         self.bytes.extend_from_slice(key);
         self.bytes[start..].make_ascii_lowercase();
