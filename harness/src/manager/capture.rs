@@ -131,11 +131,11 @@ pub(crate) fn outcomes(
 
 /// The response a position let through; for a lean caller its status alone.
 fn response(sent: Sent, reset: bool, lean: bool) -> DownstreamResponse {
-    let (status, message) = if lean {
-        (sent.status(), HttpMessage::default())
+    let status = sent.status();
+    let message = if lean {
+        HttpMessage::default()
     } else {
-        let message = sent.into_message();
-        (message.headers.status(), message)
+        sent.into_message()
     };
     DownstreamResponse {
         status,

@@ -112,10 +112,10 @@ pub const DEFAULT_ROUTE_TIMEOUT_MS: u64 = 15_000;
 /// A route without a timeout (0) sets no header.
 pub(crate) fn router_adds_to_request(map: &mut HeaderMap, route_timeout_ms: u64) {
     if route_timeout_ms > 0 {
-        let mut digits = Decimal::default();
+        let mut digits = itoa::Buffer::new();
         map.replace(
             b"x-envoy-expected-rq-timeout-ms",
-            digits.of(route_timeout_ms),
+            digits.format(route_timeout_ms).as_bytes(),
         );
     }
 }
@@ -174,7 +174,10 @@ impl UpstreamAnswer {
         // manager adds later (date, server), as the request map is.
         let user_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
         let mut h = HeaderMap::with_capacity(user_bytes + 128, answer.headers.len() + 6);
-        h.add(b":status", Decimal::default().of(u64::from(answer.status)));
+        h.add(
+            b":status",
+            itoa::Buffer::new().format(answer.status).as_bytes(),
+        );
         for (k, v) in answer.headers.iter() {
             h.add(k, v);
         }
@@ -200,27 +203,11 @@ impl UpstreamAnswer {
 /// reached it.
 pub(crate) fn add_service_time(frames: &mut VecDeque<Frame>, service_ms: u64) {
     if let Some(Frame::Headers { map, .. }) = frames.front_mut() {
-        let mut digits = Decimal::default();
-        map.replace(b"x-envoy-upstream-service-time", digits.of(service_ms));
-    }
-}
-
-/// A number's decimal digits, written on the stack (a header value per
-/// request without an allocation).
-#[derive(Default)]
-pub(crate) struct Decimal([u8; 20]);
-
-impl Decimal {
-    pub(crate) fn of(&mut self, mut n: u64) -> &[u8] {
-        let mut at = self.0.len();
-        loop {
-            at -= 1;
-            self.0[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                return &self.0[at..];
-            }
-        }
+        let mut digits = itoa::Buffer::new();
+        map.replace(
+            b"x-envoy-upstream-service-time",
+            digits.format(service_ms).as_bytes(),
+        );
     }
 }
 
@@ -334,10 +321,29 @@ mod tests {
     fn request_ids_look_like_uuids() {
         let id = format_uuid(&[0xab; 16]);
         assert_eq!(&id[..], b"abababab-abab-4bab-abab-abababababab");
-        let mut digits = Decimal::default();
-        assert_eq!(digits.of(0), b"0");
-        assert_eq!(digits.of(15_000), b"15000");
-        assert_eq!(digits.of(u64::MAX), u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn the_router_writes_its_timeout_and_service_time_as_decimals() {
+        let mut m = HeaderMap::default();
+        router_adds_to_request(&mut m, 15_000);
+        assert_eq!(
+            m.get(b"x-envoy-expected-rq-timeout-ms"),
+            Some(&b"15000"[..])
+        );
+        let mut frames = VecDeque::new();
+        frames.push_back(Frame::Headers {
+            map: HeaderMap::default(),
+            eos: true,
+        });
+        for ms in [0, u64::MAX] {
+            add_service_time(&mut frames, ms);
+            let Some(Frame::Headers { map, .. }) = frames.front() else {
+                unreachable!()
+            };
+            let value = map.get(b"x-envoy-upstream-service-time");
+            assert_eq!(value, Some(ms.to_string().as_bytes()));
+        }
     }
 
     #[test]

@@ -114,20 +114,16 @@ impl InFlight {
     /// The request as it left the chain, with the router's own changes
     /// (a prefix_rewrite, x-envoy-original-path).
     pub fn left_chain(&mut self, headers: &Headers) {
-        for (value, name) in self.request.iter_mut().zip(&self.logs.captured.names) {
-            *value = headers.get_text(name);
-        }
+        capture(&mut self.request, &self.logs.captured.names, headers);
     }
 
     /// The response as it left the chain for the client.
     pub fn responded(&mut self, headers: &Headers) {
-        for (value, name) in self
-            .response
-            .iter_mut()
-            .zip(&self.logs.captured.response_names)
-        {
-            *value = headers.get_text(name);
-        }
+        capture(
+            &mut self.response,
+            &self.logs.captured.response_names,
+            headers,
+        );
     }
 
     /// The stream ended: each logger's line.
@@ -164,6 +160,13 @@ impl InFlight {
                 buffer(&logger.sink, line.as_bytes());
             });
         }
+    }
+}
+
+/// Each captured value from `headers`, by the names a format reads.
+fn capture(values: &mut [Option<String>], names: &[String], headers: &Headers) {
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = headers.get_text(name);
     }
 }
 
