@@ -1,21 +1,42 @@
 //! A header map with Envoy's behaviour: keys lower-cased on every write,
 //! lookups by lower-cased key, order and duplicates preserved.
 
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
 use crate::model::Headers;
 
 /// Ordered header pairs, keys stored lower-case. Every pair lives in one
-/// byte buffer (`bytes`), indexed by `entries`: building, cloning or
-/// copying a map costs two allocations however many headers it holds,
-/// where a vector of owned pairs cost two per header (the host builds and
-/// copies every stream's maps several times per request).
+/// byte buffer, indexed by a short inline list, and the whole is shared
+/// copy-on-write: building a map costs one or two allocations however many
+/// headers it holds, and cloning one costs none until either copy is
+/// written. The host keeps a copy of each map a filter lets through while
+/// the filter's own map stays readable (on_log reads it), so most copies
+/// are never written.
 #[derive(Clone, Default)]
 pub struct HeaderMap {
+    /// `None` for an empty map that was never written.
+    pairs: Option<Arc<Pairs>>,
+}
+
+/// Pairs up to this count are indexed without an allocation of their own.
+const INLINE_PAIRS: usize = 10;
+
+#[derive(Clone, Default)]
+struct Pairs {
     bytes: Vec<u8>,
-    entries: Vec<Entry>,
+    entries: SmallVec<[Entry; INLINE_PAIRS]>,
     /// Bytes of `bytes` no entry points at any more (replaced or removed
     /// pairs); reclaimed once they outweigh the live ones.
     garbage: usize,
 }
+
+static EMPTY: Pairs = Pairs {
+    bytes: Vec::new(),
+    entries: SmallVec::new_const(),
+    garbage: 0,
+};
 
 /// One pair: its key at `bytes[start..start + key_len]`, its value right
 /// after it.
@@ -40,28 +61,7 @@ fn eq_lower(stored: &[u8], key: &[u8]) -> bool {
             .all(|(a, b)| *a == b.to_ascii_lowercase())
 }
 
-impl HeaderMap {
-    /// Builds from model headers, lower-casing keys.
-    pub fn from_headers(h: &Headers) -> Self {
-        let mut m =
-            HeaderMap::with_capacity(h.iter().map(|(k, v)| k.len() + v.len()).sum(), h.len());
-        for (k, v) in h.iter() {
-            m.add(k, v);
-        }
-        m
-    }
-    /// An empty map with room for `pairs` pairs of `bytes` bytes in all.
-    pub fn with_capacity(bytes: usize, pairs: usize) -> Self {
-        HeaderMap {
-            bytes: Vec::with_capacity(bytes),
-            entries: Vec::with_capacity(pairs),
-            garbage: 0,
-        }
-    }
-    /// To model headers (bytes exact).
-    pub fn to_headers(&self) -> Headers {
-        Headers::from_pairs(self.iter())
-    }
+impl Pairs {
     fn key(&self, e: &Entry) -> &[u8] {
         &self.bytes[e.start..e.start + e.key_len]
     }
@@ -72,12 +72,7 @@ impl HeaderMap {
     fn position(&self, key: &[u8]) -> Option<usize> {
         self.entries.iter().position(|e| eq_lower(self.key(e), key))
     }
-    /// First value for `key` (compared lower-cased).
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.position(key).map(|i| self.value(&self.entries[i]))
-    }
-    /// Appends a pair (key lower-cased).
-    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+    fn add(&mut self, key: &[u8], value: &[u8]) {
         let start = self.push_bytes(key, value);
         self.entries.push(Entry {
             start,
@@ -96,11 +91,9 @@ impl HeaderMap {
         self.bytes.extend_from_slice(value);
         start
     }
-    /// Sets the first entry's value and removes the others, or appends.
-    pub fn replace(&mut self, key: &[u8], value: &[u8]) {
-        let Some(first) = self.position(key) else {
-            return self.add(key, value);
-        };
+    /// Sets entry `first`'s value (its key is `key`) and removes the
+    /// later entries of the same key.
+    fn replace_at(&mut self, first: usize, key: &[u8], value: &[u8]) {
         let old = self.entries[first];
         if value.len() <= old.value_len {
             // Fits where the old value was: overwrite in place.
@@ -121,10 +114,6 @@ impl HeaderMap {
             };
         }
         self.remove_from(first + 1, key);
-    }
-    /// Removes every value of `key`.
-    pub fn remove(&mut self, key: &[u8]) {
-        self.remove_from(0, key);
     }
     /// Removes the values of `key` at index `from` and after; their bytes
     /// become garbage.
@@ -158,37 +147,105 @@ impl HeaderMap {
         self.bytes = bytes;
         self.garbage = 0;
     }
+}
+
+impl HeaderMap {
+    /// Builds from model headers, lower-casing keys.
+    pub fn from_headers(h: &Headers) -> Self {
+        let mut m =
+            HeaderMap::with_capacity(h.iter().map(|(k, v)| k.len() + v.len()).sum(), h.len());
+        for (k, v) in h.iter() {
+            m.add(k, v);
+        }
+        m
+    }
+    /// An empty map with room for `pairs` pairs of `bytes` bytes in all.
+    pub fn with_capacity(bytes: usize, pairs: usize) -> Self {
+        if bytes == 0 && pairs == 0 {
+            return HeaderMap::default();
+        }
+        HeaderMap {
+            pairs: Some(Arc::new(Pairs {
+                bytes: Vec::with_capacity(bytes),
+                entries: SmallVec::with_capacity(pairs),
+                garbage: 0,
+            })),
+        }
+    }
+    /// To model headers (bytes exact).
+    pub fn to_headers(&self) -> Headers {
+        Headers::from_pairs(self.iter())
+    }
+    fn read(&self) -> &Pairs {
+        self.pairs.as_deref().unwrap_or(&EMPTY)
+    }
+    /// The pairs to write: this map's own, copied first when another map
+    /// still shares them.
+    fn write(&mut self) -> &mut Pairs {
+        Arc::make_mut(self.pairs.get_or_insert_with(Default::default))
+    }
+    /// First value for `key` (compared lower-cased).
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let pairs = self.read();
+        pairs.position(key).map(|i| pairs.value(&pairs.entries[i]))
+    }
+    /// Appends a pair (key lower-cased).
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.write().add(key, value);
+    }
+    /// Sets the first entry's value and removes the others, or appends.
+    pub fn replace(&mut self, key: &[u8], value: &[u8]) {
+        match self.read().position(key) {
+            Some(first) => self.write().replace_at(first, key, value),
+            None => self.add(key, value),
+        }
+    }
+    /// Removes every value of `key`.
+    pub fn remove(&mut self, key: &[u8]) {
+        // A shared map is copied only when there is something to remove.
+        if self.read().position(key).is_some() {
+            self.write().remove_from(0, key);
+        }
+    }
     /// Replaces everything with these pairs (keys lower-cased).
     pub fn set_all<'a>(&mut self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
-        self.bytes.clear();
-        self.entries.clear();
-        self.garbage = 0;
+        // Reuses the buffers when no other map shares them.
+        match self.pairs.as_mut().and_then(Arc::get_mut) {
+            Some(own) => {
+                own.bytes.clear();
+                own.entries.clear();
+                own.garbage = 0;
+            }
+            None => self.pairs = None,
+        }
         for (k, v) in pairs {
             self.add(k, v);
         }
     }
     /// The sum of key and value lengths (Envoy's `byteSize()`).
     pub fn byte_size(&self) -> usize {
-        self.bytes.len() - self.garbage
+        let pairs = self.read();
+        pairs.bytes.len() - pairs.garbage
     }
     /// Whether one more pair of `key` and `value` stays within the caps the
     /// harness puts on any map a guest builds: the 1 MiB and 1024 pairs it
     /// also decodes (`proxy_abi::MAX_MAP_BYTES`, `MAX_MAP_PAIRS`).
     pub fn has_room_for(&self, key: &[u8], value: &[u8]) -> bool {
-        self.entries.len() < proxy_abi::MAX_MAP_PAIRS
+        self.len() < proxy_abi::MAX_MAP_PAIRS
             && self.byte_size() + key.len() + value.len() <= proxy_abi::MAX_MAP_BYTES
     }
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.read().entries.len()
     }
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
     /// Pairs as slices.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone {
-        self.entries.iter().map(|e| (self.key(e), self.value(e)))
+        let pairs = self.read();
+        pairs.entries.iter().map(|e| (pairs.key(e), pairs.value(e)))
     }
 }
 
@@ -239,6 +296,52 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_is_shared_until_either_side_writes() {
+        let mut map = HeaderMap::default();
+        map.add(b"x-a", b"1");
+        let copy = map.clone();
+        let shared = |a: &HeaderMap, b: &HeaderMap| match (&a.pairs, &b.pairs) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        assert!(shared(&map, &copy), "a clone shares the buffer");
+        map.remove(b"absent");
+        assert!(
+            shared(&map, &copy),
+            "a write that changes nothing copies nothing"
+        );
+        map.replace(b"x-a", b"2");
+        map.add(b"X-B", b"3");
+        assert!(!shared(&map, &copy));
+        assert_eq!(
+            copy.iter().collect::<Vec<_>>(),
+            vec![(&b"x-a"[..], &b"1"[..])]
+        );
+        assert_eq!(map.get(b"x-a"), Some(&b"2"[..]));
+        assert_eq!(map.get(b"x-b"), Some(&b"3"[..]));
+        let mut reset = copy.clone();
+        reset.set_all([(&b"K"[..], &b"v"[..])].into_iter());
+        assert_eq!(
+            copy.get(b"x-a"),
+            Some(&b"1"[..]),
+            "set_all on a shared map leaves the other"
+        );
+        assert_eq!(
+            reset.iter().collect::<Vec<_>>(),
+            vec![(&b"k"[..], &b"v"[..])]
+        );
+        let many: Vec<(String, String)> = (0..3 * INLINE_PAIRS)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let mut big = HeaderMap::default();
+        for (k, v) in &many {
+            big.add(k.as_bytes(), v.as_bytes());
+        }
+        assert_eq!(big.len(), many.len(), "past the inline pairs");
+        assert_eq!(big.get(b"K29"), Some(&b"v29"[..]));
+    }
+
+    #[test]
     fn replaced_and_removed_pairs_leave_no_trace_and_memory_stays_bounded() {
         let mut m = HeaderMap::default();
         m.add(b"a", b"short");
@@ -261,9 +364,9 @@ mod tests {
         }
         assert_eq!(m.get(b"b"), Some(&b"value number 9999"[..]));
         assert!(
-            m.bytes.len() < 200,
+            m.read().bytes.len() < 200,
             "garbage reclaimed: {} bytes",
-            m.bytes.len()
+            m.read().bytes.len()
         );
         m.remove(b"a");
         assert_eq!(m.len(), 1);
