@@ -507,6 +507,7 @@ impl Chain {
         for (hop, outcome) in stream.hops.iter_mut().zip(outcomes.iter_mut()) {
             outcome.logs = std::mem::take(&mut hop.logs);
         }
+        self.streams.recycle(stream);
         self.merged(outcomes)
     }
 

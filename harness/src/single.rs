@@ -18,8 +18,10 @@ impl Harness {
     /// stream gets Envoy's fail-closed 503 (or passes through with `fail_open`).
     pub fn exchange(&mut self, exchange: &Exchange) -> Result<Outcome, HarnessError> {
         let slots = [self.own_slot()];
+        let mut streams = Streams::with_spare(std::mem::take(&mut self.spare));
         let filters = std::slice::from_mut(self);
-        let mut outcomes = manager::exchange(filters, &slots, &mut Streams::default(), exchange);
+        let mut outcomes = manager::exchange(filters, &slots, &mut streams, exchange);
+        self.spare = streams.take_spare();
         Ok(outcomes.pop().unwrap_or_default())
     }
 

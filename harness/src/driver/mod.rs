@@ -145,6 +145,9 @@ pub struct Harness {
     /// Step outcomes without metric snapshots, hostcall counts, callout
     /// records or message copies (see [`crate::EnvoyBuilder::lean`]).
     pub(crate) lean: bool,
+    /// What this VM's one-off exchanges ([`Harness::exchange`]) leave for
+    /// the next: each runs on streams of its own.
+    pub(crate) spare: crate::manager::Spare,
 }
 
 /// The module and configuration a failed VM is rebuilt from.
@@ -291,6 +294,7 @@ impl Harness {
             reload: None,
             policy_applied: None,
             lean: false,
+            spare: crate::manager::Spare::default(),
         };
         h.begin_capture();
         let se = h.vm.start_exports();

@@ -167,6 +167,16 @@ impl UpstreamAnswer {
     /// upstream speaks the client's protocol); `ends` false: more frames
     /// follow later.
     pub(crate) fn new(answer: &UpstreamResponse, ends: bool, protocol: HttpProtocol) -> Self {
+        Self::framed_into(answer, ends, protocol, VecDeque::new())
+    }
+
+    /// The same, framed into `frames` (empty; a spare queue keeps its room).
+    pub(crate) fn framed_into(
+        answer: &UpstreamResponse,
+        ends: bool,
+        protocol: HttpProtocol,
+        mut frames: VecDeque<Frame>,
+    ) -> Self {
         if answer.unreachable {
             return UpstreamAnswer::Unreachable;
         }
@@ -181,7 +191,6 @@ impl UpstreamAnswer {
         for (k, v) in answer.headers.iter() {
             h.add(k, v);
         }
-        let mut frames = VecDeque::new();
         let eos = ends && answer.body.is_empty() && answer.trailers.is_none();
         frames.push_back(Frame::Headers { map: h, eos });
         if !eos {

@@ -27,6 +27,7 @@ mod handout;
 mod idle;
 mod reply;
 mod route;
+mod spare;
 mod streams;
 mod teardown;
 #[cfg(test)]
@@ -54,6 +55,7 @@ pub use handout::{Forwarded, Leaving, QueuedBytes};
 pub(crate) use handout::{queued_bytes, take_forwarded};
 pub use idle::DEFAULT_STREAM_IDLE_TIMEOUT_MS;
 use reply::{after_trap, local_reply, upstream_unreachable_reply, vm_already_failed};
+pub(crate) use spare::Spare;
 pub(crate) use streams::{Live, Streams};
 
 /// A live stream, named by the caller (see [`crate::Envoy::open`]): the
@@ -200,15 +202,20 @@ pub(crate) fn open(
     let headers = request_header_map(&exchange.request, &format_uuid(&random));
     // Framed now (the stream opens with the upstream closed), so the
     // answer is never copied whole.
-    let upstream = upstream.map(|a| UpstreamAnswer::new(a, true, exchange.request.protocol));
+    let upstream = upstream.map(|a| {
+        let frames = streams.spare.queue();
+        UpstreamAnswer::framed_into(a, true, exchange.request.protocol, frames)
+    });
     let req = &exchange.request;
-    let mut hops: Vec<Hop> = slots
-        .iter()
-        .map(|slot| Hop {
+    let mut hops = streams.spare.hop_list();
+    hops.extend(slots.iter().map(|slot| {
+        let mut hop = Hop {
             root: slot.root,
             ..Hop::default()
-        })
-        .collect();
+        };
+        hop.req.input = streams.spare.queue();
+        hop
+    }));
     let is_grpc = is_grpc_request(&headers);
     let is_head = headers.get(b":method") == Some(&b"HEAD"[..]);
     if let Some(first) = hops.first_mut() {
@@ -669,7 +676,11 @@ pub(crate) fn exchange(
     let key = open(filters, slots, streams, opening);
     run(filters, slots, streams, Goal::Ends(key));
     match streams.take_finished(key) {
-        Some(mut stream) => outcomes(filters, slots, streams, &mut stream),
+        Some(mut stream) => {
+            let outs = outcomes(filters, slots, streams, &mut stream);
+            streams.recycle(stream);
+            outs
+        }
         None => Vec::new(),
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct Streams {
     /// Streams that moved (a frame ran, input came, they ended) since
     /// [`Streams::take_moved`] was last called.
     pub(super) moved: Vec<StreamHandle>,
+    /// What collected streams left for new ones.
+    pub(super) spare: super::spare::Spare,
 }
 
 impl Streams {
@@ -94,6 +96,25 @@ impl Streams {
     pub(crate) fn take_finished(&mut self, key: StreamHandle) -> Option<Stream> {
         let at = self.finished.iter().position(|s| s.key == key)?;
         Some(self.finished.remove(at))
+    }
+
+    /// No streams yet, with what earlier ones left (see [`Streams::take_spare`]).
+    pub(crate) fn with_spare(spare: super::spare::Spare) -> Self {
+        Streams {
+            spare,
+            ..Streams::default()
+        }
+    }
+
+    /// What collected streams left, for streams opened elsewhere later.
+    pub(crate) fn take_spare(&mut self) -> super::spare::Spare {
+        std::mem::take(&mut self.spare)
+    }
+
+    /// Hands a collected stream's hop list and frame queues to the next
+    /// stream opened here.
+    pub(crate) fn recycle(&mut self, stream: Stream) {
+        self.spare.keep(stream.hops);
     }
 
     /// What connection `key` carried so far (live or closed), if it is one.
