@@ -202,9 +202,10 @@ impl HeaderMap {
     }
     /// Removes every value of `key`.
     pub fn remove(&mut self, key: &[u8]) {
-        // A shared map is copied only when there is something to remove.
-        if self.read().position(key).is_some() {
-            self.write().remove_from(0, key);
+        // A shared map is copied only when there is something to remove;
+        // the pairs before the first match need no second look.
+        if let Some(first) = self.read().position(key) {
+            self.write().remove_from(first, key);
         }
     }
     /// Replaces everything with these pairs (keys lower-cased).
