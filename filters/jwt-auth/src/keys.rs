@@ -1,6 +1,7 @@
 //! JWK sets (RFC 7517) turned into ready-to-use verification keys:
 //! `oct` for HS256, `RSA` for RS256, `EC` P-256 for ES256.
 
+use crate::rs256;
 use base64::Engine;
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -40,7 +41,7 @@ enum Material {
     /// Keyed once at configuration: the inner and outer pads are hashed
     /// here, not again for every token.
     Hmac(Box<hmac::Hmac<Sha256>>),
-    Rsa(Box<rsa::pkcs1v15::VerifyingKey<Sha256>>),
+    Rsa(rs256::PublicKey),
     Ec(p256::ecdsa::VerifyingKey),
 }
 
@@ -83,8 +84,7 @@ impl Key {
                 // Constant-time comparison inside `verify_slice`.
                 mac.verify_slice(signature).is_ok()
             }
-            Material::Rsa(key) => rsa::pkcs1v15::Signature::try_from(signature)
-                .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
+            Material::Rsa(key) => key.verify(signing_input, signature),
             Material::Ec(key) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok()),
         }
@@ -190,15 +190,9 @@ fn parse_jwk(jwk: &RawJwk) -> Result<Option<Key>, ConfigError> {
                 return Err(ConfigError::new("e", "is not a usable RSA exponent"));
             }
             let exponent = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-            let bits =
-                u32::try_from(n.len() * 8).map_err(|_| ConfigError::new("n", "is too large"))?;
-            let modulus = rsa::BoxedUint::from_be_slice(&n, bits.next_multiple_of(64))
-                .map_err(|e| ConfigError::new("n", format!("is not an RSA modulus: {e:?}")))?;
-            let key =
-                rsa::PublicKey::new(modulus, rsa::BoxedUint::from(exponent)).map_err(|e| {
-                    ConfigError::new("n", format!("is not a usable RSA public key: {e}"))
-                })?;
-            Material::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key)))
+            let key = rs256::PublicKey::new(&n, exponent)
+                .map_err(|(member, reason)| ConfigError::new(member, reason))?;
+            Material::Rsa(key)
         }
         Algorithm::Es256 => {
             if jwk.crv.as_deref() != Some("P-256") {

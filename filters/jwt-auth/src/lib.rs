@@ -2,6 +2,7 @@
 //! using the host clock, and copies claims into request headers. See README.md.
 
 pub mod keys;
+mod rs256;
 pub mod verify;
 
 use sdk_ext::{Action, ConfigError, Http, Plugin};
