@@ -86,7 +86,11 @@ pub(crate) fn run(name: &str, bytes: &[u8], input: &StartupInput) -> (StartupRep
     } else {
         "no configuration was given: check again with --config @your-config.json"
     };
-    let started = CompiledModule::from_bytes(name, bytes).and_then(|module| {
+    // Through the compiled-module cache: a module `harness test` already
+    // ran is not compiled again (publish push runs this before each push).
+    let compiled = crate::WasmEngine::shared()
+        .and_then(|engine| CompiledModule::from_bytes_cached_with(&engine, name, bytes));
+    let started = compiled.and_then(|module| {
         let plugin = PluginConfig {
             name: input.plugin_name.clone(),
             root_id: input.root_id.clone(),

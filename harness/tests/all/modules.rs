@@ -274,3 +274,43 @@ fn a_second_run_loads_the_compiled_module_from_the_cache() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `harness check`'s start-up (and so `publish push`'s preflight) compiles
+/// through the same cache: after a check, a run of the same module loads
+/// the entry the check wrote.
+#[test]
+fn a_check_fills_the_cache_that_a_run_then_loads() {
+    let dir = std::env::temp_dir().join(format!("harness-cache-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let wasm = crate::support::wasm_dir().join("response_header.wasm");
+    crate::support::module("response_header.wasm");
+    let harness = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+            .env("HARNESS_CACHE_DIR", &dir)
+            .args(args)
+            .output()
+            .expect("harness runs")
+    };
+    let wasm = wasm.to_string_lossy();
+    let config = r#"{"name":"x-cached","value":"1"}"#;
+    let check = harness(&["check", &wasm, "--config", config]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 1, "the check wrote one entry: {entries:?}");
+    let modified = || {
+        std::fs::metadata(&entries[0])
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let written = modified();
+    let run = harness(&["run", &wasm, "--config", config]);
+    assert!(run.status.success());
+    assert_eq!(written, modified(), "the run loaded the check's entry");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -163,15 +163,26 @@ impl CompiledModule {
         let len = std::fs::metadata(path).map_err(not_found)?.len();
         bounds::check_size(&name, len, &engine.limits)?;
         let bytes = std::fs::read(path).map_err(not_found)?;
-        let code = CodeHash::of(&bytes);
+        Self::from_bytes_cached_with(engine, &name, &bytes)
+    }
+
+    /// Module bytes compiled with a given engine, or taken from the
+    /// compiled-module cache when these bytes were compiled with the same
+    /// engine settings before (and stored there for next time).
+    pub fn from_bytes_cached_with(
+        engine: &WasmEngine,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<CompiledModule, HarnessError> {
+        let code = CodeHash::of(bytes);
         let Some(entry) = cache::entry(engine, &code) else {
-            return Self::from_bytes_with(engine, &name, &bytes);
+            return Self::from_bytes_with(engine, name, bytes);
         };
         if let Some(module) = cache::load(engine, &entry) {
-            return Self::from_module(engine, &name, module, code);
+            return Self::from_module(engine, name, module, code);
         }
-        let module = Self::compile(engine, &name, &bytes)?;
-        let compiled = Self::from_module(engine, &name, module, code)?;
+        let module = Self::compile(engine, name, bytes)?;
+        let compiled = Self::from_module(engine, name, module, code)?;
         cache::store(compiled.inner.pre.module(), &entry);
         Ok(compiled)
     }
