@@ -32,6 +32,16 @@ struct Pairs {
     garbage: usize,
 }
 
+/// Appends to a map it holds written (see [`HeaderMap::appender`]).
+pub(crate) struct Appender<'a>(&'a mut Pairs);
+
+impl Appender<'_> {
+    /// Appends a pair (key lower-cased).
+    pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.0.add(key, value);
+    }
+}
+
 static EMPTY: Pairs = Pairs {
     bytes: Vec::new(),
     entries: SmallVec::new_const(),
@@ -152,10 +162,10 @@ impl Pairs {
 impl HeaderMap {
     /// Builds from model headers, lower-casing keys.
     pub fn from_headers(h: &Headers) -> Self {
-        let mut m =
-            HeaderMap::with_capacity(h.iter().map(|(k, v)| k.len() + v.len()).sum(), h.len());
+        let mut m = HeaderMap::default();
+        let mut appender = m.appender(h.iter().map(|(k, v)| k.len() + v.len()).sum(), h.len());
         for (k, v) in h.iter() {
-            m.add(k, v);
+            appender.add(k, v);
         }
         m
     }
@@ -171,6 +181,30 @@ impl HeaderMap {
                 garbage: 0,
             })),
         }
+    }
+    /// For a run of additions, with room for `pairs` more pairs of `bytes`
+    /// more bytes in all: one ownership check for the whole run, where
+    /// each [`HeaderMap::add`] makes its own (an atomic compare-and-swap).
+    pub(crate) fn appender(&mut self, bytes: usize, pairs: usize) -> Appender<'_> {
+        let own = self.write();
+        own.bytes.reserve(bytes);
+        own.entries.reserve(pairs);
+        Appender(own)
+    }
+    /// This map emptied with its room kept, for another message, when no
+    /// other map shares its pairs and the room is at most `max_bytes`.
+    pub(crate) fn into_emptied(self, max_bytes: usize) -> Option<HeaderMap> {
+        let mut shared = self.pairs?;
+        let own = Arc::get_mut(&mut shared)?;
+        if own.bytes.capacity() > max_bytes {
+            return None;
+        }
+        own.bytes.clear();
+        own.entries.clear();
+        own.garbage = 0;
+        Some(HeaderMap {
+            pairs: Some(shared),
+        })
     }
     /// To model headers (bytes exact).
     pub fn to_headers(&self) -> Headers {
@@ -219,8 +253,9 @@ impl HeaderMap {
             }
             None => self.pairs = None,
         }
+        let mut appender = self.appender(0, 0);
         for (k, v) in pairs {
-            self.add(k, v);
+            appender.add(k, v);
         }
     }
     /// The sum of key and value lengths (Envoy's `byteSize()`).

@@ -112,10 +112,18 @@ pub(crate) fn outcomes(
         let lean = slots.get(i).is_some_and(|s| filters[s.vm].lean);
         outcome.response = match end {
             StreamEnd::Stalled { .. } => None,
-            _ => hop
-                .sent_response
-                .take()
-                .map(|sent| response(sent, reset, lean)),
+            // The status alone; the response stays in the hop, whose maps
+            // the next stream reuses (see `Streams::recycle`).
+            _ if lean => hop.sent_response.as_ref().map(|sent| DownstreamResponse {
+                status: sent.status(),
+                message: HttpMessage::default(),
+                reset,
+            }),
+            _ => hop.sent_response.take().map(|sent| DownstreamResponse {
+                status: sent.status(),
+                message: sent.into_message(),
+                reset,
+            }),
         };
         // A request cut short (local reply, reset, stall) never completed upstream.
         let refused = stream.upstream_refused && i == last;
@@ -127,21 +135,6 @@ pub(crate) fn outcomes(
         outcome.local_reply = hop.local_reply.take();
     }
     outs
-}
-
-/// The response a position let through; for a lean caller its status alone.
-fn response(sent: Sent, reset: bool, lean: bool) -> DownstreamResponse {
-    let status = sent.status();
-    let message = if lean {
-        HttpMessage::default()
-    } else {
-        sent.into_message()
-    };
-    DownstreamResponse {
-        status,
-        message,
-        reset,
-    }
 }
 
 /// Each position's share of the capture for a step with no stream of its own.

@@ -10,12 +10,17 @@ use crate::model::{Body, DownstreamRequest, Headers, HttpProtocol, UpstreamRespo
 use super::flow::Frame;
 
 /// The request headers as Envoy's codec and connection manager hand them
-/// to the filter chain.
-pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &[u8]) -> HeaderMap {
+/// to the filter chain, written into `m` (empty; a recycled map's room is
+/// reused).
+pub(crate) fn request_header_map(
+    req: &DownstreamRequest,
+    request_id: &[u8],
+    mut m: HeaderMap,
+) -> HeaderMap {
     // Sized once for what is added below (the defaults, x-forwarded-proto,
     // x-request-id), with room for a header or two more: no regrowth.
     let user_bytes: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-    let mut m = HeaderMap::with_capacity(user_bytes + req.path.len() + 192, req.headers.len() + 8);
+    let mut a = m.appender(user_bytes + req.path.len() + 192, req.headers.len() + 8);
     let user_has = |name: &str| req.headers.contains(name);
     let authority: &[u8] = req
         .authority
@@ -37,8 +42,8 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &[u8]) -> 
     ];
     for (k, v) in defaults {
         match req.headers.get(k) {
-            Some(user) => m.add(k.as_bytes(), user.as_bytes()),
-            None => m.add(k.as_bytes(), v),
+            Some(user) => a.add(k.as_bytes(), user.as_bytes()),
+            None => a.add(k.as_bytes(), v),
         }
     }
     for (k, v) in req.headers.iter() {
@@ -48,13 +53,13 @@ pub(crate) fn request_header_map(req: &DownstreamRequest, request_id: &[u8]) -> 
         {
             continue;
         }
-        m.add(k, v);
+        a.add(k, v);
     }
     if !user_has("x-forwarded-proto") {
-        m.add(b"x-forwarded-proto", req.scheme.as_bytes());
+        a.add(b"x-forwarded-proto", req.scheme.as_bytes());
     }
     if !user_has("x-request-id") {
-        m.add(b"x-request-id", request_id);
+        a.add(b"x-request-id", request_id);
     }
     m
 }
@@ -167,7 +172,13 @@ impl UpstreamAnswer {
     /// upstream speaks the client's protocol); `ends` false: more frames
     /// follow later.
     pub(crate) fn new(answer: &UpstreamResponse, ends: bool, protocol: HttpProtocol) -> Self {
-        Self::framed_into(answer, ends, protocol, VecDeque::new())
+        Self::framed_into(
+            answer,
+            ends,
+            protocol,
+            VecDeque::new(),
+            HeaderMap::default(),
+        )
     }
 
     /// The same, framed into `frames` (empty; a spare queue keeps its room).
@@ -176,6 +187,7 @@ impl UpstreamAnswer {
         ends: bool,
         protocol: HttpProtocol,
         mut frames: VecDeque<Frame>,
+        mut h: HeaderMap,
     ) -> Self {
         if answer.unreachable {
             return UpstreamAnswer::Unreachable;
@@ -183,13 +195,13 @@ impl UpstreamAnswer {
         // Sized once for :status, the service time and what the connection
         // manager adds later (date, server), as the request map is.
         let user_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let mut h = HeaderMap::with_capacity(user_bytes + 128, answer.headers.len() + 6);
-        h.add(
+        let mut a = h.appender(user_bytes + 128, answer.headers.len() + 6);
+        a.add(
             b":status",
             itoa::Buffer::new().format(answer.status).as_bytes(),
         );
         for (k, v) in answer.headers.iter() {
-            h.add(k, v);
+            a.add(k, v);
         }
         let eos = ends && answer.body.is_empty() && answer.trailers.is_none();
         frames.push_back(Frame::Headers { map: h, eos });
@@ -360,7 +372,7 @@ mod tests {
         let mut req = DownstreamRequest::from_request_line("POST /x").unwrap();
         req.headers.push("Host", "svc:80");
         req.headers.push("X-A", "1");
-        let m = request_header_map(&req, b"id");
+        let m = request_header_map(&req, b"id", HeaderMap::default());
         let keys: Vec<&[u8]> = m.iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,

@@ -201,12 +201,13 @@ pub(crate) fn open(
     if let Some(first) = filters.first_mut() {
         first.vm.host().fill_random(&mut random);
     }
-    let headers = request_header_map(&exchange.request, &format_uuid(&random));
+    let map = streams.spare.header_map();
+    let headers = request_header_map(&exchange.request, &format_uuid(&random), map);
     // Framed now (the stream opens with the upstream closed), so the
     // answer is never copied whole.
     let upstream = upstream.map(|a| {
-        let frames = streams.spare.queue();
-        UpstreamAnswer::framed_into(a, true, exchange.request.protocol, frames)
+        let (frames, map) = (streams.spare.queue(), streams.spare.header_map());
+        UpstreamAnswer::framed_into(a, true, exchange.request.protocol, frames, map)
     });
     let req = &exchange.request;
     let mut hops = streams.spare.hop_list();

@@ -99,16 +99,25 @@ impl Streams {
     }
 
     /// No streams yet, with what earlier ones left (see [`Streams::take_spare`]).
-    pub(crate) fn with_spare(spare: super::spare::Spare) -> Self {
+    pub(crate) fn with_spare(mut spare: super::spare::Spare) -> Self {
         Streams {
+            live: Live {
+                http: spare.stream_list(),
+                tcp: Vec::new(),
+            },
+            finished: spare.stream_list(),
             spare,
             ..Streams::default()
         }
     }
 
-    /// What collected streams left, for streams opened elsewhere later.
+    /// What collected streams left, for streams opened elsewhere later,
+    /// with these streams' own lists when they are empty.
     pub(crate) fn take_spare(&mut self) -> super::spare::Spare {
-        std::mem::take(&mut self.spare)
+        let mut spare = std::mem::take(&mut self.spare);
+        spare.keep_stream_list(&mut self.live.http);
+        spare.keep_stream_list(&mut self.finished);
+        spare
     }
 
     /// Hands a collected stream's hop list and frame queues to the next

@@ -33,7 +33,8 @@ pub(crate) fn close_ended(filters: &mut [Harness], slots: &[Slot], streams: &mut
         stream.elapsed_ms = now(filters).saturating_sub(stream.start_ms);
         // Every hop's copies first: closing a hop drops its maps.
         let sources = LogSources::of(filters, slots, &stream);
-        let copies: Vec<_> = (0..slots.len())
+        // Inline for chains of up to four filters: no allocation per stream.
+        let copies: smallvec::SmallVec<[_; 4]> = (0..slots.len())
             .map(|i| sources.copies_for(filters, slots, &stream, i))
             .collect();
         // Envoy logs the whole chain first (every filter is an access

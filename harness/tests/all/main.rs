@@ -2,7 +2,14 @@
 //! Guest filters are built once per process for wasm32-wasip1 (support.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Counts heap allocations per thread, for allocations.rs (as the harness
+/// binary does for `harness bench`).
+#[global_allocator]
+static ALLOCATOR: harness::bench::allocations::Counting<std::alloc::System> =
+    harness::bench::allocations::Counting(std::alloc::System);
+
 mod abi_versions;
+mod allocations;
 mod callouts;
 mod chain;
 mod check;
