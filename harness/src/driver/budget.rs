@@ -4,9 +4,9 @@
 //! another enqueue, a zero-delay callout answered by another callout).
 //! Envoy's dispatcher would spin the same way; the harness stops it: past
 //! `max_events_per_step` events, or `step_wall_budget_ms` of real time from
-//! its first event, in one step (an exchange, a stream step, an advance), the VM that kept it
-//! busy fails as a trap does (the failure policy applies), with a message
-//! naming the bound and the callback.
+//! its first event, in one step (an exchange, a stream step, an advance),
+//! the VM that kept it busy fails as a trap does (the failure policy
+//! applies), with a message naming the bound and the callback.
 
 use std::time::{Duration, Instant};
 

@@ -163,6 +163,9 @@ impl HeaderMap {
     /// Builds from model headers, lower-casing keys.
     pub fn from_headers(h: &Headers) -> Self {
         let mut m = HeaderMap::default();
+        if h.is_empty() {
+            return m;
+        }
         let mut appender = m.appender(h.iter().map(|(k, v)| k.len() + v.len()).sum(), h.len());
         for (k, v) in h.iter() {
             appender.add(k, v);
@@ -253,6 +256,11 @@ impl HeaderMap {
             }
             None => self.pairs = None,
         }
+        // No pairs: an unwritten map stays unallocated.
+        let mut pairs = pairs.peekable();
+        if pairs.peek().is_none() {
+            return;
+        }
         let mut appender = self.appender(0, 0);
         for (k, v) in pairs {
             appender.add(k, v);
@@ -329,6 +337,17 @@ mod tests {
         assert_eq!(m.len(), 1);
         m.replace(b"New", b"v");
         assert_eq!(m.get(b"new"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn building_from_nothing_allocates_nothing() {
+        assert!(HeaderMap::from_headers(&Headers::default()).pairs.is_none());
+        let mut m = HeaderMap::default();
+        m.set_all(std::iter::empty());
+        assert!(m.pairs.is_none());
+        m.set_all([(&b"a"[..], &b"1"[..])].into_iter());
+        m.set_all(std::iter::empty());
+        assert!(m.is_empty());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! What a collected stream leaves for the next one a worker opens: its hop
 //! list, its frame queues and the header maps nothing else still shares,
-//! emptied with their capacity kept, and the
-//! worker's own stream lists when a caller makes a new worker per request
-//! (`Harness::exchange`). A worker opens and collects a stream per
-//! request, and each would otherwise allocate these anew.
+//! emptied with their capacity kept, and the worker's own stream lists
+//! when a caller makes a new worker per request (`Harness::exchange`). A
+//! worker opens and collects a stream per request, and each would
+//! otherwise allocate these anew.
 
 use std::collections::VecDeque;
 
@@ -20,8 +20,9 @@ const MAX_QUEUES: usize = 64;
 const MAX_QUEUE_FRAMES: usize = 16;
 /// A worker's live and finished lists.
 const MAX_STREAM_LISTS: usize = 2;
-/// Maps kept at most (a stream's request and response), and the room of
-/// one kept at most: a map that held a huge header block is dropped.
+/// Maps kept at most (each stream leaves its request's and response's),
+/// and the room of one kept at most: a map that held a huge header block
+/// is dropped.
 const MAX_MAPS: usize = 16;
 const MAX_MAP_BYTES: usize = 16 * 1024;
 
