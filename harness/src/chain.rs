@@ -498,8 +498,14 @@ impl Chain {
             return Err(HarnessError::Usage("the stream did not end".to_string()));
         };
         let mut stream = stream;
-        let mut outcomes =
-            manager::outcomes(&mut self.filters, &self.slots, &self.streams, &mut stream);
+        let list = self.streams.take_outcome_list();
+        let mut outcomes = manager::outcomes(
+            &mut self.filters,
+            &self.slots,
+            &self.streams,
+            &mut stream,
+            list,
+        );
         keep_logs(
             stream.hops.iter_mut().map(|h| (h.context_id, &mut h.logs)),
             &outcomes,
@@ -542,12 +548,13 @@ impl Chain {
 
     /// Each position's outcome merged (see [`merged`]); a lean chain of one
     /// position reports its one outcome once, without a copy in `filters`.
-    fn merged(&self, mut outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, HarnessError> {
+    fn merged(&mut self, mut outcomes: Vec<Outcome>) -> Result<EnvoyOutcome, HarnessError> {
         let worker = self.streams.worker;
         if outcomes.len() == 1
             && self.is_lean()
             && let Some(outcome) = outcomes.pop()
         {
+            self.streams.keep_outcome_list(outcomes);
             return Ok(EnvoyOutcome {
                 worker,
                 outcome,

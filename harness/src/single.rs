@@ -21,8 +21,10 @@ impl Harness {
         let mut streams = Streams::with_spare(std::mem::take(&mut self.spare));
         let filters = std::slice::from_mut(self);
         let mut outcomes = manager::exchange(filters, &slots, &mut streams, exchange);
+        let outcome = outcomes.pop().unwrap_or_default();
+        streams.keep_outcome_list(outcomes);
         self.spare = streams.take_spare();
-        Ok(outcomes.pop().unwrap_or_default())
+        Ok(outcome)
     }
 
     /// Runs one whole TCP connection through the filter as a network

@@ -84,22 +84,19 @@ pub(crate) fn capture_into(
 /// Each chain position's outcome of an ended stream: what the position's
 /// filter let through, and its share of the capture since the step began
 /// (see `capture`). The hops' messages move into the outcomes (the stream
-/// is done with them).
+/// is done with them), in `outs` (empty; a kept list's room is reused).
 pub(crate) fn outcomes(
     filters: &mut [Harness],
     slots: &[Slot],
     streams: &Streams,
     stream: &mut Stream,
+    mut outs: Vec<Outcome>,
 ) -> Vec<Outcome> {
     let end = stream.end.clone().unwrap_or_default();
-    let mut outs: Vec<Outcome> = stream
-        .hops
-        .iter()
-        .map(|hop| Outcome {
-            context_id: hop.context_id,
-            ..Outcome::default()
-        })
-        .collect();
+    outs.extend(stream.hops.iter().map(|hop| Outcome {
+        context_id: hop.context_id,
+        ..Outcome::default()
+    }));
     let ids = stream.hops.iter().map(|h| h.context_id);
     let owners = Owners::new(slots, streams, ids);
     capture_into(filters, &owners, &mut outs, &end, stream.elapsed_ms);

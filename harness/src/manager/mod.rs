@@ -631,7 +631,8 @@ pub(crate) fn exchange(
     run(filters, slots, streams, Goal::Ends(key));
     match streams.take_finished(key) {
         Some(mut stream) => {
-            let outs = outcomes(filters, slots, streams, &mut stream);
+            let list = streams.take_outcome_list();
+            let outs = outcomes(filters, slots, streams, &mut stream, list);
             streams.recycle(stream);
             outs
         }

@@ -1,7 +1,8 @@
 //! What a collected stream leaves for the next one a worker opens: its hop
 //! list, its frame queues and the header maps nothing else still shares,
-//! emptied with their capacity kept, and the worker's own stream lists
-//! when a caller makes a new worker per request (`Harness::exchange`). A
+//! emptied with their capacity kept, the list an exchange's outcomes came
+//! in, and the worker's own stream lists when a caller makes a new worker
+//! per request (`Harness::exchange`). A
 //! worker opens and collects a stream per request, and each would
 //! otherwise allocate these anew.
 
@@ -10,6 +11,7 @@ use std::collections::VecDeque;
 use super::Stream;
 use super::flow::{Frame, Hop, Sent};
 use crate::host::HeaderMap;
+use crate::model::Outcome;
 
 /// Lists kept at most: enough for the streams a worker has in flight at
 /// once in a bench loop, bounded for serve's many.
@@ -32,6 +34,8 @@ pub(crate) struct Spare {
     queues: Vec<VecDeque<Frame>>,
     stream_lists: Vec<Vec<Stream>>,
     maps: Vec<HeaderMap>,
+    /// The list an exchange's outcomes came in, handed back emptied.
+    outcome_list: Vec<Outcome>,
 }
 
 impl Spare {
@@ -48,6 +52,18 @@ impl Spare {
     /// An empty header map, likewise.
     pub(super) fn header_map(&mut self) -> HeaderMap {
         self.maps.pop().unwrap_or_default()
+    }
+
+    /// An empty outcome list, likewise.
+    pub(super) fn outcome_list(&mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.outcome_list)
+    }
+
+    /// Keeps an emptied outcome list's room for the next exchange.
+    pub(super) fn keep_outcome_list(&mut self, list: Vec<Outcome>) {
+        if list.is_empty() && list.capacity() > self.outcome_list.capacity() {
+            self.outcome_list = list;
+        }
     }
 
     /// An empty stream list, likewise.

@@ -120,6 +120,17 @@ impl Streams {
         spare
     }
 
+    /// An empty outcome list (a kept one's room reused).
+    pub(crate) fn take_outcome_list(&mut self) -> Vec<crate::model::Outcome> {
+        self.spare.outcome_list()
+    }
+
+    /// Keeps an exchange's outcome list, emptied by its caller, for the
+    /// next exchange here.
+    pub(crate) fn keep_outcome_list(&mut self, list: Vec<crate::model::Outcome>) {
+        self.spare.keep_outcome_list(list);
+    }
+
     /// Hands a collected stream's hop list and frame queues to the next
     /// stream opened here.
     pub(crate) fn recycle(&mut self, stream: Stream) {
