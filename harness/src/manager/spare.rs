@@ -2,9 +2,8 @@
 //! list, its frame queues and the header maps nothing else still shares,
 //! emptied with their capacity kept, the list an exchange's outcomes came
 //! in, and the worker's own stream lists when a caller makes a new worker
-//! per request (`Harness::exchange`). A
-//! worker opens and collects a stream per request, and each would
-//! otherwise allocate these anew.
+//! per request (`Harness::exchange`). A worker opens and collects a stream
+//! per request, and each would otherwise allocate these anew.
 
 use std::collections::VecDeque;
 
