@@ -167,13 +167,17 @@ mod tests {
         check_powers(|n, bits, s, e, out| limb64::Modulus::new(n, bits).power(s, e, out));
     }
 
-    fn fixture_key() -> PublicKey {
+    /// The fixture set's RSA modulus (big-endian).
+    fn fixture_modulus() -> Vec<u8> {
         let jwks: serde_json::Value =
             serde_json::from_str(include_str!("../tests/fixtures/jwks.json")).unwrap();
-        let n = BASE64URL
+        BASE64URL
             .decode(jwks["keys"][1]["n"].as_str().unwrap())
-            .unwrap();
-        PublicKey::new(&n, 65537).unwrap()
+            .unwrap()
+    }
+
+    fn fixture_key() -> PublicKey {
+        PublicKey::new(&fixture_modulus(), 65537).unwrap()
     }
 
     fn fixture_token() -> (Vec<u8>, Vec<u8>) {
@@ -204,11 +208,7 @@ mod tests {
         let mut longer = vec![0];
         longer.extend_from_slice(&signature);
         assert!(!key.verify(&input, &longer), "a zero-prefixed signature");
-        let jwks: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/fixtures/jwks.json")).unwrap();
-        let n = BASE64URL
-            .decode(jwks["keys"][1]["n"].as_str().unwrap())
-            .unwrap();
+        let n = fixture_modulus();
         assert!(!key.verify(&input, &n), "s = n is out of range");
         assert!(!key.verify(&input, &vec![0xff; key.size]));
     }

@@ -172,19 +172,6 @@ impl HeaderMap {
         }
         m
     }
-    /// An empty map with room for `pairs` pairs of `bytes` bytes in all.
-    pub fn with_capacity(bytes: usize, pairs: usize) -> Self {
-        if bytes == 0 && pairs == 0 {
-            return HeaderMap::default();
-        }
-        HeaderMap {
-            pairs: Some(Arc::new(Pairs {
-                bytes: Vec::with_capacity(bytes),
-                entries: SmallVec::with_capacity(pairs),
-                garbage: 0,
-            })),
-        }
-    }
     /// For a run of additions, with room for `pairs` more pairs of `bytes`
     /// more bytes in all: one ownership check for the whole run, where
     /// each [`HeaderMap::add`] makes its own (an atomic compare-and-swap).

@@ -107,18 +107,21 @@ pub(crate) fn outcomes(
         // hand-out), so its outcome keeps only the status: no copy of the
         // messages in the model's form.
         let lean = slots.get(i).is_some_and(|s| filters[s.vm].lean);
-        outcome.response = match end {
-            StreamEnd::Stalled { .. } => None,
-            // The status alone; the response stays in the hop, whose maps
-            // the next stream reuses (see `Streams::recycle`).
-            _ if lean => hop.sent_response.as_ref().map(|sent| DownstreamResponse {
+        outcome.response = match (&end, hop.sent_response.as_ref()) {
+            (StreamEnd::Stalled { .. }, _) | (_, None) => None,
+            (_, Some(sent)) => Some(DownstreamResponse {
                 status: sent.status(),
-                message: HttpMessage::default(),
-                reset,
-            }),
-            _ => hop.sent_response.take().map(|sent| DownstreamResponse {
-                status: sent.status(),
-                message: sent.into_message(),
+                // A lean caller gets the status alone; the response stays
+                // in the hop, whose maps the next stream reuses
+                // (`Streams::recycle`).
+                message: if lean {
+                    HttpMessage::default()
+                } else {
+                    hop.sent_response
+                        .take()
+                        .map(Sent::into_message)
+                        .unwrap_or_default()
+                },
                 reset,
             }),
         };

@@ -222,44 +222,69 @@ fn out_of_bounds_pointers_get_invalid_memory_access_not_a_host_crash() {
     assert_eq!(outcome.response.map(|r| r.status), Some(200));
 }
 
+/// A fresh compiled-module cache directory for one test, and the harness
+/// binary run with it; removed when dropped.
+struct CacheDir(std::path::PathBuf);
+
+impl CacheDir {
+    fn fresh(name: &str) -> CacheDir {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::support::module("response_header.wasm");
+        CacheDir(dir)
+    }
+
+    fn harness(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+            .env("HARNESS_CACHE_DIR", &self.0)
+            .args(args)
+            .output()
+            .expect("harness runs")
+    }
+
+    fn entries(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&self.0)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+const CACHED_CONFIG: &str = r#"{"name":"x-cached","value":"1"}"#;
+
 /// The on-disk cache of compiled modules: a second run loads the entry
 /// the first wrote; a damaged entry is compiled again and replaced.
 #[test]
 fn a_second_run_loads_the_compiled_module_from_the_cache() {
-    let dir = std::env::temp_dir().join(format!("harness-cache-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let cache = CacheDir::fresh("harness-cache-test");
     let wasm = crate::support::wasm_dir().join("response_header.wasm");
-    crate::support::module("response_header.wasm");
-    let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-            .env("HARNESS_CACHE_DIR", &dir)
-            .args(["run", &wasm.to_string_lossy()])
-            .args(["--config", r#"{"name":"x-cached","value":"1"}"#])
-            .output()
-            .expect("harness runs")
-    };
-    let entries = || -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default()
-    };
+    let wasm = wasm.to_string_lossy();
+    let run = || cache.harness(&["run", &wasm, "--config", CACHED_CONFIG]);
     let first = run();
     assert!(first.status.success());
-    let written = entries();
+    let written = cache.entries();
     assert_eq!(written.len(), 1, "one entry: {written:?}");
     assert!(written[0].to_string_lossy().ends_with(".cwasm"));
-    let modified = std::fs::metadata(&written[0])
-        .and_then(|m| m.modified())
-        .ok();
+    let before = modified(&written[0]);
     let second = run();
     assert_eq!(
         second.stdout, first.stdout,
         "same transcript from the cached module"
     );
-    let still = std::fs::metadata(&written[0])
-        .and_then(|m| m.modified())
-        .ok();
-    assert_eq!(modified, still, "a hit does not rewrite the entry");
+    assert_eq!(
+        before,
+        modified(&written[0]),
+        "a hit does not rewrite the entry"
+    );
     std::fs::write(&written[0], b"not an artifact").expect("damage the entry");
     let third = run();
     assert!(
@@ -272,7 +297,6 @@ fn a_second_run_loads_the_compiled_module_from_the_cache() {
         harness::CompiledModule::is_precompiled(&bytes),
         "the entry was rewritten"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `harness check`'s start-up (and so `publish push`'s preflight) compiles
@@ -280,37 +304,23 @@ fn a_second_run_loads_the_compiled_module_from_the_cache() {
 /// the entry the check wrote.
 #[test]
 fn a_check_fills_the_cache_that_a_run_then_loads() {
-    let dir = std::env::temp_dir().join(format!("harness-cache-check-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let cache = CacheDir::fresh("harness-cache-check");
     let wasm = crate::support::wasm_dir().join("response_header.wasm");
-    crate::support::module("response_header.wasm");
-    let harness = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-            .env("HARNESS_CACHE_DIR", &dir)
-            .args(args)
-            .output()
-            .expect("harness runs")
-    };
     let wasm = wasm.to_string_lossy();
-    let config = r#"{"name":"x-cached","value":"1"}"#;
-    let check = harness(&["check", &wasm, "--config", config]);
+    let check = cache.harness(&["check", &wasm, "--config", CACHED_CONFIG]);
     assert!(
         check.status.success(),
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let entries: Vec<_> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let entries = cache.entries();
     assert_eq!(entries.len(), 1, "the check wrote one entry: {entries:?}");
-    let modified = || {
-        std::fs::metadata(&entries[0])
-            .and_then(|m| m.modified())
-            .ok()
-    };
-    let written = modified();
-    let run = harness(&["run", &wasm, "--config", config]);
+    let written = modified(&entries[0]);
+    let run = cache.harness(&["run", &wasm, "--config", CACHED_CONFIG]);
     assert!(run.status.success());
-    assert_eq!(written, modified(), "the run loaded the check's entry");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        written,
+        modified(&entries[0]),
+        "the run loaded the check's entry"
+    );
 }
