@@ -44,7 +44,8 @@ impl std::fmt::Display for Layout {
 /// Everything a layout needs to know about the module being pushed.
 #[derive(Debug, Clone)]
 pub struct BuildInput<'a> {
-    pub module: &'a [u8],
+    /// Shared with the module blob: building the artifact copies no module bytes.
+    pub module: bytes::Bytes,
     /// `sha256:<hex>` of `module` ([`crate::module::ModuleInfo::digest`]), so it is hashed once.
     pub module_digest: &'a str,
     /// Title of the module layer (the file name oras and others extract to).
@@ -92,7 +93,7 @@ pub fn build(layout: Layout, input: &BuildInput<'_>) -> Result<Artifact> {
             let config = Blob::new(manifest::WASM_IMAGE_CONFIG, input.runtime_config.to_vec());
             let module = Blob::with_digest(
                 manifest::WASM_IMAGE_LAYER,
-                input.module.to_vec(),
+                input.module.clone(),
                 input.module_digest,
             )
             .titled(input.module_title);
@@ -121,7 +122,7 @@ pub fn build(layout: Layout, input: &BuildInput<'_>) -> Result<Artifact> {
         Layout::Cncf => {
             let module = Blob::with_digest(
                 manifest::CNCF_WASM_LAYER,
-                input.module.to_vec(),
+                input.module.clone(),
                 input.module_digest,
             )
             .titled(input.module_title);
@@ -168,7 +169,7 @@ fn to_json(value: &serde_json::Value) -> Result<Vec<u8>> {
 fn compat_tar(input: &BuildInput<'_>) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, bytes) in [
-        (COMPAT_MODULE_NAME, input.module),
+        (COMPAT_MODULE_NAME, &input.module[..]),
         (RUNTIME_CONFIG_NAME, input.runtime_config),
     ] {
         let mut header = tar::Header::new_ustar();
@@ -379,7 +380,7 @@ mod tests {
 
     fn input<'a>(annotations: &'a BTreeMap<String, String>, abi: &'a [String]) -> BuildInput<'a> {
         BuildInput {
-            module: b"\0asm\x01\0\0\0",
+            module: bytes::Bytes::from_static(b"\0asm\x01\0\0\0"),
             module_digest: Box::leak(sha256_digest(b"\0asm\x01\0\0\0").into_boxed_str()),
             module_title: "f.wasm",
             runtime_config: br#"{"type":"envoy_proxy"}"#,

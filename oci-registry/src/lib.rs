@@ -76,9 +76,19 @@ pub struct Mounted {
     pub from: String,
 }
 
+/// What [`prepare`] read and built.
+pub struct Prepared {
+    pub artifact: layout::Artifact,
+    pub info: module::ModuleInfo,
+    /// The module as read, once (shared with its blob): a check of the
+    /// module reads these instead of the file again.
+    pub module: bytes::Bytes,
+}
+
 /// Builds the artifact for a validated module, without any network access.
-pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::ModuleInfo)> {
+pub fn prepare(request: &PushRequest) -> Result<Prepared> {
     let (module_bytes, info) = module::load(&request.module, request.size_cap)?;
+    let module_bytes = bytes::Bytes::from(module_bytes);
     let runtime_config = match &request.runtime_config {
         Some(path) => {
             std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?
@@ -121,7 +131,7 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
         .entry(manifest::ANNOTATION_TITLE.into())
         .or_insert_with(|| title.trim_end_matches(".wasm").to_string());
     let input = layout::BuildInput {
-        module: &module_bytes,
+        module: module_bytes.clone(),
         module_digest: &info.digest,
         module_title: &title,
         runtime_config: &runtime_config,
@@ -131,13 +141,23 @@ pub fn prepare(request: &PushRequest) -> Result<(layout::Artifact, module::Modul
         epoch,
     };
     let artifact = layout::build(request.layout.unwrap_or(Layout::Oci), &input)?;
-    Ok((artifact, info))
+    Ok(Prepared {
+        artifact,
+        info,
+        module: module_bytes,
+    })
 }
 
 /// Validates, builds and uploads: blobs the registry lacks, then the manifest under every tag.
 pub async fn push(client: &RegistryClient, request: &PushRequest) -> Result<PushReport> {
-    let (artifact, info) = prepare(request)?;
-    push_prepared(client, &request.references, &artifact, info).await
+    let prepared = prepare(request)?;
+    push_prepared(
+        client,
+        &request.references,
+        &prepared.artifact,
+        prepared.info,
+    )
+    .await
 }
 
 /// Uploads an artifact [`prepare`] built.

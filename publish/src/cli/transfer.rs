@@ -185,8 +185,10 @@ fn created_epoch(flag: Option<&str>) -> Result<Option<u64>> {
 /// target would not load it; prints its warnings. With `startup`, the
 /// module is also started, under the first `--root-id` (the one Envoy would
 /// use); without, only the static checks run (imports, features, exports).
+/// `harness check` of the module's bytes (read once by [`crate::prepare`]).
 fn preflight(
     module: &Path,
+    bytes: &[u8],
     target: Option<&'static harness::preflight::Target>,
     root_ids: &[String],
     startup: bool,
@@ -194,8 +196,6 @@ fn preflight(
     use harness::preflight::{
         CheckOptions, Severity, StartupInput, WITHOUT_CONFIG, check, default_target,
     };
-    let bytes =
-        std::fs::read(module).map_err(|e| Error::io(format!("reading {}", module.display()), e))?;
     let options = CheckOptions {
         target: target.unwrap_or_else(default_target),
         startup: startup.then(|| StartupInput {
@@ -204,7 +204,7 @@ fn preflight(
         }),
         ..CheckOptions::default()
     };
-    let report = check(&module.display().to_string(), &bytes, &options);
+    let report = check(&module.display().to_string(), bytes, &options);
     // push has no plugin configuration: a filter refusing to start without
     // one is expected, not worth a warning.
     let warnings = report
@@ -262,21 +262,31 @@ pub async fn push(args: PushArgs) -> Result<()> {
         size_cap: args.max_size,
     };
     // Validate and build before touching the network (and before reading a password).
-    let (artifact, info) = crate::prepare(&request)?;
+    let crate::Prepared {
+        artifact,
+        info,
+        module: module_bytes,
+    } = crate::prepare(&request)?;
     // The static checks refuse before any connection; start-up (compiling
     // and starting the module, most of the preflight's time) runs while the
     // blobs upload, and the manifest is put only if it passes.
     let startup = if args.no_check {
         None
     } else {
-        preflight(&request.module, args.target, &request.root_ids, false)?;
+        preflight(
+            &request.module,
+            &module_bytes,
+            args.target,
+            &request.root_ids,
+            false,
+        )?;
         let (module, target, root_ids) = (
             request.module.clone(),
             args.target,
             request.root_ids.clone(),
         );
         Some(tokio::task::spawn_blocking(move || {
-            preflight(&module, target, &root_ids, true)
+            preflight(&module, &module_bytes, target, &root_ids, true)
         }))
     };
     let gate = async move {
