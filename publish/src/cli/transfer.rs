@@ -185,7 +185,8 @@ fn created_epoch(flag: Option<&str>) -> Result<Option<u64>> {
 /// target would not load it; prints its warnings. With `startup`, the
 /// module is also started, under the first `--root-id` (the one Envoy would
 /// use); without, only the static checks run (imports, features, exports).
-/// `harness check` of the module's bytes (read once by [`crate::prepare`]).
+/// It checks `bytes`, the module as [`crate::prepare`] read it for the
+/// upload (`module` only names it), so what is checked is what is pushed.
 fn preflight(
     module: &Path,
     bytes: &[u8],
